@@ -1,0 +1,49 @@
+// The one interface every target implements. A target places a run's secrets where the run reads them and
+// removes them again. runs/ is the only caller; a target never imports the lifecycle.
+import type { SecretValue } from '../daemon/secret-value.js'
+import type { SecretRef, TargetName } from '../daemon/types.js'
+
+/** What a target needs to know about a run: identity and owner, never the ledger record itself. */
+export interface TargetRun {
+  runId: string
+  sessionId: string
+  user: string
+  uid: number
+  gid: number
+  workspace: string
+  launchDir: string
+  host: string
+  /** names the run gets; revoke uses them to find what to remove even after a crash */
+  names: string[]
+}
+
+export interface Placement {
+  /** environment the run needs to find its secrets (never values) */
+  env: Record<string, string>
+  /** where each secret went (ARNs for aws, the store path for hpc) */
+  refs: SecretRef[]
+}
+
+/** How a sweep asks about a run it finds traces of. */
+export type RunLiveness = 'live' | 'terminal' | 'unknown'
+
+export interface TargetStatus {
+  usable: boolean
+  detail?: string
+}
+
+export interface Target {
+  readonly name: TargetName
+  /**
+   * Place every secret, or nothing: a failure part-way removes what was placed before throwing a coded error
+   * (NFS_ERR_PROVISION_FAILED or NFS_ERR_TARGET_UNAVAILABLE). Must be safe to call again for the same run.
+   */
+  provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement>
+  /** Remove everything of the run. Idempotent: what is already gone counts as done. */
+  revoke (run: TargetRun): Promise<void>
+  /** Remove leftovers of runs that are terminal or unknown to the ledger. Returns how many were removed. */
+  sweep (liveness: (runId: string) => RunLiveness): Promise<number>
+  status (): Promise<TargetStatus>
+  /** Idempotent. */
+  close (): Promise<void>
+}
