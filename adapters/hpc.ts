@@ -1,0 +1,181 @@
+// Target `hpc`: a Nextflow secrets store of the run's own, `<runsRoot>/<user>/<runId>/store.json`, which the
+// run finds through NXF_SECRETS_FILE. Nextflow writes its `.nf-<hash>.secrets` export file beside the store,
+// so revoking removes the whole run dir. The filesystem work that must stay safe as root lives in
+// hpc/safe-fs.ts; this file is the Target lifecycle around it.
+import type { Logger } from 'pino'
+import { lstat, mkdir, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { isCoded, nfsError } from '../daemon/errors.js'
+import type { CodedError } from '../daemon/errors.js'
+import type { SecretValue } from '../daemon/secret-value.js'
+import type { Placement, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
+import { formatNextflowStore, isValidSecretName } from './hpc/store-format.js'
+import { isSharedFsType, readMountFsType } from './hpc/fs-type.js'
+import {
+  ensureUserDir, lstatOrNull, makeRunDir, removeRunDir, resolveTrustedDir, unsafePath, writeStoreAndHandOver
+} from './hpc/safe-fs.js'
+
+export { formatNextflowStore } from './hpc/store-format.js'
+export { isSharedFsType } from './hpc/fs-type.js'
+
+export interface HpcTargetOptions {
+  runsRoot: string
+  /** system mode: the daemon is root, creates as root and hands the run dir to the run's user */
+  privileged: boolean
+  logger: Logger
+}
+
+const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
+// A user name becomes one path component: no slash, no dot-only names, nothing a shell or find would misread.
+const USER_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/
+
+function errnoReason (err: unknown): string {
+  const e = err as NodeJS.ErrnoException
+  return typeof e?.code === 'string' ? `${e.code}${e.syscall !== undefined ? ' in ' + e.syscall : ''}` : 'unexpected error'
+}
+
+export function createHpcTarget (opts: HpcTargetOptions): Target {
+  const { privileged } = opts
+  const log = opts.logger.child({ target: 'hpc' })
+  let closed = false
+
+  // The runs root, checked (and created) on every call: an admin may have changed its modes since.
+  async function root (create: boolean): Promise<string | null> {
+    if (privileged) return await resolveTrustedDir(opts.runsRoot, create)
+    // User mode: everything below is the daemon user's own, so plain calls suffice.
+    if (create) await mkdir(opts.runsRoot, { recursive: true, mode: 0o700 })
+    try {
+      const st = await lstat(opts.runsRoot)
+      if (!st.isDirectory()) throw unsafePath(opts.runsRoot, 'not a directory')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw err
+    }
+    return opts.runsRoot
+  }
+
+  function checkRun (run: TargetRun): void {
+    if (!RUN_ID_RE.test(run.runId)) throw unsafePath(run.runId, 'not a run id')
+    if (!USER_RE.test(run.user)) throw unsafePath(run.user, 'not a plain user name')
+    if (!Number.isInteger(run.uid) || run.uid < 0 || !Number.isInteger(run.gid) || run.gid < 0) {
+      throw unsafePath(run.user, 'no valid uid/gid')
+    }
+  }
+
+  function wrap (code: 'NFS_ERR_PROVISION_FAILED' | 'NFS_ERR_REVOKE_FAILED', err: unknown): CodedError {
+    if (isCoded(err)) return err
+    return nfsError(code, ['hpc', errnoReason(err)], err)
+  }
+
+  async function provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement> {
+    if (closed) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['hpc', 'closed'])
+    checkRun(run)
+    for (const name of secrets.keys()) {
+      if (!isValidSecretName(name)) throw nfsError('NFS_ERR_INVALID_NAME', [name])
+    }
+    let runDir: string | null = null
+    let created = false
+    try {
+      const base = (await root(true))!
+      const userDir = (await ensureUserDir(base, run.user, privileged, true))!
+      runDir = join(userDir, run.runId)
+      // A retried call finds its earlier dir: start again from nothing (the run has not read it yet).
+      // Anything but a plain directory there means someone interfered: refuse and touch nothing.
+      const existing = await lstatOrNull(runDir)
+      if (existing !== null) {
+        if (existing.isSymbolicLink() || !existing.isDirectory()) throw unsafePath(runDir, 'not a plain directory')
+        await removeRunDir(runDir, privileged)
+      }
+      await makeRunDir(runDir)
+      created = true
+      const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
+      const content = Buffer.from(formatNextflowStore(entries), 'utf8')
+      const storePath = await writeStoreAndHandOver(runDir, content, privileged ? { uid: run.uid, gid: run.gid } : null)
+      log.info({ runId: run.runId, user: run.user, count: secrets.size }, 'hpc store provisioned')
+      return {
+        env: { NXF_SECRETS_FILE: storePath, NXF_UUID: run.sessionId, NF_SECRETS_RUN_ID: run.runId },
+        refs: [...secrets.keys()].sort().map(name => ({ name, ref: storePath }))
+      }
+    } catch (err) {
+      if (created && runDir !== null) {
+        await removeRunDir(runDir, privileged).catch(cleanupErr => {
+          log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
+        })
+      }
+      log.warn({ runId: run.runId, user: run.user, err }, 'hpc provision failed')
+      throw wrap('NFS_ERR_PROVISION_FAILED', err)
+    }
+  }
+
+  // Remove one run dir; false when there was nothing (idempotent revoke, sweep counting).
+  async function removeRun (user: string, runId: string): Promise<boolean> {
+    const base = await root(false)
+    if (base === null) return false
+    const userDir = await ensureUserDir(base, user, privileged, false)
+    if (userDir === null) return false
+    return await removeRunDir(join(userDir, runId), privileged)
+  }
+
+  async function revoke (run: TargetRun): Promise<void> {
+    checkRun(run)
+    try {
+      const removed = await removeRun(run.user, run.runId)
+      log.info({ runId: run.runId, user: run.user, removed }, 'hpc store revoked')
+    } catch (err) {
+      log.warn({ runId: run.runId, user: run.user, err }, 'hpc revoke failed')
+      throw wrap('NFS_ERR_REVOKE_FAILED', err)
+    }
+  }
+
+  async function sweep (liveness: (runId: string) => RunLiveness): Promise<number> {
+    const base = await root(false)
+    if (base === null) return 0
+    let removed = 0
+    for (const user of await readdir(base)) {
+      if (!USER_RE.test(user)) continue
+      let userDir: string | null
+      try {
+        userDir = await ensureUserDir(base, user, privileged, false)
+      } catch (err) {
+        log.warn({ user, err }, 'hpc sweep skipped an unsafe user directory')
+        continue
+      }
+      if (userDir === null) continue
+      for (const runId of await readdir(userDir)) {
+        if (!RUN_ID_RE.test(runId) || liveness(runId) === 'live') continue
+        try {
+          if (await removeRunDir(join(userDir, runId), privileged)) removed++
+        } catch (err) {
+          log.warn({ user, runId, err }, 'hpc sweep could not remove a run directory')
+        }
+      }
+    }
+    if (removed > 0) log.info({ removed }, 'hpc sweep removed leftover stores')
+    return removed
+  }
+
+  async function status (): Promise<TargetStatus> {
+    let base: string
+    try {
+      base = (await root(true))!
+    } catch (err) {
+      return { usable: false, detail: `runs root ${opts.runsRoot} is not usable: ${isCoded(err) ? err.message : errnoReason(err)}` }
+    }
+    const fsType = await readMountFsType(base)
+    if (fsType !== null && isSharedFsType(fsType)) return { usable: true, detail: `runs root ${base} on ${fsType}` }
+    return {
+      usable: true,
+      detail: `warning: runs root ${base} is on ${fsType ?? 'an unknown filesystem'}, not a shared filesystem; ` +
+        'grid tasks on compute nodes will not find their secrets (local executor only)'
+    }
+  }
+
+  return {
+    name: 'hpc',
+    provision,
+    revoke,
+    sweep,
+    status,
+    async close () { closed = true }
+  }
+}

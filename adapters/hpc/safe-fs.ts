@@ -1,0 +1,204 @@
+// Filesystem steps of the hpc target that stay safe when the daemon is root and users own the run dirs.
+// Node has no openat()/mkdirat(), so safety comes from the shape of the tree instead:
+//   - every component from / down to `<runsRoot>/<user>` is a directory (or a root-owned symlink) owned by
+//     root or the daemon, that no other user can write (a sticky dir such as /tmp is fine above the root,
+//     because a user can neither replace nor remove what root owns there): checked with lstat on each call;
+//   - so the only directory a user ever controls is their run dir, and root touches nothing inside it after
+//     handing it over: the store is created while the dir is still root's and 0700, with O_EXCL|O_NOFOLLOW,
+//     and removal of the contents runs in a child with the dir owner's own uid and gid.
+import { spawn } from 'node:child_process'
+import { constants } from 'node:fs'
+import { lstat, mkdir, open, readlink, rmdir, unlink } from 'node:fs/promises'
+import type { Stats } from 'node:fs'
+import { dirname, isAbsolute, join } from 'node:path'
+import { nfsError } from '../../daemon/errors.js'
+import type { CodedError } from '../../daemon/errors.js'
+
+export interface Owner { uid: number, gid: number }
+
+const S_ISVTX = 0o1000
+const MAX_SYMLINK_HOPS = 40
+// Children get a fixed, minimal environment: nothing of the daemon's (and so no value) can leak into them.
+const CHILD_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
+
+export function unsafePath (path: string, why: string): CodedError {
+  return nfsError('NFS_ERR_UNSAFE_PATH', [path, why])
+}
+
+function isTrustedUid (uid: number): boolean {
+  return uid === 0 || uid === process.geteuid?.()
+}
+
+export async function lstatOrNull (path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw err
+  }
+}
+
+/**
+ * Walk an absolute path from `/`, creating missing directories (0711) when `create` is set, and return its
+ * symlink-free form. Every directory must be owned by root or the daemon and not writable by group or others
+ * (sticky directories are accepted above the last component); a symlink is followed only when root or the
+ * daemon owns it. Anything else throws NFS_ERR_UNSAFE_PATH; a missing path without `create` returns null.
+ */
+export async function resolveTrustedDir (target: string, create: boolean): Promise<string | null> {
+  if (!isAbsolute(target)) throw unsafePath(target, 'the runs root must be an absolute path')
+  const rootSt = await lstat('/')
+  if (!isTrustedUid(rootSt.uid) || (rootSt.mode & 0o022) !== 0) throw unsafePath('/', 'the root directory is writable by others')
+  let pending = target.split('/').filter(c => c !== '' && c !== '.')
+  let cur = '/'
+  let hops = 0
+  while (pending.length > 0) {
+    const c = pending.shift()!
+    if (c === '..') { cur = dirname(cur); continue }
+    const next = join(cur, c)
+    let st = await lstatOrNull(next)
+    if (st === null) {
+      if (!create) return null
+      try {
+        await mkdir(next, { mode: 0o711 })
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      }
+      st = await lstat(next)
+    }
+    if (st.isSymbolicLink()) {
+      if (!isTrustedUid(st.uid)) throw unsafePath(next, `a symlink owned by uid ${st.uid}`)
+      if (++hops > MAX_SYMLINK_HOPS) throw unsafePath(target, 'too many symlinks')
+      const link = await readlink(next)
+      if (link.startsWith('/')) cur = '/'
+      pending = [...link.split('/').filter(p => p !== '' && p !== '.'), ...pending]
+      continue
+    }
+    if (!st.isDirectory()) throw unsafePath(next, 'not a directory')
+    if (!isTrustedUid(st.uid)) throw unsafePath(next, `owned by uid ${st.uid}, not root`)
+    const writable = (st.mode & 0o022) !== 0
+    if (writable && (pending.length === 0 || (st.mode & S_ISVTX) === 0)) {
+      throw unsafePath(next, 'writable by group or others')
+    }
+    cur = next
+  }
+  return cur
+}
+
+/**
+ * `<root>/<user>`: created by the daemon (0711 as root so users can reach their own run dir but not list
+ * the others; 0700 in user mode), then checked: a real directory of the daemon's, not writable by others.
+ */
+export async function ensureUserDir (root: string, user: string, privileged: boolean, create: boolean): Promise<string | null> {
+  const path = join(root, user)
+  if (create) {
+    try {
+      await mkdir(path, { mode: privileged ? 0o711 : 0o700 })
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+  }
+  const st = await lstatOrNull(path)
+  if (st === null) return null
+  if (st.isSymbolicLink()) throw unsafePath(path, 'a symlink where the user directory should be')
+  if (!st.isDirectory()) throw unsafePath(path, 'not a directory')
+  if (st.uid !== process.geteuid?.()) throw unsafePath(path, `owned by uid ${st.uid}, not by the daemon`)
+  if ((st.mode & 0o022) !== 0) throw unsafePath(path, 'writable by group or others')
+  return path
+}
+
+/** Create the run dir, 0700; it must not exist (a retry removes the old one first). */
+export async function makeRunDir (runDir: string): Promise<void> {
+  try {
+    await mkdir(runDir, { mode: 0o700 })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw unsafePath(runDir, 'appeared while provisioning')
+    throw err
+  }
+}
+
+/**
+ * Fill a run dir just made by makeRunDir with `store.json` (0600) holding `content`, then hand both to
+ * `owner`: the file first, the directory last, so the user never owns a directory root still writes into.
+ * `content` is zeroed afterwards. On failure the caller removes the run dir with removeRunDir.
+ */
+export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null): Promise<string> {
+  const storePath = join(runDir, 'store.json')
+  const dir = await open(runDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  try {
+    const dst = await dir.stat()
+    if (dst.uid !== process.geteuid?.()) throw unsafePath(runDir, 'not created by the daemon')
+    await dir.chmod(0o700)
+    const fh = await open(storePath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+    try {
+      await fh.chmod(0o600) // the umask may have narrowed it; Nextflow wants exactly rw-------
+      await fh.writeFile(content)
+      if (owner !== null) await fh.chown(owner.uid, owner.gid)
+      await fh.sync()
+    } finally {
+      content.fill(0)
+      await fh.close()
+    }
+    await dir.sync()
+    if (owner !== null) await dir.chown(owner.uid, owner.gid)
+  } finally {
+    await dir.close()
+  }
+  return storePath
+}
+
+/** Run a fixed command, as `owner` when given (libuv drops supplementary groups when it sets uid/gid). */
+export function runChild (argv: readonly string[], owner: Owner | null): Promise<{ code: number | null, stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: '/',
+      env: CHILD_ENV,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {})
+    })
+    let stderr = ''
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (d: string) => { if (stderr.length < 2000) stderr += d })
+    child.once('error', reject)
+    child.once('close', code => resolve({ code, stderr }))
+  })
+}
+
+/** Empty a directory as `owner`: never following a symlink, and restoring u+rwx on subdirs first. */
+async function emptyDirAs (path: string, owner: Owner | null): Promise<void> {
+  // The user may have made a subdir (or the run dir) read-only; as its owner we may give it back.
+  await runChild(['find', path, '-type', 'd', '!', '-perm', '-700', '-exec', 'chmod', 'u+rwx', '{}', '+'], owner)
+  const res = await runChild(['find', path, '-mindepth', '1', '-delete'], owner)
+  if (res.code !== 0) {
+    const err = new Error(`find -delete exited ${String(res.code)}`) as Error & { stderr?: string }
+    err.stderr = res.stderr.slice(0, 500)
+    throw err
+  }
+}
+
+/**
+ * Remove `<userDir>/<runId>` whatever its content. Returns false when there was nothing to remove.
+ * `userDir` must come from ensureUserDir, so no user can swap the run dir entry while we look at it.
+ * Contents go with the credentials of the directory's owner; only the now-empty entry is removed by us.
+ */
+export async function removeRunDir (runDir: string, privileged: boolean): Promise<boolean> {
+  const st = await lstatOrNull(runDir)
+  if (st === null) return false
+  // unlink never follows a symlink: whatever it pointed at stays untouched.
+  if (!st.isDirectory()) { await unlink(runDir); return true }
+  const daemonUid = process.geteuid?.()
+  let owner: Owner | null = null
+  if (privileged && st.uid !== daemonUid) owner = { uid: st.uid, gid: st.gid }
+  else if (privileged && (st.mode & 0o022) !== 0) throw unsafePath(runDir, 'a root-owned run directory writable by others')
+  // A user still writing into their dir can make rmdir fail with ENOTEMPTY: empty it again, a few times.
+  for (let attempt = 1; ; attempt++) {
+    await emptyDirAs(runDir, owner)
+    try {
+      await rmdir(runDir)
+      return true
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return true
+      if (code !== 'ENOTEMPTY' || attempt >= 3) throw err
+    }
+  }
+}

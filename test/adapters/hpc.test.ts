@@ -1,0 +1,172 @@
+// The hpc target's store format, fs-type detection and its normal lifecycle with a real user (alice).
+// The attacks are in hpc-root.test.ts.
+import t from 'tap'
+import type { Test } from 'tap'
+import { execFileSync } from 'node:child_process'
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { createHpcTarget, formatNextflowStore, isSharedFsType } from '../../adapters/hpc.js'
+import { fsTypeOf, parseMountinfo } from '../../adapters/hpc/fs-type.js'
+import { gsonString, isValidSecretName } from '../../adapters/hpc/store-format.js'
+import type { TargetRun } from '../../adapters/types.js'
+import { SecretValue } from '../../daemon/secret-value.js'
+import { ensureUsers } from '../helpers/users.js'
+
+const fixture = readFileSync(new URL('../fixtures/nextflow/store.json', import.meta.url))
+const [alice] = ensureUsers(['alice', 'bob', 'carol'])
+
+function secrets (obj: Record<string, string>): Map<string, SecretValue> {
+  return new Map(Object.entries(obj).map(([k, v]) => [k, new SecretValue(v)]))
+}
+
+function testRoot (t: Test): string {
+  const dir = mkdtempSync('/tmp/nfs-hpc-')
+  chmodSync(dir, 0o755)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function runOf (user: { name: string, uid: number, gid: number }, runId: string): TargetRun {
+  return { runId, sessionId: '6f1d2c3b-0000-4000-8000-00000000abcd', user: user.name, uid: user.uid, gid: user.gid, workspace: 'personal', launchDir: '/tmp', host: 'h', names: [] }
+}
+
+t.test('formatNextflowStore matches the Nextflow fixture byte for byte', async t => {
+  const text = formatNextflowStore([
+    { name: 'SIGNING_KEY_B64', value: 'c2lnbmluZy1rZXk=' },
+    { name: 'DB_PASSWORD', value: 'hunter2' },
+    { name: 'API_TOKEN', value: 's3cr3t-token' },
+    { name: 'PRICE_TAG', value: 'costs $5' }
+  ])
+  t.same(Buffer.from(text, 'utf8'), fixture)
+  t.equal(formatNextflowStore([]), '[]')
+  t.equal(formatNextflowStore([{ name: 'foo', value: 'bar' }, { name: 'hello', value: 'world' }]),
+    '[\n  {\n    "name": "foo",\n    "value": "bar"\n  },\n  {\n    "name": "hello",\n    "value": "world"\n  }\n]')
+  t.throws(() => formatNextflowStore([{ name: 'A1', value: 'x' }, { name: 'A1', value: 'y' }]))
+  t.same(JSON.parse(text).map((e: { name: string }) => e.name), ['API_TOKEN', 'DB_PASSWORD', 'PRICE_TAG', 'SIGNING_KEY_B64'])
+})
+
+t.test('gsonString escapes like Gson with HTML escaping', async t => {
+  const table: Array<[string, string]> = [
+    ['a=b', '"a\\u003db"'],
+    ['<>&\'', '"\\u003c\\u003e\\u0026\\u0027"'],
+    ['q"b\\', '"q\\"b\\\\"'],
+    ['\t\n\r\b\f', '"\\t\\n\\r\\b\\f"'],
+    ['\u0001\u001b', '"\\u0001\\u001b"'],
+    ['\u2028\u2029', '"\\u2028\\u2029"'],
+    ['é/ü€😀\u007f', '"é/ü€😀\u007f"']
+  ]
+  // Assertion names carry no raw input: U+2028 would end a TAP line.
+  table.forEach(([input, want], i) => {
+    t.equal(gsonString(input), want, `row ${i}`)
+    t.equal(JSON.parse(gsonString(input)), input, `row ${i} parses back`)
+  })
+})
+
+t.test('secret names follow Nextflow rule', async t => {
+  for (const ok of ['AB', 'A_', '_A', 'api_token', 'A' + 'b'.repeat(99)]) t.ok(isValidSecretName(ok), ok)
+  for (const bad of ['A', '1A', 'A__B', '__A', 'A-B', 'A B', '', 'A' + 'b'.repeat(100)]) t.notOk(isValidSecretName(bad), bad)
+})
+
+t.test('shared filesystem detection', async t => {
+  for (const ty of ['nfs', 'nfs4', 'lustre', 'gpfs', 'beegfs', 'cephfs', 'fuse.glusterfs', 'GPFS', 'wekafs']) t.ok(isSharedFsType(ty), ty)
+  for (const ty of ['ext4', 'xfs', 'tmpfs', 'overlay', 'btrfs', 'zfs', 'fuse.unknownfs', '']) t.notOk(isSharedFsType(ty), ty)
+  const mounts = parseMountinfo([
+    '26 1 254:0 / / rw,relatime - ext4 /dev/vda rw',
+    '40 26 0:50 / /home rw,relatime shared:1 - nfs4 srv:/home rw,vers=4.2',
+    '41 26 0:51 / /scratch\\040space rw - lustre 10.0.0.1@tcp:/scratch rw',
+    'garbage line'
+  ].join('\n'))
+  t.same(mounts.map(m => m.mountPoint), ['/', '/home', '/scratch space'])
+  t.equal(fsTypeOf('/home/alice/.nf-secretsd/runs', mounts), 'nfs4')
+  t.equal(fsTypeOf('/homeless', mounts), 'ext4')
+  t.equal(fsTypeOf('/scratch space/x', mounts), 'lustre')
+  t.equal(fsTypeOf('/var/lib/nf-secretsd/runs', mounts), 'ext4')
+})
+
+t.test('provision writes the exact store, owned by alice, and revoke removes the whole dir', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'runs')
+  const target = createHpcTarget({ runsRoot, privileged: true, logger: pino({ level: 'silent' }) })
+  t.teardown(() => target.close())
+  const run = runOf(alice!, 'R0000000000001')
+  const values = { SIGNING_KEY_B64: 'c2lnbmluZy1rZXk=', DB_PASSWORD: 'hunter2', API_TOKEN: 's3cr3t-token', PRICE_TAG: 'costs $5' }
+  const placement = await target.provision(run, secrets(values))
+  const runDir = join(runsRoot, 'alice', run.runId)
+  const store = join(runDir, 'store.json')
+  t.same(placement.env, { NXF_SECRETS_FILE: store, NXF_UUID: run.sessionId, NF_SECRETS_RUN_ID: run.runId })
+  t.same(placement.refs, Object.keys(values).sort().map(name => ({ name, ref: store })))
+  t.same(readFileSync(store), fixture)
+  const fst = lstatSync(store)
+  t.equal(fst.mode & 0o7777, 0o600)
+  t.same([fst.uid, fst.gid], [alice!.uid, alice!.gid])
+  const dst = lstatSync(runDir)
+  t.equal(dst.mode & 0o7777, 0o700)
+  t.same([dst.uid, dst.gid], [alice!.uid, alice!.gid])
+  const ust = lstatSync(join(runsRoot, 'alice'))
+  t.same([ust.uid, ust.mode & 0o7777], [0, 0o711])
+  t.same(readdirSync(runDir), ['store.json'])
+
+  // Nextflow, as alice, can read it; then leaves its export file and more behind.
+  t.same(execFileSync('runuser', ['-u', 'alice', '--', 'cat', store]), fixture)
+  execFileSync('runuser', ['-u', 'alice', '--', 'sh', '-c',
+    'cd "$1" && umask 077 && echo "export X=1" > .nf-0123456789abcdef0123456789abcdef.secrets && mkdir -p a/b && touch a/b/c && chmod 500 a', 'sh', runDir])
+  await target.revoke(run)
+  t.throws(() => lstatSync(runDir), { code: 'ENOENT' })
+  t.ok(lstatSync(join(runsRoot, 'alice')).isDirectory(), 'the user dir stays')
+  await target.revoke(run) // idempotent
+})
+
+t.test('a retried provision replaces the earlier store, and an empty run gets []', async t => {
+  const top = testRoot(t)
+  const target = createHpcTarget({ runsRoot: join(top, 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
+  const run = runOf(alice!, 'R0000000000002')
+  await target.provision(run, secrets({ OLD_ONE: 'x' }))
+  const p = await target.provision(run, secrets({}))
+  const store = p.env.NXF_SECRETS_FILE!
+  t.equal(readFileSync(store, 'utf8'), '[]')
+  t.equal(lstatSync(store).uid, alice!.uid)
+  await t.rejects(target.provision(run, secrets({ 'BAD-NAME': 'x' })), { code: 'NFS_ERR_INVALID_NAME' })
+  await t.rejects(target.provision({ ...run, runId: '../../etc/x' }, secrets({})), { code: 'NFS_ERR_UNSAFE_PATH' })
+  await t.rejects(target.provision({ ...run, user: '..' }, secrets({})), { code: 'NFS_ERR_UNSAFE_PATH' })
+})
+
+t.test('sweep removes terminal and unknown runs only', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'runs')
+  const target = createHpcTarget({ runsRoot, privileged: true, logger: pino({ level: 'silent' }) })
+  const ids = { R0000000000010: 'live', R0000000000011: 'terminal', R0000000000012: 'unknown' } as const
+  for (const id of Object.keys(ids)) await target.provision(runOf(alice!, id), secrets({ TOKEN: 'v' }))
+  mkdirSync(join(runsRoot, 'alice', 'not-a-run-id'))
+  const removed = await target.sweep(id => ids[id as keyof typeof ids] ?? 'unknown')
+  t.equal(removed, 2)
+  t.same(readdirSync(join(runsRoot, 'alice')).sort(), ['R0000000000010', 'not-a-run-id'])
+})
+
+t.test('status: usable, with a warning off a shared filesystem; unusable on an unsafe root', async t => {
+  const top = testRoot(t)
+  const good = createHpcTarget({ runsRoot: join(top, 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
+  const st = await good.status()
+  t.equal(st.usable, true)
+  t.match(st.detail, /warning/) // /tmp is not on a shared filesystem on this machine or in CI
+  mkdirSync(join(top, 'open'), { mode: 0o777 })
+  chmodSync(join(top, 'open'), 0o777)
+  const bad = createHpcTarget({ runsRoot: join(top, 'open'), privileged: true, logger: pino({ level: 'silent' }) })
+  t.equal((await bad.status()).usable, false)
+})
+
+t.test('user mode: same layout and modes with plain calls', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'home', '.nf-secretsd', 'runs')
+  const target = createHpcTarget({ runsRoot, privileged: false, logger: pino({ level: 'silent' }) })
+  const run = runOf({ name: 'root', uid: 0, gid: 0 }, 'R0000000000020')
+  const p = await target.provision(run, secrets({ TOKEN: 'a=b' }))
+  const store = p.env.NXF_SECRETS_FILE!
+  t.equal(store, join(runsRoot, 'root', run.runId, 'store.json'))
+  t.equal(readFileSync(store, 'utf8'), '[\n  {\n    "name": "TOKEN",\n    "value": "a\\u003db"\n  }\n]')
+  t.equal(lstatSync(store).mode & 0o7777, 0o600)
+  t.equal(lstatSync(join(runsRoot, 'root', run.runId)).mode & 0o7777, 0o700)
+  writeFileSync(join(runsRoot, 'root', run.runId, '.nf-00000000000000000000000000000000.secrets'), 'x', { mode: 0o600 })
+  await target.revoke(run)
+  t.same(readdirSync(join(runsRoot, 'root')), [])
+})
