@@ -1,0 +1,108 @@
+// /secrets: metadata, writes and resolution. Values come in, never go out: no route returns a stored value.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { Type, type Static } from '@sinclair/typebox'
+import { can, PERSONAL } from '../access.js'
+import { nfsError } from '../errors.js'
+import { resolveSecrets, userScope, workspaceScope } from '../resolve.js'
+import { SecretValue } from '../secret-value.js'
+import { checkSecretName, checkSecretValue } from '../validate.js'
+import type { Caller, Scope, SecretMeta, Workspace } from '../types.js'
+import type { ServerDeps } from '../deps.js'
+
+const WsQuery = Type.Object({ workspace: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false })
+const NameParams = Type.Object({ name: Type.String({ maxLength: 200 }) })
+const CreateBody = Type.Object({
+  name: Type.String({ maxLength: 200 }),
+  value: Type.String(),
+  workspace: Type.Optional(Type.String({ maxLength: 200 }))
+}, { additionalProperties: false })
+const UpdateBody = Type.Object({
+  value: Type.String(),
+  workspace: Type.Optional(Type.String({ maxLength: 200 }))
+}, { additionalProperties: false })
+
+/** The workspace a request names, checked to exist; null for the caller's personal scope. */
+export function workspaceOf (deps: ServerDeps, name: string | undefined): Workspace | null {
+  if (name === undefined || name === '' || name === PERSONAL) return null
+  const ws = deps.store.getWorkspace(name)
+  if (ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(name.slice(0, 80))])
+  return ws
+}
+
+function writableScope (caller: Caller, ws: Workspace | null): Scope {
+  if (ws === null) return userScope(caller.user)
+  if (!can(caller, 'secrets.write', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`writing secrets of workspace ${ws.name} needs owner, admin or maintain`])
+  return workspaceScope(ws.name)
+}
+
+function readable (caller: Caller, ws: Workspace): void {
+  if (!can(caller, 'secrets.read', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`you are not a member of workspace ${ws.name}`])
+}
+
+export default async function secretsApi (api: FastifyInstance): Promise<void> {
+  const { deps } = api
+
+  function emit (type: 'secret.created' | 'secret.updated' | 'secret.deleted', request: FastifyRequest, meta: SecretMeta): void {
+    const ws = meta.scope.startsWith('workspace:') ? meta.scope.slice('workspace:'.length) : undefined
+    deps.events.publish({ type, user: request.caller.user, ...(ws !== undefined ? { workspace: ws } : {}), names: [meta.name] })
+  }
+
+  api.get('/secrets', { schema: { querystring: WsQuery } }, async (request) => {
+    const { workspace } = request.query as Static<typeof WsQuery>
+    const caller = request.caller
+    const scopes: Scope[] = [userScope(caller.user)]
+    if (workspace !== undefined && workspace !== '' && workspace !== PERSONAL) {
+      const ws = workspaceOf(deps, workspace)!
+      readable(caller, ws)
+      scopes.push(workspaceScope(ws.name))
+    } else if (workspace === undefined) {
+      // No workspace named: the caller's own secrets and those of every workspace they may read.
+      for (const ws of deps.store.listWorkspaces()) {
+        if (can(caller, 'secrets.read', ws)) scopes.push(workspaceScope(ws.name))
+      }
+    }
+    return deps.store.listSecrets(scopes)
+  })
+
+  api.get('/secrets/resolve', { schema: { querystring: WsQuery } }, async (request) => {
+    const { workspace } = request.query as Static<typeof WsQuery>
+    const caller = request.caller
+    const ws = workspaceOf(deps, workspace)
+    if (ws !== null) readable(caller, ws)
+    const mine = deps.store.listSecrets([userScope(caller.user)])
+    const theirs = ws !== null ? deps.store.listSecrets([workspaceScope(ws.name)]) : []
+    return resolveSecrets(mine, theirs)
+  })
+
+  api.post('/secrets', { schema: { body: CreateBody } }, async (request, reply) => {
+    const body = request.body as Static<typeof CreateBody>
+    const name = checkSecretName(body.name)
+    const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
+    checkSecretValue(body.value)
+    const meta = await deps.store.createSecret(scope, name, new SecretValue(body.value), request.caller.user)
+    await deps.audit.append({ action: 'secret.create', actor: request.caller.user, scope, name })
+    emit('secret.created', request, meta)
+    return reply.code(201).send(meta)
+  })
+
+  api.put('/secrets/:name', { schema: { params: NameParams, body: UpdateBody } }, async (request) => {
+    const body = request.body as Static<typeof UpdateBody>
+    const name = checkSecretName((request.params as Static<typeof NameParams>).name)
+    const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
+    checkSecretValue(body.value)
+    const meta = await deps.store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user)
+    await deps.audit.append({ action: 'secret.update', actor: request.caller.user, scope, name })
+    emit('secret.updated', request, meta)
+    return meta
+  })
+
+  api.delete('/secrets/:name', { schema: { params: NameParams, querystring: WsQuery } }, async (request) => {
+    const name = checkSecretName((request.params as Static<typeof NameParams>).name)
+    const { workspace } = request.query as Static<typeof WsQuery>
+    const scope = writableScope(request.caller, workspaceOf(deps, workspace))
+    const meta = await deps.store.deleteSecret(scope, name, request.caller.user)
+    await deps.audit.append({ action: 'secret.delete', actor: request.caller.user, scope, name })
+    emit('secret.deleted', request, meta)
+    return { deleted: name, scope }
+  })
+}

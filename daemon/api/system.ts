@@ -1,0 +1,37 @@
+// GET /health, /whoami, /status.
+import type { FastifyInstance } from 'fastify'
+import { rolesOf } from '../access.js'
+
+export default async function systemApi (api: FastifyInstance): Promise<void> {
+  const { deps } = api
+
+  api.get('/health', async () => ({ status: 'ok' }))
+
+  api.get('/whoami', async (request) => {
+    const c = request.caller
+    return {
+      user: c.user,
+      uid: c.uid,
+      gid: c.gid,
+      groups: c.groups,
+      admin: c.isAdmin,
+      roles: { personal: 'owner', ...rolesOf(c, deps.store.listWorkspaces()) }
+    }
+  })
+
+  api.get('/status', async () => {
+    const counts = deps.store.counts()
+    return {
+      version: deps.version,
+      mode: deps.config.mode,
+      pid: process.pid,
+      startedAt: deps.startedAt.toISOString(),
+      uptimeSeconds: Math.round((deps.clock().getTime() - deps.startedAt.getTime()) / 1000),
+      secrets: counts.secrets,
+      workspaces: counts.workspaces,
+      runs: deps.runs?.countsByState() ?? {},
+      targets: deps.runs !== undefined ? await deps.runs.targetStatus() : {},
+      watches: deps.watches?.summary() ?? { roots: 0, launchDirs: 0, degraded: [] }
+    }
+  })
+}

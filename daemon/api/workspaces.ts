@@ -1,0 +1,117 @@
+// /workspaces: create and delete (system admins), members and Unix-group mappings (workspace owners and admins).
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { Type, type Static } from '@sinclair/typebox'
+import { can, isRole, PERSONAL, roleIn } from '../access.js'
+import { nfsError } from '../errors.js'
+import { checkWorkspaceName } from '../validate.js'
+import type { Role, Workspace } from '../types.js'
+
+const WsParams = Type.Object({ ws: Type.String({ maxLength: 200 }) })
+const MemberParams = Type.Object({ ws: Type.String({ maxLength: 200 }), user: Type.String({ maxLength: 200 }) })
+const GroupParams = Type.Object({ ws: Type.String({ maxLength: 200 }), group: Type.String({ maxLength: 200 }) })
+const RoleBody = Type.Object({ role: Type.String({ maxLength: 20 }) }, { additionalProperties: false })
+const CreateBody = Type.Object({
+  name: Type.String({ maxLength: 200 }),
+  owner: Type.Optional(Type.String({ maxLength: 200 }))
+}, { additionalProperties: false })
+
+// Unix user and group names: what useradd and sssd accept in practice, and nothing that could be a path.
+const PRINCIPAL_RE = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$/
+
+export default async function workspacesApi (api: FastifyInstance): Promise<void> {
+  const { deps } = api
+
+  function view (ws: Workspace, request: FastifyRequest): Record<string, unknown> {
+    return { name: ws.name, role: roleIn(request.caller, ws), members: ws.members, groups: ws.groups, createdAt: ws.createdAt, createdBy: ws.createdBy, version: ws.version }
+  }
+
+  function existing (name: string): Workspace {
+    const ws = deps.store.getWorkspace(name)
+    if (ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(name.slice(0, 80))])
+    return ws
+  }
+
+  function manageable (request: FastifyRequest, name: string): Workspace {
+    const ws = existing(name)
+    if (!can(request.caller, 'members.manage', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`managing members of ${ws.name} needs owner or admin`])
+    return ws
+  }
+
+  function role (body: unknown): Role {
+    const r = (body as Static<typeof RoleBody>).role
+    if (!isRole(r)) throw nfsError('NFS_ERR_INVALID_ROLE', [JSON.stringify(r)])
+    return r
+  }
+
+  function principal (name: string, kind: 'user' | 'group'): string {
+    const known = PRINCIPAL_RE.test(name) && (kind === 'user' ? deps.users.userByName(name) !== null : deps.users.groupExists(name))
+    if (!known) throw nfsError('NFS_ERR_UNKNOWN_USER', [`${kind} ${JSON.stringify(name.slice(0, 80))}`])
+    return name
+  }
+
+  api.get('/workspaces', async (request) => {
+    const all = deps.store.listWorkspaces()
+    const visible = request.caller.isAdmin ? all : all.filter(ws => roleIn(request.caller, ws) !== null)
+    return visible.map(ws => view(ws, request))
+  })
+
+  api.get('/workspaces/:ws', { schema: { params: WsParams } }, async (request) => {
+    const ws = existing((request.params as Static<typeof WsParams>).ws)
+    if (!request.caller.isAdmin && roleIn(request.caller, ws) === null) throw nfsError('NFS_ERR_FORBIDDEN', [`you are not a member of workspace ${ws.name}`])
+    return view(ws, request)
+  })
+
+  api.post('/workspaces', { schema: { body: CreateBody } }, async (request, reply) => {
+    const body = request.body as Static<typeof CreateBody>
+    if (!can(request.caller, 'workspaces.manage', null)) throw nfsError('NFS_ERR_FORBIDDEN', ['creating workspaces needs a system admin'])
+    const name = checkWorkspaceName(body.name)
+    if (name === PERSONAL) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [PERSONAL])
+    const owner = body.owner !== undefined ? principal(body.owner, 'user') : null
+    let ws = await deps.store.createWorkspace(name, request.caller.user)
+    if (owner !== null) ws = await deps.store.setMember(name, owner, 'owner')
+    await deps.audit.append({ action: 'workspace.create', actor: request.caller.user, workspace: name })
+    return reply.code(201).send(view(ws, request))
+  })
+
+  api.delete('/workspaces/:ws', { schema: { params: WsParams } }, async (request) => {
+    if (!can(request.caller, 'workspaces.manage', null)) throw nfsError('NFS_ERR_FORBIDDEN', ['deleting workspaces needs a system admin'])
+    const ws = existing((request.params as Static<typeof WsParams>).ws)
+    await deps.store.deleteWorkspace(ws.name)
+    await deps.audit.append({ action: 'workspace.delete', actor: request.caller.user, workspace: ws.name })
+    return { deleted: ws.name }
+  })
+
+  api.put('/workspaces/:ws/members/:user', { schema: { params: MemberParams, body: RoleBody } }, async (request) => {
+    const p = request.params as Static<typeof MemberParams>
+    const ws = manageable(request, p.ws)
+    const r = role(request.body)
+    const updated = await deps.store.setMember(ws.name, principal(p.user, 'user'), r)
+    await deps.audit.append({ action: 'member.set', actor: request.caller.user, workspace: ws.name, detail: { user: p.user, role: r } })
+    return view(updated, request)
+  })
+
+  api.delete('/workspaces/:ws/members/:user', { schema: { params: MemberParams } }, async (request) => {
+    const p = request.params as Static<typeof MemberParams>
+    const ws = manageable(request, p.ws)
+    const updated = await deps.store.setMember(ws.name, p.user, null)
+    await deps.audit.append({ action: 'member.remove', actor: request.caller.user, workspace: ws.name, detail: { user: p.user } })
+    return view(updated, request)
+  })
+
+  api.put('/workspaces/:ws/groups/:group', { schema: { params: GroupParams, body: RoleBody } }, async (request) => {
+    const p = request.params as Static<typeof GroupParams>
+    const ws = manageable(request, p.ws)
+    const r = role(request.body)
+    const updated = await deps.store.setGroup(ws.name, principal(p.group, 'group'), r)
+    await deps.audit.append({ action: 'group.set', actor: request.caller.user, workspace: ws.name, detail: { group: p.group, role: r } })
+    return view(updated, request)
+  })
+
+  api.delete('/workspaces/:ws/groups/:group', { schema: { params: GroupParams } }, async (request) => {
+    const p = request.params as Static<typeof GroupParams>
+    const ws = manageable(request, p.ws)
+    const updated = await deps.store.setGroup(ws.name, p.group, null)
+    await deps.audit.append({ action: 'group.remove', actor: request.caller.user, workspace: ws.name, detail: { group: p.group } })
+    return view(updated, request)
+  })
+}

@@ -1,0 +1,212 @@
+// One schema for the config file. Defaults depend on the mode (SPEC section 2); the file and then the flags override
+// them. Validation lists every error at once, so an admin fixes a broken file in one pass, and the result is frozen.
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { isAbsolute, join } from 'node:path'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+import { nfsError } from './errors.js'
+import type { Mode } from './types.js'
+
+const Targets = Type.Array(Type.Union([Type.Literal('hpc'), Type.Literal('aws'), Type.Literal('memory')]), { uniqueItems: true })
+const LogLevel = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)))
+const Strict = { additionalProperties: false }
+
+export const WatchRootSchema = Type.Object({
+  root: Type.String({ minLength: 1 }),
+  depth: Type.Integer({ minimum: 0, maximum: 16, default: 3 }),
+  workspace: Type.Optional(Type.String()),
+  targets: Type.Optional(Targets),
+  poll: Type.Boolean({ default: false }),
+  intervalMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1000 })
+}, Strict)
+
+export const ConfigSchema = Type.Object({
+  socket: Type.String({ minLength: 1 }),
+  stateDir: Type.String({ minLength: 1 }),
+  logLevel: LogLevel,
+  adminGroup: Type.String({ minLength: 1 }),
+  keyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  hpc: Type.Object({
+    runsRoot: Type.String({ minLength: 1 })
+  }, Strict),
+  runs: Type.Object({
+    defaultTargets: Targets,
+    defaultTtlSeconds: Type.Integer({ minimum: 1, maximum: 7 * 86400 }),
+    retentionDays: Type.Number({ minimum: 0 }),
+    revokeRetryInitialMs: Type.Integer({ minimum: 10 }),
+    revokeRetryMaxMs: Type.Integer({ minimum: 100 }),
+    livenessIntervalMs: Type.Integer({ minimum: 100 })
+  }, Strict),
+  api: Type.Object({
+    bodyLimit: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024 })
+  }, Strict),
+  aws: Type.Object({
+    region: Type.Union([Type.String(), Type.Null()]),
+    endpoint: Type.Union([Type.String(), Type.Null()]),
+    prefix: Type.String({ pattern: '^[A-Za-z0-9/_+=.@-]{1,256}$' }),
+    kmsKeyId: Type.Union([Type.String(), Type.Null()]),
+    tags: Type.Record(Type.String(), Type.String()),
+    maxConcurrency: Type.Integer({ minimum: 1, maximum: 64 }),
+    rateLimitPerSecond: Type.Number({ exclusiveMinimum: 0, maximum: 5000 }),
+    sweepIntervalSeconds: Type.Integer({ minimum: 10 })
+  }, Strict),
+  watch: Type.Array(WatchRootSchema),
+  launch: Type.Object({
+    outputRetentionDays: Type.Number({ minimum: 0 }),
+    replayBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
+    killGraceSeconds: Type.Integer({ minimum: 0, maximum: 3600 })
+  }, Strict)
+}, Strict)
+
+export type WatchRoot = Static<typeof WatchRootSchema>
+export type Config = Static<typeof ConfigSchema> & { readonly mode: Mode, readonly configFile: string | null }
+
+export interface Flags {
+  mode?: Mode
+  config?: string
+  socket?: string
+  stateDir?: string
+  logLevel?: string
+}
+
+export interface Environment {
+  uid: number
+  home: string
+  env: NodeJS.ProcessEnv
+}
+
+export function currentEnvironment (): Environment {
+  return { uid: process.getuid?.() ?? 0, home: homedir(), env: process.env }
+}
+
+/** The mode: system when root, user otherwise; the flag wins (root in a container may want user mode). */
+export function resolveMode (flags: Flags, environment: Environment): Mode {
+  return flags.mode ?? (environment.uid === 0 ? 'system' : 'user')
+}
+
+export function defaultConfigPath (mode: Mode, { home, env }: Environment): string {
+  if (mode === 'system') return '/etc/nf-secretsd/config.json'
+  return join(env.XDG_CONFIG_HOME || join(home, '.config'), 'nf-secretsd', 'config.json')
+}
+
+export function userSocketPath ({ home, env }: Pick<Environment, 'home' | 'env'>): string {
+  return env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'nf-secretsd', 'api.sock') : join(home, '.nf-secretsd', 'api.sock')
+}
+
+export const SYSTEM_SOCKET = '/run/nf-secretsd/api.sock'
+
+/** The embedded defaults of each mode, as a plain object the file is merged onto. */
+export function defaults (mode: Mode, environment: Environment): Static<typeof ConfigSchema> {
+  const { home, env } = environment
+  const stateDir = mode === 'system' ? '/var/lib/nf-secretsd' : join(env.XDG_STATE_HOME || join(home, '.local', 'state'), 'nf-secretsd')
+  return {
+    socket: mode === 'system' ? SYSTEM_SOCKET : userSocketPath(environment),
+    stateDir,
+    logLevel: 'info',
+    adminGroup: 'nf-secrets-admin',
+    keyFile: mode === 'system' ? '/etc/nf-secretsd/master.key' : null,
+    hpc: { runsRoot: mode === 'system' ? join(stateDir, 'runs') : join(home, '.nf-secretsd', 'runs') },
+    runs: {
+      defaultTargets: ['hpc'],
+      defaultTtlSeconds: 900,
+      retentionDays: 30,
+      revokeRetryInitialMs: 1000,
+      revokeRetryMaxMs: 300_000,
+      livenessIntervalMs: 5000
+    },
+    api: { bodyLimit: 1024 * 1024 },
+    aws: {
+      region: null,
+      endpoint: null,
+      prefix: 'nf-secrets/',
+      kmsKeyId: null,
+      tags: {},
+      maxConcurrency: 8,
+      rateLimitPerSecond: 40,
+      sweepIntervalSeconds: 300
+    },
+    watch: [],
+    launch: { outputRetentionDays: 7, replayBytes: 256 * 1024, killGraceSeconds: 10 }
+  }
+}
+
+function isPlainObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** Deep merge of objects; arrays and scalars of the override replace the base. */
+function merge (base: unknown, override: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(override)) return override === undefined ? base : override
+  const out: Record<string, unknown> = { ...base }
+  for (const [k, v] of Object.entries(override)) out[k] = merge(base[k], v)
+  return out
+}
+
+/** Every problem of a candidate config, as `path: message` lines. Pure. */
+export function configErrors (candidate: unknown, schema: TSchema = ConfigSchema): string[] {
+  const errors = [...Value.Errors(schema, candidate)].map(e => `${e.path || '/'}: ${e.message}`)
+  if (errors.length > 0) return [...new Set(errors)]
+  const c = candidate as Static<typeof ConfigSchema>
+  const paths: Array<[string, string | null]> = [['/socket', c.socket], ['/stateDir', c.stateDir], ['/hpc/runsRoot', c.hpc.runsRoot], ['/keyFile', c.keyFile]]
+  c.watch.forEach((w, i) => paths.push([`/watch/${i}/root`, w.root]))
+  for (const [path, value] of paths) {
+    if (value !== null && !isAbsolute(value)) errors.push(`${path}: must be an absolute path`)
+  }
+  if (c.runs.revokeRetryMaxMs < c.runs.revokeRetryInitialMs) errors.push('/runs/revokeRetryMaxMs: must be >= revokeRetryInitialMs')
+  return errors
+}
+
+/**
+ * Build the config from the mode's defaults, the file (when present, or required when named by --config) and the flags.
+ * Throws NFS_ERR_CONFIG naming the file and listing every problem.
+ */
+export async function loadConfig (flags: Flags, environment: Environment = currentEnvironment()): Promise<Config> {
+  const mode = resolveMode(flags, environment)
+  const file = flags.config ?? defaultConfigPath(mode, environment)
+  let fromFile: unknown = {}
+  let used: string | null = null
+  try {
+    const text = await readFile(file, 'utf8')
+    used = file
+    try {
+      fromFile = JSON.parse(text)
+    } catch (err) {
+      // JSON.parse messages quote the input; the config holds no secret values, but keep the message short anyway.
+      throw nfsError('NFS_ERR_CONFIG', [file, `not valid JSON (${(err as Error).message.slice(0, 120)})`])
+    }
+    if (!isPlainObject(fromFile)) throw nfsError('NFS_ERR_CONFIG', [file, 'the top level must be a JSON object'])
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' && flags.config === undefined) {
+      fromFile = {}
+    } else if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') {
+      throw nfsError('NFS_ERR_CONFIG', [file, `cannot read it (${code})`])
+    } else {
+      throw err
+    }
+  }
+  const overrides: Record<string, unknown> = {}
+  if (flags.socket !== undefined) overrides.socket = flags.socket
+  if (flags.stateDir !== undefined) overrides.stateDir = flags.stateDir
+  if (flags.logLevel !== undefined) overrides.logLevel = flags.logLevel
+  // A state dir moved by flag or file carries the default runs root along with it in system mode.
+  const base = defaults(mode, environment)
+  const stateDir = (overrides.stateDir ?? (fromFile as Record<string, unknown>).stateDir) as string | undefined
+  if (mode === 'system' && typeof stateDir === 'string') base.hpc.runsRoot = join(stateDir, 'runs')
+  const merged = merge(merge(base, fromFile), overrides) as Record<string, unknown>
+  if (Array.isArray(merged.watch)) {
+    merged.watch = merged.watch.map(w => isPlainObject(w) ? Value.Default(WatchRootSchema, structuredClone(w)) : w)
+  }
+  const errors = configErrors(merged)
+  if (errors.length > 0) throw nfsError('NFS_ERR_CONFIG', [used ?? file, errors.join('; ')])
+  return deepFreeze({ ...(merged as Static<typeof ConfigSchema>), mode, configFile: used })
+}
+
+function deepFreeze<T> (o: T): T {
+  if (typeof o === 'object' && o !== null) {
+    for (const v of Object.values(o)) deepFreeze(v)
+    Object.freeze(o)
+  }
+  return o
+}

@@ -1,0 +1,32 @@
+// What buildServer and the rooms are handed by main.ts (STYLE habit 1: no module-level singletons).
+import type { FastifyRequest } from 'fastify'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+import type { EventBus } from './events.js'
+import type { SecretsStore } from './store/secrets-store.js'
+import type { AuditLog } from './store/audit-log.js'
+import type { UserDirectory } from './identity/users.js'
+import type { Caller } from './types.js'
+import type { RunService } from './runs/service.js'
+import type { WatchService } from './watch/service.js'
+
+export interface MetricsEndpoint {
+  contentType: string
+  render (): Promise<string>
+}
+
+export interface ServerDeps {
+  config: Config
+  logger: Logger
+  store: SecretsStore
+  audit: AuditLog
+  events: EventBus
+  users: UserDirectory
+  identify: (request: FastifyRequest) => Caller
+  clock: () => Date
+  version: string
+  startedAt: Date
+  runs?: RunService
+  watches?: WatchService
+  metrics?: MetricsEndpoint
+}

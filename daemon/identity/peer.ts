@@ -1,0 +1,41 @@
+// Peer credentials, read once per connection when it is accepted (SO_PEERCRED gives the credentials of the
+// process that connected, fixed at connect time), then looked up per request. Nothing a client sends can change them.
+import type { Server, IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
+import { nfsError } from '../errors.js'
+import type { Caller } from '../types.js'
+import { native, type PeerCred } from './native.js'
+import type { UserDirectory } from './users.js'
+
+const creds = new WeakMap<Socket, PeerCred>()
+
+function fdOf (socket: Socket): number | null {
+  const handle = (socket as unknown as { _handle?: { fd?: number } })._handle
+  return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : null
+}
+
+/** Attach to a server before it listens: records the peer of every accepted connection. */
+export function recordPeers (server: Server): void {
+  server.on('connection', (socket: Socket) => {
+    const fd = fdOf(socket)
+    if (fd === null) return
+    try {
+      creds.set(socket, native().peercred(fd))
+    } catch {
+      // Not a Unix socket peer we can ask: such a connection is refused per request below.
+    }
+  })
+}
+
+export function peerOf (req: IncomingMessage): PeerCred | undefined {
+  return creds.get(req.socket)
+}
+
+/** The production identify(): kernel credentials or nothing. */
+export function peerIdentifier (users: UserDirectory): (request: { raw: IncomingMessage }) => Caller {
+  return (request) => {
+    const cred = peerOf(request.raw)
+    if (cred === undefined) throw nfsError('NFS_ERR_FORBIDDEN', ['the caller could not be identified by its socket credentials'])
+    return users.callerFor(cred)
+  }
+}

@@ -1,0 +1,73 @@
+// From a uid the kernel vouched for to a Caller: user name and every group, through NSS (so LDAP/sssd users
+// resolve). Lookups are cached briefly: a login node may ask sssd thousands of times a minute otherwise.
+import { nfsError } from '../errors.js'
+import type { Caller, Mode } from '../types.js'
+import { native, type PeerCred, type PasswdEntry } from './native.js'
+
+export interface IdentityOptions {
+  mode: Mode
+  adminGroup: string
+  /** the daemon's own uid: in user mode the only peer served */
+  daemonUid: number
+  cacheMs?: number
+}
+
+interface Cached { at: number, user: PasswdEntry | null, groups: string[], gids: number[] }
+
+export class UserDirectory {
+  readonly #opts: Required<IdentityOptions>
+  readonly #byUid = new Map<number, Cached>()
+
+  constructor (opts: IdentityOptions) {
+    this.#opts = { cacheMs: 30_000, ...opts }
+  }
+
+  #lookup (uid: number): Cached {
+    const now = Date.now()
+    const hit = this.#byUid.get(uid)
+    if (hit !== undefined && now - hit.at < this.#opts.cacheMs) return hit
+    const n = native()
+    const user = n.getpwuid(uid)
+    let gids: number[] = []
+    let groups: string[] = []
+    if (user !== null) {
+      gids = [...new Set(n.getgrouplist(user.name, user.gid))]
+      groups = gids.map(g => n.getgrgid(g)?.name ?? String(g))
+    }
+    const entry = { at: now, user, groups, gids }
+    this.#byUid.set(uid, entry)
+    return entry
+  }
+
+  /** The caller behind peer credentials. Throws NFS_ERR_PEER_REFUSED in user mode for any uid but ours. */
+  callerFor (cred: PeerCred): Caller {
+    if (this.#opts.mode === 'user' && cred.uid !== this.#opts.daemonUid) {
+      throw nfsError('NFS_ERR_PEER_REFUSED', [this.#opts.daemonUid])
+    }
+    const { user, groups, gids } = this.#lookup(cred.uid)
+    // A uid with no passwd entry (a container, a deleted account) is still identified, by number only.
+    const name = user?.name ?? `uid:${cred.uid}`
+    const isAdmin = this.#opts.mode === 'user' || cred.uid === 0 || groups.includes(this.#opts.adminGroup)
+    return { user: name, uid: cred.uid, gid: user?.gid ?? cred.gid, pid: cred.pid, groups, gids, isAdmin }
+  }
+
+  /** A user by name, for member management and auto-runs; null when NSS does not know it. */
+  userByName (name: string): PasswdEntry | null {
+    return native().getpwnam(name)
+  }
+
+  userByUid (uid: number): PasswdEntry | null {
+    return this.#lookup(uid).user
+  }
+
+  groupExists (name: string): boolean {
+    return native().getgrnam(name) !== null
+  }
+
+  /** A Caller for a user the daemon acts for by itself (auto-runs), from NSS alone. */
+  callerForUid (uid: number): Caller {
+    const { user } = this.#lookup(uid)
+    if (user === null) throw nfsError('NFS_ERR_UNKNOWN_USER', [`uid ${uid}`])
+    return this.callerFor({ pid: 0, uid, gid: user.gid })
+  }
+}

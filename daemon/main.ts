@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// nf-secretsd: flags, config, build, listen, signals. The only file that exits the process.
+import { parseArgs } from 'node:util'
+import { EXIT, exitCodeFor, isCoded } from './errors.js'
+import { loadConfig, type Flags } from './config.js'
+import { packageVersion } from './package-root.js'
+import { startDaemon } from './daemon.js'
+import { rotateKeyCommand } from './rotate-key.js'
+
+const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P] [--state-dir D] [--log-level L]
+       nf-secretsd check-config [same flags]
+       nf-secretsd rotate-key [same flags] [--new-key-file F]
+       nf-secretsd --version`
+
+function fail (err: unknown): never {
+  const code = isCoded(err) ? err.code : undefined
+  const message = err instanceof Error ? err.message : String(err)
+  process.stderr.write(`nf-secretsd: ${message}${code !== undefined ? ` (${code})` : ''}\n`)
+  process.exit(code !== undefined ? exitCodeFor(code) : EXIT.failure)
+}
+
+async function main (argv: string[]): Promise<void> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        mode: { type: 'string' },
+        config: { type: 'string' },
+        socket: { type: 'string' },
+        'state-dir': { type: 'string' },
+        'log-level': { type: 'string' },
+        'new-key-file': { type: 'string' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' }
+      }
+    })
+  } catch (err) {
+    process.stderr.write(`nf-secretsd: ${(err as Error).message}\n${USAGE}\n`)
+    process.exit(EXIT.usage)
+  }
+  const { values, positionals } = parsed
+  if (values.version === true) {
+    process.stdout.write(`${packageVersion()}\n`)
+    return
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`)
+    return
+  }
+  if (values.mode !== undefined && values.mode !== 'user' && values.mode !== 'system') {
+    process.stderr.write(`nf-secretsd: --mode must be user or system\n${USAGE}\n`)
+    process.exit(EXIT.usage)
+  }
+  const flags: Flags = {
+    ...(values.mode !== undefined ? { mode: values.mode as 'user' | 'system' } : {}),
+    ...(values.config !== undefined ? { config: values.config } : {}),
+    ...(values.socket !== undefined ? { socket: values.socket } : {}),
+    ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
+    ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {})
+  }
+  const command = positionals[0]
+  if (positionals.length > 1 || (command !== undefined && command !== 'check-config' && command !== 'rotate-key')) {
+    process.stderr.write(`nf-secretsd: unknown command ${JSON.stringify(positionals.join(' '))}\n${USAGE}\n`)
+    process.exit(EXIT.usage)
+  }
+  try {
+    const config = await loadConfig(flags)
+    if (command === 'check-config') {
+      process.stdout.write(`${JSON.stringify({ ok: true, mode: config.mode, file: config.configFile, config }, null, 2)}\n`)
+      return
+    }
+    if (command === 'rotate-key') {
+      const result = await rotateKeyCommand(config, values['new-key-file'])
+      process.stdout.write(`${JSON.stringify(result)}\n`)
+      return
+    }
+    const daemon = await startDaemon(config)
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) return
+      stopping = true
+      daemon.stop(signal).then(() => process.exit(EXIT.ok), (err: unknown) => {
+        process.stderr.write(`nf-secretsd: shutdown failed: ${(err as Error).message}\n`)
+        process.exit(EXIT.failure)
+      })
+    }
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
+    process.on('SIGHUP', () => { daemon.reload().catch(() => {}) })
+  } catch (err) {
+    fail(err)
+  }
+}
+
+main(process.argv.slice(2)).catch(fail)

@@ -1,0 +1,27 @@
+// `nf-secretsd rotate-key`: offline re-encryption of the store under a new key. The daemon must be stopped, or it
+// would write the store back under the old key from memory.
+import { join } from 'node:path'
+import type { Config } from './config.js'
+import { nfsError } from './errors.js'
+import { probeSocket } from './socket.js'
+import { loadKey } from './store/key.js'
+import { rotateKey, type RotateKeyResult } from './store/secrets-store.js'
+
+export async function rotateKeyCommand (config: Config, newKeyFile: string | undefined): Promise<RotateKeyResult> {
+  if (await probeSocket(config.socket)) throw nfsError('NFS_ERR_CONFLICT', [`the daemon is running on ${config.socket}; stop it before rotate-key`])
+  const path = join(config.stateDir, 'store.json')
+  const loaded = await loadKey({
+    mode: config.mode,
+    stateDir: config.stateDir,
+    ...(config.keyFile !== null ? { keyFile: config.keyFile } : {}),
+    ...(process.env.CREDENTIALS_DIRECTORY !== undefined ? { credentialsDirectory: process.env.CREDENTIALS_DIRECTORY } : {}),
+    storePath: path
+  })
+  return await rotateKey({
+    stateDir: config.stateDir,
+    path,
+    oldKey: loaded.key,
+    keyFile: loaded.keyFile,
+    ...(newKeyFile !== undefined ? { newKeyFile } : {})
+  })
+}

@@ -1,0 +1,28 @@
+// The watcher's face to the API and status.
+import type { Caller } from '../types.js'
+
+export interface WatchView {
+  root: string
+  depth: number
+  workspace: string | null
+  targets: string[]
+  poll: boolean
+  intervalMs: number
+  owner: string
+  source: 'config' | 'api' | 'run'
+  launchDirs: number
+  degraded: string | null
+}
+
+export interface WatchSummary {
+  roots: number
+  launchDirs: number
+  degraded: string[]
+}
+
+export interface WatchService {
+  summary (): WatchSummary
+  list (caller: Caller): WatchView[]
+  add (caller: Caller, req: { root: string, depth?: number, workspace?: string, targets?: string[], poll?: boolean, intervalMs?: number }): Promise<WatchView>
+  remove (caller: Caller, root: string): Promise<void>
+}
