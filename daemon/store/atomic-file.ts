@@ -1,0 +1,185 @@
+// Durable, atomic file writes for everything the daemon keeps in its state dir (store, ledger, key).
+// A reader, a crash or a full disk only ever sees the old file or the new one: the bytes go to a temp file
+// in the same directory (same filesystem, so rename is atomic), are fsync'd, renamed over the target, and the
+// directory is fsync'd so the rename itself survives a power cut.
+import { constants, promises as fsp } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { basename, dirname, join } from 'node:path'
+import type { Adapter } from 'lowdb'
+import { isCoded, nfsError } from '../errors.js'
+
+const TEMP_SUFFIX = '.tmp'
+
+export interface AtomicFileOptions {
+  /** file mode of the result, applied exactly (not filtered by the umask) */
+  mode: number
+}
+
+export interface WriteFileAtomicOptions {
+  /** refuse to replace an existing file: the final step is link(2), which fails with EEXIST */
+  noClobber?: boolean
+}
+
+function errnoCode (err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : 'EIO'
+}
+
+/** Temp names carry the writer's pid so a later start can tell a crashed writer's leftovers from a live one's. */
+function tempPath (target: string): string {
+  return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`)
+}
+
+async function fsyncDir (dir: string): Promise<void> {
+  const fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } catch (err) {
+    // Some filesystems (and FUSE mounts) refuse fsync on a directory; the rename is then as durable as they allow.
+    if (errnoCode(err) !== 'EINVAL') throw err
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Write `data` to `path` atomically and durably with exactly `mode`. On any failure the old file is left as it
+ * was, no temp file stays behind, and the error is NFS_ERR_STORAGE naming the file and the errno code.
+ */
+export async function writeFileAtomic (path: string, data: string | Buffer, mode: number, opts: WriteFileAtomicOptions = {}): Promise<void> {
+  const tmp = tempPath(path)
+  let created = false
+  try {
+    // O_EXCL|O_NOFOLLOW: never write through a file or symlink someone planted under our temp name.
+    const fh = await fsp.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode)
+    created = true
+    try {
+      await fh.chmod(mode)
+      const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data
+      let off = 0
+      while (off < buf.length) {
+        const { bytesWritten } = await fh.write(buf, off, buf.length - off)
+        off += bytesWritten
+      }
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    if (opts.noClobber === true) {
+      await fsp.link(tmp, path)
+      await fsp.unlink(tmp)
+    } else {
+      await fsp.rename(tmp, path)
+    }
+    created = false
+    await fsyncDir(dirname(path))
+  } catch (err) {
+    if (created) await fsp.unlink(tmp).catch(() => {})
+    if (isCoded(err)) throw err
+    throw nfsError('NFS_ERR_STORAGE', [path, errnoCode(err)], err)
+  }
+}
+
+/**
+ * Remove temp files a crashed writer left next to `path`. Only files whose pid is no longer alive are removed,
+ * so a second process writing the same file (which the daemon does not do, but a test might) is not disturbed.
+ */
+export async function sweepTempFiles (path: string): Promise<string[]> {
+  const dir = dirname(path)
+  const prefix = `.${basename(path)}.`
+  const removed: string[] = []
+  let names: string[]
+  try {
+    names = await fsp.readdir(dir)
+  } catch {
+    return removed
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(TEMP_SUFFIX)) continue
+    const pid = Number(name.slice(prefix.length).split('.')[0])
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isAlive(pid)) continue
+    await fsp.unlink(join(dir, name)).then(() => removed.push(name), () => {})
+  }
+  return removed
+}
+
+function isAlive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return errnoCode(err) === 'EPERM'
+  }
+}
+
+/** Read and parse a JSON file: null when missing, NFS_ERR_STORE_UNREADABLE when unreadable or not JSON. */
+export async function readJsonFile<T> (path: string): Promise<T | null> {
+  let text: string
+  try {
+    text = await fsp.readFile(path, 'utf8')
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return null
+    throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, errnoCode(err)], err)
+  }
+  try {
+    return JSON.parse(text) as T
+  } catch (err) {
+    throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not valid JSON'], err)
+  }
+}
+
+interface Waiter { resolve: () => void, reject: (err: unknown) => void }
+
+/**
+ * lowdb 7 adapter over writeFileAtomic. One write is in flight at a time; callers that arrive meanwhile are
+ * coalesced: when the write in flight ends, only the newest data is written, and every one of them settles with
+ * that write. This keeps a busy ledger at one fsync per burst instead of one per change.
+ * The data is serialised when its write starts, so a caller that keeps mutating the same object gets its
+ * latest state written.
+ */
+export class AtomicJsonFile<T> implements Adapter<T> {
+  readonly path: string
+  readonly #mode: number
+  #inFlight: Promise<void> | null = null
+  #pending: { data: T, waiters: Waiter[] } | null = null
+
+  constructor (path: string, opts: AtomicFileOptions = { mode: 0o600 }) {
+    this.path = path
+    this.#mode = opts.mode
+  }
+
+  async read (): Promise<T | null> {
+    return await readJsonFile<T>(this.path)
+  }
+
+  async write (data: T): Promise<void> {
+    return await new Promise<void>((resolve, reject) => {
+      if (this.#pending === null) this.#pending = { data, waiters: [] }
+      this.#pending.data = data
+      this.#pending.waiters.push({ resolve, reject })
+      if (this.#inFlight === null) this.#drain()
+    })
+  }
+
+  /** Resolves when no write is in flight or pending. */
+  async flush (): Promise<void> {
+    while (this.#inFlight !== null) await this.#inFlight.catch(() => {})
+  }
+
+  #drain (): void {
+    const batch = this.#pending
+    if (batch === null) return
+    this.#pending = null
+    this.#inFlight = (async () => {
+      try {
+        await writeFileAtomic(this.path, JSON.stringify(batch.data) + '\n', this.#mode)
+        for (const w of batch.waiters) w.resolve()
+      } catch (err) {
+        for (const w of batch.waiters) w.reject(err)
+      } finally {
+        this.#inFlight = null
+        this.#drain()
+      }
+    })()
+  }
+}

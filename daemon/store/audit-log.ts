@@ -1,0 +1,108 @@
+// The audit log: who did what to which secret, workspace or run, one JSON object a line, in the state dir.
+// It never holds a value: the entry type has no field for one, and append() copies only the known fields
+// (and only strings and numbers under `detail`), so a value smuggled in by a cast is dropped, not written.
+// Each line goes out in one write(2) on an O_APPEND descriptor, so lines never interleave or tear, and is
+// fsync'd before append() resolves: what the API answered is on disk.
+import { constants, promises as fsp } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
+import { nfsError } from '../errors.js'
+
+export interface AuditEntry {
+  action: string
+  actor: string
+  scope?: string
+  name?: string
+  workspace?: string
+  target?: string
+  runId?: string
+  detail?: Record<string, string | number>
+}
+
+export interface AuditLog {
+  append: (entry: AuditEntry) => Promise<void>
+  close: () => Promise<void>
+}
+
+const OPTIONAL_FIELDS = ['scope', 'name', 'workspace', 'target', 'runId'] as const
+
+/** The line written for an entry: known fields only, strings and finite numbers only. */
+export function auditLine (entry: AuditEntry, at: Date): string {
+  const out: Record<string, unknown> = { at: at.toISOString(), action: String(entry.action), actor: String(entry.actor) }
+  for (const f of OPTIONAL_FIELDS) {
+    const v = entry[f]
+    if (typeof v === 'string') out[f] = v
+  }
+  if (typeof entry.detail === 'object' && entry.detail !== null) {
+    const detail: Record<string, string | number> = {}
+    for (const [k, v] of Object.entries(entry.detail)) {
+      if (typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v))) detail[k] = v
+    }
+    out.detail = detail
+  }
+  return JSON.stringify(out) + '\n'
+}
+
+function storageError (path: string, err: unknown): Error {
+  return nfsError('NFS_ERR_STORAGE', [path, (err as { code?: string }).code ?? 'EIO'], err)
+}
+
+class FileAuditLog implements AuditLog {
+  readonly #path: string
+  readonly #now: () => Date
+  #fh: FileHandle | null
+  #chain: Promise<void> = Promise.resolve()
+
+  constructor (path: string, fh: FileHandle, now: () => Date) {
+    this.#path = path
+    this.#fh = fh
+    this.#now = now
+  }
+
+  async append (entry: AuditEntry): Promise<void> {
+    // Serialised so the order on disk is the order of the calls and each fsync covers its own line.
+    const run = async (): Promise<void> => {
+      const fh = this.#fh
+      if (fh === null) throw nfsError('NFS_ERR_STORAGE', [this.#path, 'the audit log is closed'])
+      const buf = Buffer.from(auditLine(entry, this.#now()), 'utf8')
+      try {
+        const { bytesWritten } = await fh.write(buf, 0, buf.length)
+        if (bytesWritten !== buf.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' })
+        await fh.sync()
+      } catch (err) {
+        throw storageError(this.#path, err)
+      }
+    }
+    const p = this.#chain.then(run, run)
+    this.#chain = p.catch(() => {})
+    await p
+  }
+
+  async close (): Promise<void> {
+    await this.#chain
+    const fh = this.#fh
+    this.#fh = null
+    await fh?.close()
+  }
+}
+
+/**
+ * Open (creating 0600) the audit log for appending. O_NOFOLLOW: a symlink in its place is refused rather than
+ * followed (and O_NONBLOCK, so a FIFO planted there fails instead of hanging). An existing log with a wider mode is narrowed to 0600; anything but a regular file is refused.
+ */
+export async function openAuditLog (path: string, opts: { now?: () => Date } = {}): Promise<AuditLog> {
+  let fh: FileHandle
+  try {
+    fh = await fsp.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600)
+  } catch (err) {
+    throw storageError(path, err)
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw nfsError('NFS_ERR_STORAGE', [path, 'not a regular file'])
+    if ((st.mode & 0o777) !== 0o600) await fh.chmod(0o600)
+  } catch (err) {
+    await fh.close()
+    throw (err as { code?: string }).code?.startsWith('NFS_ERR_') === true ? err : storageError(path, err)
+  }
+  return new FileAuditLog(path, fh, opts.now ?? (() => new Date()))
+}

@@ -1,0 +1,269 @@
+// The encrypted secrets store (SPEC sections 3 and 4): store.json in the state dir, 0600, on lowdb 7 with an
+// atomic, durable adapter. Values are sealed one by one (crypto.ts) and decrypted only in readValues, when a
+// run needs them; memory holds ciphertext like the file does.
+//
+// Mutations run one at a time. Each builds the next state from the committed one without touching it, writes
+// that durably, and only then makes it the committed state: a failed write leaves memory and disk as they were.
+// Every record has a version and replacements are compare-and-swap on it, so an etcd-backed store (a
+// transaction comparing mod revisions) can implement the same interface later.
+import { Low } from 'lowdb'
+import type { Logger } from 'pino'
+import { nfsError } from '../errors.js'
+import type { SecretValue } from '../secret-value.js'
+import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
+import { AtomicJsonFile, sweepTempFiles } from './atomic-file.js'
+import { keyId, open, seal } from './crypto.js'
+import { checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore, verifyStore } from './store-format.js'
+import type { SecretRecord, StoreData } from './store-format.js'
+
+export { rotateKey } from './rotate-key.js'
+export type { RotateKeyOptions, RotateKeyResult } from './rotate-key.js'
+
+export interface SecretsStore {
+  listSecrets: (scopes: Scope[]) => SecretMeta[]
+  getSecret: (scope: Scope, name: string) => SecretMeta | undefined
+  createSecret: (scope: Scope, name: string, value: SecretValue, by: string) => Promise<SecretMeta>
+  updateSecret: (scope: Scope, name: string, value: SecretValue, by: string) => Promise<SecretMeta>
+  deleteSecret: (scope: Scope, name: string, by: string) => Promise<SecretMeta>
+  readValues: (entries: Array<{ scope: Scope, name: string }>) => Map<string, SecretValue>
+  markUsed: (entries: Array<{ scope: Scope, name: string }>, at: string) => Promise<void>
+  listWorkspaces: () => Workspace[]
+  getWorkspace: (name: string) => Workspace | undefined
+  createWorkspace: (name: string, by: string) => Promise<Workspace>
+  deleteWorkspace: (name: string) => Promise<void>
+  setMember: (ws: string, user: string, role: Role | null) => Promise<Workspace>
+  setGroup: (ws: string, group: string, role: Role | null) => Promise<Workspace>
+  counts: () => { secrets: number, workspaces: number }
+  close: () => Promise<void>
+}
+
+export interface OpenSecretsStoreOptions {
+  path: string
+  key: Buffer
+  logger: Pick<Logger, 'info' | 'warn' | 'debug'>
+  /** clock for createdAt/updatedAt; tests pin it */
+  now?: () => Date
+}
+
+type Mutation<R> = (data: StoreData) => { next: StoreData, result: R }
+
+const byScopeThenName = (a: SecretMeta, b: SecretMeta): number =>
+  a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+
+/** Swap one secret record for another (or drop it): the CAS step, failing if the record moved on meanwhile. */
+function casSecret (data: StoreData, expected: SecretRecord | null, next: SecretRecord | null, scope: Scope, name: string): StoreData {
+  const i = data.secrets.findIndex(s => s.scope === scope && s.name === name)
+  const current = i === -1 ? null : data.secrets[i]
+  if ((current?.version ?? null) !== (expected?.version ?? null)) {
+    throw nfsError('NFS_ERR_CONFLICT', [`secret ${scope}/${name} changed concurrently`])
+  }
+  const secrets = data.secrets.slice()
+  if (i === -1 && next !== null) secrets.push(next)
+  else if (next === null) secrets.splice(i, 1)
+  else secrets[i] = next
+  return { ...data, secrets }
+}
+
+function casWorkspace (data: StoreData, expected: Workspace | null, next: Workspace | null): StoreData {
+  const name = expected?.name ?? next?.name ?? ''
+  const i = data.workspaces.findIndex(w => w.name === name)
+  const current = i === -1 ? null : data.workspaces[i]
+  if ((current?.version ?? null) !== (expected?.version ?? null)) {
+    throw nfsError('NFS_ERR_CONFLICT', [`workspace ${name} changed concurrently`])
+  }
+  const workspaces = data.workspaces.slice()
+  if (i === -1 && next !== null) workspaces.push(next)
+  else if (next === null) workspaces.splice(i, 1)
+  else workspaces[i] = next
+  return { ...data, workspaces }
+}
+
+class LowSecretsStore implements SecretsStore {
+  readonly #db: Low<StoreData>
+  readonly #adapter: AtomicJsonFile<StoreData>
+  readonly #key: Buffer
+  readonly #now: () => Date
+  #chain: Promise<unknown> = Promise.resolve()
+  #closed = false
+
+  constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date) {
+    this.#db = db
+    this.#adapter = adapter
+    this.#key = key
+    this.#now = now
+  }
+
+  #find (scope: Scope, name: string): SecretRecord | undefined {
+    return this.#db.data.secrets.find(s => s.scope === scope && s.name === name)
+  }
+
+  #findWs (name: string): Workspace | undefined {
+    return this.#db.data.workspaces.find(w => w.name === name)
+  }
+
+  async #mutate<R> (fn: Mutation<R>): Promise<R> {
+    const run = async (): Promise<R> => {
+      if (this.#closed) throw nfsError('NFS_ERR_STORAGE', [this.#adapter.path, 'the store is closed'])
+      const { next, result } = fn(this.#db.data)
+      if (next !== this.#db.data) {
+        await this.#adapter.write(next)
+        this.#db.data = next
+      }
+      return result
+    }
+    const p = this.#chain.then(run, run)
+    this.#chain = p.catch(() => {})
+    return await p
+  }
+
+  listSecrets (scopes: Scope[]): SecretMeta[] {
+    const wanted = new Set<string>(scopes)
+    return this.#db.data.secrets.filter(s => wanted.has(s.scope)).map(toMeta).sort(byScopeThenName)
+  }
+
+  getSecret (scope: Scope, name: string): SecretMeta | undefined {
+    const r = this.#find(scope, name)
+    return r === undefined ? undefined : toMeta(r)
+  }
+
+  async createSecret (scope: Scope, name: string, value: SecretValue, by: string): Promise<SecretMeta> {
+    checkEntry(scope, name)
+    return await this.#mutate(data => {
+      if (data.secrets.some(s => s.scope === scope && s.name === name)) throw nfsError('NFS_ERR_SECRET_EXISTS', [name, scope])
+      const at = this.#now().toISOString()
+      const rec: SecretRecord = {
+        name, scope, createdAt: at, createdBy: by, updatedAt: at, updatedBy: by, lastUsed: null, version: 1,
+        sealed: seal(this.#key, scope, name, value)
+      }
+      return { next: casSecret(data, null, rec, scope, name), result: toMeta(rec) }
+    })
+  }
+
+  async updateSecret (scope: Scope, name: string, value: SecretValue, by: string): Promise<SecretMeta> {
+    checkEntry(scope, name)
+    return await this.#mutate(data => {
+      const cur = data.secrets.find(s => s.scope === scope && s.name === name)
+      if (cur === undefined) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
+      const rec: SecretRecord = {
+        ...cur, updatedAt: this.#now().toISOString(), updatedBy: by, version: cur.version + 1,
+        sealed: seal(this.#key, scope, name, value)
+      }
+      return { next: casSecret(data, cur, rec, scope, name), result: toMeta(rec) }
+    })
+  }
+
+  async deleteSecret (scope: Scope, name: string, _by: string): Promise<SecretMeta> {
+    checkEntry(scope, name)
+    return await this.#mutate(data => {
+      const cur = data.secrets.find(s => s.scope === scope && s.name === name)
+      if (cur === undefined) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
+      return { next: casSecret(data, cur, null, scope, name), result: toMeta(cur) }
+    })
+  }
+
+  readValues (entries: Array<{ scope: Scope, name: string }>): Map<string, SecretValue> {
+    const out = new Map<string, SecretValue>()
+    for (const { scope, name } of entries) {
+      const r = this.#find(scope, name)
+      if (r !== undefined) out.set(entryKey(scope, name), open(this.#key, scope, name, r.sealed))
+    }
+    return out
+  }
+
+  // lastUsed is bookkeeping, not a change of the secret: it keeps the version, which counts value changes.
+  async markUsed (entries: Array<{ scope: Scope, name: string }>, at: string): Promise<void> {
+    const wanted = new Set(entries.map(e => entryKey(e.scope, e.name)))
+    await this.#mutate(data => {
+      if (!data.secrets.some(s => wanted.has(entryKey(s.scope, s.name)))) return { next: data, result: undefined }
+      const secrets = data.secrets.map(s => wanted.has(entryKey(s.scope, s.name)) ? { ...s, lastUsed: at } : s)
+      return { next: { ...data, secrets }, result: undefined }
+    })
+  }
+
+  listWorkspaces (): Workspace[] {
+    return this.#db.data.workspaces.map(copyWorkspace).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  }
+
+  getWorkspace (name: string): Workspace | undefined {
+    const w = this.#findWs(name)
+    return w === undefined ? undefined : copyWorkspace(w)
+  }
+
+  async createWorkspace (name: string, by: string): Promise<Workspace> {
+    if (typeof name !== 'string' || !/^[^\0\s/]{1,256}$/.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
+    return await this.#mutate(data => {
+      if (data.workspaces.some(w => w.name === name)) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [name])
+      const ws: Workspace = { name, members: {}, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
+      return { next: casWorkspace(data, null, ws), result: copyWorkspace(ws) }
+    })
+  }
+
+  async deleteWorkspace (name: string): Promise<void> {
+    await this.#mutate(data => {
+      const cur = data.workspaces.find(w => w.name === name)
+      if (cur === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [name])
+      const next = casWorkspace(data, cur, null)
+      // The workspace's secrets go in the same write: a crash cannot leave secrets of a workspace that is gone.
+      const scope = `workspace:${name}`
+      return { next: { ...next, secrets: next.secrets.filter(s => s.scope !== scope) }, result: undefined }
+    })
+  }
+
+  async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null): Promise<Workspace> {
+    if (typeof who !== 'string' || who === '' || who.includes('\0')) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
+    return await this.#mutate(data => {
+      const cur = data.workspaces.find(w => w.name === wsName)
+      if (cur === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [wsName])
+      const map = { ...cur[field] }
+      if (role === null) {
+        if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, wsName])
+        delete map[who]
+      } else {
+        map[who] = role
+      }
+      const ws: Workspace = { ...cur, [field]: map, version: cur.version + 1 }
+      return { next: casWorkspace(data, cur, ws), result: copyWorkspace(ws) }
+    })
+  }
+
+  async setMember (ws: string, user: string, role: Role | null): Promise<Workspace> {
+    return await this.#setRole(ws, 'members', user, role)
+  }
+
+  async setGroup (ws: string, group: string, role: Role | null): Promise<Workspace> {
+    return await this.#setRole(ws, 'groups', group, role)
+  }
+
+  counts (): { secrets: number, workspaces: number } {
+    return { secrets: this.#db.data.secrets.length, workspaces: this.#db.data.workspaces.length }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    await this.#chain
+    this.#closed = true
+    await this.#adapter.flush()
+  }
+}
+
+/**
+ * Open (or create) the store at `path`. Every sealed value is decrypted once to prove the key and the file
+ * before anything is served; on any problem the file is left byte for byte as it was.
+ */
+export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<SecretsStore> {
+  const adapter = new AtomicJsonFile<StoreData>(opts.path, { mode: 0o600 })
+  const id = keyId(opts.key)
+  const db = new Low<StoreData>(adapter, emptyStore(id))
+  const removed = await sweepTempFiles(opts.path)
+  if (removed.length > 0) opts.logger.warn({ file: opts.path, removed }, 'removed temp files left by an interrupted write')
+  const raw = await adapter.read()
+  if (raw === null) {
+    // Written at once so the file records which key the store belongs to from its first start.
+    await adapter.write(db.data)
+  } else {
+    db.data = validateStore(raw, opts.path)
+    verifyStore(db.data, opts.key, opts.path)
+  }
+  opts.logger.info({ file: opts.path, keyId: id, secrets: db.data.secrets.length, workspaces: db.data.workspaces.length }, 'secrets store opened')
+  return new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()))
+}

@@ -1,0 +1,104 @@
+import t from 'tap'
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { AtomicJsonFile, readJsonFile, sweepTempFiles, writeFileAtomic } from '../../daemon/store/atomic-file.js'
+import { sha256File, tempDir, tinyTmpfs } from './helpers.js'
+
+t.test('round trip, exact mode, no temp file left, dir untouched', async t => {
+  const dir = tempDir(t)
+  const dirMode = statSync(dir).mode
+  const file = join(dir, 'store.json')
+  const a = new AtomicJsonFile<{ x: number }>(file, { mode: 0o600 })
+  t.equal(await a.read(), null, 'a missing file reads as null')
+  await a.write({ x: 1 })
+  t.same(await a.read(), { x: 1 })
+  t.equal(statSync(file).mode & 0o777, 0o600)
+  t.same(readdirSync(dir), ['store.json'], 'only the target remains')
+  t.equal(statSync(dir).mode, dirMode)
+
+  const wide = join(dir, 'wide.txt')
+  const old = process.umask(0o077)
+  t.teardown(() => process.umask(old))
+  await writeFileAtomic(wide, 'hello', 0o640)
+  t.equal(statSync(wide).mode & 0o777, 0o640, 'mode applied exactly, not filtered by the umask')
+  t.equal(readFileSync(wide, 'utf8'), 'hello')
+})
+
+t.test('invalid JSON throws NFS_ERR_STORE_UNREADABLE and the file is not modified', async t => {
+  const file = join(tempDir(t), 'store.json')
+  writeFileSync(file, '{"x": 1', { mode: 0o600 })
+  const before = sha256File(file)
+  const a = new AtomicJsonFile(file, { mode: 0o600 })
+  await t.rejects(a.read(), { code: 'NFS_ERR_STORE_UNREADABLE' })
+  await t.rejects(readJsonFile(file), { code: 'NFS_ERR_STORE_UNREADABLE' })
+  t.equal(sha256File(file), before)
+})
+
+t.test('noClobber refuses an existing file and leaves no temp', async t => {
+  const dir = tempDir(t)
+  const file = join(dir, 'k')
+  await writeFileAtomic(file, 'one', 0o600, { noClobber: true })
+  const err = await writeFileAtomic(file, 'two', 0o600, { noClobber: true }).catch(e => e)
+  t.equal(err.code, 'NFS_ERR_STORAGE')
+  t.equal(err.cause.code, 'EEXIST')
+  t.equal(readFileSync(file, 'utf8'), 'one')
+  t.same(readdirSync(dir), ['k'])
+})
+
+t.test('concurrent writes coalesce: all settle, the newest data wins', async t => {
+  const file = join(tempDir(t), 'ledger.json')
+  const a = new AtomicJsonFile<{ n: number }>(file, { mode: 0o600 })
+  await Promise.all(Array.from({ length: 50 }, async (_, n) => { await a.write({ n }) }))
+  t.same(await a.read(), { n: 49 })
+  await a.flush()
+  t.same(readdirSync(join(file, '..')), ['ledger.json'])
+})
+
+t.test('ENOSPC gives NFS_ERR_STORAGE, the old file stays intact, no temp left', async t => {
+  const dir = tinyTmpfs(t, '64k')
+  const file = join(dir, 'store.json')
+  const a = new AtomicJsonFile<{ fill: string }>(file, { mode: 0o600 })
+  await a.write({ fill: 'x'.repeat(1000) })
+  const before = sha256File(file)
+  const err = await a.write({ fill: 'y'.repeat(200 * 1024) }).catch(e => e)
+  t.equal(err.code, 'NFS_ERR_STORAGE')
+  t.equal(err.cause?.code, 'ENOSPC')
+  t.equal(sha256File(file), before)
+  t.same(await a.read(), { fill: 'x'.repeat(1000) })
+  t.same(readdirSync(dir), ['store.json'])
+  await a.write({ fill: 'z' })
+  t.same(await a.read(), { fill: 'z' }, 'a later write that fits succeeds')
+})
+
+t.test('SIGKILL mid-write: the file is always the old or the new document, never partial', async t => {
+  const dir = tempDir(t)
+  const file = join(dir, 'store.json')
+  const check = (): void => {
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { gen: string, fill: string }
+    if (!['a', 'b'].includes(doc.gen) || doc.fill !== doc.gen.repeat(2 * 1024 * 1024)) throw new Error('partial document')
+  }
+  for (let round = 0; round < 3; round++) {
+    const child = fork(join(import.meta.dirname, 'fixtures', 'atomic-writer.ts'), [file], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    t.teardown(() => { child.kill('SIGKILL') })
+    const exited = once(child, 'exit')
+    let writes = 0
+    child.on('message', (m: { writes: number }) => { writes = m.writes })
+    // Let it write a few times, reading the file meanwhile, then kill it at an arbitrary moment.
+    const target = 2 + round
+    while (writes < target) {
+      await new Promise(resolve => setTimeout(resolve, 5))
+      if (existsSync(file)) check()
+    }
+    await new Promise(resolve => setTimeout(resolve, 7 * round))
+    child.kill('SIGKILL')
+    await exited
+    t.doesNotThrow(check, `round ${round}: intact after the kill`)
+  }
+  // The killed writers may have left temp files; a sweep removes those of dead pids.
+  const left = readdirSync(dir).length - 1
+  t.comment(`temp files left by the killed writers: ${left}`)
+  await sweepTempFiles(file)
+  t.same(readdirSync(dir), ['store.json'])
+})
