@@ -3,6 +3,9 @@ import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Config } from './config.js'
+import type { RunLiveness, Target } from '../adapters/types.js'
+import type { RunLedger } from './store/run-ledger.js'
+import { isTerminal, type TargetName } from './types.js'
 import { loadConfig } from './config.js'
 import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
@@ -16,6 +19,29 @@ import { openSecretsStore, type SecretsStore } from './store/secrets-store.js'
 import { openAuditLog, type AuditLog } from './store/audit-log.js'
 import { packageVersion } from './package-root.js'
 import { listenFds } from './listen-fds.js'
+import { openRunLedger } from './store/run-ledger.js'
+import { buildTargets } from './targets.js'
+import { RunManager } from './runs/manager.js'
+import { Monitor } from './runs/monitor.js'
+import { realProbes } from './runs/probes.js'
+
+/** Leftovers in targets of runs that are terminal or unknown to the ledger (a crash before the intent was written). */
+async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, log: Logger): Promise<void> {
+  const liveness = (runId: string): RunLiveness => {
+    const run = ledger.get(runId)
+    if (run === undefined) return 'unknown'
+    return isTerminal(run.state) && Object.values(run.targets).every(t => t?.state === 'revoked') ? 'terminal' : 'live'
+  }
+  for (const [name, target] of targets) {
+    if (!(await target.status()).usable) continue
+    try {
+      const n = await target.sweep(liveness)
+      if (n > 0) log.warn({ target: name, removed: n }, 'swept leftovers of unknown or ended runs')
+    } catch (err) {
+      log.warn({ target: name, err }, 'sweep failed; it runs again at the next start')
+    }
+  }
+}
 
 export interface RunningDaemon {
   app: FastifyInstance
@@ -44,6 +70,16 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
   const events = new EventBus()
   const daemonUid = process.getuid?.() ?? 0
   const users = new UserDirectory({ mode: config.mode, adminGroup: config.adminGroup, daemonUid })
+  const host = hostname()
+  const clock = (): Date => new Date()
+  const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
+  const { targets } = buildTargets(config, logger, host)
+  const probes = realProbes()
+  const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes })
+  const monitor = new Monitor(runs, probes, logger, { intervalMs: config.runs.livenessIntervalMs, retentionDays: config.runs.retentionDays })
+  // Before serving: runs that ended while the daemon was down are revoked, interrupted provisions undone.
+  await monitor.reconcile()
+  monitor.start()
 
   const app = await buildServer({
     config,
@@ -53,9 +89,10 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
     events,
     users,
     identify: peerIdentifier(users),
-    clock: () => new Date(),
+    clock,
     version: packageVersion(),
-    startedAt
+    startedAt,
+    runs
   })
   recordPeers(app.server)
 
@@ -84,6 +121,12 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
     log.info({ socket: config.socket, mode: config.mode, host: hostname() }, 'listening')
   }
 
+  // Sweeps ask remote services (AWS): they run in the background, at start and then periodically.
+  const sweep = (): void => { void sweepTargets(targets, ledger, log) }
+  sweep()
+  const sweepTimer = setInterval(sweep, config.aws.sweepIntervalSeconds * 1000)
+  sweepTimer.unref()
+
   let stopped: Promise<void> | null = null
   return {
     app,
@@ -91,7 +134,11 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
     stop (reason: string): Promise<void> {
       stopped ??= (async () => {
         log.info({ reason }, 'stopping')
+        clearInterval(sweepTimer)
         await app.close()
+        await monitor.stop()
+        await ledger.close()
+        for (const t of targets.values()) await t.close()
         await store.close()
         await audit.close()
         if (ownSocket !== null) await removeSocket(ownSocket)

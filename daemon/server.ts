@@ -8,6 +8,7 @@ import systemApi from './api/system.js'
 import secretsApi from './api/secrets.js'
 import workspacesApi from './api/workspaces.js'
 import eventsApi from './api/events.js'
+import runsApi from './api/runs.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -89,6 +90,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     await api.register(secretsApi)
     await api.register(workspacesApi)
     await api.register(eventsApi)
+    await api.register(runsApi)
   }, { prefix: '/api/v1' })
   if (deps.metrics !== undefined) {
     const metrics = deps.metrics

@@ -1,0 +1,305 @@
+// The run lifecycle: provision (write-ahead, all or nothing across targets), start, end, revoke. The API, the watcher
+// and the PTY host all come here; only this room calls the targets.
+import { lstat } from 'node:fs/promises'
+import { isAbsolute } from 'node:path'
+import type { Target, TargetStatus } from '../../adapters/types.js'
+import { can, PERSONAL } from '../access.js'
+import type { Config } from '../config.js'
+import { isCoded, nfsError } from '../errors.js'
+import type { EventBus } from '../events.js'
+import type { Logger } from '../logger.js'
+import { resolveSecrets, userScope, workspaceScope } from '../resolve.js'
+import type { SecretValue } from '../secret-value.js'
+import type { AuditLog } from '../store/audit-log.js'
+import type { RunLedger } from '../store/run-ledger.js'
+import type { SecretsStore } from '../store/secrets-store.js'
+import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName, type TargetRecord } from '../types.js'
+import { newRunId, newSessionId } from './ids.js'
+import { canTransition, stateForExit } from './policy.js'
+import type { Probes } from './probes.js'
+import { Revoker, targetRun, type RevokeObserver } from './revoker.js'
+import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
+import { withRun } from './transition.js'
+import { sessionAlive } from './monitor.js'
+
+export interface RunObserver extends RevokeObserver {
+  provisioned (target: TargetName, ok: boolean): void
+}
+
+export interface RunManagerDeps {
+  config: Config
+  ledger: RunLedger
+  store: SecretsStore
+  audit: AuditLog
+  events: EventBus
+  targets: ReadonlyMap<TargetName, Target>
+  logger: Logger
+  clock: () => Date
+  host: string
+  probes: Probes
+  observer?: RunObserver
+}
+
+/** Something that hosts a run's process and must stop it before its secrets go (launched runs). */
+export interface RunHost {
+  stop (runId: string): Promise<void>
+}
+
+function freshTarget (): TargetRecord {
+  return { state: 'provisioning', attempts: 0, nextAttemptAt: null, lastError: null, refs: [], revokedAt: null }
+}
+
+export class RunManager implements RunService {
+  readonly deps: RunManagerDeps
+  readonly revoker: Revoker
+  #host: RunHost | null = null
+  readonly #log: Logger
+
+  constructor (deps: RunManagerDeps) {
+    this.deps = deps
+    this.#log = deps.logger.child({ room: 'runs' })
+    this.revoker = new Revoker({
+      ledger: deps.ledger,
+      targets: deps.targets,
+      events: deps.events,
+      audit: deps.audit,
+      logger: this.#log,
+      clock: deps.clock,
+      retry: { initialMs: deps.config.runs.revokeRetryInitialMs, maxMs: deps.config.runs.revokeRetryMaxMs },
+      ...(deps.observer !== undefined ? { observer: deps.observer } : {})
+    })
+  }
+
+  setHost (host: RunHost): void {
+    this.#host = host
+  }
+
+  #visible (caller: Caller, runId: string): RunRecord {
+    const run = this.deps.ledger.get(runId)
+    // Another user's run is reported as absent, so ids cannot be probed.
+    if (run === undefined || (run.user !== caller.user && !caller.isAdmin)) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
+    return run
+  }
+
+  #targetsFor (req: CreateRunRequest): TargetName[] {
+    const names = req.targets !== undefined && req.targets.length > 0 ? req.targets : this.deps.config.runs.defaultTargets
+    for (const t of names) {
+      if (!(TARGET_NAMES as readonly string[]).includes(t) || !this.deps.targets.has(t)) throw nfsError('NFS_ERR_INVALID_TARGET', [JSON.stringify(t)])
+    }
+    return [...new Set(names)]
+  }
+
+  async #checkLaunchDir (caller: Caller, dir: string): Promise<void> {
+    if (!isAbsolute(dir)) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(dir.slice(0, 200))}: launchDir must be absolute`])
+    let st
+    try {
+      st = await lstat(dir)
+    } catch {
+      throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(dir.slice(0, 200))}: no such directory`])
+    }
+    if (!st.isDirectory()) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(dir.slice(0, 200))}: not a directory`])
+    // Watching and reading a launch dir on a user's behalf: it must be theirs, or one they can write through a group.
+    const mine = st.uid === caller.uid || caller.uid === 0
+    const viaGroup = (st.mode & 0o020) !== 0 && caller.gids.includes(st.gid)
+    if (!mine && !viaGroup && (st.mode & 0o002) === 0) throw nfsError('NFS_ERR_FORBIDDEN', [`launch dir ${dir} is not yours`])
+  }
+
+  async create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
+    const { store, ledger, clock, config, events, audit, probes } = this.deps
+    const wsName = req.workspace === undefined || req.workspace === '' ? PERSONAL : req.workspace
+    const ws = wsName === PERSONAL ? null : store.getWorkspace(wsName)
+    if (wsName !== PERSONAL && ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(wsName.slice(0, 80))])
+    if (ws != null && !can(caller, 'runs.launch', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`starting runs in workspace ${ws.name} needs the launch role`])
+    const targets = this.#targetsFor(req)
+    await this.#checkLaunchDir(caller, req.launchDir)
+
+    // Resolution: every workspace secret, the user's own winning by name; --only narrows it, and a name that is
+    // not there fails before anything is placed.
+    const resolved = resolveSecrets(store.listSecrets([userScope(caller.user)]), ws != null ? store.listSecrets([workspaceScope(ws.name)]) : [])
+    let chosen = resolved
+    if (req.only !== undefined && req.only.length > 0) {
+      const byName = new Map(resolved.map(r => [r.name, r]))
+      chosen = []
+      for (const name of new Set(req.only)) {
+        const r = byName.get(name)
+        if (r === undefined) throw nfsError('NFS_ERR_UNKNOWN_SECRET', [JSON.stringify(name.slice(0, 100))])
+        chosen.push(r)
+      }
+    }
+    const sealed = store.readValues(chosen.map(r => ({ scope: r.scope, name: r.name })))
+    const values = new Map<string, SecretValue>()
+    for (const r of chosen) values.set(r.name, sealed.get(`${r.scope}\0${r.name}`)!)
+
+    const now = clock()
+    const runId = newRunId()
+    const sessionId = newSessionId()
+    const live = req.mode === 'arm' ? 'armed' : 'running'
+    const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
+    const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
+    const record: Omit<RunRecord, 'version'> = {
+      runId,
+      sessionId,
+      user: caller.user,
+      uid: caller.uid,
+      gid: caller.gid,
+      workspace: wsName,
+      launchDir: req.launchDir,
+      host: this.deps.host,
+      mode: req.mode,
+      names: values.size > 0 ? [...values.keys()] : [],
+      targets: Object.fromEntries(targets.map(t => [t, freshTarget()])),
+      state: live,
+      env: { NXF_UUID: sessionId, NF_SECRETS_RUN_ID: runId },
+      createdAt: now.toISOString(),
+      startedAt: live === 'running' ? now.toISOString() : null,
+      endedAt: null,
+      expiresAt: live === 'armed' ? new Date(now.getTime() + ttl * 1000).toISOString() : null,
+      endReason: null,
+      exitCode: null,
+      signal: null,
+      pid: pid !== null && pid > 0 ? pid : null,
+      pidStart: pid !== null && pid > 0 ? await probes.processStart(pid) : null,
+      slurmJobId: req.slurmJobId ?? null,
+      runName: null,
+      historyMark: await probes.historyMark(req.launchDir, caller.uid)
+    }
+    // Write-ahead: the intent is durable before any target is touched, so a crash from here on is cleaned up.
+    let run = await ledger.insert(record)
+    const log = this.#log.child({ runId })
+    log.info({ user: run.user, workspace: run.workspace, mode: run.mode, targets, secrets: run.names.length }, 'provisioning')
+
+    const env: Record<string, string> = { ...run.env }
+    for (const name of targets) {
+      const target = this.deps.targets.get(name)!
+      try {
+        const placement = await target.provision(targetRun(run), values)
+        Object.assign(env, placement.env)
+        run = await withRun(ledger, runId, r => {
+          const t = r.targets[name]!
+          t.state = 'provisioned'
+          t.refs = placement.refs
+          r.env = { ...r.env, ...placement.env }
+          return r
+        })
+        this.deps.observer?.provisioned(name, true)
+      } catch (err) {
+        this.deps.observer?.provisioned(name, false)
+        log.warn({ target: name, err }, 'provisioning failed; removing what was placed')
+        await this.#endAndRevoke(runId, 'failed', `provisioning to ${name} failed`, {})
+        if (isCoded(err)) throw err
+        throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
+      }
+    }
+    await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
+    await audit.append({ action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } })
+    const evt = { user: run.user, workspace: run.workspace, runId, names: run.names }
+    events.publish({ ...evt, type: 'run.provisioned', state: run.state })
+    events.publish({ ...evt, type: run.state === 'armed' ? 'run.armed' : 'run.started', state: run.state })
+    log.info({ state: run.state }, 'provisioned')
+    return { runId, sessionId, env, secrets: run.names, targets }
+  }
+
+  list (caller: Caller, all: boolean): RunView[] {
+    return this.deps.ledger.all()
+      .filter(r => r.user === caller.user || caller.isAdmin)
+      .filter(r => all || !isTerminal(r.state) || Object.values(r.targets).some(t => t !== undefined && t.state !== 'revoked'))
+      .map(view)
+  }
+
+  get (caller: Caller, runId: string): RunView {
+    return view(this.#visible(caller, runId))
+  }
+
+  /** A live run seen starting (history line, log, PTY child): armed -> running, recording what identifies it. */
+  async markStarted (runId: string, info: { runName?: string | null, pid?: number | null }): Promise<RunRecord | null> {
+    const before = this.deps.ledger.get(runId)
+    if (before === undefined || isTerminal(before.state)) return null
+    const pidStart = info.pid != null ? await this.deps.probes.processStart(info.pid) : null
+    const run = await withRun(this.deps.ledger, runId, r => {
+      if (isTerminal(r.state)) return null
+      const changed = r.state === 'armed' || (info.runName != null && r.runName === null) || (info.pid != null && r.pid === null)
+      if (!changed) return null
+      if (r.state === 'armed') { r.state = 'running'; r.startedAt = this.deps.clock().toISOString(); r.expiresAt = null }
+      if (info.runName != null && r.runName === null) r.runName = info.runName
+      if (info.pid != null && r.pid === null) { r.pid = info.pid; r.pidStart = pidStart }
+      return r
+    })
+    if (before.state === 'armed' && run.state === 'running') {
+      this.#log.info({ runId, runName: run.runName }, 'run started')
+      this.deps.events.publish({ type: 'run.started', user: run.user, workspace: run.workspace, runId, state: 'running' })
+    }
+    return run
+  }
+
+  /** End a live run (first end wins) and revoke it. Returns the record after the revoke attempt. */
+  async end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}): Promise<RunRecord> {
+    return await this.#endAndRevoke(runId, state, reason, exit)
+  }
+
+  async #endAndRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest): Promise<RunRecord> {
+    const before = this.deps.ledger.get(runId)
+    if (before === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+    const run = await withRun(this.deps.ledger, runId, r => {
+      if (isTerminal(r.state) || !canTransition(r.state, state)) return null
+      r.state = state
+      r.endedAt = this.deps.clock().toISOString()
+      r.endReason = reason
+      if (exit.exitCode !== undefined) r.exitCode = exit.exitCode
+      if (exit.signal !== undefined) r.signal = exit.signal
+      return r
+    })
+    if (!isTerminal(before.state) && isTerminal(run.state)) {
+      this.#log.info({ runId, state, reason }, 'run ended')
+      this.deps.events.publish({ type: `run.${state}`, user: run.user, workspace: run.workspace, runId, state, reason })
+    }
+    return await this.revoker.revoke(runId)
+  }
+
+  async finish (caller: Caller, runId: string, end: EndRequest): Promise<RunView> {
+    const run = this.#visible(caller, runId)
+    if (isTerminal(run.state)) return view(run)
+    // A `-bg` Nextflow outlives its wrapper: while its session is alive the run stays; the monitor ends it later.
+    if (await sessionAlive(this.deps.probes, run, this.deps.host)) {
+      const kept = await withRun(this.deps.ledger, runId, r => {
+        if (isTerminal(r.state)) return null
+        r.exitCode = end.exitCode ?? null
+        r.signal = end.signal ?? null
+        r.pid = null
+        r.pidStart = null
+        return r
+      })
+      this.#log.info({ runId }, 'wrapper exited; the Nextflow session is still alive, keeping the run')
+      return view(kept)
+    }
+    return view(await this.#endAndRevoke(runId, stateForExit(end.exitCode, end.signal), 'command exited', end))
+  }
+
+  async revoke (caller: Caller, runId: string): Promise<RunView> {
+    const run = this.#visible(caller, runId)
+    if (!isTerminal(run.state) && run.mode === 'launch' && this.#host !== null) await this.#host.stop(runId)
+    return view(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {}))
+  }
+
+  countsByState (): Partial<Record<RunState, number>> {
+    const out: Partial<Record<RunState, number>> = {}
+    for (const r of this.deps.ledger.all()) out[r.state] = (out[r.state] ?? 0) + 1
+    return out
+  }
+
+  async targetStatus (): Promise<Record<string, TargetStatus>> {
+    const out: Record<string, TargetStatus> = {}
+    for (const [name, t] of this.deps.targets) {
+      try {
+        out[name] = await t.status()
+      } catch (err) {
+        out[name] = { usable: false, detail: isCoded(err) ? err.code : 'status check failed' }
+      }
+    }
+    return out
+  }
+}
+
+export function view (run: RunRecord): RunView {
+  const { version: _version, ...rest } = run
+  return rest
+}

@@ -1,0 +1,160 @@
+// The monitor: reconciles the ledger at start and then, on a timer, ends runs whose process, session or Slurm job is
+// gone, expires armed runs past their TTL, retries failed revokes, and prunes old terminal runs. The watcher makes
+// most ends immediate; the monitor is the floor that holds when no file event arrives (a SIGKILL, a compute node).
+import { isTerminal, type RunRecord } from '../types.js'
+import type { Logger } from '../logger.js'
+import type { RunManager } from './manager.js'
+import { isExpired, verdict } from './policy.js'
+import type { Probes } from './probes.js'
+
+/**
+ * Is the run's Nextflow session alive, apart from the wrapper? The session lock held, the Nextflow pid of our
+ * session alive (from the log on this host, or a `-bg` pid file written since the run began), or its Slurm job.
+ */
+export async function sessionAlive (probes: Probes, run: RunRecord, host: string): Promise<boolean> {
+  const signals = await sessionSignals(probes, run, host)
+  return signals.probes.some(p => p === true) && signals.history !== 'OK' && signals.history !== 'ERR'
+}
+
+async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, runName: string | null, pid: number | null }> {
+  const obs = await probes.observe({ launchDir: run.launchDir, uid: run.uid, sessionId: run.sessionId, historyMark: run.historyMark, runName: run.runName })
+  const out: Array<boolean | null> = []
+  const sessionId = obs.history?.sessionId ?? run.sessionId
+  out.push((await probes.sessionLock(run.launchDir, sessionId)).held)
+  let pid: number | null = null
+  if (obs.log?.pid !== undefined && (obs.log.host === undefined || obs.log.host === host || obs.log.host.split('.')[0] === host.split('.')[0])) {
+    pid = obs.log.pid
+    out.push(await probes.processAlive(pid, null))
+  }
+  if (obs.pidFile !== null && obs.pidFile.mtimeMs >= Date.parse(run.createdAt) - 2000) {
+    out.push(await probes.processAlive(obs.pidFile.pid, null))
+    pid ??= obs.pidFile.pid
+  }
+  if (run.slurmJobId !== null) {
+    const s = await probes.slurmJob(run.slurmJobId)
+    out.push(s === 'unknown' ? null : s !== 'gone')
+  }
+  return { history: obs.history?.status ?? null, probes: out, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid }
+}
+
+export interface MonitorOptions {
+  intervalMs: number
+  retentionDays: number
+}
+
+export class Monitor {
+  readonly #runs: RunManager
+  readonly #probes: Probes
+  readonly #log: Logger
+  readonly #opts: MonitorOptions
+  #timer: NodeJS.Timeout | null = null
+  #ticking: Promise<void> | null = null
+  // A run must look dead on two ticks in a row before it is ended: history is rewritten in place and the session
+  // lock is taken a moment after the history line, so one odd read must not end a healthy run.
+  readonly #suspect = new Set<string>()
+
+  constructor (runs: RunManager, probes: Probes, logger: Logger, opts: MonitorOptions) {
+    this.#runs = runs
+    this.#probes = probes
+    this.#log = logger.child({ room: 'monitor' })
+    this.#opts = opts
+  }
+
+  start (): void {
+    if (this.#timer !== null) return
+    this.#timer = setInterval(() => { void this.tick() }, this.#opts.intervalMs)
+    this.#timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
+    await this.#ticking
+  }
+
+  /** One pass; overlapping calls share the pass in progress. */
+  tick (): Promise<void> {
+    this.#ticking ??= this.#tick().finally(() => { this.#ticking = null })
+    return this.#ticking
+  }
+
+  /** Reconcile at start: the same pass, with no grace for runs found dead (the daemon was down meanwhile). */
+  async reconcile (): Promise<void> {
+    const { ledger } = this.#runs.deps
+    // A run whose provisioning was interrupted by the crash never reached its caller: it ends here.
+    for (const run of ledger.all()) {
+      if (!isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')) {
+        await this.#safe(run.runId, () => this.#runs.end(run.runId, 'failed', 'provisioning interrupted by a daemon restart'))
+      }
+    }
+    await this.#tick(true)
+    this.#log.info({ runs: ledger.all().length }, 'reconciled')
+  }
+
+  async #safe (runId: string, fn: () => Promise<unknown>): Promise<void> {
+    try {
+      await fn()
+    } catch (err) {
+      this.#log.error({ runId, err }, 'monitor step failed')
+    }
+  }
+
+  async #tick (immediate = false): Promise<void> {
+    const { ledger, clock } = this.#runs.deps
+    const now = clock()
+    for (const run of ledger.all()) {
+      if (isTerminal(run.state)) continue
+      await this.#safe(run.runId, () => this.#check(run, now, immediate))
+    }
+    for (const run of this.#runs.revoker.due(clock())) {
+      await this.#safe(run.runId, () => this.#runs.revoker.revoke(run.runId, false))
+    }
+    await this.#safe('-', () => this.#prune(now))
+  }
+
+  async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
+    const host = this.#runs.deps.host
+    const signals = await sessionSignals(this.#probes, run, host)
+    if (run.state === 'armed') {
+      if (signals.history !== null) {
+        await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
+        return await this.#check(this.#runs.deps.ledger.get(run.runId)!, now, immediate)
+      }
+      if (isExpired(run, now)) {
+        await this.#runs.end(run.runId, 'expired', 'no start seen within the TTL')
+      } else if (run.slurmJobId !== null && signals.probes.at(-1) === false) {
+        await this.#runs.end(run.runId, 'expired', 'the Slurm job ended before Nextflow started')
+      }
+      return
+    }
+    if (signals.runName !== null && run.runName === null) await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
+    // The wrapper of a `run`, or the child of a `launch`, counts as alive too.
+    const probes = [...signals.probes]
+    if (run.pid !== null) probes.push(await this.#probes.processAlive(run.pid, run.pidStart))
+    const wrapperExit = run.exitCode !== null || run.signal !== null ? { exitCode: run.exitCode, signal: run.signal } : null
+    const v = verdict({ history: signals.history, probes }, wrapperExit)
+    if (v.kind !== 'ended') {
+      this.#suspect.delete(run.runId)
+      return
+    }
+    const clean = v.reason.startsWith('history')
+    if (!clean && !immediate && !this.#suspect.has(run.runId)) {
+      this.#suspect.add(run.runId)
+      return
+    }
+    this.#suspect.delete(run.runId)
+    await this.#runs.end(run.runId, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})
+  }
+
+  async #prune (now: Date): Promise<void> {
+    const { ledger } = this.#runs.deps
+    const horizon = now.getTime() - this.#opts.retentionDays * 86_400_000
+    const old = ledger.all().filter(r =>
+      isTerminal(r.state) && r.endedAt !== null && Date.parse(r.endedAt) < horizon &&
+      Object.values(r.targets).every(t => t === undefined || t.state === 'revoked'))
+    if (old.length > 0) {
+      const n = await ledger.remove(old.map(r => r.runId))
+      this.#log.info({ pruned: n }, 'pruned terminal runs past retention')
+    }
+  }
+}

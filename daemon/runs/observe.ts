@@ -1,0 +1,116 @@
+// Reads what Nextflow left in a launch dir about one run: its history line, the log markers of its session and a
+// `-bg` pid file. Only these three files are ever read (never work/). As root the launch dir is a user's: nothing
+// is read through a symlink, and only files owned by the run's user (or root) count.
+import { constants, promises as fsp } from 'node:fs'
+import { join } from 'node:path'
+import { parseHistory, type HistoryRecord } from '../watch/history.js'
+import { parseLogMarkers, type LogMarkers } from '../watch/log-markers.js'
+
+const HEAD_BYTES = 256 * 1024
+const TAIL_BYTES = 64 * 1024
+
+export interface RunFiles {
+  launchDir: string
+  uid: number
+  sessionId: string
+  /** history records present when the run was armed: a `-resume` keeps its old UUID, so it is the next line */
+  historyMark: number | null
+  /** the run's name once known: it pins the history line after a resume was matched */
+  runName: string | null
+}
+
+export interface Observation {
+  history: HistoryRecord | null
+  /** every record in the file, for callers that track the mark */
+  historyCount: number
+  log: LogMarkers | null
+  /** pid from `.nextflow.pid` (written by `nextflow run -bg`), with the file's mtime */
+  pidFile: { pid: number, mtimeMs: number } | null
+}
+
+/** Read a small file the run's user owns, without following a symlink at its last component. */
+async function readOwned (path: string, uid: number, limit = HEAD_BYTES): Promise<{ text: string, mtimeMs: number } | null> {
+  let fh
+  try {
+    fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch {
+    return null
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile() || (st.uid !== uid && st.uid !== 0)) return null
+    if (st.size <= limit + TAIL_BYTES) {
+      const buf = Buffer.alloc(st.size)
+      const { bytesRead } = await fh.read(buf, 0, st.size, 0)
+      return { text: buf.subarray(0, bytesRead).toString('utf8'), mtimeMs: st.mtimeMs }
+    }
+    // A long run's log is large: the markers we need sit at its head (identity, pid) and its tail (the end).
+    const head = Buffer.alloc(limit)
+    const tail = Buffer.alloc(TAIL_BYTES)
+    await fh.read(head, 0, limit, 0)
+    await fh.read(tail, 0, TAIL_BYTES, st.size - TAIL_BYTES)
+    return { text: `${head.toString('utf8')}\n${tail.toString('utf8')}`, mtimeMs: st.mtimeMs }
+  } finally {
+    await fh.close()
+  }
+}
+
+/** `.nextflow` must be a real directory of the user's, not a symlink to somewhere else. */
+async function cacheDirOk (launchDir: string, uid: number): Promise<boolean> {
+  try {
+    const st = await fsp.lstat(join(launchDir, '.nextflow'))
+    return st.isDirectory() && (st.uid === uid || st.uid === 0)
+  } catch {
+    return false
+  }
+}
+
+/** Pick the run's history line: by runName once known, else by session UUID, else the first line after the mark. */
+export function matchHistory (records: HistoryRecord[], files: Pick<RunFiles, 'sessionId' | 'historyMark' | 'runName'>): HistoryRecord | null {
+  if (files.runName !== null) {
+    const byName = records.find(r => r.runName === files.runName)
+    if (byName !== undefined) return byName
+  }
+  const byUuid = records.filter(r => r.sessionId === files.sessionId)
+  if (byUuid.length > 0) return byUuid[byUuid.length - 1]!
+  if (files.historyMark !== null && records.length > files.historyMark) return records[files.historyMark]!
+  return null
+}
+
+export async function observeRun (files: RunFiles): Promise<Observation> {
+  let history: HistoryRecord | null = null
+  let historyCount = 0
+  if (await cacheDirOk(files.launchDir, files.uid)) {
+    const h = await readOwned(join(files.launchDir, '.nextflow', 'history'), files.uid, 4 * 1024 * 1024)
+    if (h !== null) {
+      const parsed = parseHistory(h.text)
+      historyCount = parsed.records.length
+      history = matchHistory(parsed.records, files)
+    }
+  }
+  let log: LogMarkers | null = null
+  // The log rolls to .1 when another run starts in the same dir: look there too for our session.
+  for (const name of ['.nextflow.log', '.nextflow.log.1']) {
+    const l = await readOwned(join(files.launchDir, name), files.uid)
+    if (l === null) continue
+    const markers = parseLogMarkers(l.text)
+    if (markers.sessionId === files.sessionId || (history !== null && markers.runName === history.runName)) {
+      log = markers
+      break
+    }
+  }
+  let pidFile: Observation['pidFile'] = null
+  const p = await readOwned(join(files.launchDir, '.nextflow.pid'), files.uid, 64)
+  if (p !== null) {
+    const pid = Number(p.text.trim())
+    if (Number.isInteger(pid) && pid > 1) pidFile = { pid, mtimeMs: p.mtimeMs }
+  }
+  return { history, historyCount, log, pidFile }
+}
+
+/** How many history records a launch dir holds now: the mark for a run being armed. */
+export async function historyMarkOf (launchDir: string, uid: number): Promise<number> {
+  if (!(await cacheDirOk(launchDir, uid))) return 0
+  const h = await readOwned(join(launchDir, '.nextflow', 'history'), uid, 4 * 1024 * 1024)
+  return h === null ? 0 : parseHistory(h.text).records.length
+}

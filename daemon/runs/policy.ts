@@ -1,0 +1,62 @@
+// Pure rules of the run lifecycle: which end a run gets, how long to wait before retrying a revoke, and when a
+// run counts as dead. Kept apart from I/O so each rule has a table test.
+import type { RunRecord, RunState, TargetState } from '../types.js'
+
+/** The terminal state for a command that ended with this exit code or signal. */
+export function stateForExit (exitCode: number | null | undefined, signal: string | null | undefined): 'completed' | 'failed' | 'killed' {
+  if (signal !== null && signal !== undefined && signal !== '') return 'killed'
+  if (exitCode === 0) return 'completed'
+  // 128+N is how a shell reports a child killed by signal N.
+  if (exitCode !== null && exitCode !== undefined && exitCode > 128 && exitCode <= 128 + 64) return 'killed'
+  return 'failed'
+}
+
+/** Exponential backoff with full jitter: the nth retry waits a random time up to initial * 2^(n-1), capped. */
+export function retryDelayMs (attempts: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempts - 1))
+  return Math.max(initialMs / 2, Math.round(ceiling * random()))
+}
+
+export const ALLOWED: Record<RunState, RunState[]> = {
+  armed: ['running', 'completed', 'failed', 'killed', 'expired'],
+  running: ['completed', 'failed', 'killed'],
+  completed: [],
+  failed: [],
+  killed: [],
+  expired: []
+}
+
+export function canTransition (from: RunState, to: RunState): boolean {
+  return ALLOWED[from].includes(to)
+}
+
+/** Targets that still hold something of the run (or may: `provisioning` is the write-ahead intent). */
+export function needsRevoke (state: TargetState): boolean {
+  return state !== 'revoked'
+}
+
+export interface LivenessSignals {
+  /** the history line of the run, if one was found */
+  history: 'running' | 'OK' | 'ERR' | null
+  /** each probe that applies to this run: true alive, false dead, null could not tell */
+  probes: Array<boolean | null>
+}
+
+export type Verdict = { kind: 'alive' } | { kind: 'ended', state: 'completed' | 'failed' | 'killed', reason: string } | { kind: 'unknown' }
+
+/**
+ * What the signals say about a running run. A terminal history line wins; otherwise the run is dead only when at
+ * least one probe applies and every one that applies says dead (a probe that cannot tell keeps it alive).
+ */
+export function verdict (signals: LivenessSignals, wrapperExit: { exitCode: number | null, signal: string | null } | null): Verdict {
+  if (signals.history === 'OK') return { kind: 'ended', state: 'completed', reason: 'history OK' }
+  if (signals.history === 'ERR') return { kind: 'ended', state: 'failed', reason: 'history ERR' }
+  if (signals.probes.some(p => p === true || p === null)) return signals.probes.some(p => p === true) ? { kind: 'alive' } : { kind: 'unknown' }
+  if (signals.probes.length === 0) return { kind: 'unknown' }
+  if (wrapperExit !== null) return { kind: 'ended', state: stateForExit(wrapperExit.exitCode, wrapperExit.signal), reason: 'command exited' }
+  return { kind: 'ended', state: 'killed', reason: 'process gone without a terminal line' }
+}
+
+export function isExpired (run: Pick<RunRecord, 'state' | 'expiresAt'>, now: Date): boolean {
+  return run.state === 'armed' && run.expiresAt !== null && Date.parse(run.expiresAt) <= now.getTime()
+}

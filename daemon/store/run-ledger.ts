@@ -1,0 +1,100 @@
+// The run ledger (runs.json): durable, write-ahead record of every run and every target it touched. Each change is
+// written (temp, fsync, rename) before it counts, and names the version it expects to replace, so a shared
+// implementation (etcd) can drop in later with compare-and-swap semantics.
+import { Low } from 'lowdb'
+import { nfsError } from '../errors.js'
+import type { RunRecord } from '../types.js'
+import { AtomicJsonFile } from './atomic-file.js'
+
+interface LedgerData {
+  format: 1
+  runs: RunRecord[]
+}
+
+export interface RunLedger {
+  all (): readonly RunRecord[]
+  get (runId: string): RunRecord | undefined
+  /** Durably record a new run (the write-ahead intent). */
+  insert (run: Omit<RunRecord, 'version'>): Promise<RunRecord>
+  /**
+   * Apply `change` to the run if its version is still `expectedVersion`; NFS_ERR_CONFLICT otherwise.
+   * `change` returns the next record (without bumping the version: the ledger does) or null for no change.
+   */
+  update (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord>
+  remove (runIds: string[]): Promise<number>
+  close (): Promise<void>
+}
+
+function validate (raw: unknown, path: string): LedgerData {
+  const data = raw as Partial<LedgerData> | null
+  if (data === null || typeof data !== 'object' || data.format !== 1 || !Array.isArray(data.runs)) {
+    throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not a run ledger of format 1'])
+  }
+  for (const r of data.runs) {
+    if (typeof r?.runId !== 'string' || typeof r.state !== 'string' || typeof r.version !== 'number' || typeof r.targets !== 'object') {
+      throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'a run record is malformed'])
+    }
+  }
+  return data as LedgerData
+}
+
+export async function openRunLedger (path: string): Promise<RunLedger> {
+  const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600 })
+  const db = new Low<LedgerData>(adapter, { format: 1, runs: [] })
+  const raw = await adapter.read()
+  const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
+  const byId = new Map(data.runs.map(r => [r.runId, r]))
+  // One mutation at a time: each computes the next snapshot, writes it, and only then makes it the truth in memory,
+  // so a failed write (disk full) leaves memory and disk as they were.
+  let queue: Promise<unknown> = Promise.resolve()
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = queue.then(fn, fn)
+    queue = next.catch(() => {})
+    return next
+  }
+
+  async function commit (next: Map<string, RunRecord>): Promise<void> {
+    db.data = { format: 1, runs: [...next.values()] }
+    await db.write()
+  }
+
+  return {
+    all: () => [...byId.values()],
+    get: (runId) => byId.get(runId),
+    insert: (run) => serial(async () => {
+      if (byId.has(run.runId)) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
+      const rec: RunRecord = { ...run, version: 1 }
+      const next = new Map(byId)
+      next.set(rec.runId, rec)
+      await commit(next)
+      byId.set(rec.runId, rec)
+      return rec
+    }),
+    update: (runId, expectedVersion, change) => serial(async () => {
+      const cur = byId.get(runId)
+      if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+      if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
+      const changed = change(structuredClone(cur))
+      if (changed === null) return cur
+      const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
+      const next = new Map(byId)
+      next.set(runId, rec)
+      await commit(next)
+      byId.set(runId, rec)
+      return rec
+    }),
+    remove: (runIds) => serial(async () => {
+      const next = new Map(byId)
+      let n = 0
+      for (const id of runIds) if (next.delete(id)) n++
+      if (n === 0) return 0
+      await commit(next)
+      for (const id of runIds) byId.delete(id)
+      return n
+    }),
+    close: async () => {
+      await queue
+      await adapter.flush()
+    }
+  }
+}

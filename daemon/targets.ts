@@ -1,0 +1,34 @@
+// The targets this daemon offers, from its config. `memory` is a test fake: offered only when the config names it.
+import type { Target } from '../adapters/types.js'
+import { createHpcTarget } from '../adapters/hpc.js'
+import { createAwsTarget, type AwsTarget } from '../adapters/aws-secrets-manager.js'
+import { createMemoryTarget } from '../adapters/memory.js'
+import type { Config } from './config.js'
+import type { Logger } from './logger.js'
+import type { TargetName } from './types.js'
+
+export interface BuiltTargets {
+  targets: Map<TargetName, Target>
+  aws: AwsTarget
+}
+
+export function buildTargets (config: Config, logger: Logger, host: string): BuiltTargets {
+  const targets = new Map<TargetName, Target>()
+  targets.set('hpc', createHpcTarget({ runsRoot: config.hpc.runsRoot, privileged: config.mode === 'system', logger }))
+  // Always offered: without a region or credentials it says so in status and refuses at provision time.
+  const aws = createAwsTarget({
+    ...(config.aws.region !== null ? { region: config.aws.region } : {}),
+    ...(config.aws.endpoint !== null ? { endpoint: config.aws.endpoint } : {}),
+    ...(config.aws.kmsKeyId !== null ? { kmsKeyId: config.aws.kmsKeyId } : {}),
+    prefix: config.aws.prefix,
+    tags: { ...config.aws.tags },
+    maxConcurrency: config.aws.maxConcurrency,
+    rateLimitPerSecond: config.aws.rateLimitPerSecond,
+    host,
+    logger
+  })
+  targets.set('aws', aws)
+  const named = new Set<string>([...config.runs.defaultTargets, ...config.watch.flatMap(w => w.targets ?? [])])
+  if (named.has('memory')) targets.set('memory', createMemoryTarget())
+  return { targets, aws }
+}
