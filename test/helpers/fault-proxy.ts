@@ -4,7 +4,10 @@
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-export type Fault = 'throttle' | 'server-error' | 'denied' | 'drop-before' | 'drop-after'
+// `invalid-request` is AWS's answer to creating a name that is scheduled for deletion (moto says
+// ResourceExistsException instead), so the tests can walk the AWS path against moto.
+export type Fault = 'throttle' | 'server-error' | 'denied' | 'invalid-request' | 'drop-before' | 'drop-after'
+type ErrorFault = 'throttle' | 'server-error' | 'denied' | 'invalid-request'
 
 export interface FaultRates {
   throttle?: number
@@ -45,13 +48,14 @@ function prng (seed: number): () => number {
   }
 }
 
-const ERRORS: Record<'throttle' | 'server-error' | 'denied', { status: number, type: string }> = {
+const ERRORS: Record<ErrorFault, { status: number, type: string }> = {
   throttle: { status: 400, type: 'ThrottlingException' },
   'server-error': { status: 500, type: 'InternalServiceError' },
-  denied: { status: 400, type: 'AccessDeniedException' }
+  denied: { status: 400, type: 'AccessDeniedException' },
+  'invalid-request': { status: 400, type: 'InvalidRequestException' }
 }
 
-function answerError (res: ServerResponse, fault: keyof typeof ERRORS): void {
+function answerError (res: ServerResponse, fault: ErrorFault): void {
   const { status, type } = ERRORS[fault]
   const body = JSON.stringify({ __type: type, message: `injected ${fault}` })
   res.writeHead(status, {
@@ -76,7 +80,7 @@ export async function startFaultProxy (t: Teardown, upstream: string, opts: { se
   let rule: FaultRule | undefined
   const perSecond = new Map<number, number>()
   const ops: Record<string, number> = {}
-  const injected: Record<Fault, number> = { throttle: 0, 'server-error': 0, denied: 0, 'drop-before': 0, 'drop-after': 0 }
+  const injected: Record<Fault, number> = { throttle: 0, 'server-error': 0, denied: 0, 'invalid-request': 0, 'drop-before': 0, 'drop-after': 0 }
 
   function pick (op: string, body: Record<string, unknown>): Fault | undefined {
     const ruled = rule?.(op, body)
@@ -116,7 +120,7 @@ export async function startFaultProxy (t: Teardown, upstream: string, opts: { se
         await sleep(lo + random() * (hi - lo))
       }
       if (fault === 'drop-before') { req.socket.destroy(); return }
-      if (fault === 'throttle' || fault === 'server-error' || fault === 'denied') { answerError(res, fault); return }
+      if (fault !== undefined && fault in ERRORS) { answerError(res, fault as ErrorFault); return }
       const out = await forward(req, raw)
       if (fault === 'drop-after') { req.socket.destroy(); return }
       // Hop-by-hop headers belong to the upstream connection, not to this one.

@@ -103,9 +103,9 @@ export async function smCall<T = Record<string, unknown>> (endpoint: string, op:
 export interface MotoSecret {
   Name: string
   ARN: string
-  KmsKeyId?: string
+  KmsKeyId?: string | null
   Tags?: Array<{ Key: string, Value: string }>
-  DeletedDate?: number
+  DeletedDate?: number | null
 }
 
 /** Every secret in moto (scheduled deletions included when asked), all pages. */
