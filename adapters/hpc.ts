@@ -3,8 +3,8 @@
 // so revoking removes the whole run dir. The filesystem work that must stay safe as root lives in
 // hpc/safe-fs.ts; this file is the Target lifecycle around it.
 import type { Logger } from 'pino'
-import { lstat, mkdir, readdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdir, readdir, stat } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
@@ -42,16 +42,15 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   // The runs root, checked (and created) on every call: an admin may have changed its modes since.
   async function root (create: boolean): Promise<string | null> {
     if (privileged) return await resolveTrustedDir(opts.runsRoot, create)
-    // User mode: everything below is the daemon user's own, so plain calls suffice.
-    if (create) await mkdir(opts.runsRoot, { recursive: true, mode: 0o700 })
-    try {
-      const st = await lstat(opts.runsRoot)
-      if (!st.isDirectory()) throw unsafePath(opts.runsRoot, 'not a directory')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
-      throw err
-    }
-    return opts.runsRoot
+    // User mode: everything below is the daemon user's own, so plain calls suffice. NXF_SECRETS_FILE must
+    // be absolute (Nextflow resolves a relative one against NXF_HOME).
+    const abs = resolve(opts.runsRoot)
+    if (create) await mkdir(abs, { recursive: true, mode: 0o700 })
+    // Following a symlink here is fine (a runs root linked to scratch space): it is the user's own tree.
+    const st = await stat(abs).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
+    if (st === null) return null
+    if (!st.isDirectory()) throw unsafePath(abs, 'not a directory')
+    return abs
   }
 
   function checkRun (run: TargetRun): void {
