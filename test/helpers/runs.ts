@@ -1,0 +1,115 @@
+// A RunManager on a real store, ledger and audit log in a temp dir, with the memory target and scriptable probes:
+// the cheapest real level for orchestration tests.
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { createMemoryTarget, type MemoryTarget } from '../../adapters/memory.js'
+import type { Target } from '../../adapters/types.js'
+import { defaults, type Config } from '../../daemon/config.js'
+import { EventBus, type NfsEvent } from '../../daemon/events.js'
+import { RunManager } from '../../daemon/runs/manager.js'
+import { Monitor } from '../../daemon/runs/monitor.js'
+import type { Probes } from '../../daemon/runs/probes.js'
+import type { Observation } from '../../daemon/runs/observe.js'
+import { openAuditLog } from '../../daemon/store/audit-log.js'
+import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
+import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
+import type { Caller, TargetName } from '../../daemon/types.js'
+import { randomBytes } from 'node:crypto'
+
+export interface Teardown { teardown: (fn: () => void | Promise<void>) => void }
+
+/** Probes whose answers a test sets: by default nothing is alive and no file says anything. */
+export interface FakeProbes extends Probes {
+  alive: Set<number>
+  lockHeld: boolean
+  slurm: 'pending' | 'running' | 'gone' | 'unknown'
+  observation: Observation
+}
+
+export function fakeProbes (): FakeProbes {
+  const p: FakeProbes = {
+    alive: new Set(),
+    lockHeld: false,
+    slurm: 'gone',
+    observation: { history: null, historyCount: 0, log: null, pidFile: null },
+    processAlive: async (pid) => p.alive.has(pid),
+    processStart: async (pid) => p.alive.has(pid) ? 1000 + pid : null,
+    sessionLock: async () => ({ held: p.lockHeld, pid: null }),
+    slurmJob: async () => p.slurm,
+    observe: async () => p.observation,
+    historyMark: async () => 0
+  }
+  return p
+}
+
+export interface RunsFixture {
+  dir: string
+  launchDir: string
+  config: Config
+  store: SecretsStore
+  ledger: RunLedger
+  runs: RunManager
+  monitor: Monitor
+  memory: MemoryTarget
+  probes: FakeProbes
+  events: NfsEvent[]
+  now: { t: number }
+  reopen: () => Promise<RunsFixture>
+}
+
+export function caller (user = 'root', over: Partial<Caller> = {}): Caller {
+  return { user, uid: process.getuid!(), gid: process.getgid!(), pid: 0, groups: [user], gids: [process.getgid!()], isAdmin: false, ...over }
+}
+
+export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName, Target>, dir?: string, key?: Buffer, probes?: FakeProbes, memory?: MemoryTarget } = {}): Promise<RunsFixture> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'nfs-runs-'))
+  if (opts.dir === undefined) t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const launchDir = join(dir, 'launch')
+  mkdirSync(launchDir, { recursive: true })
+  const base = defaults('user', { uid: process.getuid!(), home: dir, env: {} })
+  const config = { ...base, stateDir: join(dir, 'state'), runs: { ...base.runs, defaultTargets: ['memory' as const], revokeRetryInitialMs: 10, revokeRetryMaxMs: 100 }, mode: 'user' as const, configFile: null }
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
+  const logger = pino({ level: 'silent' })
+  const key = opts.key ?? randomBytes(32)
+  const store = await openSecretsStore({ path: join(config.stateDir, 'store.json'), key, logger })
+  const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
+  const audit = await openAuditLog(join(config.stateDir, 'audit.log'))
+  const bus = new EventBus()
+  const events: NfsEvent[] = []
+  bus.subscribe(e => events.push(e))
+  const memory = opts.memory ?? createMemoryTarget()
+  const targets = opts.targets ?? new Map<TargetName, Target>([['memory', memory]])
+  const probes = opts.probes ?? fakeProbes()
+  const now = { t: Date.parse('2026-11-25T12:00:00Z') }
+  const clock = (): Date => new Date(now.t)
+  const runs = new RunManager({ config, ledger, store, audit, events: bus, targets, logger, clock, host: 'vm', probes })
+  const monitor = new Monitor(runs, probes, logger, { intervalMs: 60_000, retentionDays: config.runs.retentionDays })
+  t.teardown(async () => {
+    await monitor.stop()
+    await ledger.close()
+    await store.close()
+    await audit.close()
+  })
+  const fixture: RunsFixture = {
+    dir,
+    launchDir,
+    config,
+    store,
+    ledger,
+    runs,
+    monitor,
+    memory,
+    probes,
+    events,
+    now,
+    reopen: async () => {
+      await ledger.close()
+      await store.close()
+      await audit.close()
+      return await runsFixture(t, { dir, key, probes, memory, ...(opts.targets !== undefined ? { targets: opts.targets } : {}) })
+    }
+  }
+  return fixture
+}

@@ -1,0 +1,182 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { SecretValue } from '../../daemon/secret-value.js'
+import { caller, runsFixture } from '../helpers/runs.js'
+
+async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p
+  } catch (err) {
+    return (err as { code?: string }).code
+  }
+  return undefined
+}
+
+t.test('arm: user over workspace, --only, lastUsed, events without values', async t => {
+  const f = await runsFixture(t)
+  await f.store.createWorkspace('lab', 'root')
+  await f.store.setMember('lab', 'root', 'launch')
+  await f.store.createSecret('workspace:lab', 'API_TOKEN', new SecretValue('ws-token'), 'root')
+  await f.store.createSecret('workspace:lab', 'DB_PASS', new SecretValue('ws-db'), 'root')
+  await f.store.createSecret('user:root', 'API_TOKEN', new SecretValue('CANARY-user-token'), 'root')
+  const created = await f.runs.create(caller(), { mode: 'arm', workspace: 'lab', launchDir: f.launchDir })
+  t.same(created.secrets.sort(), ['API_TOKEN', 'DB_PASS'])
+  t.equal(created.env.NXF_UUID, created.sessionId)
+  t.equal(created.env.NF_SECRETS_RUN_ID, created.runId)
+  t.match(created.runId, /^[0-9A-Za-z]{14}$/)
+  const placed = f.memory.placed.get(created.runId)!
+  t.equal(placed.get('API_TOKEN'), 'CANARY-user-token', 'the user secret wins')
+  t.equal(placed.get('DB_PASS'), 'ws-db')
+  t.ok(f.store.getSecret('user:root', 'API_TOKEN')?.lastUsed, 'lastUsed is set')
+  const run = f.ledger.get(created.runId)!
+  t.equal(run.state, 'armed')
+  t.equal(run.targets.memory?.state, 'provisioned')
+  t.same(f.events.map(e => e.type), ['run.provisioned', 'run.armed'])
+  for (const file of ['runs.json', 'audit.log']) t.notMatch(readFileSync(join(f.config.stateDir, file), 'utf8'), 'CANARY')
+  t.notMatch(JSON.stringify(f.events), 'CANARY')
+
+  const only = await f.runs.create(caller(), { mode: 'arm', workspace: 'lab', launchDir: f.launchDir, only: ['DB_PASS'] })
+  t.same([...f.memory.placed.get(only.runId)!.keys()], ['DB_PASS'])
+  const before = f.ledger.all().length
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', workspace: 'lab', launchDir: f.launchDir, only: ['DB_PASS', 'NOPE'] })), 'NFS_ERR_UNKNOWN_SECRET')
+  t.equal(f.ledger.all().length, before, 'an unknown name fails before anything is recorded or placed')
+})
+
+t.test('access and input checks', async t => {
+  const f = await runsFixture(t)
+  await f.store.createWorkspace('lab', 'root')
+  await f.store.setMember('lab', 'root', 'view')
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', workspace: 'lab', launchDir: f.launchDir })), 'NFS_ERR_FORBIDDEN', 'view cannot launch')
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', workspace: 'nope', launchDir: f.launchDir })), 'NFS_ERR_WORKSPACE_NOT_FOUND')
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', launchDir: 'relative' })), 'NFS_ERR_INVALID_PATH')
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', launchDir: join(f.dir, 'missing') })), 'NFS_ERR_INVALID_PATH')
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, targets: ['aws'] })), 'NFS_ERR_INVALID_TARGET')
+  const mine = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  t.equal(await codeOf(Promise.resolve().then(() => f.runs.get(caller('bob'), mine.runId))), 'NFS_ERR_RUN_NOT_FOUND', 'another user cannot see it')
+  t.equal(await codeOf(f.runs.revoke(caller('bob'), mine.runId)), 'NFS_ERR_RUN_NOT_FOUND', 'nor revoke it')
+  t.equal(f.runs.get(caller('admin', { isAdmin: true }), mine.runId).runId, mine.runId, 'an admin can')
+})
+
+t.test('all or nothing: a failing target leaves nothing placed and the run failed', async t => {
+  const f = await runsFixture(t)
+  await f.store.createSecret('user:root', 'GOOD', new SecretValue('g'), 'root')
+  await f.store.createSecret('user:root', 'BAD', new SecretValue('b'), 'root')
+  f.memory.options.failProvisionOn = 'BAD'
+  t.equal(await codeOf(f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })), 'NFS_ERR_PROVISION_FAILED')
+  t.equal(f.memory.placed.size, 0)
+  const [run] = f.ledger.all()
+  t.equal(run?.state, 'failed')
+  t.equal(run?.targets.memory?.state, 'revoked')
+})
+
+t.test('finish: exit codes map to states, and the run is revoked', async t => {
+  const f = await runsFixture(t)
+  await f.store.createSecret('user:root', 'A_B', new SecretValue('v'), 'root')
+  const cases: Array<[{ exitCode?: number, signal?: string }, string]> = [[{ exitCode: 0 }, 'completed'], [{ exitCode: 1 }, 'failed'], [{ signal: 'SIGTERM' }, 'killed'], [{ exitCode: 137 }, 'killed']]
+  for (const [end, state] of cases) {
+    const r = await f.runs.create(caller(), { mode: 'run', launchDir: f.launchDir })
+    t.equal(f.ledger.get(r.runId)?.state, 'running')
+    const v = await f.runs.finish(caller(), r.runId, end)
+    t.equal(v.state, state, JSON.stringify(end))
+    t.equal(v.targets.memory?.state, 'revoked')
+    t.notOk(f.memory.placed.has(r.runId))
+  }
+})
+
+t.test('finish keeps a run whose Nextflow session outlives the wrapper (-bg), the monitor ends it later', async t => {
+  const f = await runsFixture(t)
+  const r = await f.runs.create(caller(), { mode: 'run', launchDir: f.launchDir })
+  f.probes.lockHeld = true
+  const kept = await f.runs.finish(caller(), r.runId, { exitCode: 0 })
+  t.equal(kept.state, 'running')
+  t.ok(f.memory.placed.has(r.runId))
+  await f.monitor.tick()
+  t.equal(f.ledger.get(r.runId)?.state, 'running', 'lock held: alive')
+  f.probes.lockHeld = false
+  await f.monitor.tick()
+  t.equal(f.ledger.get(r.runId)?.state, 'running', 'one dead reading is not enough')
+  await f.monitor.tick()
+  t.equal(f.ledger.get(r.runId)?.state, 'completed', 'the wrapper exit code decides once the session is gone')
+  t.notOk(f.memory.placed.has(r.runId))
+})
+
+t.test('the monitor: history lines end runs, TTL expires armed runs, Slurm job gone', async t => {
+  const f = await runsFixture(t)
+  const armed = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  const rec = { index: 0, timestamp: '2026-11-25 12:00:01', duration: null, runName: 'mad_turing', status: 'running' as const, revisionId: 'abc', sessionId: armed.sessionId, command: 'nextflow run x' }
+  f.probes.observation = { history: rec, historyCount: 1, log: null, pidFile: null }
+  await f.monitor.tick()
+  t.equal(f.ledger.get(armed.runId)?.state, 'running')
+  t.equal(f.ledger.get(armed.runId)?.runName, 'mad_turing')
+  f.probes.lockHeld = true
+  f.probes.observation = { ...f.probes.observation, history: { ...rec, status: 'ERR' } }
+  await f.monitor.tick()
+  t.equal(f.ledger.get(armed.runId)?.state, 'failed', 'ERR ends it at once')
+  t.notOk(f.memory.placed.has(armed.runId))
+
+  f.probes.observation = { history: null, historyCount: 1, log: null, pidFile: null }
+  const idle = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, ttlSeconds: 60 })
+  await f.monitor.tick()
+  t.equal(f.ledger.get(idle.runId)?.state, 'armed')
+  f.now.t += 61_000
+  await f.monitor.tick()
+  t.equal(f.ledger.get(idle.runId)?.state, 'expired')
+  t.notOk(f.memory.placed.has(idle.runId))
+
+  f.probes.slurm = 'running'
+  const slurm = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, slurmJobId: '42' })
+  await f.monitor.tick()
+  t.equal(f.ledger.get(slurm.runId)?.state, 'armed')
+  f.probes.slurm = 'gone'
+  await f.monitor.tick()
+  t.equal(f.ledger.get(slurm.runId)?.state, 'expired', 'the sbatch job ended before Nextflow started')
+  f.probes.slurm = 'unknown'
+  const unsure = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, slurmJobId: '43' })
+  await f.monitor.tick()
+  t.equal(f.ledger.get(unsure.runId)?.state, 'armed', 'a Slurm outage revokes nothing')
+})
+
+t.test('revoke failures are retried with backoff until done', async t => {
+  const f = await runsFixture(t)
+  const r = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  f.memory.options.failRevokeTimes = 2
+  const v = await f.runs.revoke(caller(), r.runId)
+  t.equal(v.state, 'killed')
+  t.equal(v.targets.memory?.state, 'revoke_failed')
+  t.equal(v.targets.memory?.attempts, 1)
+  t.ok(f.events.some(e => e.type === 'run.revoke_failed'))
+  f.now.t += 10_000
+  await f.monitor.tick()
+  t.equal(f.ledger.get(r.runId)?.targets.memory?.state, 'revoke_failed')
+  f.now.t += 10_000
+  await f.monitor.tick()
+  t.equal(f.ledger.get(r.runId)?.targets.memory?.state, 'revoked')
+  t.ok(f.events.some(e => e.type === 'run.revoked'))
+})
+
+t.test('restart: reconcile ends interrupted provisions and keeps live runs', async t => {
+  const f = await runsFixture(t)
+  const live = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  // A provision interrupted by a crash: the intent is in the ledger, the target may hold something.
+  await f.ledger.insert({ ...f.ledger.get(live.runId)!, runId: 'CRASHED0000001', targets: { memory: { state: 'provisioning', attempts: 0, nextAttemptAt: null, lastError: null, refs: [], revokedAt: null } } })
+  f.memory.placed.set('CRASHED0000001', new Map([['X', 'y']]))
+  const g = await f.reopen()
+  await g.monitor.reconcile()
+  t.equal(g.ledger.get('CRASHED0000001')?.state, 'failed')
+  t.equal(g.ledger.get('CRASHED0000001')?.targets.memory?.state, 'revoked')
+  t.notOk(g.memory.placed.has('CRASHED0000001'))
+  t.equal(g.ledger.get(live.runId)?.state, 'armed', 'a live armed run is kept')
+  t.ok(g.memory.placed.has(live.runId))
+})
+
+t.test('terminal runs are pruned after the retention period', async t => {
+  const f = await runsFixture(t)
+  const r = await f.runs.create(caller(), { mode: 'run', launchDir: f.launchDir })
+  await f.runs.finish(caller(), r.runId, { exitCode: 0 })
+  await f.monitor.tick()
+  t.ok(f.ledger.get(r.runId))
+  f.now.t += 31 * 86_400_000
+  await f.monitor.tick()
+  t.equal(f.ledger.get(r.runId), undefined)
+})
