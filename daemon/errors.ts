@@ -19,6 +19,7 @@ interface ErrorSpec { status: number, message: string, exit: number }
 // One table, so the HTTP status and the CLI exit code of a code never drift apart.
 export const ERROR_SPECS = {
   NFS_ERR_BAD_REQUEST: { status: 400, message: 'Bad request: %s', exit: EXIT.usage },
+  NFS_ERR_USAGE: { status: 400, message: '%s', exit: EXIT.usage },
   NFS_ERR_BODY_TOO_LARGE: { status: 413, message: 'Request body is larger than %s bytes', exit: EXIT.usage },
   NFS_ERR_INVALID_NAME: { status: 400, message: 'Invalid secret name %s: it must match Nextflow\'s rule (letters, digits and single underscores, no leading digit, 2 to 100 characters, not starting with "__")', exit: EXIT.usage },
   NFS_ERR_INVALID_WORKSPACE: { status: 400, message: 'Invalid workspace name %s: use 1 to 64 of [a-z0-9_-], starting with a letter or digit', exit: EXIT.usage },

@@ -1,0 +1,114 @@
+// The CLI's side of the socket: where the daemon is, and JSON requests to it over undici. Every answer the daemon
+// refuses comes back as its coded error (SPEC section 7); a daemon that does not answer is NFS_ERR_UNAVAILABLE (exit 69).
+import { existsSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { Client } from 'undici'
+import { nfsError } from '../errors.js'
+import { SYSTEM_SOCKET, userSocketPath } from '../config.js'
+
+export interface SocketChoice {
+  path: string
+  /** where the path came from, for the unreachable message */
+  from: 'flag' | 'env' | 'user' | 'system'
+}
+
+/**
+ * SPEC section 2: `--socket`, then `NF_SECRETS_SOCKET`, then the user socket when it exists, then the system socket.
+ * `exists` is injected so the order is testable without making sockets.
+ */
+export function discoverSocket (flag: string | undefined, env: NodeJS.ProcessEnv, home: string = homedir(), exists: (p: string) => boolean = existsSync): SocketChoice {
+  if (flag !== undefined && flag !== '') return { path: flag, from: 'flag' }
+  const fromEnv = env.NF_SECRETS_SOCKET
+  if (fromEnv !== undefined && fromEnv !== '') return { path: fromEnv, from: 'env' }
+  const user = userSocketPath({ home, env })
+  if (exists(user)) return { path: user, from: 'user' }
+  return { path: SYSTEM_SOCKET, from: 'system' }
+}
+
+/** The error a daemon answered with, or one the CLI made itself; `code` decides the exit status. */
+export class CliError extends Error {
+  readonly code: string
+  readonly statusCode: number | undefined
+
+  constructor (code: string, message: string, statusCode?: number) {
+    super(message)
+    this.code = code
+    this.statusCode = statusCode
+  }
+}
+
+export interface RequestOptions {
+  query?: Record<string, string | undefined>
+  body?: unknown
+}
+
+export interface ApiClient {
+  readonly socketPath: string
+  request: <T = unknown>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options?: RequestOptions) => Promise<T>
+  close: () => Promise<void>
+}
+
+// Any failure before an answer (ENOENT, ECONNREFUSED, EACCES, a reset) means the daemon is not there, or not for us.
+export function unreachable (socketPath: string, err: unknown): CliError {
+  const code = (err as { code?: unknown }).code
+  const reason = typeof code === 'string' ? code : 'no answer'
+  const e = nfsError('NFS_ERR_UNAVAILABLE', [socketPath, `${reason}; is nf-secretsd running? (--socket, NF_SECRETS_SOCKET)`])
+  return new CliError(e.code, e.message)
+}
+
+/** `/api/v1/x` plus the query string of the defined entries. */
+export function apiPath (path: string, query?: Record<string, string | undefined>): string {
+  const params = new URLSearchParams()
+  for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) params.set(k, v)
+  const qs = params.toString()
+  return `/api/v1${path}${qs === '' ? '' : `?${qs}`}`
+}
+
+/** The coded error of a refused request, from the daemon's JSON body (or a generic one when the body is not ours). */
+export function errorFromBody (statusCode: number, text: string): CliError {
+  try {
+    const body = JSON.parse(text) as { code?: unknown, message?: unknown }
+    if (typeof body.code === 'string' && typeof body.message === 'string') return new CliError(body.code, body.message, statusCode)
+  } catch {
+    // not JSON: fall through
+  }
+  return new CliError('NFS_ERR_INTERNAL', `the daemon answered HTTP ${statusCode} without a coded error`, statusCode)
+}
+
+export function openClient (socketPath: string): ApiClient {
+  // One connection, no keep-alive lingering after the last request: the CLI exits as soon as it is done.
+  const client = new Client('http://localhost', { socketPath, keepAliveTimeout: 1000, connectTimeout: 10_000 })
+  return {
+    socketPath,
+    async request<T> (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions = {}): Promise<T> {
+      const hasBody = options.body !== undefined
+      let res
+      try {
+        res = await client.request({
+          method,
+          path: apiPath(path, options.query),
+          headers: hasBody ? { 'content-type': 'application/json' } : {},
+          ...(hasBody ? { body: JSON.stringify(options.body) } : {})
+        })
+      } catch (err) {
+        throw unreachable(socketPath, err)
+      }
+      const text = await res.body.text()
+      if (res.statusCode >= 400) throw errorFromBody(res.statusCode, text)
+      if (text === '') return undefined as T
+      try {
+        return JSON.parse(text) as T
+      } catch {
+        throw new CliError('NFS_ERR_INTERNAL', 'the daemon answered with something that is not JSON')
+      }
+    },
+    async close (): Promise<void> {
+      await client.close().catch(() => {})
+    }
+  }
+}
+
+/** The `ws` package's URL for a WebSocket route over a Unix socket. */
+export function wsUrl (socketPath: string, path: string): string {
+  return `ws+unix://${socketPath}:${apiPath(path)}`
+}

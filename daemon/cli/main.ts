@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// nf-secrets: the client CLI. Parses the command line against the table of command groups, runs one command against
+// the daemon's socket, prints errors as `nf-secrets: <message> (<CODE>)` and exits with the code's exit status.
+// The only file of the CLI that exits the process.
+import { realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { EXIT, exitCodeFor } from '../errors.js'
+import { packageVersion } from '../package-root.js'
+import { commandHelp, helpText, parseCommandLine, type CliIo, type Command } from './args.js'
+import { discoverSocket, openClient, type ApiClient } from './client.js'
+import { createOutput, safeText } from './output.js'
+import { secretsCommands } from './secrets.js'
+import { workspacesCommands } from './workspaces.js'
+import { systemCommands } from './system.js'
+import { eventsCommands } from './events.js'
+import { runsCommands } from './runs.js'
+
+// One line per command-group module; `run`, `arm`, `runs`, `launch`, `attach`, `watch`, `shell-init` join here.
+export const COMMANDS: readonly Command[] = [
+  ...secretsCommands,
+  ...workspacesCommands,
+  ...systemCommands,
+  ...eventsCommands,
+  ...runsCommands
+]
+
+/** The message and exit status of anything a command threw. Messages come from coded errors, never from values. */
+export function describeFailure (err: unknown): { line: string, exit: number } {
+  const code = typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : undefined
+  const message = err instanceof Error ? err.message : String(err)
+  if (code !== undefined && code.startsWith('NFS_ERR_')) {
+    return { line: `nf-secrets: ${safeText(message)} (${code})`, exit: exitCodeFor(code) }
+  }
+  return { line: `nf-secrets: ${safeText(message)} (NFS_ERR_INTERNAL)`, exit: EXIT.failure }
+}
+
+/** Run one command line; returns the exit status. Exported so that a test can drive it in-process. */
+export async function runCli (argv: string[], io: CliIo, commands: readonly Command[] = COMMANDS): Promise<number> {
+  let client: ApiClient | null = null
+  try {
+    const parsed = parseCommandLine(commands, argv)
+    if (parsed.kind === 'version') {
+      io.stdout.write(`${packageVersion()}\n`)
+      return EXIT.ok
+    }
+    if (parsed.kind === 'help') {
+      io.stdout.write(helpText(commands, parsed.prefix))
+      return EXIT.ok
+    }
+    if (parsed.help) {
+      io.stdout.write(commandHelp(parsed.command))
+      return EXIT.ok
+    }
+    const socketPath = discoverSocket(parsed.global.socket, io.env).path
+    const status = await parsed.command.run({
+      args: parsed.args,
+      options: parsed.options,
+      global: parsed.global,
+      socketPath,
+      client: () => (client ??= openClient(socketPath)),
+      out: createOutput(parsed.global.json, io.stdout),
+      io
+    })
+    return status ?? EXIT.ok
+  } catch (err) {
+    const { line, exit } = describeFailure(err)
+    io.stderr.write(`${line}\n`)
+    return exit
+  } finally {
+    // Avoid TS narrowing `client` to null: it is assigned inside the closure above.
+    await (client as ApiClient | null)?.close()
+  }
+}
+
+/** Exit once stdout and stderr have drained, so piped output is never cut short. */
+function exitWhenFlushed (status: number): void {
+  process.exitCode = status
+  let pending = 2
+  const done = (): void => { if (--pending === 0) process.exit(status) }
+  process.stdout.write('', done)
+  process.stderr.write('', done)
+}
+
+/** Run as the program (also through npm's bin symlink), not imported by a test. */
+function isMain (): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
+  } catch {
+    return false
+  }
+}
+
+if (isMain()) {
+  runCli(process.argv.slice(2), {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd()
+  }).then(exitWhenFlushed, (err: unknown) => {
+    process.stderr.write(`${describeFailure(err).line}\n`)
+    exitWhenFlushed(EXIT.failure)
+  })
+}

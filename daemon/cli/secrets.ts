@@ -1,0 +1,104 @@
+// nf-secrets secrets list|add|update|delete|resolve. Values go in through read-value.ts and never come back out:
+// the daemon answers with metadata only.
+import type { SecretMeta } from '../types.js'
+import type { Resolved } from '../resolve.js'
+import type { Command, CommandContext } from './args.js'
+import { CliError } from './client.js'
+import { renderTable, safeText, shortTime } from './output.js'
+import { readValue, VALUE_IN_ARGV } from './read-value.js'
+
+export function secretsTable (rows: SecretMeta[]): string {
+  if (rows.length === 0) return 'No secrets.\n'
+  return renderTable(
+    ['NAME', 'SCOPE', 'VERSION', 'UPDATED', 'BY', 'LAST USED'],
+    rows.map(s => [s.name, s.scope, s.version, shortTime(s.updatedAt), s.updatedBy, shortTime(s.lastUsed)])
+  )
+}
+
+export function resolvedTable (rows: Resolved[], workspace: string | undefined): string {
+  if (rows.length === 0) return `A run in ${workspace ?? 'personal'} would get no secrets.\n`
+  return renderTable(['NAME', 'SOURCE', 'SCOPE'], rows.map(r => [r.name, r.source, r.scope]))
+}
+
+const VALUE_OPTIONS = {
+  'value-file': { type: 'string' },
+  base64: { type: 'boolean' },
+  // Declared only to refuse it with a clear message instead of "unknown option".
+  value: { type: 'string' }
+} as const
+
+async function write (ctx: CommandContext, kind: 'add' | 'update'): Promise<number> {
+  if (ctx.options.value !== undefined) throw new CliError('NFS_ERR_USAGE', VALUE_IN_ARGV)
+  const name = ctx.args[0]!
+  const valueFile = ctx.options['value-file']
+  const value = await readValue({
+    name: safeText(name),
+    ...(typeof valueFile === 'string' ? { valueFile } : {}),
+    base64: ctx.options.base64 === true,
+    stdin: ctx.io.stdin,
+    prompt: ctx.io.stderr
+  })
+  const workspace = ctx.global.workspace
+  const meta = kind === 'add'
+    ? await ctx.client().request<SecretMeta>('POST', '/secrets', { body: { name, value, ...(workspace !== undefined ? { workspace } : {}) } })
+    : await ctx.client().request<SecretMeta>('PUT', `/secrets/${encodeURIComponent(name)}`, { body: { value, ...(workspace !== undefined ? { workspace } : {}) } })
+  ctx.out.result(meta, () => `${kind === 'add' ? 'Added' : 'Updated'} ${safeText(meta.name)} in ${safeText(meta.scope)} (version ${meta.version}).`)
+  return 0
+}
+
+const valueUsage = 'NAME [-w WORKSPACE] [--value-file F] [--base64]   (value from stdin, else a hidden prompt)'
+
+export const secretsCommands: Command[] = [
+  {
+    path: ['secrets', 'list'],
+    usage: '[-w WORKSPACE]',
+    summary: 'names and metadata of your secrets and those of your workspaces (values are never shown)',
+    positionals: [0, 0],
+    async run (ctx) {
+      const rows = await ctx.client().request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ctx.global.workspace } })
+      ctx.out.result(rows, () => secretsTable(rows))
+      return 0
+    }
+  },
+  {
+    path: ['secrets', 'add'],
+    usage: valueUsage,
+    summary: 'create a secret: in WORKSPACE with -w, else your own',
+    options: VALUE_OPTIONS,
+    positionals: [1, 1],
+    extraPositionals: VALUE_IN_ARGV,
+    run: async (ctx) => await write(ctx, 'add')
+  },
+  {
+    path: ['secrets', 'update'],
+    usage: valueUsage,
+    summary: 'replace the value of an existing secret',
+    options: VALUE_OPTIONS,
+    positionals: [1, 1],
+    extraPositionals: VALUE_IN_ARGV,
+    run: async (ctx) => await write(ctx, 'update')
+  },
+  {
+    path: ['secrets', 'delete'],
+    usage: 'NAME [-w WORKSPACE]',
+    summary: 'delete a secret',
+    positionals: [1, 1],
+    async run (ctx) {
+      const name = ctx.args[0]!
+      const res = await ctx.client().request<{ deleted: string, scope: string }>('DELETE', `/secrets/${encodeURIComponent(name)}`, { query: { workspace: ctx.global.workspace } })
+      ctx.out.result(res, () => `Deleted ${safeText(res.deleted)} from ${safeText(res.scope)}.`)
+      return 0
+    }
+  },
+  {
+    path: ['secrets', 'resolve'],
+    usage: '[-w WORKSPACE]',
+    summary: 'what a run in WORKSPACE would get: each name and whether it comes from your user or the workspace',
+    positionals: [0, 0],
+    async run (ctx) {
+      const rows = await ctx.client().request<Resolved[]>('GET', '/secrets/resolve', { query: { workspace: ctx.global.workspace } })
+      ctx.out.result(rows, () => resolvedTable(rows, ctx.global.workspace))
+      return 0
+    }
+  }
+]

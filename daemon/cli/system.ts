@@ -1,0 +1,88 @@
+// nf-secrets status | whoami.
+import type { Command } from './args.js'
+import { formatDuration, renderFields, renderMap, renderTable, safeText, shortTime } from './output.js'
+
+export interface StatusView {
+  version: string
+  mode: string
+  pid: number
+  startedAt: string
+  uptimeSeconds: number
+  secrets: number
+  workspaces: number
+  runs: Record<string, number>
+  targets: Record<string, { usable?: boolean, detail?: string, warnings?: string[] } | unknown>
+  watches: { roots: number, launchDirs: number, degraded: unknown[] }
+}
+
+export interface WhoamiView {
+  user: string
+  uid: number
+  gid: number
+  groups: string[]
+  admin: boolean
+  roles: Record<string, string>
+}
+
+/** One line per target: usable or not, with whatever the target says about itself (warnings included). */
+function targetLines (targets: StatusView['targets']): string[] {
+  return Object.entries(targets ?? {}).map(([name, s]) => {
+    const st = (typeof s === 'object' && s !== null ? s : {}) as { usable?: unknown, detail?: unknown, warnings?: unknown }
+    const state = st.usable === false ? 'not usable' : 'usable'
+    const detail = typeof st.detail === 'string' && st.detail !== '' ? `: ${safeText(st.detail)}` : ''
+    const warnings = Array.isArray(st.warnings) ? st.warnings.map(w => `\n    warning: ${safeText(String(w))}`).join('') : ''
+    return `  ${safeText(name)}: ${state}${detail}${warnings}`
+  })
+}
+
+export function statusText (s: StatusView): string {
+  const fields = renderFields([
+    ['version', s.version],
+    ['mode', s.mode],
+    ['pid', s.pid],
+    ['started', shortTime(s.startedAt)],
+    ['uptime', formatDuration(s.uptimeSeconds)],
+    ['secrets', s.secrets],
+    ['workspaces', s.workspaces],
+    ['runs', renderMap(s.runs)],
+    ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}` : '-']
+  ])
+  const targets = targetLines(s.targets)
+  return fields + (targets.length > 0 ? `targets:\n${targets.join('\n')}\n` : 'targets:  -\n')
+}
+
+export function whoamiText (w: WhoamiView): string {
+  const fields = renderFields([
+    ['user', w.user],
+    ['uid', w.uid],
+    ['gid', w.gid],
+    ['groups', w.groups.join(', ')],
+    ['admin', w.admin ? 'yes' : 'no']
+  ])
+  return fields + '\n' + renderTable(['WORKSPACE', 'ROLE'], Object.entries(w.roles).map(([ws, r]) => [ws, r]))
+}
+
+export const systemCommands: Command[] = [
+  {
+    path: ['status'],
+    usage: '',
+    summary: 'daemon version, mode, uptime, counts of runs by state, targets configured',
+    positionals: [0, 0],
+    async run (ctx) {
+      const s = await ctx.client().request<StatusView>('GET', '/status')
+      ctx.out.result(s, () => statusText(s))
+      return 0
+    }
+  },
+  {
+    path: ['whoami'],
+    usage: '',
+    summary: 'who the daemon sees you as (from the socket\'s peer credentials) and your role in each workspace',
+    positionals: [0, 0],
+    async run (ctx) {
+      const w = await ctx.client().request<WhoamiView>('GET', '/whoami')
+      ctx.out.result(w, () => whoamiText(w))
+      return 0
+    }
+  }
+]
