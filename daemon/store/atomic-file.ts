@@ -72,6 +72,8 @@ export async function writeFileAtomic (path: string, data: string | Buffer, mode
       await fsp.rename(tmp, path)
     }
     created = false
+    // If only this fsync fails (EIO), the new content is already in place but may not survive a power cut; the
+    // caller hears NFS_ERR_STORAGE and must treat the write as not durable.
     await fsyncDir(dirname(path))
   } catch (err) {
     if (created) await fsp.unlink(tmp).catch(() => {})

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 
-interface Teardown { teardown: (fn: () => void | Promise<void>) => void }
+export interface Teardown { teardown: (fn: () => void | Promise<void>) => void }
 
 /** A fresh 0700 dir, removed when the test ends. */
 export function tempDir (t: Teardown, prefix = 'nfs-store-'): string {
