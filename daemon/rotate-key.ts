@@ -13,7 +13,7 @@ export async function rotateKeyCommand (config: Config, newKeyFile: string | und
   const loaded = await loadKey({
     mode: config.mode,
     stateDir: config.stateDir,
-    ...(config.keyFile !== null ? { keyFile: config.keyFile } : {}),
+    ...(config.keyFile !== null && config.mode === 'system' ? { keyFile: config.keyFile } : {}),
     ...(process.env.CREDENTIALS_DIRECTORY !== undefined ? { credentialsDirectory: process.env.CREDENTIALS_DIRECTORY } : {}),
     storePath: path
   })
