@@ -60,7 +60,7 @@ const CONFLICT_ROUNDS = 5
 export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
   const prefix = opts.prefix ?? DEFAULT_PREFIX
   if (!isValidPrefix(prefix)) {
-    throw nfsError('NFS_ERR_CONFIG', ['aws.prefix', 'use 1 to 200 of the characters A-Z a-z 0-9 / _ + = . @ -'])
+    throw nfsError('NFS_ERR_CONFIG', ['aws.prefix', 'use 1 to 256 of the characters A-Z a-z 0-9 / _ + = . @ -'])
   }
   const log = opts.logger.child({ target: 'aws' })
   const policy: RetryPolicy = { ...DEFAULT_RETRY, ...opts.retry }

@@ -36,7 +36,7 @@ const PARAM_OF: Record<string, string> = {
 const CHECKS: Array<[keyof PolicyParams, RegExp, string]> = [
   ['account', /^\d{12}$/, 'a 12-digit AWS account id'],
   ['region', /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, 'an AWS region such as eu-west-1'],
-  ['prefix', /^[A-Za-z0-9/_+=.@-]{1,200}$/, 'characters of a secret name (A-Z a-z 0-9 / _ + = . @ -)'],
+  ['prefix', /^[A-Za-z0-9/_+=.@-]{1,256}$/, 'characters of a secret name (A-Z a-z 0-9 / _ + = . @ -)'],
   ['executionRole', /^[\w+=,.@-]{1,64}$/, 'an IAM role name (not an ARN)'],
   ['kmsKey', /^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)\/[\w/+=.@-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/, 'a KMS key ARN or key id']
 ]

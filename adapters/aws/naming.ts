@@ -11,7 +11,7 @@ export const TAG_WORKSPACE = 'nf-secretsd:workspace'
 
 // Characters Secrets Manager allows in a name. The prefix also ends up in IAM resource ARNs, where `*` and `?`
 // would be wildcards, so they are refused along with everything else.
-const PREFIX_RE = /^[A-Za-z0-9/_+=.@-]{1,200}$/
+const PREFIX_RE = /^[A-Za-z0-9/_+=.@-]{1,256}$/
 
 export function isValidPrefix (prefix: string): boolean {
   return PREFIX_RE.test(prefix)

@@ -2,7 +2,6 @@
 // the pacing has to be one bucket for the whole daemon, not one per run: a burst of runs starting together must
 // queue behind each other instead of each believing it has the full rate to itself.
 import { performance } from 'node:perf_hooks'
-import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface TokenBucketOptions {
   /** how many calls may go out back to back after an idle spell; 1 paces every call evenly */
@@ -17,15 +16,18 @@ export interface TokenBucketOptions {
 }
 
 /**
- * A token bucket in its virtual-scheduling form (GCRA): each caller reserves the next free slot synchronously,
- * so waiters are served in arrival order and a timer that fires late does not let the next slots bunch up.
+ * A token bucket in its virtual-scheduling form (GCRA), served by one pump: waiters queue in arrival order and
+ * each grant is timed from the clock at the moment it is made. A late timer (a busy event loop) therefore
+ * delays the calls behind it instead of letting them out together in a burst.
  */
 export class TokenBucket {
   readonly #intervalMs: number
   readonly #toleranceMs: number
   readonly #now: () => number
+  readonly #queue: Array<() => void> = []
   /** theoretical arrival time of the next call */
-  #tat = 0
+  #tat = -Infinity
+  #timer: NodeJS.Timeout | undefined
 
   constructor (ratePerSecond: number, opts: TokenBucketOptions = {}) {
     if (!(ratePerSecond > 0)) throw new RangeError('ratePerSecond must be positive')
@@ -35,18 +37,27 @@ export class TokenBucket {
     this.#now = opts.now ?? (() => performance.now())
   }
 
-  /** Milliseconds the caller must wait for its slot; the slot is taken when this returns. */
-  reserve (): number {
-    const now = this.#now()
-    const at = Math.max(now, this.#tat - this.#toleranceMs)
-    this.#tat = Math.max(this.#tat, at) + this.#intervalMs
-    return at - now
-  }
-
   /** Resolves when the caller may make one call. */
   async take (): Promise<void> {
-    const wait = this.reserve()
-    if (wait > 0) await sleep(Math.ceil(wait))
+    await new Promise<void>((resolve) => {
+      this.#queue.push(resolve)
+      this.#pump()
+    })
+  }
+
+  #pump (): void {
+    if (this.#timer !== undefined) return
+    while (this.#queue.length > 0) {
+      const now = this.#now()
+      const tat = Math.max(this.#tat, now)
+      const wait = tat - this.#toleranceMs - now
+      if (wait > 0) {
+        this.#timer = setTimeout(() => { this.#timer = undefined; this.#pump() }, Math.ceil(wait))
+        return
+      }
+      this.#tat = tat + this.#intervalMs
+      this.#queue.shift()!()
+    }
   }
 }
 
