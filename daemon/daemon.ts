@@ -1,8 +1,9 @@
 // Wiring: everything the daemon runs, built in order and stopped in the reverse order (STYLE habit 6).
 import { hostname } from 'node:os'
+import { setTimeout as delay } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import type { Config } from './config.js'
+import type { Config, Flags } from './config.js'
 import type { RunLiveness, Target } from '../adapters/types.js'
 import type { RunLedger } from './store/run-ledger.js'
 import { isTerminal, type TargetName } from './types.js'
@@ -24,6 +25,8 @@ import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
 import { Monitor } from './runs/monitor.js'
 import { realProbes } from './runs/probes.js'
+import { PtyHost } from './pty/host.js'
+import { createMetrics } from './metrics.js'
 
 /** Leftovers in targets of runs that are terminal or unknown to the ledger (a crash before the intent was written). */
 async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, log: Logger): Promise<void> {
@@ -50,7 +53,20 @@ export interface RunningDaemon {
   reload (): Promise<void>
 }
 
-export async function startDaemon (config: Config): Promise<RunningDaemon> {
+/** What SIGHUP can apply live; every other change waits for a restart (and the reload says which). */
+const LIVE_KEYS = new Set(['logLevel', 'watch'])
+const STOP_WAIT_MS = 10_000
+
+export function restartNeeded (running: Config, next: Config): string[] {
+  return Object.keys(next).filter(k => !LIVE_KEYS.has(k) && JSON.stringify((running as Record<string, unknown>)[k]) !== JSON.stringify((next as Record<string, unknown>)[k]))
+}
+
+export interface StartOptions {
+  /** the command line's flags: a reload reads the config file again and lays them over it, as the start did */
+  flags?: Flags
+}
+
+export async function startDaemon (config: Config, options: StartOptions = {}): Promise<RunningDaemon> {
   const logger = createLogger(config.logLevel)
   const log = logger.child({ room: 'main' })
   const startedAt = new Date()
@@ -73,10 +89,23 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
   const host = hostname()
   const clock = (): Date => new Date()
   const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
-  const { targets } = buildTargets(config, logger, host)
+  const { targets, aws } = buildTargets(config, logger, host)
   const probes = realProbes()
-  const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes })
+  // The watcher is read through the server's deps at scrape time: whoever wires it hands it to buildServer.
+  const metrics = createMetrics({
+    ledger,
+    aws: () => aws.stats(),
+    watches: () => app.deps.watches?.summary(),
+    targets: [...targets.keys()],
+    version: packageVersion(),
+    mode: config.mode
+  })
+  const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes, observer: metrics.observer })
   const monitor = new Monitor(runs, probes, logger, { intervalMs: config.runs.livenessIntervalMs, retentionDays: config.runs.retentionDays })
+  const pty = new PtyHost({ runs, config, logger, probes, daemonUid, clock })
+  runs.setHost(pty)
+  // Launched runs outlive a restart: adopt them first, so one that ended meanwhile ends with its recorded status.
+  await pty.adopt()
   // Before serving: runs that ended while the daemon was down are revoked, interrupted provisions undone.
   await monitor.reconcile()
   monitor.start()
@@ -92,12 +121,16 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
     clock,
     version: packageVersion(),
     startedAt,
-    runs
+    runs,
+    pty,
+    metrics
   })
   recordPeers(app.server)
 
   // systemd socket activation hands us the listening socket as fd 3; otherwise we make our own.
   const inherited = listenFds(process.env, process.pid)
+  // As sd_listen_fds(1) does: the children the daemon starts (launched runs) must not think the socket is theirs.
+  for (const name of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) Reflect.deleteProperty(process.env, name)
   let ownSocket: string | null = null
   if (inherited.length > 0) {
     await app.ready()
@@ -136,7 +169,12 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
         log.info({ reason }, 'stopping')
         clearInterval(sweepTimer)
         await app.close()
-        await monitor.stop()
+        // Terminals are let go, commands are not signalled: they go on and the next daemon adopts them.
+        await pty.close()
+        // A revoke in flight (AWS under throttling) may take longer than systemd waits (TimeoutStopSec=20): stop
+        // waiting for it after a while. Its target is still `revoking` in the ledger, so the next start finishes it.
+        const settled = await Promise.race([monitor.stop().then(() => true), delay(STOP_WAIT_MS, false, { ref: false })])
+        if (!settled) log.warn({ waitedMs: STOP_WAIT_MS }, 'a revoke was still in flight at stop; the next start finishes it')
         await ledger.close()
         for (const t of targets.values()) await t.close()
         await store.close()
@@ -149,8 +187,13 @@ export async function startDaemon (config: Config): Promise<RunningDaemon> {
     },
     async reload (): Promise<void> {
       try {
-        const next = await loadConfig({ mode: config.mode, ...(config.configFile !== null ? { config: config.configFile } : {}) })
+        const next = await loadConfig({ ...options.flags, mode: config.mode, ...(config.configFile !== null ? { config: config.configFile } : {}) })
+        // The watcher's own hook (when it has one) applies the new watch roots; connections stay as they are.
+        const watches = app.deps.watches as { reload?: (c: Config) => Promise<void> | void } | undefined
+        await watches?.reload?.(next)
         logger.level = next.logLevel
+        const pending = restartNeeded(config, next)
+        if (pending.length > 0) log.warn({ keys: pending }, 'these changes take effect at the next restart')
         log.info({ logLevel: next.logLevel }, 'config reloaded')
       } catch (err) {
         log.error({ err }, 'config reload failed; keeping the running config')

@@ -12,6 +12,24 @@ const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P]
        nf-secretsd rotate-key [same flags] [--new-key-file F]
        nf-secretsd --version`
 
+/**
+ * The AWS SDK warns on every start that it will drop Node 20 in 2027: on a service's stderr (the journal) that is
+ * noise an admin cannot act on per daemon. Only that warning is dropped; every other one is printed as usual.
+ */
+function isSdkNodeVersionWarning (warning: string | Error, options?: unknown): boolean {
+  const text = typeof warning === 'string' ? warning : `${warning.name}: ${warning.message}`
+  const type = typeof options === 'string' ? options : (options as { type?: string } | undefined)?.type
+  return type === 'NodeVersionSupportWarning' || /^(Warning: )?NodeVersionSupportWarning\b/.test(text)
+}
+
+function quietSdkNodeVersionWarning (): void {
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    if (isSdkNodeVersionWarning(warning, rest[0])) return
+    emit(warning, ...rest)
+  }) as typeof process.emitWarning
+}
+
 function fail (err: unknown): never {
   const code = isCoded(err) ? err.code : undefined
   const message = err instanceof Error ? err.message : String(err)
@@ -76,7 +94,8 @@ async function main (argv: string[]): Promise<void> {
       process.stdout.write(`${JSON.stringify(result)}\n`)
       return
     }
-    const daemon = await startDaemon(config)
+    quietSdkNodeVersionWarning()
+    const daemon = await startDaemon(config, { flags })
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) return
