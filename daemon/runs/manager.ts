@@ -21,6 +21,7 @@ import { Revoker, targetRun, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
 import { withRun } from './transition.js'
 import { sessionAlive } from './monitor.js'
+import { failpoint } from '../failpoints.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -165,6 +166,7 @@ export class RunManager implements RunService {
     }
     // Write-ahead: the intent is durable before any target is touched, so a crash from here on is cleaned up.
     let run = await ledger.insert(record)
+    failpoint('run.after-intent')
     const log = this.#log.child({ runId })
     log.info({ user: run.user, workspace: run.workspace, mode: run.mode, targets, secrets: run.names.length }, 'provisioning')
 
@@ -173,6 +175,7 @@ export class RunManager implements RunService {
       const target = this.deps.targets.get(name)!
       try {
         const placement = await target.provision(targetRun(run), values)
+        failpoint('run.after-provision')
         Object.assign(env, placement.env)
         run = await withRun(ledger, runId, r => {
           const t = r.targets[name]!

@@ -10,6 +10,7 @@ import type { AuditLog } from '../store/audit-log.js'
 import type { RunRecord, TargetName } from '../types.js'
 import { needsRevoke, retryDelayMs } from './policy.js'
 import { withRun } from './transition.js'
+import { failpoint } from '../failpoints.js'
 
 export interface RevokeObserver {
   revoked (target: TargetName, ok: boolean, seconds: number): void
@@ -85,7 +86,9 @@ export class Revoker {
       })
       const started = process.hrtime.bigint()
       try {
+        failpoint('revoke.before-target')
         await target.revoke(targetRun(run))
+        failpoint('revoke.after-target')
         const seconds = Number(process.hrtime.bigint() - started) / 1e9
         observer?.revoked(name, true, seconds)
         run = await withRun(ledger, runId, r => {
