@@ -11,7 +11,7 @@ import { loadConfig } from './config.js'
 import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
 import { buildServer } from './server.js'
-import { ensureStateDir } from './state-dir.js'
+import { ensureStateDir, runsRootInside } from './state-dir.js'
 import { prepareSocketPath, removeSocket, socketMode } from './socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, recordPeers } from './identity/peer.js'
@@ -70,8 +70,9 @@ export async function startDaemon (config: Config, options: StartOptions = {}): 
   const logger = createLogger(config.logLevel)
   const log = logger.child({ room: 'main' })
   const startedAt = new Date()
-  const { tightened } = await ensureStateDir(config.stateDir)
-  if (tightened) log.warn({ dir: config.stateDir }, 'state dir was wider than 0700; tightened')
+  const traversable = config.mode === 'system' && runsRootInside(config.stateDir, config.hpc.runsRoot)
+  const { changed } = await ensureStateDir(config.stateDir, traversable)
+  if (changed) log.warn({ dir: config.stateDir, mode: traversable ? '0711' : '0700' }, 'state dir mode corrected')
   const storePath = join(config.stateDir, 'store.json')
   const key = await loadKey({
     mode: config.mode,

@@ -6,6 +6,7 @@
 // Every function returns null for "no such entry" and throws only on a real failure.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <grp.h>
 #include <node_api.h>
 #include <pwd.h>
