@@ -9,6 +9,7 @@ import type { UserDirectory } from './identity/users.js'
 import type { Caller } from './types.js'
 import type { RunService } from './runs/service.js'
 import type { WatchService } from './watch/service.js'
+import type { PtyHost } from './pty/host.js'
 
 export interface MetricsEndpoint {
   contentType: string
@@ -28,5 +29,7 @@ export interface ServerDeps {
   startedAt: Date
   runs?: RunService
   watches?: WatchService
+  /** launched runs: `launch` in POST /runs and GET /runs/:id/attach */
+  pty?: Pick<PtyHost, 'launch' | 'attach' | 'checkAttach'>
   metrics?: MetricsEndpoint
 }

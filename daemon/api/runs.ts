@@ -35,7 +35,10 @@ export default async function runsApi (api: FastifyInstance): Promise<void> {
   api.post('/runs', { schema: { body: CreateBody } }, async (request, reply) => {
     const body = request.body as Static<typeof CreateBody>
     if (body.mode === 'launch' && (body.command === undefined || body.command.length === 0)) throw nfsError('NFS_ERR_BAD_REQUEST', ['mode launch needs a command'])
-    const created = await runs().create(request.caller, { ...body, targets: body.targets as TargetName[] | undefined })
+    const req = { ...body, targets: body.targets as TargetName[] | undefined }
+    // A launched run is provisioned and started by the PTY host, which also undoes the run if the start fails.
+    if (body.mode === 'launch' && deps.pty === undefined) throw nfsError('NFS_ERR_LAUNCH_FAILED', ['launched runs are not enabled in this daemon'])
+    const created = body.mode === 'launch' ? await deps.pty!.launch(request.caller, req) : await runs().create(request.caller, req)
     return reply.code(201).send(created)
   })
 

@@ -14,6 +14,7 @@ import { workspacesCommands } from './workspaces.js'
 import { systemCommands } from './system.js'
 import { eventsCommands } from './events.js'
 import { runsCommands } from './runs.js'
+import { launchCommands } from './launch.js'
 
 // One line per command-group module; `run`, `arm`, `runs`, `launch`, `attach`, `watch`, `shell-init` join here.
 export const COMMANDS: readonly Command[] = [
@@ -21,7 +22,8 @@ export const COMMANDS: readonly Command[] = [
   ...workspacesCommands,
   ...systemCommands,
   ...eventsCommands,
-  ...runsCommands
+  ...runsCommands,
+  ...launchCommands
 ]
 
 /** The message and exit status of anything a command threw. Messages come from coded errors, never from values. */

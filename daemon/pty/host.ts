@@ -1,0 +1,303 @@
+// PtyHost: the third door into the run lifecycle. It starts a `launch` run's command under a pseudo-terminal as the
+// caller, feeds its output to the replay ring, the output log and attached clients, and turns the command's end
+// (or `runs revoke`) into the lifecycle's calls. Launched runs outlive the daemon: a restarted daemon adopts them
+// from the ledger and ends them, with their recorded status, when they go.
+import { spawn as ptySpawn, type IPty, type IPtyForkOptions } from 'node-pty'
+import type { FileHandle } from 'node:fs/promises'
+import type { Config } from '../config.js'
+import { isCoded, nfsError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import type { RunHost, RunManager } from '../runs/manager.js'
+import type { Probes } from '../runs/probes.js'
+import type { CreateRunRequest, CreatedRun } from '../runs/service.js'
+import { isTerminal, type Caller, type RunRecord } from '../types.js'
+import { LaunchFiles, type LaunchPaths } from './launch-files.js'
+import { findSetpriv, precheck } from './precheck.js'
+import { signalSession } from './process-group.js'
+import { LaunchSession, type AttachClient, type ExitMessage } from './session.js'
+import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, wrapperArgs, type ExitStatus } from './wrapper.js'
+
+export type SpawnFn = (file: string, args: string[], options: IPtyForkOptions) => IPty
+
+export interface PtyHostDeps {
+  runs: RunManager
+  config: Config
+  logger: Logger
+  probes: Probes
+  /** the daemon's own uid: 0 means children must drop to the caller */
+  daemonUid: number
+  clock: () => Date
+  /** node-pty's spawn; replaceable so a test can make the spawn itself fail */
+  spawn?: SpawnFn
+  shell?: string
+  setpriv?: string | null
+  /** how often adopted runs (no terminal, not our children) are checked */
+  pollMs?: number
+}
+
+/** What the attach endpoint gets: the session's input side and the way out. */
+export interface Attachment {
+  input (data: string): void
+  resize (cols: number, rows: number): void
+  detach (): void
+}
+
+// An ended session stays a while, so a client that attaches just after a quick command still sees its output.
+const KEEP_ENDED_MS = 10 * 60_000
+const PRUNE_EVERY_MS = 6 * 3600_000
+
+function ownerOf (run: RunRecord): Caller {
+  return { user: run.user, uid: run.uid, gid: run.gid, pid: 0, groups: [], gids: [], isAdmin: false }
+}
+
+async function within (p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<false>(resolve => { timer = setTimeout(() => resolve(false), ms) })
+  const done = await Promise.race([p.then(() => true as const), timeout])
+  clearTimeout(timer)
+  return done
+}
+
+export class PtyHost implements RunHost {
+  readonly files: LaunchFiles
+  readonly #deps: PtyHostDeps
+  readonly #log: Logger
+  readonly #shell: string
+  readonly #setpriv: string | null
+  readonly #spawn: SpawnFn
+  readonly #sessions = new Map<string, LaunchSession>()
+  #poll: NodeJS.Timeout | null = null
+  #prune: NodeJS.Timeout | null = null
+  #closed = false
+
+  constructor (deps: PtyHostDeps) {
+    this.#deps = deps
+    this.#log = deps.logger.child({ room: 'pty' })
+    this.#shell = deps.shell ?? '/bin/sh'
+    this.#setpriv = deps.setpriv !== undefined ? deps.setpriv : findSetpriv()
+    this.#spawn = deps.spawn ?? ptySpawn
+    this.files = new LaunchFiles(deps.config.stateDir, deps.daemonUid)
+  }
+
+  /** setpriv when the daemon is root and the caller is not; never run a user's command as root. */
+  #dropFor (caller: Caller): string | null {
+    if (this.#deps.daemonUid !== 0 || caller.uid === 0) return null
+    if (this.#setpriv === null) throw nfsError('NFS_ERR_LAUNCH_FAILED', ['setpriv (util-linux) is not installed, so the command cannot run as you'])
+    return this.#setpriv
+  }
+
+  /** Check, provision, start. On a failed start the run ends `failed` and is revoked. */
+  async launch (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
+    if (this.#closed) throw nfsError('NFS_ERR_LAUNCH_FAILED', ['the daemon is stopping'])
+    const command = req.command ?? []
+    if (command.length === 0) throw nfsError('NFS_ERR_BAD_REQUEST', ['mode launch needs a command'])
+    const setpriv = this.#dropFor(caller)
+    await precheck({ shell: this.#shell, setpriv, identity: caller, launchDir: req.launchDir, command: command[0]!, path: req.env?.PATH })
+    const created = await this.#deps.runs.create(caller, req)
+    try {
+      await this.#start(caller, req, created, setpriv)
+    } catch (err) {
+      this.#log.error({ runId: created.runId, err }, 'the command could not be started; ending the run')
+      await this.#deps.runs.end(created.runId, 'failed', 'the command could not be started').catch((e: unknown) => {
+        this.#log.error({ runId: created.runId, err: e }, 'ending the run after a failed start failed')
+      })
+      throw nfsError('NFS_ERR_LAUNCH_FAILED', [isCoded(err) ? err.message : 'the terminal could not be opened'], err)
+    }
+    return created
+  }
+
+  async #start (caller: Caller, req: CreateRunRequest, created: CreatedRun, setpriv: string | null): Promise<void> {
+    const owner = { user: caller.user, uid: caller.uid, gid: caller.gid }
+    const paths = await this.files.prepare(owner, created.runId)
+    const env = { ...(req.env ?? {}), ...created.env }
+    const { text, dropped } = envFileText(env)
+    if (dropped.length > 0) this.#log.info({ runId: created.runId, dropped: dropped.length }, 'environment variables a shell cannot carry were left out')
+    let log: FileHandle | null = null
+    let term: IPty
+    try {
+      await this.files.writeEnv(paths, text)
+      log = await this.files.createLog(owner, paths)
+      term = this.#spawn(this.#shell, wrapperArgs({
+        shell: this.#shell,
+        setpriv,
+        identity: caller,
+        envFile: paths.env,
+        statusFile: paths.status,
+        launchDir: req.launchDir,
+        command: req.command!
+      }), {
+        name: env.TERM ?? 'xterm-256color',
+        cols: req.cols ?? 80,
+        rows: req.rows ?? 24,
+        cwd: '/',
+        // The wrapper's own environment is fixed: the caller's reaches the command through the env file.
+        env: { PATH: CLEAN_PATH },
+        encoding: null
+      })
+    } catch (err) {
+      await this.files.remove(paths.env)
+      await log?.close().catch(() => {})
+      throw err
+    }
+    const session = new LaunchSession({
+      runId: created.runId,
+      user: caller.user,
+      uid: caller.uid,
+      pid: term.pid,
+      paths,
+      replayBytes: this.#deps.config.launch.replayBytes,
+      logger: this.#log,
+      pty: term,
+      log
+    })
+    this.#sessions.set(created.runId, session)
+    // With encoding null node-pty hands over Buffers; its typings say string.
+    term.onData((data) => session.output(Buffer.isBuffer(data) ? data : Buffer.from(data)))
+    const started = this.#deps.runs.markStarted(created.runId, { pid: term.pid })
+    term.onExit(({ exitCode, signal }) => {
+      void started.catch(() => null).then(() => this.#exited(session, exitFromPty(exitCode, signal)))
+    })
+    await started
+    this.#log.info({ runId: created.runId, pid: term.pid, user: caller.user }, 'command started')
+  }
+
+  /** The command is over: record its status, end the run (a `-bg` Nextflow keeps it), tell the clients. */
+  async #exited (session: LaunchSession, fromPty: ExitStatus | null): Promise<void> {
+    if (this.#closed || session.ended !== null) return
+    session.processGone()
+    const { runs } = this.#deps
+    const text = await this.files.readStatus(session.paths)
+    const recorded = text !== null ? parseStatusFile(text) : null
+    const exit = recorded !== null ? exitFromStatus(recorded) : fromPty
+    await this.files.remove(session.paths.status)
+    let state = 'killed'
+    try {
+      const run = runs.deps.ledger.get(session.runId)
+      if (run === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [session.runId])
+      if (exit === null) {
+        state = (await runs.end(session.runId, 'killed', 'the command is gone and left no exit status')).state
+      } else {
+        const end = { exitCode: exit.exitCode, ...(exit.signal !== null ? { signal: exit.signal } : {}) }
+        state = (await runs.finish(ownerOf(run), session.runId, end)).state
+      }
+    } catch (err) {
+      this.#log.error({ runId: session.runId, err }, 'ending a launched run failed; the monitor retries')
+      state = runs.deps.ledger.get(session.runId)?.state ?? state
+    }
+    this.#log.info({ runId: session.runId, state, exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }, 'command exited')
+    await session.finish({ type: 'exit', state, exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null })
+    setTimeout(() => { if (this.#sessions.get(session.runId) === session) this.#sessions.delete(session.runId) }, KEEP_ENDED_MS).unref()
+  }
+
+  /** RunHost: stop a launched command before its run is revoked. SIGTERM, then SIGKILL after the grace period. */
+  async stop (runId: string): Promise<void> {
+    const s = this.#sessions.get(runId)
+    if (s === undefined || s.ended !== null) return
+    s.stopping = true
+    this.#log.info({ runId, pid: s.pid }, 'stopping the command')
+    await signalSession(s.pid, 'SIGTERM')
+    if (await within(s.gone, this.#deps.config.launch.killGraceSeconds * 1000)) return
+    this.#log.warn({ runId, pid: s.pid }, 'the command outlived its grace period; killing it')
+    await signalSession(s.pid, 'SIGKILL')
+    await within(s.gone, 5000)
+  }
+
+  /**
+   * After a restart: every live launched run of this host that the ledger knows becomes a session without a
+   * terminal; those that ended while the daemon was down are ended now with their recorded status. Call before
+   * the monitor's reconcile, so the real status wins over "process gone".
+   */
+  async adopt (): Promise<number> {
+    const { ledger, host } = this.#deps.runs.deps
+    let n = 0
+    for (const run of ledger.all()) {
+      if (run.mode !== 'launch' || isTerminal(run.state) || run.host !== host || run.pid === null || this.#sessions.has(run.runId)) continue
+      const paths = this.files.paths(run, run.runId)
+      const session = new LaunchSession({
+        runId: run.runId, user: run.user, uid: run.uid, pid: run.pid, paths, replayBytes: this.#deps.config.launch.replayBytes, logger: this.#log, pty: null, log: null
+      })
+      session.output(await this.files.logTail(run, run.runId, this.#deps.config.launch.replayBytes))
+      this.#sessions.set(run.runId, session)
+      n++
+      if (!(await this.#deps.probes.processAlive(run.pid, run.pidStart))) await this.#exited(session, null)
+    }
+    if (n > 0) this.#log.info({ adopted: n }, 'adopted launched runs from before the restart')
+    this.#poll ??= setInterval(() => { void this.#checkAdopted() }, this.#deps.pollMs ?? 1000)
+    this.#poll.unref()
+    await this.prune()
+    this.#prune ??= setInterval(() => { void this.prune() }, PRUNE_EVERY_MS)
+    this.#prune.unref()
+    return n
+  }
+
+  async #checkAdopted (): Promise<void> {
+    for (const s of this.#sessions.values()) {
+      if (s.live || s.ended !== null || this.#closed) continue
+      const run = this.#deps.runs.deps.ledger.get(s.runId)
+      if (run !== undefined && (await this.#deps.probes.processAlive(s.pid, run.pidStart))) continue
+      await this.#exited(s, null).catch((err: unknown) => this.#log.error({ runId: s.runId, err }, 'ending an adopted run failed'))
+    }
+  }
+
+  /** Remove output logs past `launch.outputRetentionDays` and leftovers of ended runs. */
+  async prune (): Promise<number> {
+    const { ledger } = this.#deps.runs.deps
+    const keep = (runId: string): boolean => {
+      const s = this.#sessions.get(runId)
+      const run = ledger.get(runId)
+      return (s !== undefined && s.ended === null) || (run !== undefined && !isTerminal(run.state))
+    }
+    try {
+      return await this.files.prune(this.#deps.config.launch.outputRetentionDays, this.#deps.clock(), keep)
+    } catch (err) {
+      this.#log.warn({ err }, 'pruning launch files failed')
+      return 0
+    }
+  }
+
+  /** Can this caller attach to this run? Only its owner, and only a launched run this daemon hosts or hosted. */
+  checkAttach (caller: Caller, runId: string): RunRecord {
+    const run = this.#deps.runs.deps.ledger.get(runId)
+    // Not even an admin: attaching means typing into the user's terminal, as that user.
+    if (run === undefined || run.uid !== caller.uid || run.user !== caller.user) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
+    if (run.mode !== 'launch') throw nfsError('NFS_ERR_RUN_STATE', [runId, 'not a launched run'])
+    if (!this.#sessions.has(runId) && !isTerminal(run.state)) throw nfsError('NFS_ERR_RUN_STATE', [runId, `not hosted by this daemon (${run.host})`])
+    return run
+  }
+
+  /** Attach a client: replay, then live output and the end. The caller gets the input side and a way out. */
+  async attach (caller: Caller, runId: string, client: AttachClient): Promise<Attachment> {
+    const run = this.checkAttach(caller, runId)
+    const s = this.#sessions.get(runId)
+    if (s === undefined) {
+      // Long over: what the log kept, then its end.
+      const tail = await this.files.logTail(run, runId, this.#deps.config.launch.replayBytes)
+      if (tail.length > 0) client.output(tail)
+      client.exit({ type: 'exit', state: run.state, exitCode: run.exitCode, signal: run.signal })
+      return { input () {}, resize () {}, detach () {} }
+    }
+    const detach = s.attach(client)
+    return { input: (d) => s.input(d), resize: (c, r) => s.resize(c, r), detach }
+  }
+
+  /** Sessions in this process, for tests and status. */
+  session (runId: string): LaunchSession | undefined {
+    return this.#sessions.get(runId)
+  }
+
+  paths (run: RunRecord): LaunchPaths {
+    return this.files.paths(run, run.runId)
+  }
+
+  /** Daemon shutdown: let go of every terminal without signalling a command; the next daemon adopts them. */
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#poll !== null) clearInterval(this.#poll)
+    if (this.#prune !== null) clearInterval(this.#prune)
+    for (const s of this.#sessions.values()) await s.detachTerminal()
+    this.#sessions.clear()
+  }
+}
+
+export type { ExitMessage, AttachClient }
