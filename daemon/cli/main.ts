@@ -14,6 +14,7 @@ import { workspacesCommands } from './workspaces.js'
 import { systemCommands } from './system.js'
 import { eventsCommands } from './events.js'
 import { runsCommands } from './runs.js'
+import { policyCommands } from './policy.js'
 import { launchCommands } from './launch.js'
 
 // One line per command-group module; `run`, `arm`, `runs`, `launch`, `attach`, `watch`, `shell-init` join here.
@@ -23,7 +24,8 @@ export const COMMANDS: readonly Command[] = [
   ...systemCommands,
   ...eventsCommands,
   ...runsCommands,
-  ...launchCommands
+  ...launchCommands,
+  ...policyCommands
 ]
 
 /** The message and exit status of anything a command threw. Messages come from coded errors, never from values. */
