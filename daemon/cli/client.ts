@@ -2,7 +2,7 @@
 // refuses comes back as its coded error (SPEC section 7); a daemon that does not answer is NFS_ERR_UNAVAILABLE (exit 69).
 import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { Client } from 'undici'
+import type { Client } from 'undici'
 import { nfsError } from '../errors.js'
 import { SYSTEM_SOCKET, userSocketPath } from '../config.js'
 
@@ -76,15 +76,20 @@ export function errorFromBody (statusCode: number, text: string): CliError {
 }
 
 export function openClient (socketPath: string): ApiClient {
-  // One connection, no keep-alive lingering after the last request: the CLI exits as soon as it is done.
-  const client = new Client('http://localhost', { socketPath, keepAliveTimeout: 1000, connectTimeout: 10_000 })
+  // undici is loaded on the first request: `--help`, usage errors and refused values never pay for it.
+  let client: Client | null = null
+  const connect = async (): Promise<Client> => {
+    const { Client } = await import('undici')
+    // One connection, no keep-alive lingering after the last request: the CLI exits as soon as it is done.
+    return (client ??= new Client('http://localhost', { socketPath, keepAliveTimeout: 1000, connectTimeout: 10_000 }))
+  }
   return {
     socketPath,
     async request<T> (method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, options: RequestOptions = {}): Promise<T> {
       const hasBody = options.body !== undefined
       let res
       try {
-        res = await client.request({
+        res = await (await connect()).request({
           method,
           path: apiPath(path, options.query),
           headers: hasBody ? { 'content-type': 'application/json' } : {},
@@ -103,7 +108,7 @@ export function openClient (socketPath: string): ApiClient {
       }
     },
     async close (): Promise<void> {
-      await client.close().catch(() => {})
+      await client?.close().catch(() => {})
     }
   }
 }

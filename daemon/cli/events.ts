@@ -1,7 +1,7 @@
 // nf-secrets events: the daemon's event stream (GET /api/v1/events, a WebSocket over the Unix socket), one line per
 // event until Ctrl-C or the daemon closes it. With --json each line is the event's JSON object, as the daemon sent it.
 import type { IncomingMessage } from 'node:http'
-import WebSocket from 'ws'
+import type WebSocket from 'ws'
 import type { Command, CommandContext } from './args.js'
 import { CliError, errorFromBody, unreachable, wsUrl } from './client.js'
 import { safeText, shortTime } from './output.js'
@@ -39,9 +39,10 @@ function readBody (res: IncomingMessage): Promise<string> {
   })
 }
 
-export function streamEvents (ctx: CommandContext, socketPath: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(wsUrl(socketPath, '/events'), { handshakeTimeout: 10_000 })
+export async function streamEvents (ctx: CommandContext, socketPath: string): Promise<number> {
+  const { default: WebSocketClient } = await import('ws')
+  return await new Promise((resolve, reject) => {
+    const ws = new WebSocketClient(wsUrl(socketPath, '/events'), { handshakeTimeout: 10_000 })
     let settled = false
     const settle = (fn: () => void): void => {
       if (settled) return
