@@ -25,7 +25,7 @@ function requireSlurm (): void {
   if (r.status !== 0) throw new Error('Slurm is not running: run scripts/ci/start-slurm.sh (as root) first')
 }
 
-async function waitFor (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
+async function waitFor (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await fn())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)

@@ -1,0 +1,79 @@
+// `nf-secrets run` over a real socket: the command gets the run's env and store, its exit status is ours, the run is
+// revoked when it ends; a SIGKILLed wrapper does not revoke while the Nextflow session lives; values never in argv.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { CLI_BIN, ROOT, runCli, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
+
+const MINI_NEXTFLOW = join(ROOT, 'test', 'fixtures', 'mini-nextflow.py')
+
+async function waitFor (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+/** Every process's argv, as /proc shows it to anyone on the host. */
+function allCmdlines (): string {
+  let out = ''
+  for (const pid of readdirSync('/proc').filter(p => /^\d+$/.test(p))) {
+    try { out += readFileSync(`/proc/${pid}/cmdline`, 'latin1') + '\n' } catch { /* gone */ }
+  }
+  return out
+}
+
+t.test('run: env, store, exit status, revoke at the end, no value in any argv', async t => {
+  const dir = tempDir(t)
+  const d = await startTestDaemon(t, { mode: 'user', dir })
+  const canary = `CANARY-argv-${process.pid}`
+  t.equal((await runCli(['--socket', d.socket, 'secrets', 'add', 'API_TOKEN'], { input: canary })).code, 0)
+  let scans = 0
+  let leaked = false
+  const scanner = setInterval(() => { scans++; if (allCmdlines().includes(canary)) leaked = true }, 20)
+  t.teardown(() => clearInterval(scanner))
+  const r = await runCli(['--socket', d.socket, 'run', '--', 'sh', '-c', 'cat "$NXF_SECRETS_FILE" > seen.json; echo "$NXF_UUID $NF_SECRETS_RUN_ID" > ids.txt; sleep 0.5; exit 7'], { cwd: dir })
+  clearInterval(scanner)
+  t.equal(r.code, 7, 'the command\'s own status')
+  const seen = JSON.parse(readFileSync(join(dir, 'seen.json'), 'utf8')) as Array<{ name: string, value: string }>
+  t.same(seen, [{ name: 'API_TOKEN', value: canary }])
+  const [uuid, runId] = readFileSync(join(dir, 'ids.txt'), 'utf8').trim().split(' ')
+  t.match(uuid, /^[0-9a-f-]{36}$/)
+  const run = JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string, exitCode: number, targets: { hpc: { state: string } } }
+  t.equal(run.state, 'failed')
+  t.equal(run.exitCode, 7)
+  t.equal(run.targets.hpc.state, 'revoked')
+  t.same(readdirSync(join(dir, 'runs', 'root')), [], 'the run dir is gone')
+  t.ok(scans > 5, `argv was scanned ${scans} times during the run`)
+  t.notOk(leaked, 'the value never appeared in any process argv')
+  for (const file of ['runs.json', 'audit.log']) t.notMatch(readFileSync(join(d.stateDir, file), 'utf8'), canary, file)
+  t.notMatch(d.log(), canary)
+  t.notMatch(r.stdout + r.stderr, canary)
+})
+
+t.test('a SIGKILLed wrapper: the run stays while the Nextflow session lives, and is revoked when it ends', async t => {
+  const dir = tempDir(t)
+  const d = await startTestDaemon(t, { mode: 'user', dir, config: { runs: { livenessIntervalMs: 200 } } })
+  t.equal((await runCli(['--socket', d.socket, 'secrets', 'add', 'DB_PASS'], { input: 'hunter2' })).code, 0)
+  const wrapper = spawn(process.execPath, [CLI_BIN, '--socket', d.socket, 'run', '--', MINI_NEXTFLOW], {
+    cwd: dir, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: process.env.HOME }
+  })
+  t.teardown(() => { writeFileSync(join(dir, 'finish'), '') })
+  await waitFor('the session to start', () => existsSync(join(dir, 'store-seen.txt')))
+  const runs = JSON.parse((await socketGet(d.socket, '/api/v1/runs')).body) as Array<{ runId: string, state: string }>
+  const runId = runs[0]!.runId
+  wrapper.kill('SIGKILL')
+  await new Promise(resolve => wrapper.once('exit', resolve))
+  // Several monitor passes go by with the wrapper dead and the session lock held.
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  const kept = JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string, launchDir: string }
+  t.equal(kept.state, 'running', 'the session is alive: the run and its secrets stay')
+  t.equal(readdirSync(join(dir, 'runs', 'root')).length, 1)
+  writeFileSync(join(dir, 'finish'), '')
+  await waitFor('the run to end', async () => (JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string }).state === 'completed')
+  await waitFor('the run dir to go', () => readdirSync(join(dir, 'runs', 'root')).length === 0)
+  t.pass('completed and revoked after the session ended')
+  t.equal(resolve(kept.launchDir), resolve(dir))
+})
