@@ -24,6 +24,7 @@ import { openRunLedger } from './store/run-ledger.js'
 import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
 import { Monitor } from './runs/monitor.js'
+import { DirWatchService } from './watch/watch-service.js'
 import { realProbes } from './runs/probes.js'
 import { PtyHost } from './pty/host.js'
 import { createMetrics } from './metrics.js'
@@ -110,6 +111,8 @@ export async function startDaemon (config: Config, options: StartOptions = {}): 
   // Before serving: runs that ended while the daemon was down are revoked, interrupted provisions undone.
   await monitor.reconcile()
   monitor.start()
+  // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
+  const watches = await DirWatchService.open({ config, runs, monitor, users, events, logger, clock })
 
   const app = await buildServer({
     config,
@@ -123,6 +126,7 @@ export async function startDaemon (config: Config, options: StartOptions = {}): 
     version: packageVersion(),
     startedAt,
     runs,
+    watches,
     pty,
     metrics
   })
@@ -172,6 +176,7 @@ export async function startDaemon (config: Config, options: StartOptions = {}): 
         await app.close()
         // Terminals are let go, commands are not signalled: they go on and the next daemon adopts them.
         await pty.close()
+        await watches.stop()
         // A revoke in flight (AWS under throttling) may take longer than systemd waits (TimeoutStopSec=20): stop
         // waiting for it after a while. Its target is still `revoking` in the ledger, so the next start finishes it.
         const settled = await Promise.race([monitor.stop().then(() => true), delay(STOP_WAIT_MS, false, { ref: false })])

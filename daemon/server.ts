@@ -9,6 +9,7 @@ import secretsApi from './api/secrets.js'
 import workspacesApi from './api/workspaces.js'
 import eventsApi from './api/events.js'
 import runsApi from './api/runs.js'
+import watchesApi from './api/watches.js'
 import policiesApi from './api/policies.js'
 import attachApi from './api/attach.js'
 
@@ -93,6 +94,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     await api.register(workspacesApi)
     await api.register(eventsApi)
     await api.register(runsApi)
+    await api.register(watchesApi)
     await api.register(policiesApi)
     await api.register(attachApi)
   }, { prefix: '/api/v1' })

@@ -16,7 +16,7 @@ export async function sessionAlive (probes: Probes, run: RunRecord, host: string
   return signals.probes.some(p => p === true) && signals.history !== 'OK' && signals.history !== 'ERR'
 }
 
-async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, runName: string | null, pid: number | null }> {
+async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null }> {
   const obs = await probes.observe({ launchDir: run.launchDir, uid: run.uid, sessionId: run.sessionId, historyMark: run.historyMark, runName: run.runName })
   const out: Array<boolean | null> = []
   const sessionId = obs.history?.sessionId ?? run.sessionId
@@ -34,7 +34,8 @@ async function sessionSignals (probes: Probes, run: RunRecord, host: string): Pr
     const s = await probes.slurmJob(run.slurmJobId)
     out.push(s === 'unknown' ? null : s !== 'gone')
   }
-  return { history: obs.history?.status ?? null, probes: out, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid }
+  const goodbye = obs.log?.goodbye === true ? { aborted: obs.log.aborted } : null
+  return { history: obs.history?.status ?? null, probes: out, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid, goodbye }
 }
 
 export interface MonitorOptions {
@@ -52,6 +53,8 @@ export class Monitor {
   // A run must look dead on two ticks in a row before it is ended: history is rewritten in place and the session
   // lock is taken a moment after the history line, so one odd read must not end a healthy run.
   readonly #suspect = new Set<string>()
+  // One check of a run at a time: the timer's pass and the watcher's checkRun must not both count a dead reading.
+  readonly #checking = new Map<string, Promise<void>>()
 
   constructor (runs: RunManager, probes: Probes, logger: Logger, opts: MonitorOptions) {
     this.#runs = runs
@@ -91,6 +94,29 @@ export class Monitor {
     this.#log.info({ runs: ledger.all().length }, 'reconciled')
   }
 
+  /** Check one live run now (the watcher calls this on a file event); serialised with the timer's pass. */
+  async checkRun (runId: string): Promise<void> {
+    const run = this.#runs.deps.ledger.get(runId)
+    if (run === undefined || isTerminal(run.state)) return
+    await this.#checkOnce(runId, false)
+  }
+
+  async #checkOnce (runId: string, immediate: boolean): Promise<void> {
+    const prev = this.#checking.get(runId) ?? Promise.resolve()
+    const next = prev.then(async () => {
+      // Re-read: the run may have ended while this check waited for the previous one.
+      const run = this.#runs.deps.ledger.get(runId)
+      if (run === undefined || isTerminal(run.state)) return
+      await this.#safe(runId, () => this.#check(run, this.#runs.deps.clock(), immediate))
+    })
+    this.#checking.set(runId, next)
+    try {
+      await next
+    } finally {
+      if (this.#checking.get(runId) === next) this.#checking.delete(runId)
+    }
+  }
+
   async #safe (runId: string, fn: () => Promise<unknown>): Promise<void> {
     try {
       await fn()
@@ -104,7 +130,7 @@ export class Monitor {
     const now = clock()
     for (const run of ledger.all()) {
       if (isTerminal(run.state)) continue
-      await this.#safe(run.runId, () => this.#check(run, now, immediate))
+      await this.#checkOnce(run.runId, immediate)
     }
     for (const run of this.#runs.revoker.due(clock())) {
       await this.#safe(run.runId, () => this.#runs.revoker.revoke(run.runId, false))
@@ -129,6 +155,12 @@ export class Monitor {
     }
     if (signals.runName !== null && run.runName === null) await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
     // The wrapper of a `run`, or the child of a `launch`, counts as alive too.
+    // `Execution complete -- Goodbye` is logged after the history update: with the line still `-` it ends the run too.
+    if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') {
+      this.#suspect.delete(run.runId)
+      await this.#runs.end(run.runId, signals.goodbye.aborted ? 'failed' : 'completed', 'log Goodbye')
+      return
+    }
     const probes = [...signals.probes]
     if (run.pid !== null) probes.push(await this.#probes.processAlive(run.pid, run.pidStart))
     const wrapperExit = run.exitCode !== null || run.signal !== null ? { exitCode: run.exitCode, signal: run.signal } : null

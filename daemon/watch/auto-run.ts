@@ -1,0 +1,117 @@
+// Auto-runs (SPEC section 8): a Nextflow start in a watched dir that no armed or running run claims becomes a run of
+// the launch dir's owner, when the watch names targets. Only targets that still help once Nextflow runs are used:
+// the hpc store is read by Nextflow at its start, so it is too late for it; aws (and the memory fake) are read by
+// tasks later. Whatever is not done is said in a `run.skipped` event, never silently.
+import { lstat } from 'node:fs/promises'
+import { isCoded } from '../errors.js'
+import type { EventBus } from '../events.js'
+import type { UserDirectory } from '../identity/users.js'
+import type { Logger } from '../logger.js'
+import type { Monitor } from '../runs/monitor.js'
+import type { RunManager } from '../runs/manager.js'
+import { isTerminal, type RunRecord, type TargetName } from '../types.js'
+import type { HistoryRecord } from './history.js'
+
+/** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
+export function lateTargets (targets: readonly string[]): TargetName[] {
+  return targets.filter((t): t is TargetName => t === 'aws' || t === 'memory')
+}
+
+/**
+ * Does a live run in this launch dir claim the history line? By session UUID or runName; else a run not yet
+ * started whose mark the line is at or after (a `-resume` reuses an old UUID: SPEC section 5). Pure.
+ */
+export function claimedBy (runs: readonly RunRecord[], launchDir: string, record: HistoryRecord): RunRecord | null {
+  const live = runs.filter(r => !isTerminal(r.state) && r.launchDir === launchDir)
+  return live.find(r => r.sessionId === record.sessionId || r.runName === record.runName) ??
+    live.find(r => r.runName === null && (r.historyMark === null || record.index >= r.historyMark)) ?? null
+}
+
+/** `yyyy-MM-dd HH:mm:ss` in the launching host's local time; NaN when malformed. */
+export function historyTime (timestamp: string): number {
+  return Date.parse(timestamp.replace(' ', 'T'))
+}
+
+export interface AutoRunWatch {
+  root: string
+  workspace: string | null
+  targets: string[]
+}
+
+export interface AutoRunDeps {
+  runs: RunManager
+  monitor: Monitor
+  users: UserDirectory
+  events: EventBus
+  logger: Logger
+  clock: () => Date
+}
+
+// A line older than this when first seen is a leftover (a tree moved in, a run killed long ago), not a start.
+const STALE_MS = 10 * 60_000
+
+export class AutoRuns {
+  readonly #deps: AutoRunDeps
+  readonly #log: Logger
+  // `<launchDir>\0<runName>` of starts already handled: two groups may report the same line.
+  readonly #handled = new Set<string>()
+
+  constructor (deps: AutoRunDeps) {
+    this.#deps = deps
+    this.#log = deps.logger.child({ room: 'auto-runs' })
+  }
+
+  #skip (user: string, watch: AutoRunWatch, reason: string): void {
+    this.#log.info({ user, workspace: watch.workspace, reason }, 'auto-run skipped')
+    this.#deps.events.publish({ type: 'run.skipped', user, ...(watch.workspace !== null ? { workspace: watch.workspace } : {}), reason })
+  }
+
+  /** A start seen in `launchDir` under `watch`: provision an auto-run unless a run claims it. */
+  async started (watch: AutoRunWatch, launchDir: string, record: HistoryRecord): Promise<string | null> {
+    const { runs, users, clock } = this.#deps
+    if (record.status !== 'running' || watch.targets.length === 0) return null
+    if (claimedBy(runs.deps.ledger.all(), launchDir, record) !== null) return null
+    const key = `${launchDir}\0${record.runName}`
+    if (this.#handled.has(key)) return null
+    this.#handled.add(key)
+    if (this.#handled.size > 10_000) this.#handled.delete(this.#handled.values().next().value as string)
+    const at = historyTime(record.timestamp)
+    if (Number.isFinite(at) && clock().getTime() - at > STALE_MS) return null
+
+    let uid: number
+    try {
+      uid = (await lstat(launchDir)).uid
+    } catch {
+      return null
+    }
+    const owner = users.userByUid(uid)?.name ?? `uid:${uid}`
+    const targets = lateTargets(watch.targets)
+    if (targets.length === 0) {
+      this.#skip(owner, watch, `no target of this watch helps a run that has started (${watch.targets.join(',')})`)
+      return null
+    }
+    let caller
+    try {
+      caller = users.callerForUid(uid)
+    } catch (err) {
+      this.#skip(owner, watch, isCoded(err) ? err.code : 'the owner of the launch dir is unknown')
+      return null
+    }
+    try {
+      const created = await runs.create(caller, {
+        mode: 'auto',
+        launchDir,
+        targets,
+        ...(watch.workspace !== null ? { workspace: watch.workspace } : {})
+      })
+      // Nextflow chose its own UUID: the runName pins the history line (and through it the session lock and log).
+      await runs.markStarted(created.runId, { runName: record.runName })
+      this.#log.info({ runId: created.runId, user: caller.user, runName: record.runName }, 'auto-run provisioned')
+      await this.#deps.monitor.checkRun(created.runId)
+      return created.runId
+    } catch (err) {
+      this.#skip(owner, watch, isCoded(err) ? `${err.code}: ${err.message}` : 'provisioning failed')
+      return null
+    }
+  }
+}

@@ -1,0 +1,127 @@
+// What the watcher knows of one launch dir: the history lines seen so far and the sessions whose Goodbye was
+// reported. A scan reads only `.nextflow/history` and `.nextflow.log(.1)`, safely (no symlinks, only files of the
+// dir's owner or root), and turns what changed into domain events.
+import { constants, promises as fsp } from 'node:fs'
+import { join } from 'node:path'
+import { diffHistory, parseHistory, type HistoryRecord } from './history.js'
+import { parseLogMarkers } from './log-markers.js'
+import { CACHE_DIR, HISTORY } from './walk.js'
+
+const HEAD_BYTES = 256 * 1024
+const TAIL_BYTES = 64 * 1024
+const HISTORY_MAX = 4 * 1024 * 1024
+
+export type LaunchEvent =
+  | { type: 'run-started', launchDir: string, record: HistoryRecord }
+  | { type: 'run-ended', launchDir: string, sessionId: string, runName: string, status: 'OK' | 'ERR', via: 'history' | 'log' }
+
+/** Read a small file owned by `uid` (or root) without following a symlink; a big log gives its head and tail. */
+export async function readOwnedText (path: string, uid: number, head = HEAD_BYTES): Promise<string | null> {
+  let fh
+  try {
+    fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch {
+    return null
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile() || (st.uid !== uid && st.uid !== 0)) return null
+    if (st.size <= head + TAIL_BYTES) {
+      const buf = Buffer.alloc(st.size)
+      const { bytesRead } = await fh.read(buf, 0, st.size, 0)
+      return buf.subarray(0, bytesRead).toString('utf8')
+    }
+    const a = Buffer.alloc(head)
+    const b = Buffer.alloc(TAIL_BYTES)
+    await fh.read(a, 0, head, 0)
+    await fh.read(b, 0, TAIL_BYTES, st.size - TAIL_BYTES)
+    return `${a.toString('utf8')}\n${b.toString('utf8')}`
+  } catch {
+    return null
+  } finally {
+    await fh.close()
+  }
+}
+
+export class LaunchDir {
+  readonly dir: string
+  readonly uid: number
+  readonly #known = new Map<string, HistoryRecord>()
+  readonly #goodbyes = new Set<string>()
+
+  private constructor (dir: string, uid: number) {
+    this.dir = dir
+    this.uid = uid
+  }
+
+  /**
+   * The dir's owner decides whose files count. `seed`: the lines already there predate the watch (a daemon start, a
+   * tree moved in) and raise no start; a dir that became a launch dir while watched is read from scratch.
+   */
+  static async open (dir: string, seed: boolean): Promise<LaunchDir | null> {
+    let st
+    try {
+      st = await fsp.lstat(dir)
+    } catch {
+      return null
+    }
+    if (!st.isDirectory()) return null
+    const ld = new LaunchDir(dir, st.uid)
+    if (seed) {
+      const h = await ld.#readHistory()
+      for (const r of h?.records ?? []) ld.#known.set(r.runName, r)
+    }
+    return ld
+  }
+
+  get knownRuns (): number {
+    return this.#known.size
+  }
+
+  async #readHistory (): Promise<ReturnType<typeof parseHistory> | null> {
+    try {
+      const st = await fsp.lstat(join(this.dir, CACHE_DIR))
+      if (!st.isDirectory() || (st.uid !== this.uid && st.uid !== 0)) return null
+    } catch {
+      return null
+    }
+    const text = await readOwnedText(join(this.dir, CACHE_DIR, HISTORY), this.uid, HISTORY_MAX)
+    return text === null ? null : parseHistory(text)
+  }
+
+  /**
+   * Read what changed. `retry` asks for another scan shortly: the history is rewritten in place (truncate, then
+   * write), so a read may catch it half-written. Seen runNames are never forgotten, so a torn read raises nothing twice.
+   */
+  async scan (what: { history: boolean, log: boolean }): Promise<{ events: LaunchEvent[], retry: boolean }> {
+    const events: LaunchEvent[] = []
+    let retry = false
+    if (what.history) {
+      const h = await this.#readHistory()
+      if (h !== null) {
+        retry = h.partial || (h.records.length === 0 && this.#known.size > 0)
+        const diff = diffHistory([...this.#known.values()], h.records)
+        for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: r })
+        for (const r of diff.ended) {
+          events.push({ type: 'run-ended', launchDir: this.dir, sessionId: r.sessionId, runName: r.runName, status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
+        }
+        for (const r of h.records) this.#known.set(r.runName, r)
+      }
+    }
+    if (what.log) {
+      for (const name of ['.nextflow.log', '.nextflow.log.1']) {
+        const text = await readOwnedText(join(this.dir, name), this.uid)
+        if (text === null) continue
+        const m = parseLogMarkers(text)
+        if (!m.goodbye || m.sessionId === undefined || m.runName === undefined) continue
+        const key = `${m.sessionId}\0${m.runName}`
+        if (this.#goodbyes.has(key)) continue
+        this.#goodbyes.add(key)
+        // The history line turns OK/ERR just before Goodbye: when it did, that event already went out.
+        if (this.#known.get(m.runName)?.status !== 'running' && this.#known.has(m.runName)) continue
+        events.push({ type: 'run-ended', launchDir: this.dir, sessionId: m.sessionId, runName: m.runName, status: m.aborted ? 'ERR' : 'OK', via: 'log' })
+      }
+    }
+    return { events, retry }
+  }
+}

@@ -1,0 +1,246 @@
+// The watch room: roots from the config and from the API (persisted in watches.json), plus the launch dir of every
+// live run wherever it is. It turns the watcher's events into the run lifecycle's few calls: a file event in a launch
+// dir checks that dir's live runs at once (Monitor.checkRun: start, clean end, dirty end), and an unclaimed start
+// under a root with targets becomes an auto-run.
+import { lstat, realpath } from 'node:fs/promises'
+import { isAbsolute, join, resolve, sep } from 'node:path'
+import { can, PERSONAL } from '../access.js'
+import type { Config, WatchRoot } from '../config.js'
+import { nfsError } from '../errors.js'
+import type { EventBus } from '../events.js'
+import type { UserDirectory } from '../identity/users.js'
+import type { Logger } from '../logger.js'
+import type { Monitor } from '../runs/monitor.js'
+import type { RunManager } from '../runs/manager.js'
+import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js'
+import { isTerminal, TARGET_NAMES, type Caller } from '../types.js'
+import { AutoRuns } from './auto-run.js'
+import type { WatchService, WatchSummary, WatchView } from './service.js'
+import { RunDirWatcher, type WatcherEvent } from './watcher.js'
+import type { WalkFs } from './walk.js'
+
+export interface WatchServiceDeps {
+  config: Config
+  runs: RunManager
+  monitor: Monitor
+  users: UserDirectory
+  events: EventBus
+  logger: Logger
+  clock: () => Date
+  /** polling interval for the dirs of runs armed inside a Slurm job (their head may write from another node) */
+  runPollMs?: number
+  debounceMs?: number
+  fs?: WalkFs
+}
+
+interface Root {
+  root: string
+  depth: number
+  workspace: string | null
+  targets: string[]
+  poll: boolean
+  intervalMs: number
+  source: 'config' | 'api'
+  owner: string
+  uid: number
+}
+
+type AddRequest = Parameters<WatchService['add']>[1]
+const RUNS_NATIVE = 'runs:native'
+const RUNS_POLL = 'runs:poll'
+
+export class DirWatchService implements WatchService {
+  readonly watcher: RunDirWatcher
+  readonly #deps: WatchServiceDeps
+  readonly #log: Logger
+  readonly #store: WatchRootStore
+  readonly #roots = new Map<string, Root>()
+  readonly #auto: AutoRuns
+  readonly #runDirs = new Map<string, string>()
+  #unsubscribe: () => void = () => {}
+  #syncing: Promise<void> = Promise.resolve()
+
+  private constructor (deps: WatchServiceDeps, store: WatchRootStore) {
+    this.#deps = deps
+    this.#store = store
+    this.#log = deps.logger.child({ room: 'watch' })
+    this.watcher = new RunDirWatcher({ logger: deps.logger, ...(deps.debounceMs !== undefined ? { debounceMs: deps.debounceMs } : {}), ...(deps.fs !== undefined ? { fs: deps.fs } : {}) })
+    this.#auto = new AutoRuns(deps)
+  }
+
+  static async open (deps: WatchServiceDeps): Promise<DirWatchService> {
+    const store = await openWatchRootStore(join(deps.config.stateDir, 'watches.json'))
+    const svc = new DirWatchService(deps, store)
+    svc.watcher.on(e => svc.#onWatch(e))
+    const runPoll = deps.runPollMs ?? 1000
+    await svc.watcher.addGroup(RUNS_NATIVE, { poll: false, intervalMs: runPoll }, null)
+    await svc.watcher.addGroup(RUNS_POLL, { poll: true, intervalMs: runPoll }, null)
+    for (const w of deps.config.watch) await svc.#start(await svc.#fromConfig(w))
+    for (const w of store.all()) {
+      if (svc.#roots.has(w.root)) continue
+      await svc.#start({ root: w.root, depth: w.depth, workspace: w.workspace, targets: w.targets, poll: w.poll, intervalMs: w.intervalMs, source: 'api', owner: w.user, uid: w.uid })
+    }
+    // Runs come and go through the lifecycle's events: keep their launch dirs watched while they live.
+    svc.#unsubscribe = deps.events.subscribe(e => { if (e.type.startsWith('run.')) svc.#syncRuns() })
+    svc.#syncRuns()
+    await svc.#syncing
+    return svc
+  }
+
+  async #fromConfig (w: WatchRoot): Promise<Root> {
+    // Canonical paths: a run's launch dir comes from the CLI's getcwd(), which is physical.
+    const root = await realpath(w.root).catch(() => resolve(w.root))
+    return { root, depth: w.depth, workspace: w.workspace ?? null, targets: [...(w.targets ?? [])], poll: w.poll, intervalMs: w.intervalMs, source: 'config', owner: 'config', uid: 0 }
+  }
+
+  async #start (r: Root): Promise<void> {
+    this.#roots.set(r.root, r)
+    const { launchDirs, dirs } = await this.watcher.addGroup(`root:${r.root}`, { poll: r.poll, intervalMs: r.intervalMs }, { path: r.root, depth: r.depth })
+    this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
+  }
+
+  async #stopRoot (root: string): Promise<void> {
+    this.#roots.delete(root)
+    await this.watcher.removeGroup(`root:${root}`)
+  }
+
+  /** The root a launch dir sits under (the deepest one). */
+  #rootOf (dir: string): Root | null {
+    let best: Root | null = null
+    for (const r of this.#roots.values()) {
+      if ((dir === r.root || dir.startsWith(r.root.endsWith(sep) ? r.root : r.root + sep)) && (best === null || r.root.length > best.root.length)) best = r
+    }
+    return best
+  }
+
+  #liveRunsIn (dir: string): string[] {
+    return this.#deps.runs.deps.ledger.all().filter(r => !isTerminal(r.state) && r.launchDir === dir).map(r => r.runId)
+  }
+
+  #onWatch (e: WatcherEvent): void {
+    if (e.type === 'degraded') {
+      const root = e.group.startsWith('root:') ? e.group.slice(5) : e.group
+      this.#deps.events.publish({ type: 'watch.degraded', user: this.#roots.get(root)?.owner ?? 'root', reason: e.reason })
+      return
+    }
+    if (e.type === 'run-started') {
+      const root = this.#rootOf(e.launchDir)
+      if (root !== null) void this.#auto.started(root, e.launchDir, e.record)
+    }
+    if (e.type === 'launch-dir-found' || e.type === 'activity' || e.type === 'run-ended') {
+      for (const runId of this.#liveRunsIn(e.launchDir)) void this.#deps.monitor.checkRun(runId)
+    }
+  }
+
+  /** Watch the launch dir of every live run that no root covers; drop the ones no live run needs. Serialised. */
+  #syncRuns (): void {
+    this.#syncing = this.#syncing.then(async () => {
+      const want = new Map<string, string>()
+      for (const r of this.#deps.runs.deps.ledger.all()) {
+        if (isTerminal(r.state) || !isAbsolute(r.launchDir) || this.watcher.covers(r.launchDir, [RUNS_NATIVE, RUNS_POLL])) continue
+        want.set(r.launchDir, r.slurmJobId !== null || want.get(r.launchDir) === RUNS_POLL ? RUNS_POLL : RUNS_NATIVE)
+      }
+      for (const [dir, group] of [...this.#runDirs]) {
+        if (want.get(dir) === group) continue
+        await this.watcher.removeLaunchDir(group, dir)
+        this.#runDirs.delete(dir)
+      }
+      for (const [dir, group] of want) {
+        if (this.#runDirs.has(dir)) continue
+        this.#runDirs.set(dir, group)
+        await this.watcher.addLaunchDir(group, dir)
+      }
+    }).catch(err => { this.#log.error({ err }, 'syncing the launch dirs of runs failed') })
+  }
+
+  summary (): WatchSummary {
+    const groups = this.watcher.groups()
+    return {
+      roots: this.#roots.size,
+      launchDirs: groups.reduce((n, g) => n + g.launchDirs, 0),
+      degraded: groups.filter(g => g.degraded !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.degraded}`)
+    }
+  }
+
+  #view (r: Root): WatchView {
+    const g = this.watcher.groups().find(x => x.key === `root:${r.root}`)
+    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: r.intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null }
+  }
+
+  list (caller: Caller): WatchView[] {
+    const roots = [...this.#roots.values()].filter(r => caller.isAdmin || r.source === 'config' || r.uid === caller.uid).map(r => this.#view(r))
+    const mine = new Set(this.#deps.runs.deps.ledger.all().filter(r => !isTerminal(r.state) && (caller.isAdmin || r.uid === caller.uid)).map(r => r.launchDir))
+    const runs = [...this.#runDirs].filter(([dir]) => mine.has(dir)).map(([dir, group]): WatchView => ({
+      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null
+    }))
+    return [...roots, ...runs]
+  }
+
+  async add (caller: Caller, req: AddRequest): Promise<WatchView> {
+    if (!isAbsolute(req.root)) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: a watch root must be absolute`])
+    let st
+    let root: string
+    try {
+      st = await lstat(req.root)
+      root = await realpath(req.root)
+    } catch {
+      throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: no such directory`])
+    }
+    if (!st.isDirectory()) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: not a directory (symlinks are not followed)`])
+    if (!caller.isAdmin && st.uid !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`${root} is not yours to watch`])
+    const workspace = req.workspace !== undefined && req.workspace !== '' && req.workspace !== PERSONAL ? req.workspace : null
+    if (workspace !== null) {
+      const ws = this.#deps.runs.deps.store.getWorkspace(workspace)
+      if (ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(workspace.slice(0, 80))])
+      if (!caller.isAdmin && !can(caller, 'runs.launch', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`watching for runs in workspace ${ws.name} needs the launch role`])
+    }
+    const targets = [...new Set(req.targets ?? [])]
+    for (const t of targets) {
+      if (!(TARGET_NAMES as readonly string[]).includes(t) || !this.#deps.runs.deps.targets.has(t as never)) throw nfsError('NFS_ERR_INVALID_TARGET', [JSON.stringify(t.slice(0, 40))])
+    }
+    if (this.#roots.has(root)) throw nfsError('NFS_ERR_WATCH_EXISTS', [root])
+    const stored = await this.#store.add({
+      root, depth: req.depth ?? 3, workspace, targets, poll: req.poll ?? false, intervalMs: req.intervalMs ?? 1000,
+      uid: caller.uid, user: caller.user, createdAt: this.#deps.clock().toISOString()
+    })
+    const r: Root = { root, depth: stored.depth, workspace, targets, poll: stored.poll, intervalMs: stored.intervalMs, source: 'api', owner: caller.user, uid: caller.uid }
+    await this.#start(r)
+    this.#syncRuns()
+    this.#deps.events.publish({ type: 'watch.added', user: caller.user, ...(workspace !== null ? { workspace } : {}), reason: root })
+    return this.#view(r)
+  }
+
+  async remove (caller: Caller, rootArg: string): Promise<void> {
+    const root = isAbsolute(rootArg) ? await realpath(rootArg).catch(() => resolve(rootArg)) : rootArg
+    const r = this.#roots.get(root) ?? this.#roots.get(rootArg)
+    if (r === undefined || (!caller.isAdmin && r.source === 'api' && r.uid !== caller.uid)) throw nfsError('NFS_ERR_WATCH_NOT_FOUND', [JSON.stringify(rootArg.slice(0, 200))])
+    if (r.source === 'config') throw nfsError('NFS_ERR_FORBIDDEN', [`${r.root} is watched by the config file; remove it there and reload`])
+    await this.#store.remove(r.root)
+    await this.#stopRoot(r.root)
+    this.#syncRuns()
+    this.#deps.events.publish({ type: 'watch.removed', user: caller.user, reason: r.root })
+  }
+
+  /** SIGHUP: start the config roots that are new or changed, stop the ones gone. API roots stay. */
+  async reload (config: Config): Promise<void> {
+    const next = new Map<string, Root>()
+    for (const w of config.watch) { const r = await this.#fromConfig(w); next.set(r.root, r) }
+    for (const r of [...this.#roots.values()]) {
+      if (r.source !== 'config') continue
+      const n = next.get(r.root)
+      if (n === undefined || JSON.stringify(n) !== JSON.stringify(r)) await this.#stopRoot(r.root)
+    }
+    for (const r of next.values()) {
+      if (this.#roots.has(r.root)) continue
+      await this.#start(r)
+    }
+    this.#syncRuns()
+    await this.#syncing
+  }
+
+  async stop (): Promise<void> {
+    this.#unsubscribe()
+    await this.#syncing
+    await this.watcher.stop()
+  }
+}

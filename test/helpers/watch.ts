@@ -1,0 +1,104 @@
+// A watch room on real parts: the runs fixture's store and ledger, the real hpc target (user mode) next to the memory
+// target, the real liveness probes, a Monitor and the DirWatchService over real dirs. The monitor's timer is off
+// unless asked for, so a test shows that a file event alone ended a run.
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { createHpcTarget } from '../../adapters/hpc.js'
+import { createMemoryTarget, type MemoryTarget } from '../../adapters/memory.js'
+import type { Target } from '../../adapters/types.js'
+import type { Config, WatchRoot } from '../../daemon/config.js'
+import { UserDirectory } from '../../daemon/identity/users.js'
+import { Monitor } from '../../daemon/runs/monitor.js'
+import { realProbes, type Probes } from '../../daemon/runs/probes.js'
+import type { TargetName } from '../../daemon/types.js'
+import { DirWatchService } from '../../daemon/watch/watch-service.js'
+import type { WalkFs } from '../../daemon/watch/walk.js'
+import { runsFixture, type RunsFixture, type Teardown } from './runs.js'
+
+export interface WatchFixture extends RunsFixture {
+  root: string
+  runsRoot: string
+  monitor: Monitor
+  service: DirWatchService
+  memory: MemoryTarget
+  /** stop the service and the monitor, reopen store and ledger, start both again (a daemon restart) */
+  restart: () => Promise<WatchFixture>
+}
+
+export interface WatchFixtureOptions {
+  /** watch roots of the config (root paths are filled in relative to the fixture's `root` when relative) */
+  watch?: Array<Partial<WatchRoot>>
+  mode?: 'user' | 'system'
+  /** run the monitor's periodic pass at this interval (dirty ends need it: a SIGKILL writes nothing) */
+  monitorMs?: number
+  runPollMs?: number
+  probes?: Probes
+  fs?: WalkFs
+  dir?: string
+  key?: Buffer
+  memory?: MemoryTarget
+}
+
+export async function waitFor (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, stepMs))
+  }
+}
+
+export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {}): Promise<WatchFixture> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'nfs-watch-'))
+  if (opts.dir === undefined) t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const runsRoot = join(dir, 'runs')
+  const root = join(dir, 'root')
+  mkdirSync(runsRoot, { recursive: true, mode: 0o700 })
+  mkdirSync(root, { recursive: true })
+  const logger = pino({ level: process.env.NFS_TEST_LOG ?? 'silent' })
+  const memory = opts.memory ?? createMemoryTarget()
+  const hpc = createHpcTarget({ runsRoot, privileged: false, logger })
+  const targets = new Map<TargetName, Target>([['hpc', hpc], ['memory', memory]])
+  const key = opts.key ?? randomBytes(32)
+  const f = await runsFixture(t, { dir, targets, memory, key })
+  const probes = opts.probes ?? realProbes()
+  const deps = f.runs.deps as { probes: Probes, clock: () => Date, config: Config }
+  deps.probes = probes
+  // History lines carry the real time; the fixture's frozen clock would make every line look stale.
+  deps.clock = () => new Date()
+  const watch = (opts.watch ?? []).map(w => ({ depth: 3, poll: false, intervalMs: 200, ...w, root: w.root ?? root })) as WatchRoot[]
+  const config = { ...deps.config, watch, mode: opts.mode ?? 'user' } as Config
+  deps.config = config
+  const monitor = new Monitor(f.runs, probes, logger, { intervalMs: opts.monitorMs ?? 60_000, retentionDays: 30 })
+  await monitor.reconcile()
+  if (opts.monitorMs !== undefined) monitor.start()
+  const users = new UserDirectory({ mode: config.mode, adminGroup: 'nf-secrets-admin', daemonUid: process.getuid!() })
+  const service = await DirWatchService.open({
+    config, runs: f.runs, monitor, users, events: (f.runs.deps.events), logger, clock: deps.clock,
+    runPollMs: opts.runPollMs ?? 200, debounceMs: 30, ...(opts.fs !== undefined ? { fs: opts.fs } : {})
+  })
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    await service.stop()
+    await monitor.stop()
+  }
+  t.teardown(stop)
+  return {
+    ...f,
+    root,
+    runsRoot,
+    monitor,
+    service,
+    memory,
+    restart: async () => {
+      await stop()
+      await f.ledger.close()
+      await f.store.close()
+      return await watchFixture(t, { ...opts, dir, memory, key })
+    }
+  }
+}
