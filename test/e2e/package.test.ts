@@ -1,0 +1,82 @@
+// The package as an admin gets it: `npm pack`, then `npm install -g` of the tarball into a temporary prefix, which
+// builds the native addon (and node-pty) through the install scripts with no devDependencies around. The installed
+// bins must run, the unit files must be there, and the installed daemon must answer on its socket, with peer
+// credentials read by the freshly built addon.
+import t from 'tap'
+import { execFile, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { once } from 'node:events'
+import { promisify } from 'node:util'
+import { call, REPO, requireBuiltDaemon } from '../helpers/spawn-daemon.js'
+
+const exec = promisify(execFile)
+// Packing and compiling node-pty take minutes on a small, busy machine.
+t.setTimeout(900_000)
+
+/** npm's own variables from an enclosing `npm test` would steer the inner npm (prefix, global, scripts). */
+function cleanEnv (): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if ((k.toLowerCase().startsWith('npm_') && k.toLowerCase() !== 'npm_config_cache') || k === 'NODE_OPTIONS') continue
+    env[k] = v
+  }
+  return env
+}
+
+t.test('npm pack, npm install -g into a temporary prefix, run both bins and the daemon', async (t) => {
+  requireBuiltDaemon()
+  const work = mkdtempSync(join(tmpdir(), 'nfs-package-'))
+  t.teardown(() => rmSync(work, { recursive: true, force: true }))
+  const env = cleanEnv()
+  const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
+
+  // `npm test` has just built dist/: pack it as it is (--ignore-scripts), rather than rebuild dist/ under the feet
+  // of the other test files that run the daemon from it. A plain `npm pack` builds first through `prepare`.
+  const packed = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: REPO, env, maxBuffer: 64 * 1024 * 1024 })
+  const [info] = JSON.parse(packed.stdout) as Array<{ filename: string, files: Array<{ path: string }> }>
+  const files = new Set(info!.files.map(f => f.path))
+  for (const needed of ['binding.gyp', 'native/nfs_native.c', 'dist/daemon/main.js', 'dist/daemon/cli/main.js', 'dist/daemon/metrics.js',
+    'systemd/nf-secretsd.service', 'systemd/nf-secretsd.socket', 'systemd/user/nf-secretsd.service', 'policies/launcher.json',
+    'docs/install.md', 'docs/errors.md', 'docs/config.md', 'docs/security.md', 'docs/usage.md']) {
+    t.ok(files.has(needed), `the tarball holds ${needed}`)
+  }
+  t.notOk([...files].some(f => f.startsWith('test/') || f.startsWith('build/') || f.startsWith('node_modules/') || f.endsWith('.ts')),
+    'no tests, no local build, no sources to compile')
+
+  // The deps come from npm's cache (`npm ci` filled it); the network is used only if something is missing there.
+  const prefix = join(work, 'prefix')
+  const tarball = join(work, info!.filename)
+  await exec('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: work, env, maxBuffer: 64 * 1024 * 1024 })
+  const pkgDir = join(prefix, 'lib', 'node_modules', 'nf-secretsd')
+  t.ok(existsSync(join(pkgDir, 'build', 'Release', 'nfs_native.node')), 'the install script built the native addon')
+  t.ok(existsSync(join(pkgDir, 'systemd', 'nf-secretsd.service')), 'the unit files are installed')
+  t.notOk(existsSync(join(pkgDir, 'node_modules', 'typescript')), 'no devDependency was needed')
+
+  const bin = (name: string): string => join(prefix, 'bin', name)
+  const v = await exec(bin('nf-secretsd'), ['--version'], { env })
+  t.equal(v.stdout.trim(), version, 'nf-secretsd --version')
+  const help = await exec(bin('nf-secrets'), ['--help'], { env })
+  t.match(help.stdout, /secrets/, 'nf-secrets --help prints the commands')
+  const dhelp = await exec(bin('nf-secretsd'), ['--help'], { env })
+  t.match(dhelp.stdout, /check-config/)
+
+  // The installed daemon runs: health and whoami (peer credentials through the addon built above).
+  const socket = join(work, 'run', 'api.sock')
+  const daemon = spawn(bin('nf-secretsd'), ['--mode', 'user', '--state-dir', join(work, 'state'), '--socket', socket], {
+    env: { ...env, HOME: work, XDG_CONFIG_HOME: join(work, 'config') },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  const exited = once(daemon, 'exit')
+  t.teardown(async () => { if (daemon.exitCode === null && daemon.signalCode === null) { daemon.kill('SIGKILL'); await exited } })
+  let who
+  for (let i = 0; i < 600 && who === undefined; i++) {
+    who = await call(socket, 'GET', '/api/v1/whoami').catch(() => undefined)
+    if (who === undefined) await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  t.equal(who?.status, 200, 'the installed daemon answers')
+  t.equal(who?.body.uid, process.getuid!(), 'and knows who called through SO_PEERCRED')
+  daemon.kill('SIGTERM')
+  t.same(await exited, [0, null], 'and stops cleanly')
+})
