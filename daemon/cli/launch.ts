@@ -119,11 +119,13 @@ export function attach (ctx: CommandContext, runId: string): Promise<number> {
         // not ours: ignore
       }
     })
+    let refused = false
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+      // The daemon's coded refusal (not found, ...) wins over the error ws raises once the attempt is dropped.
+      refused = true
       readBody(res).then(text => settle(() => reject(errorFromBody(res.statusCode ?? 500, text))), () => {})
-      ws.terminate()
     })
-    ws.on('error', (err) => settle(() => reject(unreachable(ctx.socketPath, err))))
+    ws.on('error', (err) => { if (!refused) settle(() => reject(unreachable(ctx.socketPath, err))) })
     ws.on('close', () => settle(() => {
       const id = safeText(runId)
       if (ended !== null) {
