@@ -1,0 +1,74 @@
+// The PTY host in-process on a real ledger and store with the memory target: the checks made as the caller before
+// anything is provisioned (through setpriv, as alice), and a start that fails after provisioning, which must end
+// the run `failed`, revoke it and answer NFS_ERR_LAUNCH_FAILED.
+import t from 'tap'
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { PtyHost } from '../../daemon/pty/host.js'
+import { SecretValue } from '../../daemon/secret-value.js'
+import { findSetpriv, precheck } from '../../daemon/pty/precheck.js'
+import { caller, runsFixture } from '../helpers/runs.js'
+import { ensureUsers } from '../helpers/users.js'
+
+const [alice] = ensureUsers(['alice'])
+const setpriv = findSetpriv()
+const identity = { uid: alice!.uid, gid: alice!.gid, gids: [alice!.gid] }
+
+async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p
+    return undefined
+  } catch (err) {
+    return (err as { code?: string }).code
+  }
+}
+
+t.test('checks as the caller: an enterable dir and a command on her PATH', async t => {
+  t.ok(setpriv, 'setpriv is installed')
+  const root = mkdtempSync(join(tmpdir(), 'nfs-pre-'))
+  t.teardown(() => rmSync(root, { recursive: true, force: true }))
+  chmodSync(root, 0o755)
+  const mine = join(root, 'mine')
+  mkdirSync(mine, { mode: 0o700 })
+  chownSync(mine, alice!.uid, alice!.gid)
+  const closed = join(root, 'closed')
+  mkdirSync(closed, { mode: 0o700 })
+  const base = { shell: '/bin/sh', setpriv, identity, path: '/usr/bin:/bin' }
+  t.equal(await codeOf(precheck({ ...base, launchDir: mine, command: 'sh' })), undefined)
+  t.equal(await codeOf(precheck({ ...base, launchDir: closed, command: 'sh' })), 'NFS_ERR_FORBIDDEN', "root's 0700 dir: alice cannot enter")
+  t.equal(await codeOf(precheck({ ...base, launchDir: join(root, 'absent'), command: 'sh' })), 'NFS_ERR_INVALID_PATH')
+  t.equal(await codeOf(precheck({ ...base, launchDir: 'relative', command: 'sh' })), 'NFS_ERR_INVALID_PATH')
+  t.equal(await codeOf(precheck({ ...base, launchDir: mine, command: 'no-such-command-zz' })), 'NFS_ERR_LAUNCH_FAILED')
+  t.equal(await codeOf(precheck({ ...base, setpriv: null, launchDir: closed, command: 'sh' })), undefined, 'as root (no identity change) the same dir is fine')
+})
+
+t.test('a spawn that fails after provisioning: the run ends failed, is revoked, and the request fails coded', async t => {
+  const f = await runsFixture(t)
+  const host = new PtyHost({
+    runs: f.runs,
+    config: f.config,
+    logger: pino({ level: 'silent' }),
+    probes: f.probes,
+    daemonUid: process.getuid!(),
+    clock: () => new Date(),
+    spawn: () => { throw new Error('forkpty(3) failed.') }
+  })
+  t.teardown(() => host.close())
+  const me = caller('root', { uid: process.getuid!(), gid: process.getgid!() })
+  await f.store.createSecret('user:root', 'TOKEN_A', new SecretValue('launch-value'), 'root')
+  const code = await codeOf(host.launch(me, { mode: 'launch', launchDir: f.launchDir, command: ['sh', '-c', 'true'], env: { PATH: '/usr/bin:/bin' } }))
+  t.equal(code, 'NFS_ERR_LAUNCH_FAILED')
+  const runs = f.ledger.all()
+  t.equal(runs.length, 1, 'the run was provisioned first')
+  t.match(runs[0], { mode: 'launch', state: 'failed', names: ['TOKEN_A'], targets: { memory: { state: 'revoked' } } })
+  t.equal(f.memory.placed.get(runs[0]!.runId)?.size ?? 0, 0, 'nothing left in the target')
+  t.ok(f.memory.calls.some(c => c.op === 'provision'), 'it had been provisioned')
+  const userDir = join(f.config.stateDir, 'launch', 'root')
+  t.same(readdirSync(userDir).filter(n => n.endsWith('.env')), [], 'the environment file is gone')
+
+  const notFound = await codeOf(host.launch(me, { mode: 'launch', launchDir: f.launchDir, command: ['no-such-command-zz'] }))
+  t.equal(notFound, 'NFS_ERR_LAUNCH_FAILED')
+  t.equal(f.ledger.all().length, 1, 'a command that is not there fails before anything is provisioned')
+})
