@@ -37,6 +37,7 @@ export interface Target {
   /**
    * Place every secret, or nothing: a failure part-way removes what was placed before throwing a coded error
    * (NFS_ERR_PROVISION_FAILED or NFS_ERR_TARGET_UNAVAILABLE). Must be safe to call again for the same run.
+   * NFS_ERR_TARGET_UNAVAILABLE means refused before anything was placed: the run manager then skips the revoke.
    */
   provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement>
   /** Remove everything of the run. Idempotent: what is already gone counts as done. */

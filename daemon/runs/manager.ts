@@ -171,7 +171,7 @@ export class RunManager implements RunService {
     log.info({ user: run.user, workspace: run.workspace, mode: run.mode, targets, secrets: run.names.length }, 'provisioning')
 
     const env: Record<string, string> = { ...run.env }
-    for (const name of targets) {
+    for (const [i, name] of targets.entries()) {
       const target = this.deps.targets.get(name)!
       try {
         const placement = await target.provision(targetRun(run), values)
@@ -188,6 +188,10 @@ export class RunManager implements RunService {
       } catch (err) {
         this.deps.observer?.provisioned(name, false)
         log.warn({ target: name, err }, 'provisioning failed; removing what was placed')
+        // Targets never called, and one that refused before placing anything (no region or credentials), hold
+        // nothing: recorded as revoked, so that an unusable target is not retried for ever.
+        const refused = isCoded(err) && err.code === 'NFS_ERR_TARGET_UNAVAILABLE'
+        await this.#markUntouched(runId, refused ? targets.slice(i) : targets.slice(i + 1))
         await this.#endAndRevoke(runId, 'failed', `provisioning to ${name} failed`, {})
         if (isCoded(err)) throw err
         throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
@@ -200,6 +204,19 @@ export class RunManager implements RunService {
     events.publish({ ...evt, type: run.state === 'armed' ? 'run.armed' : 'run.started', state: run.state })
     log.info({ state: run.state }, 'provisioned')
     return { runId, sessionId, env, secrets: run.names, targets }
+  }
+
+  async #markUntouched (runId: string, names: TargetName[]): Promise<void> {
+    if (names.length === 0) return
+    await withRun(this.deps.ledger, runId, r => {
+      for (const n of names) {
+        const t = r.targets[n]
+        if (t === undefined || t.state !== 'provisioning') continue
+        t.state = 'revoked'
+        t.revokedAt = this.deps.clock().toISOString()
+      }
+      return r
+    })
   }
 
   list (caller: Caller, all: boolean): RunView[] {
