@@ -140,7 +140,8 @@ export async function startTestDaemon (t: Teardown, opts: DaemonOptions): Promis
   const dir = opts.dir ?? tempDir(t)
   const p = daemonPaths(dir, opts.config)
   const out = openSync(p.logFile, 'a', 0o600)
-  const child = spawn(process.execPath, daemonArgs(opts.mode, p, opts.args), {
+  // --pdeathsig: a test process killed by tap's timeout takes its daemon with it instead of leaving an orphan.
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', ...NO_TAP_HOOKS, process.execPath, ...daemonArgs(opts.mode, p, opts.args)], {
     cwd: dir,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...opts.env },
     stdio: ['ignore', out, out]
@@ -188,10 +189,16 @@ export interface RunOptions {
   timeoutMs?: number
 }
 
+/**
+ * tap's process-info hook adds itself to NODE_OPTIONS of every child it sees spawned. The bins under test must run as
+ * they do in production: without it (it also makes each start slower, and as another user it fails writing to .tap/).
+ */
+export const NO_TAP_HOOKS = ['env', '-u', 'NODE_OPTIONS']
+
 /** The argv that runs `node <script> ...args` as `user` (or as ourselves). */
 export function asUser (user: string | undefined, script: string, args: string[]): [string, string[]] {
-  if (user === undefined) return [process.execPath, [script, ...args]]
-  return ['runuser', ['-u', user, '--', process.execPath, script, ...args]]
+  if (user === undefined) return [NO_TAP_HOOKS[0]!, [...NO_TAP_HOOKS.slice(1), process.execPath, script, ...args]]
+  return ['runuser', ['-u', user, '--', ...NO_TAP_HOOKS, process.execPath, script, ...args]]
 }
 
 /** Run a node script to its end and collect its output (killed after timeoutMs). */
