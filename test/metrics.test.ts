@@ -11,7 +11,7 @@ import { call, daemonDirs, writeConfig } from './helpers/spawn-daemon.js'
 import { familyOf, parseExposition, sample, type Exposition } from './helpers/prom-text.js'
 import { MOTO_CREDENTIALS, MOTO_REGION, startMoto } from './helpers/moto.js'
 
-t.setTimeout(180_000)
+t.setTimeout(300_000)
 
 const CANARY_NAME = 'CANARY_METRICS_NAME'
 const CANARY_VALUE = 'canary-metrics-value-7f3a'

@@ -7,9 +7,9 @@ import { Agent } from 'node:http'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import WebSocket from 'ws'
-import { call, daemonDirs, spawnDaemon, writeConfig, type DaemonDirs, type SpawnedDaemon } from '../helpers/spawn-daemon.js'
+import { call, daemonDirs, spawnDaemon, writeConfig, type DaemonDirs, type LogLine, type SpawnedDaemon } from '../helpers/spawn-daemon.js'
 
-t.setTimeout(180_000)
+t.setTimeout(300_000)
 
 function openEvents (socket: string): Promise<{ ws: WebSocket, messages: Array<Record<string, unknown>> }> {
   const ws = new WebSocket(`ws+unix:${socket}:/api/v1/events`)
@@ -77,13 +77,20 @@ t.test('SIGTERM: clean stop; the run stays provisioned; the next start reconcile
   t.equal((await again.stop('SIGINT')).code, 0, 'SIGINT stops it cleanly too')
 })
 
-async function logLevelCheck (dirs: DaemonDirs, daemon: SpawnedDaemon, agent: Agent): Promise<{ logged: boolean, reused: boolean }> {
+/**
+ * One request on the keep-alive agent, then: was it logged (a line with a reqId)? Lines arrive asynchronously, so
+ * a line that is expected is waited for, and one that is not gets a second to show up anyway.
+ */
+async function logLevelCheck (dirs: DaemonDirs, daemon: SpawnedDaemon, agent: Agent, expectLogged: boolean): Promise<{ logged: boolean, reused: boolean }> {
   const before = daemon.logs.length
   const res = await call(dirs.socket, 'GET', '/api/v1/health', undefined, agent)
-  // The completion line is written after the answer: give it a moment to arrive.
-  await new Promise(resolve => setTimeout(resolve, 300))
-  const reqLines = daemon.logs.slice(before).filter(l => typeof l.reqId === 'string')
-  return { logged: reqLines.length > 0, reused: res.reusedSocket }
+  const isReq = (l: LogLine, i: number): boolean => i >= before && typeof l.reqId === 'string'
+  if (expectLogged) {
+    const seen = await daemon.waitForLog(l => isReq(l, daemon.logs.indexOf(l)), 15_000).then(() => true, () => false)
+    return { logged: seen, reused: res.reusedSocket }
+  }
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  return { logged: daemon.logs.some(isReq), reused: res.reusedSocket }
 }
 
 t.test('SIGHUP: reloads the log level without dropping connections; a broken config is refused', async (t) => {
@@ -95,14 +102,14 @@ t.test('SIGHUP: reloads the log level without dropping connections; a broken con
   const events = await openEvents(dirs.socket)
   t.teardown(() => events.ws.terminate())
 
-  const first = await logLevelCheck(dirs, daemon, agent)
+  const first = await logLevelCheck(dirs, daemon, agent, true)
   t.equal(first.logged, true, 'at info, every API call is logged with its request id')
 
   writeConfig(dirs, { logLevel: 'warn' })
   daemon.child.kill('SIGHUP')
   // At warn the "config reloaded" line itself is below the level: wait for requests to stop being logged instead.
-  let second = await logLevelCheck(dirs, daemon, agent)
-  for (let i = 0; i < 50 && second.logged; i++) second = await logLevelCheck(dirs, daemon, agent)
+  let second = await logLevelCheck(dirs, daemon, agent, false)
+  for (let i = 0; i < 30 && second.logged; i++) second = await logLevelCheck(dirs, daemon, agent, false)
   t.equal(second.logged, false, 'at warn, API calls are no longer logged')
   t.equal(second.reused, true, 'the keep-alive connection made before the reload still serves')
   t.equal(events.ws.readyState, WebSocket.OPEN, 'the WebSocket stays open')
@@ -115,7 +122,7 @@ t.test('SIGHUP: reloads the log level without dropping connections; a broken con
   daemon.child.kill('SIGHUP')
   const refused = await daemon.waitForLog(l => l.level === 50 && (l.err as { code?: string } | undefined)?.code === 'NFS_ERR_CONFIG')
   t.ok(refused, 'the refused reload is logged as an error with its code')
-  const third = await logLevelCheck(dirs, daemon, agent)
+  const third = await logLevelCheck(dirs, daemon, agent, false)
   t.equal(third.logged, false, 'the level is still warn')
   t.equal(third.reused, true)
 
@@ -123,7 +130,7 @@ t.test('SIGHUP: reloads the log level without dropping connections; a broken con
   writeConfig(dirs, { logLevel: 'info' })
   daemon.child.kill('SIGHUP')
   await daemon.waitForLog(l => l.logLevel === 'info' && l.room === 'main')
-  t.equal((await logLevelCheck(dirs, daemon, agent)).logged, true, 'at info again, requests are logged')
+  t.equal((await logLevelCheck(dirs, daemon, agent, true)).logged, true, 'at info again, requests are logged')
   t.equal(daemon.child.exitCode, null, 'three reloads, no exit')
   t.equal((await daemon.stop('SIGTERM')).code, 0)
 })

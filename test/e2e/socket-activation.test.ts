@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { once } from 'node:events'
 import { call, daemonDirs, spawnDaemon, writeConfig, type DaemonDirs } from '../helpers/spawn-daemon.js'
 
-t.setTimeout(120_000)
+t.setTimeout(240_000)
 
 /**
  * A listening socket at `<dir>/sd/api.sock`, as systemd makes it. Closing a listening Unix socket in Node unlinks
