@@ -11,10 +11,10 @@ import type { RunHost, RunManager } from '../runs/manager.js'
 import type { Probes } from '../runs/probes.js'
 import type { CreateRunRequest, CreatedRun } from '../runs/service.js'
 import { isTerminal, type Caller, type RunRecord } from '../types.js'
-import { LaunchFiles, type LaunchPaths } from './launch-files.js'
+import { LaunchFiles } from './launch-files.js'
 import { findSetpriv, precheck } from './precheck.js'
 import { signalSession } from './process-group.js'
-import { LaunchSession, type AttachClient, type ExitMessage } from './session.js'
+import { LaunchSession, type AttachClient } from './session.js'
 import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, wrapperArgs, type ExitStatus } from './wrapper.js'
 
 export type SpawnFn = (file: string, args: string[], options: IPtyForkOptions) => IPty
@@ -285,10 +285,6 @@ export class PtyHost implements RunHost {
     return this.#sessions.get(runId)
   }
 
-  paths (run: RunRecord): LaunchPaths {
-    return this.files.paths(run, run.runId)
-  }
-
   /** Daemon shutdown: let go of every terminal without signalling a command; the next daemon adopts them. */
   async close (): Promise<void> {
     if (this.#closed) return
@@ -299,5 +295,3 @@ export class PtyHost implements RunHost {
     this.#sessions.clear()
   }
 }
-
-export type { ExitMessage, AttachClient }
