@@ -1,0 +1,92 @@
+// `npm run bench [-- --quick] [-- --only a,b]`: every figure beside its baseline measured in the same run, one
+// table on stdout, bench/results/latest.json. Figures never fail: the exit code is 0 unless the harness broke.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { loadavg, tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { apiFigures } from './api-bench.js'
+import { awsFigures } from './aws-bench.js'
+import { repoRoot, startDaemon } from './daemon.js'
+import { detectFigures, POLL_INTERVAL_MS, preparePollDirs } from './detect-bench.js'
+import { formatTable, machineAtStart, writeResults, type Figure, type Results } from './report.js'
+import { runsFigures } from './runs-bench.js'
+import { scaleFigures } from './scale-bench.js'
+import { seedState } from './seed.js'
+import { idleRssFigures, startupFigures } from './startup-bench.js'
+import { nowMs, round } from './stats.js'
+
+const SECTIONS = ['api', 'runs', 'detect', 'aws', 'startup', 'idle', 'scale'] as const
+type Section = typeof SECTIONS[number]
+
+function plan (quick: boolean): Record<string, number | number[]> {
+  return quick
+    ? { apiMs: 2000, runSamples: 20, detectSamples: 8, pollSamples: 4, startRepeats: 1, idleWaitMs: 2000, scaleSizes: [1, 100, 1000], scaleSamples: 3, scaleIdleMs: 2000 }
+    : { apiMs: 8000, runSamples: 60, detectSamples: 20, pollSamples: 10, startRepeats: 3, idleWaitMs: 5000, scaleSizes: [1, 100, 1000, 10_000], scaleSamples: 8, scaleIdleMs: 5000 }
+}
+
+function log (msg: string): void {
+  process.stderr.write(`bench: ${msg}\n`)
+}
+
+async function main (): Promise<void> {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean' }, only: { type: 'string' }, keep: { type: 'boolean' } } })
+  const quick = values.quick === true
+  const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map(s => s.trim()) as Section[])
+  const p = plan(quick)
+  const machine = machineAtStart()
+  const startedAt = new Date().toISOString()
+  const t0 = nowMs()
+  const dir = mkdtempSync(join(tmpdir(), 'nfs-bench-'))
+  const figures: Figure[] = []
+  const errors: Results['errors'] = []
+  const section = async (name: Section, fn: () => Promise<Figure[]>): Promise<void> => {
+    if (!only.has(name)) return
+    const t = nowMs()
+    log(`${name}...`)
+    try {
+      figures.push(...await fn())
+    } catch (err) {
+      errors.push({ section: name, error: (err as Error).stack ?? String(err) })
+      log(`${name} failed: ${(err as Error).message}`)
+    }
+    log(`${name} done in ${round((nowMs() - t) / 1000, 1)} s (load ${loadavg()[0]!.toFixed(1)})`)
+  }
+  try {
+    if (only.has('api') || only.has('runs') || only.has('detect')) {
+      // One daemon for the API, POST /runs and detection: 1,000 secrets (20 of the user's own, 980 of a workspace)
+      // and a polled watch root holding the launch dirs of the polling samples.
+      const me = userInfo()
+      const d = join(dir, 'main')
+      const pollRoot = join(dir, 'polled')
+      const pollDirs = preparePollDirs(pollRoot, p.pollSamples as number)
+      seedState({ stateDir: join(d, 'state'), runsRoot: join(d, 'runs'), user: me.username, uid: me.uid, gid: me.gid, userSecrets: 20, workspaceSecrets: 980, runs: 0 })
+      const daemon = await startDaemon(d, { config: { watch: [{ root: pollRoot, depth: 1, poll: true, intervalMs: POLL_INTERVAL_MS }] } })
+      try {
+        await section('api', async () => await apiFigures({ daemon, dir, durationMs: p.apiMs as number }))
+        await section('runs', async () => await runsFigures({ daemon, dir, samples: p.runSamples as number }))
+        await section('detect', async () => await detectFigures({ daemon, dir, pollRoot, pollDirs, samples: p.detectSamples as number, pollSamples: p.pollSamples as number }))
+      } finally {
+        await daemon.stop()
+      }
+    }
+    await section('aws', async () => await awsFigures({ dir, runs: 10, rate: 40 }))
+    await section('startup', async () => await startupFigures({ dir, repeats: p.startRepeats as number, runs: 10_000, secrets: 5000 }))
+    await section('idle', async () => await idleRssFigures(dir, p.idleWaitMs as number))
+    await section('scale', async () => await scaleFigures({ dir, sizes: p.scaleSizes as number[], samples: p.scaleSamples as number, idleMs: p.scaleIdleMs as number }))
+  } finally {
+    if (values.keep !== true) rmSync(dir, { recursive: true, force: true })
+  }
+  machine.loadEnd = loadavg().map(l => round(l))
+  const results: Results = { startedAt, quick, durationS: round((nowMs() - t0) / 1000, 1), machine, figures, errors }
+  const out = join(repoRoot(), 'bench', 'results', 'latest.json')
+  writeResults(out, results)
+  process.stdout.write(`${formatTable(figures)}\n\n`)
+  process.stdout.write(`${quick ? 'quick run' : 'full run'} in ${results.durationS} s on ${machine.cpus} cores, node ${machine.node}; load average ${machine.loadStart.join(' ')} at the start, ${machine.loadEnd.join(' ')} at the end\n`)
+  for (const e of errors) process.stdout.write(`section ${e.section} did not run to its end: ${e.error.split('\n')[0]}\n`)
+  process.stdout.write(`written: ${out}\n`)
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`)
+  process.exit(1)
+})
