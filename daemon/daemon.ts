@@ -194,9 +194,8 @@ export async function startDaemon (config: Config, options: StartOptions = {}): 
     async reload (): Promise<void> {
       try {
         const next = await loadConfig({ ...options.flags, mode: config.mode, ...(config.configFile !== null ? { config: config.configFile } : {}) })
-        // The watcher's own hook (when it has one) applies the new watch roots; connections stay as they are.
-        const watches = app.deps.watches as { reload?: (c: Config) => Promise<void> | void } | undefined
-        await watches?.reload?.(next)
+        // The watcher applies the new watch roots itself; connections stay as they are.
+        await watches.reload(next)
         logger.level = next.logLevel
         const pending = restartNeeded(config, next)
         if (pending.length > 0) log.warn({ keys: pending }, 'these changes take effect at the next restart')
