@@ -84,7 +84,8 @@ if (probe.error !== undefined) {
     t.equal(one(unit, 'Service', 'KillMode'), 'process', 'launched runs outlive a restart of the daemon')
     t.equal(one(unit, 'Service', 'TimeoutStopSec'), '20')
     t.equal(one(unit, 'Service', 'UMask'), '0077')
-    t.equal(one(unit, 'Service', 'StateDirectoryMode'), '0700')
+    // 0711: search only, so a user's Nextflow can reach its run dir under the default runs root <state>/runs.
+    t.equal(one(unit, 'Service', 'StateDirectoryMode'), '0711')
     t.equal(one(unit, 'Service', 'LoadCredential'), 'master-key:/etc/nf-secretsd/master.key')
     t.match(one(unit, 'Service', 'ExecStart'), /^\/\S+\/nf-secretsd --mode system$/)
     t.not(one(unit, 'Service', 'Type'), 'notify', 'the daemon has no sd_notify')
