@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { join, resolve, dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { nowMs } from './stats.js'
@@ -47,7 +47,7 @@ export async function startDaemon (dir: string, opts: StartOptions = {}): Promis
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`npx tsc -p tsconfig.build.json\` first`)
   const l = layout(dir)
   mkdirSync(dir, { recursive: true })
-  // info, not debug: a log line per request would measure pino's stdout as much as the daemon.
+  // warn, not debug: a log line per request would measure pino's stdout as much as the daemon.
   writeFileSync(l.configFile, JSON.stringify({ hpc: { runsRoot: l.runsRoot }, logLevel: 'warn', ...opts.config }, null, 2), { mode: 0o600 })
   const out = openSync(l.logFile, 'a', 0o600)
   const t0 = nowMs()
@@ -128,5 +128,3 @@ export async function settle (pid: number, percent = 5, windowMs = 1000, maxMs =
   }
   return nowMs() - t0
 }
-
-export const resolvePath = resolve
