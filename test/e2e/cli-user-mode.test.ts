@@ -4,7 +4,8 @@ import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { errorCode, json, runCli, spawnCli, startTestDaemon, tempDir, type RunOptions, type RunResult } from '../helpers/daemon.js'
+import pty from 'node-pty'
+import { CLI_BIN, errorCode, json, NO_TAP_HOOKS, runCli, spawnCli, startTestDaemon, tempDir, type RunOptions, type RunResult } from '../helpers/daemon.js'
 import { storedValue } from '../helpers/store-peek.js'
 import type { SecretMeta } from '../../daemon/types.js'
 
@@ -75,6 +76,25 @@ t.test('--base64 and --value-file', async t => {
   const missing = await cli(['secrets', 'add', 'NOPE_FILE', '--value-file', join(dir, 'absent')])
   t.equal(missing.code, 2)
   t.equal(errorCode(missing.stderr), 'NFS_ERR_USAGE')
+})
+
+t.test('on a terminal the value is read at a prompt that does not echo it', async t => {
+  const value = 'typed-at-tty-51c0'
+  const term = pty.spawn(NO_TAP_HOOKS[0]!, [...NO_TAP_HOOKS.slice(1), process.execPath, CLI_BIN, 'secrets', 'add', 'TTY_SECRET'], {
+    cols: 100, rows: 10, cwd: '/', env: { PATH: process.env.PATH!, HOME: process.env.HOME!, ...env }
+  })
+  let screen = ''
+  term.onData(d => { screen += d })
+  const exited = new Promise<number>(resolve => term.onExit(e => resolve(e.exitCode)))
+  t.teardown(() => { try { term.kill() } catch {} })
+  for (let i = 0; i < 600 && !screen.includes('Value for TTY_SECRET'); i++) await new Promise(resolve => setTimeout(resolve, 100))
+  t.match(screen, 'input hidden', 'a prompt on the terminal')
+  // Typed in two bursts with a correction, as a person would.
+  term.write(value.slice(0, 5))
+  term.write(`X\x7f${value.slice(5)}\r`)
+  t.equal(await exited, 0, screen)
+  t.notMatch(screen, value.slice(0, 5), 'nothing typed was echoed')
+  t.equal(storedValue(daemon.stateDir, mine, 'TTY_SECRET'), value, 'the backspace removed the X')
 })
 
 t.test('a value on the command line is refused before anything is sent', async t => {
