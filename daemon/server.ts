@@ -2,6 +2,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError, type FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import { isCoded, nfsError } from './errors.js'
+import { clientErrorHandler, frameworkErrors } from './client-errors.js'
 import type { ServerDeps } from './deps.js'
 import type { Caller } from './types.js'
 import systemApi from './api/system.js'
@@ -66,7 +67,9 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     // Types are checked, not coerced: a number where a string belongs is an error, not a silent conversion.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     forceCloseConnections: true,
-    return503OnClosing: true
+    return503OnClosing: true,
+    clientErrorHandler,
+    frameworkErrors
   })
   app.decorate('deps', deps)
   app.decorateRequest('caller', null as unknown as Caller)
