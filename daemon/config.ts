@@ -7,6 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { nfsError } from './errors.js'
 import type { Mode } from './types.js'
+import { SYSTEM_SOCKET, userSocketPath } from './paths.js'
 
 const Targets = Type.Array(Type.Union([Type.Literal('hpc'), Type.Literal('aws'), Type.Literal('memory')]), { uniqueItems: true })
 const LogLevel = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)))
@@ -90,11 +91,7 @@ export function defaultConfigPath (mode: Mode, { home, env }: Environment): stri
   return join(env.XDG_CONFIG_HOME || join(home, '.config'), 'nf-secretsd', 'config.json')
 }
 
-export function userSocketPath ({ home, env }: Pick<Environment, 'home' | 'env'>): string {
-  return env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'nf-secretsd', 'api.sock') : join(home, '.nf-secretsd', 'api.sock')
-}
-
-export const SYSTEM_SOCKET = '/run/nf-secretsd/api.sock'
+export { SYSTEM_SOCKET, userSocketPath }
 
 /** The embedded defaults of each mode, as a plain object the file is merged onto. */
 export function defaults (mode: Mode, environment: Environment): Static<typeof ConfigSchema> {

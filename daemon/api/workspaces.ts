@@ -66,7 +66,8 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
     if (!can(request.caller, 'workspaces.manage', null)) throw nfsError('NFS_ERR_FORBIDDEN', ['creating workspaces needs a system admin'])
     const name = checkWorkspaceName(body.name)
     if (name === PERSONAL) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [PERSONAL])
-    const owner = body.owner !== undefined ? principal(body.owner, 'user') : null
+    // Without --owner the creator owns it: a workspace nobody can use would surprise (in user mode, always).
+    const owner = body.owner !== undefined ? principal(body.owner, 'user') : (request.caller.user.startsWith('uid:') ? null : request.caller.user)
     let ws = await deps.store.createWorkspace(name, request.caller.user)
     if (owner !== null) ws = await deps.store.setMember(name, owner, 'owner')
     await deps.audit.append({ action: 'workspace.create', actor: request.caller.user, workspace: name })

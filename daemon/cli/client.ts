@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import type { Client } from 'undici'
 import { nfsError } from '../errors.js'
-import { SYSTEM_SOCKET, userSocketPath } from '../config.js'
+import { SYSTEM_SOCKET, userSocketPath } from '../paths.js'
 
 export interface SocketChoice {
   path: string

@@ -3,7 +3,7 @@
 // run's: keystrokes and window size go in, output comes out; Ctrl-] detaches and leaves the run going.
 import type { IncomingMessage } from 'node:http'
 import { constants } from 'node:os'
-import WebSocket from 'ws'
+import type WebSocket from 'ws'
 import { EXIT } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
 import { CliError, errorFromBody, unreachable, wsUrl } from './client.js'
@@ -58,10 +58,12 @@ function readBody (res: IncomingMessage): Promise<string> {
 }
 
 /** Bridge this terminal to the run's until it ends (its status), the user detaches (0) or the daemon goes (69). */
-export function attach (ctx: CommandContext, runId: string): Promise<number> {
-  return new Promise((resolve, reject) => {
+export async function attach (ctx: CommandContext, runId: string): Promise<number> {
+  // Loaded here, not at the top: every other CLI call would pay for it.
+  const { default: WebSocketClass } = await import('ws')
+  return await new Promise((resolve, reject) => {
     const { stdin, stdout, stderr } = ctx.io
-    const ws = new WebSocket(wsUrl(ctx.socketPath, `/runs/${encodeURIComponent(runId)}/attach`), { handshakeTimeout: 10_000 })
+    const ws = new WebSocketClass(wsUrl(ctx.socketPath, `/runs/${encodeURIComponent(runId)}/attach`), { handshakeTimeout: 10_000 })
     const raw = stdin.isTTY === true && typeof stdin.setRawMode === 'function'
     let ended: ExitMessage | null = null
     let detached = false
