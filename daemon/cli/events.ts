@@ -68,11 +68,13 @@ export async function streamEvents (ctx: CommandContext, socketPath: string): Pr
       }
       ctx.out.line(event, () => eventLine(event))
     })
+    let refused = false
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+      // The daemon's coded refusal wins over the error ws raises once the attempt is dropped.
+      refused = true
       readBody(res).then(text => settle(() => reject(errorFromBody(res.statusCode ?? 500, text))), () => {})
-      ws.terminate()
     })
-    ws.on('error', (err) => settle(() => reject(unreachable(socketPath, err))))
+    ws.on('error', (err) => { if (!refused) settle(() => reject(unreachable(socketPath, err))) })
     ws.on('close', (code) => {
       // 1000/1001: the daemon closed the stream on purpose (shutting down); anything else is a lost daemon.
       if (code === 1000 || code === 1001) settle(() => resolve(0))
