@@ -33,3 +33,11 @@ export function frameworkErrors (err: FastifyError, _request: FastifyRequest, re
   const reason = err.code === 'FST_ERR_BAD_URL' ? 'the URL is not validly percent-encoded' : 'the URL is not acceptable'
   void reply.code(400).type('application/json; charset=utf-8').send(codedBody(reason))
 }
+
+/**
+ * The plain-HTTP handler of a WebSocket route: @fastify/websocket's default answers a request without an upgrade
+ * with an empty 404, which is neither true (the route exists) nor coded.
+ */
+export async function upgradeRequired (): Promise<never> {
+  throw nfsError('NFS_ERR_BAD_REQUEST', ['this route needs a WebSocket upgrade'])
+}

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import type { WebSocket } from 'ws'
 import { nfsError } from '../errors.js'
+import { upgradeRequired } from '../client-errors.js'
 import type { Attachment } from '../pty/host.js'
 import type { AttachClient } from '../pty/session.js'
 
@@ -56,40 +57,43 @@ export default async function attachApi (api: FastifyInstance): Promise<void> {
     return deps.pty
   }
 
-  api.get('/runs/:id/attach', {
-    websocket: true,
+  api.route({
+    method: 'GET',
+    url: '/runs/:id/attach',
+    handler: upgradeRequired,
     schema: { params: IdParams },
     // Refusals are plain HTTP answers with a code, before any upgrade.
     preValidation: async (request) => {
       host().checkAttach(request.caller, (request.params as Static<typeof IdParams>).id)
+    },
+    wsHandler: (socket, request) => {
+      const runId = (request.params as Static<typeof IdParams>).id
+      let attachment: Attachment | null = null
+      let closed = false
+      const early: InMessage[] = []
+      const apply = (a: Attachment, m: InMessage): void => {
+        if (m.type === 'input') a.input(m.data)
+        else a.resize(m.cols, m.rows)
+      }
+      socket.on('message', (raw, isBinary) => {
+        if (isBinary) return
+        const m = parseInMessage(raw.toString())
+        if (m === null) return
+        if (attachment === null) early.push(m)
+        else apply(attachment, m)
+      })
+      socket.on('close', () => {
+        closed = true
+        attachment?.detach()
+      })
+      host().attach(request.caller, runId, clientOf(socket)).then((a) => {
+        attachment = a
+        if (closed) return a.detach()
+        for (const m of early.splice(0)) apply(a, m)
+      }, (err: unknown) => {
+        request.log.warn({ runId, err }, 'attach failed')
+        socket.close(1011, 'attach failed')
+      })
     }
-  }, (socket, request) => {
-    const runId = (request.params as Static<typeof IdParams>).id
-    let attachment: Attachment | null = null
-    let closed = false
-    const early: InMessage[] = []
-    const apply = (a: Attachment, m: InMessage): void => {
-      if (m.type === 'input') a.input(m.data)
-      else a.resize(m.cols, m.rows)
-    }
-    socket.on('message', (raw, isBinary) => {
-      if (isBinary) return
-      const m = parseInMessage(raw.toString())
-      if (m === null) return
-      if (attachment === null) early.push(m)
-      else apply(attachment, m)
-    })
-    socket.on('close', () => {
-      closed = true
-      attachment?.detach()
-    })
-    host().attach(request.caller, runId, clientOf(socket)).then((a) => {
-      attachment = a
-      if (closed) return a.detach()
-      for (const m of early.splice(0)) apply(a, m)
-    }, (err: unknown) => {
-      request.log.warn({ runId, err }, 'attach failed')
-      socket.close(1011, 'attach failed')
-    })
   })
 }

@@ -4,6 +4,7 @@ import { roleIn } from '../access.js'
 import type { Caller } from '../types.js'
 import type { NfsEvent } from '../events.js'
 import type { SecretsStore } from '../store/secrets-store.js'
+import { upgradeRequired } from '../client-errors.js'
 
 /** Pure visibility rule: admins see all; others their own events and those of workspaces they belong to. */
 export function visibleTo (caller: Caller, event: NfsEvent, store: Pick<SecretsStore, 'getWorkspace'>): boolean {
@@ -15,12 +16,17 @@ export function visibleTo (caller: Caller, event: NfsEvent, store: Pick<SecretsS
 
 export default async function eventsApi (api: FastifyInstance): Promise<void> {
   const { deps } = api
-  api.get('/events', { websocket: true }, (socket, request) => {
-    const caller = request.caller
-    const unsubscribe = deps.events.subscribe((event) => {
-      if (visibleTo(caller, event, deps.store) && socket.readyState === socket.OPEN) socket.send(JSON.stringify(event))
-    })
-    socket.on('close', unsubscribe)
-    socket.on('error', unsubscribe)
+  api.route({
+    method: 'GET',
+    url: '/events',
+    handler: upgradeRequired,
+    wsHandler: (socket, request) => {
+      const caller = request.caller
+      const unsubscribe = deps.events.subscribe((event) => {
+        if (visibleTo(caller, event, deps.store) && socket.readyState === socket.OPEN) socket.send(JSON.stringify(event))
+      })
+      socket.on('close', unsubscribe)
+      socket.on('error', unsubscribe)
+    }
   })
 }

@@ -47,3 +47,20 @@ t.test('a refused request is not echoed back', async t => {
   const r = await raw('FOO /CANARY-client-error HTTP/1.1\r\nHost: x\r\nX-Value: CANARY-client-error\r\n\r\n')
   t.notMatch(r.body, 'CANARY')
 })
+
+t.test('a WebSocket route asked without an upgrade answers coded, and still upgrades', async t => {
+  for (const path of ['/api/v1/events', '/api/v1/runs/AAAAAAAAAAAAAA/attach']) {
+    const r = await raw(`GET ${path} HTTP/1.1\r\nHost: x\r\nx-test-user: root\r\nConnection: close\r\n\r\n`)
+    t.not(r.status, 200, path)
+    t.match(JSON.parse(r.body), { code: /^NFS_ERR_[A-Z_]+$/ }, `${path}: coded`)
+  }
+  const plain = await raw('GET /api/v1/events HTTP/1.1\r\nHost: x\r\nx-test-user: root\r\nConnection: close\r\n\r\n')
+  t.match(JSON.parse(plain.body), { statusCode: 400, code: 'NFS_ERR_BAD_REQUEST' })
+  const { default: WebSocket } = await import('ws')
+  const ws = new WebSocket(`ws+unix://${socket}:/api/v1/events`, { headers: { 'x-test-user': 'root' } })
+  t.teardown(() => ws.terminate())
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+  const got = new Promise<string>(resolve => ws.once('message', d => resolve(String(d))))
+  f.app.deps.events.publish({ type: 'watch.added', user: 'root' })
+  t.match(JSON.parse(await got), { type: 'watch.added' }, 'the upgrade still streams events')
+})
