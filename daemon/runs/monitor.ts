@@ -140,7 +140,10 @@ export class Monitor {
 
   async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
     const host = this.#runs.deps.host
-    const signals = await sessionSignals(this.#probes, run, host)
+    let signals = await sessionSignals(this.#probes, run, host)
+    // The history is read before the log: a Goodbye read with the line still `-` may be an update landing between
+    // the two reads (the line is written first), so one more reading settles which ends the run.
+    if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host)
     if (run.state === 'armed') {
       if (signals.history !== null) {
         await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })

@@ -96,31 +96,34 @@ export class LaunchDir {
   async scan (what: { history: boolean, log: boolean }): Promise<{ events: LaunchEvent[], retry: boolean }> {
     const events: LaunchEvent[] = []
     let retry = false
-    if (what.history) {
-      const h = await this.#readHistory()
-      if (h !== null) {
-        retry = h.partial || (h.records.length === 0 && this.#known.size > 0)
-        const diff = diffHistory([...this.#known.values()], h.records)
-        for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: r })
-        for (const r of diff.ended) {
-          events.push({ type: 'run-ended', launchDir: this.dir, sessionId: r.sessionId, runName: r.runName, status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
-        }
-        for (const r of h.records) this.#known.set(r.runName, r)
-      }
-    }
+    // The log first, then the history: Nextflow writes the history line before Goodbye, so a Goodbye read here is
+    // always matched by a terminal line in the history read after it, and the end is reported once, by the history.
+    const goodbyes: Array<{ sessionId: string, runName: string, aborted: boolean }> = []
     if (what.log) {
       for (const name of ['.nextflow.log', '.nextflow.log.1']) {
         const text = await readOwnedText(join(this.dir, name), this.uid)
         if (text === null) continue
         const m = parseLogMarkers(text)
-        if (!m.goodbye || m.sessionId === undefined || m.runName === undefined) continue
-        const key = `${m.sessionId}\0${m.runName}`
-        if (this.#goodbyes.has(key)) continue
-        this.#goodbyes.add(key)
-        // The history line turns OK/ERR just before Goodbye: when it did, that event already went out.
-        if (this.#known.get(m.runName)?.status !== 'running' && this.#known.has(m.runName)) continue
-        events.push({ type: 'run-ended', launchDir: this.dir, sessionId: m.sessionId, runName: m.runName, status: m.aborted ? 'ERR' : 'OK', via: 'log' })
+        if (m.goodbye && m.sessionId !== undefined && m.runName !== undefined) goodbyes.push({ sessionId: m.sessionId, runName: m.runName, aborted: m.aborted })
       }
+    }
+    const h = await this.#readHistory()
+    if (h !== null) {
+      retry = h.partial || (h.records.length === 0 && this.#known.size > 0)
+      const diff = diffHistory([...this.#known.values()], h.records)
+      for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: r })
+      for (const r of diff.ended) {
+        events.push({ type: 'run-ended', launchDir: this.dir, sessionId: r.sessionId, runName: r.runName, status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
+      }
+      for (const r of h.records) this.#known.set(r.runName, r)
+    }
+    for (const g of goodbyes) {
+      const key = `${g.sessionId}\0${g.runName}`
+      if (this.#goodbyes.has(key)) continue
+      this.#goodbyes.add(key)
+      const known = this.#known.get(g.runName)
+      if (known !== undefined && known.status !== 'running') continue
+      events.push({ type: 'run-ended', launchDir: this.dir, sessionId: g.sessionId, runName: g.runName, status: g.aborted ? 'ERR' : 'OK', via: 'log' })
     }
     return { events, retry }
   }

@@ -40,6 +40,8 @@ class Group {
   readonly dirs = new Map<string, number>()
   readonly launch = new Map<string, LaunchDir>()
   readonly pending = new Map<string, Pending>()
+  /** scans of one launch dir run one after the other: two reads racing could record an older state last */
+  readonly scans = new Map<string, Promise<void>>()
 
   constructor (key: string, opts: GroupOptions, maxDepth: number, make: (g: Group) => FSWatcher) {
     this.key = key
@@ -97,7 +99,9 @@ export class RunDirWatcher {
   #make (g: Group): FSWatcher {
     const fsw = new FSWatcher({
       depth: 0,
-      ignoreInitial: true,
+      // chokidar reads a dir some time after add(): what appears meanwhile comes as an initial event, so take them all
+      // (the handlers are idempotent) rather than miss a dir or a history file made in that window.
+      ignoreInitial: false,
       followSymlinks: false,
       atomic: false,
       usePolling: g.opts.poll,
@@ -170,7 +174,10 @@ export class RunDirWatcher {
     const fresh = found.dirs.filter(d => !g.dirs.has(d.path))
     for (const d of fresh) g.dirs.set(d.path, d.level)
     if (fresh.length > 0) g.fsw.add(fresh.map(d => d.path))
-    for (const dir of found.cacheDirs) await this.#watchCache(g, dir, seed)
+    // Bounded fan-out: a root of thousands of launch dirs is read in parallel, not one after the other.
+    for (let i = 0; i < found.cacheDirs.length; i += 32) {
+      await Promise.all(found.cacheDirs.slice(i, i + 32).map(async dir => await this.#watchCache(g, dir, seed)))
+    }
     return { launchDirs: found.launchDirs.length, dirs: found.dirs.length }
   }
 
@@ -205,6 +212,7 @@ export class RunDirWatcher {
     const parent = dirname(path)
     try {
       if (event === 'addDir') {
+        if (g.dirs.has(path)) return
         if (name === CACHE_DIR) await this.#watchCache(g, parent, false)
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
         else if (g.dirs.has(parent) && (g.dirs.get(parent) ?? -1) >= 0) await this.#addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
@@ -235,13 +243,21 @@ export class RunDirWatcher {
       history: what.history,
       log: what.log,
       tries,
-      timer: setTimeout(() => { void this.#scan(g, dir, entry) }, this.#debounceMs)
+      timer: setTimeout(() => { this.#queueScan(g, dir, entry) }, this.#debounceMs)
     }
     g.pending.set(dir, entry)
   }
 
-  async #scan (g: Group, dir: string, p: Pending): Promise<void> {
+  #queueScan (g: Group, dir: string, p: Pending): void {
     g.pending.delete(dir)
+    const next = (g.scans.get(dir) ?? Promise.resolve()).then(async () => await this.#scan(g, dir, p)).catch((err: unknown) => {
+      this.#log.warn({ dir, err }, 'scanning a launch dir failed')
+    })
+    g.scans.set(dir, next)
+    void next.finally(() => { if (g.scans.get(dir) === next) g.scans.delete(dir) })
+  }
+
+  async #scan (g: Group, dir: string, p: Pending): Promise<void> {
     const ld = g.launch.get(dir)
     if (ld === undefined || this.#stopped) return
     const { events, retry } = await ld.scan(p)

@@ -10,13 +10,13 @@ import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { caller } from '../helpers/runs.js'
 import { waitFor, watchFixture, type WatchFixture } from '../helpers/watch.js'
 
-async function armed (t: Tap.Test, f: WatchFixture, name: string, extra: { slurmJobId?: string } = {}): Promise<{ runId: string, sessionId: string, launchDir: string, runDir: string }> {
+async function armed (f: WatchFixture, name: string, extra: { slurmJobId?: string } = {}): Promise<{ runId: string, sessionId: string, launchDir: string, runDir: string }> {
   const launchDir = join(f.root, name)
   mkdirSync(launchDir, { recursive: true })
   await f.store.createSecret('user:root', 'API_TOKEN', new SecretValue('s3cr3t-value'), 'root').catch(() => {})
   const created = await f.runs.create(caller(), { mode: 'arm', launchDir, targets: ['hpc'], ...extra })
   const runDir = dirname(created.env.NXF_SECRETS_FILE!)
-  t.ok(existsSync(runDir), 'the run dir exists while armed')
+  if (!existsSync(runDir)) throw new Error('the run dir must exist while armed')
   return { runId: created.runId, sessionId: created.sessionId, launchDir, runDir }
 }
 
@@ -40,7 +40,7 @@ for (const poll of [false, true]) {
   t.test(`${mode}: OK and ERR end the run as completed and failed, from the history line alone`, async t => {
     const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }] })
     for (const [status, end] of [['OK', 'completed'], ['ERR', 'failed']] as const) {
-      const r = await armed(t, f, `proj-${status}`)
+      const r = await armed(f, `proj-${status}`)
       const nf = await startFakeNextflow({ launchDir: r.launchDir, sessionId: r.sessionId })
       t.teardown(() => nf.close())
       await waitFor(`${status}: running`, () => state(f, r.runId) === 'running')
@@ -55,7 +55,7 @@ for (const poll of [false, true]) {
 
   t.test(`${mode}: Goodbye in the log with the history line still '-' ends the run`, async t => {
     const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }] })
-    const r = await armed(t, f, 'proj-goodbye')
+    const r = await armed(f, 'proj-goodbye')
     const nf = await startFakeNextflow({ launchDir: r.launchDir, sessionId: r.sessionId })
     t.teardown(() => nf.close())
     await waitFor('running', () => state(f, r.runId) === 'running')
@@ -67,7 +67,7 @@ for (const poll of [false, true]) {
 
   t.test(`${mode}: SIGKILL leaves '-' behind; the released lock and the dead pid end it as killed`, async t => {
     const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }], monitorMs: 150 })
-    const r = await armed(t, f, 'proj-kill')
+    const r = await armed(f, 'proj-kill')
     const nf = await startFakeNextflow({ launchDir: r.launchDir, sessionId: r.sessionId })
     t.teardown(() => nf.close())
     await waitFor('running', () => state(f, r.runId) === 'running')
@@ -83,7 +83,7 @@ for (const poll of [false, true]) {
     const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }], monitorMs: 150 })
     const job = execFileSync('sbatch', ['--parsable', '--output=/dev/null', '--wrap', 'sleep 120'], { encoding: 'utf8' }).trim().split(';')[0]!
     t.teardown(() => { try { execFileSync('scancel', [job]) } catch {} })
-    const r = await armed(t, f, 'proj-slurm', { slurmJobId: job })
+    const r = await armed(f, 'proj-slurm', { slurmJobId: job })
     const nf = await startFakeNextflow({ launchDir: r.launchDir, sessionId: r.sessionId })
     t.teardown(() => nf.close())
     await waitFor('running', () => state(f, r.runId) === 'running')

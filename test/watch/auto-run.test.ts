@@ -1,0 +1,72 @@
+// Auto-runs (SPEC section 8) as root in system mode with real users: a start nobody armed, in a watched dir whose
+// watch names targets, is provisioned for the dir's owner to the targets that still help (memory here; hpc is
+// dropped) and revoked at its end; a non-member gets a run.skipped event and nothing else; an armed run claims its start.
+import t from 'tap'
+import { chmodSync, chownSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { SecretValue } from '../../daemon/secret-value.js'
+import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+import { ensureUsers } from '../helpers/users.js'
+import { waitFor, watchFixture } from '../helpers/watch.js'
+import { UserDirectory } from '../../daemon/identity/users.js'
+import { claimedBy, lateTargets } from '../../daemon/watch/auto-run.js'
+
+const [alice, bob] = ensureUsers(['alice', 'bob'])
+
+t.test('lateTargets and claimedBy are pure rules', async t => {
+  t.same(lateTargets(['hpc', 'aws', 'memory']), ['aws', 'memory'])
+  t.same(lateTargets(['hpc']), [])
+  const rec = { index: 3, timestamp: '2026-01-01 00:00:00', duration: null, runName: 'a_b', status: 'running' as const, revisionId: 'x', sessionId: 'u1', command: 'c' }
+  const run = (over: Record<string, unknown>): never => ({ state: 'armed', launchDir: '/d', sessionId: 'other', runName: null, historyMark: 0, ...over }) as never
+  t.ok(claimedBy([run({ sessionId: 'u1', state: 'running', runName: 'x' })], '/d', rec), 'by session UUID')
+  t.ok(claimedBy([run({ runName: 'a_b', state: 'running' })], '/d', rec), 'by runName')
+  t.ok(claimedBy([run({ historyMark: 3 })], '/d', rec), 'a resume: the first new line after the mark')
+  t.notOk(claimedBy([run({ historyMark: 4 })], '/d', rec), 'a line before the mark is not the armed run\'s')
+  t.notOk(claimedBy([run({ state: 'completed' })], '/d', rec), 'an ended run claims nothing')
+  t.notOk(claimedBy([run({})], '/elsewhere', rec), 'another dir')
+})
+
+t.test('an unclaimed start becomes an auto-run of the owner, revoked at its end; a non-member is refused with an event', async t => {
+  const f = await watchFixture(t, { mode: 'system', watch: [{ workspace: 'lab', targets: ['hpc', 'memory'], depth: 2 }] })
+  chmodSync(f.dir, 0o755)
+  chmodSync(f.root, 0o755)
+  await f.store.createWorkspace('lab', 'root')
+  await f.store.setMember('lab', 'alice', 'launch')
+  await f.store.createSecret('workspace:lab', 'LAB_TOKEN', new SecretValue('lab-secret-1'), 'root')
+  const dirs = { alice: join(f.root, 'alice-proj'), bob: join(f.root, 'bob-proj'), armed: join(f.root, 'alice-armed') }
+  for (const [who, d] of Object.entries(dirs)) {
+    mkdirSync(d)
+    const u = who === 'bob' ? bob! : alice!
+    chownSync(d, u.uid, u.gid)
+  }
+  await new Promise(resolve => setTimeout(resolve, 200))
+
+  const nf = await startFakeNextflow({ launchDir: dirs.alice, uid: alice!.uid, gid: alice!.gid })
+  t.teardown(() => nf.close())
+  await waitFor('the auto-run', () => f.ledger.all().some(r => r.mode === 'auto' && r.launchDir === dirs.alice && r.state === 'running' && r.runName !== null))
+  const auto = f.ledger.all().find(r => r.mode === 'auto')!
+  t.equal(auto.user, 'alice')
+  t.equal(auto.workspace, 'lab')
+  t.same(Object.keys(auto.targets), ['memory'], 'hpc cannot help a started run and is dropped')
+  t.equal(auto.runName, nf.runName)
+  t.equal(f.memory.placed.get(auto.runId)?.get('LAB_TOKEN'), 'lab-secret-1', 'provisioned to the memory target')
+  await nf.finish('OK')
+  await waitFor('the end', () => f.ledger.get(auto.runId)?.state === 'completed' && f.ledger.get(auto.runId)?.targets.memory?.state === 'revoked')
+  t.notOk(f.memory.placed.has(auto.runId), 'revoked at its end')
+
+  const nb = await startFakeNextflow({ launchDir: dirs.bob, uid: bob!.uid, gid: bob!.gid })
+  t.teardown(() => nb.close())
+  await waitFor('run.skipped for bob', () => f.events.some(e => e.type === 'run.skipped' && e.user === 'bob'))
+  const skipped = f.events.find(e => e.type === 'run.skipped' && e.user === 'bob')!
+  t.match(skipped.reason, /^NFS_ERR_FORBIDDEN/, 'the event says why')
+  t.equal(skipped.workspace, 'lab')
+  t.notOk(f.ledger.all().some(r => r.user === 'bob'), 'nothing was provisioned for bob')
+
+  const users = new UserDirectory({ mode: 'system', adminGroup: 'nf-secrets-admin', daemonUid: 0 })
+  const created = await f.runs.create(users.callerForUid(alice!.uid), { mode: 'arm', launchDir: dirs.armed, targets: ['memory'], workspace: 'lab' })
+  const na = await startFakeNextflow({ launchDir: dirs.armed, uid: alice!.uid, gid: alice!.gid, sessionId: created.sessionId })
+  t.teardown(() => na.close())
+  await waitFor('the armed run starts', () => f.ledger.get(created.runId)?.state === 'running')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.equal(f.ledger.all().filter(r => r.launchDir === dirs.armed).length, 1, 'the armed run claims its start: no auto-run')
+})
