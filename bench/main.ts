@@ -20,8 +20,8 @@ type Section = typeof SECTIONS[number]
 
 function plan (quick: boolean): Record<string, number | number[]> {
   return quick
-    ? { apiMs: 2000, runSamples: 20, detectSamples: 8, pollSamples: 4, startRepeats: 1, idleWaitMs: 2000, scaleSizes: [1, 100, 1000], scaleSamples: 3, scaleIdleMs: 2000 }
-    : { apiMs: 8000, runSamples: 60, detectSamples: 20, pollSamples: 10, startRepeats: 3, idleWaitMs: 5000, scaleSizes: [1, 100, 1000, 10_000], scaleSamples: 8, scaleIdleMs: 5000 }
+    ? { apiMs: 1000, runSamples: 15, detectSamples: 5, pollSamples: 3, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 3, scaleIdleMs: 1500, awsRevokes: 3 }
+    : { apiMs: 8000, runSamples: 60, detectSamples: 20, pollSamples: 10, startRepeats: 3, idleWaitMs: 5000, scaleSizes: [1, 100, 1000, 10_000], scaleSamples: 8, scaleIdleMs: 5000, awsRevokes: 10 }
 }
 
 function log (msg: string): void {
@@ -69,7 +69,7 @@ async function main (): Promise<void> {
         await daemon.stop()
       }
     }
-    await section('aws', async () => await awsFigures({ dir, runs: 10, rate: 40 }))
+    await section('aws', async () => await awsFigures({ dir, runs: 10, rate: 40, revokes: p.awsRevokes as number }))
     await section('startup', async () => await startupFigures({ dir, repeats: p.startRepeats as number, runs: 10_000, secrets: 5000 }))
     await section('idle', async () => await idleRssFigures(dir, p.idleWaitMs as number))
     await section('scale', async () => await scaleFigures({ dir, sizes: p.scaleSizes as number[], samples: p.scaleSamples as number, idleMs: p.scaleIdleMs as number }))
