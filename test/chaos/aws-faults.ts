@@ -34,6 +34,9 @@ export async function awsFaultsSection (t: Test, h: Harness, moto: Moto): Promis
     seed: proxySeed,
     rates: { throttle: 0.1, serverError: 0.08, dropBefore: 0.04, dropAfter: 0.08, latencyMs: [0, 40] }
   })
+  // Some creates are refused outright (AccessDenied is not retried), so the all-or-nothing rollback is walked under
+  // the same faults, and its own DeleteSecret calls meet them too.
+  proxy.setRule((op, body) => op === 'CreateSecret' && String(body.Name).endsWith('/AWS_S5') && h.random() < 0.25 ? 'denied' : undefined)
   const dir = tempDir(t, 'nfs-chaos-aws-')
   const launchDir = join(dir, 'launch')
   mkdirSync(launchDir)
@@ -70,6 +73,7 @@ export async function awsFaultsSection (t: Test, h: Harness, moto: Moto): Promis
   h.figures.runs += started
   t.comment(`aws: ${ok.size} of ${RUNS} runs provisioned under faults; refused: ${refusals.join(', ') || 'none'}`)
   t.ok(ok.size > 0, 'some runs got through the faults')
+  t.ok(refusals.length > 0, 'and some were refused part-way, so rollbacks ran under faults')
   t.same(refusals.filter(x => !/^502 NFS_ERR_PROVISION_FAILED$/.test(x)), [], 'a refused provision is 502 NFS_ERR_PROVISION_FAILED, nothing else')
 
   // A failed provision removes what it placed, retrying through the faults; once it has settled nothing is left.

@@ -2,7 +2,13 @@
 // invalid UTF-8 can be sent at all) built from the daemon's real routes, with methods, paths, queries, headers and
 // bodies mutated by a seeded PRNG. Pure apart from the PRNG it is handed: the same seed gives the same requests.
 
-export interface FuzzRequest { label: string, bytes: Buffer, method: string }
+export interface FuzzRequest {
+  label: string
+  bytes: Buffer
+  method: string
+  /** the bytes do not complete a request (a Content-Length longer than the body): only the client's end closes it */
+  incomplete: boolean
+}
 
 type Rand = () => number
 
@@ -123,5 +129,6 @@ export function fuzzRequest (r: Rand, launchDir: string): FuzzRequest {
   if (r() < 0.03) headers.push('Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: ' + pick(r, ['dGhlIHNhbXBsZSBub25jZQ==', 'bad']))
   const payload = framing === 2 ? Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from(r() < 0.8 ? '\r\n0\r\n\r\n' : '\r\nzz\r\n')]) : body
   const head = Buffer.from(`${method} ${path} HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n`, 'latin1')
-  return { label: `${method} ${path.slice(0, 80)} [${headers.filter(h => !h.startsWith('X-Fuzz')).slice(2).join('; ').slice(0, 160)}] body ${body.length}B`, bytes: Buffer.concat([head, payload]), method }
+  const label = `${method} ${path.slice(0, 80)} [${headers.filter(h => !h.startsWith('X-Fuzz')).slice(2).join('; ').slice(0, 160)}] body ${body.length}B`
+  return { label, bytes: Buffer.concat([head, payload]), method, incomplete: framing === 0 }
 }

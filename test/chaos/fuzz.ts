@@ -15,27 +15,48 @@ const REQUESTS = 10_000
 const CONCURRENCY = 8
 const CODE_RE = /^NFS_ERR_[A-Z_]+$/
 
-interface Answer { status: number, headers: string, body: string }
+interface Answer { status: number, headers: string, body: string, error: string | null }
 
-/** Send raw bytes, read until the server closes; null status when it closed without a status line. */
-function send (socket: string, bytes: Buffer): Promise<Answer> {
+/** The first response in what the server sent (a lying Content-Length can make it answer a second, bogus one). */
+export function firstResponse (raw: Buffer): Omit<Answer, 'error'> {
+  const split = raw.indexOf('\r\n\r\n')
+  const head = (split === -1 ? raw : raw.subarray(0, split)).toString('latin1')
+  const rest = split === -1 ? Buffer.alloc(0) : raw.subarray(split + 4)
+  const length = /^content-length:\s*(\d+)/im.exec(head)?.[1]
+  let body: string
+  if (length !== undefined) body = rest.subarray(0, Number(length)).toString('utf8')
+  else if (/^transfer-encoding:\s*chunked/im.test(head)) body = dechunk(rest.toString('utf8'))
+  else body = rest.toString('utf8')
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body }
+}
+
+/**
+ * Send raw bytes and read until the server closes (every request says `Connection: close`). Only an incomplete
+ * request is half-closed after it is written: a half-close tells a Node server to drop a response in progress.
+ * A large body goes in slices and stops once the answer has begun, since a server that refuses early closes.
+ */
+function send (socket: string, req: FuzzRequest): Promise<Answer> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
+    let error: string | null = null
     const c = connect(socket)
-    const timer = setTimeout(() => c.destroy(), 20_000)
+    const timer = setTimeout(() => { error = 'timeout'; c.destroy() }, 60_000)
     c.on('data', (d: Buffer) => chunks.push(d))
-    c.on('error', () => {})
+    c.on('error', (err: NodeJS.ErrnoException) => { error ??= err.code ?? 'error' })
     c.on('close', () => {
       clearTimeout(timer)
-      const raw = Buffer.concat(chunks).toString('utf8')
-      const split = raw.indexOf('\r\n\r\n')
-      const head = split === -1 ? raw : raw.slice(0, split)
-      let body = split === -1 ? '' : raw.slice(split + 4)
-      if (/^transfer-encoding:\s*chunked/im.test(head)) body = dechunk(body)
-      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0), headers: head, body })
+      resolve({ ...firstResponse(Buffer.concat(chunks)), error })
     })
-    // A server may answer and close before the whole request is written (a body over the limit): that is fine.
-    c.write(bytes, () => { c.end() })
+    const slices = Array.from({ length: Math.ceil(req.bytes.length / 65536) }, (_, i) => req.bytes.subarray(i * 65536, (i + 1) * 65536))
+    const next = (): void => {
+      const slice = slices.shift()
+      if (slice === undefined || chunks.length > 0 || c.destroyed) {
+        if (req.incomplete) c.end()
+        return
+      }
+      c.write(slice, (err) => { if (err == null) next() })
+    }
+    next()
   })
 }
 
@@ -54,7 +75,11 @@ function dechunk (text: string): string {
 
 /** What is wrong with one answer, or null when it keeps the contract. */
 export function judge (req: FuzzRequest, a: Answer): string | null {
-  if (a.status === 0) return 'no HTTP answer (connection closed without a status line)'
+  // An incomplete request has no answer to give; a large body may be cut off by an early refusal, whose answer
+  // the kernel then discards with the connection (EPIPE/ECONNRESET on our side).
+  if (a.status === 0 && req.incomplete) return null
+  if (a.status === 0 && req.bytes.length > 65536 && (a.error === 'EPIPE' || a.error === 'ECONNRESET')) return null
+  if (a.status === 0) return `no HTTP answer (connection closed without a status line${a.error !== null ? ', ' + a.error : ''})`
   if (a.status >= 500) return `answered ${a.status}: ${a.body.slice(0, 200)}`
   if (a.status < 400 || req.method === 'HEAD') return null
   let body: { code?: unknown, statusCode?: unknown, message?: unknown }
@@ -90,7 +115,7 @@ export async function fuzzSection (t: Test, h: Harness): Promise<void> {
     while (sent < REQUESTS) {
       const n = sent++
       const req = fuzzRequest(random, launchDir)
-      const a = await send(d.socket, req.bytes)
+      const a = await send(d.socket, req)
       statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1)
       const wrong = judge(req, a)
       if (wrong !== null && failures.length < 50) failures.push(`#${n} ${req.label}: ${wrong}`)

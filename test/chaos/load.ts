@@ -17,7 +17,7 @@ import type { Harness } from './harness.js'
 const RUNS = 50
 const USERS = ['alice', 'bob', 'carol'] as const
 
-function keyConfig (t: Test): string {
+function makeKeyFile (t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'nfs-chaos-key-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const keyFile = join(dir, 'master.key')
@@ -28,7 +28,7 @@ function keyConfig (t: Test): string {
 export async function loadSection (t: Test, h: Harness): Promise<void> {
   const users = ensureUsers(USERS)
   const dir = tempDir(t, 'nfs-chaos-load-')
-  const d = await spawnDaemon(t, { mode: 'system', dir, config: { keyFile: keyConfig(t), logLevel: 'info', runs: { livenessIntervalMs: 500 } } })
+  const d = await spawnDaemon(t, { mode: 'system', dir, config: { keyFile: makeKeyFile(t), logLevel: 'info', runs: { livenessIntervalMs: 500 } } })
   h.listen(d.socket)
   const cli = async (user: string, args: string[], input?: string): Promise<RunResult> => {
     const r = await runCli(args, { user, env: { NF_SECRETS_SOCKET: d.socket }, timeoutMs: 240_000, ...(input !== undefined ? { input } : {}) })
@@ -36,7 +36,8 @@ export async function loadSection (t: Test, h: Harness): Promise<void> {
     return r
   }
 
-  await expectStatus(d.socket, 201, 'POST', '/api/v1/workspaces', { name: 'lab' })
+  // root is a system admin (it may create workspaces) but writes a workspace's secrets only as a member.
+  await expectStatus(d.socket, 201, 'POST', '/api/v1/workspaces', { name: 'lab', owner: 'root' })
   for (const u of USERS) await expectStatus(d.socket, 200, 'PUT', `/api/v1/workspaces/lab/members/${u}`, { role: 'launch' })
   // Versioned values share one random core, so the leak scan catches any version.
   const base = h.canary('load')

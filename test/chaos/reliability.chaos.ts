@@ -42,6 +42,11 @@ if (wanted('disk')) await t.test('disk full: the state dir on a tiny tmpfs', asy
 if (wanted('load')) await t.test('load: 50 runs by 3 users while secrets are updated', async t => { await loadSection(t, h) })
 
 await t.test('leak scan: no canary anywhere it must not be', async t => {
+  // The scan itself can fail: a canary planted in a source of a scratch harness is found, whatever wraps it.
+  const control = new Harness(t, seed)
+  const planted = control.canary('control')
+  control.addText('control', `{"msg":"x","value":${JSON.stringify(planted)}}`)
+  t.same(control.scan().map(l => l.source), ['control'], 'a planted canary is found')
   const leaks = h.scan()
   t.ok(h.figures.canariesScanned > 0, 'the suite used canaries')
   t.ok(h.eventCount > 0, `events were captured (${h.eventCount})`)
