@@ -1,13 +1,11 @@
 // Reads what Nextflow left in a launch dir about one run: its history line, the log markers of its session and a
 // `-bg` pid file. Only these three files are ever read (never work/). As root the launch dir is a user's: nothing
 // is read through a symlink, and only files owned by the run's user (or root) count.
-import { constants, promises as fsp } from 'node:fs'
+import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { parseHistory, type HistoryRecord } from '../watch/history.js'
 import { parseLogMarkers, type LogMarkers } from '../watch/log-markers.js'
-
-const HEAD_BYTES = 256 * 1024
-const TAIL_BYTES = 64 * 1024
+import { readOwned } from '../watch/read-owned.js'
 
 export interface RunFiles {
   launchDir: string
@@ -26,33 +24,6 @@ export interface Observation {
   log: LogMarkers | null
   /** pid from `.nextflow.pid` (written by `nextflow run -bg`), with the file's mtime */
   pidFile: { pid: number, mtimeMs: number } | null
-}
-
-/** Read a small file the run's user owns, without following a symlink at its last component. */
-async function readOwned (path: string, uid: number, limit = HEAD_BYTES): Promise<{ text: string, mtimeMs: number } | null> {
-  let fh
-  try {
-    fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-  } catch {
-    return null
-  }
-  try {
-    const st = await fh.stat()
-    if (!st.isFile() || (st.uid !== uid && st.uid !== 0)) return null
-    if (st.size <= limit + TAIL_BYTES) {
-      const buf = Buffer.alloc(st.size)
-      const { bytesRead } = await fh.read(buf, 0, st.size, 0)
-      return { text: buf.subarray(0, bytesRead).toString('utf8'), mtimeMs: st.mtimeMs }
-    }
-    // A long run's log is large: the markers we need sit at its head (identity, pid) and its tail (the end).
-    const head = Buffer.alloc(limit)
-    const tail = Buffer.alloc(TAIL_BYTES)
-    await fh.read(head, 0, limit, 0)
-    await fh.read(tail, 0, TAIL_BYTES, st.size - TAIL_BYTES)
-    return { text: `${head.toString('utf8')}\n${tail.toString('utf8')}`, mtimeMs: st.mtimeMs }
-  } finally {
-    await fh.close()
-  }
 }
 
 /** `.nextflow` must be a real directory of the user's, not a symlink to somewhere else. */

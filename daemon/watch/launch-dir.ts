@@ -1,46 +1,22 @@
 // What the watcher knows of one launch dir: the history lines seen so far and the sessions whose Goodbye was
 // reported. A scan reads only `.nextflow/history` and `.nextflow.log(.1)`, safely (no symlinks, only files of the
 // dir's owner or root), and turns what changed into domain events.
-import { constants, promises as fsp } from 'node:fs'
+import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { diffHistory, parseHistory, type HistoryRecord } from './history.js'
 import { parseLogMarkers } from './log-markers.js'
 import { CACHE_DIR, HISTORY } from './walk.js'
+import { HEAD_BYTES, readOwned } from './read-owned.js'
 
-const HEAD_BYTES = 256 * 1024
-const TAIL_BYTES = 64 * 1024
 const HISTORY_MAX = 4 * 1024 * 1024
 
 export type LaunchEvent =
   | { type: 'run-started', launchDir: string, record: HistoryRecord }
   | { type: 'run-ended', launchDir: string, sessionId: string, runName: string, status: 'OK' | 'ERR', via: 'history' | 'log' }
 
-/** Read a small file owned by `uid` (or root) without following a symlink; a big log gives its head and tail. */
+/** The text of a file the launch dir's user owns (see read-owned.ts), or null. */
 export async function readOwnedText (path: string, uid: number, head = HEAD_BYTES): Promise<string | null> {
-  let fh
-  try {
-    fh = await fsp.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-  } catch {
-    return null
-  }
-  try {
-    const st = await fh.stat()
-    if (!st.isFile() || (st.uid !== uid && st.uid !== 0)) return null
-    if (st.size <= head + TAIL_BYTES) {
-      const buf = Buffer.alloc(st.size)
-      const { bytesRead } = await fh.read(buf, 0, st.size, 0)
-      return buf.subarray(0, bytesRead).toString('utf8')
-    }
-    const a = Buffer.alloc(head)
-    const b = Buffer.alloc(TAIL_BYTES)
-    await fh.read(a, 0, head, 0)
-    await fh.read(b, 0, TAIL_BYTES, st.size - TAIL_BYTES)
-    return `${a.toString('utf8')}\n${b.toString('utf8')}`
-  } catch {
-    return null
-  } finally {
-    await fh.close()
-  }
+  return (await readOwned(path, uid, head))?.text ?? null
 }
 
 export class LaunchDir {

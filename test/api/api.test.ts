@@ -25,7 +25,7 @@ t.test('health, whoami, status', async t => {
 t.test('secrets: create, list, update, delete, resolve, with events and audit, never a value out', async t => {
   const f = await appFixture(t)
   const canary = 'CANARY-api-value-1'
-  const post = (body: Json, user = 'alice'): Promise<{ statusCode: number, json: () => Json }> =>
+  const post = (body: Json, user = 'alice'): Promise<{ statusCode: number, body: string, json: () => Json }> =>
     f.app.inject({ method: 'POST', url: '/api/v1/secrets', headers: f.as(user), payload: body })
   const created = await post({ name: 'API_TOKEN', value: canary })
   t.equal(created.statusCode, 201)
@@ -49,7 +49,7 @@ t.test('secrets: create, list, update, delete, resolve, with events and audit, n
 
 t.test('workspaces, roles and group mappings', async t => {
   const f = await appFixture(t)
-  const req = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, user: string, payload?: Json): Promise<{ statusCode: number, json: () => Json }> =>
+  const req = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, user: string, payload?: Json): Promise<{ statusCode: number, body: string, json: () => Json }> =>
     f.app.inject({ method, url, headers: f.as(user), ...(payload !== undefined ? { payload } : {}) })
   t.equal((await req('POST', '/api/v1/workspaces', 'alice', { name: 'lab' })).json().code, 'NFS_ERR_FORBIDDEN', 'only system admins create')
   t.equal((await req('POST', '/api/v1/workspaces', 'root', { name: 'lab', owner: 'alice' })).statusCode, 201)

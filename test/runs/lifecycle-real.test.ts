@@ -14,7 +14,7 @@ import { caller, runsFixture } from '../helpers/runs.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 
-async function fixture (t: Tap.Test): Promise<Awaited<ReturnType<typeof runsFixture>> & { runsRoot: string }> {
+async function fixture (t: { teardown: (fn: () => void | Promise<void>) => void }): Promise<Awaited<ReturnType<typeof runsFixture>> & { runsRoot: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'nfs-life-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const runsRoot = join(dir, 'runs')
