@@ -54,6 +54,12 @@ export class LaunchDir {
     return this.#known.size
   }
 
+  /** A run of this dir is still `-` in the history as last read: its end is still to come. */
+  hasRunning (): boolean {
+    for (const r of this.#known.values()) if (r.status === 'running') return true
+    return false
+  }
+
   async #readHistory (): Promise<ReturnType<typeof parseHistory> | null> {
     try {
       const st = await fsp.lstat(join(this.dir, CACHE_DIR))

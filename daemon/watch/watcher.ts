@@ -70,6 +70,7 @@ class Group {
 export class RunDirWatcher {
   readonly #log: Logger
   readonly #debounceMs: number
+  readonly #recheck = new Map<string, NodeJS.Timeout>()
   readonly #fs: WalkFs
   readonly #groups = new Map<string, Group>()
   readonly #listeners = new Set<(e: WatcherEvent) => void>()
@@ -265,6 +266,16 @@ export class RunDirWatcher {
     for (const e of events) this.#emit(e)
     this.#emit({ type: 'activity', launchDir: dir })
     if (retry && p.tries < 5) this.#schedule(g, dir, { history: true, log: false }, p.tries + 1)
+    // While a run is live here, read again every interval: an event lost under load (or never raised, as on a network
+    // filesystem) must not leave its end unseen. Two small files a dir, only for dirs with a live run.
+    if (ld.hasRunning() && !this.#recheck.has(dir)) {
+      const timer = setTimeout(() => {
+        this.#recheck.delete(dir)
+        if (!this.#stopped && g.launch.has(dir)) this.#schedule(g, dir, { history: true, log: true })
+      }, g.opts.intervalMs)
+      timer.unref()
+      this.#recheck.set(dir, timer)
+    }
   }
 
   /**
@@ -290,6 +301,8 @@ export class RunDirWatcher {
 
   async stop (): Promise<void> {
     this.#stopped = true
+    for (const timer of this.#recheck.values()) clearTimeout(timer)
+    this.#recheck.clear()
     const all = [...this.#groups.values()]
     this.#groups.clear()
     for (const g of all) for (const p of g.pending.values()) clearTimeout(p.timer)
