@@ -1,6 +1,7 @@
 // The CLI's side of the socket: where the daemon is, and JSON requests to it over undici. Every answer the daemon
 // refuses comes back as its coded error (SPEC section 7); a daemon that does not answer is NFS_ERR_UNAVAILABLE (exit 69).
 import { existsSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
 import { homedir } from 'node:os'
 import type { Client } from 'undici'
 import { nfsError } from '../errors.js'
@@ -116,4 +117,15 @@ export function openClient (socketPath: string): ApiClient {
 /** The `ws` package's URL for a WebSocket route over a Unix socket. */
 export function wsUrl (socketPath: string, path: string): string {
   return `ws+unix://${socketPath}:${apiPath(path)}`
+}
+
+/** The daemon's coded answer to a WebSocket upgrade it refused (not found, forbidden, ...), as the CLI's error. */
+export async function refusalFrom (res: IncomingMessage): Promise<CliError> {
+  const text = await new Promise<string>((resolve) => {
+    const chunks: Buffer[] = []
+    res.on('data', (c: Buffer) => chunks.push(c))
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    res.on('error', () => resolve(''))
+  })
+  return errorFromBody(res.statusCode ?? 500, text)
 }

@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http'
 import type WebSocket from 'ws'
 import type { Command, CommandContext } from './args.js'
-import { CliError, errorFromBody, unreachable, wsUrl } from './client.js'
+import { CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText, shortTime } from './output.js'
 
 export interface EventView {
@@ -28,15 +28,6 @@ export function eventLine (e: EventView): string {
   if (e.state !== undefined) parts.push(`state=${safeText(e.state)}`)
   if (e.reason !== undefined) parts.push(`reason=${safeText(e.reason)}`)
   return parts.join('  ')
-}
-
-function readBody (res: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = []
-    res.on('data', (c: Buffer) => chunks.push(c))
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
-    res.on('error', () => resolve(''))
-  })
 }
 
 export async function streamEvents (ctx: CommandContext, socketPath: string): Promise<number> {
@@ -72,7 +63,7 @@ export async function streamEvents (ctx: CommandContext, socketPath: string): Pr
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
       // The daemon's coded refusal wins over the error ws raises once the attempt is dropped.
       refused = true
-      readBody(res).then(text => settle(() => reject(errorFromBody(res.statusCode ?? 500, text))), () => {})
+      void refusalFrom(res).then(err => settle(() => reject(err)))
     })
     ws.on('error', (err) => { if (!refused) settle(() => reject(unreachable(socketPath, err))) })
     ws.on('close', (code) => {

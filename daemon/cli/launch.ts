@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import type WebSocket from 'ws'
 import { EXIT } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
-import { CliError, errorFromBody, unreachable, wsUrl } from './client.js'
+import { CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText } from './output.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
@@ -46,15 +46,6 @@ export function launchEnv (env: NodeJS.ProcessEnv): Record<string, string> {
 function termSize (ctx: CommandContext): { cols: number, rows: number } | null {
   const out = ctx.io.stdout as NodeJS.WriteStream
   return out.isTTY === true && out.columns > 0 && out.rows > 0 ? { cols: out.columns, rows: out.rows } : null
-}
-
-function readBody (res: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = []
-    res.on('data', (c: Buffer) => chunks.push(c))
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
-    res.on('error', () => resolve(''))
-  })
 }
 
 /** Bridge this terminal to the run's until it ends (its status), the user detaches (0) or the daemon goes (69). */
@@ -125,7 +116,7 @@ export async function attach (ctx: CommandContext, runId: string): Promise<numbe
     ws.on('unexpected-response', (_req, res: IncomingMessage) => {
       // The daemon's coded refusal (not found, ...) wins over the error ws raises once the attempt is dropped.
       refused = true
-      readBody(res).then(text => settle(() => reject(errorFromBody(res.statusCode ?? 500, text))), () => {})
+      void refusalFrom(res).then(err => settle(() => reject(err)))
     })
     ws.on('error', (err) => { if (!refused) settle(() => reject(unreachable(ctx.socketPath, err))) })
     ws.on('close', () => settle(() => {
