@@ -30,6 +30,8 @@ export interface AwsTargetOptions {
   tags?: Record<string, string>
   maxConcurrency?: number
   rateLimitPerSecond?: number
+  /** calls that may leave back to back after a quiet spell (a run's revoke); 1 paces every call */
+  burst?: number
   /** this host's name, written in a tag so that the sweep only touches what this host made */
   host: string
   logger: Logger
@@ -64,7 +66,7 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
   }
   const log = opts.logger.child({ target: 'aws' })
   const policy: RetryPolicy = { ...DEFAULT_RETRY, ...opts.retry }
-  const bucket = new TokenBucket(opts.rateLimitPerSecond ?? 40)
+  const bucket = new TokenBucket(opts.rateLimitPerSecond ?? 40, { burst: opts.burst ?? 1 })
   const gate = new Semaphore(opts.maxConcurrency ?? 8)
   const resolveTimeoutMs = opts.resolveTimeoutMs ?? 3000
   const counters: AwsStats = { calls: 0, throttles: 0, retries: 0 }

@@ -50,6 +50,7 @@ export const ConfigSchema = Type.Object({
     tags: Type.Record(Type.String(), Type.String()),
     maxConcurrency: Type.Integer({ minimum: 1, maximum: 64 }),
     rateLimitPerSecond: Type.Number({ exclusiveMinimum: 0, maximum: 5000 }),
+    burst: Type.Integer({ minimum: 1, maximum: 1000 }),
     sweepIntervalSeconds: Type.Integer({ minimum: 10 })
   }, Strict),
   watch: Type.Array(WatchRootSchema),
@@ -121,6 +122,8 @@ export function defaults (mode: Mode, environment: Environment): Static<typeof C
       tags: {},
       maxConcurrency: 8,
       rateLimitPerSecond: 40,
+      // 40/s sustained plus 10 at once keeps any one second at or under the account's quota of 50.
+      burst: 10,
       sweepIntervalSeconds: 300
     },
     watch: [],

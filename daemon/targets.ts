@@ -24,6 +24,7 @@ export function buildTargets (config: Config, logger: Logger, host: string): Bui
     tags: { ...config.aws.tags },
     maxConcurrency: config.aws.maxConcurrency,
     rateLimitPerSecond: config.aws.rateLimitPerSecond,
+    burst: config.aws.burst,
     host,
     logger
   })
