@@ -2,21 +2,13 @@
 // event until Ctrl-C or the daemon closes it. With --json each line is the event's JSON object, as the daemon sent it.
 import type { IncomingMessage } from 'node:http'
 import type WebSocket from 'ws'
+import type { NfsEvent } from '../events.js'
 import type { Command, CommandContext } from './args.js'
 import { CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText, shortTime } from './output.js'
 
-export interface EventView {
-  type: string
-  at: string
-  user: string
-  workspace?: string
-  runId?: string
-  names?: string[]
-  target?: string
-  state?: string
-  reason?: string
-}
+/** An event as the daemon sends it; the type stays a plain string, so that a newer daemon's types still print. */
+export type EventView = Omit<NfsEvent, 'type'> & { type: string }
 
 /** One event for people: time, type, then the fields it carries. */
 export function eventLine (e: EventView): string {

@@ -33,6 +33,8 @@ export interface AppFixture {
   app: FastifyInstance
   store: SecretsStore
   events: NfsEvent[]
+  /** the daemon's log lines (pino JSON, info and up), parsed */
+  logs: Array<Record<string, unknown>>
   memory: MemoryTarget
   dir: string
   config: Config
@@ -46,7 +48,8 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
   const config: Config = { ...base, stateDir: join(dir, 'state'), mode: 'system', configFile: null, runs: { ...base.runs, defaultTargets: ['memory'] }, ...over }
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
   mkdirSync(join(dir, 'launch'))
-  const logger = pino({ level: 'silent' })
+  const logs: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'info' }, { write: (line: string) => { logs.push(JSON.parse(line) as Record<string, unknown>) } })
   const store = await openSecretsStore({ path: join(config.stateDir, 'store.json'), key: randomBytes(32), logger })
   const audit = await openAuditLog(join(config.stateDir, 'audit.log'))
   const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
@@ -72,5 +75,5 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
     await store.close()
     await audit.close()
   })
-  return { app, store, events, memory, dir, config, as: (user) => ({ 'x-test-user': user }) }
+  return { app, store, events, logs, memory, dir, config, as: (user) => ({ 'x-test-user': user }) }
 }
