@@ -1,5 +1,5 @@
 // /secrets: metadata, writes and resolution. Values come in, never go out: no route returns a stored value.
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import { can, PERSONAL } from '../access.js'
 import { nfsError } from '../errors.js'
@@ -8,6 +8,8 @@ import { SecretValue } from '../secret-value.js'
 import { checkSecretName, checkSecretValue } from '../validate.js'
 import type { Caller, Scope, SecretMeta, Workspace } from '../types.js'
 import type { ServerDeps } from '../deps.js'
+import { BodyCache, sendCached, type CachedBody } from './body-cache.js'
+import { ResolvedList, SecretList } from './secret-schemas.js'
 
 const WsQuery = Type.Object({ workspace: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false })
 const NameParams = Type.Object({ name: Type.String({ maxLength: 200 }) })
@@ -41,13 +43,18 @@ function readable (caller: Caller, ws: Workspace): void {
 
 export default async function secretsApi (api: FastifyInstance): Promise<void> {
   const { deps } = api
+  // One cache per server instance. Keys are the route and the exact scopes the body is built from (NUL cannot occur
+  // in a scope); the caller's right to read those scopes is checked before every lookup.
+  const bodies = new BodyCache()
+  const cachedBody = (key: string, reply: FastifyReply, build: () => unknown): CachedBody =>
+    bodies.get(key, deps.store.generation, () => reply.serialize(build()))
 
   function emit (type: 'secret.created' | 'secret.updated' | 'secret.deleted', request: FastifyRequest, meta: SecretMeta): void {
     const ws = meta.scope.startsWith('workspace:') ? meta.scope.slice('workspace:'.length) : undefined
     deps.events.publish({ type, user: request.caller.user, ...(ws !== undefined ? { workspace: ws } : {}), names: [meta.name] })
   }
 
-  api.get('/secrets', { schema: { querystring: WsQuery } }, async (request) => {
+  api.get('/secrets', { schema: { querystring: WsQuery, response: { 200: SecretList } } }, async (request, reply) => {
     const { workspace } = request.query as Static<typeof WsQuery>
     const caller = request.caller
     const scopes: Scope[] = [userScope(caller.user)]
@@ -61,17 +68,21 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
         if (can(caller, 'secrets.read', ws)) scopes.push(workspaceScope(ws.name))
       }
     }
-    return deps.store.listSecrets(scopes)
+    return sendCached(request, reply, cachedBody(`list\0${scopes.join('\0')}`, reply, () => deps.store.listSecrets(scopes)))
   })
 
-  api.get('/secrets/resolve', { schema: { querystring: WsQuery } }, async (request) => {
+  api.get('/secrets/resolve', { schema: { querystring: WsQuery, response: { 200: ResolvedList } } }, async (request, reply) => {
     const { workspace } = request.query as Static<typeof WsQuery>
     const caller = request.caller
     const ws = workspaceOf(deps, workspace)
     if (ws !== null) readable(caller, ws)
-    const mine = deps.store.listSecrets([userScope(caller.user)])
-    const theirs = ws !== null ? deps.store.listSecrets([workspaceScope(ws.name)]) : []
-    return resolveSecrets(mine, theirs)
+    const mineScope = userScope(caller.user)
+    const theirScope = ws !== null ? workspaceScope(ws.name) : null
+    const key = `resolve\0${mineScope}\0${theirScope ?? ''}`
+    return sendCached(request, reply, cachedBody(key, reply, () => resolveSecrets(
+      deps.store.listSecrets([mineScope]),
+      theirScope !== null ? deps.store.listSecrets([theirScope]) : []
+    )))
   })
 
   api.post('/secrets', { schema: { body: CreateBody } }, async (request, reply) => {

@@ -34,6 +34,8 @@ export interface SecretsStore {
   setMember: (ws: string, user: string, role: Role | null) => Promise<Workspace>
   setGroup: (ws: string, group: string, role: Role | null) => Promise<Workspace>
   counts: () => { secrets: number, workspaces: number }
+  /** bumped by every committed change (an etcd store would give its mod revision): a key for derived caches */
+  readonly generation: number
   close: () => Promise<void>
 }
 
@@ -85,6 +87,7 @@ class LowSecretsStore implements SecretsStore {
   readonly #now: () => Date
   #chain: Promise<unknown> = Promise.resolve()
   #closed = false
+  #generation = 0
 
   constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date) {
     this.#db = db
@@ -108,6 +111,7 @@ class LowSecretsStore implements SecretsStore {
       if (next !== this.#db.data) {
         await this.#adapter.write(next)
         this.#db.data = next
+        this.#generation++
       }
       return result
     }
@@ -232,6 +236,10 @@ class LowSecretsStore implements SecretsStore {
 
   async setGroup (ws: string, group: string, role: Role | null): Promise<Workspace> {
     return await this.#setRole(ws, 'groups', group, role)
+  }
+
+  get generation (): number {
+    return this.#generation
   }
 
   counts (): { secrets: number, workspaces: number } {
