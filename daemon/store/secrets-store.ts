@@ -34,7 +34,7 @@ export interface SecretsStore {
   setMember: (ws: string, user: string, role: Role | null) => Promise<Workspace>
   setGroup: (ws: string, group: string, role: Role | null) => Promise<Workspace>
   counts: () => { secrets: number, workspaces: number }
-  /** bumped by every committed change (an etcd store would give its mod revision): a key for derived caches */
+  /** bumped by every change a reader can see (an etcd store would give its mod revision): a key for derived caches */
   readonly generation: number
   close: () => Promise<void>
 }
