@@ -5,10 +5,13 @@
 //     because a user can neither replace nor remove what root owns there): checked with lstat on each call;
 //   - so the only directory a user ever controls is their run dir, and root touches nothing inside it after
 //     handing it over: the store is created while the dir is still root's and 0700, with O_EXCL|O_NOFOLLOW,
-//     and removal of the contents runs in a child with the dir owner's own uid and gid.
+//     and removal of the contents runs in a child with the dir owner's own uid and gid. The one exception is
+//     the common case of a run dir holding only plain entries (the store, Nextflow's export file): root unlinks
+//     those itself, which is no more than the owner could do (unlink never follows the last component, and the
+//     run dir's own entry is root's), and saves two child processes on every revoke.
 import { spawn } from 'node:child_process'
 import { constants } from 'node:fs'
-import { lstat, mkdir, open, readlink, rmdir, unlink } from 'node:fs/promises'
+import { lstat, mkdir, open, readdir, readlink, rmdir, unlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
@@ -129,16 +132,17 @@ export async function writeStoreAndHandOver (runDir: string, content: Buffer, ow
     if (dst.uid !== process.geteuid?.()) throw unsafePath(runDir, 'not created by the daemon')
     await dir.chmod(0o700)
     const fh = await open(storePath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+    // No fsync of the file or the dir: the store only matters while its run lives, and a power cut ends the run
+    // too (the ledger's 'provisioned' record, which is durable, is what gets the dir removed afterwards). On NFS,
+    // close() flushes for close-to-open consistency, which is what a compute node reading it needs.
     try {
       await fh.chmod(0o600) // the umask may have narrowed it; Nextflow wants exactly rw-------
       await fh.writeFile(content)
       if (owner !== null) await fh.chown(owner.uid, owner.gid)
-      await fh.sync()
     } finally {
       content.fill(0)
       await fh.close()
     }
-    await dir.sync()
     if (owner !== null) await dir.chown(owner.uid, owner.gid)
   } finally {
     await dir.close()
@@ -176,9 +180,26 @@ async function emptyDirAs (path: string, owner: Owner | null): Promise<void> {
 }
 
 /**
+ * The fast path of removeRunDir: a run dir holding no directory is emptied with unlink(2) and removed here.
+ * False (nothing lost, some entries may be gone) whenever anything is not plain: a subdir, an entry that
+ * became one, a permission refusal, a file added meanwhile. The caller then does the full removal.
+ */
+async function removePlainEntries (runDir: string): Promise<boolean> {
+  try {
+    const entries = await readdir(runDir, { withFileTypes: true })
+    if (entries.some(e => e.isDirectory())) return false
+    for (const e of entries) await unlink(join(runDir, e.name)).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'ENOENT') throw err })
+    await rmdir(runDir)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' && (await lstatOrNull(runDir)) === null
+  }
+}
+
+/**
  * Remove `<userDir>/<runId>` whatever its content. Returns false when there was nothing to remove.
  * `userDir` must come from ensureUserDir, so no user can swap the run dir entry while we look at it.
- * Contents go with the credentials of the directory's owner; only the now-empty entry is removed by us.
+ * Contents beyond plain entries go with the credentials of the directory's owner; the now-empty entry is ours.
  */
 export async function removeRunDir (runDir: string, privileged: boolean): Promise<boolean> {
   const st = await lstatOrNull(runDir)
@@ -189,6 +210,7 @@ export async function removeRunDir (runDir: string, privileged: boolean): Promis
   let owner: Owner | null = null
   if (privileged && st.uid !== daemonUid) owner = { uid: st.uid, gid: st.gid }
   else if (privileged && (st.mode & 0o022) !== 0) throw unsafePath(runDir, 'a root-owned run directory writable by others')
+  if (await removePlainEntries(runDir)) return true
   // A user still writing into their dir can make rmdir fail with ENOTEMPTY: empty it again, a few times.
   for (let attempt = 1; ; attempt++) {
     await emptyDirAs(runDir, owner)

@@ -137,6 +137,10 @@ export class RunManager implements RunService {
     const live = req.mode === 'arm' ? 'armed' : 'running'
     const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
     const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
+    const [pidStart, historyMark] = await Promise.all([
+      pid !== null && pid > 0 ? probes.processStart(pid) : null,
+      probes.historyMark(req.launchDir, caller.uid)
+    ])
     const record: Omit<RunRecord, 'version'> = {
       runId,
       sessionId,
@@ -159,10 +163,10 @@ export class RunManager implements RunService {
       exitCode: null,
       signal: null,
       pid: pid !== null && pid > 0 ? pid : null,
-      pidStart: pid !== null && pid > 0 ? await probes.processStart(pid) : null,
+      pidStart,
       slurmJobId: req.slurmJobId ?? null,
       runName: null,
-      historyMark: await probes.historyMark(req.launchDir, caller.uid)
+      historyMark
     }
     // Write-ahead: the intent is durable before any target is touched, so a crash from here on is cleaned up.
     let run = await ledger.insert(record)
@@ -197,6 +201,7 @@ export class RunManager implements RunService {
         throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
       }
     }
+    // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
     await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
     await audit.append({ action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } })
     const evt = { user: run.user, workspace: run.workspace, runId, names: run.names }
@@ -208,7 +213,7 @@ export class RunManager implements RunService {
 
   async #markUntouched (runId: string, names: TargetName[]): Promise<void> {
     if (names.length === 0) return
-    await withRun(this.deps.ledger, runId, r => {
+    await this.revoker.record(runId, 'untouched targets', r => {
       for (const n of names) {
         const t = r.targets[n]
         if (t === undefined || t.state !== 'provisioning') continue
@@ -259,13 +264,19 @@ export class RunManager implements RunService {
   async #endAndRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest): Promise<RunRecord> {
     const before = this.deps.ledger.get(runId)
     if (before === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
-    const run = await withRun(this.deps.ledger, runId, r => {
+    // The end and the start of the revoke in one write: the targets that hold something are marked `revoking` here
+    // (a terminal run's targets are revoked at the next start whatever they say). It is kept even when the disk is
+    // full: revocation is idempotent and must not wait for the ledger (see revoker.ts).
+    const run = await this.revoker.record(runId, 'end', r => {
       if (isTerminal(r.state) || !canTransition(r.state, state)) return null
       r.state = state
       r.endedAt = this.deps.clock().toISOString()
       r.endReason = reason
       if (exit.exitCode !== undefined) r.exitCode = exit.exitCode
       if (exit.signal !== undefined) r.signal = exit.signal
+      for (const [name, t] of Object.entries(r.targets)) {
+        if (t !== undefined && (t.state === 'provisioned' || t.state === 'provisioning') && this.deps.targets.has(name as TargetName)) t.state = 'revoking'
+      }
       return r
     })
     if (!isTerminal(before.state) && isTerminal(run.state)) {

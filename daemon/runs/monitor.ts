@@ -128,6 +128,8 @@ export class Monitor {
   async #tick (immediate = false): Promise<void> {
     const { ledger, clock } = this.#runs.deps
     const now = clock()
+    // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
+    await this.#safe('-', () => this.#runs.revoker.retryRecords())
     for (const run of ledger.all()) {
       if (isTerminal(run.state)) continue
       await this.#checkOnce(run.runId, immediate)

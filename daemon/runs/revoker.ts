@@ -1,19 +1,25 @@
 // Removing a run's secrets from every target it touched: at least once, durably. Each target's state goes
 // provisioned -> revoking -> revoked in the ledger; a failure becomes revoke_failed with a due time, retried with
-// backoff until it succeeds, across restarts.
+// backoff until it succeeds, across restarts. The run's end already marks its targets `revoking` (one write, see
+// RunManager), so a revoke right after an end touches the target first and writes once, after.
+// Revocation is idempotent, so it never waits for the ledger: when a record cannot be written (a full state
+// disk), the secrets are removed all the same, the new state is kept in memory, and retryRecords() (the monitor's
+// pass) writes it once space returns. A restart before that revokes again, which finds nothing and succeeds.
 import type { Target, TargetRun } from '../../adapters/types.js'
 import { isCoded } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { Logger } from '../logger.js'
 import type { RunLedger } from '../store/run-ledger.js'
-import type { AuditLog } from '../store/audit-log.js'
+import type { AuditEntry, AuditLog } from '../store/audit-log.js'
 import type { RunRecord, TargetName } from '../types.js'
 import { needsRevoke, retryDelayMs } from './policy.js'
-import { withRun } from './transition.js'
+import { recordRun } from './transition.js'
 import { failpoint } from '../failpoints.js'
 
 export interface RevokeObserver {
   revoked (target: TargetName, ok: boolean, seconds: number): void
+  /** a ledger record (or audit line) of the revoke path could not be written and is kept for a later write */
+  deferred? (what: 'ledger' | 'audit'): void
 }
 
 export interface RevokerDeps {
@@ -45,6 +51,10 @@ export class Revoker {
   readonly #deps: RevokerDeps
   // One revoke per run at a time in this process; a second caller waits for the first.
   readonly #inFlight = new Map<string, Promise<RunRecord>>()
+  // Audit lines of revokes that could not be appended (full disk), in order, for retryRecords().
+  readonly #auditBacklog: AuditEntry[] = []
+  /** How many records were kept in memory because the disk refused them (ledger records and audit lines). */
+  readonly deferredCounts = { ledger: 0, audit: 0 }
 
   constructor (deps: RevokerDeps) {
     this.#deps = deps
@@ -66,8 +76,51 @@ export class Revoker {
         t !== undefined && needsRevoke(t.state) && (t.nextAttemptAt === null || Date.parse(t.nextAttemptAt) <= now.getTime())))
   }
 
+  /**
+   * Record a change of the run even when the ledger cannot be written (see the top of this file). `why` names the
+   * step for the log; a change kept in memory only is logged and counted.
+   */
+  async record (runId: string, why: string, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord> {
+    const { run, durable } = await recordRun(this.#deps.ledger, runId, change)
+    if (!durable) {
+      this.deferredCounts.ledger++
+      this.#deps.observer?.deferred?.('ledger')
+      this.#deps.logger.error({ runId, step: why }, 'the run ledger could not be written; the change is kept in memory and written when space returns')
+    }
+    return run
+  }
+
+  /** Write what the revoke path kept in memory (ledger records, audit lines): the monitor calls this on each pass. */
+  async retryRecords (): Promise<void> {
+    const { ledger, audit, logger } = this.#deps
+    const pending = ledger.unsynced()
+    if (pending.length > 0) {
+      await ledger.sync()
+      logger.info({ runs: pending.length }, 'run ledger records kept in memory are written')
+    }
+    while (this.#auditBacklog.length > 0) {
+      await audit.append(this.#auditBacklog[0]!)
+      this.#auditBacklog.shift()
+    }
+  }
+
+  async #audit (entry: AuditEntry): Promise<void> {
+    // Behind earlier lines that are still waiting, so the log keeps its order.
+    if (this.#auditBacklog.length === 0) {
+      try {
+        await this.#deps.audit.append(entry)
+        return
+      } catch (err) {
+        this.#deps.logger.error({ runId: entry.runId, err }, 'audit line not written; kept for a later write')
+      }
+    }
+    this.#auditBacklog.push(entry)
+    this.deferredCounts.audit++
+    this.#deps.observer?.deferred?.('audit')
+  }
+
   async #revoke (runId: string, force: boolean): Promise<RunRecord> {
-    const { ledger, targets, logger, clock, retry, events, audit, observer } = this.#deps
+    const { ledger, targets, logger, clock, retry, events, observer } = this.#deps
     const log = logger.child({ runId })
     let run = ledger.get(runId)!
     for (const name of Object.keys(run.targets) as TargetName[]) {
@@ -80,18 +133,27 @@ export class Revoker {
         log.error({ target: name }, 'run has secrets in a target that is no longer configured')
         continue
       }
-      run = await withRun(ledger, runId, r => {
-        r.targets[name]!.state = 'revoking'
-        return r
-      })
+      // An end marks its targets `revoking` already, and a retry of revoke_failed keeps that state until it is
+      // settled; only a target still `provisioned` (a run ended by an older daemon) gets its own write first.
+      if (t.state === 'provisioned' || t.state === 'provisioning') {
+        run = await this.record(runId, 'revoking', r => {
+          r.targets[name]!.state = 'revoking'
+          return r
+        })
+      }
       const started = process.hrtime.bigint()
+      let failure: unknown = null
       try {
         failpoint('revoke.before-target')
         await target.revoke(targetRun(run))
         failpoint('revoke.after-target')
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9
-        observer?.revoked(name, true, seconds)
-        run = await withRun(ledger, runId, r => {
+      } catch (err) {
+        failure = err ?? new Error('revoke failed')
+      }
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      observer?.revoked(name, failure === null, seconds)
+      if (failure === null) {
+        run = await this.record(runId, 'revoked', r => {
           const rec = r.targets[name]!
           rec.state = 'revoked'
           rec.revokedAt = clock().toISOString()
@@ -100,21 +162,20 @@ export class Revoker {
           return r
         })
         log.info({ target: name, seconds }, 'revoked')
-        await audit.append({ action: 'run.revoke', actor: 'nf-secretsd', runId, target: name, workspace: run.workspace })
-      } catch (err) {
-        observer?.revoked(name, false, Number(process.hrtime.bigint() - started) / 1e9)
-        const code = isCoded(err) ? err.code : 'NFS_ERR_REVOKE_FAILED'
-        run = await withRun(ledger, runId, r => {
-          const rec = r.targets[name]!
-          rec.state = 'revoke_failed'
-          rec.attempts += 1
-          rec.lastError = { code, message: isCoded(err) ? err.message : 'revoke failed' }
-          rec.nextAttemptAt = new Date(clock().getTime() + retryDelayMs(rec.attempts, retry.initialMs, retry.maxMs)).toISOString()
-          return r
-        })
-        log.warn({ target: name, err, attempts: run.targets[name]!.attempts, next: run.targets[name]!.nextAttemptAt }, 'revoke failed; will retry')
-        events.publish({ type: 'run.revoke_failed', user: run.user, workspace: run.workspace, runId, target: name, state: 'revoke_failed' })
+        await this.#audit({ action: 'run.revoke', actor: 'nf-secretsd', runId, target: name, workspace: run.workspace })
+        continue
       }
+      const code = isCoded(failure) ? failure.code : 'NFS_ERR_REVOKE_FAILED'
+      run = await this.record(runId, 'revoke_failed', r => {
+        const rec = r.targets[name]!
+        rec.state = 'revoke_failed'
+        rec.attempts += 1
+        rec.lastError = { code, message: isCoded(failure) ? failure.message : 'revoke failed' }
+        rec.nextAttemptAt = new Date(clock().getTime() + retryDelayMs(rec.attempts, retry.initialMs, retry.maxMs)).toISOString()
+        return r
+      })
+      log.warn({ target: name, err: failure, attempts: run.targets[name]!.attempts, next: run.targets[name]!.nextAttemptAt }, 'revoke failed; will retry')
+      events.publish({ type: 'run.revoke_failed', user: run.user, workspace: run.workspace, runId, target: name, state: 'revoke_failed' })
     }
     const all = Object.values(run.targets).every(t => t === undefined || t.state === 'revoked')
     if (all) events.publish({ type: 'run.revoked', user: run.user, workspace: run.workspace, runId, names: run.names, state: run.state })

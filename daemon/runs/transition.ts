@@ -4,14 +4,29 @@ import { isCoded } from '../errors.js'
 import type { RunLedger } from '../store/run-ledger.js'
 import type { RunRecord } from '../types.js'
 
-export async function withRun (ledger: RunLedger, runId: string, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord> {
+type Change = (run: RunRecord) => RunRecord | null
+
+async function retried<T> (ledger: RunLedger, runId: string, step: (version: number) => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     const cur = ledger.get(runId)
     if (cur === undefined) throw new Error(`run ${runId} vanished from the ledger`)
     try {
-      return await ledger.update(runId, cur.version, change)
+      return await step(cur.version)
     } catch (err) {
       if (!isCoded(err, 'NFS_ERR_CONFLICT') || attempt >= 10) throw err
     }
   }
+}
+
+/** A durable change: it counts only once written (a storage error rejects and leaves the record as it was). */
+export async function withRun (ledger: RunLedger, runId: string, change: Change): Promise<RunRecord> {
+  return await retried(ledger, runId, async version => await ledger.update(runId, version, change))
+}
+
+/**
+ * A change that must hold even when the ledger cannot be written (a full disk): the revoke path, which is
+ * idempotent and must not wait for space. `durable: false` says the change lives in memory only for now.
+ */
+export async function recordRun (ledger: RunLedger, runId: string, change: Change): Promise<{ run: RunRecord, durable: boolean }> {
+  return await retried(ledger, runId, async version => await ledger.updateBestEffort(runId, version, change))
 }

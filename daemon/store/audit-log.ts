@@ -2,7 +2,8 @@
 // It never holds a value: the entry type has no field for one, and append() copies only the known fields
 // (and only strings and numbers under `detail`), so a value smuggled in by a cast is dropped, not written.
 // Each line goes out in one write(2) on an O_APPEND descriptor, so lines never interleave or tear, and is
-// fsync'd before append() resolves: what the API answered is on disk.
+// fsync'd before append() resolves: what the API answered is on disk. A line that does not fit (full disk) is cut
+// off again, so the log never holds half a line and a later retry of the same entry appends it whole.
 import { constants, promises as fsp } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { nfsError } from '../errors.js'
@@ -51,11 +52,14 @@ class FileAuditLog implements AuditLog {
   readonly #now: () => Date
   #fh: FileHandle | null
   #chain: Promise<void> = Promise.resolve()
+  // The length of the log: only this process appends (the daemon holds the state dir), so it is known.
+  #size: number
 
-  constructor (path: string, fh: FileHandle, now: () => Date) {
+  constructor (path: string, fh: FileHandle, now: () => Date, size: number) {
     this.#path = path
     this.#fh = fh
     this.#now = now
+    this.#size = size
   }
 
   async append (entry: AuditEntry): Promise<void> {
@@ -68,7 +72,9 @@ class FileAuditLog implements AuditLog {
         const { bytesWritten } = await fh.write(buf, 0, buf.length)
         if (bytesWritten !== buf.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' })
         await fh.sync()
+        this.#size += buf.length
       } catch (err) {
+        await fh.truncate(this.#size).catch(() => {})
         throw storageError(this.#path, err)
       }
     }
@@ -91,6 +97,7 @@ class FileAuditLog implements AuditLog {
  */
 export async function openAuditLog (path: string, opts: { now?: () => Date } = {}): Promise<AuditLog> {
   let fh: FileHandle
+  let size: number
   try {
     fh = await fsp.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600)
   } catch (err) {
@@ -100,9 +107,10 @@ export async function openAuditLog (path: string, opts: { now?: () => Date } = {
     const st = await fh.stat()
     if (!st.isFile()) throw nfsError('NFS_ERR_STORAGE', [path, 'not a regular file'])
     if ((st.mode & 0o777) !== 0o600) await fh.chmod(0o600)
+    size = st.size
   } catch (err) {
     await fh.close()
     throw (err as { code?: string }).code?.startsWith('NFS_ERR_') === true ? err : storageError(path, err)
   }
-  return new FileAuditLog(path, fh, opts.now ?? (() => new Date()))
+  return new FileAuditLog(path, fh, opts.now ?? (() => new Date()), size)
 }

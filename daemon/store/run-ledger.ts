@@ -1,8 +1,11 @@
 // The run ledger (runs.json): durable, write-ahead record of every run and every target it touched. Each change is
 // written (temp, fsync, rename) before it counts, and names the version it expects to replace, so a shared
 // implementation (etcd) can drop in later with compare-and-swap semantics.
+// One exception to "written before it counts": updateBestEffort, for steps that must go ahead when the disk is
+// full (revoking is idempotent, so it need not wait for its record); memory then runs ahead of disk until a
+// later write succeeds, and a restart before that redoes the step.
 import { Low } from 'lowdb'
-import { nfsError } from '../errors.js'
+import { isCoded, nfsError } from '../errors.js'
 import type { RunRecord } from '../types.js'
 import { AtomicJsonFile } from './atomic-file.js'
 
@@ -21,6 +24,15 @@ export interface RunLedger {
    * `change` returns the next record (without bumping the version: the ledger does) or null for no change.
    */
   update (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord>
+  /**
+   * update, except that a write refused by the storage (NFS_ERR_STORAGE: disk full, EIO) still makes the change the
+   * truth in memory, with `durable: false`. Any later successful write of the ledger, or sync(), puts it on disk.
+   */
+  updateBestEffort (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null): Promise<{ run: RunRecord, durable: boolean }>
+  /** Runs whose latest state is in memory only (updateBestEffort could not write it). */
+  unsynced (): string[]
+  /** Write the ledger if memory is ahead of disk; true when nothing is left unwritten. Storage errors reject. */
+  sync (): Promise<boolean>
   remove (runIds: string[]): Promise<number>
   close (): Promise<void>
 }
@@ -47,15 +59,40 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
   // One mutation at a time: each computes the next snapshot, writes it, and only then makes it the truth in memory,
   // so a failed write (disk full) leaves memory and disk as they were.
   let queue: Promise<unknown> = Promise.resolve()
+  // Runs changed in memory by updateBestEffort whose change no write has carried yet.
+  const unsynced = new Set<string>()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const next = queue.then(fn, fn)
     queue = next.catch(() => {})
     return next
   }
 
+  // Every write carries the whole map, so one that succeeds also carries whatever was unsynced.
   async function commit (next: Map<string, RunRecord>): Promise<void> {
     db.data = { format: 1, runs: [...next.values()] }
     await db.write()
+    unsynced.clear()
+  }
+
+  async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, bestEffort: boolean): Promise<{ run: RunRecord, durable: boolean }> {
+    const cur = byId.get(runId)
+    if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+    if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
+    const changed = change(structuredClone(cur))
+    if (changed === null) return { run: cur, durable: !unsynced.has(runId) }
+    const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
+    const next = new Map(byId)
+    next.set(runId, rec)
+    try {
+      await commit(next)
+    } catch (err) {
+      if (!bestEffort || !isCoded(err, 'NFS_ERR_STORAGE')) throw err
+      byId.set(runId, rec)
+      unsynced.add(runId)
+      return { run: rec, durable: false }
+    }
+    byId.set(runId, rec)
+    return { run: rec, durable: true }
   }
 
   return {
@@ -70,18 +107,12 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       byId.set(rec.runId, rec)
       return rec
     }),
-    update: (runId, expectedVersion, change) => serial(async () => {
-      const cur = byId.get(runId)
-      if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
-      if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
-      const changed = change(structuredClone(cur))
-      if (changed === null) return cur
-      const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
-      const next = new Map(byId)
-      next.set(runId, rec)
-      await commit(next)
-      byId.set(runId, rec)
-      return rec
+    update: (runId, expectedVersion, change) => serial(async () => (await apply(runId, expectedVersion, change, false)).run),
+    updateBestEffort: (runId, expectedVersion, change) => serial(async () => await apply(runId, expectedVersion, change, true)),
+    unsynced: () => [...unsynced],
+    sync: () => serial(async () => {
+      if (unsynced.size > 0) await commit(new Map(byId))
+      return true
     }),
     remove: (runIds) => serial(async () => {
       const next = new Map(byId)
@@ -94,6 +125,8 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
     }),
     close: async () => {
       await queue
+      // Last chance for changes kept in memory only; if the disk is still full, the next start redoes them.
+      if (unsynced.size > 0) await commit(new Map(byId)).catch(() => {})
       await adapter.flush()
     }
   }

@@ -45,6 +45,17 @@ export interface OpenSecretsStoreOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'debug'>
   /** clock for createdAt/updatedAt; tests pin it */
   now?: () => Date
+  /** how long lastUsed marks may wait in memory before a store write of their own (default 5 s) */
+  lastUsedFlushMs?: number
+}
+
+/** lastUsed marks wait at most this long for a store write (see markUsed). */
+export const LAST_USED_FLUSH_MS = 5000
+
+/** `data` with the pending lastUsed marks (entryKey -> time) laid over it; the same object when there are none. */
+function withUsed (data: StoreData, used: ReadonlyMap<string, string>): StoreData {
+  if (used.size === 0) return data
+  return { ...data, secrets: data.secrets.map(s => { const at = used.get(entryKey(s.scope, s.name)); return at === undefined ? s : { ...s, lastUsed: at } }) }
 }
 
 type Mutation<R> = (data: StoreData) => { next: StoreData, result: R }
@@ -89,7 +100,13 @@ class LowSecretsStore implements SecretsStore {
   #closed = false
   #generation = 0
 
-  constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date) {
+  // lastUsed marks not yet on disk, and the timer that writes them (markUsed).
+  readonly #used = new Map<string, string>()
+  #usedTimer: NodeJS.Timeout | null = null
+  readonly #usedOpts: { flushMs: number, logger: Pick<Logger, 'warn'> }
+
+  constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date, usedOpts: { flushMs: number, logger: Pick<Logger, 'warn'> }) {
+    this.#usedOpts = usedOpts
     this.#db = db
     this.#adapter = adapter
     this.#key = key
@@ -109,8 +126,11 @@ class LowSecretsStore implements SecretsStore {
       if (this.#closed) throw nfsError('NFS_ERR_STORAGE', [this.#adapter.path, 'the store is closed'])
       const { next, result } = fn(this.#db.data)
       if (next !== this.#db.data) {
+        // `next` holds every lastUsed mark made so far; marks made while it is written are laid over it after.
+        const used = new Map(this.#used)
         await this.#adapter.write(next)
-        this.#db.data = next
+        for (const [k, at] of used) if (this.#used.get(k) === at) this.#used.delete(k)
+        this.#db.data = withUsed(next, this.#used)
         this.#generation++
       }
       return result
@@ -174,14 +194,28 @@ class LowSecretsStore implements SecretsStore {
     return out
   }
 
-  // lastUsed is bookkeeping, not a change of the secret: it keeps the version, which counts value changes.
+  // lastUsed is bookkeeping, not a change of the secret: it keeps the version, which counts value changes. It is
+  // advisory metadata, so an arm does not wait for a durable rewrite of the whole store for it: the mark is made
+  // in memory at once (listings show it) and reaches disk with the store's next write, or by a write of its own at
+  // most LAST_USED_FLUSH_MS later, or at close. A crash can lose the last few seconds of marks, nothing else.
   async markUsed (entries: Array<{ scope: Scope, name: string }>, at: string): Promise<void> {
     const wanted = new Set(entries.map(e => entryKey(e.scope, e.name)))
-    await this.#mutate(data => {
-      if (!data.secrets.some(s => wanted.has(entryKey(s.scope, s.name)))) return { next: data, result: undefined }
-      const secrets = data.secrets.map(s => wanted.has(entryKey(s.scope, s.name)) ? { ...s, lastUsed: at } : s)
-      return { next: { ...data, secrets }, result: undefined }
-    })
+    const data = this.#db.data
+    if (this.#closed || !data.secrets.some(s => wanted.has(entryKey(s.scope, s.name)))) return
+    for (const s of data.secrets) if (wanted.has(entryKey(s.scope, s.name))) this.#used.set(entryKey(s.scope, s.name), at)
+    this.#db.data = withUsed(data, this.#used)
+    this.#generation++
+    this.#usedTimer ??= setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs).unref()
+  }
+
+  /** Write pending lastUsed marks; a failure (full disk) keeps them for the next write or a later try. */
+  async #flushUsed (): Promise<void> {
+    try {
+      await this.#mutate(data => ({ next: this.#used.size > 0 ? { ...data } : data, result: undefined }))
+    } catch (err) {
+      this.#usedOpts.logger.warn({ err, pending: this.#used.size }, 'lastUsed not written; kept for a later write')
+      if (!this.#closed) this.#usedTimer ??= setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs).unref()
+    }
   }
 
   listWorkspaces (): Workspace[] {
@@ -248,6 +282,9 @@ class LowSecretsStore implements SecretsStore {
 
   async close (): Promise<void> {
     if (this.#closed) return
+    if (this.#usedTimer !== null) clearTimeout(this.#usedTimer)
+    this.#usedTimer = null
+    await this.#flushUsed()
     await this.#chain
     this.#closed = true
     await this.#adapter.flush()
@@ -273,5 +310,5 @@ export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<
     verifyStore(db.data, opts.key, opts.path)
   }
   opts.logger.info({ file: opts.path, keyId: id, secrets: db.data.secrets.length, workspaces: db.data.workspaces.length }, 'secrets store opened')
-  return new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()))
+  return new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()), { flushMs: opts.lastUsedFlushMs ?? LAST_USED_FLUSH_MS, logger: opts.logger })
 }

@@ -176,6 +176,23 @@ t.test('(d) symlinks and junk inside the run dir: revoke removes all of it, and 
   t.same(canaries(f), before)
 })
 
+t.test('(e) only plain entries in the run dir (the fast path, root unlinks): symlinks, a fifo, a hard link; nothing followed', async t => {
+  const f = setup(t)
+  await f.target.provision(runOf(alice), secrets())
+  const runDir = join(f.runsRoot, 'alice', RUN_ID)
+  asAlice([
+    'cd "$1"',
+    'printf \'export TOKEN="x"\\n\' > .nf-0123456789abcdef0123456789abcdef.secrets',
+    'ln -s "$2" sub', 'ln -s "$3" link', 'mkfifo pipe', 'ln store.json hard', 'chmod 500 "$1"'
+  ].join(' && '), runDir, f.canaryDir, f.canaryFile)
+  const before = canaries(f)
+  await f.target.revoke(runOf(alice))
+  t.throws(() => lstatSync(runDir), { code: 'ENOENT' })
+  t.same(canaries(f), before, 'no symlink target was touched')
+  await f.target.revoke(runOf(alice))
+  t.pass('a second revoke finds nothing and succeeds')
+})
+
 t.test('contents go with alice\'s credentials: what alice cannot delete, revoke does not delete either', async t => {
   const f = setup(t)
   await f.target.provision(runOf(alice), secrets())

@@ -1,13 +1,15 @@
 // 5. Disk full: the state dir on a 1 MiB tmpfs. Secrets with large values fill it until a write fails; then a
 // filler takes the last bytes. Every write must fail with NFS_ERR_STORAGE (507), store.json and runs.json must
 // stay byte for byte what they were, no temp file may stay behind, and after space is freed a restarted daemon
-// has every secret and run and can provision again.
+// has every secret and run and can provision again. A revoke is the exception: it must not wait for space, so on
+// the full disk it removes the run dir at once, and the ledger says so once space returns (the monitor's pass).
 import type { Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { tempDir } from '../helpers/daemon.js'
-import { call, expectStatus, readLedger, revokeAllAndSettle, runDirs, stableMeta } from './api.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { call, expectStatus, readLedger, revokeAllAndSettle, runDirs, settled, stableMeta } from './api.js'
 import { spawnDaemon } from './daemon-proc.js'
 import type { Harness } from './harness.js'
 
@@ -35,7 +37,9 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
   t.teardown(() => { execFileSync('umount', ['-l', stateDir]) })
   const launchDir = join(dir, 'launch')
   mkdirSync(launchDir)
-  let d = await spawnDaemon(t, { mode: 'user', dir, config: { logLevel: 'info' } })
+  // A short monitor pass: it is what writes the revoke's records once space returns.
+  const config = { logLevel: 'info', runs: { livenessIntervalMs: 500 } }
+  let d = await spawnDaemon(t, { mode: 'user', dir, config })
   h.listen(d.socket)
 
   const values = new Map<string, string>()
@@ -64,8 +68,7 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
     ['update a secret', 'PUT', '/api/v1/secrets/DISK_S0', { value: h.canary('diskupd') }],
     ['delete a secret', 'DELETE', '/api/v1/secrets/DISK_S1'],
     ['create a workspace', 'POST', '/api/v1/workspaces', { name: 'diskws' }],
-    ['arm a run', 'POST', '/api/v1/runs', { mode: 'arm', launchDir, targets: ['hpc'] }],
-    ['revoke a run', 'DELETE', `/api/v1/runs/${armed.runId}`]
+    ['arm a run', 'POST', '/api/v1/runs', { mode: 'arm', launchDir, targets: ['hpc'] }]
   ]
   for (const [what, method, path, body] of attempts) {
     const r = await call(d.socket, method, path, body)
@@ -78,20 +81,39 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
   t.same(stableMeta(await expectStatus(d.socket, 200, 'GET', '/api/v1/secrets')), metaBefore, 'the daemon still serves the same metadata')
   t.equal((await call(d.socket, 'GET', '/api/v1/health')).status, 200, 'and is up')
 
-  // Free the space, restart: everything is there and usable.
+  // Revoking does not wait for space: the run dir goes now, the new state is served from memory.
+  t.same(runDirs(join(dir, 'runs')).filter(r => r.endsWith(armed.runId)).length, 1, 'the armed run has its run dir')
+  const revoked = await expectStatus<{ state: string, targets: Record<string, { state: string }> }>(d.socket, 200, 'DELETE', `/api/v1/runs/${armed.runId}`)
+  h.figures.faultsInjected++
+  t.same([revoked.state, revoked.targets.hpc?.state], ['killed', 'revoked'], 'a revoke on the full disk is answered revoked')
+  t.same(runDirs(join(dir, 'runs')), [], 'its run dir is gone while the disk is still full')
+  t.equal(readFileSync(join(stateDir, 'runs.json'), 'utf8'), ledgerBefore, 'runs.json could not record it yet')
+  const shown = await expectStatus<{ state: string }>(d.socket, 200, 'GET', `/api/v1/runs/${armed.runId}`)
+  t.equal(shown.state, 'killed', 'the daemon shows the run ended')
+
+  // Free the space: the monitor's next pass writes what was kept in memory, without a restart.
   rmSync(filler)
+  const deadline = Date.now() + 20_000
+  const recorded = (): boolean => readLedger(stateDir).some(r => r.runId === armed.runId && r.state === 'killed' && settled(r))
+  const audited = (): boolean => readFileSync(join(stateDir, 'audit.log'), 'utf8').split('\n').some(l => l.includes('"action":"run.revoke"') && l.includes(armed.runId))
+  while (!(recorded() && audited()) && Date.now() < deadline) await sleep(100)
+  t.ok(recorded(), 'once space returns the ledger says killed and revoked')
+  t.ok(audited(), 'and the audit log has the revoke')
+  t.same(readdirSync(stateDir).filter(n => n.endsWith('.tmp')), [], 'no temp file was left behind by the retried writes')
+
+  // Restart: everything is there and usable.
   await d.stop()
   h.captureDaemon('disk daemon (full)', d)
-  d = await spawnDaemon(t, { mode: 'user', dir, config: { logLevel: 'info' } })
+  d = await spawnDaemon(t, { mode: 'user', dir, config })
   h.listen(d.socket)
   t.same(stableMeta(await expectStatus(d.socket, 200, 'GET', '/api/v1/secrets')), metaBefore, 'after a restart the store holds every secret')
-  t.ok(readLedger(stateDir).some(r => r.runId === armed.runId && r.state === 'armed'), 'and the ledger the armed run')
+  t.ok(readLedger(stateDir).some(r => r.runId === armed.runId && r.state === 'killed' && settled(r)), 'and the ledger the revoked run')
   const run = await expectStatus<{ runId: string, env: Record<string, string> }>(d.socket, 201, 'POST', '/api/v1/runs', { mode: 'arm', launchDir, targets: ['hpc'] })
   const store = JSON.parse(readFileSync(run.env.NXF_SECRETS_FILE!, 'utf8')) as Array<{ name: string, value: string }>
   t.same(store.map(e => [e.name, e.value]), [...values].sort(), 'every value still decrypts into a new run\'s store')
   h.figures.runs += 2
   await revokeAllAndSettle(d.socket, stateDir)
-  t.same(runDirs(join(dir, 'runs')), [], 'both runs revoked')
+  t.same(runDirs(join(dir, 'runs')), [], 'every run revoked')
   await d.stop()
   h.captureDaemon('disk daemon', d)
 }

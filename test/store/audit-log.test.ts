@@ -1,11 +1,11 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openAuditLog } from '../../daemon/store/audit-log.js'
 import type { AuditEntry } from '../../daemon/store/audit-log.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { tempDir } from './helpers.js'
+import { tempDir, tinyTmpfs } from './helpers.js'
 
 const CANARY = 'CANARY-audit-0b7e'
 
@@ -54,4 +54,31 @@ t.test('a symlink or a FIFO in place of the log is refused', async t => {
   t.equal(readFileSync(victim, 'utf8'), 'keep')
   execFileSync('mkfifo', [join(dir, 'fifo.log')])
   await t.rejects(openAuditLog(join(dir, 'fifo.log')), { code: 'NFS_ERR_STORAGE' })
+})
+
+t.test('a full disk: the line that does not fit is refused and cut off, never left half written', async t => {
+  const dir = tinyTmpfs(t, '64k')
+  const path = join(dir, 'audit.log')
+  const log = await openAuditLog(path)
+  t.teardown(async () => { await log.close() })
+  const entry = (i: number): AuditEntry => ({ action: 'run.revoke', actor: 'nf-secretsd', runId: `run-${i}`, detail: { pad: 'x'.repeat(100) } })
+  await log.append(entry(0))
+  const filler = join(dir, 'filler')
+  try {
+    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
+  } catch {}
+  try {
+    for (;;) appendFileSync(filler, 'a')
+  } catch {}
+  // The log's own last page still has room: append until a line no longer fits.
+  let refused = -1
+  for (let i = 1; i < 100 && refused < 0; i++) {
+    await log.append(entry(i)).catch((err: { code?: string }) => { t.equal(err.code, 'NFS_ERR_STORAGE'); refused = i })
+  }
+  t.ok(refused > 1, `lines fitted in the log's last page, then line ${refused} was refused`)
+  const parse = (): Array<{ runId: string }> => readFileSync(path, 'utf8').split('\n').filter(l => l !== '').map(l => JSON.parse(l) as { runId: string })
+  t.equal(parse().length, refused, 'every line on disk is whole, the refused one absent')
+  rmSync(filler)
+  await log.append(entry(refused))
+  t.same(parse().map(l => l.runId), Array.from({ length: refused + 1 }, (_, i) => `run-${i}`), 'the retry appends it whole, in order')
 })

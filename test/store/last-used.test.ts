@@ -1,0 +1,82 @@
+// lastUsed is advisory metadata kept off the arm's path: marked in memory at once, written by the store's next
+// write, by a coalesced write of its own, or at close; a full disk keeps the marks for a later write.
+import t from 'tap'
+import { appendFileSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { openSecretsStore } from '../../daemon/store/secrets-store.js'
+import { generateKey } from '../../daemon/store/crypto.js'
+import { SecretValue } from '../../daemon/secret-value.js'
+import type { StoreData } from '../../daemon/store/store-format.js'
+import { silentLogger, tempDir, tinyTmpfs } from './helpers.js'
+import type { Teardown } from './helpers.js'
+
+const AT = '2030-01-01T00:00:00.000Z'
+const LATER = '2030-01-02T00:00:00.000Z'
+const TOKEN = { scope: 'user:alice' as const, name: 'TOKEN' }
+
+async function fresh (t: Teardown, flushMs: number, dir = tempDir(t)): Promise<{ path: string, store: Awaited<ReturnType<typeof openSecretsStore>> }> {
+  const path = join(dir, 'store.json')
+  const store = await openSecretsStore({ path, key: generateKey(), logger: silentLogger(), lastUsedFlushMs: flushMs })
+  t.teardown(async () => { await store.close() })
+  await store.createSecret(TOKEN.scope, TOKEN.name, new SecretValue('v'), 'alice')
+  await store.createSecret('user:alice', 'OTHER', new SecretValue('w'), 'alice')
+  return { path, store }
+}
+
+function onDisk (path: string, name = TOKEN.name): string | null | undefined {
+  const data = JSON.parse(readFileSync(path, 'utf8')) as StoreData
+  return data.secrets.find(s => s.name === name)?.lastUsed
+}
+
+t.test('a mark shows at once, reaches disk within the flush interval, and keeps the version', async t => {
+  const { path, store } = await fresh(t, 150)
+  const gen = store.generation
+  await store.markUsed([TOKEN], AT)
+  t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.lastUsed, AT, 'listings show it at once')
+  t.ok(store.generation > gen, 'derived caches see a change')
+  t.equal(onDisk(path), null, 'the arm did not wait for a store write')
+  const deadline = Date.now() + 5000
+  while (onDisk(path) !== AT && Date.now() < deadline) await sleep(20)
+  t.equal(onDisk(path), AT, 'the flush wrote it')
+  t.equal(onDisk(path, 'OTHER'), null, 'only the marked secret')
+  t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.version, 1)
+})
+
+t.test('marks ride along with the next store write, and one made during a write is not lost', async t => {
+  const { path, store } = await fresh(t, 60_000)
+  await store.markUsed([TOKEN], AT)
+  await store.createSecret('user:alice', 'THIRD', new SecretValue('x'), 'alice')
+  t.equal(onDisk(path), AT, 'the create carried the pending mark')
+  // A mark made while a write is in flight: that write was built before it, so it must be laid over afterwards.
+  const writing = store.createSecret('user:alice', 'FOURTH', new SecretValue('y'), 'alice')
+  // One turn of the loop: the mutation has built its state and its write (several fs calls in turn) is under way.
+  await new Promise(resolve => setImmediate(resolve))
+  await store.markUsed([{ scope: 'user:alice', name: 'OTHER' }], LATER)
+  await writing
+  t.equal(store.getSecret('user:alice', 'OTHER')?.lastUsed, LATER, 'memory still has the mark')
+  t.equal(onDisk(path, 'OTHER'), null, 'not on disk yet')
+  await store.close()
+  t.equal(onDisk(path, 'OTHER'), LATER, 'close wrote it')
+  t.equal(onDisk(path), AT)
+})
+
+t.test('a full disk keeps the marks in memory; the next write after space returns carries them', async t => {
+  const dir = tinyTmpfs(t, '64k')
+  const { path, store } = await fresh(t, 60_000, dir)
+  const filler = join(dir, 'filler')
+  try {
+    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
+  } catch {}
+  try {
+    for (;;) appendFileSync(filler, 'a')
+  } catch {}
+  const before = readFileSync(path, 'utf8')
+  await store.markUsed([TOKEN], AT)
+  await t.rejects(store.createSecret('user:alice', 'NOROOM', new SecretValue('z'), 'alice'), { code: 'NFS_ERR_STORAGE' })
+  t.equal(readFileSync(path, 'utf8'), before, 'store.json unchanged')
+  t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.lastUsed, AT, 'the mark is still in memory')
+  rmSync(filler)
+  await store.createSecret('user:alice', 'ROOM', new SecretValue('z'), 'alice')
+  t.equal(onDisk(path), AT, 'written with the first write that fits')
+})
