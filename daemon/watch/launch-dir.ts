@@ -24,6 +24,8 @@ export class LaunchDir {
   readonly uid: number
   readonly #known = new Map<string, HistoryRecord>()
   readonly #goodbyes = new Set<string>()
+  /** when the watcher last started a scan (ms since the epoch; 0: never): its debounce window starts there */
+  scannedAt = 0
 
   private constructor (dir: string, uid: number) {
     this.dir = dir

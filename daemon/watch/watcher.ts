@@ -1,14 +1,15 @@
 // The one chokidar wrapper (STYLE habit 8). It watches, per group (a root, or the launch dirs of runs), exactly:
-// the dirs of a root's tree down to its depth (to see launch dirs appear), and in each launch dir the dir itself,
-// `.nextflow/` and the three files Nextflow writes there. chokidar is told to look at depth 0 of each of those and
-// a filter hides every other name, so work/ is never listed, stat'ed inside or watched. Out come debounced domain
-// events: launch-dir-found, run-started, run-ended, activity, degraded. stop() is awaited.
+// the dirs of a root's tree down to its depth (to see launch dirs appear), and in each launch dir the dir itself and
+// `.nextflow/` (natively: two inotify watches a launch dir; the files are known from the dirs' events). chokidar looks
+// at depth 0 of each and a filter hides every other name, so work/ is never listed, stat'ed inside or watched. How
+// chokidar instances are cut and awaited: chokidar-shards.ts. Out come domain events: launch-dir-found, run-started,
+// run-ended, activity, degraded. A launch dir is read at its first event and again, once, after a burst (leading and
+// trailing edge). stop() is awaited.
 import { basename, dirname, join } from 'node:path'
-import type { Stats } from 'node:fs'
-import { FSWatcher } from 'chokidar'
 import type { Logger } from '../logger.js'
+import { openShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
 import { LaunchDir, type LaunchEvent } from './launch-dir.js'
-import { CACHE_DIR, HISTORY, LAUNCH_FILES, isPlainFile, nodeWalkFs, skippedName, walkTree, type WalkFs } from './walk.js'
+import { CACHE_DIR, HISTORY, LAUNCH_FILES, isPlainFile, nodeWalkFs, walkTree, type WalkFs } from './walk.js'
 
 export interface GroupOptions {
   poll: boolean
@@ -23,47 +24,34 @@ export type WatcherEvent =
 
 export interface WatcherOptions {
   logger: Logger
-  /** coalesces the bursts of one write (history is truncated, then written) */
+  /** at most one read of a launch dir per this window; the first event of a burst is read at once */
   debounceMs?: number
   fs?: WalkFs
 }
 
 interface Pending { timer: NodeJS.Timeout, history: boolean, log: boolean, tries: number }
+type What = { history: boolean, log: boolean }
 
-/** One chokidar instance and what it covers. A root's tree dirs have a level; a run's launch dir has none. */
+/** A group: its dirs, its launch dirs and the chokidar shards that watch them. */
 class Group {
   readonly key: string
   opts: GroupOptions
-  fsw: FSWatcher
   degraded: string | null = null
-  maxDepth: number
+  readonly maxDepth: number
   readonly dirs = new Map<string, number>()
   readonly launch = new Map<string, LaunchDir>()
   readonly pending = new Map<string, Pending>()
   /** scans of one launch dir run one after the other: two reads racing could record an older state last */
   readonly scans = new Map<string, Promise<void>>()
+  /** launch dirs whose first read is in flight -> an event came meanwhile (read again once it is done) */
+  readonly opening = new Map<string, boolean>()
+  readonly shards = new Set<Shard>()
+  readonly shardOf = new Map<string, Shard>()
 
-  constructor (key: string, opts: GroupOptions, maxDepth: number, make: (g: Group) => FSWatcher) {
+  constructor (key: string, opts: GroupOptions, maxDepth: number) {
     this.key = key
     this.opts = opts
     this.maxDepth = maxDepth
-    this.fsw = make(this)
-  }
-
-  /** chokidar's filter: only our dirs, their `.nextflow`, the three files, `history`, and tree subdirs in depth. */
-  ignored (path: string, stats?: Stats): boolean {
-    if (this.dirs.has(path)) return false
-    const name = basename(path)
-    if (name === 'work') return true
-    const parent = dirname(path)
-    if (stats?.isSymbolicLink() === true) return true
-    if (basename(parent) === CACHE_DIR && this.dirs.has(parent)) return name !== HISTORY || (stats !== undefined && !stats.isFile())
-    const level = this.dirs.get(parent)
-    if (level === undefined) return true
-    if (LAUNCH_FILES.has(name)) return stats !== undefined && !stats.isFile()
-    if (name === CACHE_DIR) return stats !== undefined && !stats.isDirectory()
-    if (skippedName(name) || level < 0 || level >= this.maxDepth) return true
-    return stats !== undefined && !stats.isDirectory()
   }
 }
 
@@ -97,28 +85,48 @@ export class RunDirWatcher {
     }
   }
 
-  #make (g: Group): FSWatcher {
-    const fsw = new FSWatcher({
-      depth: 0,
-      // chokidar reads a dir some time after add(): what appears meanwhile comes as an initial event, so take them all
-      // (the handlers are idempotent) rather than miss a dir or a history file made in that window.
-      ignoreInitial: false,
-      followSymlinks: false,
-      atomic: false,
-      usePolling: g.opts.poll,
-      interval: g.opts.intervalMs,
-      binaryInterval: g.opts.intervalMs,
-      ignored: (p: string, s?: Stats) => g.ignored(p, s)
-    })
-    fsw.on('all', (event, path) => { void this.#onFs(g, event, path) })
-    fsw.on('error', (err) => { void this.#onError(g, err as NodeJS.ErrnoException) })
-    return fsw
+  #live (g: Group): boolean {
+    return !this.#stopped && this.#groups.get(g.key) === g
+  }
+
+  #host (g: Group): ShardHost {
+    return {
+      poll: g.opts.poll,
+      intervalMs: g.opts.intervalMs,
+      maxDepth: g.maxDepth,
+      dirs: g.dirs,
+      onAll: (event, path) => { void this.#onFs(g, event, path) },
+      onRaw: (file, watched) => { this.#onRaw(g, file, watched) },
+      onError: (err) => { void this.#onError(g, err) }
+    }
+  }
+
+  /** Hand `paths` to a new shard and wait until chokidar has set their watches. */
+  async #watch (g: Group, paths: string[]): Promise<void> {
+    if (paths.length === 0 || !this.#live(g)) return
+    const shard = openShard(this.#host(g), paths)
+    g.shards.add(shard)
+    for (const p of paths) g.shardOf.set(p, shard)
+    await shard.ready
+  }
+
+  #unwatch (g: Group, path: string): void {
+    const shard = g.shardOf.get(path)
+    g.shardOf.delete(path)
+    if (shard === undefined) return
+    shard.paths.delete(path)
+    if (shard.paths.size > 0) {
+      shard.fsw.unwatch(path)
+      return
+    }
+    g.shards.delete(shard)
+    void shard.close()
   }
 
   /** Start watching a group: a root's tree (depth >= 0) or, with `root: null`, nothing until addLaunchDir. */
   async addGroup (key: string, opts: GroupOptions, root: { path: string, depth: number } | null): Promise<{ launchDirs: number, dirs: number }> {
     if (this.#stopped || this.#groups.has(key)) return { launchDirs: 0, dirs: 0 }
-    const g = new Group(key, opts, root?.depth ?? -1, (gg) => this.#make(gg))
+    const g = new Group(key, opts, root?.depth ?? -1)
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
     return await this.#addTree(g, root.path, 0, true)
@@ -129,7 +137,7 @@ export class RunDirWatcher {
     if (g === undefined) return
     this.#groups.delete(key)
     for (const p of g.pending.values()) clearTimeout(p.timer)
-    await g.fsw.close()
+    await Promise.all([...g.shards].map(async s => await s.close()))
   }
 
   /** Watch one launch dir in a group (a run's dir outside every root). */
@@ -137,15 +145,15 @@ export class RunDirWatcher {
     const g = this.#groups.get(key)
     if (g === undefined || g.dirs.has(dir)) return
     g.dirs.set(dir, -1)
-    g.fsw.add(dir)
-    await this.#watchCache(g, dir, true)
+    await this.#addLaunchDirs(g, [dir], true)
   }
 
   async removeLaunchDir (key: string, dir: string): Promise<void> {
     const g = this.#groups.get(key)
     if (g === undefined || !g.dirs.has(dir)) return
     const cache = join(dir, CACHE_DIR)
-    g.fsw.unwatch([dir, cache])
+    this.#unwatch(g, dir)
+    this.#unwatch(g, cache)
     g.dirs.delete(dir)
     g.dirs.delete(cache)
     g.launch.delete(dir)
@@ -166,85 +174,149 @@ export class RunDirWatcher {
 
   /** chokidar's own list of watched paths, per group: for tests and diagnostics. */
   watched (key: string): Record<string, string[]> {
-    return this.#groups.get(key)?.fsw.getWatched() ?? {}
+    const g = this.#groups.get(key)
+    return g === undefined ? {} : watchedPaths(g.shards)
   }
 
   async #addTree (g: Group, start: string, level: number, seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
     const found = await walkTree(start, level, g.maxDepth, this.#fs)
     if (found.truncated) this.#log.warn({ group: g.key, dirs: found.dirs.length }, 'watch root is too large; watching part of it')
-    const fresh = found.dirs.filter(d => !g.dirs.has(d.path))
-    for (const d of fresh) g.dirs.set(d.path, d.level)
-    if (fresh.length > 0) g.fsw.add(fresh.map(d => d.path))
-    // Bounded fan-out: a root of thousands of launch dirs is read in parallel, not one after the other.
-    for (let i = 0; i < found.cacheDirs.length; i += 32) {
-      await Promise.all(found.cacheDirs.slice(i, i + 32).map(async dir => await this.#watchCache(g, dir, seed)))
-    }
+    if (!this.#live(g)) return { launchDirs: 0, dirs: 0 }
+    // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
+    const fresh = found.dirs.filter(d => !g.dirs.has(d.path)).map(d => d.path)
+    for (const d of found.dirs) if (!g.dirs.has(d.path)) g.dirs.set(d.path, d.level)
+    const fromWalk = new Set(found.cacheDirs)
+    await this.#addLaunchDirs(g, fresh, seed, fromWalk)
     return { launchDirs: found.launchDirs.length, dirs: found.dirs.length }
   }
 
-  /** `<dir>/.nextflow` exists (or may appear): watch it, and take `dir` as a launch dir once history is there. */
-  async #watchCache (g: Group, dir: string, seed: boolean): Promise<void> {
-    const cache = join(dir, CACHE_DIR)
-    if (!g.dirs.has(cache)) {
-      try {
-        const st = await this.#fs.lstat(cache)
-        if (!st.isDirectory()) return
-      } catch {
-        return
+  /**
+   * Watch `dirs` (and the `.nextflow` of each that has one) shard by shard; once a shard's watches are set, read the
+   * launch dirs among them. `seed`: their history predates the watch (no starts from it); an event that arrives
+   * while a dir is first read marks it for a read right after, so nothing written after the watch is missed.
+   */
+  async #addLaunchDirs (g: Group, dirs: string[], seed: boolean, withCache?: Set<string>): Promise<void> {
+    for (let i = 0; i < dirs.length && this.#live(g); i += SHARD_PATHS / 2) {
+      const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
+      const caches: string[] = []
+      for (const dir of chunk) {
+        if (withCache !== undefined ? !withCache.has(dir) : !(await this.#isDir(join(dir, CACHE_DIR)))) continue
+        const cache = join(dir, CACHE_DIR)
+        if (g.dirs.has(cache)) continue
+        g.dirs.set(cache, -1)
+        caches.push(dir)
+        if (!g.launch.has(dir)) g.opening.set(dir, g.opening.get(dir) ?? false)
       }
-      g.dirs.set(cache, -1)
-      g.fsw.add(cache)
+      await this.#watch(g, [...chunk, ...caches.map(d => join(d, CACHE_DIR))])
+      for (let j = 0; j < caches.length; j += 32) {
+        await Promise.all(caches.slice(j, j + 32).map(async dir => await this.#open(g, dir, seed)))
+      }
     }
-    if (await isPlainFile(this.#fs, join(cache, HISTORY))) await this.#found(g, dir, seed)
   }
 
-  async #found (g: Group, dir: string, seed: boolean): Promise<void> {
-    if (g.launch.has(dir) || this.#stopped) return
-    const ld = await LaunchDir.open(dir, seed)
-    if (ld === null || g.launch.has(dir) || !this.#groups.has(g.key)) return
-    g.launch.set(dir, ld)
-    this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir })
-    if (!seed) this.#schedule(g, dir, { history: true, log: true })
+  async #isDir (path: string): Promise<boolean> {
+    try {
+      return (await this.#fs.lstat(path)).isDirectory()
+    } catch {
+      return false
+    }
+  }
+
+  /** `<dir>/.nextflow` appeared while watched: watch it, then take `dir` as a launch dir once history is there. */
+  async #watchCache (g: Group, dir: string): Promise<void> {
+    const cache = join(dir, CACHE_DIR)
+    if (g.dirs.has(cache) || !(await this.#isDir(cache))) return
+    g.dirs.set(cache, -1)
+    g.opening.set(dir, g.opening.get(dir) ?? false)
+    await this.#watch(g, [cache])
+    await this.#open(g, dir, false)
+  }
+
+  /** The first read of a launch dir whose `opening` mark is set (by the caller, before its watch was). */
+  async #open (g: Group, dir: string, seed: boolean): Promise<void> {
+    let ld: LaunchDir | null = null
+    try {
+      if (this.#live(g) && !g.launch.has(dir) && await isPlainFile(this.#fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed)
+    } finally {
+      const dirty = g.opening.get(dir) ?? false
+      g.opening.delete(dir)
+      if (ld !== null && !g.launch.has(dir) && this.#live(g)) {
+        g.launch.set(dir, ld)
+        this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir })
+        if (!seed || dirty) this.#schedule(g, dir, { history: true, log: true })
+      } else if (ld === null && dirty && this.#live(g)) {
+        // history appeared while we looked: it was written after the watch was set, so it is read from scratch
+        void this.#found(g, dir)
+      }
+    }
+  }
+
+  /** A dir that became a launch dir while watched. */
+  async #found (g: Group, dir: string): Promise<void> {
+    if (g.launch.has(dir) || g.opening.has(dir) || !this.#live(g)) return
+    g.opening.set(dir, false)
+    await this.#open(g, dir, false)
+  }
+
+  /** A file event in a watched dir (natively, from the dirs' raw events). */
+  #touch (g: Group, dir: string, what: What): void {
+    if (g.opening.has(dir)) g.opening.set(dir, true)
+    else if (g.launch.has(dir)) this.#schedule(g, dir, what)
+    else if (what.history) void this.#found(g, dir)
+  }
+
+  #onRaw (g: Group, file: string | null, watched: string): void {
+    if (!this.#live(g)) return
+    if (basename(watched) === CACHE_DIR && g.dirs.has(watched)) {
+      if (file === null || file === HISTORY) this.#touch(g, dirname(watched), { history: true, log: false })
+    } else if (file === null || LAUNCH_FILES.has(file)) {
+      if (g.launch.has(watched) || g.opening.has(watched)) this.#touch(g, watched, { history: false, log: file !== '.nextflow.pid' })
+    }
   }
 
   async #onFs (g: Group, event: string, path: string): Promise<void> {
-    if (this.#stopped || this.#groups.get(g.key) !== g) return
+    if (!this.#live(g)) return
     const name = basename(path)
     const parent = dirname(path)
     try {
       if (event === 'addDir') {
         if (g.dirs.has(path)) return
-        if (name === CACHE_DIR) await this.#watchCache(g, parent, false)
+        if (name === CACHE_DIR) await this.#watchCache(g, parent)
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
-        else if (g.dirs.has(parent) && (g.dirs.get(parent) ?? -1) >= 0) await this.#addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
+        else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
       } else if (event === 'unlinkDir') {
         for (const d of [...g.dirs.keys()]) {
-          if (d === path || d.startsWith(`${path}/`)) { g.dirs.delete(d); g.launch.delete(d) }
+          if (d === path || d.startsWith(`${path}/`)) { this.#unwatch(g, d); g.dirs.delete(d); g.launch.delete(d) }
         }
       } else if (name === HISTORY && basename(parent) === CACHE_DIR) {
-        const dir = dirname(parent)
-        if (!g.launch.has(dir)) await this.#found(g, dir, false)
-        else this.#schedule(g, dir, { history: true, log: false })
+        // polling mode: chokidar's file watchers (natively these come as raw events)
+        this.#touch(g, dirname(parent), { history: true, log: false })
       } else if (LAUNCH_FILES.has(name) && g.launch.has(parent)) {
-        this.#schedule(g, parent, { history: false, log: name !== '.nextflow.pid' })
+        this.#touch(g, parent, { history: false, log: name !== '.nextflow.pid' })
       }
     } catch (err) {
       this.#log.warn({ group: g.key, err }, 'watch event handling failed')
     }
   }
 
-  #schedule (g: Group, dir: string, what: { history: boolean, log: boolean }, tries = 0): void {
+  /**
+   * Leading edge: a dir not read within the last debounce window is read at once. Events during or right after a
+   * read coalesce into one more read when the window ends (trailing edge), so a burst costs two reads at most.
+   */
+  #schedule (g: Group, dir: string, what: What, tries = 0): void {
     const p = g.pending.get(dir)
     if (p !== undefined) {
       p.history ||= what.history
       p.log ||= what.log
+      p.tries = Math.max(p.tries, tries)
       return
     }
+    const since = Date.now() - (g.launch.get(dir)?.scannedAt ?? 0)
     const entry: Pending = {
       history: what.history,
       log: what.log,
       tries,
-      timer: setTimeout(() => { this.#queueScan(g, dir, entry) }, this.#debounceMs)
+      timer: setTimeout(() => { this.#queueScan(g, dir, entry) }, Math.max(0, this.#debounceMs - since))
     }
     g.pending.set(dir, entry)
   }
@@ -261,6 +333,8 @@ export class RunDirWatcher {
   async #scan (g: Group, dir: string, p: Pending): Promise<void> {
     const ld = g.launch.get(dir)
     if (ld === undefined || this.#stopped) return
+    ld.scannedAt = Date.now()
+    // torn-read safety: history is rewritten in place; a read that caught it half-written asks for another
     const { events, retry } = await ld.scan(p)
     if (this.#stopped) return
     for (const e of events) this.#emit(e)
@@ -283,7 +357,7 @@ export class RunDirWatcher {
    * falls back to polling; anything else is logged and the daemon goes on.
    */
   async #onError (g: Group, err: NodeJS.ErrnoException): Promise<void> {
-    if (err.code !== 'ENOSPC' || g.opts.poll || this.#stopped || this.#groups.get(g.key) !== g) {
+    if (err.code !== 'ENOSPC' || g.opts.poll || !this.#live(g)) {
       if (err.code !== 'ENOSPC') this.#log.warn({ group: g.key, err }, 'watcher error')
       return
     }
@@ -291,11 +365,13 @@ export class RunDirWatcher {
     g.degraded = reason
     g.opts = { ...g.opts, poll: true }
     this.#log.warn({ group: g.key, intervalMs: g.opts.intervalMs }, reason)
-    const old = g.fsw
-    g.fsw = this.#make(g)
-    await old.close()
-    g.fsw.add([...g.dirs.keys()])
     this.#emit({ type: 'degraded', group: g.key, reason })
+    const old = [...g.shards]
+    g.shards.clear()
+    g.shardOf.clear()
+    await Promise.all(old.map(async s => await s.close()))
+    const all = [...g.dirs.keys()]
+    for (let i = 0; i < all.length; i += SHARD_PATHS) await this.#watch(g, all.slice(i, i + SHARD_PATHS))
     for (const dir of g.launch.keys()) this.#schedule(g, dir, { history: true, log: true })
   }
 
@@ -306,7 +382,7 @@ export class RunDirWatcher {
     const all = [...this.#groups.values()]
     this.#groups.clear()
     for (const g of all) for (const p of g.pending.values()) clearTimeout(p.timer)
-    await Promise.all(all.map(async g => await g.fsw.close()))
+    await Promise.all(all.flatMap(g => [...g.shards].map(async s => await s.close())))
     this.#listeners.clear()
   }
 }
