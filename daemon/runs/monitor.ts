@@ -73,6 +73,8 @@ export class Monitor {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
     await this.#ticking
+    // A last try for records the revoke path kept in memory (a full disk); what still fails is redone after a start.
+    await this.#safe('-', () => this.#runs.revoker.retryRecords())
   }
 
   /** One pass; overlapping calls share the pass in progress. */
