@@ -34,9 +34,10 @@ export class LaunchDir {
 
   /**
    * The dir's owner decides whose files count. `seed`: the lines already there predate the watch (a daemon start, a
-   * tree moved in) and raise no start; a dir that became a launch dir while watched is read from scratch.
+   * tree moved in) and raise no start; a dir that became a launch dir while watched is read from scratch, and so is
+   * a history written at or after `changedSince` (ms): the daemon was already up and walking the root then.
    */
-  static async open (dir: string, seed: boolean): Promise<LaunchDir | null> {
+  static async open (dir: string, seed: boolean, changedSince = Number.POSITIVE_INFINITY): Promise<LaunchDir | null> {
     let st
     try {
       st = await fsp.lstat(dir)
@@ -47,7 +48,7 @@ export class LaunchDir {
     const ld = new LaunchDir(dir, st.uid)
     if (seed) {
       const h = await ld.#readHistory()
-      for (const r of h?.records ?? []) ld.#known.set(r.runName, r)
+      if (h !== null && h.mtimeMs < changedSince) for (const r of h.records) ld.#known.set(r.runName, r)
     }
     return ld
   }
@@ -62,15 +63,15 @@ export class LaunchDir {
     return false
   }
 
-  async #readHistory (): Promise<ReturnType<typeof parseHistory> | null> {
+  async #readHistory (): Promise<ReturnType<typeof parseHistory> & { mtimeMs: number } | null> {
     try {
       const st = await fsp.lstat(join(this.dir, CACHE_DIR))
       if (!st.isDirectory() || (st.uid !== this.uid && st.uid !== 0)) return null
     } catch {
       return null
     }
-    const text = await readOwnedText(join(this.dir, CACHE_DIR, HISTORY), this.uid, HISTORY_MAX)
-    return text === null ? null : parseHistory(text)
+    const got = await readOwned(join(this.dir, CACHE_DIR, HISTORY), this.uid, HISTORY_MAX)
+    return got === null ? null : { ...parseHistory(got.text), mtimeMs: got.mtimeMs }
   }
 
   /**

@@ -12,12 +12,16 @@ export interface WatchView {
   source: 'config' | 'api' | 'run'
   launchDirs: number
   degraded: string | null
+  /** the root's first walk is still going: launch dirs are still being found */
+  walking: boolean
 }
 
 export interface WatchSummary {
   roots: number
   launchDirs: number
   degraded: string[]
+  /** roots whose first walk is still going */
+  walking?: string[]
 }
 
 export interface WatchService {

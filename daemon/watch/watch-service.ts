@@ -57,6 +57,8 @@ export class DirWatchService implements WatchService {
   readonly #roots = new Map<string, Root>()
   readonly #auto: AutoRuns
   readonly #runDirs = new Map<string, string>()
+  /** roots whose first walk is still going (the daemon serves meanwhile) */
+  readonly #walking = new Map<string, Promise<void>>()
   #unsubscribe: () => void = () => {}
   #syncing: Promise<void> = Promise.resolve()
 
@@ -75,10 +77,11 @@ export class DirWatchService implements WatchService {
     const runPoll = deps.runPollMs ?? 1000
     await svc.watcher.addGroup(RUNS_NATIVE, { poll: false, intervalMs: runPoll }, null)
     await svc.watcher.addGroup(RUNS_POLL, { poll: true, intervalMs: runPoll }, null)
-    for (const w of deps.config.watch) await svc.#start(await svc.#fromConfig(w))
+    // The roots are walked in the background: the daemon answers while a root of 10,000 launch dirs is read.
+    for (const w of deps.config.watch) void svc.#start(await svc.#fromConfig(w))
     for (const w of store.all()) {
       if (svc.#roots.has(w.root)) continue
-      await svc.#start({ root: w.root, depth: w.depth, workspace: w.workspace, targets: w.targets, poll: w.poll, intervalMs: w.intervalMs, source: 'api', owner: w.user, uid: w.uid })
+      void svc.#start({ root: w.root, depth: w.depth, workspace: w.workspace, targets: w.targets, poll: w.poll, intervalMs: w.intervalMs, source: 'api', owner: w.user, uid: w.uid })
     }
     // Runs come and go through the lifecycle's events: keep their launch dirs watched while they live.
     svc.#unsubscribe = deps.events.subscribe(e => { if (e.type.startsWith('run.')) svc.#syncRuns() })
@@ -93,10 +96,28 @@ export class DirWatchService implements WatchService {
     return { root, depth: w.depth, workspace: w.workspace ?? null, targets: [...(w.targets ?? [])], poll: w.poll, intervalMs: w.intervalMs, source: 'config', owner: 'config', uid: 0 }
   }
 
-  async #start (r: Root): Promise<void> {
+  /** Start watching a root; resolved once its first walk is done (status says `walking` until then). */
+  #start (r: Root): Promise<void> {
     this.#roots.set(r.root, r)
-    const { launchDirs, dirs } = await this.watcher.addGroup(`root:${r.root}`, { poll: r.poll, intervalMs: r.intervalMs }, { path: r.root, depth: r.depth })
-    this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
+    const walk = this.watcher.addGroup(`root:${r.root}`, { poll: r.poll, intervalMs: r.intervalMs }, { path: r.root, depth: r.depth }).then(({ launchDirs, dirs }) => {
+      this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
+    }, (err: unknown) => {
+      this.#log.error({ root: r.root, err }, 'walking a watch root failed')
+    }).finally(() => {
+      if (this.#walking.get(r.root) === walk) this.#walking.delete(r.root)
+      // Runs in this root's dirs were watched on their own meanwhile: the root covers them now.
+      this.#syncRuns()
+    })
+    this.#walking.set(r.root, walk)
+    return walk
+  }
+
+  /** Under a root still being walked, within its depth: the walk will watch it (and read it after the watch is set). */
+  #awaitsWalk (dir: string): boolean {
+    const r = this.#rootOf(dir)
+    if (r === null || !this.#walking.has(r.root)) return false
+    const rest = dir.slice(r.root.length).split(sep).filter(x => x !== '')
+    return rest.length <= r.depth && !rest.some(x => x === 'work' || (x.startsWith('.') && x !== '.nextflow'))
   }
 
   async #stopRoot (root: string): Promise<void> {
@@ -137,7 +158,7 @@ export class DirWatchService implements WatchService {
     this.#syncing = this.#syncing.then(async () => {
       const want = new Map<string, string>()
       for (const r of this.#deps.runs.deps.ledger.all()) {
-        if (isTerminal(r.state) || !isAbsolute(r.launchDir) || this.watcher.covers(r.launchDir, [RUNS_NATIVE, RUNS_POLL])) continue
+        if (isTerminal(r.state) || !isAbsolute(r.launchDir) || this.watcher.covers(r.launchDir, [RUNS_NATIVE, RUNS_POLL]) || this.#awaitsWalk(r.launchDir)) continue
         want.set(r.launchDir, r.slurmJobId !== null || want.get(r.launchDir) === RUNS_POLL ? RUNS_POLL : RUNS_NATIVE)
       }
       for (const [dir, group] of [...this.#runDirs]) {
@@ -158,20 +179,21 @@ export class DirWatchService implements WatchService {
     return {
       roots: this.#roots.size,
       launchDirs: groups.reduce((n, g) => n + g.launchDirs, 0),
-      degraded: groups.filter(g => g.degraded !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.degraded}`)
+      degraded: groups.filter(g => g.degraded !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.degraded}`),
+      walking: [...this.#walking.keys()]
     }
   }
 
   #view (r: Root): WatchView {
     const g = this.watcher.groups().find(x => x.key === `root:${r.root}`)
-    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: r.intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null }
+    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: r.intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null, walking: this.#walking.has(r.root) }
   }
 
   list (caller: Caller): WatchView[] {
     const roots = [...this.#roots.values()].filter(r => caller.isAdmin || r.source === 'config' || r.uid === caller.uid).map(r => this.#view(r))
     const mine = new Set(this.#deps.runs.deps.ledger.all().filter(r => !isTerminal(r.state) && (caller.isAdmin || r.uid === caller.uid)).map(r => r.launchDir))
     const runs = [...this.#runDirs].filter(([dir]) => mine.has(dir)).map(([dir, group]): WatchView => ({
-      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null
+      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null, walking: false
     }))
     return [...roots, ...runs]
   }
@@ -232,7 +254,7 @@ export class DirWatchService implements WatchService {
     }
     for (const r of next.values()) {
       if (this.#roots.has(r.root)) continue
-      await this.#start(r)
+      void this.#start(r)
     }
     this.#syncRuns()
     await this.#syncing
@@ -242,5 +264,7 @@ export class DirWatchService implements WatchService {
     this.#unsubscribe()
     await this.#syncing
     await this.watcher.stop()
+    // a walk still going ends at its next step once the watcher is stopped
+    await Promise.allSettled([...this.#walking.values()])
   }
 }

@@ -47,6 +47,8 @@ class Group {
   readonly opening = new Map<string, boolean>()
   readonly shards = new Set<Shard>()
   readonly shardOf = new Map<string, Shard>()
+  /** a history changed after this (ms) was written while the daemon watched: not a seed */
+  walkStartedAt = Number.POSITIVE_INFINITY
 
   constructor (key: string, opts: GroupOptions, maxDepth: number) {
     this.key = key
@@ -129,6 +131,7 @@ export class RunDirWatcher {
     const g = new Group(key, opts, root?.depth ?? -1)
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
+    g.walkStartedAt = Date.now()
     return await this.#addTree(g, root.path, 0, true)
   }
 
@@ -236,7 +239,7 @@ export class RunDirWatcher {
   async #open (g: Group, dir: string, seed: boolean): Promise<void> {
     let ld: LaunchDir | null = null
     try {
-      if (this.#live(g) && !g.launch.has(dir) && await isPlainFile(this.#fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed)
+      if (this.#live(g) && !g.launch.has(dir) && await isPlainFile(this.#fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt)
     } finally {
       const dirty = g.opening.get(dir) ?? false
       g.opening.delete(dir)
