@@ -26,6 +26,7 @@ export class LaunchDir {
   readonly #goodbyes = new Set<string>()
   /** when the watcher last started a scan (ms since the epoch; 0: never): its debounce window starts there */
   scannedAt = 0
+  #changed = false
 
   private constructor (dir: string, uid: number) {
     this.dir = dir
@@ -35,7 +36,7 @@ export class LaunchDir {
   /**
    * The dir's owner decides whose files count. `seed`: the lines already there predate the watch (a daemon start, a
    * tree moved in) and raise no start; a dir that became a launch dir while watched is read from scratch, and so is
-   * a history written at or after `changedSince` (ms): the daemon was already up and walking the root then.
+   * the running lines of a history written at or after `changedSince` (ms): the daemon was already up and walking then.
    */
   static async open (dir: string, seed: boolean, changedSince = Number.POSITIVE_INFINITY): Promise<LaunchDir | null> {
     let st
@@ -48,9 +49,16 @@ export class LaunchDir {
     const ld = new LaunchDir(dir, st.uid)
     if (seed) {
       const h = await ld.#readHistory()
-      if (h !== null && h.mtimeMs < changedSince) for (const r of h.records) ld.#known.set(r.runName, r)
+      // Written since the walk began: its finished lines are still seeds, its `-` lines are read again as starts.
+      ld.#changed = h !== null && h.mtimeMs >= changedSince
+      for (const r of h?.records ?? []) if (!ld.#changed || r.status !== 'running') ld.#known.set(r.runName, r)
     }
     return ld
+  }
+
+  /** opened as a seed, but the history was written after `changedSince`: a scan is due */
+  get changedSinceSeed (): boolean {
+    return this.#changed
   }
 
   get knownRuns (): number {

@@ -131,7 +131,9 @@ export class RunDirWatcher {
     const g = new Group(key, opts, root?.depth ?? -1)
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
-    g.walkStartedAt = Date.now()
+    // File times come from the kernel's coarse clock (a tick behind) or a server's (NFS, whole seconds): a margin, so
+    // that a write just after this instant is never taken for a seed. A start just before it counts as new: harmless.
+    g.walkStartedAt = Date.now() - 2000
     return await this.#addTree(g, root.path, 0, true)
   }
 
@@ -246,7 +248,7 @@ export class RunDirWatcher {
       if (ld !== null && !g.launch.has(dir) && this.#live(g)) {
         g.launch.set(dir, ld)
         this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir })
-        if (!seed || dirty) this.#schedule(g, dir, { history: true, log: true })
+        if (!seed || dirty || ld.changedSinceSeed) this.#schedule(g, dir, { history: true, log: true })
       } else if (ld === null && dirty && this.#live(g)) {
         // history appeared while we looked: it was written after the watch was set, so it is read from scratch
         void this.#found(g, dir)

@@ -1,0 +1,141 @@
+// The watcher at scale: a start made while a root is still being walked is seen (the daemon serves during the walk),
+// natively chokidar holds only dirs (no per-file watch), and a launch dir is read at the first event of a burst
+// (leading edge) with one more read for the rest (trailing), still safe against a history caught half-rewritten.
+import t from 'tap'
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
+import { RunDirWatcher, type WatcherEvent } from '../../daemon/watch/watcher.js'
+import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+import { caller, type Teardown } from '../helpers/runs.js'
+import { waitFor, watchFixture } from '../helpers/watch.js'
+
+const logger = pino({ level: 'silent' })
+const OLD = '2026-01-01 10:00:00\t1s\told_run\tOK\tabc\t0b0b0b0b-0000-4000-8000-000000000000\tnextflow run x\n'
+
+function tempDir (t: Teardown): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nfs-walk-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** `n` launch dirs with one old, finished run each (and a work/ the watcher must leave alone). */
+function launchDirs (root: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => {
+    const d = join(root, `p${i}`)
+    mkdirSync(join(d, '.nextflow'), { recursive: true })
+    mkdirSync(join(d, 'work', 'ab'), { recursive: true })
+    writeFileSync(join(d, '.nextflow', 'history'), OLD)
+    return d
+  })
+}
+
+/** A history line as Nextflow writes it at a start (`-`), with a fresh runName and session. */
+function startLine (runName: string, i: number): string {
+  const session = `1c1c1c1c-0000-4000-8000-${String(i).padStart(12, '0')}`
+  const now = new Date()
+  const ts = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}-${String(now.getDate()).padStart(2, '0')} ${now.toTimeString().slice(0, 8)}`
+  return `${ts}\t-\t${runName}\t-\tabc\t${session}\tnextflow run x\n`
+}
+
+function watcher (t: Teardown, debounceMs: number): { w: RunDirWatcher, events: WatcherEvent[] } {
+  const w = new RunDirWatcher({ logger, debounceMs })
+  const events: WatcherEvent[] = []
+  w.on(e => events.push(e))
+  t.teardown(() => w.stop())
+  return { w, events }
+}
+
+const starts = (events: WatcherEvent[], name: string): number => events.filter(e => e.type === 'run-started' && e.record.runName === name).length
+
+t.test('starts written while the root is being walked are seen; the lines already there are not starts', async t => {
+  const root = tempDir(t)
+  const dirs = launchDirs(root, 600)
+  const { w, events } = watcher(t, 30)
+  const walk = w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 1 })
+  // One start before the walk can have reached the dir, one while it is under way, one in the last dir read.
+  appendFileSync(join(dirs[0]!, '.nextflow', 'history'), startLine('early_run', 1))
+  await sleep(5)
+  appendFileSync(join(dirs[300]!, '.nextflow', 'history'), startLine('middle_run', 2))
+  appendFileSync(join(dirs[599]!, '.nextflow', 'history'), startLine('late_run', 3))
+  const found = await walk
+  t.equal(found.launchDirs, 600)
+  for (const name of ['early_run', 'middle_run', 'late_run']) {
+    await waitFor(name, () => starts(events, name) > 0)
+  }
+  await sleep(200)
+  for (const name of ['early_run', 'middle_run', 'late_run']) t.equal(starts(events, name), 1, `${name}: seen once`)
+  t.equal(starts(events, 'old_run'), 0, 'a line older than the walk is a seed, not a start')
+})
+
+t.test('natively chokidar watches dirs only: the launch dir and .nextflow, no file, nothing under work/', async t => {
+  const root = tempDir(t)
+  const [dir] = launchDirs(root, 1)
+  writeFileSync(join(dir!, '.nextflow.log'), 'log\n')
+  const { w, events } = watcher(t, 30)
+  await w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 1 })
+  const watched = w.watched('root')
+  t.same(Object.keys(watched).filter(k => k.startsWith(dir!)).sort(), [dir, join(dir!, '.nextflow')], 'two dirs a launch dir')
+  t.same(watched[join(dir!, '.nextflow')], [], 'no history file watch')
+  t.notOk(watched[dir!]?.includes('.nextflow.log'), 'no log file watch')
+  t.notOk(watched[dir!]?.includes('work'), 'work/ is not even a child')
+  // Files are still seen, through their dirs' events.
+  appendFileSync(join(dir!, '.nextflow', 'history'), startLine('seen_run', 4))
+  await waitFor('the start through the dir watch', () => starts(events, 'seen_run') === 1)
+  const before = events.filter(e => e.type === 'activity').length
+  appendFileSync(join(dir!, '.nextflow.log'), 'more\n')
+  await waitFor('a log change reads the dir', () => events.filter(e => e.type === 'activity').length > before)
+})
+
+t.test('leading edge: the first event is read at once, a burst costs two reads, a torn rewrite one end', async t => {
+  const root = tempDir(t)
+  const [dir] = launchDirs(root, 1)
+  const history = join(dir!, '.nextflow', 'history')
+  // A window far longer than waitFor's limit: only a read at the first event can see this start in time.
+  const slow = watcher(t, 60_000)
+  await slow.w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 1 })
+  appendFileSync(history, startLine('first_run', 5))
+  await waitFor('the start, read at the first event', () => starts(slow.events, 'first_run') === 1, 5000)
+  await slow.w.stop()
+
+  const { w, events } = watcher(t, 400)
+  await w.addGroup('root2', { poll: false, intervalMs: 60_000 }, { path: root, depth: 1 })
+  await sleep(500)
+  const names = Array.from({ length: 20 }, (_, i) => `burst_${i}`)
+  for (const [i, name] of names.entries()) appendFileSync(history, startLine(name, 100 + i))
+  await waitFor('every start of the burst', () => names.every(n => starts(events, n) === 1))
+  const reads = events.filter(e => e.type === 'activity').length
+  t.ok(reads >= 1 && reads <= 3, `20 writes, ${reads} reads (leading, trailing, maybe one retry)`)
+
+  // Nextflow ends a run by truncating the history and writing it whole again: a read between the two sees it empty.
+  await sleep(500)
+  const text = readFileSync(history, 'utf8')
+  truncateSync(history, 0)
+  await sleep(150)
+  writeFileSync(history, text.replace(/\t-\tburst_0\t-\t/, '\t3s\tburst_0\tOK\t'))
+  await waitFor('the end', () => events.some(e => e.type === 'run-ended' && e.runName === 'burst_0'))
+  await sleep(600)
+  t.equal(events.filter(e => e.type === 'run-ended' && e.runName === 'burst_0').length, 1, 'one end')
+  t.ok(names.every(n => starts(events, n) === 1), 'no start raised again by the torn read')
+})
+
+t.test('a daemon walking a big root serves at once; an armed run there is not watched twice and its start is seen', async t => {
+  const dir = tempDir(t)
+  const dirs = launchDirs(join(dir, 'root'), 1500)
+  const f = await watchFixture(t, { dir, watch: [{ depth: 1 }] })
+  const walking = f.service.summary().walking ?? []
+  const last = dirs[dirs.length - 1]!
+  const run = await f.runs.create(caller(), { mode: 'arm', launchDir: last, targets: ['memory'] })
+  const nf = await startFakeNextflow({ launchDir: last, sessionId: run.sessionId })
+  t.teardown(() => nf.close())
+  t.same(walking, [join(dir, 'root')], 'open() is back while the root is still being walked')
+  t.notOk(f.service.list(caller('root', { isAdmin: true })).some(v => v.source === 'run' && v.root === last), 'the walk watches it, not a watch of its own')
+  await waitFor('running', () => f.ledger.get(run.runId)?.state === 'running', 20_000)
+  await waitFor('walk done', () => (f.service.summary().walking ?? []).length === 0, 20_000)
+  t.equal(f.service.summary().launchDirs, 1500)
+  t.equal(f.service.list(caller('root', { isAdmin: true })).find(v => v.source === 'config')?.walking, false)
+  await nf.finish('OK')
+  await waitFor('completed', () => f.ledger.get(run.runId)?.state === 'completed')
+})
