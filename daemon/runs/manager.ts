@@ -175,19 +175,27 @@ export class RunManager implements RunService {
     log.info({ user: run.user, workspace: run.workspace, mode: run.mode, targets, secrets: run.names.length }, 'provisioning')
 
     const env: Record<string, string> = { ...run.env }
+    const auditEntry = { action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } }
     for (const [i, name] of targets.entries()) {
       const target = this.deps.targets.get(name)!
       try {
         const placement = await target.provision(targetRun(run), values)
         failpoint('run.after-provision')
         Object.assign(env, placement.env)
-        run = await withRun(ledger, runId, r => {
+        const recorded = withRun(ledger, runId, r => {
           const t = r.targets[name]!
           t.state = 'provisioned'
           t.refs = placement.refs
           r.env = { ...r.env, ...placement.env }
           return r
         })
+        // The audit line goes out beside the last target's record: two fsyncs in flight, one wait, both on disk
+        // before the answer. Either failing fails the run like a failed target (what was placed is removed).
+        const audited = i === targets.length - 1 ? audit.append(auditEntry) : null
+        const [rec, aud] = await Promise.allSettled([recorded, audited])
+        if (rec.status === 'rejected') throw rec.reason
+        if (aud.status === 'rejected') throw aud.reason
+        run = rec.value
         this.deps.observer?.provisioned(name, true)
       } catch (err) {
         this.deps.observer?.provisioned(name, false)
@@ -201,9 +209,9 @@ export class RunManager implements RunService {
         throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
       }
     }
+    if (targets.length === 0) await audit.append(auditEntry)
     // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
     await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
-    await audit.append({ action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } })
     const evt = { user: run.user, workspace: run.workspace, runId, names: run.names }
     events.publish({ ...evt, type: 'run.provisioned', state: run.state })
     events.publish({ ...evt, type: run.state === 'armed' ? 'run.armed' : 'run.started', state: run.state })

@@ -13,6 +13,8 @@ const TEMP_SUFFIX = '.tmp'
 export interface AtomicFileOptions {
   /** file mode of the result, applied exactly (not filtered by the umask) */
   mode: number
+  /** the file's bytes for `data`; JSON.stringify plus a newline when absent */
+  serialize?: (data: never) => string | Buffer
 }
 
 export interface WriteFileAtomicOptions {
@@ -142,12 +144,14 @@ interface Waiter { resolve: () => void, reject: (err: unknown) => void }
 export class AtomicJsonFile<T> implements Adapter<T> {
   readonly path: string
   readonly #mode: number
+  readonly #serialize: (data: T) => string | Buffer
   #inFlight: Promise<void> | null = null
   #pending: { data: T, waiters: Waiter[] } | null = null
 
   constructor (path: string, opts: AtomicFileOptions = { mode: 0o600 }) {
     this.path = path
     this.#mode = opts.mode
+    this.#serialize = (opts.serialize as ((data: T) => string | Buffer) | undefined) ?? (data => JSON.stringify(data) + '\n')
   }
 
   async read (): Promise<T | null> {
@@ -174,7 +178,7 @@ export class AtomicJsonFile<T> implements Adapter<T> {
     this.#pending = null
     this.#inFlight = (async () => {
       try {
-        await writeFileAtomic(this.path, JSON.stringify(batch.data) + '\n', this.#mode)
+        await writeFileAtomic(this.path, this.#serialize(batch.data), this.#mode)
         for (const w of batch.waiters) w.resolve()
       } catch (err) {
         for (const w of batch.waiters) w.reject(err)

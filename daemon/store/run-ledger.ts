@@ -37,6 +37,34 @@ export interface RunLedger {
   close (): Promise<void>
 }
 
+const HEAD = Buffer.from('{"format":1,"runs":[')
+const COMMA = Buffer.from(',')
+const TAIL = Buffer.from(']}\n')
+
+/**
+ * The ledger's bytes, exactly JSON.stringify(data) + newline, from each record's JSON kept beside it: a write
+ * encodes only the records that changed, not every run the ledger retains (two writes per arm, each of them
+ * otherwise a stringify and UTF-8 copy of the whole ledger). Records are never changed in place (update
+ * clones), so a record object's JSON never goes stale.
+ */
+function ledgerSerializer (): (data: LedgerData) => Buffer {
+  const encoded = new WeakMap<RunRecord, Buffer>()
+  return data => {
+    const parts: Buffer[] = [HEAD]
+    for (const [i, r] of data.runs.entries()) {
+      let b = encoded.get(r)
+      if (b === undefined) {
+        b = Buffer.from(JSON.stringify(r), 'utf8')
+        encoded.set(r, b)
+      }
+      if (i > 0) parts.push(COMMA)
+      parts.push(b)
+    }
+    parts.push(TAIL)
+    return Buffer.concat(parts)
+  }
+}
+
 function validate (raw: unknown, path: string): LedgerData {
   const data = raw as Partial<LedgerData> | null
   if (data === null || typeof data !== 'object' || data.format !== 1 || !Array.isArray(data.runs)) {
@@ -51,7 +79,7 @@ function validate (raw: unknown, path: string): LedgerData {
 }
 
 export async function openRunLedger (path: string): Promise<RunLedger> {
-  const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600 })
+  const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600, serialize: ledgerSerializer() })
   const db = new Low<LedgerData>(adapter, { format: 1, runs: [] })
   const raw = await adapter.read()
   const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)

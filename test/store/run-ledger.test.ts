@@ -1,0 +1,86 @@
+// The run ledger on its own: the file is exactly the JSON of what memory holds (records encoded one by one and
+// kept), updates are compare-and-swap, and updateBestEffort lets memory run ahead of a full disk until a write fits.
+import t from 'tap'
+import { appendFileSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { openRunLedger } from '../../daemon/store/run-ledger.js'
+import type { RunRecord } from '../../daemon/types.js'
+import { tempDir, tinyTmpfs } from './helpers.js'
+
+function record (i: number): Omit<RunRecord, 'version'> {
+  return {
+    runId: `run${String(i).padStart(11, '0')}`,
+    sessionId: '0b7e9a52-1111-4222-8333-444455556666',
+    user: 'alice',
+    uid: 1000,
+    gid: 1000,
+    workspace: 'personal',
+    launchDir: '/home/alice/ünïcode',
+    host: 'vm',
+    mode: 'arm',
+    names: ['TOKEN'],
+    targets: { hpc: { state: 'provisioned', attempts: 0, nextAttemptAt: null, lastError: null, refs: [{ name: 'TOKEN', ref: '/runs/x' }], revokedAt: null } },
+    state: 'armed',
+    env: { NXF_UUID: 'u' },
+    createdAt: '2030-01-01T00:00:00.000Z',
+    startedAt: null,
+    endedAt: null,
+    expiresAt: null,
+    endReason: null,
+    exitCode: null,
+    signal: null,
+    pid: null,
+    pidStart: null,
+    slurmJobId: null,
+    runName: null,
+    historyMark: 0
+  }
+}
+
+t.test('the file is byte for byte JSON.stringify of the ledger after inserts, updates and removals', async t => {
+  const path = join(tempDir(t), 'runs.json')
+  const ledger = await openRunLedger(path)
+  t.teardown(async () => { await ledger.close() })
+  for (let i = 0; i < 5; i++) await ledger.insert(record(i))
+  const first = ledger.all()[1]!
+  await ledger.update(first.runId, first.version, r => ({ ...r, state: 'killed', endReason: 'quote " and \\ and \n' }))
+  await t.rejects(ledger.update(first.runId, first.version, r => r), { code: 'NFS_ERR_CONFLICT' }, 'a stale version is refused')
+  await ledger.remove([ledger.all()[3]!.runId])
+  const expected = JSON.stringify({ format: 1, runs: ledger.all() }) + '\n'
+  t.equal(readFileSync(path, 'utf8'), expected)
+  t.equal(ledger.get(first.runId)?.version, first.version + 1)
+  await ledger.close()
+  const again = await openRunLedger(path)
+  t.same(again.all(), JSON.parse(expected).runs, 'a reopen reads it back')
+  await again.close()
+})
+
+t.test('updateBestEffort on a full disk: memory moves on, disk stays, the first write that fits carries it', async t => {
+  const dir = tinyTmpfs(t, '64k')
+  const path = join(dir, 'runs.json')
+  const ledger = await openRunLedger(path)
+  t.teardown(async () => { await ledger.close() })
+  const a = await ledger.insert(record(1))
+  const filler = join(dir, 'filler')
+  try {
+    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
+  } catch {}
+  try {
+    for (;;) appendFileSync(filler, 'a')
+  } catch {}
+  const before = readFileSync(path, 'utf8')
+  await t.rejects(ledger.update(a.runId, a.version, r => ({ ...r, state: 'running' })), { code: 'NFS_ERR_STORAGE' }, 'a plain update is refused')
+  t.equal(ledger.get(a.runId)?.state, 'armed', 'and leaves memory as it was')
+  const kept = await ledger.updateBestEffort(a.runId, a.version, r => ({ ...r, state: 'killed' }))
+  t.same([kept.durable, kept.run.state, ledger.get(a.runId)?.state], [false, 'killed', 'killed'])
+  t.same(ledger.unsynced(), [a.runId])
+  t.equal(readFileSync(path, 'utf8'), before, 'disk unchanged')
+  await t.rejects(ledger.sync(), { code: 'NFS_ERR_STORAGE' }, 'sync fails while the disk is full')
+  await t.rejects(ledger.insert(record(2)), { code: 'NFS_ERR_STORAGE' })
+  t.equal(ledger.all().length, 1, 'the refused insert left nothing in memory')
+  rmSync(filler)
+  t.equal(await ledger.sync(), true)
+  t.same(ledger.unsynced(), [])
+  const onDisk = (JSON.parse(readFileSync(path, 'utf8')) as { runs: RunRecord[] }).runs
+  t.same(onDisk.map(r => [r.runId, r.state, r.version]), [[a.runId, 'killed', a.version + 1]])
+})
