@@ -10,19 +10,14 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import type { RunRecord, TargetName } from '../../daemon/types.js'
 import { caller, runsFixture, type RunsFixture, type Teardown } from '../helpers/runs.js'
 import { tempDir, tinyTmpfs } from '../store/helpers.js'
+import { fillDisk } from '../helpers/fill-disk.js'
 
 /**
  * Take the last byte of a filesystem; returns the filler to remove. The audit log's own last page is filled too
  * (with empty lines), or an append would still fit there.
  */
 function fill (dir: string): string {
-  const filler = join(dir, 'filler')
-  try {
-    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
-  } catch {}
-  try {
-    for (;;) appendFileSync(filler, 'a')
-  } catch {}
+  const filler = fillDisk(dir)
   try {
     for (;;) appendFileSync(join(dir, 'state', 'audit.log'), '\n')
   } catch {}

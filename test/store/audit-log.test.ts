@@ -6,6 +6,7 @@ import { openAuditLog } from '../../daemon/store/audit-log.js'
 import type { AuditEntry } from '../../daemon/store/audit-log.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { tempDir, tinyTmpfs } from './helpers.js'
+import { fillDisk } from '../helpers/fill-disk.js'
 
 const CANARY = 'CANARY-audit-0b7e'
 
@@ -63,13 +64,7 @@ t.test('a full disk: the line that does not fit is refused and cut off, never le
   t.teardown(async () => { await log.close() })
   const entry = (i: number): AuditEntry => ({ action: 'run.revoke', actor: 'nf-secretsd', runId: `run-${i}`, detail: { pad: 'x'.repeat(100) } })
   await log.append(entry(0))
-  const filler = join(dir, 'filler')
-  try {
-    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
-  } catch {}
-  try {
-    for (;;) appendFileSync(filler, 'a')
-  } catch {}
+  const filler = fillDisk(dir)
   // The log's own last page still has room: append until a line no longer fits.
   let refused = -1
   for (let i = 1; i < 100 && refused < 0; i++) {

@@ -1,7 +1,7 @@
 // lastUsed is advisory metadata kept off the arm's path: marked in memory at once, written by the store's next
 // write, by a coalesced write of its own, or at close; a full disk keeps the marks for a later write.
 import t from 'tap'
-import { appendFileSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { openSecretsStore } from '../../daemon/store/secrets-store.js'
@@ -10,6 +10,7 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import type { StoreData } from '../../daemon/store/store-format.js'
 import { silentLogger, tempDir, tinyTmpfs } from './helpers.js'
 import type { Teardown } from './helpers.js'
+import { fillDisk } from '../helpers/fill-disk.js'
 
 const AT = '2030-01-01T00:00:00.000Z'
 const LATER = '2030-01-02T00:00:00.000Z'
@@ -64,13 +65,7 @@ t.test('marks ride along with the next store write, and one made during a write 
 t.test('a full disk keeps the marks in memory; the next write after space returns carries them', async t => {
   const dir = tinyTmpfs(t, '64k')
   const { path, store } = await fresh(t, 60_000, dir)
-  const filler = join(dir, 'filler')
-  try {
-    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
-  } catch {}
-  try {
-    for (;;) appendFileSync(filler, 'a')
-  } catch {}
+  const filler = fillDisk(dir)
   const before = readFileSync(path, 'utf8')
   await store.markUsed([TOKEN], AT)
   await t.rejects(store.createSecret('user:alice', 'NOROOM', new SecretValue('z'), 'alice'), { code: 'NFS_ERR_STORAGE' })

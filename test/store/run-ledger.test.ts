@@ -1,11 +1,12 @@
 // The run ledger on its own: the file is exactly the JSON of what memory holds (records encoded one by one and
 // kept), updates are compare-and-swap, and updateBestEffort lets memory run ahead of a full disk until a write fits.
 import t from 'tap'
-import { appendFileSync, readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { openRunLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { tempDir, tinyTmpfs } from './helpers.js'
+import { fillDisk } from '../helpers/fill-disk.js'
 
 function record (i: number): Omit<RunRecord, 'version'> {
   return {
@@ -61,13 +62,7 @@ t.test('updateBestEffort on a full disk: memory moves on, disk stays, the first 
   const ledger = await openRunLedger(path)
   t.teardown(async () => { await ledger.close() })
   const a = await ledger.insert(record(1))
-  const filler = join(dir, 'filler')
-  try {
-    for (;;) appendFileSync(filler, Buffer.alloc(4096, 0x61))
-  } catch {}
-  try {
-    for (;;) appendFileSync(filler, 'a')
-  } catch {}
+  const filler = fillDisk(dir)
   const before = readFileSync(path, 'utf8')
   await t.rejects(ledger.update(a.runId, a.version, r => ({ ...r, state: 'running' })), { code: 'NFS_ERR_STORAGE' }, 'a plain update is refused')
   t.equal(ledger.get(a.runId)?.state, 'armed', 'and leaves memory as it was')
