@@ -51,8 +51,6 @@ export class Revoker {
   readonly #deps: RevokerDeps
   // One revoke per run at a time in this process; a second caller waits for the first.
   readonly #inFlight = new Map<string, Promise<RunRecord>>()
-  // Audit lines of revokes that could not be appended (full disk), in order, for retryRecords().
-  readonly #auditBacklog: AuditEntry[] = []
   /** How many records were kept in memory because the disk refused them (ledger records and audit lines). */
   readonly deferredCounts = { ledger: 0, audit: 0 }
 
@@ -98,25 +96,14 @@ export class Revoker {
       await ledger.sync()
       logger.info({ runs: pending.length }, 'run ledger records kept in memory are written')
     }
-    while (this.#auditBacklog.length > 0) {
-      await audit.append(this.#auditBacklog[0]!)
-      this.#auditBacklog.shift()
-    }
+    await audit.flushKept()
   }
 
   async #audit (entry: AuditEntry): Promise<void> {
-    // Behind earlier lines that are still waiting, so the log keeps its order.
-    if (this.#auditBacklog.length === 0) {
-      try {
-        await this.#deps.audit.append(entry)
-        return
-      } catch (err) {
-        this.#deps.logger.error({ runId: entry.runId, err }, 'audit line not written; kept for a later write')
-      }
-    }
-    this.#auditBacklog.push(entry)
+    if (await this.#deps.audit.appendOrKeep(entry)) return
     this.deferredCounts.audit++
     this.#deps.observer?.deferred?.('audit')
+    this.#deps.logger.error({ runId: entry.runId }, 'audit line not written; kept in memory and written when space returns')
   }
 
   async #revoke (runId: string, force: boolean): Promise<RunRecord> {

@@ -3,10 +3,12 @@
 // (and only strings and numbers under `detail`), so a value smuggled in by a cast is dropped, not written.
 // Each line goes out in one write(2) on an O_APPEND descriptor, so lines never interleave or tear, and is
 // fsync'd before append() resolves: what the API answered is on disk. A line that does not fit (full disk) is cut
-// off again, so the log never holds half a line and a later retry of the same entry appends it whole.
+// off again, so the log never holds half a line. appendOrKeep() is for steps that must go ahead when the disk is
+// full (a revoke): its line is kept in memory instead, and every later append writes the kept lines first, so the
+// order on disk stays the order of the calls for every caller.
 import { constants, promises as fsp } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
-import { nfsError } from '../errors.js'
+import { isCoded, nfsError } from '../errors.js'
 
 export interface AuditEntry {
   action: string
@@ -20,7 +22,14 @@ export interface AuditEntry {
 }
 
 export interface AuditLog {
+  /** On disk (fsync'd) when it resolves, behind any kept lines; a storage error rejects with NFS_ERR_STORAGE. */
   append: (entry: AuditEntry) => Promise<void>
+  /** append, except that a storage error keeps the line in memory for a later write and resolves false. */
+  appendOrKeep: (entry: AuditEntry) => Promise<boolean>
+  /** lines kept in memory by appendOrKeep, not yet on disk */
+  kept: () => number
+  /** Write the kept lines; a storage error rejects and keeps them. */
+  flushKept: () => Promise<void>
   close: () => Promise<void>
 }
 
@@ -62,28 +71,72 @@ class FileAuditLog implements AuditLog {
     this.#size = size
   }
 
-  async append (entry: AuditEntry): Promise<void> {
-    // Serialised so the order on disk is the order of the calls and each fsync covers its own line.
-    const run = async (): Promise<void> => {
-      const fh = this.#fh
-      if (fh === null) throw nfsError('NFS_ERR_STORAGE', [this.#path, 'the audit log is closed'])
-      const buf = Buffer.from(auditLine(entry, this.#now()), 'utf8')
-      try {
-        const { bytesWritten } = await fh.write(buf, 0, buf.length)
-        if (bytesWritten !== buf.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' })
-        await fh.sync()
-        this.#size += buf.length
-      } catch (err) {
-        await fh.truncate(this.#size).catch(() => {})
-        throw storageError(this.#path, err)
-      }
+  readonly #kept: Buffer[] = []
+
+  /** One line in one write(2), fsync'd; on failure the file is cut back to its length before it. */
+  async #write (buf: Buffer): Promise<void> {
+    const fh = this.#fh
+    if (fh === null) throw nfsError('NFS_ERR_STORAGE', [this.#path, 'the audit log is closed'])
+    try {
+      const { bytesWritten } = await fh.write(buf, 0, buf.length)
+      if (bytesWritten !== buf.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' })
+      await fh.sync()
+      this.#size += buf.length
+    } catch (err) {
+      await fh.truncate(this.#size).catch(() => {})
+      throw storageError(this.#path, err)
     }
-    const p = this.#chain.then(run, run)
-    this.#chain = p.catch(() => {})
-    await p
+  }
+
+  async #drain (): Promise<void> {
+    while (this.#kept.length > 0) {
+      await this.#write(this.#kept[0]!)
+      this.#kept.shift()
+    }
+  }
+
+  // Serialised so the order on disk is the order of the calls and each fsync covers its own line.
+  async #serial<T> (fn: () => Promise<T>): Promise<T> {
+    const p = this.#chain.then(fn, fn)
+    this.#chain = p.then(() => {}, () => {})
+    return await p
+  }
+
+  async append (entry: AuditEntry): Promise<void> {
+    const buf = Buffer.from(auditLine(entry, this.#now()), 'utf8')
+    await this.#serial(async () => {
+      await this.#drain()
+      await this.#write(buf)
+    })
+  }
+
+  async appendOrKeep (entry: AuditEntry): Promise<boolean> {
+    // The line is dated now, when the action happened, whenever it reaches the disk.
+    const buf = Buffer.from(auditLine(entry, this.#now()), 'utf8')
+    return await this.#serial(async () => {
+      try {
+        await this.#drain()
+        await this.#write(buf)
+        return true
+      } catch (err) {
+        if (!isCoded(err, 'NFS_ERR_STORAGE') || this.#fh === null) throw err
+        this.#kept.push(buf)
+        return false
+      }
+    })
+  }
+
+  kept (): number {
+    return this.#kept.length
+  }
+
+  async flushKept (): Promise<void> {
+    await this.#serial(async () => { await this.#drain() })
   }
 
   async close (): Promise<void> {
+    // A last try for kept lines; what still does not fit is lost with the process (the ledger keeps the facts).
+    await this.flushKept().catch(() => {})
     await this.#chain
     const fh = this.#fh
     this.#fh = null

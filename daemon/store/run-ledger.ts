@@ -31,8 +31,8 @@ export interface RunLedger {
   updateBestEffort (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null): Promise<{ run: RunRecord, durable: boolean }>
   /** Runs whose latest state is in memory only (updateBestEffort could not write it). */
   unsynced (): string[]
-  /** Write the ledger if memory is ahead of disk; true when nothing is left unwritten. Storage errors reject. */
-  sync (): Promise<boolean>
+  /** Write the ledger if memory is ahead of disk. Storage errors reject (and keep memory ahead). */
+  sync (): Promise<void>
   remove (runIds: string[]): Promise<number>
   close (): Promise<void>
 }
@@ -140,7 +140,6 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
     unsynced: () => [...unsynced],
     sync: () => serial(async () => {
       if (unsynced.size > 0) await commit(new Map(byId))
-      return true
     }),
     remove: (runIds) => serial(async () => {
       const next = new Map(byId)

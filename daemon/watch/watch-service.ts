@@ -17,7 +17,7 @@ import { isTerminal, TARGET_NAMES, type Caller } from '../types.js'
 import { AutoRuns } from './auto-run.js'
 import type { WatchService, WatchSummary, WatchView } from './service.js'
 import { RunDirWatcher, type WatcherEvent } from './watcher.js'
-import type { WalkFs } from './walk.js'
+import { skippedName, type WalkFs } from './walk.js'
 
 export interface WatchServiceDeps {
   config: Config
@@ -117,7 +117,7 @@ export class DirWatchService implements WatchService {
     const r = this.#rootOf(dir)
     if (r === null || !this.#walking.has(r.root)) return false
     const rest = dir.slice(r.root.length).split(sep).filter(x => x !== '')
-    return rest.length <= r.depth && !rest.some(x => x === 'work' || (x.startsWith('.') && x !== '.nextflow'))
+    return rest.length <= r.depth && !rest.some(skippedName)
   }
 
   async #stopRoot (root: string): Promise<void> {

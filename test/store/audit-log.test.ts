@@ -77,3 +77,27 @@ t.test('a full disk: the line that does not fit is refused and cut off, never le
   await log.append(entry(refused))
   t.same(parse().map(l => l.runId), Array.from({ length: refused + 1 }, (_, i) => `run-${i}`), 'the retry appends it whole, in order')
 })
+
+t.test('appendOrKeep on a full disk keeps the line; later appends write the kept lines first, in call order', async t => {
+  const dir = tinyTmpfs(t, '64k')
+  const path = join(dir, 'audit.log')
+  const log = await openAuditLog(path)
+  t.teardown(async () => { await log.close() })
+  const entry = (id: string): AuditEntry => ({ action: 'run.revoke', actor: 'nf-secretsd', runId: id, detail: { pad: 'x'.repeat(100) } })
+  await log.append(entry('first'))
+  const filler = fillDisk(dir)
+  // Fill the log's own last page too, so that the next line cannot fit.
+  for (let i = 0; i < 100 && await log.appendOrKeep(entry(`fill-${i}`)); i++);
+  t.equal(log.kept(), 1, 'the line that did not fit is kept, not refused')
+  const onDisk = (): string[] => readFileSync(path, 'utf8').split('\n').filter(l => l !== '').map(l => (JSON.parse(l) as { runId: string }).runId)
+  const before = onDisk()
+  t.equal(await log.appendOrKeep(entry('kept-2')), false, 'a second one waits behind it')
+  await t.rejects(log.append(entry('plain')), { code: 'NFS_ERR_STORAGE' }, 'a plain append still fails while the disk is full')
+  await t.rejects(log.flushKept(), { code: 'NFS_ERR_STORAGE' })
+  t.same(onDisk(), before, 'nothing half written meanwhile')
+  rmSync(filler)
+  await log.append(entry('after'))
+  t.equal(log.kept(), 0)
+  const lines = onDisk()
+  t.same(lines.slice(before.length), [`fill-${before.length - 1}`, 'kept-2', 'after'], 'kept lines first, in order, then the new one')
+})
