@@ -24,8 +24,6 @@ export class LaunchDir {
   readonly uid: number
   readonly #known = new Map<string, HistoryRecord>()
   readonly #goodbyes = new Set<string>()
-  /** when the watcher last started a scan (ms since the epoch; 0: never): its debounce window starts there */
-  scannedAt = 0
   #changed = false
 
   private constructor (dir: string, uid: number) {

@@ -3,12 +3,13 @@
 // `.nextflow/` (natively: two inotify watches a launch dir; the files are known from the dirs' events). chokidar looks
 // at depth 0 of each and a filter hides every other name, so work/ is never listed, stat'ed inside or watched. How
 // chokidar instances are cut and awaited: chokidar-shards.ts. Out come domain events: launch-dir-found, run-started,
-// run-ended, activity, degraded. A launch dir is read at its first event and again, once, after a burst (leading and
-// trailing edge). stop() is awaited.
+// run-ended, activity, degraded. When a launch dir is read (leading and trailing edge, rechecks): read-scheduler.ts.
+// stop() is awaited.
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../logger.js'
 import { openShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
 import { LaunchDir, type LaunchEvent } from './launch-dir.js'
+import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
 import { CACHE_DIR, HISTORY, LAUNCH_FILES, isPlainFile, nodeWalkFs, walkTree, type WalkFs } from './walk.js'
 
 export interface GroupOptions {
@@ -29,8 +30,6 @@ export interface WatcherOptions {
   fs?: WalkFs
 }
 
-interface Pending { timer: NodeJS.Timeout, history: boolean, log: boolean, tries: number }
-type What = { history: boolean, log: boolean }
 
 /** A group: its dirs, its launch dirs and the chokidar shards that watch them. */
 class Group {
@@ -40,9 +39,7 @@ class Group {
   readonly maxDepth: number
   readonly dirs = new Map<string, number>()
   readonly launch = new Map<string, LaunchDir>()
-  readonly pending = new Map<string, Pending>()
-  /** scans of one launch dir run one after the other: two reads racing could record an older state last */
-  readonly scans = new Map<string, Promise<void>>()
+  readonly reads: ReadScheduler
   /** launch dirs whose first read is in flight -> an event came meanwhile (read again once it is done) */
   readonly opening = new Map<string, boolean>()
   readonly shards = new Set<Shard>()
@@ -50,17 +47,17 @@ class Group {
   /** a history changed after this (ms) was written while the daemon watched: not a seed */
   walkStartedAt = Number.POSITIVE_INFINITY
 
-  constructor (key: string, opts: GroupOptions, maxDepth: number) {
+  constructor (key: string, opts: GroupOptions, maxDepth: number, reads: (g: Group) => ReadScheduler) {
     this.key = key
     this.opts = opts
     this.maxDepth = maxDepth
+    this.reads = reads(this)
   }
 }
 
 export class RunDirWatcher {
   readonly #log: Logger
   readonly #debounceMs: number
-  readonly #recheck = new Map<string, NodeJS.Timeout>()
   readonly #fs: WalkFs
   readonly #groups = new Map<string, Group>()
   readonly #listeners = new Set<(e: WatcherEvent) => void>()
@@ -128,7 +125,12 @@ export class RunDirWatcher {
   /** Start watching a group: a root's tree (depth >= 0) or, with `root: null`, nothing until addLaunchDir. */
   async addGroup (key: string, opts: GroupOptions, root: { path: string, depth: number } | null): Promise<{ launchDirs: number, dirs: number }> {
     if (this.#stopped || this.#groups.has(key)) return { launchDirs: 0, dirs: 0 }
-    const g = new Group(key, opts, root?.depth ?? -1)
+    const g = new Group(key, opts, root?.depth ?? -1, (gg) => new ReadScheduler({
+      debounceMs: this.#debounceMs,
+      intervalMs: () => gg.opts.intervalMs,
+      read: async (dir, what) => await this.#read(gg, dir, what),
+      onError: (dir, err) => { this.#log.warn({ dir, err }, 'scanning a launch dir failed') }
+    }))
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
     // File times come from the kernel's coarse clock (a tick behind) or a server's (NFS, whole seconds): a margin, so
@@ -141,7 +143,7 @@ export class RunDirWatcher {
     const g = this.#groups.get(key)
     if (g === undefined) return
     this.#groups.delete(key)
-    for (const p of g.pending.values()) clearTimeout(p.timer)
+    g.reads.stop()
     await Promise.all([...g.shards].map(async s => await s.close()))
   }
 
@@ -162,9 +164,7 @@ export class RunDirWatcher {
     g.dirs.delete(dir)
     g.dirs.delete(cache)
     g.launch.delete(dir)
-    const p = g.pending.get(dir)
-    if (p !== undefined) clearTimeout(p.timer)
-    g.pending.delete(dir)
+    g.reads.forget(dir)
   }
 
   /** Is `dir` a launch dir or tree dir of some group (other than those in `except`)? */
@@ -248,7 +248,7 @@ export class RunDirWatcher {
       if (ld !== null && !g.launch.has(dir) && this.#live(g)) {
         g.launch.set(dir, ld)
         this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir })
-        if (!seed || dirty || ld.changedSinceSeed) this.#schedule(g, dir, { history: true, log: true })
+        if (!seed || dirty || ld.changedSinceSeed) g.reads.schedule(dir, { history: true, log: true })
       } else if (ld === null && dirty && this.#live(g)) {
         // history appeared while we looked: it was written after the watch was set, so it is read from scratch
         void this.#found(g, dir)
@@ -264,9 +264,9 @@ export class RunDirWatcher {
   }
 
   /** A file event in a watched dir (natively, from the dirs' raw events). */
-  #touch (g: Group, dir: string, what: What): void {
+  #touch (g: Group, dir: string, what: ReadWhat): void {
     if (g.opening.has(dir)) g.opening.set(dir, true)
-    else if (g.launch.has(dir)) this.#schedule(g, dir, what)
+    else if (g.launch.has(dir)) g.reads.schedule(dir, what)
     else if (what.history) void this.#found(g, dir)
   }
 
@@ -291,7 +291,7 @@ export class RunDirWatcher {
         else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
       } else if (event === 'unlinkDir') {
         for (const d of [...g.dirs.keys()]) {
-          if (d === path || d.startsWith(`${path}/`)) { this.#unwatch(g, d); g.dirs.delete(d); g.launch.delete(d) }
+          if (d === path || d.startsWith(`${path}/`)) { this.#unwatch(g, d); g.dirs.delete(d); g.launch.delete(d); g.reads.forget(d) }
         }
       } else if (name === HISTORY && basename(parent) === CACHE_DIR) {
         // polling mode: chokidar's file watchers (natively these come as raw events)
@@ -304,57 +304,15 @@ export class RunDirWatcher {
     }
   }
 
-  /**
-   * Leading edge: a dir not read within the last debounce window is read at once. Events during or right after a
-   * read coalesce into one more read when the window ends (trailing edge), so a burst costs two reads at most.
-   */
-  #schedule (g: Group, dir: string, what: What, tries = 0): void {
-    const p = g.pending.get(dir)
-    if (p !== undefined) {
-      p.history ||= what.history
-      p.log ||= what.log
-      p.tries = Math.max(p.tries, tries)
-      return
-    }
-    const since = Date.now() - (g.launch.get(dir)?.scannedAt ?? 0)
-    const entry: Pending = {
-      history: what.history,
-      log: what.log,
-      tries,
-      timer: setTimeout(() => { this.#queueScan(g, dir, entry) }, Math.max(0, this.#debounceMs - since))
-    }
-    g.pending.set(dir, entry)
-  }
-
-  #queueScan (g: Group, dir: string, p: Pending): void {
-    g.pending.delete(dir)
-    const next = (g.scans.get(dir) ?? Promise.resolve()).then(async () => await this.#scan(g, dir, p)).catch((err: unknown) => {
-      this.#log.warn({ dir, err }, 'scanning a launch dir failed')
-    })
-    g.scans.set(dir, next)
-    void next.finally(() => { if (g.scans.get(dir) === next) g.scans.delete(dir) })
-  }
-
-  async #scan (g: Group, dir: string, p: Pending): Promise<void> {
+  /** One read of a launch dir (see read-scheduler.ts for when): its events out, and whether to read again. */
+  async #read (g: Group, dir: string, what: ReadWhat): Promise<ReadOutcome | null> {
     const ld = g.launch.get(dir)
-    if (ld === undefined || this.#stopped) return
-    ld.scannedAt = Date.now()
-    // torn-read safety: history is rewritten in place; a read that caught it half-written asks for another
-    const { events, retry } = await ld.scan(p)
-    if (this.#stopped) return
+    if (ld === undefined || !this.#live(g)) return null
+    const { events, retry } = await ld.scan(what)
+    if (!this.#live(g)) return null
     for (const e of events) this.#emit(e)
     this.#emit({ type: 'activity', launchDir: dir })
-    if (retry && p.tries < 5) this.#schedule(g, dir, { history: true, log: false }, p.tries + 1)
-    // While a run is live here, read again every interval: an event lost under load (or never raised, as on a network
-    // filesystem) must not leave its end unseen. Two small files a dir, only for dirs with a live run.
-    if (ld.hasRunning() && !this.#recheck.has(dir)) {
-      const timer = setTimeout(() => {
-        this.#recheck.delete(dir)
-        if (!this.#stopped && g.launch.has(dir)) this.#schedule(g, dir, { history: true, log: true })
-      }, g.opts.intervalMs)
-      timer.unref()
-      this.#recheck.set(dir, timer)
-    }
+    return { retry, live: ld.hasRunning() }
   }
 
   /**
@@ -377,16 +335,14 @@ export class RunDirWatcher {
     await Promise.all(old.map(async s => await s.close()))
     const all = [...g.dirs.keys()]
     for (let i = 0; i < all.length; i += SHARD_PATHS) await this.#watch(g, all.slice(i, i + SHARD_PATHS))
-    for (const dir of g.launch.keys()) this.#schedule(g, dir, { history: true, log: true })
+    for (const dir of g.launch.keys()) g.reads.schedule(dir, { history: true, log: true })
   }
 
   async stop (): Promise<void> {
     this.#stopped = true
-    for (const timer of this.#recheck.values()) clearTimeout(timer)
-    this.#recheck.clear()
     const all = [...this.#groups.values()]
     this.#groups.clear()
-    for (const g of all) for (const p of g.pending.values()) clearTimeout(p.timer)
+    for (const g of all) g.reads.stop()
     await Promise.all(all.flatMap(g => [...g.shards].map(async s => await s.close())))
     this.#listeners.clear()
   }

@@ -1,0 +1,104 @@
+// When the watcher reads a launch dir. A dir not read within the last debounce window is read at once (leading edge);
+// events during or right after a read coalesce into one more read when the window ends (trailing edge), so a burst of
+// writes costs two reads at most. Reads of one dir run one after the other (two racing could record an older state
+// last), a torn read asks for another (history is rewritten in place), and a dir with a live run is read again every
+// interval, so that an event lost under load (or never raised, as on a network filesystem) cannot hide its end.
+// One scheduler per watch group; stop() cancels every timer it set.
+
+export interface ReadWhat { history: boolean, log: boolean }
+
+export interface ReadOutcome {
+  /** the read caught a file half-written: read again shortly */
+  retry: boolean
+  /** a run of the dir is still live: read again after the interval even without an event */
+  live: boolean
+}
+
+export interface ReadSchedulerOptions {
+  debounceMs: number
+  intervalMs: () => number
+  /** read the dir; null when it is no longer watched */
+  read: (dir: string, what: ReadWhat) => Promise<ReadOutcome | null>
+  onError: (dir: string, err: unknown) => void
+}
+
+interface Pending extends ReadWhat { timer: NodeJS.Timeout, tries: number }
+
+/** Torn reads retried at most this many times in a row. */
+const MAX_RETRIES = 5
+
+export class ReadScheduler {
+  readonly #o: ReadSchedulerOptions
+  readonly #pending = new Map<string, Pending>()
+  readonly #reads = new Map<string, Promise<void>>()
+  readonly #lastRead = new Map<string, number>()
+  readonly #recheck = new Map<string, NodeJS.Timeout>()
+  #stopped = false
+
+  constructor (o: ReadSchedulerOptions) {
+    this.#o = o
+  }
+
+  schedule (dir: string, what: ReadWhat, tries = 0): void {
+    if (this.#stopped) return
+    const p = this.#pending.get(dir)
+    if (p !== undefined) {
+      p.history ||= what.history
+      p.log ||= what.log
+      p.tries = Math.max(p.tries, tries)
+      return
+    }
+    const since = Date.now() - (this.#lastRead.get(dir) ?? 0)
+    const entry: Pending = {
+      history: what.history,
+      log: what.log,
+      tries,
+      timer: setTimeout(() => { this.#queue(dir, entry) }, Math.max(0, this.#o.debounceMs - since))
+    }
+    this.#pending.set(dir, entry)
+  }
+
+  /** The dir is no longer watched: drop what is waiting for it. */
+  forget (dir: string): void {
+    const p = this.#pending.get(dir)
+    if (p !== undefined) clearTimeout(p.timer)
+    this.#pending.delete(dir)
+    const r = this.#recheck.get(dir)
+    if (r !== undefined) clearTimeout(r)
+    this.#recheck.delete(dir)
+    this.#lastRead.delete(dir)
+  }
+
+  stop (): void {
+    this.#stopped = true
+    for (const p of this.#pending.values()) clearTimeout(p.timer)
+    for (const r of this.#recheck.values()) clearTimeout(r)
+    this.#pending.clear()
+    this.#recheck.clear()
+  }
+
+  #queue (dir: string, p: Pending): void {
+    this.#pending.delete(dir)
+    const next = (this.#reads.get(dir) ?? Promise.resolve()).then(async () => { await this.#read(dir, p) }).catch((err: unknown) => {
+      this.#o.onError(dir, err)
+    })
+    this.#reads.set(dir, next)
+    void next.finally(() => { if (this.#reads.get(dir) === next) this.#reads.delete(dir) })
+  }
+
+  async #read (dir: string, p: Pending): Promise<void> {
+    if (this.#stopped) return
+    this.#lastRead.set(dir, Date.now())
+    const out = await this.#o.read(dir, { history: p.history, log: p.log })
+    if (out === null || this.#stopped) return
+    if (out.retry && p.tries < MAX_RETRIES) this.schedule(dir, { history: true, log: false }, p.tries + 1)
+    if (out.live && !this.#recheck.has(dir)) {
+      const timer = setTimeout(() => {
+        this.#recheck.delete(dir)
+        this.schedule(dir, { history: true, log: true })
+      }, this.#o.intervalMs())
+      timer.unref()
+      this.#recheck.set(dir, timer)
+    }
+  }
+}
