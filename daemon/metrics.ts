@@ -110,6 +110,15 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
     labelNames: ['target', 'outcome'],
     registers: [registry]
   })
+  // Records the revoke path could not write (a full state disk) and kept in memory: the ledger or audit log on disk is
+  // behind until space returns. Any increase wants an admin's look at the state dir's filesystem.
+  const deferred = new Counter({
+    name: `${p}deferred_records_total`,
+    help: 'Revoke-path records kept in memory because the state disk refused them, by kind (ledger, audit)',
+    labelNames: ['what'],
+    registers: [registry]
+  })
+  for (const what of ['ledger', 'audit']) deferred.inc({ what }, 0)
   const revokeSeconds = new Histogram({
     name: `${p}revoke_duration_seconds`,
     help: 'Time one revoke attempt took in a target, successful or not',
@@ -168,6 +177,9 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
       revoked (target, ok, seconds) {
         revokes.inc({ target, outcome: outcome(ok) })
         revokeSeconds.observe({ target }, seconds)
+      },
+      deferred (what) {
+        deferred.inc({ what })
       }
     }
   }

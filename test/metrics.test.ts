@@ -51,6 +51,7 @@ t.test('pure parts: runs by state lists every state; the observer counts by targ
   m.observer.provisioned('hpc', false)
   m.observer.revoked('aws', false, 0.2)
   m.observer.revoked('aws', true, 3)
+  m.observer.deferred?.('audit')
   const e = parseExposition(await m.render())
   wellFormed(t, e)
   t.equal(sample(e, 'nfsecretsd_provisions_total', { target: 'hpc', outcome: 'error' }), 1)
@@ -61,6 +62,8 @@ t.test('pure parts: runs by state lists every state; the observer counts by targ
   t.equal(sample(e, 'nfsecretsd_revoke_duration_seconds_bucket', { target: 'aws', le: '2.5' }), 1)
   t.equal(sample(e, 'nfsecretsd_revoke_duration_seconds_bucket', { target: 'aws', le: '5' }), 2)
   t.equal(sample(e, 'nfsecretsd_aws_calls_total'), 0, 'no AWS target: zero, still present')
+  t.equal(sample(e, 'nfsecretsd_deferred_records_total', { what: 'audit' }), 1, 'a record kept in memory is counted')
+  t.equal(sample(e, 'nfsecretsd_deferred_records_total', { what: 'ledger' }), 0)
   t.equal(sample(e, 'nfsecretsd_watch_roots'), 2)
   t.equal(sample(e, 'nfsecretsd_watched_launch_dirs'), 5)
   t.equal(sample(e, 'nfsecretsd_watch_degraded_roots'), 1)
@@ -131,5 +134,5 @@ t.test('a real daemon: runs, provisions, revokes, latency, AWS calls, process me
   }
   const ours = e.samples.filter(s => !/^nfsecretsd_(nodejs|process)_/.test(s.name))
   const labelKeys = new Set(ours.flatMap(s => Object.keys(s.labels)))
-  t.same([...labelKeys].sort(), ['le', 'mode', 'outcome', 'state', 'target', 'version'], 'the only label names of our series')
+  t.same([...labelKeys].sort(), ['le', 'mode', 'outcome', 'state', 'target', 'version', 'what'], 'the only label names of our series')
 })
