@@ -12,7 +12,7 @@ export interface StatusView {
   workspaces: number
   runs: Record<string, number>
   targets: Record<string, { usable?: boolean, detail?: string, warnings?: string[] } | unknown>
-  watches: { roots: number, launchDirs: number, degraded: unknown[] }
+  watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[] }
 }
 
 export interface WhoamiView {
@@ -45,7 +45,7 @@ export function statusText (s: StatusView): string {
     ['secrets', s.secrets],
     ['workspaces', s.workspaces],
     ['runs', renderMap(s.runs)],
-    ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}` : '-']
+    ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}${(s.watches.walking?.length ?? 0) > 0 ? `, ${s.watches.walking!.length} still walking` : ''}` : '-']
   ])
   const targets = targetLines(s.targets)
   return fields + (targets.length > 0 ? `targets:\n${targets.join('\n')}\n` : 'targets:  -\n')

@@ -3,11 +3,8 @@ import { resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Command } from './args.js'
 import { renderTable } from './output.js'
+import type { WatchView } from '../watch/service.js'
 
-interface WatchView {
-  root: string, depth: number, workspace: string | null, targets: string[], poll: boolean, intervalMs: number,
-  owner: string, source: string, launchDirs: number, degraded: string | null
-}
 
 /** `--target aws,memory` (or repeated) -> ['aws', 'memory']. Pure. */
 export function targetList (v: unknown): string[] | undefined {
@@ -24,11 +21,13 @@ export function intOption (v: unknown, name: string, min: number, max: number): 
   return n
 }
 
-function table (rows: WatchView[]): string {
+/** The `watch list` table. Pure. */
+export function watchTable (rows: WatchView[]): string {
   if (rows.length === 0) return 'No watches.\n'
   return renderTable(['ROOT', 'SOURCE', 'OWNER', 'DEPTH', 'WORKSPACE', 'TARGETS', 'MODE', 'LAUNCH DIRS', 'DEGRADED'],
     rows.map(w => [w.root, w.source, w.owner, w.depth, w.workspace ?? '-', w.targets.join(',') || '-',
-      w.poll ? `poll ${w.intervalMs}ms` : 'native', w.launchDirs, w.degraded ?? '-']))
+      // A root still being walked at start-up is still finding its launch dirs: its count is a floor.
+      w.poll ? `poll ${w.intervalMs}ms` : 'native', w.walking ? `${w.launchDirs} (walking)` : w.launchDirs, w.degraded ?? '-']))
 }
 
 export const watchCommands: Command[] = [
@@ -62,7 +61,7 @@ export const watchCommands: Command[] = [
     positionals: [0, 0],
     async run (ctx) {
       const rows = await ctx.client().request<WatchView[]>('GET', '/watches')
-      ctx.out.result(rows, () => table(rows))
+      ctx.out.result(rows, () => watchTable(rows))
       return 0
     }
   },

@@ -1,0 +1,16 @@
+// `watch list` as people read it: a root still walked at start-up says so beside its (partial) launch-dir count.
+import t from 'tap'
+import { watchTable } from '../../daemon/cli/watch.js'
+import type { WatchView } from '../../daemon/watch/service.js'
+
+const view = (root: string, walking: boolean): WatchView => ({
+  root, depth: 2, workspace: null, targets: [], poll: false, intervalMs: 1000, owner: 'config', source: 'config', launchDirs: 42, degraded: null, walking
+})
+
+t.test('a root being walked is marked, a walked one is not', async t => {
+  const rows = watchTable([view('/scratch/a', true), view('/scratch/b', false)]).split('\n')
+  const row = (root: string): string[] => rows.find(r => r.startsWith(root))!.split(/\s{2,}/)
+  t.ok(row('/scratch/a').includes('42 (walking)'))
+  t.ok(row('/scratch/b').includes('42'))
+  t.notOk(row('/scratch/b').some(c => c.includes('walking')))
+})
