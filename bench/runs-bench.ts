@@ -1,7 +1,10 @@
 // POST /runs (arm, target hpc, 20 secrets, durable) one at a time, against the floor: writing the daemon's own
 // store.json once with write+fsync+rename (+ the dir fsync), through the same writeFileAtomic the store uses, into a
-// dir on the same filesystem. A run's creation writes the ledger (intent, then provisioned), the run's store file
-// and the store's lastUsed; the target allows five such floors.
+// dir on the same filesystem. A run's creation writes the ledger twice (the intent, then `provisioned`, each one such
+// write of runs.json), the run's store file and an audit line; the target allows five floors.
+// The two are measured in turn, one arm then one floor write, so that a burst of disk or CPU load from elsewhere on
+// the machine hits both alike (measured one after the other, the floor could be taken in a quiet second and the
+// arms in a busy one, or the reverse). Enough samples that p99 is a percentile, not the single slowest request.
 import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../daemon/store/atomic-file.js'
@@ -15,34 +18,34 @@ export interface RunsOptions { daemon: BenchDaemon, dir: string, samples: number
 
 export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
   const names = userSecretNames(20)
+  const storeText = readFileSync(join(o.daemon.stateDir, 'store.json'))
+  const floorDir = join(o.dir, 'floor')
+  mkdirSync(floorDir, { recursive: true, mode: 0o700 })
   const created: number[] = []
+  const floor: number[] = []
   for (let i = 0; i < o.samples + 3; i++) {
     const launchDir = join(o.dir, 'post-runs', `l${i}`)
     mkdirSync(launchDir, { recursive: true })
     prepareLaunchDir(launchDir)
-    const t = nowMs()
+    let t = nowMs()
     const r = await callJson(o.daemon.socket, 'POST', '/api/v1/runs', { mode: 'arm', launchDir, targets: ['hpc'], only: names })
     const ms = nowMs() - t
     if (r.status !== 201) throw new Error(`POST /runs answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`)
     if ((r.body as { secrets: string[] }).secrets.length !== 20) throw new Error('the run did not get its 20 secrets')
-    // The first few warm the JIT and the caches; they are not counted.
-    if (i >= 3) created.push(ms)
     // Revoke outside the clock, so runs do not pile up in the monitor's pass.
     await callJson(o.daemon.socket, 'DELETE', `/api/v1/runs/${(r.body as { runId: string }).runId}`)
-  }
-  const storeText = readFileSync(join(o.daemon.stateDir, 'store.json'))
-  const floorDir = join(o.dir, 'floor')
-  mkdirSync(floorDir, { recursive: true, mode: 0o700 })
-  const floor: number[] = []
-  for (let i = 0; i < o.samples + 3; i++) {
-    const t = nowMs()
+    t = nowMs()
     await writeFileAtomic(join(floorDir, 'store.json'), storeText, 0o600)
-    if (i >= 3) floor.push(nowMs() - t)
+    const f = nowMs() - t
+    // The first few warm the JIT and the caches; they are not counted.
+    if (i < 3) continue
+    created.push(ms)
+    floor.push(f)
   }
   const c = summarize(created)
   const f = summarize(floor)
   return [
     { figure: 'POST /runs arm hpc 20 secrets p50 ms', value: c.p50, baselineLabel: 'store.json write+fsync+rename p50', baseline: f.p50, ratio: ratio(c.p50, f.p50), target: '-', met: null },
-    { figure: 'POST /runs arm hpc 20 secrets p99 ms', value: c.p99, baselineLabel: 'store.json write+fsync+rename p99', baseline: f.p99, ratio: ratio(c.p99, f.p99), target: 'p99 < 5 x floor', met: c.p99 < 5 * f.p99, note: `${c.n} requests, store.json ${Math.round(storeText.length / 1024)} KiB` }
+    { figure: 'POST /runs arm hpc 20 secrets p99 ms', value: c.p99, baselineLabel: 'store.json write+fsync+rename p99', baseline: f.p99, ratio: ratio(c.p99, f.p99), target: 'p99 < 5 x floor', met: c.p99 < 5 * f.p99, note: `${c.n} requests and floor writes in turn, store.json ${Math.round(storeText.length / 1024)} KiB` }
   ]
 }
