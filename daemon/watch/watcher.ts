@@ -3,14 +3,15 @@
 // `.nextflow/` (natively: two inotify watches a launch dir; the files are known from the dirs' events). chokidar looks
 // at depth 0 of each and a filter hides every other name, so work/ is never listed, stat'ed inside or watched. How
 // chokidar instances are cut and awaited: chokidar-shards.ts. Out come domain events: launch-dir-found, run-started,
-// run-ended, activity, degraded. When a launch dir is read (leading and trailing edge, rechecks): read-scheduler.ts.
-// stop() is awaited.
+// run-ended, activity, degraded. How launch dirs are found (walks, dirs and histories that appear, first reads):
+// discovery.ts. When a launch dir is read (leading and trailing edge, rechecks): read-scheduler.ts. stop() is awaited.
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../logger.js'
 import { openShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
-import { LaunchDir, type LaunchEvent } from './launch-dir.js'
+import { LaunchDirDiscovery, seedCutoff } from './discovery.js'
+import type { LaunchDir, LaunchEvent } from './launch-dir.js'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
-import { CACHE_DIR, HISTORY, LAUNCH_FILES, isPlainFile, nodeWalkFs, walkTree, type WalkFs } from './walk.js'
+import { CACHE_DIR, HISTORY, LAUNCH_FILES, nodeWalkFs, type WalkFs } from './walk.js'
 
 export interface GroupOptions {
   poll: boolean
@@ -61,12 +62,20 @@ export class RunDirWatcher {
   readonly #fs: WalkFs
   readonly #groups = new Map<string, Group>()
   readonly #listeners = new Set<(e: WatcherEvent) => void>()
+  readonly #discovery: LaunchDirDiscovery<Group>
   #stopped = false
 
   constructor (opts: WatcherOptions) {
     this.#log = opts.logger.child({ room: 'watch' })
     this.#debounceMs = opts.debounceMs ?? 50
     this.#fs = opts.fs ?? nodeWalkFs
+    this.#discovery = new LaunchDirDiscovery<Group>({
+      fs: this.#fs,
+      log: this.#log,
+      live: (g) => this.#live(g),
+      watch: async (g, paths) => { await this.#watch(g, paths) },
+      onFound: (g, dir) => { this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir }) }
+    })
   }
 
   on (listener: (e: WatcherEvent) => void): () => void {
@@ -133,10 +142,8 @@ export class RunDirWatcher {
     }))
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
-    // File times come from the kernel's coarse clock (a tick behind) or a server's (NFS, whole seconds): a margin, so
-    // that a write just after this instant is never taken for a seed. A start just before it counts as new: harmless.
-    g.walkStartedAt = Date.now() - 2000
-    return await this.#addTree(g, root.path, 0, true)
+    g.walkStartedAt = seedCutoff(Date.now())
+    return await this.#discovery.addTree(g, root.path, 0, true)
   }
 
   async removeGroup (key: string): Promise<void> {
@@ -152,7 +159,7 @@ export class RunDirWatcher {
     const g = this.#groups.get(key)
     if (g === undefined || g.dirs.has(dir)) return
     g.dirs.set(dir, -1)
-    await this.#addLaunchDirs(g, [dir], true)
+    await this.#discovery.addLaunchDirs(g, [dir], true)
   }
 
   async removeLaunchDir (key: string, dir: string): Promise<void> {
@@ -183,91 +190,11 @@ export class RunDirWatcher {
     return g === undefined ? {} : watchedPaths(g.shards)
   }
 
-  async #addTree (g: Group, start: string, level: number, seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
-    const found = await walkTree(start, level, g.maxDepth, this.#fs)
-    if (found.truncated) this.#log.warn({ group: g.key, dirs: found.dirs.length }, 'watch root is too large; watching part of it')
-    if (!this.#live(g)) return { launchDirs: 0, dirs: 0 }
-    // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
-    const fresh = found.dirs.filter(d => !g.dirs.has(d.path)).map(d => d.path)
-    for (const d of found.dirs) if (!g.dirs.has(d.path)) g.dirs.set(d.path, d.level)
-    const fromWalk = new Set(found.cacheDirs)
-    await this.#addLaunchDirs(g, fresh, seed, fromWalk)
-    return { launchDirs: found.launchDirs.length, dirs: found.dirs.length }
-  }
-
-  /**
-   * Watch `dirs` (and the `.nextflow` of each that has one) shard by shard; once a shard's watches are set, read the
-   * launch dirs among them. `seed`: their history predates the watch (no starts from it); an event that arrives
-   * while a dir is first read marks it for a read right after, so nothing written after the watch is missed.
-   */
-  async #addLaunchDirs (g: Group, dirs: string[], seed: boolean, withCache?: Set<string>): Promise<void> {
-    for (let i = 0; i < dirs.length && this.#live(g); i += SHARD_PATHS / 2) {
-      const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
-      const caches: string[] = []
-      for (const dir of chunk) {
-        if (withCache !== undefined ? !withCache.has(dir) : !(await this.#isDir(join(dir, CACHE_DIR)))) continue
-        const cache = join(dir, CACHE_DIR)
-        if (g.dirs.has(cache)) continue
-        g.dirs.set(cache, -1)
-        caches.push(dir)
-        if (!g.launch.has(dir)) g.opening.set(dir, g.opening.get(dir) ?? false)
-      }
-      await this.#watch(g, [...chunk, ...caches.map(d => join(d, CACHE_DIR))])
-      for (let j = 0; j < caches.length; j += 32) {
-        await Promise.all(caches.slice(j, j + 32).map(async dir => await this.#open(g, dir, seed)))
-      }
-    }
-  }
-
-  async #isDir (path: string): Promise<boolean> {
-    try {
-      return (await this.#fs.lstat(path)).isDirectory()
-    } catch {
-      return false
-    }
-  }
-
-  /** `<dir>/.nextflow` appeared while watched: watch it, then take `dir` as a launch dir once history is there. */
-  async #watchCache (g: Group, dir: string): Promise<void> {
-    const cache = join(dir, CACHE_DIR)
-    if (g.dirs.has(cache) || !(await this.#isDir(cache))) return
-    g.dirs.set(cache, -1)
-    g.opening.set(dir, g.opening.get(dir) ?? false)
-    await this.#watch(g, [cache])
-    await this.#open(g, dir, false)
-  }
-
-  /** The first read of a launch dir whose `opening` mark is set (by the caller, before its watch was). */
-  async #open (g: Group, dir: string, seed: boolean): Promise<void> {
-    let ld: LaunchDir | null = null
-    try {
-      if (this.#live(g) && !g.launch.has(dir) && await isPlainFile(this.#fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt)
-    } finally {
-      const dirty = g.opening.get(dir) ?? false
-      g.opening.delete(dir)
-      if (ld !== null && !g.launch.has(dir) && this.#live(g)) {
-        g.launch.set(dir, ld)
-        this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir })
-        if (!seed || dirty || ld.changedSinceSeed) g.reads.schedule(dir, { history: true, log: true })
-      } else if (ld === null && dirty && this.#live(g)) {
-        // history appeared while we looked: it was written after the watch was set, so it is read from scratch
-        void this.#found(g, dir)
-      }
-    }
-  }
-
-  /** A dir that became a launch dir while watched. */
-  async #found (g: Group, dir: string): Promise<void> {
-    if (g.launch.has(dir) || g.opening.has(dir) || !this.#live(g)) return
-    g.opening.set(dir, false)
-    await this.#open(g, dir, false)
-  }
-
   /** A file event in a watched dir (natively, from the dirs' raw events). */
   #touch (g: Group, dir: string, what: ReadWhat): void {
     if (g.opening.has(dir)) g.opening.set(dir, true)
     else if (g.launch.has(dir)) g.reads.schedule(dir, what)
-    else if (what.history) void this.#found(g, dir)
+    else if (what.history) void this.#discovery.found(g, dir)
   }
 
   #onRaw (g: Group, file: string | null, watched: string): void {
@@ -286,9 +213,9 @@ export class RunDirWatcher {
     try {
       if (event === 'addDir') {
         if (g.dirs.has(path)) return
-        if (name === CACHE_DIR) await this.#watchCache(g, parent)
+        if (name === CACHE_DIR) await this.#discovery.watchCache(g, parent)
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
-        else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
+        else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#discovery.addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
       } else if (event === 'unlinkDir') {
         for (const d of [...g.dirs.keys()]) {
           if (d === path || d.startsWith(`${path}/`)) { this.#unwatch(g, d); g.dirs.delete(d); g.launch.delete(d); g.reads.forget(d) }

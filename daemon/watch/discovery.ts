@@ -1,0 +1,147 @@
+// How the watcher finds a group's launch dirs: the walk of a root's tree (walk.ts) turned into watches, a `.nextflow`
+// that appears in a watched dir, a history that appears in a watched `.nextflow`, and the first read of each launch
+// dir. The order matters: a dir is watched before it is first read, and an event that comes during that first read
+// marks the dir (`opening` -> true) for a read right after, so nothing written after the watch is missed.
+// The group's maps are the watcher's; this file only adds to them. Watching and events stay in watcher.ts.
+import { join } from 'node:path'
+import type { Logger } from '../logger.js'
+import { SHARD_PATHS } from './chokidar-shards.js'
+import { LaunchDir } from './launch-dir.js'
+import type { ReadWhat } from './read-scheduler.js'
+import { CACHE_DIR, HISTORY, isPlainFile, walkTree, type TreeDir, type WalkFs } from './walk.js'
+
+/** The part of a watch group that discovery reads and fills. */
+export interface DiscoveryGroup {
+  readonly key: string
+  readonly maxDepth: number
+  /** tree dirs (level >= 0), and launch dirs and `.nextflow` dirs watched as such (-1) */
+  readonly dirs: Map<string, number>
+  readonly launch: Map<string, LaunchDir>
+  /** launch dirs whose first read is in flight -> an event came meanwhile (read again once it is done) */
+  readonly opening: Map<string, boolean>
+  readonly reads: { schedule: (dir: string, what: ReadWhat) => void }
+  /** a history changed after this (ms) was written while the daemon watched: not a seed */
+  readonly walkStartedAt: number
+}
+
+export interface DiscoveryHost<G extends DiscoveryGroup> {
+  fs: WalkFs
+  log: Logger
+  /** the group is still watched (not removed, watcher not stopped) */
+  live: (g: G) => boolean
+  /** watch `paths` in the group; resolves once their watches are set */
+  watch: (g: G, paths: string[]) => Promise<void>
+  /** `dir` is now one of the group's launch dirs */
+  onFound: (g: G, dir: string) => void
+}
+
+/**
+ * The instant a root's walk starts from, for telling seeds from new writes. File times come from the kernel's coarse
+ * clock (a tick behind) or a server's (NFS, whole seconds): a margin, so that a write just after `now` is never taken
+ * for a seed. A start just before it counts as new: harmless. Pure.
+ */
+export function seedCutoff (now: number): number {
+  return now - 2000
+}
+
+/** The walked dirs the group does not know yet, in walk order. Pure. */
+export function unknownDirs (walked: TreeDir[], known: ReadonlyMap<string, number>): TreeDir[] {
+  return walked.filter(d => !known.has(d.path))
+}
+
+/**
+ * After a launch dir's first read: is a full read due? A dir found while watched is new (read it all); a seed is
+ * read again only if something was written since the walk began or during the first read. Pure.
+ */
+export function readAfterOpen (seed: boolean, dirty: boolean, changedSinceSeed: boolean): boolean {
+  return !seed || dirty || changedSinceSeed
+}
+
+export class LaunchDirDiscovery<G extends DiscoveryGroup> {
+  readonly #h: DiscoveryHost<G>
+
+  constructor (host: DiscoveryHost<G>) {
+    this.#h = host
+  }
+
+  /** Walk `start` (at `level`) down to the group's depth, watch what is new and read the launch dirs in it. */
+  async addTree (g: G, start: string, level: number, seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
+    const found = await walkTree(start, level, g.maxDepth, this.#h.fs)
+    if (found.truncated) this.#h.log.warn({ group: g.key, dirs: found.dirs.length }, 'watch root is too large; watching part of it')
+    if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
+    // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
+    const fresh = unknownDirs(found.dirs, g.dirs)
+    for (const d of fresh) g.dirs.set(d.path, d.level)
+    await this.addLaunchDirs(g, fresh.map(d => d.path), seed, new Set(found.cacheDirs))
+    return { launchDirs: found.launchDirs.length, dirs: found.dirs.length }
+  }
+
+  /**
+   * Watch `dirs` (and the `.nextflow` of each that has one) shard by shard; once a shard's watches are set, read the
+   * launch dirs among them. `seed`: their history predates the watch (no starts from it). `withCache`: the dirs known
+   * to hold a `.nextflow` (from a walk); without it each dir is looked at.
+   */
+  async addLaunchDirs (g: G, dirs: string[], seed: boolean, withCache?: Set<string>): Promise<void> {
+    for (let i = 0; i < dirs.length && this.#h.live(g); i += SHARD_PATHS / 2) {
+      const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
+      const caches: string[] = []
+      for (const dir of chunk) {
+        if (withCache !== undefined ? !withCache.has(dir) : !(await this.#isDir(join(dir, CACHE_DIR)))) continue
+        const cache = join(dir, CACHE_DIR)
+        if (g.dirs.has(cache)) continue
+        g.dirs.set(cache, -1)
+        caches.push(dir)
+        if (!g.launch.has(dir)) g.opening.set(dir, g.opening.get(dir) ?? false)
+      }
+      await this.#h.watch(g, [...chunk, ...caches.map(d => join(d, CACHE_DIR))])
+      // A bounded fan-out: each first read opens files, and a walk can bring thousands at once.
+      for (let j = 0; j < caches.length; j += 32) {
+        await Promise.all(caches.slice(j, j + 32).map(async dir => await this.#open(g, dir, seed)))
+      }
+    }
+  }
+
+  /** `<dir>/.nextflow` appeared while watched: watch it, then take `dir` as a launch dir once history is there. */
+  async watchCache (g: G, dir: string): Promise<void> {
+    const cache = join(dir, CACHE_DIR)
+    if (g.dirs.has(cache) || !(await this.#isDir(cache))) return
+    g.dirs.set(cache, -1)
+    g.opening.set(dir, g.opening.get(dir) ?? false)
+    await this.#h.watch(g, [cache])
+    await this.#open(g, dir, false)
+  }
+
+  /** A dir that became a launch dir while watched (its history appeared). */
+  async found (g: G, dir: string): Promise<void> {
+    if (g.launch.has(dir) || g.opening.has(dir) || !this.#h.live(g)) return
+    g.opening.set(dir, false)
+    await this.#open(g, dir, false)
+  }
+
+  /** The first read of a launch dir whose `opening` mark is set (by the caller, before its watch was). */
+  async #open (g: G, dir: string, seed: boolean): Promise<void> {
+    let ld: LaunchDir | null = null
+    try {
+      if (this.#h.live(g) && !g.launch.has(dir) && await isPlainFile(this.#h.fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt)
+    } finally {
+      const dirty = g.opening.get(dir) ?? false
+      g.opening.delete(dir)
+      if (ld !== null && !g.launch.has(dir) && this.#h.live(g)) {
+        g.launch.set(dir, ld)
+        this.#h.onFound(g, dir)
+        if (readAfterOpen(seed, dirty, ld.changedSinceSeed)) g.reads.schedule(dir, { history: true, log: true })
+      } else if (ld === null && dirty && this.#h.live(g)) {
+        // history appeared while we looked: it was written after the watch was set, so it is read from scratch
+        void this.found(g, dir)
+      }
+    }
+  }
+
+  async #isDir (path: string): Promise<boolean> {
+    try {
+      return (await this.#h.fs.lstat(path)).isDirectory()
+    } catch {
+      return false
+    }
+  }
+}
