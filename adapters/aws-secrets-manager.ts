@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { nfsError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
 import type { SecretRef } from '../daemon/types.js'
-import type { Placement, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
+import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
 import {
   DEFAULT_PREFIX, TAG_HOST, TAG_RUN, buildTags, isValidPrefix, requestToken, runIdFromName, runPrefix, secretName,
   tagValue
@@ -175,9 +175,11 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
     if (closed) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['aws', 'the target is closed'])
   }
 
-  async function provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement> {
+  async function provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>, opts: ProvisionOptions = {}): Promise<Placement> {
     assertOpen()
+    // Credentials and region are looked up while the intent is written; nothing goes to AWS before it is on disk.
     const access = await resolveAccess()
+    await opts.ready
     if (!access.ok) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['aws', access.detail])
     const names = [...secrets.keys()].sort()
     const refs: SecretRef[] = []

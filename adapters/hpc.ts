@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path'
 import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
-import type { Placement, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
+import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
 import { formatNextflowStore, isValidSecretName } from './hpc/store-format.js'
 import { isSharedFsType, readMountFsType } from './hpc/fs-type.js'
 import {
@@ -66,7 +66,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     return nfsError(code, ['hpc', errnoReason(err)], err)
   }
 
-  async function provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement> {
+  async function provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>, opts: ProvisionOptions = {}): Promise<Placement> {
     if (closed) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['hpc', 'closed'])
     checkRun(run)
     for (const name of secrets.keys()) {
@@ -89,7 +89,8 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       created = true
       const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
       const content = Buffer.from(formatNextflowStore(entries), 'utf8')
-      const storePath = await writeStoreAndHandOver(runDir, content, privileged ? { uid: run.uid, gid: run.gid } : null)
+      // The dir and the staged store are made while the intent is written; the store appears once it is on disk.
+      const storePath = await writeStoreAndHandOver(runDir, content, privileged ? { uid: run.uid, gid: run.gid } : null, opts.ready)
       log.info({ runId: run.runId, user: run.user, count: secrets.size }, 'hpc store provisioned')
       return {
         env: { NXF_SECRETS_FILE: storePath, NXF_UUID: run.sessionId, NF_SECRETS_RUN_ID: run.runId },

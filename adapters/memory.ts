@@ -2,7 +2,7 @@
 // Failures can be injected to exercise all-or-nothing and revoke retries.
 import { nfsError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
-import type { Placement, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
+import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
 
 export interface MemoryTargetOptions {
   /** provision throws for a run whose names include this one */
@@ -31,7 +31,8 @@ export function createMemoryTarget (options: MemoryTargetOptions = {}): MemoryTa
     placed,
     calls,
     options,
-    async provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement> {
+    async provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>, opts: ProvisionOptions = {}): Promise<Placement> {
+      await opts.ready
       calls.push({ op: 'provision', runId: run.runId })
       await pause()
       if (target.options.failProvisionOn !== undefined && secrets.has(target.options.failProvisionOn)) {

@@ -27,6 +27,15 @@ export interface Placement {
 /** How a sweep asks about a run it finds traces of. */
 export type RunLiveness = 'live' | 'terminal' | 'unknown'
 
+export interface ProvisionOptions {
+  /**
+   * Resolves once the run's write-ahead intent is on disk. Until then the target may prepare (resolve credentials,
+   * write where nothing reads yet, inside what revoke and sweep remove) but must make nothing reachable; if it
+   * rejects, the target discards what it prepared and rejects too. Without it, the intent is already on disk.
+   */
+  ready?: Promise<void>
+}
+
 export interface TargetStatus {
   usable: boolean
   detail?: string
@@ -39,7 +48,7 @@ export interface Target {
    * (NFS_ERR_PROVISION_FAILED or NFS_ERR_TARGET_UNAVAILABLE). Must be safe to call again for the same run.
    * NFS_ERR_TARGET_UNAVAILABLE means refused before anything was placed: the run manager then skips the revoke.
    */
-  provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>): Promise<Placement>
+  provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>, opts?: ProvisionOptions): Promise<Placement>
   /** Remove everything of the run. Idempotent: what is already gone counts as done. */
   revoke (run: TargetRun): Promise<void>
   /** Remove leftovers of runs that are terminal or unknown to the ledger. Returns how many were removed. */

@@ -11,7 +11,7 @@
 //     run dir's own entry is root's), and saves two child processes on every revoke.
 import { spawn } from 'node:child_process'
 import { constants } from 'node:fs'
-import { lstat, mkdir, open, readdir, readlink, rmdir, unlink } from 'node:fs/promises'
+import { link, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
@@ -21,6 +21,8 @@ export interface Owner { uid: number, gid: number }
 
 const S_ISVTX = 0o1000
 const MAX_SYMLINK_HOPS = 40
+// The store's name while the run's intent is still being written: Nextflow never reads it, revoke removes it.
+const STAGED_NAME = '.store.json.staged'
 // Children get a fixed, minimal environment: nothing of the daemon's (and so no value) can leak into them.
 const CHILD_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
 
@@ -119,22 +121,44 @@ export async function makeRunDir (runDir: string): Promise<void> {
   }
 }
 
+// Filesystems without hard links (some FUSE mounts) say so with one of these.
+const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'])
+
+/**
+ * Move `from` to `to` in a dir only root can write to, refusing (EEXIST) when anything is at `to`: link(2) fails on
+ * an existing entry, symlinks included, without following it. Without hard links: an lstat, then rename.
+ */
+async function placeNoClobber (from: string, to: string): Promise<void> {
+  try {
+    await link(from, to)
+  } catch (err) {
+    if (!NO_LINKS.has((err as NodeJS.ErrnoException).code ?? '')) throw err
+    if (await lstatOrNull(to) !== null) throw Object.assign(new Error(`${to} exists`), { code: 'EEXIST' })
+    await rename(from, to)
+    return
+  }
+  await unlink(from)
+}
+
 /**
  * Fill a run dir just made by makeRunDir with `store.json` (0600) holding `content`, then hand both to
  * `owner`: the file first, the directory last, so the user never owns a directory root still writes into.
- * `content` is zeroed afterwards. On failure the caller removes the run dir with removeRunDir.
+ * The bytes go in under a staged name while `ready` (the write-ahead intent, see ProvisionOptions) is pending;
+ * `store.json`, the path the run is given, appears only after it, by a rename inside the still root-owned dir.
+ * `content` is zeroed afterwards. On failure (`ready` rejecting too) the caller removes the run dir with removeRunDir.
  */
-export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null): Promise<string> {
+export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null, ready?: Promise<void>): Promise<string> {
   const storePath = join(runDir, 'store.json')
+  const staged = join(runDir, STAGED_NAME)
   const dir = await open(runDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
   try {
     const dst = await dir.stat()
     if (dst.uid !== process.geteuid?.()) throw unsafePath(runDir, 'not created by the daemon')
     await dir.chmod(0o700)
-    const fh = await open(storePath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
+    const fh = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
     // No fsync of the file or the dir: the store only matters while its run lives, and a power cut ends the run
-    // too (the ledger's 'provisioned' record, which is durable, is what gets the dir removed afterwards). On NFS,
-    // close() flushes for close-to-open consistency, which is what a compute node reading it needs.
+    // too (the ledger, which is durable, is what gets the dir removed afterwards). On NFS, close() flushes for
+    // close-to-open consistency, which is what a compute node reading it needs.
     try {
       await fh.chmod(0o600) // the umask may have narrowed it; Nextflow wants exactly rw-------
       await fh.writeFile(content)
@@ -143,6 +167,10 @@ export async function writeStoreAndHandOver (runDir: string, content: Buffer, ow
       content.fill(0)
       await fh.close()
     }
+    await ready
+    // link(2), not rename(2): an entry already at store.json (nobody but root can write here yet, so someone
+    // interfered) fails it with EEXIST instead of being silently replaced.
+    await placeNoClobber(staged, storePath)
     if (owner !== null) await dir.chown(owner.uid, owner.gid)
   } finally {
     await dir.close()

@@ -21,7 +21,7 @@ import { Revoker, targetRun, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
 import { withRun } from './transition.js'
 import { sessionAlive } from './monitor.js'
-import { failpoint } from '../failpoints.js'
+import { provisionRun } from './provision.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -168,48 +168,20 @@ export class RunManager implements RunService {
       runName: null,
       historyMark
     }
-    // Write-ahead: the intent is durable before any target is touched, so a crash from here on is cleaned up.
-    let run = await ledger.insert(record)
-    failpoint('run.after-intent')
-    const log = this.#log.child({ runId })
-    log.info({ user: run.user, workspace: run.workspace, mode: run.mode, targets, secrets: run.names.length }, 'provisioning')
-
-    const env: Record<string, string> = { ...run.env }
     const auditEntry = { action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } }
-    for (const [i, name] of targets.entries()) {
-      const target = this.deps.targets.get(name)!
-      try {
-        const placement = await target.provision(targetRun(run), values)
-        failpoint('run.after-provision')
-        Object.assign(env, placement.env)
-        const recorded = withRun(ledger, runId, r => {
-          const t = r.targets[name]!
-          t.state = 'provisioned'
-          t.refs = placement.refs
-          r.env = { ...r.env, ...placement.env }
-          return r
-        })
-        // The audit line goes out beside the last target's record: two fsyncs in flight, one wait, both on disk
-        // before the answer. Either failing fails the run like a failed target (what was placed is removed).
-        const audited = i === targets.length - 1 ? audit.append(auditEntry) : null
-        const [rec, aud] = await Promise.allSettled([recorded, audited])
-        if (rec.status === 'rejected') throw rec.reason
-        if (aud.status === 'rejected') throw aud.reason
-        run = rec.value
-        this.deps.observer?.provisioned(name, true)
-      } catch (err) {
-        this.deps.observer?.provisioned(name, false)
-        log.warn({ target: name, err }, 'provisioning failed; removing what was placed')
-        // Targets never called, and one that refused before placing anything (no region or credentials), hold
-        // nothing: recorded as revoked, so that an unusable target is not retried for ever.
-        const refused = isCoded(err) && err.code === 'NFS_ERR_TARGET_UNAVAILABLE'
-        await this.#markUntouched(runId, refused ? targets.slice(i) : targets.slice(i + 1))
-        await this.#endAndRevoke(runId, 'failed', `provisioning to ${name} failed`, {})
-        if (isCoded(err)) throw err
-        throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
+    const log = this.#log.child({ runId })
+    log.info({ user: record.user, workspace: wsName, mode: record.mode, targets, secrets: record.names.length }, 'provisioning')
+    const { run, env } = await provisionRun({
+      ledger,
+      audit,
+      targets: this.deps.targets,
+      log: this.#log,
+      ...(this.deps.observer !== undefined ? { observe: this.deps.observer.provisioned.bind(this.deps.observer) } : {}),
+      undo: async (id, untouched, reason) => {
+        await this.#markUntouched(id, untouched)
+        await this.#endAndRevoke(id, 'failed', reason, {})
       }
-    }
-    if (targets.length === 0) await audit.append(auditEntry)
+    }, record, targets, values, auditEntry)
     // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
     await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
     const evt = { user: run.user, workspace: run.workspace, runId, names: run.names }

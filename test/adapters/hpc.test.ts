@@ -3,7 +3,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget, formatNextflowStore, isSharedFsType } from '../../adapters/hpc.js'
@@ -129,6 +129,36 @@ t.test('a retried provision replaces the earlier store, and an empty run gets []
   await t.rejects(target.provision(run, secrets({ 'BAD-NAME': 'x' })), { code: 'NFS_ERR_INVALID_NAME' })
   await t.rejects(target.provision({ ...run, runId: '../../etc/x' }, secrets({})), { code: 'NFS_ERR_UNSAFE_PATH' })
   await t.rejects(target.provision({ ...run, user: '..' }, secrets({})), { code: 'NFS_ERR_UNSAFE_PATH' })
+})
+
+t.test('while the intent is written (ready pending) the store is staged: store.json appears only after ready', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'runs')
+  const target = createHpcTarget({ runsRoot, privileged: true, logger: pino({ level: 'silent' }) })
+  const run = runOf(alice!, 'R0000000000004')
+  const runDir = join(runsRoot, 'alice', run.runId)
+  let open!: () => void
+  const ready = new Promise<void>(resolve => { open = resolve })
+  const placing = target.provision(run, secrets({ TOKEN: 'CANARY-staged' }), { ready })
+  // Wait until the staged file is complete (it is chown'd to alice last).
+  const staged = join(runDir, '.store.json.staged')
+  for (let i = 0; i < 500 && !(existsSync(staged) && lstatSync(staged).uid === alice!.uid); i++) await new Promise(resolve => setTimeout(resolve, 10))
+  t.same(readdirSync(runDir), ['.store.json.staged'], 'only the staged name, which Nextflow never reads')
+  t.equal(lstatSync(staged).mode & 0o7777, 0o600)
+  t.equal(lstatSync(runDir).uid, 0, 'the dir is not handed over yet')
+  open()
+  const placement = await placing
+  t.same(readdirSync(runDir), ['store.json'])
+  t.equal(placement.env.NXF_SECRETS_FILE, join(runDir, 'store.json'))
+  t.equal(lstatSync(runDir).uid, alice!.uid, 'handed over after the store is in place')
+
+  // The intent failed: what was prepared is discarded and the intent's error comes back.
+  const other = runOf(alice!, 'R0000000000005')
+  const failed = Object.assign(new Error('disk full'), { code: 'NFS_ERR_STORAGE' })
+  const refused = Promise.reject(failed)
+  refused.catch(() => {}) // the manager does the same: the target awaits it later
+  await t.rejects(target.provision(other, secrets({ TOKEN: 'CANARY-staged' }), { ready: refused }), { code: 'NFS_ERR_STORAGE' })
+  t.notOk(existsSync(join(runsRoot, 'alice', other.runId)), 'no run dir is left')
 })
 
 t.test('sweep removes terminal and unknown runs only', async t => {

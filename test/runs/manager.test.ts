@@ -1,7 +1,10 @@
 import t from 'tap'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { createMemoryTarget } from '../../adapters/memory.js'
+import type { Target } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
+import type { TargetName } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
 
 async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
@@ -179,4 +182,30 @@ t.test('terminal runs are pruned after the retention period', async t => {
   f.now.t += 31 * 86_400_000
   await f.monitor.tick()
   t.equal(f.ledger.get(r.runId), undefined)
+})
+
+t.test('the first target prepares while the intent is written; ready opens only once the intent is on disk', async t => {
+  const memory = createMemoryTarget()
+  // What the target sees: whether it was called before the intent was on disk, and whether it was after `ready`.
+  const seen: Array<{ calledBeforeIntent: boolean, intentOnDiskAtReady: boolean }> = []
+  let ledgerFile = ''
+  const probing: Target = {
+    ...memory,
+    async provision (run, secrets, opts = {}) {
+      const onDisk = (): boolean => readFileSync(ledgerFile, 'utf8').includes(run.runId)
+      const calledBeforeIntent = !existsSync(ledgerFile) || !onDisk()
+      await opts.ready
+      seen.push({ calledBeforeIntent, intentOnDiskAtReady: onDisk() })
+      return await memory.provision(run, secrets)
+    }
+  }
+  const f = await runsFixture(t, { targets: new Map<TargetName, Target>([['memory', probing]]), memory })
+  ledgerFile = join(f.config.stateDir, 'runs.json')
+  await f.store.createSecret('user:root', 'TOKEN', new SecretValue('CANARY-overlap'), 'root')
+  for (let i = 0; i < 5; i++) await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  t.equal(seen.length, 5)
+  t.ok(seen.every(s => s.intentOnDiskAtReady), 'ready never opened before the intent was on disk')
+  t.ok(seen.some(s => s.calledBeforeIntent), 'the target was started before the intent landed (the overlap)')
+  const audit = readFileSync(join(f.config.stateDir, 'audit.log'), 'utf8')
+  t.equal(audit.split('\n').filter(l => l.includes('"run.provision"')).length, 5, 'one audit line per run, on disk at the answer')
 })

@@ -1,7 +1,7 @@
 // Revoking on a full state disk: revocation is idempotent, so it does not wait for the ledger. The state dir is a
 // real tiny tmpfs filled to the last byte; the hpc run dirs live elsewhere (as the runs root usually does).
 import t from 'tap'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
@@ -32,14 +32,14 @@ function audited (f: RunsFixture, runId: string): boolean {
   return readFileSync(join(f.config.stateDir, 'audit.log'), 'utf8').split('\n').some(l => l.includes('"run.revoke"') && l.includes(runId))
 }
 
-async function setup (t: Teardown): Promise<{ f: RunsFixture, dir: string, runDir: (runId: string) => string }> {
+async function setup (t: Teardown): Promise<{ f: RunsFixture, dir: string, runDir: (runId: string) => string, userDir: string }> {
   const dir = tinyTmpfs(t, '256k')
   const runsRoot = join(tempDir(t, 'nfs-runs-root-'), 'runs')
   const hpc = createHpcTarget({ runsRoot, privileged: false, logger: pino({ level: 'silent' }) })
   const f = await runsFixture(t, { dir, targets: new Map<TargetName, Target>([['hpc', hpc]]) })
   mkdirSync(f.launchDir, { recursive: true })
   await f.store.createSecret('user:root', 'TOKEN', new SecretValue('CANARY-full-disk'), 'root')
-  return { f, dir, runDir: runId => join(runsRoot, 'root', runId) }
+  return { f, dir, runDir: runId => join(runsRoot, 'root', runId), userDir: join(runsRoot, 'root') }
 }
 
 t.test('a revoke on a full disk removes the run dir at once; the ledger says so once space returns', async t => {
@@ -98,8 +98,10 @@ t.test('a restart before space returns revokes again, which finds nothing and su
 })
 
 t.test('arming on a full disk is still refused before anything is placed (the intent must be durable)', async t => {
-  const { f, dir } = await setup(t)
+  const { f, dir, userDir } = await setup(t)
   fill(dir)
   await t.rejects(f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, targets: ['hpc'] }), { code: 'NFS_ERR_STORAGE' })
   t.same(f.ledger.all(), [], 'nothing recorded, nothing in memory')
+  // The hpc target prepared the run dir while the intent was being written; the failed intent made it discard it.
+  t.same(existsSync(userDir) ? readdirSync(userDir) : [], [], 'no run dir, staged or not, is left')
 })

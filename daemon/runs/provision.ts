@@ -1,0 +1,107 @@
+// Placing a run's secrets: the write-ahead intent, then every target in turn, all or nothing.
+// The first target starts while the intent is being written. It may prepare (resolve credentials, write where
+// nothing reads yet, inside what its revoke and sweep remove) but makes nothing reachable until the intent is on
+// disk (Target.provision's `ready`): the intent's fsync and the target's own work overlap, and a crash at any
+// instant still leaves nothing the ledger does not name or a start's sweep does not find.
+import type { Placement, Target } from '../../adapters/types.js'
+import { isCoded, nfsError } from '../errors.js'
+import { failpoint } from '../failpoints.js'
+import type { Logger } from '../logger.js'
+import type { SecretValue } from '../secret-value.js'
+import type { AuditEntry, AuditLog } from '../store/audit-log.js'
+import type { RunLedger } from '../store/run-ledger.js'
+import type { RunRecord, TargetName } from '../types.js'
+import { targetRun } from './revoker.js'
+import { withRun } from './transition.js'
+
+export interface ProvisionDeps {
+  ledger: RunLedger
+  audit: AuditLog
+  targets: ReadonlyMap<TargetName, Target>
+  log: Logger
+  observe?: (target: TargetName, ok: boolean) => void
+  /**
+   * Undo a run whose intent is on disk: record `untouched` targets (never called, or refused before placing
+   * anything) as revoked, end the run as failed with `reason`, and revoke what was placed.
+   */
+  undo: (runId: string, untouched: TargetName[], reason: string) => Promise<void>
+}
+
+type Settled<T> = { ok: true, value: T } | { ok: false, error: unknown }
+
+function settle<T> (p: Promise<T>): Promise<Settled<T>> {
+  return p.then(value => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))
+}
+
+/**
+ * Write the intent, place `values` in every target in `names` order, record each placement, and write the audit
+ * line. Resolves with the run as recorded and the environment the run needs. On failure nothing stays placed:
+ * a failed intent means no target made anything reachable; any later failure ends the run and revokes it.
+ */
+export async function provisionRun (
+  deps: ProvisionDeps,
+  record: Omit<RunRecord, 'version'>,
+  names: readonly TargetName[],
+  values: ReadonlyMap<string, SecretValue>,
+  auditEntry: AuditEntry
+): Promise<{ run: RunRecord, env: Record<string, string> }> {
+  const intent = deps.ledger.insert(record)
+  const ready = intent.then(() => {})
+  // Seen through `intent` below; a target that fails before awaiting `ready` must not leave it unhandled.
+  ready.catch(() => {})
+  const first = names.length > 0 ? settle(deps.targets.get(names[0]!)!.provision(targetRun({ ...record, version: 0 }), values, { ready })) : null
+  let run: RunRecord
+  try {
+    run = await intent
+  } catch (err) {
+    // The first target saw `ready` reject and discarded what it prepared; wait for that before answering.
+    await first
+    throw err
+  }
+  failpoint('run.after-intent')
+  const log = deps.log.child({ runId: run.runId })
+  // The audit line is written while the targets fill, and is on disk before the answer. A placement that fails
+  // after it is followed by the run.revoke lines of its undoing.
+  const audited = settle(deps.audit.append(auditEntry))
+  const env: Record<string, string> = { ...run.env }
+  for (const [i, name] of names.entries()) {
+    try {
+      let placement: Placement
+      if (i === 0) {
+        const placed = await first!
+        if (!placed.ok) throw placed.error
+        placement = placed.value
+      } else {
+        placement = await deps.targets.get(name)!.provision(targetRun(run), values)
+      }
+      failpoint('run.after-provision')
+      Object.assign(env, placement.env)
+      run = await withRun(deps.ledger, run.runId, r => {
+        const t = r.targets[name]!
+        t.state = 'provisioned'
+        t.refs = placement.refs
+        r.env = { ...r.env, ...placement.env }
+        return r
+      })
+      deps.observe?.(name, true)
+    } catch (err) {
+      deps.observe?.(name, false)
+      log.warn({ target: name, err }, 'provisioning failed; removing what was placed')
+      // Targets never called, and one that refused before placing anything (no region or credentials), hold
+      // nothing: recorded as revoked, so that an unusable target is not retried for ever.
+      const refused = isCoded(err) && err.code === 'NFS_ERR_TARGET_UNAVAILABLE'
+      await audited
+      await deps.undo(run.runId, refused ? names.slice(i) : names.slice(i + 1), `provisioning to ${name} failed`)
+      if (isCoded(err)) throw err
+      throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
+    }
+  }
+  const a = await audited
+  if (!a.ok) {
+    // Unaudited secrets do not stay out: the run fails like a failed target.
+    log.warn({ err: a.error }, 'the audit line could not be written; removing what was placed')
+    await deps.undo(run.runId, [], 'the audit log could not be written')
+    throw a.error
+  }
+  return { run, env }
+}
