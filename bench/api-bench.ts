@@ -1,5 +1,6 @@
 // API figures: GET /secrets and /secrets/resolve over the Unix socket with 1,000 secrets in the store, against a bare
-// fastify route on the same kind of socket answering the same body (bare-server.ts), both loaded alike.
+// fastify route on the same kind of socket answering the same body (bare-server.ts), both loaded alike: autocannon
+// in a worker thread (load.ts), 10 connections, pipelining 1, a fresh warm-up before each measured half.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
