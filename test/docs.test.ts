@@ -7,9 +7,9 @@ import { join } from 'node:path'
 import type { TSchema } from '@sinclair/typebox'
 import { ERROR_SPECS } from '../daemon/errors.js'
 import { ConfigSchema } from '../daemon/config.js'
-import { REPO } from './helpers/spawn-daemon.js'
+import { ROOT } from './helpers/daemon.js'
 
-const read = (name: string): string => readFileSync(join(REPO, 'docs', name), 'utf8')
+const read = (name: string): string => readFileSync(join(ROOT, 'docs', name), 'utf8')
 
 /** Rows of the markdown tables whose first cell is a `code span`: [first cell's code, other cells]. */
 function tableRows (markdown: string): Array<[string, string[]]> {

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { loadConfig } from '../daemon/config.js'
 import { startDaemon } from '../daemon/daemon.js'
 import { createMetrics, runsByState } from '../daemon/metrics.js'
-import { call, daemonDirs, writeConfig } from './helpers/spawn-daemon.js'
+import { call, daemonPaths, tempDir } from './helpers/daemon.js'
 import { familyOf, parseExposition, sample, type Exposition } from './helpers/prom-text.js'
 import { MOTO_CREDENTIALS, MOTO_REGION, startMoto } from './helpers/moto.js'
 
@@ -76,8 +76,10 @@ t.test('a real daemon: runs, provisions, revokes, latency, AWS calls, process me
   // The SDK's default credential chain, as on a real host.
   process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId
   process.env.AWS_SECRET_ACCESS_KEY = MOTO_CREDENTIALS.secretAccessKey
-  const dirs = daemonDirs(t, 'nfs-metrics-')
-  writeConfig(dirs, { logLevel: 'silent', runs: { defaultTargets: ['hpc'] }, aws: { region: MOTO_REGION, endpoint: moto.endpoint } })
+  const dir = tempDir(t, 'nfs-metrics-')
+  const settings = { logLevel: 'silent', runs: { defaultTargets: ['hpc'] }, aws: { region: MOTO_REGION, endpoint: moto.endpoint } }
+  const dirs = { ...daemonPaths(dir, settings), runsRoot: join(dir, 'runs'), launchDir: join(dir, 'launch') }
+  mkdirSync(dirs.launchDir)
   const config = await loadConfig({ mode: 'user', config: dirs.configFile, socket: dirs.socket, stateDir: dirs.stateDir })
   const daemon = await startDaemon(config)
   t.teardown(() => daemon.stop('test'))

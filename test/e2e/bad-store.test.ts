@@ -7,7 +7,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { daemonArgs, daemonPaths, errorCode, json, runCli, runDaemon, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { daemonArgs, daemonPaths, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { errorCode, json, runCli, runDaemon } from '../helpers/cli.js'
 
 t.setTimeout(600_000)
 

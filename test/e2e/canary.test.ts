@@ -4,7 +4,8 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { json, runCli, spawnCli, startTestDaemon, tempDir, type RunOptions, type RunResult } from '../helpers/daemon.js'
+import { startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { json, runCli, spawnCli, type RunOptions, type RunResult } from '../helpers/cli.js'
 import { storedValue } from '../helpers/store-peek.js'
 
 t.setTimeout(600_000)

@@ -6,7 +6,8 @@ import { spawn as ptySpawn } from 'node-pty'
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { CLI_BIN, runCli, startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { CLI_BIN, startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { runCli } from '../helpers/cli.js'
 import { PATH, api, attachRun, eventually, launch, run, script } from '../helpers/attach.js'
 
 // Each subtest starts real daemons (and restarts them): more than tap's default file timeout on a loaded machine.

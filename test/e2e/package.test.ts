@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { promisify } from 'node:util'
-import { call, REPO, requireBuiltDaemon } from '../helpers/spawn-daemon.js'
+import { call, ensureBuilt, ROOT } from '../helpers/daemon.js'
 
 const exec = promisify(execFile)
 // Packing and compiling node-pty take minutes on a small, busy machine.
@@ -26,15 +26,15 @@ function cleanEnv (): NodeJS.ProcessEnv {
 }
 
 t.test('npm pack, npm install -g into a temporary prefix, run both bins and the daemon', async (t) => {
-  requireBuiltDaemon()
+  ensureBuilt()
   const work = mkdtempSync(join(tmpdir(), 'nfs-package-'))
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
   const env = cleanEnv()
-  const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 
   // `npm test` has just built dist/: pack it as it is (--ignore-scripts), rather than rebuild dist/ under the feet
   // of the other test files that run the daemon from it. A plain `npm pack` builds first through `prepare`.
-  const packed = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: REPO, env, maxBuffer: 64 * 1024 * 1024 })
+  const packed = await exec('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024 })
   const [info] = JSON.parse(packed.stdout) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = new Set(info!.files.map(f => f.path))
   for (const needed of ['binding.gyp', 'native/nfs_native.c', 'dist/daemon/main.js', 'dist/daemon/cli/main.js', 'dist/daemon/metrics.js',

@@ -4,7 +4,8 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { CLI_BIN, ROOT, runCli, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { CLI_BIN, ROOT, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { runCli } from '../helpers/cli.js'
 
 const MINI_NEXTFLOW = join(ROOT, 'test', 'fixtures', 'mini-nextflow.py')
 

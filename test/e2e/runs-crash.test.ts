@@ -3,7 +3,8 @@
 import t from 'tap'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { runCli, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
+import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
+import { runCli } from '../helpers/cli.js'
 
 interface Ledger { runs: Array<{ runId: string, state: string, targets: Record<string, { state: string }> }> }
 

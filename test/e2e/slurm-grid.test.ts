@@ -8,7 +8,8 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { ensureUsers } from '../helpers/users.js'
-import { CLI_BIN, runCli, startTestDaemon, socketGet } from '../helpers/daemon.js'
+import { CLI_BIN, startTestDaemon, socketGet } from '../helpers/daemon.js'
+import { runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 
 /** System mode reads its key from a file an admin made: make one for the test daemon. */

@@ -6,7 +6,7 @@ import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { once } from 'node:events'
-import { call, daemonDirs, spawnDaemon, writeConfig, type DaemonDirs } from '../helpers/spawn-daemon.js'
+import { call, startTestDaemon, tempDir } from '../helpers/daemon.js'
 
 t.setTimeout(240_000)
 
@@ -15,8 +15,8 @@ t.setTimeout(240_000)
  * its path, and this process must close its copy (or it would accept some of the connections itself): so it binds
  * at a private name and gives the socket a second name, a hard link, which outlives that unlink.
  */
-async function activationSocket (dirs: DaemonDirs): Promise<{ path: string, fd: number, close: () => Promise<void> }> {
-  const sd = join(dirs.dir, 'sd')
+async function activationSocket (dir: string): Promise<{ path: string, fd: number, close: () => Promise<void> }> {
+  const sd = join(dir, 'sd')
   mkdirSync(sd, { mode: 0o755 })
   const bindPath = join(sd, 'bind.sock')
   const path = join(sd, 'api.sock')
@@ -30,14 +30,13 @@ async function activationSocket (dirs: DaemonDirs): Promise<{ path: string, fd: 
 }
 
 t.test('the daemon serves on the socket it is handed as fd 3 and makes none of its own', async (t) => {
-  const dirs = daemonDirs(t)
-  writeConfig(dirs, {})
-  const sock = await activationSocket(dirs)
-  const daemon = await spawnDaemon(t, dirs, { listenFd: sock.fd, healthSocket: sock.path, afterSpawn: sock.close })
+  const dir = tempDir(t)
+  const sock = await activationSocket(dir)
+  const daemon = await startTestDaemon(t, { mode: 'user', dir, listenFd: sock.fd, healthSocket: sock.path, afterSpawn: sock.close })
 
   const listening = await daemon.waitForLog(l => l.fd !== undefined)
   t.equal(listening.fd, 3, 'the daemon says it listens on fd 3')
-  t.equal(existsSync(dirs.socket), false, 'no socket of its own at the configured path')
+  t.equal(existsSync(daemon.socket), false, 'no socket of its own at the configured path')
 
   // Identity through SO_PEERCRED works on a handed-over socket too.
   const who = await call(sock.path, 'GET', '/api/v1/whoami')
@@ -53,18 +52,15 @@ t.test('the daemon serves on the socket it is handed as fd 3 and makes none of i
   t.match(metrics.text, /^nfsecretsd_runs\{state="running"\} 0$/m)
 
   // The daemon does not own the socket: at stop it closes its copy and leaves the file to systemd (RemoveOnStop=).
-  const exit = await daemon.stop('SIGTERM')
-  t.same(exit, { code: 0, signal: null }, 'a clean exit on SIGTERM')
+  t.equal(await daemon.stop('SIGTERM'), 0, 'a clean exit on SIGTERM')
   t.ok(lstatSync(sock.path).isSocket(), 'the activation socket file is left to its owner')
 })
 
 t.test('LISTEN_FDS meant for another process is ignored: the daemon makes its own socket', async (t) => {
-  const dirs = daemonDirs(t)
-  writeConfig(dirs, {})
   // LISTEN_PID names some other process (pid 1), as when a service manager's variables leak into a child.
-  const daemon = await spawnDaemon(t, dirs, { env: { LISTEN_FDS: '1', LISTEN_PID: '1' } })
-  t.ok(lstatSync(dirs.socket).isSocket(), 'its own socket at the configured path')
-  t.equal(lstatSync(dirs.socket).mode & 0o777, 0o600, 'user mode: 0600')
-  t.equal((await daemon.stop('SIGTERM')).code, 0)
-  t.equal(existsSync(dirs.socket), false, 'its own socket is removed at stop')
+  const daemon = await startTestDaemon(t, { mode: 'user', env: { LISTEN_FDS: '1', LISTEN_PID: '1' } })
+  t.ok(lstatSync(daemon.socket).isSocket(), 'its own socket at the configured path')
+  t.equal(lstatSync(daemon.socket).mode & 0o777, 0o600, 'user mode: 0600')
+  t.equal(await daemon.stop('SIGTERM'), 0)
+  t.equal(existsSync(daemon.socket), false, 'its own socket is removed at stop')
 })

@@ -1,9 +1,10 @@
-// A REAL nf-secretsd for end-to-end tests: the compiled daemon (dist/, what `npm install -g` ships) in a child
-// process, on a socket in a temp dir, its JSON log captured to a file for leak scans, stopped with SIGTERM in
-// teardown. runCli() runs the compiled nf-secrets as any Unix user through runuser, with a clean environment.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
+// A REAL nf-secretsd for tests, the one way they start one: the compiled daemon (dist/, what `npm install -g` ships)
+// in a child process, on a socket in a temp dir (or on a socket handed over as systemd does), its JSON log captured to
+// a file for leak scans and parsed for assertions on fields, stopped with SIGTERM (or the signal a test sends).
+// call() talks to it over its socket. Running the CLI and the daemon's one-shot commands: cli.ts.
+import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process'
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { request, type Agent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -80,7 +81,19 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv
   /** wait this long for /api/v1/health (a loaded CI machine can take several seconds to start node) */
   readyTimeoutMs?: number
+  /** a listening socket's fd handed over as fd 3 with LISTEN_FDS=1 and LISTEN_PID set to the daemon's pid */
+  listenFd?: number
+  /** where /api/v1/health is asked until it answers (default: the configured socket) */
+  healthSocket?: string
+  /** runs right after the spawn, before the health wait (e.g. the test closes its copy of a handed-over socket) */
+  afterSpawn?: () => unknown
+  /** false: no build check (a suite that built once, and restarts that must not wait for a rebuild) */
+  build?: boolean
+  /** false: resolve once spawned, without waiting for /health (to kill it while it starts) */
+  wait?: boolean
 }
+
+export type LogLine = Record<string, unknown> & { level: number, msg?: string }
 
 export interface TestDaemon {
   dir: string
@@ -89,104 +102,67 @@ export interface TestDaemon {
   configFile: string
   logFile: string
   process: ChildProcess
-  /** everything the daemon wrote to stdout and stderr so far */
+  /** everything the daemon wrote to stdout and stderr so far (the log file is shared by daemons started in one dir) */
   log: () => string
-  /** SIGTERM and wait; resolves with the exit code (idempotent) */
-  stop: () => Promise<number | null>
+  /** the JSON lines this process logged so far; a line that is not JSON is `{ level: -1, raw }` */
+  logs: () => LogLine[]
+  /** resolves with the first line of this process that matches (`i`: its index in logs()) */
+  waitForLog: (pred: (l: LogLine, i: number) => boolean, timeoutMs?: number) => Promise<LogLine>
+  /** send SIGTERM (or `signal`) and wait; resolves with the exit code (idempotent: later calls give the same) */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
 export interface DaemonPaths { dir: string, socket: string, stateDir: string, configFile: string, logFile: string }
 
 /** The layout of one test daemon under `dir`, and its config file written. */
 export function daemonPaths (dir: string, config: Record<string, unknown> = {}): DaemonPaths {
-  const paths = {
-    dir,
-    socket: join(dir, 'sock', 'api.sock'),
-    stateDir: join(dir, 'state'),
-    configFile: join(dir, 'config.json'),
-    logFile: join(dir, 'daemon.log')
-  }
+  writeConfig(dir, config)
+  return { dir, socket: join(dir, 'sock', 'api.sock'), stateDir: join(dir, 'state'), configFile: join(dir, 'config.json'), logFile: join(dir, 'daemon.log') }
+}
+
+/** (Re)write `<dir>/config.json`: hpc.runsRoot is `<dir>/runs` and logs are at debug unless `config` says otherwise. */
+export function writeConfig (dir: string, config: Record<string, unknown> = {}): void {
   const full = { hpc: { runsRoot: join(dir, 'runs') }, logLevel: 'debug', ...config }
-  writeFileSync(paths.configFile, `${JSON.stringify(full, null, 2)}\n`, { mode: 0o600 })
-  return paths
+  writeFileSync(join(dir, 'config.json'), `${JSON.stringify(full, null, 2)}\n`, { mode: 0o600 })
 }
 
 export function daemonArgs (mode: 'user' | 'system', p: DaemonPaths, extra: string[] = []): string[] {
   return [DAEMON_BIN, '--mode', mode, '--state-dir', p.stateDir, '--socket', p.socket, '--config', p.configFile, ...extra]
 }
 
-/** GET a path over a Unix socket as this process (root); resolves with status and body text. */
-export function socketGet (socket: string, path: string, timeoutMs = 5000): Promise<{ status: number, body: string }> {
+export interface Reply { status: number, body: any, text: string, reusedSocket: boolean }
+
+/** One HTTP request over a Unix socket as this process (root); JSON in and out (`body` is null when not JSON). */
+export function call (socket: string, method: string, path: string, body?: unknown, opts: { agent?: Agent, timeoutMs?: number } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, method: 'GET', timeout: timeoutMs }, (res) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const req = request({
+      socketPath: socket,
+      method,
+      path,
+      ...(opts.agent !== undefined ? { agent: opts.agent } : {}),
+      ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}),
+      headers: payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}
+    }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        let parsed: unknown = null
+        try { parsed = JSON.parse(text) } catch { parsed = null }
+        resolve({ status: res.statusCode ?? 0, body: parsed, text, reusedSocket: req.reusedSocket })
+      })
     })
     req.on('timeout', () => req.destroy(new Error('timeout')))
     req.on('error', reject)
-    req.end()
+    req.end(payload)
   })
 }
 
-function exited (child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode)
-  return new Promise(resolve => child.once('exit', (code) => resolve(code)))
-}
-
-/** Start a daemon and wait until it answers /api/v1/health; stopped (SIGTERM) in teardown. */
-export async function startTestDaemon (t: Teardown, opts: DaemonOptions): Promise<TestDaemon> {
-  ensureBuilt()
-  const dir = opts.dir ?? tempDir(t)
-  const p = daemonPaths(dir, opts.config)
-  const out = openSync(p.logFile, 'a', 0o600)
-  // --pdeathsig: a test process killed by tap's timeout takes its daemon with it instead of leaving an orphan.
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', ...NO_TAP_HOOKS, process.execPath, ...daemonArgs(opts.mode, p, opts.args)], {
-    cwd: dir,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...opts.env },
-    stdio: ['ignore', out, out]
-  })
-  closeSync(out)
-  const log = (): string => existsSync(p.logFile) ? readFileSync(p.logFile, 'utf8') : ''
-  let stopping: Promise<number | null> | null = null
-  const stop = (): Promise<number | null> => {
-    stopping ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-      const code = await exited(child)
-      clearTimeout(timer)
-      return code
-    })()
-    return stopping
-  }
-  t.teardown(stop)
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000)
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`nf-secretsd exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${log()}`)
-    }
-    const health = await socketGet(p.socket, '/api/v1/health', 2000).catch(() => null)
-    if (health?.status === 200) break
-    if (Date.now() > deadline) {
-      await stop()
-      throw new Error(`nf-secretsd did not answer /api/v1/health within the timeout:\n${log()}`)
-    }
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  return { ...p, process: child, log, stop }
-}
-
-export interface RunResult { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-export interface RunOptions {
-  /** run as this Unix user (through runuser); as the test's own user (root) when absent */
-  user?: string
-  /** written to stdin, then stdin is closed; stdin is an empty pipe when absent */
-  input?: string | Buffer
-  /** added to a clean environment (PATH, LANG, HOME) */
-  env?: NodeJS.ProcessEnv
-  cwd?: string
-  timeoutMs?: number
+/** GET a path over a Unix socket; resolves with status and body text. */
+export async function socketGet (socket: string, path: string, timeoutMs = 5000): Promise<{ status: number, body: string }> {
+  const r = await call(socket, 'GET', path, undefined, { timeoutMs })
+  return { status: r.status, body: r.text }
 }
 
 /**
@@ -195,102 +171,81 @@ export interface RunOptions {
  */
 export const NO_TAP_HOOKS = ['env', '-u', 'NODE_OPTIONS']
 
-/** The argv that runs `node <script> ...args` as `user` (or as ourselves). */
-export function asUser (user: string | undefined, script: string, args: string[]): [string, string[]] {
-  if (user === undefined) return [NO_TAP_HOOKS[0]!, [...NO_TAP_HOOKS.slice(1), process.execPath, script, ...args]]
-  return ['runuser', ['-u', user, '--', ...NO_TAP_HOOKS, process.execPath, script, ...args]]
+function exited (child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode)
+  return new Promise(resolve => child.once('exit', (code) => resolve(code)))
 }
 
-/** Run a node script to its end and collect its output (killed after timeoutMs). */
-export function runNode (script: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const [cmd, argv] = asUser(opts.user, script, args)
-  // runuser sets HOME, USER and LOGNAME of the target user; the rest of a root shell's environment stays out.
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: 'C.UTF-8', ...(opts.user === undefined ? { HOME: process.env.HOME } : {}), ...opts.env }
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, argv, { env, cwd: opts.cwd ?? tmpdir(), stdio: ['pipe', 'pipe', 'pipe'] })
-    const out: Buffer[] = []
-    const err: Buffer[] = []
-    child.stdout.on('data', (c: Buffer) => out.push(c))
-    child.stderr.on('data', (c: Buffer) => err.push(c))
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') })
-    })
-    child.stdin.on('error', () => {})
-    child.stdin.end(opts.input ?? '')
+/** The JSON lines of a log's text (pino writes one object a line). Pure. */
+export function parseLogLines (text: string): LogLine[] {
+  return text.split('\n').filter(l => l !== '').map(line => {
+    try {
+      return JSON.parse(line) as LogLine
+    } catch {
+      return { level: -1, raw: line }
+    }
   })
 }
 
-/** Run the compiled nf-secrets CLI. */
-export function runCli (args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  ensureBuilt()
-  return runNode(CLI_BIN, args, opts)
-}
-
-export interface StreamingCli {
-  child: ChildProcess
-  stdout: () => string
-  stderr: () => string
-  /** resolves when the stream's text so far matches (rejects after timeoutMs, or if the process ends first) */
-  waitFor: (which: 'stdout' | 'stderr', pattern: RegExp, timeoutMs?: number) => Promise<void>
-  /** SIGTERM (or the given signal) and the result; killed in teardown otherwise */
-  stop: (signal?: NodeJS.Signals) => Promise<RunResult>
-}
-
-/** Start the CLI for a long-running command (events, attach) and watch its output as it comes. */
-export function spawnCli (t: Teardown, args: string[], opts: RunOptions = {}): StreamingCli {
-  ensureBuilt()
-  const [cmd, argv] = asUser(opts.user, CLI_BIN, args)
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LANG: 'C.UTF-8', ...(opts.user === undefined ? { HOME: process.env.HOME } : {}), ...opts.env }
-  const child = spawn(cmd, argv, { env, cwd: opts.cwd ?? tmpdir(), stdio: ['pipe', 'pipe', 'pipe'] })
-  const text = { stdout: '', stderr: '' }
-  child.stdout!.on('data', (c: Buffer) => { text.stdout += c.toString('utf8') })
-  child.stderr!.on('data', (c: Buffer) => { text.stderr += c.toString('utf8') })
-  const closed = new Promise<RunResult>(resolve => child.on('close', (code, signal) => resolve({ code, signal, ...text })))
-  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  return {
-    child,
-    stdout: () => text.stdout,
-    stderr: () => text.stderr,
-    async waitFor (which, pattern, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs
-      while (!pattern.test(text[which])) {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`nf-secrets ended before ${which} matched ${pattern}: ${text.stderr}`)
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${which} to match ${pattern}; stderr: ${text.stderr}`)
-        await new Promise(resolve => setTimeout(resolve, 50))
-      }
-    },
-    async stop (signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-      return await closed
+/** Start a daemon and wait until it answers /api/v1/health; stopped (SIGTERM) in teardown. */
+export async function startTestDaemon (t: Teardown, opts: DaemonOptions): Promise<TestDaemon> {
+  if (opts.build !== false) ensureBuilt()
+  const dir = opts.dir ?? tempDir(t)
+  const p = daemonPaths(dir, opts.config)
+  // A restart in the same dir appends to the same file: logs() starts where this process began.
+  const from = existsSync(p.logFile) ? statSync(p.logFile).size : 0
+  const out = openSync(p.logFile, 'a', 0o600)
+  const node = [process.execPath, ...daemonArgs(opts.mode, p, opts.args)]
+  // As systemd does it: LISTEN_PID must be the daemon's own pid, so a shell sets it and then execs node.
+  const argv = opts.listenFd === undefined ? node : ['/bin/sh', '-c', 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=api exec "$0" "$@"', ...node]
+  const stdio: StdioOptions = ['ignore', out, out, ...(opts.listenFd === undefined ? [] : [opts.listenFd])]
+  // --pdeathsig: a test process killed by tap's timeout takes its daemon with it instead of leaving an orphan. Every
+  // step execs the next, so the child's pid is the daemon's.
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', ...NO_TAP_HOOKS, ...argv], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...opts.env },
+    stdio
+  })
+  closeSync(out)
+  const log = (): string => existsSync(p.logFile) ? readFileSync(p.logFile, 'utf8') : ''
+  const own = (): string => existsSync(p.logFile) ? readFileSync(p.logFile).subarray(from).toString('utf8') : ''
+  const logs = (): LogLine[] => parseLogLines(own())
+  const waitForLog = async (pred: (l: LogLine, i: number) => boolean, timeoutMs = 15_000): Promise<LogLine> => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const hit = logs().find(pred)
+      if (hit !== undefined) return hit
+      if (Date.now() > deadline) throw new Error(`no such log line within ${timeoutMs} ms:\n${own().slice(-3000)}`)
+      await new Promise(resolve => setTimeout(resolve, 50))
     }
   }
-}
-
-/** Run the compiled nf-secretsd to its exit (check-config, rotate-key, a start that must fail). */
-export function runDaemon (args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  ensureBuilt()
-  return runNode(DAEMON_BIN, args, opts)
-}
-
-/** The coded error at the end of a CLI or daemon stderr line: `... (NFS_ERR_X)`. */
-export function errorCode (stderr: string): string | null {
-  const m = /\((NFS_ERR_[A-Z_]+)\)\s*$/.exec(stderr.trim())
-  return m?.[1] ?? null
-}
-
-/** A JSON parse that says what it failed on (test output is easier to read than a bare SyntaxError). */
-export function json<T = unknown> (text: string): T {
-  try {
-    return JSON.parse(text) as T
-  } catch {
-    throw new Error(`not JSON: ${text.slice(0, 500)}`)
+  let stopping: Promise<number | null> | null = null
+  const stop = (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+      const code = await exited(child)
+      clearTimeout(timer)
+      return code
+    })()
+    return stopping
   }
-}
-
-/** Remove a file if present (a stale socket left by a test). */
-export function removeIfPresent (path: string): void {
-  try { unlinkSync(path) } catch {}
+  t.teardown(() => stop())
+  const d: TestDaemon = { ...p, process: child, log, logs, waitForLog, stop }
+  await opts.afterSpawn?.()
+  if (opts.wait === false) return d
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000)
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`nf-secretsd exited with ${child.exitCode ?? child.signalCode} before it was ready:\n${log()}`)
+    }
+    const health = await socketGet(opts.healthSocket ?? p.socket, '/api/v1/health', 2000).catch(() => null)
+    if (health?.status === 200) break
+    if (Date.now() > deadline) {
+      await stop()
+      throw new Error(`nf-secretsd did not answer /api/v1/health within the timeout:\n${log()}`)
+    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return d
 }

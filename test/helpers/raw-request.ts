@@ -1,6 +1,6 @@
 // One raw HTTP request over the daemon's socket, made by a child process running as a given Unix user, with
 // whatever headers and path the test chooses: for proving that nothing a client sends changes who it is.
-import { runNode, json, type RunOptions } from './daemon.js'
+import { runNode, json, type RunOptions } from './cli.js'
 
 export interface RawRequest {
   socket: string
