@@ -12,7 +12,7 @@ import { callJson, type BenchDaemon } from './daemon.js'
 import { prepareLaunchDir } from './nextflow-files.js'
 import { ratio, type Figure } from './report.js'
 import { userSecretNames } from './seed.js'
-import { nowMs, summarize } from './stats.js'
+import { nowMs, round, summarize } from './stats.js'
 
 export interface RunsOptions { daemon: BenchDaemon, dir: string, samples: number }
 
@@ -42,10 +42,19 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
     created.push(ms)
     floor.push(f)
   }
+  // For the record, the floor as the bench used to take it: written back to back after the arms, each write following
+  // another of the same file on an otherwise idle disk (its best case; the arms never get that disk).
+  const alone: number[] = []
+  for (let i = 0; i < Math.min(o.samples, 60) + 3; i++) {
+    const t = nowMs()
+    await writeFileAtomic(join(floorDir, 'store.json'), storeText, 0o600)
+    if (i >= 3) alone.push(nowMs() - t)
+  }
   const c = summarize(created)
   const f = summarize(floor)
+  const a = summarize(alone)
   return [
     { figure: 'POST /runs arm hpc 20 secrets p50 ms', value: c.p50, baselineLabel: 'store.json write+fsync+rename p50', baseline: f.p50, ratio: ratio(c.p50, f.p50), target: '-', met: null },
-    { figure: 'POST /runs arm hpc 20 secrets p99 ms', value: c.p99, baselineLabel: 'store.json write+fsync+rename p99', baseline: f.p99, ratio: ratio(c.p99, f.p99), target: 'p99 < 5 x floor', met: c.p99 < 5 * f.p99, note: `${c.n} requests and floor writes in turn, store.json ${Math.round(storeText.length / 1024)} KiB` }
+    { figure: 'POST /runs arm hpc 20 secrets p99 ms', value: c.p99, baselineLabel: 'store.json write+fsync+rename p99', baseline: f.p99, ratio: ratio(c.p99, f.p99), target: 'p99 < 5 x floor', met: c.p99 < 5 * f.p99, note: `${c.n} requests and floor writes in turn, store.json ${Math.round(storeText.length / 1024)} KiB; the floor written back to back alone after them: p50 ${round(a.p50)} / p99 ${round(a.p99)} ms (arm p99 ${round(ratio(c.p99, a.p99), 1)} x that)` }
   ]
 }
