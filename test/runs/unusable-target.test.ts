@@ -2,6 +2,8 @@
 // credentials) holds nothing, and neither do the targets after it that were never called: they are recorded as
 // revoked at once instead of being retried for ever. Any other failure still goes through a real revoke.
 import t, { type Test } from 'tap'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createMemoryTarget } from '../../adapters/memory.js'
 import type { Target } from '../../adapters/types.js'
 import { nfsError } from '../../daemon/errors.js'
@@ -31,7 +33,7 @@ async function attempt (t: Test, order: TargetName[], code: 'NFS_ERR_TARGET_UNAV
   const err = await f.runs.create(caller(), { mode: 'run', launchDir: f.launchDir, targets: order }).then(() => null, (e: { code?: string }) => e.code)
   t.equal(err, code, 'the request fails with the target\'s code')
   const [run] = f.ledger.all()
-  return { run: run!, aws, memory }
+  return { run: run!, aws, memory, f }
 }
 
 t.test('refused after another target placed: that one is revoked, the refusing one is not retried', async t => {
@@ -49,8 +51,11 @@ t.test('refused first: the target after it was never called and holds nothing', 
 })
 
 t.test('a provision that failed part-way is still revoked for real', async t => {
-  const { run, aws } = await attempt(t, ['memory', 'aws'], 'NFS_ERR_PROVISION_FAILED')
+  const { run, aws, f } = await attempt(t, ['memory', 'aws'], 'NFS_ERR_PROVISION_FAILED')
   t.equal(aws.calls.revoke, 1, 'the failing target may hold something: its revoke runs')
   t.equal(run.targets.aws?.state, 'revoke_failed', 'and is retried while it fails')
   t.equal(run.targets.memory?.state, 'revoked')
+  // The audit log reads as what happened: the provision (written once the intent was), then the undoing.
+  const lines = readFileSync(join(f.config.stateDir, 'audit.log'), 'utf8').trim().split('\n').map(l => JSON.parse(l) as { action: string, runId?: string, target?: string })
+  t.same(lines.filter(l => l.runId === run.runId).map(l => [l.action, l.target ?? null]), [['run.provision', null], ['run.revoke', 'memory']])
 })
