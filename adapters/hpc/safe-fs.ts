@@ -125,7 +125,7 @@ export async function makeRunDir (runDir: string): Promise<void> {
 const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'])
 
 /**
- * Move `from` to `to` in a dir only root can write to, refusing (EEXIST) when anything is at `to`: link(2) fails on
+ * Move `from` to `to` in a dir only the daemon can write to, refusing (EEXIST) when anything is at `to`: link(2) fails on
  * an existing entry, symlinks included, without following it. Without hard links: an lstat, then rename.
  */
 async function placeNoClobber (from: string, to: string): Promise<void> {
@@ -144,7 +144,7 @@ async function placeNoClobber (from: string, to: string): Promise<void> {
  * Fill a run dir just made by makeRunDir with `store.json` (0600) holding `content`, then hand both to
  * `owner`: the file first, the directory last, so the user never owns a directory root still writes into.
  * The bytes go in under a staged name while `ready` (the write-ahead intent, see ProvisionOptions) is pending;
- * `store.json`, the path the run is given, appears only after it, by a rename inside the still root-owned dir.
+ * `store.json`, the path the run is given, appears only after it (placeNoClobber, in the dir still the daemon's own).
  * `content` is zeroed afterwards. On failure (`ready` rejecting too) the caller removes the run dir with removeRunDir.
  */
 export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null, ready?: Promise<void>): Promise<string> {
