@@ -11,7 +11,7 @@
 //     run dir's own entry is root's), and saves two child processes on every revoke.
 import { spawn } from 'node:child_process'
 import { constants } from 'node:fs'
-import { link, lstat, mkdir, open, readdir, readlink, rename, rmdir, unlink } from 'node:fs/promises'
+import { link, lstat, mkdir, open, readdir, readlink, rmdir, unlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
@@ -121,22 +121,13 @@ export async function makeRunDir (runDir: string): Promise<void> {
   }
 }
 
-// Filesystems without hard links (some FUSE mounts) say so with one of these.
-const NO_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'])
-
 /**
- * Move `from` to `to` in a dir only the daemon can write to, refusing (EEXIST) when anything is at `to`: link(2) fails on
- * an existing entry, symlinks included, without following it. Without hard links: an lstat, then rename.
+ * Move `from` to `to` in a dir only the daemon can write to, refusing (EEXIST) when anything is at `to`: link(2) fails
+ * on an existing entry, symlinks included, without following it. The runs root needs hard links, as every shared
+ * filesystem a cluster runs on has (NFS, Lustre, GPFS, BeeGFS, CephFS); writeFileAtomic's noClobber needs them too.
  */
 async function placeNoClobber (from: string, to: string): Promise<void> {
-  try {
-    await link(from, to)
-  } catch (err) {
-    if (!NO_LINKS.has((err as NodeJS.ErrnoException).code ?? '')) throw err
-    if (await lstatOrNull(to) !== null) throw Object.assign(new Error(`${to} exists`), { code: 'EEXIST' })
-    await rename(from, to)
-    return
-  }
+  await link(from, to)
   await unlink(from)
 }
 
