@@ -13,15 +13,15 @@ import type { SecretValue } from '../secret-value.js'
 import type { AuditLog } from '../store/audit-log.js'
 import type { RunLedger } from '../store/run-ledger.js'
 import type { SecretsStore } from '../store/secrets-store.js'
-import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName, type TargetRecord } from '../types.js'
+import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName } from '../types.js'
 import { newRunId, newSessionId } from './ids.js'
 import { canTransition, stateForExit } from './policy.js'
 import type { Probes } from './probes.js'
-import { Revoker, targetRun, type RevokeObserver } from './revoker.js'
+import { Revoker, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
 import { withRun } from './transition.js'
 import { sessionAlive } from './monitor.js'
-import { provisionRun } from './provision.js'
+import { intentRecord, provisionRun } from './provision.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -44,10 +44,6 @@ export interface RunManagerDeps {
 /** Something that hosts a run's process and must stop it before its secrets go (launched runs). */
 export interface RunHost {
   stop (runId: string): Promise<void>
-}
-
-function freshTarget (): TargetRecord {
-  return { state: 'provisioning', attempts: 0, nextAttemptAt: null, lastError: null, refs: [], revokedAt: null }
 }
 
 export class RunManager implements RunService {
@@ -134,40 +130,15 @@ export class RunManager implements RunService {
     const now = clock()
     const runId = newRunId()
     const sessionId = newSessionId()
-    const live = req.mode === 'arm' ? 'armed' : 'running'
     const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
     const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
     const [pidStart, historyMark] = await Promise.all([
       pid !== null && pid > 0 ? probes.processStart(pid) : null,
       probes.historyMark(req.launchDir, caller.uid)
     ])
-    const record: Omit<RunRecord, 'version'> = {
-      runId,
-      sessionId,
-      user: caller.user,
-      uid: caller.uid,
-      gid: caller.gid,
-      workspace: wsName,
-      launchDir: req.launchDir,
-      host: this.deps.host,
-      mode: req.mode,
-      names: values.size > 0 ? [...values.keys()] : [],
-      targets: Object.fromEntries(targets.map(t => [t, freshTarget()])),
-      state: live,
-      env: { NXF_UUID: sessionId, NF_SECRETS_RUN_ID: runId },
-      createdAt: now.toISOString(),
-      startedAt: live === 'running' ? now.toISOString() : null,
-      endedAt: null,
-      expiresAt: live === 'armed' ? new Date(now.getTime() + ttl * 1000).toISOString() : null,
-      endReason: null,
-      exitCode: null,
-      signal: null,
-      pid: pid !== null && pid > 0 ? pid : null,
-      pidStart,
-      slurmJobId: req.slurmJobId ?? null,
-      runName: null,
-      historyMark
-    }
+    const record = intentRecord({
+      runId, sessionId, caller, workspace: wsName, host: this.deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark
+    })
     const auditEntry = { action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } }
     const log = this.#log.child({ runId })
     log.info({ user: record.user, workspace: wsName, mode: record.mode, targets, secrets: record.names.length }, 'provisioning')

@@ -10,7 +10,8 @@ import type { Logger } from '../logger.js'
 import type { SecretValue } from '../secret-value.js'
 import type { AuditEntry, AuditLog } from '../store/audit-log.js'
 import type { RunLedger } from '../store/run-ledger.js'
-import type { RunRecord, TargetName } from '../types.js'
+import type { Caller, RunRecord, TargetName } from '../types.js'
+import type { CreateRunRequest } from './service.js'
 import { targetRun } from './revoker.js'
 import { withRun } from './transition.js'
 
@@ -25,6 +26,57 @@ export interface ProvisionDeps {
    * anything) as revoked, end the run as failed with `reason`, and revoke what was placed.
    */
   undo: (runId: string, untouched: TargetName[], reason: string) => Promise<void>
+}
+
+export interface NewRun {
+  runId: string
+  sessionId: string
+  caller: Caller
+  workspace: string
+  host: string
+  req: CreateRunRequest
+  /** the names the run gets, in the order they were resolved */
+  names: string[]
+  targets: readonly TargetName[]
+  now: Date
+  ttlSeconds: number
+  pid: number | null
+  pidStart: number | null
+  historyMark: number
+}
+
+/** The write-ahead intent of a new run: every target `provisioning` until its placement is recorded. Pure. */
+export function intentRecord (n: NewRun): Omit<RunRecord, 'version'> {
+  const at = n.now.toISOString()
+  const armed = n.req.mode === 'arm'
+  const pid = n.pid !== null && n.pid > 0 ? n.pid : null
+  return {
+    runId: n.runId,
+    sessionId: n.sessionId,
+    user: n.caller.user,
+    uid: n.caller.uid,
+    gid: n.caller.gid,
+    workspace: n.workspace,
+    launchDir: n.req.launchDir,
+    host: n.host,
+    mode: n.req.mode,
+    names: [...n.names],
+    targets: Object.fromEntries(n.targets.map(t => [t, { state: 'provisioning', attempts: 0, nextAttemptAt: null, lastError: null, refs: [], revokedAt: null }])),
+    state: armed ? 'armed' : 'running',
+    env: { NXF_UUID: n.sessionId, NF_SECRETS_RUN_ID: n.runId },
+    createdAt: at,
+    startedAt: armed ? null : at,
+    endedAt: null,
+    expiresAt: armed ? new Date(n.now.getTime() + n.ttlSeconds * 1000).toISOString() : null,
+    endReason: null,
+    exitCode: null,
+    signal: null,
+    pid,
+    pidStart: n.pidStart,
+    slurmJobId: n.req.slurmJobId ?? null,
+    runName: null,
+    historyMark: n.historyMark
+  }
 }
 
 type Settled<T> = { ok: true, value: T } | { ok: false, error: unknown }

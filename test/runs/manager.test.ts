@@ -2,6 +2,7 @@ import t from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createMemoryTarget } from '../../adapters/memory.js'
+import { intentRecord } from '../../daemon/runs/provision.js'
 import type { Target } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import type { TargetName } from '../../daemon/types.js'
@@ -208,4 +209,29 @@ t.test('the first target prepares while the intent is written; ready opens only 
   t.ok(seen.some(s => s.calledBeforeIntent), 'the target was started before the intent landed (the overlap)')
   const audit = readFileSync(join(f.config.stateDir, 'audit.log'), 'utf8')
   t.equal(audit.split('\n').filter(l => l.includes('"run.provision"')).length, 5, 'one audit line per run, on disk at the answer')
+})
+
+t.test('intentRecord: the write-ahead record of a new run, armed or running', async t => {
+  const base = {
+    runId: 'R0000000000009',
+    sessionId: '6f1d2c3b-0000-4000-8000-00000000abcd',
+    caller: caller('alice', { uid: 1001, gid: 1001 }),
+    workspace: 'lab',
+    host: 'login-1',
+    names: ['B_TOKEN', 'A_TOKEN'],
+    targets: ['hpc', 'aws'] as TargetName[],
+    now: new Date('2026-11-26T03:00:00Z'),
+    ttlSeconds: 900,
+    pid: 0,
+    pidStart: null,
+    historyMark: 42
+  }
+  const armed = intentRecord({ ...base, req: { mode: 'arm', launchDir: '/work/l' } })
+  t.same([armed.state, armed.startedAt, armed.expiresAt], ['armed', null, '2026-11-26T03:15:00.000Z'])
+  t.same(Object.values(armed.targets).map(x => x?.state), ['provisioning', 'provisioning'], 'every target is an intent')
+  t.equal(armed.pid, null, 'pid 0 is no pid')
+  t.same(armed.names, ['B_TOKEN', 'A_TOKEN'])
+  t.same(armed.env, { NXF_UUID: base.sessionId, NF_SECRETS_RUN_ID: base.runId })
+  const running = intentRecord({ ...base, pid: 4242, pidStart: 7, req: { mode: 'run', launchDir: '/work/l', slurmJobId: '77' } })
+  t.same([running.state, running.startedAt, running.expiresAt, running.pid, running.pidStart, running.slurmJobId], ['running', '2026-11-26T03:00:00.000Z', null, 4242, 7, '77'])
 })
