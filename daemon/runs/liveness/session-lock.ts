@@ -111,7 +111,6 @@ async function holderHasOpen (pid: number, path: string): Promise<boolean> {
 }
 
 export async function sessionLockHolder (launchDir: string, sessionId: string): Promise<LockHolder> {
-  const path = sessionLockPath(launchDir, sessionId)
   const st = await lstatNoLinks(launchDir, sessionId)
   if (st === null) return { held: false, pid: null }
   const locks = parseProcLocks(await readFile('/proc/locks', 'utf8'))
