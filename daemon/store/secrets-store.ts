@@ -13,7 +13,7 @@ import type { SecretValue } from '../secret-value.js'
 import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
 import { AtomicJsonFile, sweepTempFiles } from './atomic-file.js'
 import { keyId, open, seal } from './crypto.js'
-import { checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore, verifyStore } from './store-format.js'
+import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore, verifyStore } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
 
 export { rotateKey } from './rotate-key.js'
@@ -62,34 +62,6 @@ type Mutation<R> = (data: StoreData) => { next: StoreData, result: R }
 
 const byScopeThenName = (a: SecretMeta, b: SecretMeta): number =>
   a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
-
-/** Swap one secret record for another (or drop it): the CAS step, failing if the record moved on meanwhile. */
-function casSecret (data: StoreData, expected: SecretRecord | null, next: SecretRecord | null, scope: Scope, name: string): StoreData {
-  const i = data.secrets.findIndex(s => s.scope === scope && s.name === name)
-  const current = i === -1 ? null : data.secrets[i]
-  if ((current?.version ?? null) !== (expected?.version ?? null)) {
-    throw nfsError('NFS_ERR_CONFLICT', [`secret ${scope}/${name} changed concurrently`])
-  }
-  const secrets = data.secrets.slice()
-  if (i === -1 && next !== null) secrets.push(next)
-  else if (next === null) secrets.splice(i, 1)
-  else secrets[i] = next
-  return { ...data, secrets }
-}
-
-function casWorkspace (data: StoreData, expected: Workspace | null, next: Workspace | null): StoreData {
-  const name = expected?.name ?? next?.name ?? ''
-  const i = data.workspaces.findIndex(w => w.name === name)
-  const current = i === -1 ? null : data.workspaces[i]
-  if ((current?.version ?? null) !== (expected?.version ?? null)) {
-    throw nfsError('NFS_ERR_CONFLICT', [`workspace ${name} changed concurrently`])
-  }
-  const workspaces = data.workspaces.slice()
-  if (i === -1 && next !== null) workspaces.push(next)
-  else if (next === null) workspaces.splice(i, 1)
-  else workspaces[i] = next
-  return { ...data, workspaces }
-}
 
 class LowSecretsStore implements SecretsStore {
   readonly #db: Low<StoreData>

@@ -133,3 +133,32 @@ export function toMeta (r: SecretRecord): SecretMeta {
 export function copyWorkspace (w: Workspace): Workspace {
   return { ...w, members: { ...w.members }, groups: { ...w.groups } }
 }
+
+/** Swap one secret record for another (or drop it): the CAS step, failing if the record moved on meanwhile. */
+export function casSecret (data: StoreData, expected: SecretRecord | null, next: SecretRecord | null, scope: Scope, name: string): StoreData {
+  const i = data.secrets.findIndex(s => s.scope === scope && s.name === name)
+  const current = i === -1 ? null : data.secrets[i]
+  if ((current?.version ?? null) !== (expected?.version ?? null)) {
+    throw nfsError('NFS_ERR_CONFLICT', [`secret ${scope}/${name} changed concurrently`])
+  }
+  const secrets = data.secrets.slice()
+  if (i === -1 && next !== null) secrets.push(next)
+  else if (next === null) secrets.splice(i, 1)
+  else secrets[i] = next
+  return { ...data, secrets }
+}
+
+/** The same for a workspace. */
+export function casWorkspace (data: StoreData, expected: Workspace | null, next: Workspace | null): StoreData {
+  const name = expected?.name ?? next?.name ?? ''
+  const i = data.workspaces.findIndex(w => w.name === name)
+  const current = i === -1 ? null : data.workspaces[i]
+  if ((current?.version ?? null) !== (expected?.version ?? null)) {
+    throw nfsError('NFS_ERR_CONFLICT', [`workspace ${name} changed concurrently`])
+  }
+  const workspaces = data.workspaces.slice()
+  if (i === -1 && next !== null) workspaces.push(next)
+  else if (next === null) workspaces.splice(i, 1)
+  else workspaces[i] = next
+  return { ...data, workspaces }
+}
