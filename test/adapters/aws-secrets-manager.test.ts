@@ -226,6 +226,26 @@ t.test('provision can be repeated: same values keep the secrets, a changed value
   for (const s of inMoto) t.equal(await getValue(moto.endpoint, s.ARN), changed.get(s.Name.split('/').pop()!)!.reveal())
 })
 
+t.test('with ready pending (the intent being written) nothing reaches AWS; a refused ready sends nothing at all', async (t) => {
+  const tgt = target(t)
+  const r = run(['TOKEN', 'DB_PASS'])
+  let open!: () => void
+  const ready = new Promise<void>(resolve => { open = resolve })
+  const placing = tgt.provision(r, values(r.names), { ready })
+  // Long enough for credentials and region to be resolved and any call to land in moto.
+  await new Promise(resolve => setTimeout(resolve, 300))
+  t.same(ofRun(await listAll(moto.endpoint), r.runId), [], 'nothing in moto while the intent is pending')
+  open()
+  await placing
+  t.equal(ofRun(await listAll(moto.endpoint), r.runId).length, 2, 'placed once ready opened')
+
+  const other = run(['TOKEN'])
+  const refused = Promise.reject(Object.assign(new Error('disk full'), { code: 'NFS_ERR_STORAGE' }))
+  refused.catch(() => {}) // the run manager does the same: the target awaits it later
+  await t.rejects(tgt.provision(other, values(other.names), { ready: refused }), { code: 'NFS_ERR_STORAGE' })
+  t.same(ofRun(await listAll(moto.endpoint), other.runId), [], 'a failed intent sends nothing')
+})
+
 t.test('no region or no credentials: NFS_ERR_TARGET_UNAVAILABLE, status says why', async (t) => {
   const saved = { ...process.env }
   t.teardown(() => { process.env = saved })
