@@ -159,7 +159,7 @@ export async function writeStoreAndHandOver (runDir: string, content: Buffer, ow
       await fh.close()
     }
     await ready
-    // link(2), not rename(2): an entry already at store.json (nobody but root can write here yet, so someone
+    // link(2), not rename(2): an entry already at store.json (nobody but the daemon can write here yet, so someone
     // interfered) fails it with EEXIST instead of being silently replaced.
     await placeNoClobber(staged, storePath)
     if (owner !== null) await dir.chown(owner.uid, owner.gid)
