@@ -54,6 +54,14 @@ export const ConfigSchema = Type.Object({
     sweepIntervalSeconds: Type.Integer({ minimum: 10 })
   }, Strict),
   watch: Type.Array(WatchRootSchema),
+  limits: Type.Object({
+    liveRunsPerUser: Type.Integer({ minimum: 1 }),
+    connectionsPerUid: Type.Integer({ minimum: 1 }),
+    idleTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 86400 }),
+    watchRootsPerUser: Type.Integer({ minimum: 0 }),
+    watchedDirsPerUser: Type.Integer({ minimum: 0 }),
+    minPollIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000 })
+  }, Strict),
   launch: Type.Object({
     outputRetentionDays: Type.Number({ minimum: 0 }),
     replayBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
@@ -127,6 +135,15 @@ export function defaults (mode: Mode, environment: Environment): Static<typeof C
       sweepIntervalSeconds: 300
     },
     watch: [],
+    // SPEC section 11: what one user can make the daemon do; admins are not limited.
+    limits: {
+      liveRunsPerUser: 200,
+      connectionsPerUid: 64,
+      idleTimeoutSeconds: 60,
+      watchRootsPerUser: 20,
+      watchedDirsPerUser: 20_000,
+      minPollIntervalMs: 1000
+    },
     launch: { outputRetentionDays: 7, replayBytes: 256 * 1024, killGraceSeconds: 10 }
   }
 }
@@ -143,6 +160,17 @@ function merge (base: unknown, override: unknown): unknown {
   return out
 }
 
+/**
+ * The first character of a runs root that a shell would split or expand, described for a message, or null. Nextflow
+ * writes the store's directory unquoted into each task's `.command.run`, so such a root breaks every grid task.
+ */
+export function unsafeRunsRootCharacter (path: string): string | null {
+  const m = /[\s$`'"\\*?[\];&|<>()]/u.exec(path)
+  if (m === null) return null
+  const c = m[0]
+  return /\s/u.test(c) ? `whitespace (U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})` : `"${c}"`
+}
+
 /** Every problem of a candidate config, as `path: message` lines. Pure. */
 export function configErrors (candidate: unknown, schema: TSchema = ConfigSchema): string[] {
   const errors = [...Value.Errors(schema, candidate)].map(e => `${e.path || '/'}: ${e.message}`)
@@ -153,6 +181,8 @@ export function configErrors (candidate: unknown, schema: TSchema = ConfigSchema
   for (const [path, value] of paths) {
     if (value !== null && !isAbsolute(value)) errors.push(`${path}: must be an absolute path`)
   }
+  const unsafe = unsafeRunsRootCharacter(c.hpc.runsRoot)
+  if (unsafe !== null) errors.push(`/hpc/runsRoot: holds ${unsafe}, which a shell would split or expand; Nextflow puts the store's directory unquoted into every task's wrapper`)
   if (c.runs.revokeRetryMaxMs < c.runs.revokeRetryInitialMs) errors.push('/runs/revokeRetryMaxMs: must be >= revokeRetryInitialMs')
   return errors
 }

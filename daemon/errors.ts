@@ -11,6 +11,8 @@ export const EXIT = {
   forbidden: 4,
   conflict: 5,
   unavailable: 69,
+  /** nf-secretsd only: another daemon holds the state dir (sysexits EX_TEMPFAIL) */
+  stateInUse: 75,
   config: 78
 } as const
 
@@ -27,6 +29,7 @@ export const ERROR_SPECS = {
   NFS_ERR_VALUE_SIZE: { status: 400, message: 'Secret value must be 1 to 65536 bytes of UTF-8, got %s bytes', exit: EXIT.usage },
   NFS_ERR_VALUE_ENCODING: { status: 400, message: 'Secret value is not valid UTF-8 or contains NUL', exit: EXIT.usage },
   NFS_ERR_VALUE_CHARACTER: { status: 400, message: 'Secret value contains %s, which Nextflow cannot pass safely to grid tasks; encode the value with --base64', exit: EXIT.usage },
+  NFS_ERR_SECRET_MISSING: { status: 404, message: 'The pipeline references secrets that resolve to nothing: %s (nothing was provisioned; --allow-missing runs without them)', exit: EXIT.notFound },
   NFS_ERR_UNKNOWN_SECRET: { status: 400, message: 'No secret named %s is available to this run', exit: EXIT.usage },
   NFS_ERR_INVALID_TARGET: { status: 400, message: 'Unknown or unconfigured target %s', exit: EXIT.usage },
   NFS_ERR_INVALID_PATH: { status: 400, message: 'Invalid path %s', exit: EXIT.usage },
@@ -45,6 +48,7 @@ export const ERROR_SPECS = {
   NFS_ERR_WATCH_EXISTS: { status: 409, message: 'A watch on %s already exists', exit: EXIT.conflict },
   NFS_ERR_CONFLICT: { status: 409, message: 'Conflict: %s', exit: EXIT.conflict },
   NFS_ERR_RUN_STATE: { status: 409, message: 'Run %s is %s', exit: EXIT.conflict },
+  NFS_ERR_LIMIT: { status: 429, message: 'Limit reached: %s', exit: EXIT.failure },
   NFS_ERR_TARGET_UNAVAILABLE: { status: 503, message: 'Target %s is not usable: %s', exit: EXIT.failure },
   NFS_ERR_PROVISION_FAILED: { status: 502, message: 'Provisioning to %s failed, nothing was left behind: %s', exit: EXIT.failure },
   NFS_ERR_REVOKE_FAILED: { status: 502, message: 'Revoking from %s failed, it will be retried: %s', exit: EXIT.failure },
@@ -55,6 +59,7 @@ export const ERROR_SPECS = {
   NFS_ERR_STORE_UNREADABLE: { status: 500, message: 'Cannot read %s: %s', exit: EXIT.config },
   NFS_ERR_KEY: { status: 500, message: 'Encryption key problem with %s: %s', exit: EXIT.config },
   NFS_ERR_SOCKET_IN_USE: { status: 500, message: 'Another nf-secretsd is already listening on %s', exit: EXIT.config },
+  NFS_ERR_STATE_IN_USE: { status: 500, message: 'State dir %s is in use by another nf-secretsd (%s)', exit: EXIT.stateInUse },
   NFS_ERR_UNAVAILABLE: { status: 503, message: 'Daemon not reachable at %s: %s', exit: EXIT.unavailable },
   NFS_ERR_INTERNAL: { status: 500, message: 'Internal error (see the daemon log, request %s)', exit: EXIT.failure }
 } as const satisfies Record<string, ErrorSpec>

@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { configErrors, defaults, loadConfig, resolveMode, userSocketPath, type Environment } from '../../daemon/config.js'
+import { configErrors, defaults, loadConfig, resolveMode, unsafeRunsRootCharacter, userSocketPath, type Environment } from '../../daemon/config.js'
 
 function env (over: Partial<Environment> = {}): Environment {
   return { uid: 1000, home: '/home/alice', env: {}, ...over }
@@ -61,6 +61,27 @@ t.test('every error is listed at once and the file is untouched', async t => {
   t.equal(err2?.code, 'NFS_ERR_CONFIG')
   t.match(err2?.message, '/stateDir')
   t.match(err2?.message, '/hpc/runsRoot')
+})
+
+t.test('a runs root a shell would split or expand is refused (SPEC 11)', async t => {
+  const bad: Array<[string, string]> = [
+    ['/shared/my runs', 'whitespace (U+0020)'], ['/shared/a\tb', 'whitespace (U+0009)'], ['/shared/\u00a0x', 'whitespace (U+00A0)'],
+    ['/shared/$HOME', '"$"'], ['/shared/a`b', '"`"'], ["/shared/a'b", `"'"`], ['/shared/a"b', '"""'], ['/shared/a\\b', '"\\"'],
+    ['/shared/*', '"*"'], ['/shared/a?', '"?"'], ['/shared/[ab]', '"["'], ['/shared/a;b', '";"'], ['/shared/a&b', '"&"'],
+    ['/shared/a|b', '"|"'], ['/shared/<a>', '"<"'], ['/shared/(a)', '"("']
+  ]
+  for (const [root, what] of bad) t.equal(unsafeRunsRootCharacter(root), what, JSON.stringify(root))
+  for (const root of ['/shared/nf-secretsd/runs', '/scratch/runs_2026.12/a+b@c=d,e', '/home/alice/.nf-secretsd/runs', '/données/runs']) {
+    t.equal(unsafeRunsRootCharacter(root), null, root)
+  }
+  const dir = tmp()
+  const file = join(dir, 'config.json')
+  const text = JSON.stringify({ hpc: { runsRoot: '/shared/my runs' } })
+  writeFileSync(file, text)
+  const err = await loadConfig({ config: file }, env()).then(() => null, (e: unknown) => e as { code: string, message: string })
+  t.equal(err?.code, 'NFS_ERR_CONFIG')
+  t.match(err?.message, '/hpc/runsRoot')
+  t.equal(readFileSync(file, 'utf8'), text, 'the file is left as it was')
 })
 
 t.test('broken JSON, a missing named file, a non-object', async t => {
