@@ -63,11 +63,7 @@ export async function resolveTrustedDir (target: string, create: boolean): Promi
     let st = await lstatOrNull(next)
     if (st === null) {
       if (!create) return null
-      try {
-        await mkdir(next, { mode: 0o711 })
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      }
+      await mkdirWithMode(next, 0o711)
       st = await lstat(next)
     }
     if (st.isSymbolicLink()) {
@@ -95,20 +91,43 @@ export async function resolveTrustedDir (target: string, create: boolean): Promi
  */
 export async function ensureUserDir (root: string, user: string, privileged: boolean, create: boolean): Promise<string | null> {
   const path = join(root, user)
-  if (create) {
-    try {
-      await mkdir(path, { mode: privileged ? 0o711 : 0o700 })
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    }
-  }
+  const mode = privileged ? 0o711 : 0o700
+  if (create) await mkdirWithMode(path, mode)
   const st = await lstatOrNull(path)
   if (st === null) return null
   if (st.isSymbolicLink()) throw unsafePath(path, 'a symlink where the user directory should be')
   if (!st.isDirectory()) throw unsafePath(path, 'not a directory')
   if (st.uid !== process.geteuid?.()) throw unsafePath(path, `owned by uid ${st.uid}, not by the daemon`)
   if ((st.mode & 0o022) !== 0) throw unsafePath(path, 'writable by group or others')
+  // A dir left 0700 by a daemon that trusted its umask (UMask=0077) locks the user out of their own run dirs.
+  if (create && (st.mode & 0o777) !== mode) await chmodDirNoFollow(path, mode)
   return path
+}
+
+/**
+ * mkdir, then the mode set explicitly: mkdir's mode is narrowed by the umask (the unit's UMask=0077 makes 0711
+ * into 0700). An existing entry is left as it is (EEXIST is not an error); the caller checks what is there.
+ */
+async function mkdirWithMode (path: string, mode: number): Promise<void> {
+  try {
+    await mkdir(path, { mode })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
+    throw err
+  }
+  await chmodDirNoFollow(path, mode)
+}
+
+// fchmod through an O_NOFOLLOW|O_DIRECTORY fd: a symlink swapped in meanwhile is refused, never followed.
+async function chmodDirNoFollow (path: string, mode: number): Promise<void> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  try {
+    const st = await fh.stat()
+    if (st.uid !== process.geteuid?.()) throw unsafePath(path, 'not created by the daemon')
+    await fh.chmod(mode)
+  } finally {
+    await fh.close()
+  }
 }
 
 /** Create the run dir, 0700; it must not exist (a retry removes the old one first). */

@@ -91,6 +91,11 @@ export interface DaemonOptions {
   build?: boolean
   /** false: resolve once spawned, without waiting for /health (to kill it while it starts) */
   wait?: boolean
+  /**
+   * the daemon's umask; system-mode daemons default to 0o077, as the shipped unit's UMask= sets it, so a mode
+   * left to the umask shows up in tests as it would on a site (user mode keeps the test process's own)
+   */
+  umask?: number
 }
 
 export type LogLine = Record<string, unknown> & { level: number, msg?: string }
@@ -196,8 +201,12 @@ export async function startTestDaemon (t: Teardown, opts: DaemonOptions): Promis
   const from = existsSync(p.logFile) ? statSync(p.logFile).size : 0
   const out = openSync(p.logFile, 'a', 0o600)
   const node = [process.execPath, ...daemonArgs(opts.mode, p, opts.args)]
-  // As systemd does it: LISTEN_PID must be the daemon's own pid, so a shell sets it and then execs node.
-  const argv = opts.listenFd === undefined ? node : ['/bin/sh', '-c', 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=api exec "$0" "$@"', ...node]
+  const umask = opts.umask ?? (opts.mode === 'system' ? 0o077 : undefined)
+  const setUmask = umask === undefined ? '' : `umask ${umask.toString(8).padStart(4, '0')}; `
+  // As systemd does it: LISTEN_PID must be the daemon's own pid, so a shell sets it and then execs node. The umask is
+  // set by the same shell (exec keeps it), as systemd sets UMask= before it execs the daemon.
+  const listen = opts.listenFd === undefined ? '' : 'LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=api '
+  const argv = setUmask === '' && listen === '' ? node : ['/bin/sh', '-c', `${setUmask}${listen}exec "$0" "$@"`, ...node]
   const stdio: StdioOptions = ['ignore', out, out, ...(opts.listenFd === undefined ? [] : [opts.listenFd])]
   // --pdeathsig: a test process killed by tap's timeout takes its daemon with it instead of leaving an orphan. Every
   // step execs the next, so the child's pid is the daemon's.

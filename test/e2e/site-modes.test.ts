@@ -1,0 +1,64 @@
+// System mode under the shipped unit's UMask=0077 (startTestDaemon's default for system mode): every directory the
+// daemon makes gets its mode set explicitly, so alice's Nextflow-like command can read her own store, bob cannot
+// list or read it, and the state dir, socket dir and socket come out as SPEC section 2 says.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { ensureUsers } from '../helpers/users.js'
+import { startTestDaemon, tempDir } from '../helpers/daemon.js'
+import { runCli } from '../helpers/cli.js'
+
+t.setTimeout(300_000)
+
+const [alice] = ensureUsers(['alice', 'bob', 'carol'])
+const CANARY = 'mOdE-' + randomBytes(8).toString('hex')
+
+t.test('under umask 0077, alice\'s command reads her store; the modes are the documented ones', async t => {
+  const dir = tempDir(t)
+  const keyFile = join(dir, 'master.key')
+  writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 })
+  // The default runs root of system mode: <state>/runs, inside the state dir.
+  const stateRuns = join(dir, 'state', 'runs')
+  const d = await startTestDaemon(t, { mode: 'system', dir, config: { keyFile, hpc: { runsRoot: stateRuns } } })
+  const env = { NF_SECRETS_SOCKET: d.socket }
+  const add = await runCli(['secrets', 'add', 'TOKEN'], { user: 'alice', env, input: CANARY })
+  t.equal(add.code, 0, add.stderr)
+  const work = join(dir, 'alice-work')
+  mkdirSync(work, { mode: 0o700 })
+  chownSync(work, alice!.uid, alice!.gid)
+  // What Nextflow does with NXF_SECRETS_FILE: open the store and read it, as the run's user.
+  const r = await runCli(['run', '--', 'sh', '-c', 'cat "$NXF_SECRETS_FILE" > seen.json && echo "$NXF_SECRETS_FILE" > store-path'], { user: 'alice', env, cwd: work })
+  t.equal(r.code, 0, r.stderr)
+  t.match(readFileSync(join(work, 'seen.json'), 'utf8'), CANARY, 'alice read her store')
+
+  const modeOf = (p: string): string => (statSync(p).mode & 0o7777).toString(8)
+  t.equal(modeOf(d.stateDir), '711', 'the state dir holding the runs root: search only')
+  t.equal(modeOf(stateRuns), '711', 'the runs root')
+  t.equal(modeOf(join(stateRuns, 'alice')), '711', 'the per-user dir')
+  t.equal(modeOf(dirname(d.socket)), '755', 'the socket dir')
+  t.equal(modeOf(d.socket), '666', 'the system socket')
+  const storePath = readFileSync(join(work, 'store-path'), 'utf8').trim()
+  t.equal(dirname(dirname(storePath)), join(stateRuns, 'alice'))
+})
+
+t.test('under umask 0077, a runs root outside the state dir: made 0711, the state dir stays 0700', async t => {
+  const dir = tempDir(t)
+  const keyFile = join(dir, 'master.key')
+  writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 })
+  const runsRoot = join(dir, 'shared', 'runs')
+  const d = await startTestDaemon(t, { mode: 'system', dir, config: { keyFile, hpc: { runsRoot } } })
+  const env = { NF_SECRETS_SOCKET: d.socket }
+  t.equal((await runCli(['secrets', 'add', 'TOKEN'], { user: 'alice', env, input: CANARY })).code, 0)
+  const work = join(dir, 'alice-work')
+  mkdirSync(work, { mode: 0o700 })
+  chownSync(work, alice!.uid, alice!.gid)
+  const r = await runCli(['run', '--', 'sh', '-c', 'cat "$NXF_SECRETS_FILE" > seen.json'], { user: 'alice', env, cwd: work })
+  t.equal(r.code, 0, r.stderr)
+  t.match(readFileSync(join(work, 'seen.json'), 'utf8'), CANARY)
+  const modeOf = (p: string): string => (statSync(p).mode & 0o7777).toString(8)
+  t.equal(modeOf(d.stateDir), '700')
+  t.equal(modeOf(join(dir, 'shared')), '711', 'a missing parent the daemon made')
+  t.equal(modeOf(runsRoot), '711')
+  t.equal(modeOf(join(runsRoot, 'alice')), '711')
+})
