@@ -1,5 +1,5 @@
 // Serialised bodies of the large read-only answers (GET /secrets, /secrets/resolve), kept as Buffers per key and
-// store generation. A list of 1,000 secrets is ~190 KB of JSON: building that string per request (a fresh large
+// store revision. A list of 1,000 secrets is ~190 KB of JSON: building that string per request (a fresh large
 // V8 string, its UTF-8 copy, then a page-sized munmap when the GC frees them) was most of the daemon's time per
 // request, and the bodies only change when the store does. The cache holds bodies, never decisions: access checks
 // run on every request before a body is looked up, and the key names exactly what the body was built from.
@@ -8,15 +8,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 
 export interface CachedBody {
   body: Buffer
-  /** strong validator: a digest of the bytes, so it stays right across daemon restarts (generations restart at 0) */
+  /** strong validator: a digest of the bytes, so it stays right across daemon restarts (revisions restart at 0) */
   etag: string
 }
 
-interface Entry extends CachedBody { generation: number }
+interface Entry extends CachedBody { revision: number }
 
 export const DEFAULT_BODY_CACHE_ENTRIES = 8
 
-/** A small LRU of serialised bodies; an entry is good only for the store generation it was built at. */
+/** A small LRU of serialised bodies; an entry is good only for the store revision it was built at. */
 export class BodyCache {
   readonly #entries = new Map<string, Entry>()
   readonly #limit: number
@@ -28,20 +28,20 @@ export class BodyCache {
   }
 
   /**
-   * The body for `key` at `generation`, built by `fill` when missing or stale. Callers read the generation and
-   * call `fill` in the same synchronous turn, so the body always matches the generation it is filed under.
+   * The body for `key` at `revision`, built by `fill` when missing or stale. Callers read the revision and
+   * call `fill` in the same synchronous turn, so the body always matches the revision it is filed under.
    */
-  get (key: string, generation: number, fill: () => string | Buffer | ArrayBuffer): CachedBody {
+  get (key: string, revision: number, fill: () => string | Buffer | ArrayBuffer): CachedBody {
     const hit = this.#entries.get(key)
     // Delete then set: a Map iterates in insertion order, so the first key is always the least recently used.
     this.#entries.delete(key)
-    if (hit !== undefined && hit.generation === generation) {
+    if (hit !== undefined && hit.revision === revision) {
       this.#entries.set(key, hit)
       return hit
     }
     const built = fill()
     const body = typeof built === 'string' ? Buffer.from(built, 'utf8') : Buffer.isBuffer(built) ? built : Buffer.from(built)
-    const entry: Entry = { body, etag: etagOf(body), generation }
+    const entry: Entry = { body, etag: etagOf(body), revision }
     this.#fills++
     this.#entries.set(key, entry)
     for (const oldest of this.#entries.keys()) {

@@ -37,6 +37,18 @@ function writableScope (caller: Caller, ws: Workspace | null): Scope {
   return workspaceScope(ws.name)
 }
 
+/**
+ * The If-Match header of a write, as the version the caller read: `3`, `"3"` or `W/"3"`. Absent: no expectation.
+ * A secret's version is its entity tag (GET /secrets lists it), so a client can update only what it has seen.
+ */
+export function ifMatch (request: FastifyRequest): { ifVersion?: number } {
+  const raw = request.headers['if-match']
+  if (raw === undefined) return {}
+  const m = /^\s*(?:W\/)?"?([1-9][0-9]{0,15})"?\s*$/.exec(Array.isArray(raw) ? raw.join(',') : raw)
+  if (m === null) throw nfsError('NFS_ERR_BAD_REQUEST', ['If-Match must be the version number of the record, e.g. "3"'])
+  return { ifVersion: Number(m[1]) }
+}
+
 function readable (caller: Caller, ws: Workspace): void {
   if (!can(caller, 'secrets.read', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`you are not a member of workspace ${ws.name}`])
 }
@@ -47,7 +59,7 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
   // in a scope); the caller's right to read those scopes is checked before every lookup.
   const bodies = new BodyCache()
   const cachedBody = (key: string, reply: FastifyReply, build: () => unknown): CachedBody =>
-    bodies.get(key, deps.store.generation, () => reply.serialize(build()))
+    bodies.get(key, deps.store.revision, () => reply.serialize(build()))
 
   function emit (type: 'secret.created' | 'secret.updated' | 'secret.deleted', request: FastifyRequest, meta: SecretMeta): void {
     const ws = meta.scope.startsWith('workspace:') ? meta.scope.slice('workspace:'.length) : undefined
@@ -101,7 +113,7 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     const name = checkSecretName((request.params as Static<typeof NameParams>).name)
     const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
     checkSecretValue(body.value)
-    const meta = await deps.store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user)
+    const meta = await deps.store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user, ifMatch(request))
     await deps.audit.append({ action: 'secret.update', actor: request.caller.user, scope, name })
     emit('secret.updated', request, meta)
     return meta
@@ -111,7 +123,7 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     const name = checkSecretName((request.params as Static<typeof NameParams>).name)
     const { workspace } = request.query as Static<typeof WsQuery>
     const scope = writableScope(request.caller, workspaceOf(deps, workspace))
-    const meta = await deps.store.deleteSecret(scope, name, request.caller.user)
+    const meta = await deps.store.deleteSecret(scope, name, request.caller.user, ifMatch(request))
     await deps.audit.append({ action: 'secret.delete', actor: request.caller.user, scope, name })
     emit('secret.deleted', request, meta)
     return { deleted: name, scope }

@@ -68,8 +68,7 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
     if (name === PERSONAL) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [PERSONAL])
     // Without --owner the creator owns it: a workspace nobody can use would surprise (in user mode, always).
     const owner = body.owner !== undefined ? principal(body.owner, 'user') : (request.caller.user.startsWith('uid:') ? null : request.caller.user)
-    let ws = await deps.store.createWorkspace(name, request.caller.user)
-    if (owner !== null) ws = await deps.store.setMember(name, owner, 'owner')
+    const ws = await deps.store.createWorkspace(name, request.caller.user, { owner })
     await deps.audit.append({ action: 'workspace.create', actor: request.caller.user, workspace: name })
     return reply.code(201).send(view(ws, request))
   })

@@ -4,8 +4,10 @@
 //
 // Mutations run one at a time. Each builds the next state from the committed one without touching it, writes
 // that durably, and only then makes it the committed state: a failed write leaves memory and disk as they were.
-// Every record has a version and replacements are compare-and-swap on it, so an etcd-backed store (a
-// transaction comparing mod revisions) can implement the same interface later.
+// Every record has a version; a caller may name the version it read (If-Match) and the write then fails with
+// NFS_ERR_CONFLICT if the record moved on, as a transaction comparing etcd mod revisions would. Every visible
+// change raises the store's revision and is told to onChange listeners, which is what a shared backend's watch
+// feeds; test/store/contract/ holds the suite every implementation must pass.
 import { Low } from 'lowdb'
 import type { Logger } from 'pino'
 import { nfsError } from '../errors.js'
@@ -19,23 +21,50 @@ import type { SecretRecord, StoreData } from './store-format.js'
 export { rotateKey } from './rotate-key.js'
 export type { RotateKeyOptions, RotateKeyResult } from './rotate-key.js'
 
+/**
+ * If-Match for a write: the version of the record the caller read (null: it must not exist yet). A record that has
+ * moved on since fails the write with NFS_ERR_CONFLICT. Without it the write applies to whatever is current.
+ */
+export interface WriteOptions { ifVersion?: number | null }
+
+/**
+ * One change a reader can see, in revision order: what the event bus, derived caches and (later) other nodes follow.
+ * Never a value: a change names the record, the store's revision after it and the record's new version.
+ */
+export type StoreChange =
+  | { revision: number, kind: 'secret', op: 'put' | 'delete' | 'used', scope: Scope, name: string, version: number }
+  | { revision: number, kind: 'workspace', op: 'put' | 'delete', name: string, version: number }
+
+/**
+ * The secrets store. Reads are synchronous and answer from this node's view, which reflects `revision`; a read
+ * that must not be stale (a role check before placing secrets, a retry after a conflict) first awaits
+ * `settle()`, which resolves once the view has caught up with every write acknowledged anywhere (a file store is
+ * always caught up; a shared one waits for its replica). Writes are record-level compare-and-swap.
+ */
 export interface SecretsStore {
+  /** the revision the synchronous reads reflect; it only grows, and every change a reader can see raises it */
+  readonly revision: number
+  /** resolve once the view reflects at least `atLeast` (default: every write acknowledged so far); the revision reached */
+  settle: (atLeast?: number) => Promise<number>
+  /** follow every change from now on, in revision order; returns the unsubscribe function */
+  onChange: (listener: (change: StoreChange) => void) => () => void
   listSecrets: (scopes: Scope[]) => SecretMeta[]
   getSecret: (scope: Scope, name: string) => SecretMeta | undefined
+  /** create only: NFS_ERR_SECRET_EXISTS when the name is taken */
   createSecret: (scope: Scope, name: string, value: SecretValue, by: string) => Promise<SecretMeta>
-  updateSecret: (scope: Scope, name: string, value: SecretValue, by: string) => Promise<SecretMeta>
-  deleteSecret: (scope: Scope, name: string, by: string) => Promise<SecretMeta>
+  updateSecret: (scope: Scope, name: string, value: SecretValue, by: string, opts?: WriteOptions) => Promise<SecretMeta>
+  deleteSecret: (scope: Scope, name: string, by: string, opts?: WriteOptions) => Promise<SecretMeta>
   readValues: (entries: Array<{ scope: Scope, name: string }>) => Map<string, SecretValue>
   markUsed: (entries: Array<{ scope: Scope, name: string }>, at: string) => Promise<void>
   listWorkspaces: () => Workspace[]
   getWorkspace: (name: string) => Workspace | undefined
-  createWorkspace: (name: string, by: string) => Promise<Workspace>
-  deleteWorkspace: (name: string) => Promise<void>
-  setMember: (ws: string, user: string, role: Role | null) => Promise<Workspace>
-  setGroup: (ws: string, group: string, role: Role | null) => Promise<Workspace>
+  /** create only; `owner` is set in the same write, so no crash leaves a workspace nobody owns */
+  createWorkspace: (name: string, by: string, opts?: { owner?: string | null }) => Promise<Workspace>
+  /** the workspace and its secrets go in one write */
+  deleteWorkspace: (name: string, opts?: WriteOptions) => Promise<void>
+  setMember: (ws: string, user: string, role: Role | null, opts?: WriteOptions) => Promise<Workspace>
+  setGroup: (ws: string, group: string, role: Role | null, opts?: WriteOptions) => Promise<Workspace>
   counts: () => { secrets: number, workspaces: number }
-  /** bumped by every change a reader can see (an etcd store would give its mod revision): a key for derived caches */
-  readonly generation: number
   close: () => Promise<void>
 }
 
@@ -58,7 +87,15 @@ function withUsed (data: StoreData, used: ReadonlyMap<string, string>): StoreDat
   return { ...data, secrets: data.secrets.map(s => { const at = used.get(entryKey(s.scope, s.name)); return at === undefined ? s : { ...s, lastUsed: at } }) }
 }
 
-type Mutation<R> = (data: StoreData) => { next: StoreData, result: R }
+type Mutation<R> = (data: StoreData) => { next: StoreData, result: R, changes: Array<DistributiveOmit<StoreChange, 'revision'>> }
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
+/** The If-Match check of a write against the record it would replace (undefined when absent). */
+function expectVersion (opts: WriteOptions | undefined, current: { version: number } | undefined, what: string): void {
+  if (opts?.ifVersion === undefined) return
+  const have = current?.version ?? null
+  if (have !== opts.ifVersion) throw nfsError('NFS_ERR_CONFLICT', [`${what} is at version ${have ?? 'none'}, not ${opts.ifVersion ?? 'none'} as expected`])
+}
 
 const byScopeThenName = (a: SecretMeta, b: SecretMeta): number =>
   a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
@@ -70,7 +107,8 @@ class LowSecretsStore implements SecretsStore {
   readonly #now: () => Date
   #chain: Promise<unknown> = Promise.resolve()
   #closed = false
-  #generation = 0
+  #revision = 0
+  readonly #listeners = new Set<(change: StoreChange) => void>()
 
   // lastUsed marks not yet on disk, and the timer that writes them (markUsed).
   readonly #used = new Map<string, string>()
@@ -96,20 +134,44 @@ class LowSecretsStore implements SecretsStore {
   async #mutate<R> (fn: Mutation<R>): Promise<R> {
     const run = async (): Promise<R> => {
       if (this.#closed) throw nfsError('NFS_ERR_STORAGE', [this.#adapter.path, 'the store is closed'])
-      const { next, result } = fn(this.#db.data)
+      const { next, result, changes } = fn(this.#db.data)
       if (next !== this.#db.data) {
         // `next` holds every lastUsed mark made so far; marks made while it is written are laid over it after.
         const used = new Map(this.#used)
         await this.#adapter.write(next)
         for (const [k, at] of used) if (this.#used.get(k) === at) this.#used.delete(k)
         this.#db.data = withUsed(next, this.#used)
-        this.#generation++
+        this.#emit(changes)
       }
       return result
     }
     const p = this.#chain.then(run, run)
     this.#chain = p.catch(() => {})
     return await p
+  }
+
+  /** Raise the revision once per change and tell the listeners; a listener's failure is not the writer's. */
+  #emit (changes: Array<DistributiveOmit<StoreChange, 'revision'>>): void {
+    for (const c of changes) {
+      const change = { ...c, revision: ++this.#revision } as StoreChange
+      for (const l of this.#listeners) {
+        try { l(change) } catch { /* a listener's bug must not fail a write that is already durable */ }
+      }
+    }
+  }
+
+  get revision (): number {
+    return this.#revision
+  }
+
+  // One process holds the file (the state-dir lock), so its view is never behind an acknowledged write.
+  async settle (_atLeast?: number): Promise<number> {
+    return this.#revision
+  }
+
+  onChange (listener: (change: StoreChange) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
   }
 
   listSecrets (scopes: Scope[]): SecretMeta[] {
@@ -131,29 +193,31 @@ class LowSecretsStore implements SecretsStore {
         name, scope, createdAt: at, createdBy: by, updatedAt: at, updatedBy: by, lastUsed: null, version: 1,
         sealed: seal(this.#key, scope, name, value)
       }
-      return { next: casSecret(data, null, rec, scope, name), result: toMeta(rec) }
+      return { next: casSecret(data, null, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: 1 }] }
     })
   }
 
-  async updateSecret (scope: Scope, name: string, value: SecretValue, by: string): Promise<SecretMeta> {
+  async updateSecret (scope: Scope, name: string, value: SecretValue, by: string, opts?: WriteOptions): Promise<SecretMeta> {
     checkEntry(scope, name)
     return await this.#mutate(data => {
       const cur = data.secrets.find(s => s.scope === scope && s.name === name)
-      if (cur === undefined) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
+      if (cur === undefined && opts?.ifVersion == null) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
+      expectVersion(opts, cur, `secret ${scope}/${name}`)
       const rec: SecretRecord = {
-        ...cur, updatedAt: this.#now().toISOString(), updatedBy: by, version: cur.version + 1,
+        ...cur!, updatedAt: this.#now().toISOString(), updatedBy: by, version: cur!.version + 1,
         sealed: seal(this.#key, scope, name, value)
       }
-      return { next: casSecret(data, cur, rec, scope, name), result: toMeta(rec) }
+      return { next: casSecret(data, cur!, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: rec.version }] }
     })
   }
 
-  async deleteSecret (scope: Scope, name: string, _by: string): Promise<SecretMeta> {
+  async deleteSecret (scope: Scope, name: string, _by: string, opts?: WriteOptions): Promise<SecretMeta> {
     checkEntry(scope, name)
     return await this.#mutate(data => {
       const cur = data.secrets.find(s => s.scope === scope && s.name === name)
-      if (cur === undefined) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
-      return { next: casSecret(data, cur, null, scope, name), result: toMeta(cur) }
+      if (cur === undefined && opts?.ifVersion == null) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
+      expectVersion(opts, cur, `secret ${scope}/${name}`)
+      return { next: casSecret(data, cur!, null, scope, name), result: toMeta(cur!), changes: [{ kind: 'secret', op: 'delete', scope, name, version: cur!.version }] }
     })
   }
 
@@ -174,16 +238,22 @@ class LowSecretsStore implements SecretsStore {
     const wanted = new Set(entries.map(e => entryKey(e.scope, e.name)))
     const data = this.#db.data
     if (this.#closed || !data.secrets.some(s => wanted.has(entryKey(s.scope, s.name)))) return
-    for (const s of data.secrets) if (wanted.has(entryKey(s.scope, s.name))) this.#used.set(entryKey(s.scope, s.name), at)
+    const marked: Array<DistributiveOmit<StoreChange, 'revision'>> = []
+    for (const s of data.secrets) {
+      if (!wanted.has(entryKey(s.scope, s.name))) continue
+      this.#used.set(entryKey(s.scope, s.name), at)
+      marked.push({ kind: 'secret', op: 'used', scope: s.scope, name: s.name, version: s.version })
+    }
     this.#db.data = withUsed(data, this.#used)
-    this.#generation++
+    this.#emit(marked)
     this.#usedTimer ??= setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs).unref()
   }
 
   /** Write pending lastUsed marks; a failure (full disk) keeps them for the next write or a later try. */
   async #flushUsed (): Promise<void> {
     try {
-      await this.#mutate(data => ({ next: this.#used.size > 0 ? { ...data } : data, result: undefined }))
+      // Already visible (markUsed raised the revision): this write only makes it durable, no change of its own.
+      await this.#mutate(data => ({ next: this.#used.size > 0 ? { ...data } : data, result: undefined, changes: [] }))
     } catch (err) {
       this.#usedOpts.logger.warn({ err, pending: this.#used.size }, 'lastUsed not written; kept for a later write')
       if (!this.#closed) this.#usedTimer ??= setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs).unref()
@@ -199,31 +269,44 @@ class LowSecretsStore implements SecretsStore {
     return w === undefined ? undefined : copyWorkspace(w)
   }
 
-  async createWorkspace (name: string, by: string): Promise<Workspace> {
+  async createWorkspace (name: string, by: string, opts?: { owner?: string | null }): Promise<Workspace> {
     if (typeof name !== 'string' || !/^[^\0\s/]{1,256}$/.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
+    const owner = opts?.owner ?? null
+    if (owner !== null && (owner === '' || owner.includes('\0'))) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
     return await this.#mutate(data => {
       if (data.workspaces.some(w => w.name === name)) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [name])
-      const ws: Workspace = { name, members: {}, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
-      return { next: casWorkspace(data, null, ws), result: copyWorkspace(ws) }
+      const members: Workspace['members'] = owner === null ? {} : { [owner]: 'owner' }
+      const ws: Workspace = { name, members, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
+      return { next: casWorkspace(data, null, ws), result: copyWorkspace(ws), changes: [{ kind: 'workspace', op: 'put', name, version: 1 }] }
     })
   }
 
-  async deleteWorkspace (name: string): Promise<void> {
+  async deleteWorkspace (name: string, opts?: WriteOptions): Promise<void> {
     await this.#mutate(data => {
       const cur = data.workspaces.find(w => w.name === name)
-      if (cur === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [name])
-      const next = casWorkspace(data, cur, null)
+      if (cur === undefined && opts?.ifVersion == null) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [name])
+      expectVersion(opts, cur, `workspace ${name}`)
+      const next = casWorkspace(data, cur!, null)
       // The workspace's secrets go in the same write: a crash cannot leave secrets of a workspace that is gone.
       const scope = `workspace:${name}`
-      return { next: { ...next, secrets: next.secrets.filter(s => s.scope !== scope) }, result: undefined }
+      const gone = next.secrets.filter(s => s.scope === scope)
+      return {
+        next: { ...next, secrets: next.secrets.filter(s => s.scope !== scope) },
+        result: undefined,
+        changes: [
+          ...gone.map(s => ({ kind: 'secret' as const, op: 'delete' as const, scope: s.scope, name: s.name, version: s.version })),
+          { kind: 'workspace', op: 'delete', name, version: cur!.version }
+        ]
+      }
     })
   }
 
-  async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null): Promise<Workspace> {
+  async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
     if (typeof who !== 'string' || who === '' || who.includes('\0')) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
     return await this.#mutate(data => {
       const cur = data.workspaces.find(w => w.name === wsName)
       if (cur === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [wsName])
+      expectVersion(opts, cur, `workspace ${wsName}`)
       const map = { ...cur[field] }
       if (role === null) {
         if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, wsName])
@@ -232,20 +315,16 @@ class LowSecretsStore implements SecretsStore {
         map[who] = role
       }
       const ws: Workspace = { ...cur, [field]: map, version: cur.version + 1 }
-      return { next: casWorkspace(data, cur, ws), result: copyWorkspace(ws) }
+      return { next: casWorkspace(data, cur, ws), result: copyWorkspace(ws), changes: [{ kind: 'workspace', op: 'put', name: wsName, version: ws.version }] }
     })
   }
 
-  async setMember (ws: string, user: string, role: Role | null): Promise<Workspace> {
-    return await this.#setRole(ws, 'members', user, role)
+  async setMember (ws: string, user: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
+    return await this.#setRole(ws, 'members', user, role, opts)
   }
 
-  async setGroup (ws: string, group: string, role: Role | null): Promise<Workspace> {
-    return await this.#setRole(ws, 'groups', group, role)
-  }
-
-  get generation (): number {
-    return this.#generation
+  async setGroup (ws: string, group: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
+    return await this.#setRole(ws, 'groups', group, role, opts)
   }
 
   counts (): { secrets: number, workspaces: number } {
@@ -259,6 +338,7 @@ class LowSecretsStore implements SecretsStore {
     await this.#flushUsed()
     await this.#chain
     this.#closed = true
+    this.#listeners.clear()
     await this.#adapter.flush()
   }
 }

@@ -156,3 +156,21 @@ t.test('a refused peer and an internal error keep the error shape', async t => {
   const logged = f.logs.filter(l => l.code === 'NFS_ERR_INTERNAL' && typeof l.reqId === 'string' && refused.json().message.includes(`request ${l.reqId as string})`))
   t.equal(logged.length, 1, 'exactly one error log line carries the request id the answer names')
 })
+
+t.test('If-Match on PUT and DELETE /secrets/:name: a stale version is NFS_ERR_CONFLICT and changes nothing', async t => {
+  const f = await appFixture(t)
+  const put = (value: string, ifMatch?: string): Promise<{ statusCode: number, json: () => Json }> =>
+    f.app.inject({ method: 'PUT', url: '/api/v1/secrets/DB_PASS', headers: { ...f.as('alice'), ...(ifMatch !== undefined ? { 'if-match': ifMatch } : {}) }, payload: { value } })
+  await f.app.inject({ method: 'POST', url: '/api/v1/secrets', headers: f.as('alice'), payload: { name: 'DB_PASS', value: 'one' } })
+  t.equal((await put('two', '"1"')).json().version, 2, 'the version read: written')
+  const stale = await put('three', '1')
+  t.equal(stale.statusCode, 409)
+  t.equal(stale.json().code, 'NFS_ERR_CONFLICT')
+  t.equal((await put('three', 'W/"2"')).json().version, 3, 'a weak tag names the same version')
+  t.equal((await put('four', 'soon')).json().code, 'NFS_ERR_BAD_REQUEST')
+  const del = await f.app.inject({ method: 'DELETE', url: '/api/v1/secrets/DB_PASS', headers: { ...f.as('alice'), 'if-match': '2' } })
+  t.equal(del.json().code, 'NFS_ERR_CONFLICT')
+  const list = (await f.app.inject({ url: '/api/v1/secrets', headers: f.as('alice') })).json() as Json[]
+  t.same(list.map(s => [s.name, s.version]), [['DB_PASS', 3]], 'refused writes left the secret as it was')
+  t.same(f.events.map(e => e.type), ['secret.created', 'secret.updated', 'secret.updated'], 'no event for a refused write')
+})

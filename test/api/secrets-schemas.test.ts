@@ -1,5 +1,5 @@
 // The response schemas of the secrets routes write the same bytes JSON.stringify wrote before them, and nothing a
-// record holds beyond its schema; the body cache is a bounded LRU keyed on the store generation.
+// record holds beyond its schema; the body cache is a bounded LRU keyed on the store revision.
 import t from 'tap'
 import Fastify from 'fastify'
 import { BodyCache, etagMatches, etagOf } from '../../daemon/api/body-cache.js'
@@ -51,14 +51,14 @@ t.test('a field outside the schema never reaches the body', async t => {
   t.notMatch(resolved.body, 'CANARY')
 })
 
-t.test('the body cache: hits per generation, refills when stale, evicts the least recently used', async t => {
+t.test('the body cache: hits per revision, refills when stale, evicts the least recently used', async t => {
   const cache = new BodyCache(2)
   let built = 0
   const fill = (text: string) => () => { built++; return text }
   const a = cache.get('a', 1, fill('["a"]'))
   t.equal(a.body.toString(), '["a"]')
   t.equal(a.etag, etagOf(Buffer.from('["a"]')))
-  t.equal(cache.get('a', 1, fill('["not used"]')), a, 'a hit at the same generation')
+  t.equal(cache.get('a', 1, fill('["not used"]')), a, 'a hit at the same revision')
   t.equal(built, 1)
   t.equal(cache.get('a', 2, fill('["a2"]')).body.toString(), '["a2"]', 'a stale entry is rebuilt')
   cache.get('b', 2, fill('["b"]'))

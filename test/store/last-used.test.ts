@@ -32,10 +32,10 @@ function onDisk (path: string, name = TOKEN.name): string | null | undefined {
 
 t.test('a mark shows at once, reaches disk within the flush interval, and keeps the version', async t => {
   const { path, store } = await fresh(t, 150)
-  const gen = store.generation
+  const gen = store.revision
   await store.markUsed([TOKEN], AT)
   t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.lastUsed, AT, 'listings show it at once')
-  t.ok(store.generation > gen, 'derived caches see a change')
+  t.ok(store.revision > gen, 'derived caches see a change')
   t.equal(onDisk(path), null, 'the arm did not wait for a store write')
   const deadline = Date.now() + 5000
   while (onDisk(path) !== AT && Date.now() < deadline) await sleep(20)

@@ -7,6 +7,7 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import type { StoreData } from '../../daemon/store/store-format.js'
 import { sha256File, silentLogger, tempDir, tinyTmpfs } from './helpers.js'
 import type { Teardown } from './helpers.js'
+import { secretsStoreContract } from './contract/secrets-store-contract.js'
 
 const CANARY = 'CANARY-9d1e4b-do-not-leak'
 const logger = silentLogger()
@@ -181,4 +182,16 @@ t.test('a failed write (ENOSPC) leaves memory and disk as they were', async t =>
   t.equal(again.counts().secrets, n, 'the file is readable and holds what memory held')
   await again.deleteSecret('user:alice', 'BIG_0', 'alice')
   t.equal(again.counts().secrets, n - 1, 'writes work again once there is room')
+})
+
+// The shared contract (test/store/contract/) over the file store: each case on a store.json of its own.
+secretsStoreContract(t, {
+  open: async (t) => {
+    const dir = tempDir(t)
+    const path = join(dir, 'store.json')
+    const key = generateKey()
+    const store = await openSecretsStore({ path, key, logger })
+    t.teardown(async () => { await store.close() })
+    return { store, reopen: async () => await openSecretsStore({ path, key, logger }) }
+  }
 })
