@@ -6,8 +6,11 @@ import type { RunRecord } from '../types.js'
 
 type Change = (run: RunRecord) => RunRecord | null
 
+// A conflict means another writer got there first: the retry reads again only once the ledger reflects every write
+// acknowledged so far (settle), or a shared ledger's lagging replica would fail all ten tries within microseconds.
 async function retried<T> (ledger: RunLedger, runId: string, step: (version: number) => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
+    if (attempt > 0) await ledger.settle()
     const cur = ledger.get(runId)
     if (cur === undefined) throw new Error(`run ${runId} vanished from the ledger`)
     try {

@@ -14,7 +14,21 @@ interface LedgerData {
   runs: RunRecord[]
 }
 
+/** One change of a run record, in revision order: what the event bus and caches (and later other nodes) follow. */
+export interface LedgerChange { revision: number, op: 'put' | 'delete', runId: string, version: number }
+
+/**
+ * The run ledger. Reads are synchronous and reflect `revision`; a read that must not be stale (the retry of a
+ * conflicting compare-and-swap) first awaits `settle()`, which a file ledger answers at once (one process holds the
+ * state dir) and a shared one once its replica has caught up. Writes are record-level compare-and-swap.
+ */
 export interface RunLedger {
+  /** the revision the synchronous reads reflect; every change a reader can see raises it */
+  readonly revision: number
+  /** resolve once reads reflect at least `atLeast` (default: every write acknowledged so far); the revision reached */
+  settle (atLeast?: number): Promise<number>
+  /** follow every change from now on, in revision order; returns the unsubscribe function */
+  onChange (listener: (change: LedgerChange) => void): () => void
   all (): readonly RunRecord[]
   get (runId: string): RunRecord | undefined
   /** Durably record a new run (the write-ahead intent). */
@@ -84,6 +98,15 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
   const raw = await adapter.read()
   const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
   const byId = new Map(data.runs.map(r => [r.runId, r]))
+  let revision = 0
+  const listeners = new Set<(change: LedgerChange) => void>()
+  // Called once a change is the truth in memory (durable, or kept by updateBestEffort).
+  const emit = (op: LedgerChange['op'], rec: RunRecord): void => {
+    const change: LedgerChange = { revision: ++revision, op, runId: rec.runId, version: rec.version }
+    for (const l of listeners) {
+      try { l(change) } catch { /* a listener's bug must not fail a write that already counts */ }
+    }
+  }
   // One mutation at a time: each computes the next snapshot, writes it, and only then makes it the truth in memory,
   // so a failed write (disk full) leaves memory and disk as they were.
   let queue: Promise<unknown> = Promise.resolve()
@@ -117,13 +140,21 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       if (!bestEffort || !isCoded(err, 'NFS_ERR_STORAGE')) throw err
       byId.set(runId, rec)
       unsynced.add(runId)
+      emit('put', rec)
       return { run: rec, durable: false }
     }
     byId.set(runId, rec)
+    emit('put', rec)
     return { run: rec, durable: true }
   }
 
   return {
+    get revision () { return revision },
+    settle: async () => revision,
+    onChange: (listener) => {
+      listeners.add(listener)
+      return () => { listeners.delete(listener) }
+    },
     all: () => [...byId.values()],
     get: (runId) => byId.get(runId),
     insert: (run) => serial(async () => {
@@ -133,6 +164,7 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       next.set(rec.runId, rec)
       await commit(next)
       byId.set(rec.runId, rec)
+      emit('put', rec)
       return rec
     }),
     update: (runId, expectedVersion, change) => serial(async () => (await apply(runId, expectedVersion, change, false)).run),
@@ -147,7 +179,12 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       for (const id of runIds) if (next.delete(id)) n++
       if (n === 0) return 0
       await commit(next)
-      for (const id of runIds) byId.delete(id)
+      for (const id of runIds) {
+        const gone = byId.get(id)
+        if (gone === undefined) continue
+        byId.delete(id)
+        emit('delete', gone)
+      }
       return n
     }),
     close: async () => {

@@ -7,6 +7,7 @@ import { openRunLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { tempDir, tinyTmpfs } from './helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
+import { runLedgerContract } from './contract/run-ledger-contract.js'
 
 function record (i: number): Omit<RunRecord, 'version'> {
   return {
@@ -78,4 +79,14 @@ t.test('updateBestEffort on a full disk: memory moves on, disk stays, the first 
   t.same(ledger.unsynced(), [])
   const onDisk = (JSON.parse(readFileSync(path, 'utf8')) as { runs: RunRecord[] }).runs
   t.same(onDisk.map(r => [r.runId, r.state, r.version]), [[a.runId, 'killed', a.version + 1]])
+})
+
+// The shared contract (test/store/contract/) over the file ledger: each case on a runs.json of its own.
+runLedgerContract(t, {
+  open: async (t) => {
+    const path = join(tempDir(t), 'runs.json')
+    const ledger = await openRunLedger(path)
+    t.teardown(async () => { await ledger.close() })
+    return { ledger, reopen: async () => await openRunLedger(path) }
+  }
 })
