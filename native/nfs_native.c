@@ -3,9 +3,13 @@
 //   getpwuid(uid) / getpwnam(n)   the passwd entry through NSS, so LDAP and sssd users resolve too.
 //   getgrouplist(name, gid)       every group of a user (NSS), not only the primary one.
 //   getgrgid(gid) / getgrnam(n)   the group entry through NSS.
+//   cloexec(fd)                   set FD_CLOEXEC on one fd (node-pty's pty master lacks it).
+//   cloexecFrom(lowfd)            set FD_CLOEXEC on every open fd >= lowfd: close_range(2), else a /proc/self/fd scan.
 // Every function returns null for "no such entry" and throws only on a real failure.
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <grp.h>
 #include <node_api.h>
@@ -13,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -185,6 +190,51 @@ static napi_value Getgrouplist(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+static int set_cloexec(int fd) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags < 0) return -1;
+  return (flags & FD_CLOEXEC) ? 0 : fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
+static napi_value Cloexec(napi_env env, napi_callback_info info) {
+  uint32_t fd;
+  if (arg_u32(env, info, 0, &fd) != 0) { napi_throw_type_error(env, "NFS_ERR_NATIVE", "cloexec(fd)"); return NULL; }
+  if (set_cloexec((int)fd) != 0) return throw_errno(env, "fcntl(FD_CLOEXEC)", errno);
+  napi_value out;
+  CALL(env, napi_get_undefined(env, &out));
+  return out;
+}
+
+// The syscall number is 436 on every architecture (the unified table since Linux 5.9); headers may be older.
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static napi_value CloexecFrom(napi_env env, napi_callback_info info) {
+  uint32_t low;
+  if (arg_u32(env, info, 0, &low) != 0) { napi_throw_type_error(env, "NFS_ERR_NATIVE", "cloexecFrom(lowfd)"); return NULL; }
+  napi_value out;
+  CALL(env, napi_get_undefined(env, &out));
+  // Linux >= 5.11: one call. Older kernels (RHEL 8 is 4.18) answer ENOSYS or EINVAL: scan /proc/self/fd instead.
+  if (syscall(SYS_close_range, low, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return out;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return throw_errno(env, "opendir(/proc/self/fd)", errno);
+  int self = dirfd(d), err = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || end == e->d_name || fd < (long)low || fd == self) continue;
+    if (set_cloexec((int)fd) != 0 && errno != EBADF) err = errno;
+  }
+  closedir(d);
+  if (err != 0) return throw_errno(env, "fcntl(FD_CLOEXEC)", err);
+  return out;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"peercred", NULL, Peercred, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -193,6 +243,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"getgrgid", NULL, Getgrgid, NULL, NULL, NULL, napi_enumerable, NULL},
     {"getgrnam", NULL, Getgrnam, NULL, NULL, NULL, napi_enumerable, NULL},
     {"getgrouplist", NULL, Getgrouplist, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"cloexec", NULL, Cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"cloexecFrom", NULL, CloexecFrom, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -9,13 +9,13 @@
 //     the common case of a run dir holding only plain entries (the store, Nextflow's export file): root unlinks
 //     those itself, which is no more than the owner could do (unlink never follows the last component, and the
 //     run dir's own entry is root's), and saves two child processes on every revoke.
-import { spawn } from 'node:child_process'
 import { constants } from 'node:fs'
 import { link, lstat, mkdir, open, readdir, readlink, rmdir, unlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
 import type { CodedError } from '../../daemon/errors.js'
+import { runChild, type ChildResult } from '../../daemon/children/run-child.js'
 
 export interface Owner { uid: number, gid: number }
 
@@ -23,8 +23,10 @@ const S_ISVTX = 0o1000
 const MAX_SYMLINK_HOPS = 40
 // The store's name while the run's intent is still being written: Nextflow never reads it, revoke removes it.
 const STAGED_NAME = '.store.json.staged'
-// Children get a fixed, minimal environment: nothing of the daemon's (and so no value) can leak into them.
-const CHILD_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
+// A `find` over a run dir the user filled, as that user: the user can stop it, so it has a deadline. At the deadline
+// it is killed and the revoke fails, to be retried with the revoker's backoff; `find -delete` keeps what it removed,
+// so even a huge dir is emptied over a few attempts.
+export const CLEANUP_DEADLINE_MS = 60_000
 
 export function unsafePath (path: string, why: string): CodedError {
   return nfsError('NFS_ERR_UNSAFE_PATH', [path, why])
@@ -188,28 +190,18 @@ export async function writeStoreAndHandOver (runDir: string, content: Buffer, ow
   return storePath
 }
 
-/** Run a fixed command, as `owner` when given (libuv drops supplementary groups when it sets uid/gid). */
-export function runChild (argv: readonly string[], owner: Owner | null): Promise<{ code: number | null, stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), {
-      cwd: '/',
-      env: CHILD_ENV,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {})
-    })
-    let stderr = ''
-    child.stderr.setEncoding('utf8')
-    child.stderr.on('data', (d: string) => { if (stderr.length < 2000) stderr += d })
-    child.once('error', reject)
-    child.once('close', code => resolve({ code, stderr }))
-  })
+/** One `find` as `owner` (the daemon's own user when null), killed at the deadline. */
+async function findAs (args: readonly string[], owner: Owner | null, deadlineMs: number): Promise<ChildResult> {
+  const res = await runChild('find', args, { ...(owner !== null ? { uid: owner.uid, gid: owner.gid } : {}), deadlineMs, maxOutputBytes: 4096 })
+  if (res.timedOut) throw Object.assign(new Error(`find did not finish within ${deadlineMs} ms; killed`), { code: 'ETIMEDOUT' })
+  return res
 }
 
 /** Empty a directory as `owner`: never following a symlink, and restoring u+rwx on subdirs first. */
-async function emptyDirAs (path: string, owner: Owner | null): Promise<void> {
+async function emptyDirAs (path: string, owner: Owner | null, deadlineMs: number): Promise<void> {
   // The user may have made a subdir (or the run dir) read-only; as its owner we may give it back.
-  await runChild(['find', path, '-type', 'd', '!', '-perm', '-700', '-exec', 'chmod', 'u+rwx', '{}', '+'], owner)
-  const res = await runChild(['find', path, '-mindepth', '1', '-delete'], owner)
+  await findAs([path, '-type', 'd', '!', '-perm', '-700', '-exec', 'chmod', 'u+rwx', '{}', '+'], owner, deadlineMs)
+  const res = await findAs([path, '-mindepth', '1', '-delete'], owner, deadlineMs)
   if (res.code !== 0) {
     const err = new Error(`find -delete exited ${String(res.code)}`) as Error & { stderr?: string }
     err.stderr = res.stderr.slice(0, 500)
@@ -239,7 +231,7 @@ async function removePlainEntries (runDir: string): Promise<boolean> {
  * `userDir` must come from ensureUserDir, so no user can swap the run dir entry while we look at it.
  * Contents beyond plain entries go with the credentials of the directory's owner; the now-empty entry is ours.
  */
-export async function removeRunDir (runDir: string, privileged: boolean): Promise<boolean> {
+export async function removeRunDir (runDir: string, privileged: boolean, deadlineMs = CLEANUP_DEADLINE_MS): Promise<boolean> {
   const st = await lstatOrNull(runDir)
   if (st === null) return false
   // unlink never follows a symlink: whatever it pointed at stays untouched.
@@ -251,7 +243,7 @@ export async function removeRunDir (runDir: string, privileged: boolean): Promis
   if (await removePlainEntries(runDir)) return true
   // A user still writing into their dir can make rmdir fail with ENOTEMPTY: empty it again, a few times.
   for (let attempt = 1; ; attempt++) {
-    await emptyDirAs(runDir, owner)
+    await emptyDirAs(runDir, owner, deadlineMs)
     try {
       await rmdir(runDir)
       return true

@@ -14,6 +14,10 @@ export interface NativeAddon {
   getgrgid (gid: number): GroupEntry | null
   getgrnam (name: string): GroupEntry | null
   getgrouplist (name: string, gid: number): number[]
+  /** FD_CLOEXEC on one fd */
+  cloexec (fd: number): void
+  /** FD_CLOEXEC on every open fd >= lowFd */
+  cloexecFrom (lowFd: number): void
 }
 
 let addon: NativeAddon | undefined
