@@ -110,8 +110,7 @@ export function runLedgerContract (t: Test, backend: LedgerBackend): void {
       `put ${a.runId}@1`, `put ${intentRecord(4).runId}@1`, `put ${a.runId}@2`, `delete ${intentRecord(4).runId}@1`
     ], 'one change per visible write; refused and declined writes are silent; nothing after unsubscribe')
     const revs = seen.map(c => c.revision)
-    t.same(revs, [...revs].sort((x, y) => x - y))
-    t.equal(new Set(revs).size, revs.length)
+    t.same(revs, [...revs].sort((x, y) => x - y), 'in revision order (one write\'s changes may share its revision)')
   })
 
   t.test('contract: a reopened ledger holds every acknowledged write', async t => {

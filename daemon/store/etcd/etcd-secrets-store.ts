@@ -1,0 +1,361 @@
+// The secrets store on etcd (CLUSTER.md "Keys"): smeta/<scope>/<name> holds a secret's metadata, sval/<scope>/<name>
+// its ciphertext (the key never enters etcd), ws/<name> a workspace, meta/store the key id every node must share.
+// Reads come from a Replica; every write is one transaction comparing the mod revision of the keys it read, a
+// secret's metadata and value change together, and a workspace's secrets go with it. Same contract as the file
+// store (test/store/contract/): If-Match that really fails, unconditioned writes retried on a fresh read.
+import type { Namespace } from 'etcd3'
+import type { Logger } from 'pino'
+import { isCoded, nfsError } from '../../errors.js'
+import type { SecretValue } from '../../secret-value.js'
+import type { Role, Scope, SecretMeta, Workspace } from '../../types.js'
+import { keyId, open, seal, type Sealed } from '../crypto.js'
+import type { SecretsStore, StoreChange, WriteOptions } from '../secrets-store.js'
+import { checkEntry, copyWorkspace } from '../store-format.js'
+import { clusterError } from './etcd-client.js'
+import { Replica, type Entry, type ReplicaChange } from './replica.js'
+
+const META = 'smeta/'
+const VAL = 'sval/'
+const WS = 'ws/'
+const STORE_META = 'meta/store'
+/** conflicts of an unconditioned write retried on a fresh read before giving up */
+const RETRIES = 10
+
+const byScopeThenName = (a: SecretMeta, b: SecretMeta): number =>
+  a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+
+export interface EtcdSecretsStoreOptions {
+  ns: Namespace
+  node: string
+  key: Buffer
+  logger: Pick<Logger, 'info' | 'warn'>
+  now?: () => Date
+}
+
+class EtcdSecretsStore implements SecretsStore {
+  readonly #ns: Namespace
+  readonly #replica: Replica
+  readonly #key: Buffer
+  readonly #now: () => Date
+  readonly #logger: Pick<Logger, 'warn'>
+  readonly #listeners = new Set<(c: StoreChange) => void>()
+  // Parsed records, kept in step with the replica so that a read never parses JSON.
+  readonly #meta = new Map<string, SecretMeta>()
+  readonly #ws = new Map<string, Workspace>()
+  // This node's writes to one record go one after another: racing itself would only burn conflict retries.
+  readonly #queues = new Map<string, Promise<unknown>>()
+  #closed = false
+
+  constructor (opts: EtcdSecretsStoreOptions, replica: Replica) {
+    this.#ns = opts.ns
+    this.#replica = replica
+    this.#key = opts.key
+    this.#now = opts.now ?? (() => new Date())
+    this.#logger = opts.logger
+    for (const [k, e] of replica.list(META)) this.#meta.set(k, JSON.parse(e.value.toString()) as SecretMeta)
+    for (const [k, e] of replica.list(WS)) this.#ws.set(k, JSON.parse(e.value.toString()) as Workspace)
+    replica.onChange(c => { this.#apply(c) })
+  }
+
+  #apply (c: ReplicaChange): void {
+    let change: StoreChange | null = null
+    if (c.key.startsWith(META)) {
+      const before = this.#meta.get(c.key)
+      if (c.entry === null) {
+        this.#meta.delete(c.key)
+        if (before !== undefined) change = { revision: c.revision, kind: 'secret', op: 'delete', scope: before.scope, name: before.name, version: before.version }
+      } else {
+        const m = JSON.parse(c.entry.value.toString()) as SecretMeta
+        this.#meta.set(c.key, m)
+        const used = before !== undefined && before.version === m.version
+        change = { revision: c.revision, kind: 'secret', op: used ? 'used' : 'put', scope: m.scope, name: m.name, version: m.version }
+      }
+    } else if (c.key.startsWith(WS)) {
+      const before = this.#ws.get(c.key)
+      if (c.entry === null) {
+        this.#ws.delete(c.key)
+        if (before !== undefined) change = { revision: c.revision, kind: 'workspace', op: 'delete', name: before.name, version: before.version }
+      } else {
+        const w = JSON.parse(c.entry.value.toString()) as Workspace
+        this.#ws.set(c.key, w)
+        change = { revision: c.revision, kind: 'workspace', op: 'put', name: w.name, version: w.version }
+      }
+    }
+    if (change === null) return
+    for (const l of this.#listeners) {
+      try { l(change) } catch { /* not the writer's problem */ }
+    }
+  }
+
+  get revision (): number { return this.#replica.revision }
+
+  async settle (atLeast?: number): Promise<number> {
+    if (atLeast !== undefined) {
+      await this.#replica.waitFor(atLeast)
+      return this.#replica.revision
+    }
+    return await this.#replica.barrier()
+  }
+
+  onChange (listener: (c: StoreChange) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  listSecrets (scopes: Scope[]): SecretMeta[] {
+    const wanted = new Set<string>(scopes)
+    return [...this.#meta.values()].filter(m => wanted.has(m.scope)).map(m => ({ ...m })).sort(byScopeThenName)
+  }
+
+  getSecret (scope: Scope, name: string): SecretMeta | undefined {
+    const m = this.#meta.get(`${META}${scope}/${name}`)
+    return m === undefined ? undefined : { ...m }
+  }
+
+  /**
+   * One compare-and-swap write, retried on a fresh read when the caller named no version. `attempt` reads the
+   * current record from the mirror, says which mod revision it expects (0: absent) and what to write.
+   */
+  async #cas<R> (what: string, opts: WriteOptions | undefined, attempt: () => { compare: Array<[string, number]>, ops: unknown[], result: R } | R, current?: () => { version: number } | undefined): Promise<R> {
+    const run = async (): Promise<R> => {
+      // The If-Match check runs in the queue, against the record as this node's earlier writes left it.
+      if (current !== undefined) await this.#expect(opts, current, what)
+      return await this.#casNow(what, opts, attempt)
+    }
+    const prev = this.#queues.get(what) ?? Promise.resolve()
+    const mine = prev.then(run, run)
+    const tail = mine.catch(() => {})
+    this.#queues.set(what, tail)
+    void tail.then(() => { if (this.#queues.get(what) === tail) this.#queues.delete(what) })
+    return await mine
+  }
+
+  async #casNow<R> (what: string, opts: WriteOptions | undefined, attempt: () => { compare: Array<[string, number]>, ops: unknown[], result: R } | R): Promise<R> {
+    if (this.#closed) throw nfsError('NFS_ERR_STORAGE', ['the cluster store', 'it is closed'])
+    for (let i = 0; ; i++) {
+      const step = attempt()
+      if (!isStep<R>(step)) return step
+      let res
+      try {
+        let txn = this.#ns.if(step.compare[0]![0], step.compare[0]![1] === 0 ? 'Create' : 'Mod', '==', step.compare[0]![1])
+        for (const [k, mod] of step.compare.slice(1)) txn = txn.and(k, mod === 0 ? 'Create' : 'Mod', '==', mod)
+        res = await txn.then(...(step.ops as never[])).commit()
+      } catch (err) {
+        throw clusterError(err, `writing ${what}`)
+      }
+      if (res.succeeded) {
+        await this.#replica.waitFor(Number(res.header.revision))
+        return step.result
+      }
+      if (opts?.ifVersion !== undefined || i >= RETRIES) throw nfsError('NFS_ERR_CONFLICT', [`${what} changed concurrently`])
+      // Another node won: read again once the mirror has its write, after a little jitter so two losers part.
+      await new Promise(resolve => setTimeout(resolve, Math.random() * 20 * (i + 1)))
+      await this.#replica.barrier()
+    }
+  }
+
+  /** The If-Match check: against a fresh read when the mirror disagrees, so a lagging mirror is not a conflict. */
+  async #expect (opts: WriteOptions | undefined, current: () => { version: number } | undefined, what: string): Promise<void> {
+    if (opts?.ifVersion === undefined) return
+    const matches = (): boolean => (current()?.version ?? null) === opts.ifVersion
+    if (matches()) return
+    await this.#replica.barrier()
+    if (!matches()) throw nfsError('NFS_ERR_CONFLICT', [`${what} is at version ${current()?.version ?? 'none'}, not ${opts.ifVersion ?? 'none'} as expected`])
+  }
+
+  async createSecret (scope: Scope, name: string, value: SecretValue, by: string): Promise<SecretMeta> {
+    checkEntry(scope, name)
+    const k = `${scope}/${name}`
+    const at = this.#now().toISOString()
+    const meta: SecretMeta = { name, scope, createdAt: at, createdBy: by, updatedAt: at, updatedBy: by, lastUsed: null, version: 1 }
+    const sealed = seal(this.#key, scope, name, value)
+    try {
+      return await this.#cas(`secret ${k}`, { ifVersion: null }, () => ({
+        compare: [[META + k, 0]],
+        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(JSON.stringify(sealed))],
+        result: { ...meta }
+      }))
+    } catch (err) {
+      if (isCoded(err, 'NFS_ERR_CONFLICT')) throw nfsError('NFS_ERR_SECRET_EXISTS', [name, scope])
+      throw err
+    }
+  }
+
+  async updateSecret (scope: Scope, name: string, value: SecretValue, by: string, opts?: WriteOptions): Promise<SecretMeta> {
+    checkEntry(scope, name)
+    const k = `${scope}/${name}`
+    const sealed = seal(this.#key, scope, name, value)
+    return await this.#cas(`secret ${k}`, opts, () => {
+      const cur = this.#meta.get(META + k)
+      const entry = this.#replica.get(META + k)
+      if (cur === undefined || entry === undefined) {
+        if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`secret ${k} is gone`])
+        throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [k])
+      }
+      const meta: SecretMeta = { ...cur, updatedAt: this.#now().toISOString(), updatedBy: by, version: cur.version + 1 }
+      return {
+        compare: [[META + k, entry.mod]],
+        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(JSON.stringify(sealed))],
+        result: meta
+      }
+    }, () => this.#meta.get(META + k))
+  }
+
+  async deleteSecret (scope: Scope, name: string, _by: string, opts?: WriteOptions): Promise<SecretMeta> {
+    checkEntry(scope, name)
+    const k = `${scope}/${name}`
+    return await this.#cas(`secret ${k}`, opts, () => {
+      const cur = this.#meta.get(META + k)
+      const entry = this.#replica.get(META + k)
+      if (cur === undefined || entry === undefined) {
+        if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`secret ${k} is gone`])
+        throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [k])
+      }
+      return { compare: [[META + k, entry.mod]], ops: [this.#ns.delete().key(META + k), this.#ns.delete().key(VAL + k)], result: { ...cur } }
+    }, () => this.#meta.get(META + k))
+  }
+
+  readValues (entries: Array<{ scope: Scope, name: string }>): Map<string, SecretValue> {
+    const out = new Map<string, SecretValue>()
+    for (const { scope, name } of entries) {
+      const e = this.#replica.get(`${VAL}${scope}/${name}`)
+      if (e !== undefined) out.set(`${scope}\0${name}`, open(this.#key, scope, name, JSON.parse(e.value.toString()) as Sealed))
+    }
+    return out
+  }
+
+  // lastUsed is advisory: one CAS per secret, all at once, awaited so that a listing right after shows it (as the
+  // file store's does), but a failure is logged and never fails the run that used the secret.
+  async markUsed (entries: Array<{ scope: Scope, name: string }>, at: string): Promise<void> {
+    await Promise.all(entries.map(async ({ scope, name }) => {
+      const k = `${scope}/${name}`
+      await this.#cas(`secret ${k}`, undefined, () => {
+        const cur = this.#meta.get(META + k)
+        const entry = this.#replica.get(META + k)
+        if (cur === undefined || entry === undefined) return undefined
+        return { compare: [[META + k, entry.mod]], ops: [this.#ns.put(META + k).value(JSON.stringify({ ...cur, lastUsed: at }))], result: undefined }
+      }).catch((err: unknown) => { this.#logger.warn({ err, scope, name }, 'lastUsed not written to the cluster') })
+    }))
+  }
+
+  listWorkspaces (): Workspace[] {
+    return [...this.#ws.values()].map(copyWorkspace).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  }
+
+  getWorkspace (name: string): Workspace | undefined {
+    const w = this.#ws.get(WS + name)
+    return w === undefined ? undefined : copyWorkspace(w)
+  }
+
+  async createWorkspace (name: string, by: string, opts?: { owner?: string | null }): Promise<Workspace> {
+    if (typeof name !== 'string' || !/^[^\0\s/]{1,256}$/.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
+    const owner = opts?.owner ?? null
+    const ws: Workspace = { name, members: owner === null ? {} : { [owner]: 'owner' }, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
+    try {
+      return await this.#cas(`workspace ${name}`, { ifVersion: null }, () => ({
+        compare: [[WS + name, 0]], ops: [this.#ns.put(WS + name).value(JSON.stringify(ws))], result: copyWorkspace(ws)
+      }))
+    } catch (err) {
+      if (isCoded(err, 'NFS_ERR_CONFLICT')) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [name])
+      throw err
+    }
+  }
+
+  async deleteWorkspace (name: string, opts?: WriteOptions): Promise<void> {
+    await this.#cas(`workspace ${name}`, opts, () => {
+      const entry = this.#replica.get(WS + name)
+      if (entry === undefined) {
+        if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`workspace ${name} is gone`])
+        throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [name])
+      }
+      // The workspace's secrets go in the same transaction: no node ever sees secrets of a workspace that is gone.
+      const scope = `workspace:${name}/`
+      return {
+        compare: [[WS + name, entry.mod]],
+        ops: [this.#ns.delete().prefix(META + scope), this.#ns.delete().prefix(VAL + scope), this.#ns.delete().key(WS + name)],
+        result: undefined
+      }
+    }, () => this.#ws.get(WS + name))
+  }
+
+  async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
+    if (typeof who !== 'string' || who === '' || who.includes('\0')) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
+    return await this.#cas(`workspace ${wsName}`, opts, () => {
+      const cur = this.#ws.get(WS + wsName)
+      const entry = this.#replica.get(WS + wsName)
+      if (cur === undefined || entry === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [wsName])
+      const map = { ...cur[field] }
+      if (role === null) {
+        if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, wsName])
+        delete map[who]
+      } else {
+        map[who] = role
+      }
+      const ws: Workspace = { ...cur, [field]: map, version: cur.version + 1 }
+      return { compare: [[WS + wsName, entry.mod]], ops: [this.#ns.put(WS + wsName).value(JSON.stringify(ws))], result: copyWorkspace(ws) }
+    }, () => this.#ws.get(WS + wsName))
+  }
+
+  async setMember (ws: string, user: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
+    return await this.#setRole(ws, 'members', user, role, opts)
+  }
+
+  async setGroup (ws: string, group: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
+    return await this.#setRole(ws, 'groups', group, role, opts)
+  }
+
+  counts (): { secrets: number, workspaces: number } {
+    return { secrets: this.#meta.size, workspaces: this.#ws.size }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#listeners.clear()
+    await this.#replica.close()
+  }
+}
+
+function isStep<R> (x: unknown): x is { compare: Array<[string, number]>, ops: unknown[], result: R } {
+  return typeof x === 'object' && x !== null && 'compare' in x && 'ops' in x
+}
+
+/**
+ * Open the store under `ns`. The first node writes the key id; every later one must hold the same key (NFS_ERR_KEY
+ * otherwise), and every value is decrypted once before anything is served, as the file store does.
+ */
+export async function openEtcdSecretsStore (opts: EtcdSecretsStoreOptions): Promise<SecretsStore> {
+  const replica = new Replica(opts.ns, [META, VAL, WS, 'meta/'], opts.node)
+  await replica.start()
+  const id = keyId(opts.key)
+  let stored = replica.get(STORE_META)
+  if (stored === undefined) {
+    try {
+      await opts.ns.if(STORE_META, 'Create', '==', 0).then(opts.ns.put(STORE_META).value(JSON.stringify({ format: 1, keyId: id }))).commit()
+    } catch (err) {
+      await replica.close()
+      throw clusterError(err, 'initialising the cluster store')
+    }
+    await replica.barrier()
+    stored = replica.get(STORE_META)
+  }
+  const have = (JSON.parse(stored!.value.toString()) as { keyId: string }).keyId
+  const where = 'the cluster store'
+  if (have !== id) {
+    await replica.close()
+    throw nfsError('NFS_ERR_KEY', [where, `it was encrypted with key id ${have} but the key loaded has id ${id}: every node needs the same master key`])
+  }
+  for (const [k, e] of replica.list(VAL)) {
+    const [scope, ...rest] = k.slice(VAL.length).split('/')
+    try {
+      open(opts.key, scope as Scope, rest.join('/'), JSON.parse(e.value.toString()) as Sealed)
+    } catch (err) {
+      await replica.close()
+      throw nfsError('NFS_ERR_STORE_UNREADABLE', [where, `secret ${k.slice(VAL.length)} fails authentication (altered or moved)`], err)
+    }
+  }
+  opts.logger.info({ keyId: id, revision: replica.revision }, 'cluster secrets store opened')
+  return new EtcdSecretsStore(opts, replica)
+}
+
+export type { Entry }

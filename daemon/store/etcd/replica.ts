@@ -1,0 +1,172 @@
+// A local mirror of the keys under a few prefixes, fed by one etcd watch (CLUSTER.md "Reads"). Reads are
+// synchronous and reflect `revision`: the highest etcd revision whose changes under the prefixes have all been
+// applied. A read that must not be stale calls barrier(): it writes this node's sync key and waits until the watch
+// has delivered that write, so every change acknowledged anywhere before the barrier is in the mirror (the way
+// ZooKeeper's sync works). Listeners see each change once, in revision order, deduplicated by (key, mod revision).
+import type { Namespace, Watcher } from 'etcd3'
+import { clusterError } from './etcd-client.js'
+
+export interface Entry { value: Buffer, mod: number, create: number, version: number }
+export interface ReplicaChange { key: string, op: 'put' | 'delete', entry: Entry | null, previous: Entry | null, revision: number }
+
+interface RawKv { key: Buffer, value: Buffer, mod_revision: string, create_revision: string, version: string }
+
+const SYNC = 'sync/'
+
+export class Replica {
+  readonly #ns: Namespace
+  readonly #prefixes: string[]
+  readonly #node: string
+  readonly #entries = new Map<string, Entry>()
+  readonly #listeners = new Set<(c: ReplicaChange) => void>()
+  readonly #waiters: Array<{ revision: number, resolve: () => void }> = []
+  #revision = 0
+  #watcher: Watcher | null = null
+  #closed = false
+
+  constructor (ns: Namespace, prefixes: string[], node: string) {
+    this.#ns = ns
+    this.#prefixes = prefixes
+    this.#node = node
+  }
+
+  get revision (): number { return this.#revision }
+
+  get (key: string): Entry | undefined { return this.#entries.get(key) }
+
+  /** every entry whose key starts with `prefix`, in key order */
+  list (prefix: string): Array<[string, Entry]> {
+    const out: Array<[string, Entry]> = []
+    for (const [k, e] of this.#entries) if (k.startsWith(prefix)) out.push([k, e])
+    return out.sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+  }
+
+  onChange (listener: (c: ReplicaChange) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  /** Load every key under the prefixes at one revision, then follow changes from the next one. */
+  async start (): Promise<void> {
+    const revision = await this.#load()
+    await this.#watch(revision + 1)
+  }
+
+  async #load (): Promise<number> {
+    let revision = 0
+    const fresh = new Map<string, Entry>()
+    try {
+      // One range for all the prefixes would need a common parent; a range per prefix pinned to the first's
+      // revision reads one consistent snapshot.
+      for (const prefix of this.#prefixes) {
+        const range = this.#ns.getAll().prefix(prefix)
+        if (revision > 0) range.revision(revision)
+        const res = await range.exec()
+        if (revision === 0) revision = Number(res.header.revision)
+        for (const kv of res.kvs as unknown as RawKv[]) fresh.set(kv.key.toString(), toEntry(kv))
+      }
+    } catch (err) {
+      throw clusterError(err, 'reading the cluster state')
+    }
+    // After a compaction the watch could not resume: emit what changed meanwhile as if it had been watched.
+    const old = new Map(this.#entries)
+    this.#entries.clear()
+    for (const [k, e] of fresh) this.#entries.set(k, e)
+    for (const [k, e] of fresh) {
+      const prev = old.get(k)
+      if (prev === undefined || prev.mod !== e.mod) this.#emit({ key: k, op: 'put', entry: e, previous: prev ?? null, revision: e.mod })
+    }
+    for (const [k, prev] of old) if (!fresh.has(k)) this.#emit({ key: k, op: 'delete', entry: null, previous: prev, revision })
+    this.#advance(revision)
+    return revision
+  }
+
+  async #watch (from: number): Promise<void> {
+    const builder = this.#ns.watch().prefix('').startRevision(String(from)).withPreviousKV()
+    const watcher = await builder.create()
+    this.#watcher = watcher
+    watcher.on('data', (res) => {
+      for (const ev of res.events ?? []) {
+        const kv = ev.kv as unknown as RawKv
+        const key = kv.key.toString()
+        if (key.startsWith(SYNC)) continue
+        if (!this.#prefixes.some(p => key.startsWith(p))) continue
+        const mod = Number(kv.mod_revision)
+        const prev = this.#entries.get(key) ?? null
+        if (ev.type === 'Delete') {
+          if (prev === null) continue
+          this.#entries.delete(key)
+          this.#emit({ key, op: 'delete', entry: null, previous: prev, revision: mod })
+        } else {
+          if (prev !== null && prev.mod >= mod) continue
+          const entry = toEntry(kv)
+          this.#entries.set(key, entry)
+          this.#emit({ key, op: 'put', entry, previous: prev, revision: mod })
+        }
+      }
+      this.#advance(Number(res.header.revision))
+    })
+    watcher.on('error', (err) => {
+      // A compacted start revision cannot be watched: read everything again, diff, and watch from there.
+      if (this.#closed) return
+      if (/compact/i.test(String((err as Error).message))) void this.#resync()
+    })
+  }
+
+  async #resync (): Promise<void> {
+    const w = this.#watcher
+    this.#watcher = null
+    await w?.cancel().catch(() => {})
+    if (this.#closed) return
+    const revision = await this.#load().catch(() => null)
+    if (revision !== null && !this.#closed) await this.#watch(revision + 1).catch(() => {})
+  }
+
+  /** Wait until every change acknowledged anywhere so far is in the mirror; the revision reached. */
+  async barrier (): Promise<number> {
+    let revision: number
+    try {
+      const res = await this.#ns.put(`${SYNC}${this.#node}`).value(String(Date.now())).exec()
+      revision = Number(res.header.revision)
+    } catch (err) {
+      throw clusterError(err, 'reaching the cluster for a fresh read')
+    }
+    await this.waitFor(revision)
+    return this.#revision
+  }
+
+  /** Resolve once the mirror reflects `revision` (an answer of a write this node made, or a barrier's). */
+  async waitFor (revision: number): Promise<void> {
+    if (this.#revision >= revision) return
+    await new Promise<void>(resolve => { this.#waiters.push({ revision, resolve }) })
+  }
+
+  #advance (revision: number): void {
+    if (revision <= this.#revision) return
+    this.#revision = revision
+    for (let i = this.#waiters.length - 1; i >= 0; i--) {
+      const w = this.#waiters[i]!
+      if (w.revision <= revision) {
+        this.#waiters.splice(i, 1)
+        w.resolve()
+      }
+    }
+  }
+
+  #emit (c: ReplicaChange): void {
+    for (const l of this.#listeners) {
+      try { l(c) } catch { /* a listener's bug must not stop the mirror */ }
+    }
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    this.#listeners.clear()
+    await this.#watcher?.cancel().catch(() => {})
+    this.#watcher = null
+  }
+}
+
+function toEntry (kv: RawKv): Entry {
+  return { value: Buffer.from(kv.value), mod: Number(kv.mod_revision), create: Number(kv.create_revision), version: Number(kv.version) }
+}

@@ -1,0 +1,62 @@
+// The secrets store on a real 3-member etcd: the shared contract (test/store/contract/), plus what only a shared
+// store has: two nodes (two stores on one prefix) see each other's writes, race on one secret with exactly one
+// winner, and refuse a node that holds another master key.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
+import { openEtcdSecretsStore } from '../../daemon/store/etcd/etcd-secrets-store.js'
+import { generateKey } from '../../daemon/store/crypto.js'
+import { SecretValue } from '../../daemon/secret-value.js'
+import type { SecretsStore } from '../../daemon/store/secrets-store.js'
+import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { secretsStoreContract } from './contract/secrets-store-contract.js'
+import { silentLogger } from './helpers.js'
+
+const logger = silentLogger()
+
+t.test('etcd secrets store', async t => {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const conns: Array<{ close: () => void }> = []
+  t.teardown(() => { for (const c of conns) c.close() })
+  const node = (prefix: string, key: Buffer, name: string): Promise<SecretsStore> => {
+    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
+    conns.push(conn)
+    return openEtcdSecretsStore({ ns: conn.ns, node: name, key, logger })
+  }
+
+  secretsStoreContract(t, {
+    open: async (t) => {
+      // Each case on a prefix of its own, so cases share the cluster but not the data.
+      const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+      const key = generateKey()
+      const store = await node(prefix, key, 'a')
+      t.teardown(async () => { await store.close() })
+      return { store, reopen: async () => await node(prefix, key, 'a') }
+    }
+  })
+
+  t.test('two nodes on one prefix: writes propagate, a race has one winner, another key is refused', async t => {
+    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const key = generateKey()
+    const a = await node(prefix, key, 'a')
+    const b = await node(prefix, key, 'b')
+    t.teardown(async () => { await a.close(); await b.close() })
+    const made = await a.createSecret('user:alice', 'TOKEN', new SecretValue('one'), 'alice')
+    await b.settle()
+    t.equal(b.getSecret('user:alice', 'TOKEN')?.version, made.version, 'b sees a\'s secret after settle()')
+    t.equal(b.readValues([{ scope: 'user:alice', name: 'TOKEN' }]).get('user:alice\0TOKEN')?.reveal(), 'one')
+    const tries = await Promise.allSettled([
+      a.updateSecret('user:alice', 'TOKEN', new SecretValue('from-a'), 'alice', { ifVersion: 1 }),
+      b.updateSecret('user:alice', 'TOKEN', new SecretValue('from-b'), 'alice', { ifVersion: 1 })
+    ])
+    t.same(tries.map(r => r.status).sort(), ['fulfilled', 'rejected'], 'exactly one wins')
+    const lost = tries.find((r): r is PromiseRejectedResult => r.status === 'rejected')!
+    t.equal((lost.reason as { code: string }).code, 'NFS_ERR_CONFLICT')
+    await a.settle()
+    await b.settle()
+    t.equal(a.readValues([{ scope: 'user:alice', name: 'TOKEN' }]).get('user:alice\0TOKEN')?.reveal(),
+      b.readValues([{ scope: 'user:alice', name: 'TOKEN' }]).get('user:alice\0TOKEN')?.reveal(), 'both nodes agree on the winner')
+    await t.rejects(node(prefix, generateKey(), 'c'), { code: 'NFS_ERR_KEY' }, 'a node with another master key is refused')
+  })
+})
