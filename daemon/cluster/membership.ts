@@ -1,0 +1,142 @@
+// This node's membership of the cluster (CLUSTER.md "Ownership", "Restart within the TTL"): a lease kept alive every
+// TTL/3, the key nodes/<node> on it, and the self-fencing rule. The node may act as an owner only while
+// now - (last keepalive answered) <= TTL - 2 s: past that its lease may already have expired in etcd and another
+// node may be adopting its runs, so it starts nothing as owner until a keepalive is answered again. The lease id is
+// kept in <state>/cluster-lease.json so that a restart within the TTL re-attaches to it (no takeover).
+// Plain lease RPCs, not the client's Lease helper: that one emits `lost` only after 2 x TTL and cannot re-attach.
+import { readFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import type { Etcd3, Namespace } from 'etcd3'
+import { nfsError } from '../errors.js'
+import { AtomicJsonFile } from '../store/atomic-file.js'
+import { clusterError } from '../store/etcd/etcd-client.js'
+
+export interface NodeInfo { host: string, pid: number, version: string, startedAt: string }
+
+export interface MembershipOptions {
+  client: Etcd3
+  ns: Namespace
+  node: string
+  ttlSeconds: number
+  stateDir: string
+  version: string
+  now?: () => number
+}
+
+interface LeaseFile { node: string, leaseId: string }
+
+const NODES = 'nodes/'
+
+export class Membership {
+  readonly node: string
+  readonly leaseId: string
+  readonly #opts: MembershipOptions
+  readonly #now: () => number
+  #lastAnswered: number
+  #timer: NodeJS.Timeout | null = null
+  #stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | null = null
+  #expired = false
+  #closed = false
+
+  private constructor (opts: MembershipOptions, leaseId: string, answeredAt: number) {
+    this.#opts = opts
+    this.node = opts.node
+    this.leaseId = leaseId
+    this.#now = opts.now ?? Date.now
+    this.#lastAnswered = answeredAt
+  }
+
+  /**
+   * Join: re-attach to the lease of an earlier run of this node if it is still alive, else grant a new one; then
+   * claim nodes/<node> on it. A name held by another live lease is refused (NFS_ERR_CONFIG: node names are unique).
+   */
+  static async join (opts: MembershipOptions): Promise<Membership> {
+    const now = opts.now ?? Date.now
+    const file = new AtomicJsonFile<LeaseFile>(join(opts.stateDir, 'cluster-lease.json'), { mode: 0o600 })
+    const lc = opts.client.leaseClient
+    let leaseId: string | null = null
+    try {
+      const saved = await readSaved(join(opts.stateDir, 'cluster-lease.json'))
+      if (saved !== null && saved.node === opts.node) {
+        const ttl = await lc.leaseTimeToLive({ ID: saved.leaseId })
+        if (Number(ttl.TTL) > 0) leaseId = saved.leaseId
+      }
+      if (leaseId === null) leaseId = String((await lc.leaseGrant({ TTL: opts.ttlSeconds, ID: 0 })).ID)
+      const info: NodeInfo = { host: hostname(), pid: process.pid, version: opts.version, startedAt: new Date(now()).toISOString() }
+      const key = NODES + opts.node
+      const res = await opts.ns.if(key, 'Create', '==', 0).then(opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId))
+        .else(opts.ns.get(key)).commit()
+      if (!res.succeeded) {
+        // Taken: by ourselves before a restart (same lease: take it back), or by another live daemon.
+        const held = await opts.ns.if(key, 'Lease', '==', leaseId).then(opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId)).commit()
+        if (!held.succeeded) throw nfsError('NFS_ERR_CONFIG', ['cluster.nodeName', `node name ${JSON.stringify(opts.node)} is held by another live daemon; node names must be unique`])
+      }
+    } catch (err) {
+      throw clusterError(err, 'joining the cluster')
+    }
+    await file.write({ node: opts.node, leaseId })
+    const m = new Membership(opts, leaseId, now())
+    m.#schedule()
+    return m
+  }
+
+  /** May this node act as an owner now (self-fencing, CLUSTER.md)? */
+  get unfenced (): boolean {
+    return !this.#expired && this.#now() - this.#lastAnswered <= (this.#opts.ttlSeconds - 2) * 1000
+  }
+
+  /** ms since etcd last answered a keepalive, for status */
+  get sinceKeepalive (): number {
+    return this.#now() - this.#lastAnswered
+  }
+
+  #schedule (): void {
+    if (this.#closed) return
+    const every = Math.max(200, Math.floor(this.#opts.ttlSeconds * 1000 / 3))
+    this.#timer = setTimeout(() => { void this.#beat().finally(() => { this.#schedule() }) }, every)
+    this.#timer.unref()
+  }
+
+  async #beat (): Promise<void> {
+    try {
+      if (this.#stream === null) {
+        const stream = await this.#opts.client.leaseClient.leaseKeepAlive()
+        stream.on('data', (res) => {
+          if (Number(res.TTL) > 0) this.#lastAnswered = this.#now()
+          else this.#expired = true
+        })
+        const drop = (): void => { if (this.#stream === stream) this.#stream = null }
+        stream.on('error', drop)
+        stream.on('end', drop)
+        this.#stream = stream
+      }
+      this.#stream.write({ ID: this.leaseId })
+    } catch {
+      // Unreachable: the fencing rule above takes over; the next beat tries a new stream.
+      this.#stream = null
+    }
+  }
+
+  /**
+   * Stop keeping the lease alive but leave it to expire by itself, so that a restart within the TTL re-attaches
+   * (systemctl restart causes no takeover). `revoke` ends it at once: the node leaves and its runs are adopted.
+   */
+  async close (opts: { revoke?: boolean } = {}): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    try { this.#stream?.end() } catch {}
+    this.#stream = null
+    if (opts.revoke === true) await this.#opts.client.leaseClient.leaseRevoke({ ID: this.leaseId }).catch(() => {})
+  }
+}
+
+async function readSaved (path: string): Promise<LeaseFile | null> {
+  try {
+    const v = JSON.parse(await readFile(path, 'utf8')) as Partial<LeaseFile>
+    return typeof v.node === 'string' && typeof v.leaseId === 'string' ? { node: v.node, leaseId: v.leaseId } : null
+  } catch {
+    return null
+  }
+}
