@@ -11,7 +11,7 @@ import { loadConfig } from './config.js'
 import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
 import { buildServer } from './server.js'
-import { ensureStateDir, runsRootInside } from './state-dir.js'
+import { ensureStateDir, lockStateDir, runsRootInside, type StateDirLock } from './state-dir.js'
 import { prepareSocketPath, removeSocket, socketMode } from './socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, recordPeers } from './identity/peer.js'
@@ -68,6 +68,17 @@ export interface StartOptions {
 }
 
 export async function startDaemon (config: Config, options: StartOptions = {}): Promise<RunningDaemon> {
+  // One daemon per state dir, decided before anything in it is read or reconciled (SPEC 11).
+  const lock = await lockStateDir(config.stateDir, hostname())
+  try {
+    return await startLocked(config, options, lock)
+  } catch (err) {
+    lock.release()
+    throw err
+  }
+}
+
+async function startLocked (config: Config, options: StartOptions, lock: StateDirLock): Promise<RunningDaemon> {
   const logger = createLogger(config.logLevel)
   const log = logger.child({ room: 'main' })
   const startedAt = new Date()
@@ -186,6 +197,7 @@ export async function startDaemon (config: Config, options: StartOptions = {}): 
         await store.close()
         await audit.close()
         if (ownSocket !== null) await removeSocket(ownSocket)
+        lock.release()
         log.info('stopped')
         logger.flush()
       })()

@@ -1,14 +1,26 @@
 // `nf-secretsd rotate-key`: offline re-encryption of the store under a new key. The daemon must be stopped, or it
 // would write the store back under the old key from memory.
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import type { Config } from './config.js'
 import { nfsError } from './errors.js'
 import { probeSocket } from './socket.js'
+import { lockStateDir } from './state-dir.js'
 import { loadKey } from './store/key.js'
 import { rotateKey, type RotateKeyResult } from './store/secrets-store.js'
 
 export async function rotateKeyCommand (config: Config, newKeyFile: string | undefined): Promise<RotateKeyResult> {
   if (await probeSocket(config.socket)) throw nfsError('NFS_ERR_CONFLICT', [`the daemon is running on ${config.socket}; stop it before rotate-key`])
+  // A daemon on another socket (or another node) would write the store back under the old key: its lock says so.
+  const lock = await lockStateDir(config.stateDir, hostname())
+  try {
+    return await rotateLocked(config, newKeyFile)
+  } finally {
+    lock.release()
+  }
+}
+
+async function rotateLocked (config: Config, newKeyFile: string | undefined): Promise<RotateKeyResult> {
   const path = join(config.stateDir, 'store.json')
   const loaded = await loadKey({
     mode: config.mode,

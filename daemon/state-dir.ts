@@ -1,7 +1,9 @@
 // The state dir holds the store, the ledger, the audit log and (user mode) the key: 0700, ours, a real directory.
+import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { chmod, lstat, mkdir } from 'node:fs/promises'
-import { isAbsolute, relative } from 'node:path'
+import { isAbsolute, join, relative } from 'node:path'
 import { nfsError } from './errors.js'
+import { native } from './identity/native.js'
 
 /**
  * Make the state dir and hold it to `mode`. 0700 unless the runs root lives inside it (system mode's default
@@ -24,4 +26,76 @@ export async function ensureStateDir (dir: string, traversable = false): Promise
 export function runsRootInside (stateDir: string, runsRoot: string): boolean {
   const rel = relative(stateDir, runsRoot)
   return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
+}
+
+export interface StateDirLock {
+  /** lets the lock go (the kernel does the same when the process dies, however it dies) */
+  release (): void
+}
+
+const LOCK_NAME = 'lock'
+
+/** The addon's fcntl lock; an addon built before it existed says how to rebuild instead of failing obscurely. */
+export function nativeLockExclusive (fd: number): boolean {
+  const addon = native()
+  if (typeof addon.lockExclusive !== 'function') {
+    throw new Error('the native addon (build/Release/nfs_native.node) predates lockExclusive: rebuild it with `npx node-gyp rebuild`')
+  }
+  return addon.lockExclusive(fd)
+}
+
+/** What the lock file says about its holder, for the refusal's message. Pure. */
+export function describeHolder (text: string): string {
+  try {
+    const h = JSON.parse(text) as { pid?: unknown, host?: unknown }
+    if (typeof h.pid === 'number' && typeof h.host === 'string') return `pid ${h.pid} on ${h.host}`
+  } catch {
+    // a holder that has not written its line yet, or a file from something else
+  }
+  return 'pid unknown'
+}
+
+/**
+ * One daemon per state dir: an exclusive fcntl lock on `<dir>/lock`, taken before anything in the dir is read,
+ * reconciled or changed (only a missing dir is made). fcntl locks, unlike a pid file, go away with their holder
+ * however it dies, and reach the server on NFS, where a user-mode state dir in a shared home lives. The holder
+ * writes `{"pid","host","since"}` into the file so a refused daemon can name it: NFS_ERR_STATE_IN_USE (exit 75).
+ * The lock belongs to the open file description (OFD lock), so nothing else the process opens or closes drops it,
+ * and the fd is close-on-exec, so no child inherits it.
+ */
+export async function lockStateDir (dir: string, host: string, lockExclusive: (fd: number) => boolean = nativeLockExclusive): Promise<StateDirLock> {
+  try {
+    await mkdir(dir, { mode: 0o700 })
+    await chmod(dir, 0o700) // narrowed by the umask otherwise; ensureStateDir may open it to 0711 afterwards
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+      await chmod(dir, 0o700)
+    } else if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+  }
+  const st = await lstat(dir)
+  if (!st.isDirectory()) throw nfsError('NFS_ERR_UNSAFE_PATH', [dir, 'the state dir is not a directory'])
+  if (st.uid !== process.getuid?.()) throw nfsError('NFS_ERR_UNSAFE_PATH', [dir, 'the state dir belongs to another user'])
+  const path = join(dir, LOCK_NAME)
+  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+  let held = false
+  try {
+    const fst = fstatSync(fd)
+    if (!fst.isFile() || fst.uid !== process.getuid?.()) throw nfsError('NFS_ERR_UNSAFE_PATH', [path, 'the lock file is not a plain file of ours'])
+    if (!lockExclusive(fd)) throw nfsError('NFS_ERR_STATE_IN_USE', [dir, describeHolder(readFileSync(fd, 'utf8'))])
+    held = true
+    fchmodSync(fd, 0o600)
+    ftruncateSync(fd, 0)
+    writeSync(fd, `${JSON.stringify({ pid: process.pid, host, since: new Date().toISOString() })}\n`, 0)
+  } finally {
+    if (!held) closeSync(fd)
+  }
+  let released = false
+  return {
+    release () {
+      if (released) return
+      released = true
+      closeSync(fd)
+    }
+  }
 }

@@ -5,6 +5,9 @@
 //   getgrgid(gid) / getgrnam(n)   the group entry through NSS.
 //   cloexec(fd)                   set FD_CLOEXEC on one fd (node-pty's pty master lacks it).
 //   cloexecFrom(lowfd)            set FD_CLOEXEC on every open fd >= lowfd: close_range(2), else a /proc/self/fd scan.
+//   lockExclusive(fd)             a non-blocking exclusive fcntl lock on a whole open file (OFD, else POSIX):
+//                                 true when taken, false when another process holds it. NFS carries it to the
+//                                 server (NLM or NFSv4 locks), unlike flock on older kernels; it goes with the fd.
 // Every function returns null for "no such entry" and throws only on a real failure.
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -235,6 +238,36 @@ static napi_value CloexecFrom(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static napi_value LockExclusive(napi_env env, napi_callback_info info) {
+  uint32_t fd;
+  if (arg_u32(env, info, 0, &fd) != 0) {
+    napi_throw_type_error(env, "NFS_ERR_NATIVE", "lockExclusive(fd): fd must be a number");
+    return NULL;
+  }
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET; // l_start = l_len = 0: the whole file, however long it grows
+  // An open-file-description lock belongs to the fd, not to the process: no other close() in the process drops it.
+  int rc = fcntl((int)fd, F_OFD_SETLK, &fl);
+  if (rc != 0 && errno == EINVAL) {
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    rc = fcntl((int)fd, F_SETLK, &fl);
+  }
+  napi_value result;
+  if (rc == 0) {
+    CALL(env, napi_get_boolean(env, true, &result));
+    return result;
+  }
+  if (errno == EAGAIN || errno == EACCES) {
+    CALL(env, napi_get_boolean(env, false, &result));
+    return result;
+  }
+  return throw_errno(env, "fcntl(F_SETLK)", errno);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"peercred", NULL, Peercred, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -245,6 +278,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     {"getgrouplist", NULL, Getgrouplist, NULL, NULL, NULL, napi_enumerable, NULL},
     {"cloexec", NULL, Cloexec, NULL, NULL, NULL, napi_enumerable, NULL},
     {"cloexecFrom", NULL, CloexecFrom, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"lockExclusive", NULL, LockExclusive, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

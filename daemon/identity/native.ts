@@ -18,6 +18,8 @@ export interface NativeAddon {
   cloexec (fd: number): void
   /** FD_CLOEXEC on every open fd >= lowFd */
   cloexecFrom (lowFd: number): void
+  /** a non-blocking exclusive fcntl lock on the whole file behind `fd`: false when another process holds it */
+  lockExclusive (fd: number): boolean
 }
 
 let addon: NativeAddon | undefined
