@@ -14,6 +14,12 @@ interface LedgerData {
   runs: RunRecord[]
 }
 
+/**
+ * `asOwner`: the write is the owner's (placing, revoking), so a shared ledger also compares that this node still owns
+ * the run (CLUSTER.md "Ownership"); a single node owns every run and ignores it.
+ */
+export interface UpdateOptions { asOwner?: boolean }
+
 /** One change of a run record, in revision order: what the event bus and caches (and later other nodes) follow. */
 export interface LedgerChange { revision: number, op: 'put' | 'delete', runId: string, version: number }
 
@@ -37,12 +43,12 @@ export interface RunLedger {
    * Apply `change` to the run if its version is still `expectedVersion`; NFS_ERR_CONFLICT otherwise.
    * `change` returns the next record (without bumping the version: the ledger does) or null for no change.
    */
-  update (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord>
+  update (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, opts?: UpdateOptions): Promise<RunRecord>
   /**
    * update, except that a write refused by the storage (NFS_ERR_STORAGE: disk full, EIO) still makes the change the
    * truth in memory, with `durable: false`. Any later successful write of the ledger, or sync(), puts it on disk.
    */
-  updateBestEffort (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null): Promise<{ run: RunRecord, durable: boolean }>
+  updateBestEffort (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, opts?: UpdateOptions): Promise<{ run: RunRecord, durable: boolean }>
   /** Runs whose latest state is in memory only (updateBestEffort could not write it). */
   unsynced (): string[]
   /** Write the ledger if memory is ahead of disk. Storage errors reject (and keep memory ahead). */

@@ -13,9 +13,20 @@ import { Replica, type ReplicaChange } from './replica.js'
 
 const RUNS = 'runs/'
 
-export interface EtcdRunLedgerOptions { ns: Namespace, node: string }
+export interface EtcdRunLedgerOptions {
+  ns: Namespace
+  node: string
+  /**
+   * Cluster ownership: the operation that makes this node a new run's owner (put in the intent's transaction), and
+   * the owner key every owner write is compared on (CLUSTER.md "Arm", "Ownership").
+   */
+  owner?: { claimOp: (runId: string) => unknown, key: (runId: string) => string, node: string }
+}
 
-export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<RunLedger> {
+/** The etcd ledger, with what cluster ownership needs beyond the interface: each run's mod revision as mirrored. */
+export type EtcdRunLedger = RunLedger & { entries: () => Array<{ run: RunRecord, mod: number }> }
+
+export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<EtcdRunLedger> {
   const { ns } = opts
   const replica = new Replica(ns, [RUNS], opts.node)
   await replica.start()
@@ -58,11 +69,15 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Ru
     return await mine
   }
 
-  async function commit (runId: string, compareMod: number, rec: RunRecord): Promise<boolean> {
+  async function commit (runId: string, compareMod: number, rec: RunRecord, asOwner = false): Promise<boolean> {
     if (closed) throw nfsError('NFS_ERR_STORAGE', ['the cluster ledger', 'it is closed'])
     let res
     try {
-      res = await ns.if(RUNS + runId, compareMod === 0 ? 'Create' : 'Mod', '==', compareMod).then(ns.put(RUNS + runId).value(JSON.stringify(rec))).commit()
+      let txn = ns.if(RUNS + runId, compareMod === 0 ? 'Create' : 'Mod', '==', compareMod)
+      const ops: unknown[] = [ns.put(RUNS + runId).value(JSON.stringify(rec))]
+      if (opts.owner !== undefined && compareMod === 0) ops.push(opts.owner.claimOp(runId))
+      if (opts.owner !== undefined && asOwner) txn = txn.and(opts.owner.key(runId), 'Value', '==', opts.owner.node)
+      res = await txn.then(...(ops as never[])).commit()
     } catch (err) {
       throw clusterError(err, `writing run ${runId}`)
     }
@@ -70,7 +85,7 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Ru
     return res.succeeded
   }
 
-  async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, bestEffort: boolean): Promise<{ run: RunRecord, durable: boolean }> {
+  async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, bestEffort: boolean, asOwner = false): Promise<{ run: RunRecord, durable: boolean }> {
     let cur = current(runId)
     if (cur !== undefined && cur.version !== expectedVersion && !pending.has(runId)) {
       // The mirror may lag a write the caller has seen: read fresh before calling it a conflict.
@@ -84,7 +99,7 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Ru
     const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
     const base = replica.get(RUNS + runId)
     try {
-      if (!(await commit(runId, base?.mod ?? 0, rec))) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed on another node`])
+      if (!(await commit(runId, base?.mod ?? 0, rec, asOwner))) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed on another node, or this node no longer owns it`])
     } catch (err) {
       if (!bestEffort || !isCoded(err, 'NFS_ERR_CLUSTER_UNAVAILABLE')) throw err
       pending.set(runId, rec)
@@ -119,8 +134,9 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Ru
       if (!(await commit(run.runId, 0, rec))) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
       return rec
     }),
-    update: async (runId, expectedVersion, change) => await serial(runId, async () => (await apply(runId, expectedVersion, change, false)).run),
-    updateBestEffort: async (runId, expectedVersion, change) => await serial(runId, async () => await apply(runId, expectedVersion, change, true)),
+    update: async (runId, expectedVersion, change, o) => await serial(runId, async () => (await apply(runId, expectedVersion, change, false, o?.asOwner)).run),
+    updateBestEffort: async (runId, expectedVersion, change, o) => await serial(runId, async () => await apply(runId, expectedVersion, change, true, o?.asOwner)),
+    entries: () => [...parsed].map(([id, run]) => ({ run, mod: replica.get(RUNS + id)?.mod ?? 0 })),
     unsynced: () => [...pending.keys()],
     sync: async () => {
       for (const [runId, rec] of [...pending]) {

@@ -1,0 +1,119 @@
+// Run ownership on etcd (CLUSTER.md "Ownership", "Takeover"): own/<runId> holds the owner node's name on that node's
+// lease, so etcd deletes it when the node dies. Arming puts it in the same transaction as the intent row (claimOps);
+// a node owns a run while its key says so and its membership is not fenced. Takeover is one transaction per run:
+// create_revision(own/<id>) == 0 AND mod_revision(runs/<id>) == the revision this node read, so that a run already
+// ended and revoked by a first adopter is never adopted, and revoked, a second time. A little jitter parts adopters.
+import type { Namespace } from 'etcd3'
+import { isTerminal, type RunRecord } from '../types.js'
+import type { RunOwnership } from '../runs/ownership.js'
+import { clusterError } from '../store/etcd/etcd-client.js'
+import { Replica } from '../store/etcd/replica.js'
+import type { Membership, NodeInfo } from './membership.js'
+
+const OWN = 'own/'
+const NODES = 'nodes/'
+
+export interface EtcdOwnershipOptions {
+  ns: Namespace
+  membership: Membership
+  /** the runs this node's ledger mirror knows, with the mod revision it read each at */
+  runs: () => Array<{ run: RunRecord, mod: number }>
+  /** 0-500 ms by default (CLUSTER.md) */
+  jitterMs?: () => number
+}
+
+export class EtcdOwnership implements RunOwnership {
+  readonly node: string
+  readonly #opts: EtcdOwnershipOptions
+  readonly #replica: Replica
+  readonly #jitter: () => number
+
+  private constructor (opts: EtcdOwnershipOptions, replica: Replica) {
+    this.#opts = opts
+    this.node = opts.membership.node
+    this.#replica = replica
+    this.#jitter = opts.jitterMs ?? (() => Math.random() * 500)
+  }
+
+  static async open (opts: EtcdOwnershipOptions): Promise<EtcdOwnership> {
+    const replica = new Replica(opts.ns, [OWN, NODES], opts.membership.node)
+    await replica.start()
+    return new EtcdOwnership(opts, replica)
+  }
+
+  /** Wait until this node's view of owners reflects every change acknowledged so far. */
+  async settle (): Promise<void> {
+    await this.#replica.barrier()
+  }
+
+  /** The owner of a run by its key (null: none, its node's lease is gone). */
+  ownerOf (runId: string): string | null {
+    return this.#replica.get(OWN + runId)?.value.toString() ?? null
+  }
+
+  owns (run: RunRecord): boolean {
+    return this.#opts.membership.unfenced && this.ownerOf(run.runId) === this.node
+  }
+
+  nodes (): Array<{ name: string } & NodeInfo> {
+    return this.#replica.list(NODES).map(([k, e]) => ({ name: k.slice(NODES.length), ...(JSON.parse(e.value.toString()) as NodeInfo) }))
+  }
+
+  hostAlive (host: string): boolean {
+    const short = host.split('.')[0]
+    return this.nodes().some(n => n.host === host || n.host.split('.')[0] === short)
+  }
+
+  /** The operation that makes this node the owner of a new run, for the intent's transaction. */
+  claimOp (runId: string): ReturnType<Namespace['put']> {
+    return this.#opts.ns.put(OWN + runId).value(this.node).lease(this.#opts.membership.leaseId)
+  }
+
+  /** Give up a run that needs no owner any more (terminal and revoked): its key would otherwise live as long as the node. */
+  async release (runId: string): Promise<void> {
+    await this.#opts.ns.if(OWN + runId, 'Value', '==', this.node).then(this.#opts.ns.delete().key(OWN + runId)).commit()
+      .catch((err: unknown) => { throw clusterError(err, `releasing run ${runId}`) })
+  }
+
+  /** One takeover: true if this node now owns the run, false if another node did or the run moved on. */
+  async adopt (runId: string, runMod: number): Promise<boolean> {
+    if (!this.#opts.membership.unfenced) return false
+    try {
+      const res = await this.#opts.ns.if(OWN + runId, 'Create', '==', 0).and(`runs/${runId}`, 'Mod', '==', runMod)
+        .then(this.claimOp(runId)).commit()
+      if (res.succeeded) await this.#replica.waitFor(Number(res.header.revision))
+      return res.succeeded
+    } catch (err) {
+      throw clusterError(err, `adopting run ${runId}`)
+    }
+  }
+
+  /**
+   * Adopt every run that still needs an owner (not terminal, or a target not yet revoked) and has none. Called when
+   * own/ keys are deleted, every 30 s and after a watch reconnect; each try after its own jitter.
+   */
+  async adoptOrphans (): Promise<string[]> {
+    if (!this.#opts.membership.unfenced) return []
+    const orphans = this.#opts.runs().filter(({ run }) => needsOwner(run) && this.ownerOf(run.runId) === null)
+    const adopted: string[] = []
+    await Promise.all(orphans.map(async ({ run, mod }) => {
+      await new Promise(resolve => setTimeout(resolve, this.#jitter()))
+      if (this.ownerOf(run.runId) !== null) return
+      if (await this.adopt(run.runId, mod)) adopted.push(run.runId)
+    }))
+    return adopted
+  }
+
+  /** Call back when a run loses its owner (its node's lease expired): the moment to adopt. */
+  onOrphaned (listener: (runId: string) => void): () => void {
+    return this.#replica.onChange(c => { if (c.op === 'delete' && c.key.startsWith(OWN)) listener(c.key.slice(OWN.length)) })
+  }
+
+  async close (): Promise<void> {
+    await this.#replica.close()
+  }
+}
+
+function needsOwner (run: RunRecord): boolean {
+  return !isTerminal(run.state) || Object.values(run.targets).some(tr => tr !== undefined && tr.state !== 'revoked')
+}
