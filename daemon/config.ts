@@ -1,7 +1,7 @@
 // One schema for the config file. Defaults depend on the mode (SPEC section 2); the file and then the flags override
 // them. Validation lists every error at once, so an admin fixes a broken file in one pass, and the result is frozen.
 import { readFile } from 'node:fs/promises'
-import { homedir } from 'node:os'
+import { homedir, hostname } from 'node:os'
 import { isAbsolute, join } from 'node:path'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -20,6 +20,20 @@ export const WatchRootSchema = Type.Object({
   targets: Type.Optional(Targets),
   poll: Type.Boolean({ default: false }),
   intervalMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 1000 })
+}, Strict)
+
+// Cluster mode (CLUSTER.md): several nodes share one store and ledger on etcd. Absent: the local files.
+export const ClusterSchema = Type.Object({
+  nodeName: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' }),
+  etcd: Type.Object({
+    endpoints: Type.Array(Type.String({ pattern: '^https?://[^\\s/]+(:[0-9]+)?/?$' }), { minItems: 1 }),
+    prefix: Type.String({ pattern: '^/[A-Za-z0-9._/-]*/$', default: '/nf-secretsd/v1/' }),
+    caFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+    certFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+    keyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })
+  }, Strict),
+  leaseTtlSeconds: Type.Integer({ minimum: 5, maximum: 300, default: 15 }),
+  hostDeadAfterSeconds: Type.Integer({ minimum: 10, maximum: 7 * 86400, default: 300 })
 }, Strict)
 
 export const ConfigSchema = Type.Object({
@@ -62,6 +76,7 @@ export const ConfigSchema = Type.Object({
     watchedDirsPerUser: Type.Integer({ minimum: 0 }),
     minPollIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000 })
   }, Strict),
+  cluster: Type.Optional(ClusterSchema),
   launch: Type.Object({
     outputRetentionDays: Type.Number({ minimum: 0 }),
     replayBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024 }),
@@ -70,6 +85,7 @@ export const ConfigSchema = Type.Object({
 }, Strict)
 
 export type WatchRoot = Static<typeof WatchRootSchema>
+export type ClusterConfig = Static<typeof ClusterSchema>
 export type Config = Static<typeof ConfigSchema> & { readonly mode: Mode, readonly configFile: string | null }
 
 export interface Flags {
@@ -78,6 +94,8 @@ export interface Flags {
   socket?: string
   stateDir?: string
   logLevel?: string
+  /** cluster mode: this node's name (default: cluster.nodeName, else the host name) */
+  nodeName?: string
 }
 
 export interface Environment {
@@ -183,6 +201,14 @@ export function configErrors (candidate: unknown, schema: TSchema = ConfigSchema
   }
   const unsafe = unsafeRunsRootCharacter(c.hpc.runsRoot)
   if (unsafe !== null) errors.push(`/hpc/runsRoot: holds ${unsafe}, which a shell would split or expand; Nextflow puts the store's directory unquoted into every task's wrapper`)
+  if (c.cluster !== undefined) {
+    for (const f of ['caFile', 'certFile', 'keyFile'] as const) {
+      const v = c.cluster.etcd[f]
+      if (v != null && !isAbsolute(v)) errors.push(`/cluster/etcd/${f}: must be an absolute path`)
+    }
+    if ((c.cluster.etcd.certFile == null) !== (c.cluster.etcd.keyFile == null)) errors.push('/cluster/etcd: certFile and keyFile go together')
+    if (c.cluster.hostDeadAfterSeconds < c.cluster.leaseTtlSeconds) errors.push('/cluster/hostDeadAfterSeconds: must be >= leaseTtlSeconds')
+  }
   if (c.runs.revokeRetryMaxMs < c.runs.revokeRetryInitialMs) errors.push('/runs/revokeRetryMaxMs: must be >= revokeRetryInitialMs')
   return errors
 }
@@ -225,10 +251,20 @@ export async function loadConfig (flags: Flags, environment: Environment = curre
   const stateDir = (overrides.stateDir ?? (fromFile as Record<string, unknown>).stateDir) as string | undefined
   if (mode === 'system' && typeof stateDir === 'string') base.hpc.runsRoot = join(stateDir, 'runs')
   const merged = merge(merge(base, fromFile), overrides) as Record<string, unknown>
+  if (isPlainObject(merged.cluster)) {
+    // The node name: the flag, else the file, else the host name (CLUSTER.md); the other fields take their defaults.
+    const cluster = structuredClone(merged.cluster)
+    if (flags.nodeName !== undefined) cluster.nodeName = flags.nodeName
+    cluster.nodeName ??= hostname().split('.')[0]
+    merged.cluster = Value.Default(ClusterSchema, cluster)
+  } else if (flags.nodeName !== undefined) {
+    throw nfsError('NFS_ERR_CONFIG', [used ?? file, '--node-name needs a cluster section'])
+  }
   if (Array.isArray(merged.watch)) {
     merged.watch = merged.watch.map(w => isPlainObject(w) ? Value.Default(WatchRootSchema, structuredClone(w)) : w)
   }
   const errors = configErrors(merged)
+  if (merged.cluster !== undefined && mode !== 'system') errors.push('/cluster: cluster mode is system mode only (root daemons hold the etcd credentials)')
   if (errors.length > 0) throw nfsError('NFS_ERR_CONFIG', [used ?? file, errors.join('; ')])
   return deepFreeze({ ...(merged as Static<typeof ConfigSchema>), mode, configFile: used })
 }

@@ -7,7 +7,7 @@ import { packageVersion } from './package-root.js'
 import { startDaemon } from './daemon.js'
 import { rotateKeyCommand } from './rotate-key.js'
 
-const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P] [--state-dir D] [--log-level L]
+const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P] [--state-dir D] [--log-level L] [--node-name N]
        nf-secretsd check-config [same flags]
        nf-secretsd rotate-key [same flags] [--new-key-file F]
        nf-secretsd --version`
@@ -49,6 +49,7 @@ async function main (argv: string[]): Promise<void> {
         socket: { type: 'string' },
         'state-dir': { type: 'string' },
         'log-level': { type: 'string' },
+        'node-name': { type: 'string' },
         'new-key-file': { type: 'string' },
         version: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
@@ -76,7 +77,8 @@ async function main (argv: string[]): Promise<void> {
     ...(values.config !== undefined ? { config: values.config } : {}),
     ...(values.socket !== undefined ? { socket: values.socket } : {}),
     ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
-    ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {})
+    ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
+    ...(values['node-name'] !== undefined ? { nodeName: values['node-name'] } : {})
   }
   const command = positionals[0]
   if (positionals.length > 1 || (command !== undefined && command !== 'check-config' && command !== 'rotate-key')) {
