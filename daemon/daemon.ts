@@ -15,6 +15,7 @@ import { ensureStateDir, lockStateDir, runsRootInside, type StateDirLock } from 
 import { prepareSocketPath, removeSocket, socketMode } from './socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, recordPeers } from './identity/peer.js'
+import { native } from './identity/native.js'
 import { loadKey } from './store/key.js'
 import { openSecretsStore, type SecretsStore } from './store/secrets-store.js'
 import { openAuditLog, type AuditLog } from './store/audit-log.js'
@@ -68,6 +69,7 @@ export interface StartOptions {
 }
 
 export async function startDaemon (config: Config, options: StartOptions = {}): Promise<RunningDaemon> {
+  native() // the addon, or NFS_ERR_ADDON (exit 78) before anything is read: never a "could not be identified" later
   // One daemon per state dir, decided before anything in it is read or reconciled (SPEC 11).
   const lock = await lockStateDir(config.stateDir, hostname())
   try {

@@ -59,6 +59,7 @@ export const ERROR_SPECS = {
   NFS_ERR_STORE_UNREADABLE: { status: 500, message: 'Cannot read %s: %s', exit: EXIT.config },
   NFS_ERR_KEY: { status: 500, message: 'Encryption key problem with %s: %s', exit: EXIT.config },
   NFS_ERR_SOCKET_IN_USE: { status: 500, message: 'Another nf-secretsd is already listening on %s', exit: EXIT.config },
+  NFS_ERR_ADDON: { status: 500, message: 'The native addon could not be loaded from %s: %s', exit: EXIT.config },
   NFS_ERR_STATE_IN_USE: { status: 500, message: 'State dir %s is in use by another nf-secretsd (%s)', exit: EXIT.stateInUse },
   NFS_ERR_CLUSTER_UNAVAILABLE: { status: 503, message: 'The cluster store (etcd) is not reachable or has no quorum while %s; nothing was changed', exit: EXIT.unavailable },
   NFS_ERR_UNAVAILABLE: { status: 503, message: 'Daemon not reachable at %s: %s', exit: EXIT.unavailable },

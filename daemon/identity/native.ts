@@ -1,6 +1,10 @@
-// The native addon (native/nfs_native.c): the libc calls Node lacks. Loaded once, lazily, from the package root.
+// The native addon (native/nfs_native.c): the libc calls Node lacks. Loaded once, from the package root, by
+// node-gyp-build: a local compile (build/Release) when there is one, else the prebuilt binary for this platform
+// (prebuilds/linux-x64, prebuilds/linux-arm64; glibc). A missing or unloadable addon is NFS_ERR_ADDON naming the
+// file and the fix, never a later "permission denied": the daemon loads it before it reads anything.
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import { nfsError } from '../errors.js'
 import { packageRoot } from '../package-root.js'
 
 export interface PeerCred { pid: number, uid: number, gid: number }
@@ -22,12 +26,34 @@ export interface NativeAddon {
   lockExclusive (fd: number): boolean
 }
 
+const require = createRequire(import.meta.url)
+const FIX = 'reinstall nf-secretsd, or run `npm rebuild nf-secretsd` where it is installed (`npm install` in a clone); ' +
+  'compiling needs a C compiler and Node\'s headers, see docs/install.md'
+
 let addon: NativeAddon | undefined
 
-export function native (): NativeAddon {
-  if (addon === undefined) {
-    const require = createRequire(import.meta.url)
-    addon = require(join(packageRoot(), 'build', 'Release', 'nfs_native.node')) as NativeAddon
+/** The addon file node-gyp-build picks for this platform, or a coded error saying none fits. */
+export function addonFile (root = packageRoot()): string {
+  const nodeGypBuild = require('node-gyp-build') as { resolve: (dir: string) => string }
+  try {
+    return nodeGypBuild.resolve(root)
+  } catch {
+    const where = `${join(root, 'build', 'Release')} or ${join(root, 'prebuilds', `${process.platform}-${process.arch}`)}`
+    throw nfsError('NFS_ERR_ADDON', [where, `no build for ${process.platform}-${process.arch} is there; ${FIX}`])
   }
+}
+
+/** Load the addon from `root` (the package root); throws NFS_ERR_ADDON when it cannot. */
+export function loadNative (root = packageRoot()): NativeAddon {
+  const file = addonFile(root)
+  try {
+    return require(file) as NativeAddon
+  } catch (err) {
+    throw nfsError('NFS_ERR_ADDON', [file, `${(err as Error).message.split('\n')[0]}; ${FIX}`])
+  }
+}
+
+export function native (): NativeAddon {
+  if (addon === undefined) addon = loadNative()
   return addon
 }

@@ -35,7 +35,10 @@ export function peerOf (req: IncomingMessage): PeerCred | undefined {
 export function peerIdentifier (users: UserDirectory): (request: { raw: IncomingMessage }) => Caller {
   return (request) => {
     const cred = peerOf(request.raw)
-    if (cred === undefined) throw nfsError('NFS_ERR_FORBIDDEN', ['the caller could not be identified by its socket credentials'])
+    if (cred === undefined) {
+      native() // an addon that does not load is NFS_ERR_ADDON, not a caller we could not identify
+      throw nfsError('NFS_ERR_FORBIDDEN', ['the caller could not be identified by its socket credentials'])
+    }
     return users.callerFor(cred)
   }
 }

@@ -2,7 +2,7 @@
 // caller, feeds its output to the replay ring, the output log and attached clients, and turns the command's end
 // (or `runs revoke`) into the lifecycle's calls. Launched runs outlive the daemon: a restarted daemon adopts them
 // from the ledger and ends them, with their recorded status, when they go.
-import { spawn as ptySpawn, type IPty, type IPtyForkOptions } from 'node-pty'
+import { spawn as ptySpawn, type IPty, type IPtyForkOptions } from './node-pty.js'
 import type { FileHandle } from 'node:fs/promises'
 import type { Config } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'

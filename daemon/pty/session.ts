@@ -1,7 +1,7 @@
 // One launched run as this daemon sees it: its terminal (or none, for a run adopted after a restart), the recent
 // output for replay, the output log, the attached clients, and its end.
 import type { FileHandle } from 'node:fs/promises'
-import type { IPty } from 'node-pty'
+import type { IPty } from './node-pty.js'
 import type { Logger } from '../logger.js'
 import { RingBuffer } from './ring-buffer.js'
 import type { LaunchPaths } from './launch-files.js'

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { openSync, closeSync, readFileSync } from 'node:fs'
-import { spawn as ptySpawn } from 'node-pty'
+import { spawn as ptySpawn } from '../../daemon/pty/node-pty.js'
 import { runChild } from '../../daemon/children/run-child.js'
 import { ensureUsers } from '../helpers/users.js'
 

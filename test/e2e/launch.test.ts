@@ -2,7 +2,7 @@
 // its terminal and prints `stty size`, driven through the attach WebSocket and through the real CLI under a pty;
 // several clients, detach and replay; a canary secret that must reach the run's store and nothing else.
 import t from 'tap'
-import { spawn as ptySpawn } from 'node-pty'
+import { spawn as ptySpawn } from '../../daemon/pty/node-pty.js'
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import WebSocket from 'ws'
