@@ -10,6 +10,7 @@ import { rotateKeyCommand } from './rotate-key.js'
 const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P] [--state-dir D] [--log-level L] [--node-name N]
        nf-secretsd check-config [same flags]
        nf-secretsd rotate-key [same flags] [--new-key-file F]
+       nf-secretsd cluster import [same flags]   (copy this state dir's store and live runs into an empty cluster)
        nf-secretsd --version`
 
 /**
@@ -81,7 +82,8 @@ async function main (argv: string[]): Promise<void> {
     ...(values['node-name'] !== undefined ? { nodeName: values['node-name'] } : {})
   }
   const command = positionals[0]
-  if (positionals.length > 1 || (command !== undefined && command !== 'check-config' && command !== 'rotate-key')) {
+  const clusterImport = command === 'cluster' && positionals[1] === 'import' && positionals.length === 2
+  if (!clusterImport && (positionals.length > 1 || (command !== undefined && command !== 'check-config' && command !== 'rotate-key'))) {
     process.stderr.write(`nf-secretsd: unknown command ${JSON.stringify(positionals.join(' '))}\n${USAGE}\n`)
     process.exit(EXIT.usage)
   }
@@ -89,6 +91,11 @@ async function main (argv: string[]): Promise<void> {
     const config = await loadConfig(flags)
     if (command === 'check-config') {
       process.stdout.write(`${JSON.stringify({ ok: true, mode: config.mode, file: config.configFile, config }, null, 2)}\n`)
+      return
+    }
+    if (clusterImport) {
+      const { clusterImportCommand } = await import('./cluster/import-command.js')
+      process.stdout.write(`${JSON.stringify(await clusterImportCommand(config))}\n`)
       return
     }
     if (command === 'rotate-key') {

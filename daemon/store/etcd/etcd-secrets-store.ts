@@ -329,6 +329,10 @@ export async function openEtcdSecretsStore (opts: EtcdSecretsStoreOptions): Prom
   await replica.start()
   const id = keyId(opts.key)
   let stored = replica.get(STORE_META)
+  if (replica.get('meta/import') !== undefined) {
+    await replica.close()
+    throw nfsError('NFS_ERR_STORE_UNREADABLE', ['the cluster store', 'a cluster import did not finish; run `nf-secretsd cluster import` again'])
+  }
   if (stored === undefined) {
     try {
       await opts.ns.if(STORE_META, 'Create', '==', 0).then(opts.ns.put(STORE_META).value(JSON.stringify({ format: 1, keyId: id }))).commit()
