@@ -12,7 +12,8 @@ import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, Targe
 import { formatNextflowStore, isValidSecretName } from './hpc/store-format.js'
 import { isSharedFsType, readMountFsType } from './hpc/fs-type.js'
 import {
-  ensureUserDir, lstatOrNull, makeRunDir, removeRunDir, resolveTrustedDir, unsafePath, writeStoreAndHandOver
+  ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath, writeRunMarker,
+  writeStoreAndHandOver
 } from './hpc/safe-fs.js'
 
 export { formatNextflowStore } from './hpc/store-format.js'
@@ -23,6 +24,14 @@ export interface HpcTargetOptions {
   /** system mode: the daemon is root, creates as root and hands the run dir to the run's user */
   privileged: boolean
   logger: Logger
+  /**
+   * this daemon's node id (ensureNodeId: one per state dir), written into each run dir it makes; its sweep removes
+   * a run dir its ledger does not know only when it carries this id, so daemons sharing a runs root never remove
+   * each other's live runs. Default 'local' (tests of one target alone).
+   */
+  nodeId?: string
+  /** the host name written beside the node id, for an admin reading a marker */
+  host?: string
 }
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
@@ -36,6 +45,8 @@ function errnoReason (err: unknown): string {
 
 export function createHpcTarget (opts: HpcTargetOptions): Target {
   const { privileged } = opts
+  const nodeId = opts.nodeId ?? 'local'
+  const host = opts.host ?? 'localhost'
   const log = opts.logger.child({ target: 'hpc' })
   let closed = false
 
@@ -87,6 +98,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       }
       await makeRunDir(runDir)
       created = true
+      await writeRunMarker(runDir, nodeId, host, privileged ? { uid: run.uid, gid: run.gid } : null)
       const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
       const content = Buffer.from(formatNextflowStore(entries), 'utf8')
       // The dir and the staged store are made while the intent is written; the store appears once it is on disk.
@@ -131,6 +143,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     const base = await root(false)
     if (base === null) return 0
     let removed = 0
+    let foreign = 0
     for (const user of await readdir(base)) {
       if (!USER_RE.test(user)) continue
       let userDir: string | null
@@ -142,15 +155,25 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       }
       if (userDir === null) continue
       for (const runId of await readdir(userDir)) {
-        if (!RUN_ID_RE.test(runId) || liveness(runId) === 'live') continue
+        if (!RUN_ID_RE.test(runId)) continue
+        const state = liveness(runId)
+        if (state === 'live') continue
+        const runDir = join(userDir, runId)
+        // Unknown to our ledger: ours only when we marked it. Another node's live run, or a dir from before
+        // markers (its own ledger's revoke removes it), is left alone.
+        if (state === 'unknown' && (await readRunMarker(runDir)) !== nodeId) {
+          foreign++
+          continue
+        }
         try {
-          if (await removeRunDir(join(userDir, runId), privileged)) removed++
+          if (await removeRunDir(runDir, privileged)) removed++
         } catch (err) {
           log.warn({ user, runId, err }, 'hpc sweep could not remove a run directory')
         }
       }
     }
     if (removed > 0) log.info({ removed }, 'hpc sweep removed leftover stores')
+    if (foreign > 0) log.debug({ foreign }, 'hpc sweep left run dirs of other nodes (or unmarked) alone')
     return removed
   }
 

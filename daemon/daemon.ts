@@ -11,7 +11,7 @@ import { loadConfig } from './config.js'
 import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
 import { buildServer } from './server.js'
-import { ensureStateDir, lockStateDir, runsRootInside, type StateDirLock } from './state-dir.js'
+import { ensureNodeId, ensureStateDir, lockStateDir, runsRootInside, type StateDirLock } from './state-dir.js'
 import { prepareSocketPath, removeSocket, socketMode } from './socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, recordPeers } from './identity/peer.js'
@@ -42,6 +42,7 @@ async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger
     try {
       const n = await target.sweep(liveness)
       if (n > 0) log.warn({ target: name, removed: n }, 'swept leftovers of unknown or ended runs')
+      log.debug({ target: name, removed: n }, 'sweep done')
     } catch (err) {
       log.warn({ target: name, err }, 'sweep failed; it runs again at the next start')
     }
@@ -104,7 +105,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   const host = hostname()
   const clock = (): Date => new Date()
   const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
-  const { targets, aws } = buildTargets(config, logger, host)
+  const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir))
   const probes = realProbes()
   // The watcher is read through the server's deps at scrape time: whoever wires it hands it to buildServer.
   const metrics = createMetrics({

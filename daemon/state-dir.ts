@@ -1,6 +1,7 @@
 // The state dir holds the store, the ledger, the audit log and (user mode) the key: 0700, ours, a real directory.
+import { randomBytes } from 'node:crypto'
 import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
-import { chmod, lstat, mkdir } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { isAbsolute, join, relative } from 'node:path'
 import { nfsError } from './errors.js'
 import { native } from './identity/native.js'
@@ -98,4 +99,27 @@ export async function lockStateDir (dir: string, host: string, lockExclusive: (f
       closeSync(fd)
     }
   }
+}
+
+const NODE_ID_RE = /^[0-9a-f]{32}$/
+
+/**
+ * This state dir's node id: 32 random hex digits made at the first start and kept in `<state>/node-id` (0600).
+ * The hpc target marks each run dir it makes with it, so that a runs root shared by several daemons (one per
+ * node, each with its own state dir and ledger) is swept by each for its own leftovers only. One state dir is one
+ * daemon (the lock), so the id names exactly the ledger that knows the run. Call it with the state-dir lock held.
+ */
+export async function ensureNodeId (dir: string): Promise<string> {
+  const path = join(dir, 'node-id')
+  try {
+    const text = (await readFile(path, { encoding: 'utf8', flag: constants.O_RDONLY | constants.O_NOFOLLOW })).trim()
+    if (NODE_ID_RE.test(text)) return text
+    throw nfsError('NFS_ERR_UNSAFE_PATH', [path, 'the node id is not 32 hex digits'])
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+  const id = randomBytes(16).toString('hex')
+  await writeFile(path, `${id}\n`, { mode: 0o600, flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW })
+  await chmod(path, 0o600)
+  return id
 }

@@ -12,9 +12,11 @@ export interface BuiltTargets {
   aws: AwsTarget
 }
 
-export function buildTargets (config: Config, logger: Logger, host: string): BuiltTargets {
+export function buildTargets (config: Config, logger: Logger, host: string, nodeId?: string): BuiltTargets {
   const targets = new Map<TargetName, Target>()
-  targets.set('hpc', createHpcTarget({ runsRoot: config.hpc.runsRoot, privileged: config.mode === 'system', logger }))
+  targets.set('hpc', createHpcTarget({
+    runsRoot: config.hpc.runsRoot, privileged: config.mode === 'system', logger, host, ...(nodeId !== undefined ? { nodeId } : {})
+  }))
   // Always offered: without a region or credentials it says so in status and refuses at provision time.
   const aws = createAwsTarget({
     ...(config.aws.region !== null ? { region: config.aws.region } : {}),

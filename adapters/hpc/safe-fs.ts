@@ -142,6 +142,55 @@ export async function makeRunDir (runDir: string): Promise<void> {
   }
 }
 
+/** The file in each run dir naming the daemon (state dir) that made it: see writeRunMarker. */
+export const MARKER_NAME = '.nf-secretsd-node'
+
+/**
+ * Mark a run dir just made by makeRunDir (still the daemon's, 0700) as this node's: `{"node","host"}`, 0644 (it
+ * holds no secret), handed to `owner` with the dir. A runs root shared by several daemons is swept by each for
+ * run dirs marked with its own node id only (readRunMarker).
+ */
+export async function writeRunMarker (runDir: string, nodeId: string, host: string, owner: Owner | null): Promise<void> {
+  const fh = await open(join(runDir, MARKER_NAME), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644)
+  try {
+    await fh.chmod(0o644)
+    await fh.writeFile(`${JSON.stringify({ node: nodeId, host })}\n`)
+    if (owner !== null) await fh.chown(owner.uid, owner.gid)
+  } finally {
+    await fh.close()
+  }
+}
+
+/** The node id a run dir is marked with; null when there is no readable plain marker (a dir from before markers). */
+export async function readRunMarker (runDir: string): Promise<string | null> {
+  let fh
+  try {
+    // O_NONBLOCK: a fifo planted under the marker's name must not hang the sweep.
+    fh = await open(join(runDir, MARKER_NAME), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch {
+    return null
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile() || st.size > 4096) return null
+    return parseRunMarker(await fh.readFile('utf8'))
+  } catch {
+    return null
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Pure: the node id in a marker's text, or null. */
+export function parseRunMarker (text: string): string | null {
+  try {
+    const node = (JSON.parse(text) as { node?: unknown }).node
+    return typeof node === 'string' && node !== '' ? node : null
+  } catch {
+    return null
+  }
+}
+
 /**
  * Move `from` to `to` in a dir only the daemon can write to, refusing (EEXIST) when anything is at `to`: link(2) fails
  * on an existing entry, symlinks included, without following it. The runs root needs hard links, as every shared

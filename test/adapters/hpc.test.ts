@@ -7,6 +7,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync,
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget, formatNextflowStore, isSharedFsType } from '../../adapters/hpc.js'
+import { parseRunMarker } from '../../adapters/hpc/safe-fs.js'
 import { fsTypeOf, parseMountinfo } from '../../adapters/hpc/fs-type.js'
 import { gsonString, isValidSecretName } from '../../adapters/hpc/store-format.js'
 import type { TargetRun } from '../../adapters/types.js'
@@ -105,7 +106,7 @@ t.test('provision writes the exact store, owned by alice, and revoke removes the
   t.same([dst.uid, dst.gid], [alice!.uid, alice!.gid])
   const ust = lstatSync(join(runsRoot, 'alice'))
   t.same([ust.uid, ust.mode & 0o7777], [0, 0o711])
-  t.same(readdirSync(runDir), ['store.json'])
+  t.same(readdirSync(runDir).sort(), ['.nf-secretsd-node', 'store.json'], 'the store and the node marker')
 
   // Nextflow, as alice, can read it; then leaves its export file and more behind.
   t.same(execFileSync('runuser', ['-u', 'alice', '--', 'cat', store]), fixture)
@@ -143,12 +144,12 @@ t.test('while the intent is written (ready pending) the store is staged: store.j
   // Wait until the staged file is complete (it is chown'd to alice last).
   const staged = join(runDir, '.store.json.staged')
   for (let i = 0; i < 500 && !(existsSync(staged) && lstatSync(staged).uid === alice!.uid); i++) await new Promise(resolve => setTimeout(resolve, 10))
-  t.same(readdirSync(runDir), ['.store.json.staged'], 'only the staged name, which Nextflow never reads')
+  t.same(readdirSync(runDir).sort(), ['.nf-secretsd-node', '.store.json.staged'], 'only the staged name, which Nextflow never reads')
   t.equal(lstatSync(staged).mode & 0o7777, 0o600)
   t.equal(lstatSync(runDir).uid, 0, 'the dir is not handed over yet')
   open()
   const placement = await placing
-  t.same(readdirSync(runDir), ['store.json'])
+  t.same(readdirSync(runDir).sort(), ['.nf-secretsd-node', 'store.json'], 'the store and the node marker')
   t.equal(placement.env.NXF_SECRETS_FILE, join(runDir, 'store.json'))
   t.equal(lstatSync(runDir).uid, alice!.uid, 'handed over after the store is in place')
 
@@ -171,6 +172,31 @@ t.test('sweep removes terminal and unknown runs only', async t => {
   const removed = await target.sweep(id => ids[id as keyof typeof ids] ?? 'unknown')
   t.equal(removed, 2)
   t.same(readdirSync(join(runsRoot, 'alice')).sort(), ['R0000000000010', 'not-a-run-id'])
+})
+
+t.test('a runs root shared by two targets (two nodes): a sweep removes only its own unknown runs', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'runs')
+  const a = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-a', host: 'a', logger: pino({ level: 'silent' }) })
+  const b = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-b', host: 'b', logger: pino({ level: 'silent' }) })
+  await a.provision(runOf(alice!, 'R000000000000A'), secrets({ TOKEN: 'v' }))
+  await b.provision(runOf(alice!, 'R000000000000B'), secrets({ TOKEN: 'v' }))
+  // Neither ledger knows the other's run: both are 'unknown' to each.
+  t.equal(await b.sweep(() => 'unknown'), 1, 'B removes its own')
+  t.same(readdirSync(join(runsRoot, 'alice')), ['R000000000000A'], 'and not A\'s (the architecture review\'s repro)')
+  t.equal(await a.sweep(id => id === 'R000000000000A' ? 'live' : 'unknown'), 0)
+  t.equal(await b.sweep(() => 'terminal'), 1, 'a run known to be over is removed whoever marked it (ids are unique)')
+})
+
+t.test('parseRunMarker', async t => {
+  const cases: Array<[string, string | null]> = [
+    ['{"node":"0123abcd","host":"login1"}\n', '0123abcd'],
+    ['{"node":""}', null],
+    ['{"node":7}', null],
+    ['', null],
+    ['garbage', null]
+  ]
+  for (const [text, want] of cases) t.equal(parseRunMarker(text), want, JSON.stringify(text))
 })
 
 t.test('status: usable, with a warning off a shared filesystem; unusable on an unsafe root', async t => {
