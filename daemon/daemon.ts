@@ -14,8 +14,9 @@ import { buildServer } from './server.js'
 import { ensureNodeId, ensureStateDir, lockStateDir, runsRootInside, type StateDirLock } from './state-dir.js'
 import { prepareSocketPath, removeSocket, socketMode } from './socket.js'
 import { UserDirectory } from './identity/users.js'
-import { peerIdentifier, recordPeers } from './identity/peer.js'
+import { peerIdentifier, readPeer } from './identity/peer.js'
 import { native } from './identity/native.js'
+import { ConnectionGate } from './connection-gate.js'
 import { loadKey } from './store/key.js'
 import { openSecretsStore, type SecretsStore } from './store/secrets-store.js'
 import { openAuditLog, type AuditLog } from './store/audit-log.js'
@@ -144,7 +145,14 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     pty,
     metrics
   })
-  recordPeers(app.server)
+  // Per-uid connection limit and idle timeout, at accept (SPEC 11); the peer is read there once for every request.
+  new ConnectionGate({
+    perUid: config.limits.connectionsPerUid,
+    idleMs: config.limits.idleTimeoutSeconds * 1000,
+    peer: readPeer,
+    isAdmin: (cred) => users.callerFor(cred).isAdmin,
+    log: logger.child({ room: 'api' })
+  }).install(app.server)
 
   // systemd socket activation hands us the listening socket as fd 3; otherwise we make our own.
   const inherited = listenFds(process.env, process.pid)

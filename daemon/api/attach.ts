@@ -10,6 +10,7 @@ import { nfsError } from '../errors.js'
 import { upgradeRequired } from '../client-errors.js'
 import type { Attachment } from '../pty/host.js'
 import type { AttachClient } from '../pty/session.js'
+import { keepAlive, pingInterval } from './ws-heartbeat.js'
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) })
 // A client that cannot keep up is let go rather than buffered without bound.
@@ -68,6 +69,7 @@ export default async function attachApi (api: FastifyInstance): Promise<void> {
     },
     wsHandler: (socket, request) => {
       const runId = (request.params as Static<typeof IdParams>).id
+      keepAlive(socket, pingInterval(deps.config.limits.idleTimeoutSeconds))
       let attachment: Attachment | null = null
       let closed = false
       const early: InMessage[] = []

@@ -3,15 +3,25 @@ import type { FastifyInstance } from 'fastify'
 import { roleIn } from '../access.js'
 import type { Caller } from '../types.js'
 import type { NfsEvent } from '../events.js'
+import { workspaceScope } from '../resolve.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { upgradeRequired } from '../client-errors.js'
+import { keepAlive, pingInterval } from './ws-heartbeat.js'
 
-/** Pure visibility rule: admins see all; others their own events and those of workspaces they belong to. */
-export function visibleTo (caller: Caller, event: NfsEvent, store: Pick<SecretsStore, 'getWorkspace'>): boolean {
-  if (caller.isAdmin || event.user === caller.user) return true
-  if (event.workspace === undefined) return false
+/**
+ * Pure visibility rule: what of `event` the caller may see, or null. Admins see all, users their own events; a
+ * workspace member sees another member's events of that workspace, but a run's `names` only as far as the workspace
+ * itself holds them: the rest came from that member's personal secrets, which nobody else may list (SPEC 4).
+ */
+export function eventFor (caller: Caller, event: NfsEvent, store: Pick<SecretsStore, 'getWorkspace' | 'listSecrets'>): NfsEvent | null {
+  if (caller.isAdmin || event.user === caller.user) return event
+  if (event.workspace === undefined) return null
   const ws = store.getWorkspace(event.workspace)
-  return ws !== undefined && roleIn(caller, ws) !== null
+  if (ws === undefined || roleIn(caller, ws) === null) return null
+  // secret.* events of a workspace name its own secrets (one maybe just deleted): nothing personal there.
+  if (event.names === undefined || !event.type.startsWith('run.')) return event
+  const shared = new Set(store.listSecrets([workspaceScope(ws.name)]).map(s => s.name))
+  return { ...event, names: event.names.filter(n => shared.has(n)) }
 }
 
 export default async function eventsApi (api: FastifyInstance): Promise<void> {
@@ -21,9 +31,20 @@ export default async function eventsApi (api: FastifyInstance): Promise<void> {
     url: '/events',
     handler: upgradeRequired,
     wsHandler: (socket, request) => {
-      const caller = request.caller
+      keepAlive(socket, pingInterval(deps.config.limits.idleTimeoutSeconds))
       const unsubscribe = deps.events.subscribe((event) => {
-        if (visibleTo(caller, event, deps.store) && socket.readyState === socket.OPEN) socket.send(JSON.stringify(event))
+        if (socket.readyState !== socket.OPEN) return
+        // Rights are asked again for every event (NSS answers from a short cache, workspaces from memory): a user
+        // taken out of the admin group or a workspace stops seeing its events, not only at the next connection.
+        let caller: Caller
+        try {
+          caller = deps.identify(request)
+        } catch {
+          socket.close(1008, 'caller no longer identified')
+          return
+        }
+        const shown = eventFor(caller, event, deps.store)
+        if (shown !== null) socket.send(JSON.stringify(shown))
       })
       socket.on('close', unsubscribe)
       socket.on('error', unsubscribe)

@@ -14,17 +14,25 @@ function fdOf (socket: Socket): number | null {
   return typeof handle?.fd === 'number' && handle.fd >= 0 ? handle.fd : null
 }
 
-/** Attach to a server before it listens: records the peer of every accepted connection. */
+/**
+ * Read and remember the peer of a freshly accepted connection (the connection gate calls it first thing); null when
+ * the kernel cannot name it, and such a connection is refused per request below.
+ */
+export function readPeer (socket: Socket): PeerCred | null {
+  const fd = fdOf(socket)
+  if (fd === null) return null
+  try {
+    const cred = native().peercred(fd)
+    creds.set(socket, cred)
+    return cred
+  } catch {
+    return null
+  }
+}
+
+/** For a server without a connection gate (tests): records the peer of every accepted connection. */
 export function recordPeers (server: Server): void {
-  server.on('connection', (socket: Socket) => {
-    const fd = fdOf(socket)
-    if (fd === null) return
-    try {
-      creds.set(socket, native().peercred(fd))
-    } catch {
-      // Not a Unix socket peer we can ask: such a connection is refused per request below.
-    }
-  })
+  server.on('connection', (socket: Socket) => { readPeer(socket) })
 }
 
 export function peerOf (req: IncomingMessage): PeerCred | undefined {

@@ -22,6 +22,7 @@ import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } fr
 import { withRun } from './transition.js'
 import { sessionAlive } from './monitor.js'
 import { intentRecord, provisionRun } from './provision.js'
+import { LiveRunQuota } from './quota.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -51,10 +52,12 @@ export class RunManager implements RunService {
   readonly revoker: Revoker
   #host: RunHost | null = null
   readonly #log: Logger
+  readonly #quota: LiveRunQuota
 
   constructor (deps: RunManagerDeps) {
     this.deps = deps
     this.#log = deps.logger.child({ room: 'runs' })
+    this.#quota = new LiveRunQuota(deps.config.limits.liveRunsPerUser)
     this.revoker = new Revoker({
       ledger: deps.ledger,
       targets: deps.targets,
@@ -102,6 +105,16 @@ export class RunManager implements RunService {
   }
 
   async create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
+    // The slot is held while provisioning; once the intent is in the ledger the run counts there.
+    const release = this.#quota.reserve(caller, () => this.deps.ledger.all())
+    try {
+      return await this.#create(caller, req)
+    } finally {
+      release()
+    }
+  }
+
+  async #create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
     const { store, ledger, clock, config, events, audit, probes } = this.deps
     const wsName = req.workspace === undefined || req.workspace === '' ? PERSONAL : req.workspace
     const ws = wsName === PERSONAL ? null : store.getWorkspace(wsName)

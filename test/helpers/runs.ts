@@ -63,13 +63,13 @@ export function caller (user = 'root', over: Partial<Caller> = {}): Caller {
   return { user, uid: process.getuid!(), gid: process.getgid!(), pid: 0, groups: [user], gids: [process.getgid!()], isAdmin: false, ...over }
 }
 
-export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName, Target>, dir?: string, key?: Buffer, probes?: FakeProbes, memory?: MemoryTarget } = {}): Promise<RunsFixture> {
+export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName, Target>, dir?: string, key?: Buffer, probes?: FakeProbes, memory?: MemoryTarget, limits?: Partial<Config['limits']> } = {}): Promise<RunsFixture> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'nfs-runs-'))
   if (opts.dir === undefined) t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const launchDir = join(dir, 'launch')
   mkdirSync(launchDir, { recursive: true })
   const base = defaults('user', { uid: process.getuid!(), home: dir, env: {} })
-  const config = { ...base, stateDir: join(dir, 'state'), runs: { ...base.runs, defaultTargets: ['memory' as const], revokeRetryInitialMs: 10, revokeRetryMaxMs: 100 }, mode: 'user' as const, configFile: null }
+  const config = { ...base, stateDir: join(dir, 'state'), limits: { ...base.limits, ...opts.limits }, runs: { ...base.runs, defaultTargets: ['memory' as const], revokeRetryInitialMs: 10, revokeRetryMaxMs: 100 }, mode: 'user' as const, configFile: null }
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
   const logger = pino({ level: 'silent' })
   const key = opts.key ?? randomBytes(32)
@@ -108,7 +108,7 @@ export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName
       await ledger.close()
       await store.close()
       await audit.close()
-      return await runsFixture(t, { dir, key, probes, memory, ...(opts.targets !== undefined ? { targets: opts.targets } : {}) })
+      return await runsFixture(t, { dir, key, probes, memory, ...(opts.limits !== undefined ? { limits: opts.limits } : {}), ...(opts.targets !== undefined ? { targets: opts.targets } : {}) })
     }
   }
   return fixture
