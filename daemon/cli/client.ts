@@ -2,8 +2,9 @@
 // refuses comes back as its coded error (SPEC section 7); a daemon that does not answer is NFS_ERR_UNAVAILABLE (exit 69).
 import { existsSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
+import type { Socket, createConnection } from 'node:net'
 import { homedir } from 'node:os'
-import type { Client } from 'undici'
+import type { Client, buildConnector } from 'undici'
 import { nfsError } from '../errors.js'
 import { SYSTEM_SOCKET, userSocketPath } from '../paths.js'
 
@@ -80,9 +81,18 @@ export function openClient (socketPath: string): ApiClient {
   // undici is loaded on the first request: `--help`, usage errors and refused values never pay for it.
   let client: Client | null = null
   const connect = async (): Promise<Client> => {
-    const { Client } = await import('undici')
+    const [undici, { serverRefusal }] = await Promise.all([import('undici'), import('./server-check.js')])
+    // Who listens is checked before undici writes the request (server-check.ts): a value never reaches a stranger.
+    const base = undici.buildConnector({ socketPath, timeout: 10_000 })
+    const connector: buildConnector.connector = (opts, callback) => base(opts, (err, socket) => {
+      if (err !== null) return callback(err, null)
+      const refusal = serverRefusal(socket as unknown as Socket, socketPath)
+      if (refusal === null) return callback(null, socket)
+      socket.destroy()
+      callback(new CliError(refusal.code, refusal.message), null)
+    })
     // One connection, no keep-alive lingering after the last request: the CLI exits as soon as it is done.
-    return (client ??= new Client('http://localhost', { socketPath, keepAliveTimeout: 1000, connectTimeout: 10_000 }))
+    return (client ??= new undici.Client('http://localhost', { keepAliveTimeout: 1000, connect: connector }))
   }
   return {
     socketPath,
@@ -97,6 +107,7 @@ export function openClient (socketPath: string): ApiClient {
           ...(hasBody ? { body: JSON.stringify(options.body) } : {})
         })
       } catch (err) {
+        if (err instanceof CliError) throw err
         throw unreachable(socketPath, err)
       }
       const text = await res.body.text()
@@ -128,4 +139,15 @@ export async function refusalFrom (res: IncomingMessage): Promise<CliError> {
     res.on('error', () => resolve(''))
   })
   return errorFromBody(res.statusCode ?? 500, text)
+}
+
+/**
+ * For a WebSocket (events, attach): a createConnection that checks who listens before the upgrade is written
+ * (server-check.ts), and the refusal, if that is why the connection failed.
+ */
+export async function checkedConnection (socketPath: string): Promise<{ createConnection: typeof createConnection, refusal: () => CliError | null }> {
+  const { verifiedConnect } = await import('./server-check.js')
+  let refusal: CliError | null = null
+  const make = (): Socket => verifiedConnect(socketPath, (e) => { refusal = new CliError(e.code, e.message) })
+  return { createConnection: make as unknown as typeof createConnection, refusal: () => refusal }
 }

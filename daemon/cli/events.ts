@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http'
 import type WebSocket from 'ws'
 import type { NfsEvent } from '../events.js'
 import type { Command, CommandContext } from './args.js'
-import { CliError, refusalFrom, unreachable, wsUrl } from './client.js'
+import { checkedConnection, CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText, shortTime } from './output.js'
 
 /** An event as the daemon sends it; the type stays a plain string, so that a newer daemon's types still print. */
@@ -24,8 +24,9 @@ export function eventLine (e: EventView): string {
 
 export async function streamEvents (ctx: CommandContext, socketPath: string): Promise<number> {
   const { default: WebSocketClient } = await import('ws')
+  const checked = await checkedConnection(socketPath)
   return await new Promise((resolve, reject) => {
-    const ws = new WebSocketClient(wsUrl(socketPath, '/events'), { handshakeTimeout: 10_000 })
+    const ws = new WebSocketClient(wsUrl(socketPath, '/events'), { handshakeTimeout: 10_000, createConnection: checked.createConnection })
     let settled = false
     const settle = (fn: () => void): void => {
       if (settled) return
@@ -57,7 +58,7 @@ export async function streamEvents (ctx: CommandContext, socketPath: string): Pr
       refused = true
       void refusalFrom(res).then(err => settle(() => reject(err)))
     })
-    ws.on('error', (err) => { if (!refused) settle(() => reject(unreachable(socketPath, err))) })
+    ws.on('error', (err) => { if (!refused) settle(() => reject(checked.refusal() ?? unreachable(socketPath, err))) })
     ws.on('close', (code) => {
       // 1000/1001: the daemon closed the stream on purpose (shutting down); anything else is a lost daemon.
       if (code === 1000 || code === 1001) settle(() => resolve(0))

@@ -6,7 +6,7 @@ import { constants } from 'node:os'
 import type WebSocket from 'ws'
 import { EXIT } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
-import { CliError, refusalFrom, unreachable, wsUrl } from './client.js'
+import { checkedConnection, CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText } from './output.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
@@ -52,9 +52,10 @@ function termSize (ctx: CommandContext): { cols: number, rows: number } | null {
 export async function attach (ctx: CommandContext, runId: string): Promise<number> {
   // Loaded here, not at the top: every other CLI call would pay for it.
   const { default: WebSocketClass } = await import('ws')
+  const checked = await checkedConnection(ctx.socketPath)
   return await new Promise((resolve, reject) => {
     const { stdin, stdout, stderr } = ctx.io
-    const ws = new WebSocketClass(wsUrl(ctx.socketPath, `/runs/${encodeURIComponent(runId)}/attach`), { handshakeTimeout: 10_000 })
+    const ws = new WebSocketClass(wsUrl(ctx.socketPath, `/runs/${encodeURIComponent(runId)}/attach`), { handshakeTimeout: 10_000, createConnection: checked.createConnection })
     const raw = stdin.isTTY === true && typeof stdin.setRawMode === 'function'
     let ended: ExitMessage | null = null
     let detached = false
@@ -118,7 +119,7 @@ export async function attach (ctx: CommandContext, runId: string): Promise<numbe
       refused = true
       void refusalFrom(res).then(err => settle(() => reject(err)))
     })
-    ws.on('error', (err) => { if (!refused) settle(() => reject(unreachable(ctx.socketPath, err))) })
+    ws.on('error', (err) => { if (!refused) settle(() => reject(checked.refusal() ?? unreachable(ctx.socketPath, err))) })
     ws.on('close', () => settle(() => {
       const id = safeText(runId)
       if (ended !== null) {

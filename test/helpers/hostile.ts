@@ -71,7 +71,8 @@ export function holdConnections (t: Teardown, user: string, socket: string, n: n
   const child: ChildProcess = spawn('runuser', ['-u', user, '--', 'bash', '-c', `ulimit -n ${n + 200} && exec "$@"`, 'hold', ...NO_TAP_HOOKS, process.execPath, '-e', HOLD, socket, String(n)], {
     env: { PATH: process.env.PATH, LANG: 'C.UTF-8' }, cwd: tmpdir(), stdio: ['pipe', 'pipe', 'pipe']
   })
-  const stop = (): void => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') }
+  // runuser's child is the user's: it ends when its stdin does.
+  const stop = (): void => { child.stdin!.end(); if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM') }
   t.teardown(stop)
   let buf = ''
   let err = ''
