@@ -10,7 +10,9 @@ import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
 import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
 import { formatNextflowStore, isValidSecretName } from './hpc/store-format.js'
-import { isSharedFsType, readMountFsType } from './hpc/fs-type.js'
+import { readMountFsType } from './hpc/fs-type.js'
+import { closedComponents, probeHardLinks } from './hpc/probes.js'
+import { runsRootWarnings } from './hpc/status-warnings.js'
 import {
   ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath, writeRunMarker,
   writeStoreAndHandOver
@@ -185,12 +187,13 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       return { usable: false, detail: `runs root ${opts.runsRoot} is not usable: ${isCoded(err) ? err.message : errnoReason(err)}` }
     }
     const fsType = await readMountFsType(base)
-    if (fsType !== null && isSharedFsType(fsType)) return { usable: true, detail: `runs root ${base} on ${fsType}` }
-    return {
-      usable: true,
-      detail: `warning: runs root ${base} is on ${fsType ?? 'an unknown filesystem'}, not a shared filesystem; ` +
-        'grid tasks on compute nodes will not find their secrets (local executor only)'
-    }
+    const warnings = runsRootWarnings({
+      resolved: base,
+      fsType,
+      hardLinks: await probeHardLinks(base),
+      closedComponents: privileged ? await closedComponents(base) : []
+    })
+    return { usable: true, detail: `runs root ${base} on ${fsType ?? 'an unknown filesystem'}`, warnings }
   }
 
   return {

@@ -36,9 +36,16 @@ export interface ProvisionOptions {
   ready?: Promise<void>
 }
 
+/** A misconfiguration `status` can explain: `code` is stable (NFS_WARN_*, docs/config.md), `message` is for people. */
+export interface StatusWarning {
+  code: string
+  message: string
+}
+
 export interface TargetStatus {
   usable: boolean
   detail?: string
+  warnings?: StatusWarning[]
 }
 
 export interface Target {

@@ -1,4 +1,5 @@
 // Wiring: everything the daemon runs, built in order and stopped in the reverse order (STYLE habit 6).
+import { realpath } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { setTimeout as delay } from 'node:timers/promises'
 import { join } from 'node:path'
@@ -11,7 +12,7 @@ import { loadConfig } from './config.js'
 import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
 import { buildServer } from './server.js'
-import { ensureNodeId, ensureStateDir, lockStateDir, runsRootInside, type StateDirLock } from './state-dir.js'
+import { ensureNodeId, ensureStateDir, lockStateDir, stateDirWarnings, runsRootInside, type StateDirLock } from './state-dir.js'
 import { prepareSocketPath, removeSocket, socketMode } from './socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, readPeer } from './identity/peer.js'
@@ -30,6 +31,7 @@ import { DirWatchService } from './watch/watch-service.js'
 import { realProbes } from './runs/probes.js'
 import { PtyHost } from './pty/host.js'
 import { createMetrics } from './metrics.js'
+import { readMountFsType } from '../adapters/hpc/fs-type.js'
 
 /** Leftovers in targets of runs that are terminal or unknown to the ledger (a crash before the intent was written). */
 async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, log: Logger): Promise<void> {
@@ -143,7 +145,14 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     runs,
     watches,
     pty,
-    metrics
+    metrics,
+    stateWarnings: stateDirWarnings({
+      stateDir: config.stateDir,
+      fsType: await readMountFsType(await realpath(config.stateDir)),
+      previousHost: lock.previousHost,
+      host,
+      system: config.mode === 'system'
+    })
   })
   // Per-uid connection limit and idle timeout, at accept (SPEC 11); the peer is read there once for every request.
   new ConnectionGate({

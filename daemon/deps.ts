@@ -10,6 +10,7 @@ import type { Caller } from './types.js'
 import type { RunService } from './runs/service.js'
 import type { WatchService } from './watch/service.js'
 import type { PtyHost } from './pty/host.js'
+import type { StatusWarning } from '../adapters/types.js'
 
 export interface MetricsEndpoint {
   contentType: string
@@ -32,4 +33,6 @@ export interface ServerDeps {
   /** launched runs: `launch` in POST /runs and GET /runs/:id/attach */
   pty?: Pick<PtyHost, 'launch' | 'attach' | 'checkAttach'>
   metrics?: MetricsEndpoint
+  /** what `status` says about the daemon's own setup (the state dir), found at start */
+  stateWarnings?: StatusWarning[]
 }

@@ -4,6 +4,8 @@ import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, r
 import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { isAbsolute, join, relative } from 'node:path'
 import { nfsError } from './errors.js'
+import type { StatusWarning } from '../adapters/types.js'
+import { isSharedFsType } from '../adapters/hpc/fs-type.js'
 import { native } from './identity/native.js'
 
 /**
@@ -30,6 +32,8 @@ export function runsRootInside (stateDir: string, runsRoot: string): boolean {
 }
 
 export interface StateDirLock {
+  /** the host of the daemon that held the state dir last (from the lock file), null when unknown */
+  previousHost: string | null
   /** lets the lock go (the kernel does the same when the process dies, however it dies) */
   release (): void
 }
@@ -47,13 +51,18 @@ export function nativeLockExclusive (fd: number): boolean {
 
 /** What the lock file says about its holder, for the refusal's message. Pure. */
 export function describeHolder (text: string): string {
+  const h = parseHolder(text)
+  return h !== null ? `pid ${h.pid} on ${h.host}` : 'pid unknown'
+}
+
+function parseHolder (text: string): { pid: number, host: string } | null {
   try {
     const h = JSON.parse(text) as { pid?: unknown, host?: unknown }
-    if (typeof h.pid === 'number' && typeof h.host === 'string') return `pid ${h.pid} on ${h.host}`
+    if (typeof h.pid === 'number' && typeof h.host === 'string') return { pid: h.pid, host: h.host }
   } catch {
     // a holder that has not written its line yet, or a file from something else
   }
-  return 'pid unknown'
+  return null
 }
 
 /**
@@ -80,11 +89,13 @@ export async function lockStateDir (dir: string, host: string, lockExclusive: (f
   const path = join(dir, LOCK_NAME)
   const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
   let held = false
+  let previousHost: string | null = null
   try {
     const fst = fstatSync(fd)
     if (!fst.isFile() || fst.uid !== process.getuid?.()) throw nfsError('NFS_ERR_UNSAFE_PATH', [path, 'the lock file is not a plain file of ours'])
     if (!lockExclusive(fd)) throw nfsError('NFS_ERR_STATE_IN_USE', [dir, describeHolder(readFileSync(fd, 'utf8'))])
     held = true
+    previousHost = parseHolder(readFileSync(fd, 'utf8'))?.host ?? null
     fchmodSync(fd, 0o600)
     ftruncateSync(fd, 0)
     writeSync(fd, `${JSON.stringify({ pid: process.pid, host, since: new Date().toISOString() })}\n`, 0)
@@ -93,6 +104,7 @@ export async function lockStateDir (dir: string, host: string, lockExclusive: (f
   }
   let released = false
   return {
+    previousHost,
     release () {
       if (released) return
       released = true
@@ -122,4 +134,34 @@ export async function ensureNodeId (dir: string): Promise<string> {
   await writeFile(path, `${id}\n`, { mode: 0o600, flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW })
   await chmod(path, 0o600)
   return id
+}
+
+// What `status` says about the state dir (pure; the facts are gathered at start).
+export interface StateDirFacts {
+  stateDir: string
+  fsType: string | null
+  /** the host of the daemon that held the state dir before this one, when it was another host */
+  previousHost: string | null
+  host: string
+  /** system mode: a user-mode state dir in a shared home is shared by design, and the lock keeps it safe */
+  system: boolean
+}
+
+export function stateDirWarnings (f: StateDirFacts): StatusWarning[] {
+  const out: StatusWarning[] = []
+  if (f.previousHost !== null && f.previousHost !== f.host) {
+    out.push({
+      code: 'NFS_WARN_STATE_DIR_OTHER_HOST',
+      message: `state dir ${f.stateDir} was last used by a daemon on ${f.previousHost}; two nodes taking turns on one state dir ` +
+        'probe each other\'s runs with local checks: give each node its own state dir'
+    })
+  }
+  if (f.system && f.fsType !== null && isSharedFsType(f.fsType)) {
+    out.push({
+      code: 'NFS_WARN_STATE_DIR_SHARED',
+      message: `state dir ${f.stateDir} is on ${f.fsType}, shared with other hosts; only one daemon can hold it at a time (the lock), ` +
+        'so a daemon on another node sharing it will refuse to start'
+    })
+  }
+  return out
 }

@@ -31,7 +31,8 @@ export default async function systemApi (api: FastifyInstance): Promise<void> {
       workspaces: counts.workspaces,
       runs: deps.runs?.countsByState() ?? {},
       targets: deps.runs !== undefined ? await deps.runs.targetStatus() : {},
-      watches: deps.watches?.summary() ?? { roots: 0, launchDirs: 0, degraded: [] }
+      watches: deps.watches?.summary() ?? { roots: 0, launchDirs: 0, degraded: [] },
+      warnings: deps.stateWarnings ?? []
     }
   })
 }

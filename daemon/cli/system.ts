@@ -11,7 +11,9 @@ export interface StatusView {
   secrets: number
   workspaces: number
   runs: Record<string, number>
-  targets: Record<string, { usable?: boolean, detail?: string, warnings?: string[] } | unknown>
+  targets: Record<string, { usable?: boolean, detail?: string, warnings?: unknown[] } | unknown>
+  /** misconfigurations of the daemon itself (the state dir), each `{code, message}` */
+  warnings?: unknown[]
   watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[] }
 }
 
@@ -24,13 +26,22 @@ export interface WhoamiView {
   roles: Record<string, string>
 }
 
+/** A warning from /status: `{code, message}` (older daemons: a string). */
+function warningText (w: unknown): string {
+  if (typeof w === 'object' && w !== null && typeof (w as { message?: unknown }).message === 'string') {
+    const { code, message } = w as { code?: unknown, message: string }
+    return safeText(typeof code === 'string' ? `${message} (${code})` : message)
+  }
+  return safeText(String(w))
+}
+
 /** One line per target: usable or not, with whatever the target says about itself (warnings included). */
 function targetLines (targets: StatusView['targets']): string[] {
   return Object.entries(targets ?? {}).map(([name, s]) => {
     const st = (typeof s === 'object' && s !== null ? s : {}) as { usable?: unknown, detail?: unknown, warnings?: unknown }
     const state = st.usable === false ? 'not usable' : 'usable'
     const detail = typeof st.detail === 'string' && st.detail !== '' ? `: ${safeText(st.detail)}` : ''
-    const warnings = Array.isArray(st.warnings) ? st.warnings.map(w => `\n    warning: ${safeText(String(w))}`).join('') : ''
+    const warnings = Array.isArray(st.warnings) ? st.warnings.map(w => `\n    warning: ${warningText(w)}`).join('') : ''
     return `  ${safeText(name)}: ${state}${detail}${warnings}`
   })
 }
@@ -48,7 +59,8 @@ export function statusText (s: StatusView): string {
     ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}${(s.watches.walking?.length ?? 0) > 0 ? `, ${s.watches.walking!.length} still walking` : ''}` : '-']
   ])
   const targets = targetLines(s.targets)
-  return fields + (targets.length > 0 ? `targets:\n${targets.join('\n')}\n` : 'targets:  -\n')
+  const warnings = (s.warnings ?? []).map(w => `  warning: ${warningText(w)}\n`).join('')
+  return fields + (targets.length > 0 ? `targets:\n${targets.join('\n')}\n` : 'targets:  -\n') + warnings
 }
 
 export function whoamiText (w: WhoamiView): string {

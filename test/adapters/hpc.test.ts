@@ -3,7 +3,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget, formatNextflowStore, isSharedFsType } from '../../adapters/hpc.js'
@@ -204,11 +204,32 @@ t.test('status: usable, with a warning off a shared filesystem; unusable on an u
   const good = createHpcTarget({ runsRoot: join(top, 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
   const st = await good.status()
   t.equal(st.usable, true)
-  t.match(st.detail, /warning/) // /tmp is not on a shared filesystem on this machine or in CI
+  // /tmp is not on a shared filesystem on this machine or in CI
+  t.same(st.warnings?.map(w => w.code), ['NFS_WARN_RUNS_ROOT_NOT_SHARED'])
   mkdirSync(join(top, 'open'), { mode: 0o777 })
   chmodSync(join(top, 'open'), 0o777)
   const bad = createHpcTarget({ runsRoot: join(top, 'open'), privileged: true, logger: pino({ level: 'silent' }) })
   t.equal((await bad.status()).usable, false)
+})
+
+t.test('status explains a runs root that resolves to a path with a space, and one users cannot reach', async t => {
+  const top = testRoot(t)
+  // The configured path is clean (the config check passes it); a symlink leads where Nextflow's wrapper would split.
+  mkdirSync(join(top, 'scratch space', 'runs'), { recursive: true, mode: 0o755 })
+  chmodSync(join(top, 'scratch space'), 0o755)
+  symlinkSync(join(top, 'scratch space'), join(top, 'scratch'))
+  const spaced = createHpcTarget({ runsRoot: join(top, 'scratch', 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
+  const st = await spaced.status()
+  t.equal(st.usable, true)
+  t.same(st.warnings?.map(w => w.code).sort(), ['NFS_WARN_RUNS_ROOT_CHARACTERS', 'NFS_WARN_RUNS_ROOT_NOT_SHARED'])
+  // A parent left 0700 (made by hand under umask 077): the daemon can use it, users cannot get through it.
+  mkdirSync(join(top, 'closed', 'runs'), { recursive: true })
+  chmodSync(join(top, 'closed'), 0o700)
+  const closed = createHpcTarget({ runsRoot: join(top, 'closed', 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
+  const cw = (await closed.status()).warnings ?? []
+  t.same(cw.map(w => w.code).sort(), ['NFS_WARN_RUNS_ROOT_MODE', 'NFS_WARN_RUNS_ROOT_NOT_SHARED'])
+  t.match(cw.find(w => w.code === 'NFS_WARN_RUNS_ROOT_MODE')?.message, join(top, 'closed'))
+  t.same(readdirSync(join(top, 'closed', 'runs')), [], 'the hard-link probe left nothing behind')
 })
 
 t.test('user mode: same layout and modes with plain calls', async t => {

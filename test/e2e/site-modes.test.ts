@@ -47,7 +47,15 @@ t.test('under umask 0077, a runs root outside the state dir: made 0711, the stat
   const keyFile = join(dir, 'master.key')
   writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 })
   const runsRoot = join(dir, 'shared', 'runs')
+  // The state dir was last held by a daemon on another host (a state dir on shared storage): status says so.
+  mkdirSync(join(dir, 'state'), { mode: 0o700 })
+  writeFileSync(join(dir, 'state', 'lock'), `${JSON.stringify({ pid: 1, host: 'login-other', since: '2026-01-01T00:00:00.000Z' })}\n`, { mode: 0o600 })
   const d = await startTestDaemon(t, { mode: 'system', dir, config: { keyFile, hpc: { runsRoot } } })
+  const status = JSON.parse((await runCli(['status', '--json'], { user: 'alice', env: { NF_SECRETS_SOCKET: d.socket } })).stdout) as {
+    warnings: Array<{ code: string }>, targets: { hpc: { warnings: Array<{ code: string }> } }
+  }
+  t.same(status.warnings.map(w => w.code), ['NFS_WARN_STATE_DIR_OTHER_HOST'])
+  t.same(status.targets.hpc.warnings.map(w => w.code), ['NFS_WARN_RUNS_ROOT_NOT_SHARED'], 'a runs root in /tmp: local only')
   const env = { NF_SECRETS_SOCKET: d.socket }
   t.equal((await runCli(['secrets', 'add', 'TOKEN'], { user: 'alice', env, input: CANARY })).code, 0)
   const work = join(dir, 'alice-work')
