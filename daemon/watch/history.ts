@@ -2,13 +2,23 @@
 // Pure: the watcher reads the file and hands the text in. Nextflow rewrites the whole file in place
 // (truncate and write, not a rename) when a run ends, so a read may catch it empty or cut mid-line; the
 // caller re-reads on the next event, and `partial` says a re-read is due.
+//
+// The timestamp is HistoryFile's `new SimpleDateFormat('yyyy-MM-dd HH:mm:ss')` in the JVM's default locale and
+// zone: the locale's digits (Arabic `٢٠٢٦-…`, Persian `۲۰۲۶-…`, Bengali, Devanagari, Burmese, Thai with `-u-nu-thai`)
+// and calendar (Buddhist `2569-…` in th-TH, Japanese era `8-…` in ja-JP-u-ca-japanese), and no zone at all. It is
+// read with any script's digits and kept as text (digits made ASCII) for display only: it is never compared with
+// a clock. Whether a line is a new start is told by the file's mtime (isLeftover). Fixtures:
+// test/fixtures/nextflow-locales (the JDK's own output for 80 locales and 17 zones).
 
 export type HistoryStatus = 'running' | 'OK' | 'ERR'
 
 export interface HistoryRecord {
   /** 0-based position among the valid records of this read (not the raw line number) */
   index: number
-  /** `yyyy-MM-dd HH:mm:ss`, the launch time in the launching host's local time, no zone */
+  /**
+   * `yyyy-MM-dd HH:mm:ss` as the launching JVM wrote it, digits made ASCII: its local time in its calendar, no
+   * zone. For display only; never compare it with a clock (see isLeftover).
+   */
   timestamp: string
   /** Nextflow's Duration text (`41.3s`, `2m 14s`), null while `-` */
   duration: string | null
@@ -34,10 +44,37 @@ export interface HistoryDiff {
 }
 
 const COLUMNS = 7
-const TIMESTAMP_RE = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/
+// Any script's decimal digits; the year may be an era's (Japanese: 1 or 2 digits) or the Buddhist one.
+const TIMESTAMP_RE = /^\p{Nd}{1,6}-\p{Nd}{2}-\p{Nd}{2} \p{Nd}{2}:\p{Nd}{2}:\p{Nd}{2}$/u
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 // CmdRun.RUN_NAME_PATTERN, case-insensitive; generated names use `_`
 const RUN_NAME_RE = /^[a-z](?:[a-z\d]|[-_](?=[a-z\d])){0,79}$/i
+
+/**
+ * Every Unicode decimal digit as its ASCII digit. Unicode keeps each script's digits as runs of ten consecutive
+ * code points from its zero (some blocks sit back to back, hence the modulo). Pure.
+ */
+export function asciiDigits (text: string): string {
+  return text.replace(/\p{Nd}/gu, (d) => {
+    const cp = d.codePointAt(0)!
+    let start = cp
+    while (start > 0 && /\p{Nd}/u.test(String.fromCodePoint(start - 1))) start--
+    return String((cp - start) % 10)
+  })
+}
+
+/**
+ * Nextflow appends a start's line, so a genuine new start leaves the history freshly written. A line first seen
+ * in a file last written longer ago than this (a tree moved in with `mv`, a run killed long ago) is a leftover.
+ * File times are absolute (the kernel's, or the NFS server's clock), unlike the line's own zone-less time; the
+ * margin also absorbs clock skew between the daemon's host and a file server.
+ */
+export const LEFTOVER_MS = 10 * 60_000
+
+/** Is a history line first seen at `nowMs` a leftover rather than a start? By the file's mtime only. Pure. */
+export function isLeftover (historyMtimeMs: number, nowMs: number): boolean {
+  return nowMs - historyMtimeMs > LEFTOVER_MS
+}
 
 /**
  * Nextflow splits with Groovy's `tokenize('\t')`, which drops empty tokens; a line with an empty column
@@ -56,7 +93,7 @@ export function parseHistoryLine (line: string): Omit<HistoryRecord, 'index'> | 
   else if (status === 'OK' || status === 'ERR') parsedStatus = status
   else return null
   return {
-    timestamp,
+    timestamp: asciiDigits(timestamp),
     duration: duration === '-' ? null : duration,
     runName,
     status: parsedStatus,

@@ -15,6 +15,7 @@ t.test('fixture logs', async (t) => {
         pid: 731,
         host: 'hpc-login2',
         ip: '192.168.10.21',
+        version: '26.08.0-edge',
         aborted: false,
         goodbye: false,
         launching: { script: 'https://github.com/nf-core/demo', runName: 'jolly_galois', revision: '0f9e8d7c6b' }
@@ -27,6 +28,7 @@ t.test('fixture logs', async (t) => {
         runName: 'sleepy_noether',
         pid: 20417,
         host: 'ws-dave.example.org',
+        version: '26.08.0-edge',
         aborted: false,
         goodbye: true,
         launching: { script: 'main.nf', runName: 'sleepy_noether', revision: 'a41c7e0b93' }
@@ -40,6 +42,7 @@ t.test('fixture logs', async (t) => {
         pid: 20988,
         host: 'ws-dave.example.org',
         ip: '10.1.2.3',
+        version: '26.04.1',
         aborted: true,
         abortCause: 'Process `CHECK_INPUT (broken.csv)` terminated with an error exit status (1)',
         goodbye: true,
@@ -54,6 +57,7 @@ t.test('fixture logs', async (t) => {
         pid: 4411,
         host: 'node17',
         ip: '172.16.0.17',
+        version: '24.10.4',
         aborted: true,
         abortCause: 'SIGTERM',
         goodbye: true,
@@ -69,6 +73,7 @@ t.test('fixture logs', async (t) => {
         pid: 731,
         host: 'hpc-login2',
         ip: '192.168.10.21',
+        version: '26.08.0-edge',
         aborted: false,
         goodbye: false,
         launching: { script: 'https://github.com/nf-core/demo', runName: 'jolly_galois', revision: '0f9e8d7c6b' }
@@ -95,13 +100,23 @@ t.test('every prefix of a log parses to a subset of the whole', async (t) => {
 
 t.test('line table', async (t) => {
   const ts = 'Mar-02 10:30:01.090 [main] DEBUG nextflow.Session - '
+  const cmdRun = 'Mar-02 10:30:01.090 [main] DEBUG nextflow.cli.CmdRun - '
   const cases: Array<{ name: string, text: string, want: Partial<LogMarkers> }> = [
     { name: 'empty', text: '', want: {} },
     { name: 'cut run name is not taken', text: ts + 'Run name: jolly_ga', want: {} },
     { name: 'complete run name', text: ts + 'Run name: jolly_galois\n', want: { runName: 'jolly_galois' } },
     { name: 'cut uuid is not taken', text: ts + 'Session UUID: c0ffee00-1234\n', want: {} },
     { name: 'a Process: line with a timestamp is not the CmdInfo block', text: ts + '  Process: 12@h\n', want: {} },
-    { name: 'first Process: wins', text: ts + '\n  Process: 12@a [1.1.1.1]\n  Process: 13@b\n', want: { pid: 12, host: 'a', ip: '1.1.1.1' } },
+    { name: 'first Process: wins', text: cmdRun + '\n  Process: 12@a [1.1.1.1]\n  Process: 13@b\n', want: { pid: 12, host: 'a', ip: '1.1.1.1' } },
+    { name: 'a Process: line in another logger\'s message is not CmdInfo\'s', text: ts + 'ERROR ~ report\n  Process: 12@a [1.1.1.1]\n', want: {} },
+    { name: 'an unresolved host (the JDK\'s `localhost`, address `null`)', text: cmdRun + '\n  Process: 4242@localhost null\n', want: { pid: 4242, host: 'localhost' } },
+    { name: 'an abbreviated CmdRun logger', text: cmdRun.replace('nextflow.cli.CmdRun', 'n.cli.CmdRun') + '\n  Process: 7@h\n', want: { pid: 7, host: 'h' } },
+    { name: 'CmdInfo\'s Version line', text: cmdRun + '\n  Version: 23.10.1 build 5891\n', want: { version: '23.10.1' } },
+    { name: 'the banner\'s version wins over CmdInfo\'s', text: ts.replace('nextflow.Session', 'nextflow.cli.CmdRun') + 'N E X T F L O W  ~  version 24.04.2\n' + cmdRun + '\n  Version: 9.9.9 build 1\n', want: { version: '24.04.2' } },
+    { name: 'a banner with no version number', text: ts + 'N E X T F L O W  ~  version soon\n', want: {} },
+    { name: 'a localized date (logback 1.2, Persian digits)', text: 'اکتبر-۱۴ ۲۳:۴۰:۰۷.۰۸۹ [main] DEBUG nextflow.Session - Run name: a_b\n', want: { runName: 'a_b' } },
+    { name: 'a month with a space and a hyphen (mn)', text: '10-р сар-14 23:40:07.089 [main] DEBUG nextflow.Session - Run name: a_b\n', want: { runName: 'a_b' } },
+    { name: 'a line indented like a continuation is not an entry', text: ' Mar-02 10:30:01.090 [main] DEBUG nextflow.Session - Run name: a_b\n', want: {} },
     { name: 'first run name wins', text: ts + 'Run name: a_b\n' + ts + 'Run name: c_d\n', want: { runName: 'a_b' } },
     { name: 'CRLF', text: ts + 'Run name: a_b\r\n', want: { runName: 'a_b' } },
     { name: 'Goodbye with a thread name holding spaces', text: 'Mar-02 10:30:01.090 [Actor Thread 3] DEBUG nextflow.script.ScriptRunner - > Execution complete -- Goodbye\n', want: { goodbye: true } },
