@@ -5,6 +5,7 @@ import { isTerminal, type RunRecord } from '../types.js'
 import type { Logger } from '../logger.js'
 import type { RunManager } from './manager.js'
 import { isExpired, verdict } from './policy.js'
+import { logPidOnHost } from './observe.js'
 import type { Probes } from './probes.js'
 
 /**
@@ -21,11 +22,8 @@ async function sessionSignals (probes: Probes, run: RunRecord, host: string): Pr
   const out: Array<boolean | null> = []
   const sessionId = obs.history?.sessionId ?? run.sessionId
   out.push((await probes.sessionLock(run.launchDir, sessionId)).held)
-  let pid: number | null = null
-  if (obs.log?.pid !== undefined && (obs.log.host === undefined || obs.log.host === host || obs.log.host.split('.')[0] === host.split('.')[0])) {
-    pid = obs.log.pid
-    out.push(await probes.processAlive(pid, null))
-  }
+  let pid = logPidOnHost(obs.log, host, run.slurmJobId !== null)
+  if (pid !== null) out.push(await probes.processAlive(pid, null))
   if (obs.pidFile !== null && obs.pidFile.mtimeMs >= Date.parse(run.createdAt) - 2000) {
     out.push(await probes.processAlive(obs.pidFile.pid, null))
     pid ??= obs.pidFile.pid

@@ -48,6 +48,19 @@ export function matchHistory (records: HistoryRecord[], files: Pick<RunFiles, 's
   return null
 }
 
+/**
+ * The log's Nextflow pid, when it names a process on this host. The JDK writes `localhost` (and CmdInfo `null` for
+ * the address) when the JVM's host cannot resolve its own name; that JVM is taken to be on this host unless the run
+ * is bound to a Slurm job, whose head runs on a compute node. A pid only ever adds an "alive" signal beside the
+ * session lock (monitor.ts), so a wrong guess keeps secrets a little longer, never ends a live run. Pure.
+ */
+export function logPidOnHost (log: Pick<LogMarkers, 'pid' | 'host' | 'ip'> | null, host: string, slurmBound: boolean): number | null {
+  if (log?.pid === undefined) return null
+  if (log.host === undefined || log.host === host || log.host.split('.')[0] === host.split('.')[0]) return log.pid
+  if (log.host === 'localhost' && log.ip === undefined && !slurmBound) return log.pid
+  return null
+}
+
 export async function observeRun (files: RunFiles): Promise<Observation> {
   let history: HistoryRecord | null = null
   let historyCount = 0

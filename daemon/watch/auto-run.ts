@@ -3,6 +3,7 @@
 // the hpc store is read by Nextflow at its start, so it is too late for it; aws (and the memory fake) are read by
 // tasks later. Whatever is not done is said in a `run.skipped` event, never silently.
 import { lstat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { isCoded } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
@@ -10,7 +11,7 @@ import type { Logger } from '../logger.js'
 import type { Monitor } from '../runs/monitor.js'
 import type { RunManager } from '../runs/manager.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
-import type { HistoryRecord } from './history.js'
+import { isLeftover, type HistoryRecord } from './history.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
 export function lateTargets (targets: readonly string[]): TargetName[] {
@@ -27,11 +28,6 @@ export function claimedBy (runs: readonly RunRecord[], launchDir: string, record
     live.find(r => r.runName === null && (r.historyMark === null || record.index >= r.historyMark)) ?? null
 }
 
-/** `yyyy-MM-dd HH:mm:ss` in the launching host's local time; NaN when malformed. */
-export function historyTime (timestamp: string): number {
-  return Date.parse(timestamp.replace(' ', 'T'))
-}
-
 export interface AutoRunWatch {
   root: string
   workspace: string | null
@@ -46,9 +42,6 @@ export interface AutoRunDeps {
   logger: Logger
   clock: () => Date
 }
-
-// A line older than this when first seen is a leftover (a tree moved in, a run killed long ago), not a start.
-const STALE_MS = 10 * 60_000
 
 export class AutoRuns {
   readonly #deps: AutoRunDeps
@@ -75,12 +68,15 @@ export class AutoRuns {
     if (this.#handled.has(key)) return null
     this.#handled.add(key)
     if (this.#handled.size > 10_000) this.#handled.delete(this.#handled.values().next().value as string)
-    const at = historyTime(record.timestamp)
-    if (Number.isFinite(at) && clock().getTime() - at > STALE_MS) return null
-
+    // A leftover (a tree moved in, a run killed long ago) is not a start. Judged by the history's mtime: the line's
+    // own time has no zone (a New York JVM's line read by a daemon in UTC is not 5 hours old) and may not even be
+    // Gregorian (history.ts). lstat: `.nextflow` must not lead elsewhere (observe.ts checks the same).
     let uid: number
     try {
       uid = (await lstat(launchDir)).uid
+      const cache = await lstat(join(launchDir, '.nextflow'))
+      if (!cache.isDirectory()) return null
+      if (isLeftover((await lstat(join(launchDir, '.nextflow', 'history'))).mtimeMs, clock().getTime())) return null
     } catch {
       return null
     }

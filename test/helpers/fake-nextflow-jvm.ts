@@ -24,9 +24,10 @@ def rotate(path):
         os.replace(path, path + '.1')
     log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-def log(level, logger, msg, thread):
+def log(level, logger, msg, thread, ts=None):
+    # ts: a date the test wrote in a JVM's locale (test/fixtures/nextflow-locales); else the C locale's
     now = time.time()
-    ts = time.strftime('%b-%d %H:%M:%S', time.localtime(now)) + '.%03d' % int((now % 1) * 1000)
+    ts = ts or time.strftime('%b-%d %H:%M:%S', time.localtime(now)) + '.%03d' % int((now % 1) * 1000)
     os.write(log_fd, ('%s [%s] %-5s %s - %s\n' % (ts, thread, level, logger, msg)).encode())
 
 def with_history_lock(history, action):
@@ -94,7 +95,7 @@ for raw in sys.stdin:
     op = cmd['op']
     try:
         if op == 'rotate': rotate(cmd['path'])
-        elif op == 'log': log(cmd['level'], cmd['logger'], cmd['msg'], cmd.get('thread', 'main'))
+        elif op == 'log': log(cmd['level'], cmd['logger'], cmd['msg'], cmd.get('thread', 'main'), cmd.get('ts'))
         elif op == 'history-append': history_append(cmd['history'], cmd['line'])
         elif op == 'history-update': history_update(cmd['history'], cmd['runName'], cmd['status'], cmd['duration'])
         elif op == 'session-lock': session_lock(cmd['path'])

@@ -27,6 +27,12 @@ export interface FakeNextflowOptions {
   script?: string
   /** the path in the `Secrets store:` line; default `$HOME/.nextflow/secrets/store.json` */
   secretsFile?: string
+  /** a JVM in another locale or zone: the log's date text (fixed), the history's (fixed, or now in a zone) */
+  jvm?: { logDate?: string, historyDate?: string, historyZone?: string }
+  /** the host's own name does not resolve: the JDK logs `Process: PID@localhost null` */
+  unresolvedHost?: boolean
+  /** the banner's and CmdInfo's version; default 26.08.0-edge */
+  version?: string
 }
 
 export type FinishStatus = 'OK' | 'ERR'
@@ -62,9 +68,13 @@ function pad (n: number, width = 2): string {
   return String(n).padStart(width, '0')
 }
 
-/** `yyyy-MM-dd HH:mm:ss`, local time, as HistoryFile's SimpleDateFormat writes it. */
-function historyTimestamp (d: Date): string {
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+/** `yyyy-MM-dd HH:mm:ss`, local time (or the wall clock in `zone`), as HistoryFile's SimpleDateFormat writes it. */
+function historyTimestamp (d: Date, zone?: string): string {
+  if (zone === undefined) return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  const p = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+    timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23'
+  }).formatToParts(d).map(x => [x.type, x.value]))
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`
 }
 
 /** nextflow.util.Duration.toString(): `850ms`, `41.3s`, `2m 14s`, `1h 3m 5s`, `2d 4h`. */
@@ -145,12 +155,13 @@ export async function startFakeNextflow (opts: FakeNextflowOptions): Promise<Fak
   const pid = child.pid as number
   const send = commandChannel(child)
   const log = (logger: string, msg: string, level = 'DEBUG', thread = 'main'): Promise<void> =>
-    send({ op: 'log', level, logger, msg, thread })
+    send({ op: 'log', level, logger, msg, thread, ...(opts.jvm?.logDate !== undefined ? { ts: opts.jvm.logDate } : {}) })
 
   // Launcher and CmdRun, in the 26.x order (secrets provider before Launching, no DSL2 tag)
   await send({ op: 'rotate', path: '.nextflow.log' })
   await log('nextflow.cli.Launcher', `$> ${cli}`)
-  await log('nextflow.cli.CmdRun', 'N E X T F L O W  ~  version 26.08.0-edge')
+  const version = opts.version ?? '26.08.0-edge'
+  await log('nextflow.cli.CmdRun', `N E X T F L O W  ~  version ${version}`)
   const store = opts.secretsFile ?? join(process.env.HOME ?? '/root', '.nextflow', 'secrets', 'store.json')
   await log('n.secret.LocalSecretsProvider', `Secrets store: ${store}`)
   await log('nextflow.secret.SecretsLoader', 'Discovered secrets providers: [nextflow.secret.LocalSecretsProvider@6d1e7682] - activable => nextflow.secret.LocalSecretsProvider@6d1e7682')
@@ -159,8 +170,8 @@ export async function startFakeNextflow (opts: FakeNextflowOptions): Promise<Fak
   await log('nextflow.Session', `Run name: ${runName}`)
   await log('nextflow.Session', 'Executor pool size: 2')
   await log('nextflow.cli.CmdRun', [
-    '', '  Version: 26.08.0-edge build 0', '  System: Linux', '  Encoding: UTF-8 (UTF-8)',
-    `  Process: ${pid}@${host} [${ipAddress()}]`, '  CPUs: 2 - Mem: 2 GB (1 GB) - Swap: 0 (0)'
+    '', `  Version: ${version} build 0`, '  System: Linux', '  Encoding: UTF-8 (UTF-8)',
+    opts.unresolvedHost === true ? `  Process: ${pid}@localhost null` : `  Process: ${pid}@${host} [${ipAddress()}]`, '  CPUs: 2 - Mem: 2 GB (1 GB) - Swap: 0 (0)'
   ].join('\n'))
 
   // ScriptRunner.verifyAndTrackHistory: the `-` line goes in before the cache DB is opened
@@ -168,7 +179,7 @@ export async function startFakeNextflow (opts: FakeNextflowOptions): Promise<Fak
   await send({
     op: 'history-append',
     history: '.nextflow/history',
-    line: [historyTimestamp(startedAt), '-', runName, '-', revisionId, sessionId, cli].join('\t')
+    line: [opts.jvm?.historyDate ?? historyTimestamp(startedAt, opts.jvm?.historyZone), '-', runName, '-', revisionId, sessionId, cli].join('\t')
   })
   // Session.init opens the LevelDB cache: the LOCK is held from here to CacheDB.close
   await send({ op: 'session-lock', path: lockPath })

@@ -3,6 +3,7 @@
 // whatever the month names, the digits, the calendar and the zone.
 import t from 'tap'
 import { readFileSync } from 'node:fs'
+import { isDeepStrictEqual } from 'node:util'
 import { asciiDigits, isLeftover, LEFTOVER_MS, parseHistory } from '../../daemon/watch/history.js'
 import { parseLogMarkers } from '../../daemon/watch/log-markers.js'
 
@@ -70,7 +71,7 @@ t.test('every log marker is read in every locale, zone and logback generation', 
         goodbye: true,
         launching: { script: 'main.nf', runName: 'cranky_pasteur', revision: '5f2c9a0e1b' }
       }
-      if (JSON.stringify(m) !== JSON.stringify(want)) t.strictSame(m, want, `${c.locale} ${c.zone} ${kind}: ${date}`)
+      if (!isDeepStrictEqual(m, want)) t.strictSame(m, want, `${c.locale} ${c.zone} ${kind}: ${date}`)
       else checked++
     }
   }
