@@ -14,6 +14,7 @@ import { workspacesCommands } from './workspaces.js'
 import { systemCommands } from './system.js'
 import { eventsCommands } from './events.js'
 import { runsCommands } from './runs.js'
+import { shellInitCommand } from './shell-init.js'
 import { watchCommands } from './watch.js'
 import { policyCommands } from './policy.js'
 import { launchCommands } from './launch.js'
@@ -26,6 +27,7 @@ export const COMMANDS: readonly Command[] = [
   ...eventsCommands,
   ...watchCommands,
   ...runsCommands,
+  shellInitCommand,
   ...launchCommands,
   ...policyCommands
 ]

@@ -1,4 +1,4 @@
-// `run`, `arm`, `runs list|show|revoke` and `shell-init`: a run's secrets for exactly as long as it lives.
+// `run`, `arm` and `runs list|show|revoke`: a run's secrets for exactly as long as it lives.
 import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { resolve } from 'node:path'
@@ -113,17 +113,6 @@ function runText (r: RunView): string {
   return `${fields}${refs.join('\n')}\n`
 }
 
-const SHELL_INIT = `# nf-secrets: a plain \`nextflow run\` gets its secrets for the run's lifetime; other subcommands are untouched.
-# Add to your shell's rc file: eval "$(nf-secrets shell-init SHELL)"
-nextflow() {
-  if [ "\${1-}" = run ] && [ -z "\${NF_SECRETS_RUN_ID-}" ]; then
-    command nf-secrets run -- nextflow "$@"
-  else
-    command nextflow "$@"
-  fi
-}
-`
-
 export const runsCommands: Command[] = [
   {
     path: ['run'],
@@ -182,18 +171,6 @@ export const runsCommands: Command[] = [
       const r = await ctx.client().request<RunView>('DELETE', `/runs/${encodeURIComponent(ctx.args[0]!)}`)
       ctx.out.result(r, () => `Run ${r.runId} is ${r.state}; targets: ${Object.entries(r.targets).map(([n, t]) => `${n} ${t.state}`).join(', ')}.`)
       return Object.values(r.targets).every(t => t.state === 'revoked') ? 0 : 1
-    }
-  },
-  {
-    path: ['shell-init'],
-    usage: 'bash|zsh',
-    summary: 'print a shell function so that `nextflow run ...` goes through nf-secrets run',
-    positionals: [1, 1],
-    async run (ctx) {
-      const shell = ctx.args[0]
-      if (shell !== 'bash' && shell !== 'zsh') throw nfsError('NFS_ERR_USAGE', ['shell-init takes bash or zsh'])
-      ctx.io.stdout.write(SHELL_INIT.replace('SHELL', shell))
-      return 0
     }
   }
 ]
