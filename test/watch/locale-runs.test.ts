@@ -33,7 +33,8 @@ async function fixture (t: Teardown, monitorMs?: number) {
 }
 
 t.test('a start written in New York\'s wall clock, read by a daemon in UTC, becomes an auto-run', async t => {
-  const { f, dir } = await fixture(t)
+  // the monitor's pass too, as in the daemon: this test is about the start, whichever path sees the end
+  const { f, dir } = await fixture(t, 500)
   await new Promise(resolve => setTimeout(resolve, 200))
   const nf = await startFakeNextflow({ launchDir: dir, uid: alice!.uid, gid: alice!.gid, jvm: { historyZone: 'America/New_York' } })
   t.teardown(() => nf.close())
