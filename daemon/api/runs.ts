@@ -1,4 +1,4 @@
-// /runs: provision a run (run, arm, launch), list and show runs, report a wrapper's end, revoke.
+// /runs: provision a run (run, arm, launch), list and show runs, report a wrapper's end, tie a run to its Slurm job, revoke.
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import { nfsError } from '../errors.js'
@@ -18,6 +18,7 @@ const CreateBody = Type.Object({
   cols: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 })),
   rows: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000 }))
 }, { additionalProperties: false })
+const SlurmJobBody = Type.Object({ jobId: Type.String({ pattern: '^[0-9]+(_[0-9]+)?$', maxLength: 40 }) }, { additionalProperties: false })
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) })
 const ListQuery = Type.Object({ all: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')])) }, { additionalProperties: false })
 const FinishBody = Type.Object({
@@ -53,6 +54,11 @@ export default async function runsApi (api: FastifyInstance): Promise<void> {
 
   api.post('/runs/:id/finish', { schema: { params: IdParams, body: FinishBody } }, async (request) => {
     return await runs().finish(request.caller, (request.params as Static<typeof IdParams>).id, request.body as Static<typeof FinishBody>)
+  })
+
+  // `nf-secrets sbatch`: the run armed before the submission is tied to the job sbatch gave back.
+  api.post('/runs/:id/slurm-job', { schema: { params: IdParams, body: SlurmJobBody } }, async (request) => {
+    return await runs().bindSlurmJob(request.caller, (request.params as Static<typeof IdParams>).id, (request.body as Static<typeof SlurmJobBody>).jobId)
   })
 
   api.delete('/runs/:id', { schema: { params: IdParams } }, async (request) => {

@@ -15,7 +15,7 @@ import type { RunLedger } from '../store/run-ledger.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName } from '../types.js'
 import { newRunId, newSessionId } from './ids.js'
-import { canTransition, stateForExit } from './policy.js'
+import { bindToJob, canTransition, stateForExit } from './policy.js'
 import type { Probes } from './probes.js'
 import { Revoker, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
@@ -104,6 +104,26 @@ export class RunManager implements RunService {
     if (!mine && !viaGroup && (st.mode & 0o002) === 0) throw nfsError('NFS_ERR_FORBIDDEN', [`launch dir ${dir} is not yours`])
   }
 
+  /**
+   * SPEC 11: a run is tied only to a job Slurm itself records as the caller's. Otherwise anyone could keep a run (and
+   * its TTL-free secrets) alive on someone else's job, or make the daemon ask Slurm about made-up ids. A job Slurm
+   * does not know and a job of another user get the same answer, so the check tells nothing about others' jobs.
+   */
+  async #checkSlurmJob (caller: Caller, jobId: string): Promise<void> {
+    if (await this.deps.probes.slurmOwner(jobId) !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`Slurm job ${jobId} is not a job of yours`])
+  }
+
+  /** Tie an armed run to its sbatch-hosted head's job: no TTL from then on; the job's end (or Nextflow's) ends it. */
+  async bindSlurmJob (caller: Caller, runId: string, jobId: string): Promise<RunView> {
+    const run = this.#visible(caller, runId)
+    if (run.uid !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`run ${runId} is not yours`])
+    await this.#checkSlurmJob(caller, jobId)
+    // One compare-and-swap against the TTL's expiry (which re-checks the TTL in its own write): exactly one wins.
+    const bound = await withRun(this.deps.ledger, runId, r => bindToJob(r, jobId))
+    this.#log.info({ runId, slurmJobId: jobId }, 'run bound to its Slurm job')
+    return view(bound)
+  }
+
   async create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
     // The slot is held while provisioning; once the intent is in the ledger the run counts there.
     const release = this.#quota.reserve(caller, () => this.deps.ledger.all())
@@ -122,6 +142,7 @@ export class RunManager implements RunService {
     if (ws != null && !can(caller, 'runs.launch', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`starting runs in workspace ${ws.name} needs the launch role`])
     const targets = this.#targetsFor(req)
     await this.#checkLaunchDir(caller, req.launchDir)
+    if (req.slurmJobId !== undefined) await this.#checkSlurmJob(caller, req.slurmJobId)
 
     // Resolution: every workspace secret, the user's own winning by name; --only narrows it, and a name that is
     // not there fails before anything is placed.
@@ -221,18 +242,19 @@ export class RunManager implements RunService {
   }
 
   /** End a live run (first end wins) and revoke it. Returns the record after the revoke attempt. */
-  async end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}): Promise<RunRecord> {
-    return await this.#endAndRevoke(runId, state, reason, exit)
+  /** `onlyIf` is checked against the record inside the ledger's write: the end is dropped when it no longer holds. */
+  async end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+    return await this.#endAndRevoke(runId, state, reason, exit, onlyIf)
   }
 
-  async #endAndRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest): Promise<RunRecord> {
+  async #endAndRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
     const before = this.deps.ledger.get(runId)
     if (before === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
     // The end and the start of the revoke in one write: the targets that hold something are marked `revoking` here
     // (a terminal run's targets are revoked at the next start whatever they say). It is kept even when the disk is
     // full: revocation is idempotent and must not wait for the ledger (see revoker.ts).
     const run = await this.revoker.record(runId, 'end', r => {
-      if (isTerminal(r.state) || !canTransition(r.state, state)) return null
+      if (isTerminal(r.state) || !canTransition(r.state, state) || onlyIf?.(r) === false) return null
       r.state = state
       r.endedAt = this.deps.clock().toISOString()
       r.endReason = reason
@@ -247,6 +269,8 @@ export class RunManager implements RunService {
       this.#log.info({ runId, state, reason }, 'run ended')
       this.deps.events.publish({ type: `run.${state}`, user: run.user, workspace: run.workspace, runId, state, reason })
     }
+    // An end that did not apply (the run started, or was bound, meanwhile) leaves a live run's secrets alone.
+    if (!isTerminal(run.state)) return run
     return await this.revoker.revoke(runId)
   }
 

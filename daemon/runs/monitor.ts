@@ -7,6 +7,7 @@ import type { RunManager } from './manager.js'
 import { isExpired, verdict } from './policy.js'
 import { logPidOnHost } from './observe.js'
 import type { Probes } from './probes.js'
+import type { SlurmJobState } from './liveness/slurm.js'
 
 /**
  * Is the run's Nextflow session alive, apart from the wrapper? The session lock held, the Nextflow pid of our
@@ -17,7 +18,7 @@ export async function sessionAlive (probes: Probes, run: RunRecord, host: string
   return signals.probes.some(p => p === true) && signals.history !== 'OK' && signals.history !== 'ERR'
 }
 
-async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null }> {
+async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, slurm: SlurmJobState | null, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null }> {
   const obs = await probes.observe({ launchDir: run.launchDir, uid: run.uid, sessionId: run.sessionId, historyMark: run.historyMark, runName: run.runName })
   const out: Array<boolean | null> = []
   const sessionId = obs.history?.sessionId ?? run.sessionId
@@ -28,12 +29,11 @@ async function sessionSignals (probes: Probes, run: RunRecord, host: string): Pr
     out.push(await probes.processAlive(obs.pidFile.pid, null))
     pid ??= obs.pidFile.pid
   }
-  if (run.slurmJobId !== null) {
-    const s = await probes.slurmJob(run.slurmJobId)
-    out.push(s === 'unknown' ? null : s !== 'gone')
-  }
+  // Slurm's latest answer (the pass asks it once for all jobs; see #askSlurm): reading it never waits on Slurm.
+  const slurm = run.slurmJobId !== null ? probes.slurmJob(run.slurmJobId) : null
+  if (slurm !== null) out.push(slurm === 'unknown' ? null : slurm !== 'gone')
   const goodbye = obs.log?.goodbye === true ? { aborted: obs.log.aborted } : null
-  return { history: obs.history?.status ?? null, probes: out, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid, goodbye }
+  return { history: obs.history?.status ?? null, probes: out, slurm, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid, goodbye }
 }
 
 export interface MonitorOptions {
@@ -53,6 +53,8 @@ export class Monitor {
   readonly #suspect = new Set<string>()
   // One check of a run at a time: the timer's pass and the watcher's checkRun must not both count a dead reading.
   readonly #checking = new Map<string, Promise<void>>()
+  // The one question to Slurm that is out, if any (see #askSlurm).
+  #slurmAsk: Promise<void> | null = null
 
   constructor (runs: RunManager, probes: Probes, logger: Logger, opts: MonitorOptions) {
     this.#runs = runs
@@ -71,6 +73,7 @@ export class Monitor {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
     await this.#ticking
+    await this.#slurmAsk
     // A last try for records the revoke path kept in memory (a full disk); what still fails is redone after a start.
     await this.#safe('-', () => this.#runs.revoker.retryRecords())
   }
@@ -130,6 +133,7 @@ export class Monitor {
     const now = clock()
     // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
     await this.#safe('-', () => this.#runs.revoker.retryRecords())
+    this.#askSlurm()
     for (const run of ledger.all()) {
       if (isTerminal(run.state)) continue
       await this.#checkOnce(run.runId, immediate)
@@ -138,6 +142,24 @@ export class Monitor {
       await this.#safe(run.runId, () => this.#runs.revoker.revoke(run.runId, false))
     }
     await this.#safe('-', () => this.#prune(now))
+  }
+
+  /**
+   * Ask Slurm about the jobs of all live runs in one call, off the pass: the pass reads the latest answers and never
+   * waits on Slurm, so a slow or stuck controller (its call is killed at a deadline) delays no other run. While a
+   * call is out no second one is made. When the answer comes, the runs whose job it reports gone are checked at once,
+   * so a job's end is acted on within a pass of it.
+   */
+  #askSlurm (): void {
+    if (this.#slurmAsk !== null) return
+    const bound = this.#runs.deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null)
+    if (bound.length === 0) return
+    this.#slurmAsk = (async () => {
+      if (!await this.#probes.slurmRefresh(bound.map(r => r.slurmJobId!))) return
+      for (const r of bound) {
+        if (this.#probes.slurmJob(r.slurmJobId!) === 'gone') await this.#checkOnce(r.runId, false)
+      }
+    })().catch((err: unknown) => { this.#log.error({ err }, 'asking Slurm failed') }).finally(() => { this.#slurmAsk = null })
   }
 
   async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
@@ -152,8 +174,9 @@ export class Monitor {
         return await this.#check(this.#runs.deps.ledger.get(run.runId)!, now, immediate)
       }
       if (isExpired(run, now)) {
-        await this.#runs.end(run.runId, 'expired', 'no start seen within the TTL')
-      } else if (run.slurmJobId !== null && signals.probes.at(-1) === false) {
+        // Checked again inside the ledger's write: a bind to a Slurm job (which clears the TTL) may land meanwhile.
+        await this.#runs.end(run.runId, 'expired', 'no start seen within the TTL', {}, r => isExpired(r, now))
+      } else if (signals.slurm === 'gone') {
         await this.#runs.end(run.runId, 'expired', 'the Slurm job ended before Nextflow started')
       }
       return
@@ -174,7 +197,8 @@ export class Monitor {
       this.#suspect.delete(run.runId)
       return
     }
-    const clean = v.reason.startsWith('history')
+    // A history line, or Slurm's own record that the job ended, is no odd read: it ends the run at once.
+    const clean = v.reason.startsWith('history') || signals.slurm === 'gone'
     if (!clean && !immediate && !this.#suspect.has(run.runId)) {
       this.#suspect.add(run.runId)
       return

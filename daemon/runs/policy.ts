@@ -1,6 +1,7 @@
 // Pure rules of the run lifecycle: which end a run gets, how long to wait before retrying a revoke, and when a
 // run counts as dead. Kept apart from I/O so each rule has a table test.
-import type { RunRecord, RunState, TargetState } from '../types.js'
+import { nfsError } from '../errors.js'
+import { isTerminal, type RunRecord, type RunState, type TargetState } from '../types.js'
 
 /** The terminal state for a command that ended with this exit code or signal. */
 export function stateForExit (exitCode: number | null | undefined, signal: string | null | undefined): 'completed' | 'failed' | 'killed' {
@@ -59,4 +60,16 @@ export function verdict (signals: LivenessSignals, wrapperExit: { exitCode: numb
 
 export function isExpired (run: Pick<RunRecord, 'state' | 'expiresAt'>, now: Date): boolean {
   return run.state === 'armed' && run.expiresAt !== null && Date.parse(run.expiresAt) <= now.getTime()
+}
+
+/**
+ * A live run tied to the Slurm job that hosts its head (`nf-secrets sbatch`): the job id recorded and the TTL
+ * cleared, so only the job's end or Nextflow's ends it. Binding again to the same job is a no-op (null); an ended
+ * run or one tied to another job is refused. Pure; applied inside the ledger's compare-and-swap.
+ */
+export function bindToJob (run: RunRecord, jobId: string): RunRecord | null {
+  if (isTerminal(run.state)) throw nfsError('NFS_ERR_RUN_STATE', [run.runId, run.state])
+  if (run.slurmJobId === jobId && run.expiresAt === null) return null
+  if (run.slurmJobId !== null && run.slurmJobId !== jobId) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} is tied to another Slurm job`])
+  return { ...run, slurmJobId: jobId, expiresAt: null }
 }

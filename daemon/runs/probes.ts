@@ -1,24 +1,33 @@
 // Liveness probes behind one small interface, so the monitor can be tested with fakes and runs for real with these.
 import { isProcessAlive, processStartTime } from './liveness/process.js'
 import { sessionLockHolder } from './liveness/session-lock.js'
-import { slurmJobState, type SlurmJobState } from './liveness/slurm.js'
+import type { SlurmJobState } from './liveness/slurm.js'
+import { SlurmJobs } from './liveness/slurm-jobs.js'
 import { observeRun, historyMarkOf, type Observation, type RunFiles } from './observe.js'
 
 export interface Probes {
   processAlive (pid: number, startTime: number | null): Promise<boolean>
   processStart (pid: number): Promise<number | null>
   sessionLock (launchDir: string, sessionId: string): Promise<{ held: boolean, pid: number | null }>
-  slurmJob (jobId: string): Promise<SlurmJobState>
+  /** Slurm's latest answer about a job (see slurmRefresh); never waits on Slurm */
+  slurmJob (jobId: string): SlurmJobState
+  /** ask Slurm once about all these jobs; resolves whether it answered */
+  slurmRefresh (jobIds: readonly string[]): Promise<boolean>
+  /** the job's user as Slurm records it, null when Slurm does not know the job */
+  slurmOwner (jobId: string): Promise<number | null>
   observe (files: RunFiles): Promise<Observation>
   historyMark (launchDir: string, uid: number): Promise<number>
 }
 
 export function realProbes (): Probes {
+  const slurm = SlurmJobs.real()
   return {
     processAlive: isProcessAlive,
     processStart: processStartTime,
     sessionLock: sessionLockHolder,
-    slurmJob: (jobId) => slurmJobState(jobId),
+    slurmJob: (jobId) => slurm.state(jobId),
+    slurmRefresh: async (jobIds) => await slurm.refresh(jobIds),
+    slurmOwner: async (jobId) => await slurm.owner(jobId),
     observe: observeRun,
     historyMark: historyMarkOf
   }

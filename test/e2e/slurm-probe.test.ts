@@ -1,11 +1,11 @@
-// slurmJobState against a real single-node Slurm. Start one with scripts/ci/start-slurm.sh.
+// querySlurmJobs (one squeue for many jobs: state and owner) against a real single-node Slurm. Start one with scripts/ci/start-slurm.sh.
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { slurmJobState, type SlurmJobState } from '../../daemon/runs/liveness/slurm.js'
+import { querySlurmJobs, type SlurmJobState, type SlurmQueryOptions } from '../../daemon/runs/liveness/slurm.js'
 
 const exec = promisify(execFile)
 
@@ -19,6 +19,10 @@ async function slurmUp (): Promise<boolean> {
 }
 
 /** Poll until the state is one of `want`; bounded by attempts, and the last state seen is returned. */
+async function slurmJobState (jobId: string, opts: SlurmQueryOptions = {}): Promise<SlurmJobState> {
+  return (await querySlurmJobs([jobId], opts))?.get(jobId)?.state ?? 'unknown'
+}
+
 async function waitFor (jobId: string, want: SlurmJobState[], attempts = 150): Promise<SlurmJobState> {
   let state: SlurmJobState = 'unknown'
   for (let i = 0; i < attempts; i++) {
@@ -66,8 +70,20 @@ t.test('real Slurm', async (t) => {
     t.equal(await waitFor(jobId, ['gone']), 'gone')
   })
 
-  t.test('a job id the controller never had is gone', async (t) => {
+  t.test('a job id the controller never had is gone, alone or among others', async (t) => {
     t.equal(await slurmJobState('987654321'), 'gone')
+    const jobId = await sbatch('--hold', '--wrap', 'sleep 5')
+    const both = await querySlurmJobs([jobId, '987654321'])
+    t.same(Object.fromEntries(both!), { [jobId]: { state: 'pending', uid: process.getuid!() }, 987654321: { state: 'gone', uid: null } })
+  })
+
+  t.test('the owner is the submitting user, by uid, also once the job ended', async (t) => {
+    const { stdout } = await exec('runuser', ['-u', 'alice', '--', 'sbatch', '--parsable', '-o', '/dev/null', '--wrap', 'true'], { cwd: '/' })
+    const jobId = stdout.trim()
+    t.teardown(() => exec('scancel', [jobId]).then(() => undefined, () => undefined))
+    const alice = Number((await exec('id', ['-u', 'alice'])).stdout.trim())
+    t.equal(await waitFor(jobId, ['gone']), 'gone')
+    t.same((await querySlurmJobs([jobId]))?.get(jobId), { state: 'gone', uid: alice })
   })
 
   t.test('controller unreachable: unknown, so nothing is revoked on an outage', async (t) => {
@@ -78,6 +94,6 @@ t.test('real Slurm', async (t) => {
     const jobId = await sbatch('--hold', '--wrap', 'sleep 5')
     t.equal(await slurmJobState(jobId), 'pending', 'the job exists')
     const env = { ...process.env, SLURM_CONF: bad }
-    t.equal(await slurmJobState(jobId, { env, timeoutMs: 1500 }), 'unknown')
+    t.equal(await querySlurmJobs([jobId], { env, deadlineMs: 1500 }), null)
   })
 })

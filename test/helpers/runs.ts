@@ -25,6 +25,10 @@ export interface FakeProbes extends Probes {
   alive: Set<number>
   lockHeld: boolean
   slurm: 'pending' | 'running' | 'gone' | 'unknown'
+  /** the owner Slurm reports for any job (default: this process's uid); null: Slurm does not know it */
+  slurmOwnerUid: number | null
+  /** how many times Slurm was asked, and about which jobs */
+  slurmAsked: string[][]
   observation: Observation
 }
 
@@ -37,7 +41,11 @@ export function fakeProbes (): FakeProbes {
     processAlive: async (pid) => p.alive.has(pid),
     processStart: async (pid) => p.alive.has(pid) ? 1000 + pid : null,
     sessionLock: async () => ({ held: p.lockHeld, pid: null }),
-    slurmJob: async () => p.slurm,
+    slurmOwnerUid: process.getuid!(),
+    slurmAsked: [],
+    slurmJob: () => p.slurm,
+    slurmRefresh: async (ids) => { p.slurmAsked.push([...ids]); return p.slurm !== 'unknown' },
+    slurmOwner: async () => p.slurmOwnerUid,
     observe: async () => p.observation,
     historyMark: async () => 0
   }
