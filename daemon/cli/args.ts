@@ -62,8 +62,11 @@ export interface Command {
   positionals: [number, number]
   /** the usage error for too many positionals, when a generic one would mislead (a value typed as an argument) */
   extraPositionals?: string
-  /** everything from the first positional on is the command's verbatim (for `run [opts] [--] CMD ...`) */
-  passthrough?: boolean
+  /**
+   * everything from the first positional on is the command's verbatim (for `run [opts] [--] CMD ...`); 'options':
+   * also from the first option nf-secrets does not know (for `sbatch [our opts] [SBATCH OPTIONS] SCRIPT ...`)
+   */
+  passthrough?: boolean | 'options'
   run: (ctx: CommandContext) => Promise<number | undefined>
 }
 
@@ -115,12 +118,18 @@ export function matchCommand (commands: readonly Command[], argv: string[]): { c
   return { prefix: words.slice(0, 1), words }
 }
 
-/** Split off the verbatim tail of a passthrough command: from the first positional or `--` on. */
-function splitPassthrough (rest: string[], specs: OptionSpecs): { head: string[], tail: string[] } {
+function knows (specs: OptionSpecs, token: string): boolean {
+  if (token.startsWith('--')) return specs[token.slice(2).split('=')[0]!] !== undefined
+  return token.length === 2 && Object.values(specs).some(s => s.short === token.slice(1))
+}
+
+/** Split off the verbatim tail of a passthrough command: from the first positional or `--` on (or unknown option). */
+function splitPassthrough (rest: string[], specs: OptionSpecs, atUnknown: boolean): { head: string[], tail: string[] } {
   for (let i = 0; i < rest.length; i++) {
     const tok = rest[i]!
     if (tok === '--') return { head: rest.slice(0, i), tail: rest.slice(i + 1) }
     if (tok.startsWith('-') && tok !== '-') {
+      if (atUnknown && !knows(specs, tok)) return { head: rest.slice(0, i), tail: rest.slice(i) }
       if (takesValue(specs, tok)) i++
       continue
     }
@@ -148,7 +157,7 @@ export function parseCommandLine (commands: readonly Command[], argv: string[]):
   const { command, at } = match
   const specs: OptionSpecs = { ...GLOBAL_OPTIONS, ...command.options }
   const rest = argv.filter((_, i) => !at.includes(i))
-  const { head, tail } = command.passthrough === true ? splitPassthrough(rest, specs) : { head: rest, tail: [] }
+  const { head, tail } = command.passthrough !== undefined && command.passthrough !== false ? splitPassthrough(rest, specs, command.passthrough === 'options') : { head: rest, tail: [] }
   let parsed
   try {
     parsed = parseArgs({ args: head, options: specs, strict: true, allowPositionals: true })

@@ -18,6 +18,7 @@ import { shellInitCommand } from './shell-init.js'
 import { watchCommands } from './watch.js'
 import { policyCommands } from './policy.js'
 import { launchCommands } from './launch.js'
+import { sbatchCommands } from './sbatch.js'
 
 // One line per command-group module; `run`, `arm`, `runs`, `launch`, `attach`, `watch`, `shell-init` join here.
 export const COMMANDS: readonly Command[] = [
@@ -29,6 +30,7 @@ export const COMMANDS: readonly Command[] = [
   ...runsCommands,
   shellInitCommand,
   ...launchCommands,
+  ...sbatchCommands,
   ...policyCommands
 ]
 

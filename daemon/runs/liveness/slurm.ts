@@ -3,7 +3,7 @@
 // was once asked for). When Slurm cannot be asked (controller down, munge broken, binaries missing, the deadline
 // passed) the answer is "not asked" and every job reads 'unknown', never 'gone': an outage must not revoke the
 // secrets of a run that may still be running.
-import { runChild } from './run-child-fallback.js'
+import { runChild } from '../../children/run-child.js'
 
 export type SlurmJobState = 'pending' | 'running' | 'gone' | 'unknown'
 
@@ -17,7 +17,7 @@ export interface SlurmQueryOptions {
   /** per squeue call; default 10 s, after which it is killed and the pass reads 'unknown' */
   deadlineMs?: number
   squeue?: string
-  /** the command's environment (SLURM_CONF, PATH, ...); default the daemon's own */
+  /** the command's environment; default slurmEnv() of the daemon's own */
   env?: NodeJS.ProcessEnv
 }
 
@@ -114,8 +114,21 @@ export function squeueArgs (ids: readonly string[]): string[] {
   return ['-h', '-t', 'all', '-j', ids.join(','), '-o', SQUEUE_FORMAT]
 }
 
+/** What a Slurm client needs of the daemon's environment: where the binaries and the config are, and nothing else. */
+export function slurmEnv (env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' }
+  for (const k of ['SLURM_CONF', 'SLURM_CLUSTERS']) if (env[k] !== undefined) out[k] = env[k]
+  return out
+}
+
 async function squeue (ids: readonly string[], opts: SlurmQueryOptions): Promise<CommandResult> {
-  const r = await runChild(opts.squeue ?? 'squeue', squeueArgs(ids), { deadlineMs: opts.deadlineMs ?? 10_000, env: opts.env ?? process.env })
+  let r
+  try {
+    r = await runChild(opts.squeue ?? 'squeue', squeueArgs(ids), { deadlineMs: opts.deadlineMs ?? 10_000, env: slurmEnv(opts.env) })
+  } catch (err) {
+    // could not be started (ENOENT, EMFILE): Slurm was not asked
+    return { code: null, stdout: '', stderr: '', error: (err as NodeJS.ErrnoException).code ?? 'spawn failed' }
+  }
   if (r.timedOut) return { code: null, stdout: '', stderr: '', error: 'deadline' }
   if (r.code === null) return { code: null, stdout: r.stdout, stderr: r.stderr, error: r.signal ?? r.stderr }
   return { code: r.code, stdout: r.stdout, stderr: r.stderr }
