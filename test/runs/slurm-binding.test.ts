@@ -1,6 +1,8 @@
 // Runs tied to Slurm jobs, at the orchestration level (memory target, scripted probes): the job-owner rule, the
 // bind of an sbatch-hosted head's run to its job and its race with the TTL, and one Slurm question per pass.
 import t from 'tap'
+import { chmodSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { bindToJob, isExpired } from '../../daemon/runs/policy.js'
 import { intentRecord } from '../../daemon/runs/provision.js'
 import type { RunRecord } from '../../daemon/types.js'
@@ -105,7 +107,8 @@ t.test('one Slurm question per pass for all jobs, and a stuck Slurm delays no ot
   for (let i = 0; i < 300; i++) {
     const id = String(100 + (i % 30))
     ids.add(id)
-    await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, slurmJobId: id, ttlSeconds: 7 * 86400 })
+    // an admin, so the per-user limit of live runs (200) stays out of this test
+    await f.runs.create(caller('root', { isAdmin: true }), { mode: 'arm', launchDir: f.launchDir, slurmJobId: id, ttlSeconds: 7 * 86400 })
   }
   await f.monitor.tick()
   await f.monitor.tick()
@@ -116,7 +119,10 @@ t.test('one Slurm question per pass for all jobs, and a stuck Slurm delays no ot
   let asked = 0
   let answer: (ok: boolean) => void = () => {}
   f.probes.slurmRefresh = async () => { asked++; return await new Promise<boolean>(resolve => { answer = resolve }) }
-  const alice = await f.runs.create(caller('alice'), { mode: 'arm', launchDir: f.launchDir, ttlSeconds: 2 })
+  const aliceDir = join(f.dir, 'alice')
+  mkdirSync(aliceDir, { mode: 0o777 })
+  chmodSync(aliceDir, 0o777)
+  const alice = await f.runs.create(caller('alice', { uid: 4321 }), { mode: 'arm', launchDir: aliceDir, ttlSeconds: 2 })
   f.now.t += 3000
   await f.monitor.tick()
   await f.monitor.tick()
