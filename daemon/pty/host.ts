@@ -15,6 +15,7 @@ import { LaunchFiles } from './launch-files.js'
 import { findSetpriv, precheck } from './precheck.js'
 import { signalSession } from './process-group.js'
 import { LaunchSession, type AttachClient } from './session.js'
+import { detectSystemdRun, signalUnit, transientArgs } from './transient-unit.js'
 import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, wrapperArgs, type ExitStatus } from './wrapper.js'
 
 export type SpawnFn = (file: string, args: string[], options: IPtyForkOptions) => IPty
@@ -33,6 +34,8 @@ export interface PtyHostDeps {
   setpriv?: string | null
   /** how often adopted runs (no terminal, not our children) are checked */
   pollMs?: number
+  /** systemd-run, when commands run in transient units of their own (transient-unit.ts); default: detected */
+  systemdRun?: string | null
 }
 
 /** What the attach endpoint gets: the session's input side and the way out. */
@@ -65,6 +68,7 @@ export class PtyHost implements RunHost {
   readonly #shell: string
   readonly #setpriv: string | null
   readonly #spawn: SpawnFn
+  readonly #systemdRun: string | null
   readonly #sessions = new Map<string, LaunchSession>()
   #poll: NodeJS.Timeout | null = null
   #prune: NodeJS.Timeout | null = null
@@ -76,6 +80,7 @@ export class PtyHost implements RunHost {
     this.#shell = deps.shell ?? '/bin/sh'
     this.#setpriv = deps.setpriv !== undefined ? deps.setpriv : findSetpriv()
     this.#spawn = deps.spawn ?? ptySpawn
+    this.#systemdRun = deps.systemdRun !== undefined ? deps.systemdRun : detectSystemdRun()
     this.files = new LaunchFiles(deps.config.stateDir, deps.daemonUid)
   }
 
@@ -117,15 +122,11 @@ export class PtyHost implements RunHost {
     try {
       await this.files.writeEnv(paths, text)
       log = await this.files.createLog(owner, paths)
-      term = this.#spawn(this.#shell, wrapperArgs({
-        shell: this.#shell,
-        setpriv,
-        identity: caller,
-        envFile: paths.env,
-        statusFile: paths.status,
-        launchDir: req.launchDir,
-        command: req.command!
-      }), {
+      const spec = { shell: this.#shell, identity: caller, envFile: paths.env, statusFile: paths.status, launchDir: req.launchDir, command: req.command! }
+      const args = this.#systemdRun !== null
+        ? transientArgs({ ...spec, systemdRun: this.#systemdRun, runId: created.runId })
+        : wrapperArgs({ ...spec, setpriv })
+      term = this.#spawn(this.#shell, args, {
         name: env.TERM ?? 'xterm-256color',
         cols: req.cols ?? 80,
         rows: req.rows ?? 24,
@@ -189,17 +190,29 @@ export class PtyHost implements RunHost {
     setTimeout(() => { if (this.#sessions.get(session.runId) === session) this.#sessions.delete(session.runId) }, KEEP_ENDED_MS).unref()
   }
 
+  /** RunHost: a session whose end is not recorded yet (a daemon that is closing holds none). */
+  holds (runId: string): boolean {
+    const s = this.#sessions.get(runId)
+    return !this.#closed && s !== undefined && s.ended === null
+  }
+
   /** RunHost: stop a launched command before its run is revoked. SIGTERM, then SIGKILL after the grace period. */
   async stop (runId: string): Promise<void> {
     const s = this.#sessions.get(runId)
     if (s === undefined || s.ended !== null) return
     s.stopping = true
     this.#log.info({ runId, pid: s.pid }, 'stopping the command')
-    await signalSession(s.pid, 'SIGTERM')
+    await this.#signal(s, 'SIGTERM')
     if (await within(s.gone, this.#deps.config.launch.killGraceSeconds * 1000)) return
     this.#log.warn({ runId, pid: s.pid }, 'the command outlived its grace period; killing it')
-    await signalSession(s.pid, 'SIGKILL')
+    await this.#signal(s, 'SIGKILL')
     await within(s.gone, 5000)
+  }
+
+  /** A command in a transient unit is signalled through systemd: a signal to its systemd-run would only let it go. */
+  async #signal (s: LaunchSession, signal: NodeJS.Signals): Promise<void> {
+    if (this.#systemdRun !== null && await signalUnit(s.runId, signal)) return
+    await signalSession(s.pid, signal)
   }
 
   /**

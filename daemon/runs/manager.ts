@@ -45,6 +45,8 @@ export interface RunManagerDeps {
 /** Something that hosts a run's process and must stop it before its secrets go (launched runs). */
 export interface RunHost {
   stop (runId: string): Promise<void>
+  /** The host still holds the run's command, alive or just gone: it ends the run itself, with the command's status. */
+  holds (runId: string): boolean
 }
 
 export class RunManager implements RunService {
@@ -72,6 +74,11 @@ export class RunManager implements RunService {
 
   setHost (host: RunHost): void {
     this.#host = host
+  }
+
+  /** Is a launched run's end its host's to record (see RunHost.holds)? */
+  hostHolds (runId: string): boolean {
+    return this.#host?.holds(runId) ?? false
   }
 
   #visible (caller: Caller, runId: string): RunRecord {

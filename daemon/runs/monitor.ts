@@ -189,6 +189,12 @@ export class Monitor {
       await this.#runs.end(run.runId, signals.goodbye.aborted ? 'failed' : 'completed', 'log Goodbye')
       return
     }
+    // A launched command's host ends its run with the command's own status (it polls a command adopted after a
+    // restart every second): a dead pid read here first would end it as killed, without that status.
+    if (run.mode === 'launch' && this.#runs.hostHolds(run.runId)) {
+      this.#suspect.delete(run.runId)
+      return
+    }
     const probes = [...signals.probes]
     if (run.pid !== null) probes.push(await this.#probes.processAlive(run.pid, run.pidStart))
     const wrapperExit = run.exitCode !== null || run.signal !== null ? { exitCode: run.exitCode, signal: run.signal } : null
