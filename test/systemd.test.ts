@@ -1,9 +1,10 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { one, parseUnit } from './helpers/unit-file.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const unitDir = join(root, 'systemd')
@@ -19,31 +20,6 @@ const NEEDED_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CA
 function analyze (args: string[], env: NodeJS.ProcessEnv = process.env) {
   const r = spawnSync('systemd-analyze', ['--no-pager', ...args], { encoding: 'utf8', env: { ...env, LC_ALL: 'C', SYSTEMD_COLORS: '0' } })
   return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', error: r.error }
-}
-
-// Section -> key -> every value given (systemd keys may repeat), comments and blank lines skipped.
-function parseUnit (file: string): Map<string, Map<string, string[]>> {
-  const sections = new Map<string, Map<string, string[]>>()
-  let current: Map<string, string[]> | undefined
-  for (const raw of readFileSync(file, 'utf8').split('\n')) {
-    const line = raw.trim()
-    if (line === '' || line.startsWith('#') || line.startsWith(';')) continue
-    const head = /^\[(.+)\]$/.exec(line)
-    if (head?.[1] !== undefined) {
-      current = new Map()
-      sections.set(head[1], current)
-      continue
-    }
-    const eq = line.indexOf('=')
-    if (eq < 0 || current === undefined) continue
-    const key = line.slice(0, eq)
-    current.set(key, [...(current.get(key) ?? []), line.slice(eq + 1)])
-  }
-  return sections
-}
-
-function one (unit: Map<string, Map<string, string[]>>, section: string, key: string): string | undefined {
-  return unit.get(section)?.get(key)?.at(-1)
 }
 
 // Verify's only complaint when the package is not installed on this machine: the ExecStart binary is missing.
