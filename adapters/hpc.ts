@@ -13,6 +13,7 @@ import { formatNextflowStore, isValidSecretName } from './hpc/store-format.js'
 import { readMountFsType } from './hpc/fs-type.js'
 import { closedComponents, probeHardLinks } from './hpc/probes.js'
 import { runsRootWarnings } from './hpc/status-warnings.js'
+import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
 import {
   ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath, writeRunMarker,
   writeStoreAndHandOver
@@ -34,6 +35,8 @@ export interface HpcTargetOptions {
   nodeId?: string
   /** the host name written beside the node id, for an admin reading a marker */
   host?: string
+  /** users whose per-user runs roots the sweep visits (a `{home}`/`{user}` root is found only through its user) */
+  knownUsers?: () => Iterable<string>
 }
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
@@ -51,6 +54,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   const host = opts.host ?? 'localhost'
   const log = opts.logger.child({ target: 'hpc' })
   let closed = false
+  const perUser = isPerUserRoot(opts.runsRoot) ? createPerUserRoots({ template: opts.runsRoot, privileged, nodeId, host, log }) : null
 
   // The runs root, checked (and created) on every call: an admin may have changed its modes since.
   async function root (create: boolean): Promise<string | null> {
@@ -88,6 +92,12 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     let runDir: string | null = null
     let created = false
     try {
+      if (perUser !== null) {
+        const content = formatNextflowStore([...secrets].map(([name, v]) => ({ name, value: v.reveal() })))
+        const storePath = await perUser.provision(run, content, opts.ready, () => { created = true })
+        log.info({ runId: run.runId, user: run.user, count: secrets.size }, 'hpc store provisioned')
+        return placement(run, storePath, secrets)
+      }
       const base = (await root(true))!
       const userDir = (await ensureUserDir(base, run.user, privileged, true))!
       runDir = join(userDir, run.runId)
@@ -106,18 +116,26 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       // The dir and the staged store are made while the intent is written; the store appears once it is on disk.
       const storePath = await writeStoreAndHandOver(runDir, content, privileged ? { uid: run.uid, gid: run.gid } : null, opts.ready)
       log.info({ runId: run.runId, user: run.user, count: secrets.size }, 'hpc store provisioned')
-      return {
-        env: { NXF_SECRETS_FILE: storePath, NXF_UUID: run.sessionId, NF_SECRETS_RUN_ID: run.runId },
-        refs: [...secrets.keys()].sort().map(name => ({ name, ref: storePath }))
-      }
+      return placement(run, storePath, secrets)
     } catch (err) {
-      if (created && runDir !== null) {
+      if (created && perUser !== null) {
+        await perUser.remove(run).catch(cleanupErr => {
+          log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
+        })
+      } else if (created && runDir !== null) {
         await removeRunDir(runDir, privileged).catch(cleanupErr => {
           log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
         })
       }
       log.warn({ runId: run.runId, user: run.user, err }, 'hpc provision failed')
       throw wrap('NFS_ERR_PROVISION_FAILED', err)
+    }
+  }
+
+  function placement (run: TargetRun, storePath: string, secrets: ReadonlyMap<string, SecretValue>): Placement {
+    return {
+      env: { NXF_SECRETS_FILE: storePath, NXF_UUID: run.sessionId, NF_SECRETS_RUN_ID: run.runId },
+      refs: [...secrets.keys()].sort().map(name => ({ name, ref: storePath }))
     }
   }
 
@@ -133,7 +151,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   async function revoke (run: TargetRun): Promise<void> {
     checkRun(run)
     try {
-      const removed = await removeRun(run.user, run.runId)
+      const removed = perUser !== null ? await perUser.remove(run) : await removeRun(run.user, run.runId)
       log.info({ runId: run.runId, user: run.user, removed }, 'hpc store revoked')
     } catch (err) {
       log.warn({ runId: run.runId, user: run.user, err }, 'hpc revoke failed')
@@ -142,6 +160,11 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   }
 
   async function sweep (liveness: (runId: string) => RunLiveness): Promise<number> {
+    if (perUser !== null) {
+      const n = await perUser.sweep(new Set(opts.knownUsers?.() ?? []), liveness)
+      if (n > 0) log.info({ removed: n }, 'hpc sweep removed leftover stores')
+      return n
+    }
     const base = await root(false)
     if (base === null) return 0
     let removed = 0
@@ -180,6 +203,8 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   }
 
   async function status (): Promise<TargetStatus> {
+    // Each user's root lives in their own tree, where the daemon does not look as root.
+    if (perUser !== null) return { usable: true, detail: `per-user runs roots ${opts.runsRoot}` }
     let base: string
     try {
       base = (await root(true))!

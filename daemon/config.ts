@@ -197,7 +197,9 @@ export function configErrors (candidate: unknown, schema: TSchema = ConfigSchema
   const paths: Array<[string, string | null]> = [['/socket', c.socket], ['/stateDir', c.stateDir], ['/hpc/runsRoot', c.hpc.runsRoot], ['/keyFile', c.keyFile]]
   c.watch.forEach((w, i) => paths.push([`/watch/${i}/root`, w.root]))
   for (const [path, value] of paths) {
-    if (value !== null && !isAbsolute(value)) errors.push(`${path}: must be an absolute path`)
+    // A per-user runs root may start at the user's home: `{home}/...` (docs/config.md).
+    const absolute = value === null || isAbsolute(value) || (path === '/hpc/runsRoot' && value.startsWith('{home}/'))
+    if (!absolute) errors.push(`${path}: must be an absolute path`)
   }
   const unsafe = unsafeRunsRootCharacter(c.hpc.runsRoot)
   if (unsafe !== null) errors.push(`/hpc/runsRoot: holds ${unsafe}, which a shell would split or expand; Nextflow puts the store's directory unquoted into every task's wrapper`)

@@ -108,7 +108,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   const host = hostname()
   const clock = (): Date => new Date()
   const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
-  const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir))
+  const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))
   const probes = realProbes()
   // The watcher is read through the server's deps at scrape time: whoever wires it hands it to buildServer.
   const metrics = createMetrics({

@@ -12,10 +12,15 @@ export interface BuiltTargets {
   aws: AwsTarget
 }
 
-export function buildTargets (config: Config, logger: Logger, host: string, nodeId?: string): BuiltTargets {
+export function buildTargets (config: Config, logger: Logger, host: string, nodeId?: string, knownUsers?: () => Iterable<string>): BuiltTargets {
   const targets = new Map<TargetName, Target>()
   targets.set('hpc', createHpcTarget({
-    runsRoot: config.hpc.runsRoot, privileged: config.mode === 'system', logger, host, ...(nodeId !== undefined ? { nodeId } : {})
+    runsRoot: config.hpc.runsRoot,
+    privileged: config.mode === 'system',
+    logger,
+    host,
+    ...(nodeId !== undefined ? { nodeId } : {}),
+    ...(knownUsers !== undefined ? { knownUsers } : {})
   }))
   // Always offered: without a region or credentials it says so in status and refuses at provision time.
   const aws = createAwsTarget({

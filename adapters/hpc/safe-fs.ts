@@ -5,16 +5,18 @@
 //     because a user can neither replace nor remove what root owns there): checked with lstat on each call;
 //   - so the only directory a user ever controls is their run dir, and root touches nothing inside it after
 //     handing it over: the store is created while the dir is still root's and 0700, with O_EXCL|O_NOFOLLOW,
-//     and removal of the contents runs in a child with the dir owner's own uid and gid. The one exception is
-//     the common case of a run dir holding only plain entries (the store, Nextflow's export file): root unlinks
-//     those itself, which is no more than the owner could do (unlink never follows the last component, and the
-//     run dir's own entry is root's), and saves two child processes on every revoke.
+//     and removal of the contents runs in a child with the dir owner's own uid and gid (SPEC 11: root only
+//     touches root-owned directories). A run dir still the daemon's own (user mode, or a provision undone
+//     before the hand-over) holding only plain entries is emptied in-process.
+//   - a runs root in users' own trees (`{home}`, `{user}`) is worked on by a child as the user throughout:
+//     per-user-root.ts and user-tree.ts.
 import { constants } from 'node:fs'
 import { link, lstat, mkdir, open, readdir, readlink, rmdir, unlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { dirname, isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
 import type { CodedError } from '../../daemon/errors.js'
+import { MARKER_NAME, parseRunMarker } from './marker.js'
 import { runChild, type ChildResult } from '../../daemon/children/run-child.js'
 
 export interface Owner { uid: number, gid: number }
@@ -142,8 +144,7 @@ export async function makeRunDir (runDir: string): Promise<void> {
   }
 }
 
-/** The file in each run dir naming the daemon (state dir) that made it: see writeRunMarker. */
-export const MARKER_NAME = '.nf-secretsd-node'
+export { MARKER_NAME, parseRunMarker } from './marker.js'
 
 /**
  * Mark a run dir just made by makeRunDir (still the daemon's, 0700) as this node's: `{"node","host"}`, 0644 (it
@@ -178,16 +179,6 @@ export async function readRunMarker (runDir: string): Promise<string | null> {
     return null
   } finally {
     await fh.close()
-  }
-}
-
-/** Pure: the node id in a marker's text, or null. */
-export function parseRunMarker (text: string): string | null {
-  try {
-    const node = (JSON.parse(text) as { node?: unknown }).node
-    return typeof node === 'string' && node !== '' ? node : null
-  } catch {
-    return null
   }
 }
 
@@ -289,7 +280,9 @@ export async function removeRunDir (runDir: string, privileged: boolean, deadlin
   let owner: Owner | null = null
   if (privileged && st.uid !== daemonUid) owner = { uid: st.uid, gid: st.gid }
   else if (privileged && (st.mode & 0o022) !== 0) throw unsafePath(runDir, 'a root-owned run directory writable by others')
-  if (await removePlainEntries(runDir)) return true
+  // Root does not work inside a directory a user owns (SPEC 11: on root-squashed storage it could not anyway): the
+  // contents of a handed-over run dir go with its owner's credentials; only the daemon's own dirs take the fast path.
+  if (owner === null && await removePlainEntries(runDir)) return true
   // A user still writing into their dir can make rmdir fail with ENOTEMPTY: empty it again, a few times.
   for (let attempt = 1; ; attempt++) {
     await emptyDirAs(runDir, owner, deadlineMs)

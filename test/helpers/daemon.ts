@@ -96,6 +96,8 @@ export interface DaemonOptions {
    * left to the umask shows up in tests as it would on a site (user mode keeps the test process's own)
    */
   umask?: number
+  /** capabilities taken out of the bounding (and inheritable) set, as setpriv names them: `['dac_override', 'chown']` */
+  dropCaps?: string[]
 }
 
 export type LogLine = Record<string, unknown> & { level: number, msg?: string }
@@ -210,7 +212,9 @@ export async function startTestDaemon (t: Teardown, opts: DaemonOptions): Promis
   const stdio: StdioOptions = ['ignore', out, out, ...(opts.listenFd === undefined ? [] : [opts.listenFd])]
   // --pdeathsig: a test process killed by tap's timeout takes its daemon with it instead of leaving an orphan. Every
   // step execs the next, so the child's pid is the daemon's.
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', ...NO_TAP_HOOKS, ...argv], {
+  const drop = (opts.dropCaps ?? []).map(c => `-${c}`).join(',')
+  const caps = drop === '' ? [] : ['--bounding-set', drop, '--inh-caps', drop]
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', ...caps, '--', ...NO_TAP_HOOKS, ...argv], {
     cwd: dir,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...opts.env },
     stdio
