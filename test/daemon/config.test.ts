@@ -117,3 +117,18 @@ t.test('the cluster section: defaults, the node name from the flag or the host, 
   const noCluster = await loadConfig({ nodeName: 'x', mode: 'system' }, env({ uid: 0 })).then(() => null, (e: unknown) => e as { code: string })
   t.equal(noCluster?.code, 'NFS_ERR_CONFIG', '--node-name without a cluster section')
 })
+
+t.test('a per-user runs root: {home} only at the start counts as absolute; {user} anywhere in an absolute path', async t => {
+  const s = defaults('system', env({ uid: 0 }))
+  const cases: Array<[string, boolean]> = [
+    ['{home}/.nf-secretsd/runs', true],
+    ['/scratch/{user}/.nf-secretsd', true],
+    ['runs/{home}', false],
+    ['{user}/runs', false],
+    ['{home}', false]
+  ]
+  for (const [runsRoot, ok] of cases) {
+    const errors = configErrors({ ...s, hpc: { runsRoot } })
+    t.equal(errors.length === 0, ok, `${runsRoot}: ${errors.join('; ')}`)
+  }
+})
