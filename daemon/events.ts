@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events'
 export type EventType =
   | 'secret.created' | 'secret.updated' | 'secret.deleted'
   | 'run.armed' | 'run.started' | 'run.provisioned' | 'run.completed' | 'run.failed' | 'run.killed'
-  | 'run.expired' | 'run.revoked' | 'run.revoke_failed' | 'run.skipped'
+  | 'run.expired' | 'run.revoked' | 'run.revoke_failed' | 'run.skipped' | 'run.warning'
   | 'watch.added' | 'watch.removed' | 'watch.degraded'
 
 export interface NfsEvent {

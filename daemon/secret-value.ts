@@ -16,6 +16,11 @@ export class SecretValue {
     return this.#value
   }
 
+  /** Whether the value holds `text`, without letting the value out. */
+  contains (text: string): boolean {
+    return this.#value.includes(text)
+  }
+
   get byteLength (): number {
     return Buffer.byteLength(this.#value, 'utf8')
   }

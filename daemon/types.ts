@@ -100,6 +100,13 @@ export interface RunRecord {
   runName: string | null
   /** history lines in the launch dir when the run was armed: a resumed run is the first new one after */
   historyMark: number | null
+  /**
+   * Names whose value holds `$`, in a run with the hpc target: a Nextflow before 24.04.2 expands it in its tasks.
+   * Names only (SPEC: no value in the ledger); absent when there are none.
+   */
+  dollarNames?: string[]
+  /** what the user should know about the run, once each: `nextflow-dollar` (see monitor.ts) */
+  warnings?: string[]
   version: number
 }
 

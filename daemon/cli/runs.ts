@@ -10,6 +10,7 @@ interface CreatedRun { runId: string, sessionId: string, env: Record<string, str
 interface RunView {
   runId: string, state: string, user: string, workspace: string, launchDir: string, mode: string, names: string[],
   createdAt: string, startedAt: string | null, endedAt: string | null, endReason: string | null, exitCode: number | null,
+  warnings?: string[], dollarNames?: string[]
   targets: Record<string, { state: string, attempts: number, lastError: { code: string } | null, refs: Array<{ name: string, ref: string }> }>
 }
 
@@ -100,11 +101,18 @@ function runsTable (rows: RunView[]): string {
       Object.entries(r.targets).map(([n, t]) => `${n}:${t.state}`).join(','), shortTime(r.createdAt), r.launchDir]))
 }
 
+/** The line `runs show` prints for a warning code (daemon/runs/policy.ts). */
+function warningText (code: string, r: RunView): string {
+  if (code === 'nextflow-dollar') return `this run's Nextflow is older than 24.04.2 and expands $ in ${(r.dollarNames ?? []).join(', ')} (see docs/usage.md)`
+  return code
+}
+
 function runText (r: RunView): string {
   const fields = renderFields([
     ['run', r.runId], ['state', r.state], ['user', r.user], ['workspace', r.workspace], ['mode', r.mode],
     ['launch dir', r.launchDir], ['created', r.createdAt], ['started', r.startedAt], ['ended', r.endedAt],
-    ['end reason', r.endReason], ['exit code', r.exitCode], ['secrets', r.names.join(', ')]
+    ['end reason', r.endReason], ['exit code', r.exitCode], ['secrets', r.names.join(', ')],
+    ...(r.warnings ?? []).map((w): [string, string] => ['warning', warningText(w, r)])
   ])
   const refs = Object.entries(r.targets).flatMap(([n, t]) => [
     `target ${n}: ${t.state}${t.attempts > 0 ? ` (attempts ${t.attempts}${t.lastError !== null ? `, ${t.lastError.code}` : ''})` : ''}`,

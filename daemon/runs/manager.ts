@@ -180,6 +180,9 @@ export class RunManager implements RunService {
     const record = intentRecord({
       runId, sessionId, caller, workspace: wsName, host: this.deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark
     })
+    // Nextflow before 24.04.2 expands `$` in the env file its tasks source; the version is known only once it logs it.
+    const dollarNames = targets.includes('hpc') ? [...values].filter(([, v]) => v.contains('$')).map(([n]) => n) : []
+    if (dollarNames.length > 0) record.dollarNames = dollarNames
     const auditEntry = { action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } }
     const log = this.#log.child({ runId })
     log.info({ user: record.user, workspace: wsName, mode: record.mode, targets, secrets: record.names.length }, 'provisioning')
@@ -246,6 +249,23 @@ export class RunManager implements RunService {
       this.deps.events.publish({ type: 'run.started', user: run.user, workspace: run.workspace, runId, state: 'running' })
     }
     return run
+  }
+
+  /**
+   * Tell the run's user something once per `code`: the daemon's log (warn), a `run.warning` event and the record's
+   * `warnings` (shown by `runs show`). `names` are secret names, never values.
+   */
+  async warn (runId: string, code: string, reason: string, names: string[]): Promise<void> {
+    let fresh = false
+    const run = await withRun(this.deps.ledger, runId, r => {
+      fresh = !(r.warnings ?? []).includes(code)
+      if (!fresh) return null
+      r.warnings = [...(r.warnings ?? []), code]
+      return r
+    })
+    if (!fresh) return
+    this.#log.warn({ runId, user: run.user, code, names }, reason)
+    this.deps.events.publish({ type: 'run.warning', user: run.user, workspace: run.workspace, runId, names, state: code, reason })
   }
 
   /** End a live run (first end wins) and revoke it. Returns the record after the revoke attempt. */

@@ -4,7 +4,7 @@
 import { isTerminal, type RunRecord } from '../types.js'
 import type { Logger } from '../logger.js'
 import type { RunManager } from './manager.js'
-import { isExpired, verdict } from './policy.js'
+import { dollarWarning, isExpired, verdict } from './policy.js'
 import { logPidOnHost } from './observe.js'
 import type { Probes } from './probes.js'
 import type { SlurmJobState } from './liveness/slurm.js'
@@ -18,7 +18,7 @@ export async function sessionAlive (probes: Probes, run: RunRecord, host: string
   return signals.probes.some(p => p === true) && signals.history !== 'OK' && signals.history !== 'ERR'
 }
 
-async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, slurm: SlurmJobState | null, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null }> {
+async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, slurm: SlurmJobState | null, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null, version: string | null }> {
   const obs = await probes.observe({ launchDir: run.launchDir, uid: run.uid, sessionId: run.sessionId, historyMark: run.historyMark, runName: run.runName })
   const out: Array<boolean | null> = []
   const sessionId = obs.history?.sessionId ?? run.sessionId
@@ -33,7 +33,7 @@ async function sessionSignals (probes: Probes, run: RunRecord, host: string): Pr
   const slurm = run.slurmJobId !== null ? probes.slurmJob(run.slurmJobId) : null
   if (slurm !== null) out.push(slurm === 'unknown' ? null : slurm !== 'gone')
   const goodbye = obs.log?.goodbye === true ? { aborted: obs.log.aborted } : null
-  return { history: obs.history?.status ?? null, probes: out, slurm, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid, goodbye }
+  return { history: obs.history?.status ?? null, probes: out, slurm, runName: obs.history?.runName ?? obs.log?.runName ?? null, pid, goodbye, version: obs.log?.version ?? null }
 }
 
 export interface MonitorOptions {
@@ -168,6 +168,8 @@ export class Monitor {
     // The history is read before the log: a Goodbye read with the line still `-` may be an update landing between
     // the two reads (the line is written first), so one more reading settles which ends the run.
     if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host)
+    const warning = dollarWarning(run, signals.version)
+    if (warning !== null) await this.#runs.warn(run.runId, warning.code, warning.reason, warning.names)
     if (run.state === 'armed') {
       if (signals.history !== null) {
         await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })

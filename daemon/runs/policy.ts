@@ -2,6 +2,7 @@
 // run counts as dead. Kept apart from I/O so each rule has a table test.
 import { nfsError } from '../errors.js'
 import { isTerminal, type RunRecord, type RunState, type TargetState } from '../types.js'
+import { DOLLAR_SAFE_VERSION, escapesDollar } from '../watch/log-markers.js'
 
 /** The terminal state for a command that ended with this exit code or signal. */
 export function stateForExit (exitCode: number | null | undefined, signal: string | null | undefined): 'completed' | 'failed' | 'killed' {
@@ -57,6 +58,22 @@ export function verdict (signals: LivenessSignals, wrapperExit: { exitCode: numb
   if (wrapperExit !== null) return { kind: 'ended', state: stateForExit(wrapperExit.exitCode, wrapperExit.signal), reason: 'command exited' }
   return { kind: 'ended', state: 'killed', reason: 'process gone without a terminal line' }
 }
+
+/**
+ * A run whose hpc store holds values with `$`, started by a Nextflow that does not escape it (log-markers.ts
+ * escapesDollar): the warning to give, once. Pure.
+ */
+export function dollarWarning (run: Pick<RunRecord, 'dollarNames' | 'warnings'>, version: string | null): { code: string, reason: string, names: string[] } | null {
+  if (version === null || run.dollarNames === undefined || run.dollarNames.length === 0) return null
+  if (escapesDollar(version) !== false || (run.warnings ?? []).includes(DOLLAR_WARNING)) return null
+  return {
+    code: DOLLAR_WARNING,
+    reason: `Nextflow ${version} is older than ${DOLLAR_SAFE_VERSION}: its tasks expand \`$\` in secret values, so ${run.dollarNames.join(', ')} will not arrive as stored (a missing variable fails the task); use Nextflow ${DOLLAR_SAFE_VERSION} or later`,
+    names: [...run.dollarNames]
+  }
+}
+
+export const DOLLAR_WARNING = 'nextflow-dollar'
 
 export function isExpired (run: Pick<RunRecord, 'state' | 'expiresAt'>, now: Date): boolean {
   return run.state === 'armed' && run.expiresAt !== null && Date.parse(run.expiresAt) <= now.getTime()

@@ -106,3 +106,20 @@ function matchMessage (msg: string, out: LogMarkers): void {
     out.goodbye = true
   }
 }
+
+/**
+ * The first Nextflow that writes `$` in a secret's value as `\$` in the env file its tasks source
+ * (LocalSecretsProvider, nextflow-io/nextflow#5021; in 24.04.2 and 24.05.0-edge, not in 24.04.0/24.04.1).
+ */
+export const DOLLAR_SAFE_VERSION = '24.04.2'
+
+/**
+ * Does this Nextflow escape `$` in secret values? By number only: 24.05.0-edge is after 24.04.2, 24.04.0-edge
+ * before it. null for a version that is not `N.N.N[-suffix]`. Pure.
+ */
+export function escapesDollar (version: string): boolean | null {
+  const m = /^(\d+)\.(\d+)\.(\d+)(?:-[\w.]+)?$/.exec(version)
+  if (m === null) return null
+  const [a, b, c] = [Number(m[1]), Number(m[2]), Number(m[3])]
+  return a !== 24 ? a > 24 : b !== 4 ? b > 4 : c >= 2
+}
