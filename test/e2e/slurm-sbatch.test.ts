@@ -3,7 +3,7 @@
 // within the liveness interval + 2 s of the job leaving the queue, whichever way it leaves: held pending (kept, then
 // cancelled), ending OK, ending ERR, cancelled while running, killed by its time limit. A failed sbatch leaves nothing.
 // The cases run side by side, so the suite lasts about as long as the time-limit case (a 1-minute limit).
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path'
 import { ensureUsers } from '../helpers/users.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { json, runCli } from '../helpers/cli.js'
+import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 
 const INTERVAL_MS = 500
 const PROMPT_MS = INTERVAL_MS + 2000
@@ -51,7 +52,7 @@ const inQueue = (jobId: string): boolean => /^(PENDING|RUNNING|CONFIGURING|COMPL
 
 interface Submitted { jobId: string, runId: string, store: string }
 
-async function submit (name: string, sbatchArgs: string[], body: string): Promise<Submitted> {
+async function submit (t: Test, name: string, sbatchArgs: string[], body: string): Promise<Submitted> {
   const script = join(launchDir, `${name}.sh`)
   writeFileSync(script, `#!/bin/bash\n${body}\n`, { mode: 0o700 })
   chownSync(script, alice!.uid, alice!.gid)
@@ -70,7 +71,7 @@ async function submit (name: string, sbatchArgs: string[], body: string): Promis
 }
 
 /** The job leaves the queue (seen here at G): the run must be revoked by G + interval + 2 s. */
-async function revokedPromptly (name: string, s: Submitted, leaveTimeoutMs = 60_000): Promise<void> {
+async function revokedPromptly (t: Test, name: string, s: Submitted, leaveTimeoutMs = 60_000): Promise<void> {
   await until(`${name}: job ${s.jobId} leaves the queue`, () => !inQueue(s.jobId), leaveTimeoutMs, 200)
   await until(`${name}: run revoked within ${PROMPT_MS} ms of the job leaving`, () => ledgerRun(s.runId)?.targets.hpc?.state === 'revoked', PROMPT_MS, 50)
   t.notOk(existsSync(dirname(s.store)), `${name}: the run dir is gone`)
@@ -79,27 +80,27 @@ async function revokedPromptly (name: string, s: Submitted, leaveTimeoutMs = 60_
 
 t.test('sbatch-hosted heads: each way a job leaves the queue revokes its run once, promptly', async t => {
   // Submitted first: the time limit takes 1 to 1.5 minutes on its own, and a held job takes no CPU.
-  const limit = await submit('time-limit', ['--time=1'], 'sleep 600')
-  const held = await submit('held', ['--hold'], 'sleep 5')
-  const ok = await submit('ok', [], 'echo "$NF_SECRETS_RUN_ID $NXF_UUID" > ok.env; test -r "$NXF_SECRETS_FILE" && echo readable >> ok.env; sleep 1')
-  const err = await submit('err', [], 'sleep 1; exit 3')
-  const cancelled = await submit('cancel-running', [], 'sleep 600')
+  const limit = await submit(t, 'time-limit', ['--time=1'], 'sleep 600')
+  const held = await submit(t, 'held', ['--hold'], 'sleep 5')
+  const ok = await submit(t, 'ok', [], 'echo "$NF_SECRETS_RUN_ID $NXF_UUID" > ok.env; test -r "$NXF_SECRETS_FILE" && echo readable >> ok.env; sleep 1')
+  const err = await submit(t, 'err', [], 'sleep 1; exit 3')
+  const cancelled = await submit(t, 'cancel-running', [], 'sleep 600')
 
   const running = (async () => {
     await until('cancel-running runs', () => jobState(cancelled.jobId) === 'RUNNING', 120_000, 200)
     t.equal(ledgerRun(cancelled.runId)?.state, 'armed', 'a running job keeps its run')
     execFileSync('scancel', [cancelled.jobId])
-    await revokedPromptly('cancelled while running', cancelled)
+    await revokedPromptly(t, 'cancelled while running', cancelled)
   })()
   await Promise.all([
-    revokedPromptly('ended OK', ok, 120_000).then(() => {
+    revokedPromptly(t, 'ended OK', ok, 120_000).then(() => {
       const seen = readFileSync(join(launchDir, 'ok.env'), 'utf8').trim().split('\n')
       t.equal(seen[0]?.split(' ')[0], ok.runId, 'the job had the run\'s environment')
       t.equal(seen[1], 'readable', 'and its store was there for it')
     }),
-    revokedPromptly('ended ERR', err, 120_000),
+    revokedPromptly(t, 'ended ERR', err, 120_000),
     running,
-    revokedPromptly('killed by its time limit', limit, 180_000)
+    revokedPromptly(t, 'killed by its time limit', limit, 180_000)
   ])
   t.equal(jobState(limit.jobId), 'TIMEOUT')
 
@@ -108,11 +109,35 @@ t.test('sbatch-hosted heads: each way a job leaves the queue revokes its run onc
   t.equal(ledgerRun(held.runId)?.state, 'armed', 'held pending: the run is kept')
   t.ok(existsSync(held.store), 'held pending: the store is there')
   execFileSync('scancel', [held.jobId])
-  await revokedPromptly('cancelled while pending', held)
+  await revokedPromptly(t, 'cancelled while pending', held)
 
   for (const [name, s] of Object.entries({ limit, held, ok, err, cancelled })) t.equal(revokeLines(s.runId), 1, `${name}: one run.revoke audit line`)
   t.notMatch(readFileSync(join(daemon.stateDir, 'runs.json'), 'utf8'), canary, 'no value in the ledger')
   t.notMatch(daemon.log(), canary, 'nor in the daemon log')
+})
+
+t.test('its Nextflow ending ends the run while the job is still queued, once', async t => {
+  // A launch dir of its own (--dir): the head's history line is the only one there.
+  const headDir = join(dir, 'alice-nf')
+  mkdirSync(headDir, { mode: 0o700 })
+  chownSync(headDir, alice!.uid, alice!.gid)
+  const r = await cli(['sbatch', '--dir', headDir, '--hold', '--output=/dev/null', '--wrap', 'sleep 5'])
+  t.equal(r.code, 0, r.stderr)
+  const jobId = r.stdout.trim()
+  t.teardown(() => { spawnSync('scancel', [jobId]) })
+  const runId = /run ([0-9A-Za-z]{14})\b/.exec(r.stderr)?.[1] ?? ''
+  const shown = json<{ sessionId: string, launchDir: string }>((await cli(['runs', 'show', runId, '--json'])).stdout)
+  t.equal(shown.launchDir, headDir)
+  // What the head does on a compute node: Nextflow starts with the run's NXF_UUID in that dir and ends OK.
+  const nf = await startFakeNextflow({ launchDir: headDir, sessionId: shown.sessionId, uid: alice!.uid, gid: alice!.gid })
+  t.teardown(() => nf.close())
+  await until('running', () => ledgerRun(runId)?.state === 'running', 20_000)
+  await nf.finish('OK')
+  await until('completed and revoked', () => ledgerRun(runId)?.targets.hpc?.state === 'revoked', 20_000)
+  t.equal(ledgerRun(runId)?.state, 'completed')
+  execFileSync('scancel', [jobId])
+  await until('the job leaves the queue', () => !inQueue(jobId), 20_000, 200)
+  t.equal(revokeLines(runId), 1, 'the job leaving later revokes nothing more')
 })
 
 t.test('a failed sbatch revokes the run at once and leaves nothing', async t => {
