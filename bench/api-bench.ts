@@ -1,6 +1,7 @@
-// API figures: GET /secrets and /secrets/resolve over the Unix socket with 1,000 secrets in the store, against a bare
-// fastify route on the same kind of socket answering the same body (bare-server.ts), both loaded alike: autocannon
-// in a worker thread (load.ts), 10 connections, pipelining 1, a fresh warm-up before each measured half.
+// API figures: GET /secrets and /secrets/resolve over the Unix socket with 1,000 secrets in the store, against the
+// ceiling: a bare node:http server on the same kind of socket answering the daemon's own bytes for that path
+// (bare-server.ts), both loaded alike: autocannon in a worker thread (load.ts), 10 connections, pipelining 1, a fresh
+// warm-up before each measured half.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
@@ -33,8 +34,8 @@ function figuresFor (name: string, d: LoadResult, b: LoadResult): Figure[] {
   const r = ratio(d.requestsPerSecond, b.requestsPerSecond)
   const errors = d.errors + b.errors
   return [
-    { figure: `${name} req/s`, value: d.requestsPerSecond, baselineLabel: 'bare fastify, same body', baseline: b.requestsPerSecond, ratio: r, target: 'ratio >= 0.5', met: r >= 0.5 && errors === 0, ...(errors > 0 ? { note: `${d.errors} daemon and ${b.errors} baseline errors` } : {}) },
-    { figure: `${name} p99 ms`, value: d.latency.p99, baselineLabel: 'bare fastify p99', baseline: b.latency.p99, ratio: ratio(d.latency.p99, b.latency.p99), target: 'p99 < 10 ms', met: d.latency.p99 < 10 }
+    { figure: `${name} req/s`, value: d.requestsPerSecond, baselineLabel: 'bare node:http, same bytes', baseline: b.requestsPerSecond, ratio: r, target: 'ratio >= 0.7', met: r >= 0.7 && errors === 0, ...(errors > 0 ? { note: `${d.errors} daemon and ${b.errors} baseline errors` } : {}) },
+    { figure: `${name} p99 ms`, value: d.latency.p99, baselineLabel: 'bare node:http p99', baseline: b.latency.p99, ratio: ratio(d.latency.p99, b.latency.p99), target: 'p99 < 5 ms', met: d.latency.p99 < 5 }
   ]
 }
 
@@ -47,8 +48,9 @@ export async function apiFigures (o: ApiOptions): Promise<Figure[]> {
   for (const [name, path] of paths) {
     const sample = await callJson(o.daemon.socket, 'GET', path)
     if (sample.status !== 200) throw new Error(`${path} answered ${sample.status}: ${JSON.stringify(sample.body).slice(0, 300)}`)
+    // The daemon's bytes as it sends them (its cached body), not a re-serialisation of the parsed JSON.
     const bodyFile = join(o.dir, `bare-body-${out.length}.json`)
-    writeFileSync(bodyFile, JSON.stringify(sample.body))
+    writeFileSync(bodyFile, sample.raw)
     const bareSocket = join(o.dir, `bare-${out.length}.sock`)
     const stopBare = await startBare(bareSocket, bodyFile)
     try {

@@ -77,7 +77,7 @@ export async function startDaemon (dir: string, opts: StartOptions = {}): Promis
   return { ...l, child, pid: child.pid!, readyMs: nowMs() - t0, stop }
 }
 
-export interface Reply { status: number, body: any }
+export interface Reply { status: number, body: any, /** the bytes as sent */ raw: string }
 
 /** One JSON request over the Unix socket. */
 export function callJson (socket: string, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<Reply> {
@@ -90,7 +90,7 @@ export function callJson (socket: string, method: string, path: string, body?: u
         const text = Buffer.concat(chunks).toString('utf8')
         let parsed: unknown = text
         try { parsed = JSON.parse(text) } catch {}
-        resolvePromise({ status: res.statusCode ?? 0, body: parsed })
+        resolvePromise({ status: res.statusCode ?? 0, body: parsed, raw: text })
       })
     })
     req.on('timeout', () => req.destroy(new Error('timeout')))
