@@ -9,8 +9,8 @@
 // nobody else (a sticky dir such as /scratch is fine above it), so bob cannot have pre-made /scratch/alice to read
 // alice's stores.
 import { constants } from 'node:fs'
-import { chmod, link, lstat, mkdir, open, readdir, rm, unlink } from 'node:fs/promises'
-import { isAbsolute, join } from 'node:path'
+import { chmod, link, lstat, mkdir, open, readdir, readlink, rm, unlink } from 'node:fs/promises'
+import { dirname, isAbsolute, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { MARKER_NAME, parseRunMarker } from './marker.js'
 
@@ -37,27 +37,38 @@ const myUid = (): number => process.geteuid?.() ?? 0
 
 /**
  * Walk `root` from `/`, making missing directories 0700 (mode set explicitly) when `create`; null when missing and not
- * `create`. No symlink is followed anywhere: the per-user root must be a real path.
+ * `create`. A symlink is followed only when root owns it (sites often have /home -> /gpfs/home); any other symlink,
+ * and any directory owned by someone but root and this user or writable by others, is refused. Returns the
+ * symlink-free path.
  */
 async function trustedRoot (root: string, create: boolean): Promise<string | null> {
   if (!isAbsolute(root)) throw new Unsafe(root, 'not an absolute path')
-  const parts = root.split('/').filter(c => c !== '' && c !== '.')
-  if (parts.includes('..')) throw new Unsafe(root, 'holds ..')
+  let pending = root.split('/').filter(c => c !== '' && c !== '.')
   let cur = '/'
-  for (let i = 0; i < parts.length; i++) {
-    cur = join(cur, parts[i]!)
-    let st = await lstat(cur).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
+  let hops = 0
+  while (pending.length > 0) {
+    const c = pending.shift()!
+    if (c === '..') { cur = dirname(cur); continue }
+    const next = join(cur, c)
+    let st = await lstat(next).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
     if (st === null) {
       if (!create) return null
-      await mkdir(cur, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
-      st = await lstat(cur)
-      if (st.isDirectory() && st.uid === myUid()) await chmod(cur, 0o700)
+      await mkdir(next, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
+      st = await lstat(next)
+      if (st.isDirectory() && st.uid === myUid()) await chmod(next, 0o700)
     }
-    if (st.isSymbolicLink()) throw new Unsafe(cur, 'a symlink in the per-user runs root')
-    if (!st.isDirectory()) throw new Unsafe(cur, 'not a directory')
-    if (st.uid !== 0 && st.uid !== myUid()) throw new Unsafe(cur, `owned by uid ${st.uid}, neither root nor the run's user`)
-    const last = i === parts.length - 1
-    if ((st.mode & 0o022) !== 0 && (last || (st.mode & S_ISVTX) === 0)) throw new Unsafe(cur, 'writable by group or others')
+    if (st.isSymbolicLink()) {
+      if (st.uid !== 0) throw new Unsafe(next, `a symlink owned by uid ${st.uid}`)
+      if (++hops > 40) throw new Unsafe(root, 'too many symlinks')
+      const target = await readlink(next)
+      if (target.startsWith('/')) cur = '/'
+      pending = [...target.split('/').filter(p => p !== '' && p !== '.'), ...pending]
+      continue
+    }
+    if (!st.isDirectory()) throw new Unsafe(next, 'not a directory')
+    if (st.uid !== 0 && st.uid !== myUid()) throw new Unsafe(next, `owned by uid ${st.uid}, neither root nor the run's user`)
+    if ((st.mode & 0o022) !== 0 && (pending.length === 0 || (st.mode & S_ISVTX) === 0)) throw new Unsafe(next, 'writable by group or others')
+    cur = next
   }
   return cur
 }

@@ -64,6 +64,21 @@ t.test('as root, {user} in a sticky scratch: made by alice\'s child, hers, 0700;
   t.same(readdirSync(join(s, 'alice', 'runs')), ['RperUser000003'], 'the other node\'s run stays')
 })
 
+t.test('a root-owned symlink on the way (/home -> /gpfs/home) is followed; the store path is symlink-free', async t => {
+  const s = scratch(t)
+  mkdirSync(join(s, '..', 'gpfs-home'), { mode: 0o755 })
+  chmodSync(join(s, '..', 'gpfs-home'), 0o755)
+  symlinkSync(join(s, '..', 'gpfs-home'), join(s, '..', 'home'))
+  const target = createHpcTarget({ runsRoot: join(s, '..', 'home', '{user}'), privileged: true, logger: pino({ level: 'silent' }) })
+  // alice's "home" under it, as useradd would make it.
+  mkdirSync(join(s, '..', 'gpfs-home', 'alice'), { mode: 0o700 })
+  chownSync(join(s, '..', 'gpfs-home', 'alice'), alice.uid, alice.gid)
+  const store = (await target.provision(runOf(alice, 'RperUserLink01'), secrets())).env.NXF_SECRETS_FILE!
+  t.equal(store, join(s, '..', 'gpfs-home', 'alice', 'RperUserLink01', 'store.json'))
+  await target.revoke(runOf(alice, 'RperUserLink01'))
+  t.same(readdirSync(join(s, '..', 'gpfs-home', 'alice')), [])
+})
+
 t.test('attack: bob made /scratch/alice first (his dir, or his symlink): alice\'s provision refuses, bob gets nothing', async t => {
   for (const kind of ['dir', 'open-dir', 'symlink'] as const) {
     const s = scratch(t)
