@@ -7,7 +7,7 @@
 // `9-р сар-02` (mn: a hyphen and a space inside the month), `de set.-02` (ca), and before Nextflow 23.05 (logback
 // 1.2's SimpleDateFormat) in the locale's digits too (`سبتمبر-٠٩ ١١:٥٧:٠٧.٠٨٩`). It has no year and no zone, so
 // nothing can be compared with it; the daemon needs none of it. A line is an entry when the shape around the date
-// holds (`<month>-dd HH:mm:ss.SSS [thread] LEVEL logger - `, digits of any script); the month is never read.
+// holds (`<date> HH:mm:ss.SSS [thread] LEVEL logger - `, digits of any script); the date is never read.
 // Fixtures: test/fixtures/nextflow-locales (the JDK's own output for 80 locales).
 
 export interface LaunchInfo {
@@ -37,9 +37,10 @@ export interface LogMarkers {
   launching?: LaunchInfo
 }
 
-// The month is any short text (a lazy, bounded match: a hyphen or a space may be inside it); what follows it is
-// fixed by the pattern. \p{Nd}: logback 1.2 wrote Arabic, Persian, Devanagari, Bengali, Thai, ... digits.
-const ENTRY_RE = /^\S.{0,39}?-\p{Nd}{2} \p{Nd}{2}:\p{Nd}{2}:\p{Nd}{2}\.\p{Nd}{3} \[[^\]]*\] [A-Z]+ +(\S+) - (.*)$/u
+// The date before the time is any short text (a lazy, bounded match: spaces and hyphens occur in months), so
+// neither the month's spelling nor the month-day order matters (`MMM-dd` since 2015; `dd-MMM` would read too).
+// \p{Nd}: logback 1.2 wrote Arabic, Persian, Devanagari, Bengali, Thai, ... digits.
+const ENTRY_RE = /^\S.{0,39}? \p{Nd}{2}:\p{Nd}{2}:\p{Nd}{2}\.\p{Nd}{3} \[[^\]]*\] [A-Z]+ +(\S+) - (.*)$/u
 const UUID_RE = /^Session UUID: ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$/i
 const RUN_NAME_RE = /^Run name: ([A-Za-z][\w-]*)\s*$/
 // 26.x prints no DSL tag; 25.x and older print `[name] DSL2 - revision:`

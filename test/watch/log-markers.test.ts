@@ -116,6 +116,7 @@ t.test('line table', async (t) => {
     { name: 'a banner with no version number', text: ts + 'N E X T F L O W  ~  version soon\n', want: {} },
     { name: 'a localized date (logback 1.2, Persian digits)', text: 'اکتبر-۱۴ ۲۳:۴۰:۰۷.۰۸۹ [main] DEBUG nextflow.Session - Run name: a_b\n', want: { runName: 'a_b' } },
     { name: 'a month with a space and a hyphen (mn)', text: '10-р сар-14 23:40:07.089 [main] DEBUG nextflow.Session - Run name: a_b\n', want: { runName: 'a_b' } },
+    { name: 'day before month (dd-MMM) reads too', text: '02-Dec 10:30:01.090 [main] DEBUG nextflow.Session - Run name: a_b\n', want: { runName: 'a_b' } },
     { name: 'a line indented like a continuation is not an entry', text: ' Mar-02 10:30:01.090 [main] DEBUG nextflow.Session - Run name: a_b\n', want: {} },
     { name: 'first run name wins', text: ts + 'Run name: a_b\n' + ts + 'Run name: c_d\n', want: { runName: 'a_b' } },
     { name: 'CRLF', text: ts + 'Run name: a_b\r\n', want: { runName: 'a_b' } },
@@ -132,5 +133,23 @@ t.test('line table', async (t) => {
   ]
   for (const c of cases) {
     t.strictSame(parseLogMarkers(c.text), { aborted: false, goodbye: false, ...c.want }, c.name)
+  }
+})
+
+t.test('a user\'s own log cannot stall the daemon that parses it: adversarial lines of the read size each return', async (t) => {
+  // The daemon (root, shared by every user) parses a head of 256 KiB; a backtracking blow-up on one crafted line would
+  // hold every user's runs. Each shape targets one expression; none may match anything either.
+  const n = 256 * 1024
+  const ts = 'Mar-02 10:30:01.090 [main] DEBUG nextflow.cli.CmdRun - '
+  const shapes: Record<string, string> = {
+    'a date-like prefix repeated': 'Mar-02 10:30:01.090 '.repeat(n / 20),
+    'launching with open brackets': ts + 'Launching `a` [' + '` ['.repeat(n / 3),
+    'launching with backticks': ts + 'Launching `' + 'x` [y'.repeat(n / 5),
+    'a Process line without its end': '  Process: ' + '1'.repeat(n / 2) + '@' + 'a '.repeat(n / 4) + '[',
+    'spaces before nothing': ' '.repeat(n),
+    'digits in every script': '۱۲'.repeat(n / 2)
+  }
+  for (const [name, line] of Object.entries(shapes)) {
+    t.strictSame(parseLogMarkers(ts + '\n' + line + '\n'), { aborted: false, goodbye: false }, name)
   }
 })
