@@ -55,6 +55,8 @@ export class Monitor {
   readonly #checking = new Map<string, Promise<void>>()
   // The one question to Slurm that is out, if any (see #askSlurm).
   #slurmAsk: Promise<void> | null = null
+  // Whether Slurm answered the last question: its outages are logged when they begin and end, not on every pass.
+  #slurmAnswered = true
 
   constructor (runs: RunManager, probes: Probes, logger: Logger, opts: MonitorOptions) {
     this.#runs = runs
@@ -155,7 +157,13 @@ export class Monitor {
     const bound = this.#runs.deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null)
     if (bound.length === 0) return
     this.#slurmAsk = (async () => {
-      if (!await this.#probes.slurmRefresh(bound.map(r => r.slurmJobId!))) return
+      const answered = await this.#probes.slurmRefresh(bound.map(r => r.slurmJobId!))
+      if (answered !== this.#slurmAnswered) {
+        this.#slurmAnswered = answered
+        if (answered) this.#log.info({ runs: bound.length }, 'Slurm answers again')
+        else this.#log.warn({ runs: bound.length }, 'Slurm did not answer (squeue failed or passed its deadline); runs tied to jobs keep their last known state')
+      }
+      if (!answered) return
       for (const r of bound) {
         if (this.#probes.slurmJob(r.slurmJobId!) === 'gone') await this.#checkOnce(r.runId, false)
       }
