@@ -3,8 +3,8 @@
 // so revoking removes the whole run dir. The filesystem work that must stay safe as root lives in
 // hpc/safe-fs.ts; this file is the Target lifecycle around it.
 import type { Logger } from 'pino'
-import { mkdir, readdir, stat } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
 import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
@@ -62,7 +62,11 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     // User mode: everything below is the daemon user's own, so plain calls suffice. NXF_SECRETS_FILE must
     // be absolute (Nextflow resolves a relative one against NXF_HOME).
     const abs = resolve(opts.runsRoot)
-    if (create) await mkdir(abs, { recursive: true, mode: 0o700 })
+    if (create) {
+      // Every dir this makes gets 0700 set explicitly: mkdir's mode is only what the umask leaves of it.
+      const first = await mkdir(abs, { recursive: true, mode: 0o700 })
+      if (first !== undefined) for (let p = abs; p.length >= first.length; p = dirname(p)) await chmod(p, 0o700)
+    }
     // Following a symlink here is fine (a runs root linked to scratch space): it is the user's own tree.
     const st = await stat(abs).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
     if (st === null) return null
