@@ -21,11 +21,21 @@ if (reason !== null) {
   t.test('system mode under systemd', { skip: reason }, async () => {})
 } else {
   let c!: Container
-  t.before(async () => {
-    const packed = await packForContainer()
+  // Where the time goes, for CI's log (never asserted on).
+  const phases: string[] = []
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const start = performance.now()
     try {
-      c = await bootContainer([packed.tarball])
-      await installAsDocsSay(c, packed.tarball)
+      return await fn()
+    } finally {
+      phases.push(`${name} ${((performance.now() - start) / 1000).toFixed(1)} s`)
+    }
+  }
+  t.before(async () => {
+    const packed = await timed('pack', packForContainer)
+    try {
+      c = await timed('boot', () => bootContainer([packed.tarball]))
+      await timed('install', () => installAsDocsSay(c, packed.tarball))
     } finally {
       packed.remove()
     }
@@ -33,6 +43,7 @@ if (reason !== null) {
   t.teardown(async () => { await c?.down() })
 
   t.test('the installed units are the shipped ones, and the kernel sees the daemon as they say', async t => {
+    t.comment(`set-up: ${phases.join(', ')}`)
     t.equal(await shOut(c, `cmp "$(npm root -g)/nf-secretsd/systemd/nf-secretsd.service" ${UNIT_DIR}/nf-secretsd.service && echo same`), 'same')
     const pid = await mainPid(c)
     t.ok(pid > 0, 'the service runs')
