@@ -10,6 +10,7 @@ import { createMetrics, runsByState } from '../daemon/metrics.js'
 import { call, daemonPaths, tempDir } from './helpers/daemon.js'
 import { familyOf, parseExposition, sample, type Exposition } from './helpers/prom-text.js'
 import { MOTO_CREDENTIALS, MOTO_REGION, startMoto } from './helpers/moto.js'
+import { whyNoMoto } from './helpers/requires.js'
 
 t.setTimeout(300_000)
 
@@ -71,7 +72,7 @@ t.test('pure parts: runs by state lists every state; the observer counts by targ
   t.equal(e.types.get('nfsecretsd_revoke_duration_seconds'), 'histogram')
 })
 
-t.test('a real daemon: runs, provisions, revokes, latency, AWS calls, process metrics; no secret in any label', async (t) => {
+t.test('a real daemon: runs, provisions, revokes, latency, AWS calls, process metrics; no secret in any label', { skip: whyNoMoto() }, async (t) => {
   const moto = await startMoto(t)
   // The SDK's default credential chain, as on a real host.
   process.env.AWS_ACCESS_KEY_ID = MOTO_CREDENTIALS.accessKeyId

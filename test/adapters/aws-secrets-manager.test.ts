@@ -13,8 +13,10 @@ import { startFaultProxy } from '../helpers/fault-proxy.js'
 import { isAllowed, permissionsFor, type PolicyDocument, type RecordedCall } from '../helpers/iam-eval.js'
 import { MOTO_ACCOUNT, MOTO_CREDENTIALS, MOTO_REGION, getValue, listAll, smCall, startMoto, type MotoSecret } from '../helpers/moto.js'
 import { recordCalls } from '../helpers/record-calls.js'
+import { requireMoto } from '../helpers/requires.js'
 
 const KMS_KEY = `arn:aws:kms:${MOTO_REGION}:${MOTO_ACCOUNT}:key/6f1e2d3c-aaaa-bbbb-cccc-0123456789ab`
+requireMoto(t)
 const moto = await startMoto(t)
 const calls = new Map<string, RecordedCall[]>()
 const logLines: string[] = []

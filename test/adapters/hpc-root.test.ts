@@ -17,9 +17,9 @@ import { createHpcTarget } from '../../adapters/hpc.js'
 import { makeRunDir, writeStoreAndHandOver } from '../../adapters/hpc/safe-fs.js'
 import type { Target, TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
-const [alice, bob] = ensureUsers(['alice', 'bob', 'carol']) as [{ name: string, uid: number, gid: number }, { name: string, uid: number, gid: number }]
+const [alice, bob] = requireUsers(t, ['alice', 'bob', 'carol']) as [{ name: string, uid: number, gid: number }, { name: string, uid: number, gid: number }]
 const RUN_ID = 'Rattack0000001'
 const CANARY_VALUE = 'cAnArY-' + Math.random().toString(36).slice(2) + '-vAlUe'
 

@@ -12,10 +12,10 @@ import { fsTypeOf, parseMountinfo } from '../../adapters/hpc/fs-type.js'
 import { gsonString, isValidSecretName } from '../../adapters/hpc/store-format.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
 const fixture = readFileSync(new URL('../fixtures/nextflow/store.json', import.meta.url))
-const [alice] = ensureUsers(['alice', 'bob', 'carol'])
+const [alice] = requireUsers(t, ['alice', 'bob', 'carol'])
 
 function secrets (obj: Record<string, string>): Map<string, SecretValue> {
   return new Map(Object.entries(obj).map(([k, v]) => [k, new SecretValue(v)]))

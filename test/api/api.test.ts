@@ -3,9 +3,9 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { appFixture } from '../helpers/app.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
-ensureUsers(['alice', 'bob', 'carol'])
+requireUsers(t, ['alice', 'bob', 'carol'])
 
 type Json = Record<string, unknown>
 

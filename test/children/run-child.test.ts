@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process'
 import { openSync, closeSync, readFileSync } from 'node:fs'
 import { spawn as ptySpawn } from '../../daemon/pty/node-pty.js'
 import { runChild } from '../../daemon/children/run-child.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
-const [bob] = ensureUsers(['bob'])
+const [bob] = requireUsers(t, ['bob'])
 
 function gone (pid: number): boolean {
   try {

@@ -19,6 +19,9 @@ import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { ROOT } from '../helpers/daemon.js'
 import { intentRecord } from '../store/contract/run-ledger-contract.js'
 import { silentLogger, tempDir } from '../store/helpers.js'
+import { requireEtcd } from '../helpers/requires.js'
+
+requireEtcd(t)
 
 const logger = silentLogger()
 const CANARY = 'CANARY-import-3c1d-do-not-leak'

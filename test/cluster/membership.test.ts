@@ -9,6 +9,9 @@ import { join } from 'node:path'
 import { Membership } from '../../daemon/cluster/membership.js'
 import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { requireEtcd } from '../helpers/requires.js'
+
+requireEtcd(t)
 
 t.test('membership', async t => {
   const cluster = await startEtcdCluster(t)

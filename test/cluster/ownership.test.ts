@@ -14,6 +14,9 @@ import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdRunLedger, type EtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { intentRecord } from '../store/contract/run-ledger-contract.js'
+import { requireEtcd } from '../helpers/requires.js'
+
+requireEtcd(t)
 
 interface Node { membership: Membership, ownership: EtcdOwnership, ledger: EtcdRunLedger }
 

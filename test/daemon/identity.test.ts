@@ -1,8 +1,8 @@
 import t from 'tap'
 import { UserDirectory } from '../../daemon/identity/users.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 
 t.test('system mode: users and all their groups through NSS, admins by uid 0 or adminGroup', async t => {
   const dir = new UserDirectory({ mode: 'system', adminGroup: 'genomics', daemonUid: 0 })

@@ -9,9 +9,11 @@ import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { json, runCli, spawnCli } from '../helpers/cli.js'
 import { listAll, startMoto } from '../helpers/moto.js'
 import { AWS_ENV, addSecrets, awsConfig, tagsOf } from '../helpers/aws-daemon.js'
+import { requireMoto } from '../helpers/requires.js'
 
 // Daemon restarts and 50-secret provisions at 40 calls/s: minutes on a loaded CI machine.
 t.setTimeout(900_000)
+requireMoto(t)
 const moto = await startMoto(t)
 const SECRETS = 50
 

@@ -11,9 +11,11 @@ import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { errorCode, json, runCli, spawnCli } from '../helpers/cli.js'
 import { MOTO_ACCOUNT, MOTO_REGION, getValue, listAll, smCall, startMoto } from '../helpers/moto.js'
 import { AWS_ENV, addSecrets, awsConfig, tagsOf, waitForMoto } from '../helpers/aws-daemon.js'
+import { requireMoto } from '../helpers/requires.js'
 
 // Many daemon and CLI processes: on a loaded CI machine this file takes minutes, not tap's default two.
 t.setTimeout(900_000)
+requireMoto(t)
 const moto = await startMoto(t)
 const me = spawnSync('id', ['-un'], { encoding: 'utf8' }).stdout.trim()
 const HOST = hostname()

@@ -10,8 +10,10 @@ import { isCoded } from '../../daemon/errors.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { startFaultProxy } from '../helpers/fault-proxy.js'
 import { MOTO_CREDENTIALS, MOTO_REGION, getValue, listAll, startMoto } from '../helpers/moto.js'
+import { requireMoto } from '../helpers/requires.js'
 
 const RATE = 20
+requireMoto(t)
 const moto = await startMoto(t)
 const logger = pino({ level: 'silent' })
 

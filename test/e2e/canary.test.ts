@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { json, runCli, spawnCli, type RunOptions, type RunResult } from '../helpers/cli.js'
 import { storedValue } from '../helpers/store-peek.js'
+import { ME } from '../helpers/users.js'
 
 t.setTimeout(600_000)
 
@@ -40,7 +41,7 @@ t.test('set canaries through every input path, then read everything back', async
   const events = spawnCli(t, ['events', '--json'], { env })
   await events.waitFor('stderr', /streaming events/)
 
-  t.equal((await cli(['workspaces', 'create', 'canaryws', '--owner', 'root'])).code, 0, 'an admin makes itself owner: admins administer, members use')
+  t.equal((await cli(['workspaces', 'create', 'canaryws', '--owner', ME])).code, 0, 'an admin makes itself owner: admins administer, members use')
   t.equal((await cli(['secrets', 'add', 'CANARY_USER', '--json'], { input: `${canaries[0]}\n` })).code, 0, 'from stdin')
   const file = join(tempDir(t), 'value')
   writeFileSync(file, `${canaries[1]}\n`, { mode: 0o600 })
@@ -68,7 +69,7 @@ t.test('set canaries through every input path, then read everything back', async
   t.same(leaks(stream.stdout + stream.stderr), [], 'no event carries a value')
 
   // The values did arrive, and in the form each path promises.
-  t.equal(storedValue(daemon.stateDir, 'user:root', 'CANARY_USER'), Buffer.from(canaries[2]!).toString('base64'))
+  t.equal(storedValue(daemon.stateDir, `user:${ME}`, 'CANARY_USER'), Buffer.from(canaries[2]!).toString('base64'))
 
   for (const { what, r } of outputs) t.same(leaks(r.stdout + r.stderr), [], `nothing leaks from: ${what}`)
 

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { alive, api, attachRun, eventually, launch, run } from '../helpers/attach.js'
 import type { RunView } from '../../daemon/runs/service.js'
+import { ME } from '../helpers/users.js'
 
 // Each subtest starts real daemons (and restarts them): more than tap's default file timeout on a loaded machine.
 t.setTimeout(300_000)
@@ -24,7 +25,7 @@ t.test('runs revoke stops the command: SIGTERM, then SIGKILL after the grace per
   t.equal(revoked.body.targets.hpc?.state, 'revoked')
   t.notOk(alive(pPid), 'the command is gone before the revoke returns')
   t.match((await a.closed).exit, { state: 'killed', signal: 'SIGTERM' })
-  t.notOk(existsSync(join(daemon.dir, 'runs', 'root', polite)))
+  t.notOk(existsSync(join(daemon.dir, 'runs', ME, polite)))
 
   const marker = join(dir, 'marker')
   const stubborn = await launch(daemon, dir, ['sh', '-c', `trap 'echo term >> ${marker}' TERM; echo ready; while :; do sleep 0.1; done`])
@@ -69,7 +70,7 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     t.same(ended.exit, { type: 'exit', state: 'failed', exitCode: 7, signal: null }, 'ended with the status the wrapper recorded')
     const view = await eventually(async () => { const v = await run(next, runId); return v.targets.hpc?.state === 'revoked' ? v : undefined }, 'revoked')
     t.match(view, { state: 'failed', exitCode: 7 })
-    t.notOk(existsSync(join(dir, 'runs', 'root', runId)), 'run dir gone')
+    t.notOk(existsSync(join(dir, 'runs', ME, runId)), 'run dir gone')
     t.notOk(alive(pid))
   })
 }

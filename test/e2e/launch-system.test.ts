@@ -9,11 +9,11 @@ import { join } from 'node:path'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 import { alive, attachRun, eventually, run } from '../helpers/attach.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
 t.setTimeout(300_000)
 
-const [alice] = ensureUsers(['alice', 'bob'])
+const [alice] = requireUsers(t, ['alice', 'bob'])
 
 function statusField (pid: number, field: string): string[] {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find(l => l.startsWith(`${field}:`)) ?? ''

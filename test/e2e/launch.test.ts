@@ -9,6 +9,7 @@ import WebSocket from 'ws'
 import { CLI_BIN, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 import { PATH, api, attachRun, eventually, launch, run, script } from '../helpers/attach.js'
+import { ME } from '../helpers/users.js'
 
 // Each subtest starts real daemons (and restarts them): more than tap's default file timeout on a loaded machine.
 t.setTimeout(300_000)
@@ -48,11 +49,11 @@ t.test('a launched script: type a line, resize, detach, re-attach with replay, s
   }
   const view = await eventually(async () => { const v = await run(daemon, runId); return v.targets.hpc?.state === 'revoked' ? v : undefined }, 'revoked')
   t.equal(view.state, 'completed')
-  t.notOk(existsSync(join(daemon.dir, 'runs', 'root', runId)), 'the run dir is gone')
-  const log = join(daemon.stateDir, 'launch', 'root', `${runId}.log`)
+  t.notOk(existsSync(join(daemon.dir, 'runs', ME, runId)), 'the run dir is gone')
+  const log = join(daemon.stateDir, 'launch', ME, `${runId}.log`)
   t.equal(statSync(log).mode & 0o777, 0o600, 'the output log is 0600')
   t.match(readFileSync(log, 'utf8'), /got:alice[\s\S]*size:31 101/)
-  t.same(readdirSync(join(daemon.stateDir, 'launch', 'root')).filter(f => !f.endsWith('.log')), [], 'no env or status file left')
+  t.same(readdirSync(join(daemon.stateDir, 'launch', ME)).filter(f => !f.endsWith('.log')), [], 'no env or status file left')
 
   const late = await attachRun(t, daemon.socket, runId)
   const lateEnd = await late.closed
@@ -135,7 +136,7 @@ t.test('a canary secret reaches the run store, and not the daemon log, an event,
   const runId = await launch(daemon, dir, ['sh', '-c', 'echo waiting; read _; echo done'])
   const a = await attachRun(t, daemon.socket, runId)
   await a.waitFor(/waiting/)
-  const store = join(daemon.dir, 'runs', 'root', runId, 'store.json')
+  const store = join(daemon.dir, 'runs', ME, runId, 'store.json')
   t.match(readFileSync(store, 'utf8'), canary, 'the canary was provisioned to the run')
   const argv = readdirSync('/proc').filter(p => /^\d+$/.test(p)).map(p => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') } catch { return '' } }).join('\n')
   t.notMatch(argv, canary, 'in no process argv')
@@ -146,5 +147,5 @@ t.test('a canary secret reaches the run store, and not the daemon log, an event,
   t.ok(events.some(e => e.includes(runId)), 'events about the run were seen')
   t.notMatch(events.join('\n'), canary, 'in no event')
   t.notMatch(daemon.log(), canary, 'not in the daemon log')
-  t.notMatch(readFileSync(join(daemon.stateDir, 'launch', 'root', `${runId}.log`), 'utf8'), canary, 'not in the output log')
+  t.notMatch(readFileSync(join(daemon.stateDir, 'launch', ME, `${runId}.log`), 'utf8'), canary, 'not in the output log')
 })

@@ -8,13 +8,14 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { call, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { errorCode, runCli, type RunOptions, type RunResult } from '../helpers/cli.js'
 import { holdConnections, timeGets } from '../helpers/hostile.js'
 
 t.setTimeout(600_000)
 
-const [, bob] = ensureUsers(['alice', 'bob'])
+const [, bob] = requireUsers(t, ['alice', 'bob'])
 const dir = tempDir(t)
 const PER_UID = 64
 const LIVE_RUNS = 5

@@ -6,6 +6,7 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { CLI_BIN, ROOT, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
+import { ME } from '../helpers/users.js'
 
 const MINI_NEXTFLOW = join(ROOT, 'test', 'fixtures', 'mini-nextflow.py')
 
@@ -46,7 +47,7 @@ t.test('run: env, store, exit status, revoke at the end, no value in any argv', 
   t.equal(run.state, 'failed')
   t.equal(run.exitCode, 7)
   t.equal(run.targets.hpc.state, 'revoked')
-  t.same(readdirSync(join(dir, 'runs', 'root')), [], 'the run dir is gone')
+  t.same(readdirSync(join(dir, 'runs', ME)), [], 'the run dir is gone')
   t.ok(scans > 5, `argv was scanned ${scans} times during the run`)
   t.notOk(leaked, 'the value never appeared in any process argv')
   for (const file of ['runs.json', 'audit.log']) t.notMatch(readFileSync(join(d.stateDir, file), 'utf8'), canary, file)
@@ -71,10 +72,10 @@ t.test('a SIGKILLed wrapper: the run stays while the Nextflow session lives, and
   await new Promise(resolve => setTimeout(resolve, 1500))
   const kept = JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string, launchDir: string }
   t.equal(kept.state, 'running', 'the session is alive: the run and its secrets stay')
-  t.equal(readdirSync(join(dir, 'runs', 'root')).length, 1)
+  t.equal(readdirSync(join(dir, 'runs', ME)).length, 1)
   writeFileSync(join(dir, 'finish'), '')
   await waitFor('the run to end', async () => (JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string }).state === 'completed')
-  await waitFor('the run dir to go', () => readdirSync(join(dir, 'runs', 'root')).length === 0)
+  await waitFor('the run dir to go', () => readdirSync(join(dir, 'runs', ME)).length === 0)
   t.pass('completed and revoked after the session ended')
   t.equal(resolve(kept.launchDir), resolve(dir))
 })

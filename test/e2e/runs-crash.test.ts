@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
+import { ME } from '../helpers/users.js'
 
 interface Ledger { runs: Array<{ runId: string, state: string, targets: Record<string, { state: string }> }> }
 
@@ -13,7 +14,7 @@ function ledger (d: Pick<TestDaemon, 'stateDir'>): Ledger {
 }
 
 function runDirs (dir: string): string[] {
-  const root = join(dir, 'runs', 'root')
+  const root = join(dir, 'runs', ME)
   return existsSync(root) ? readdirSync(root) : []
 }
 

@@ -5,13 +5,13 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 
 t.setTimeout(300_000)
 
-const [alice] = ensureUsers(['alice', 'bob', 'carol'])
+const [alice] = requireUsers(t, ['alice', 'bob', 'carol'])
 
 t.test('two daemons, two state dirs, one runs root: start, sweep, restart; only their own leftovers go', async t => {
   const top = tempDir(t)

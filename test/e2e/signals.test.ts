@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { once } from 'node:events'
 import WebSocket from 'ws'
 import { call, startTestDaemon, tempDir, writeConfig, type LogLine, type TestDaemon } from '../helpers/daemon.js'
+import { ME } from '../helpers/users.js'
 
 t.setTimeout(300_000)
 
@@ -45,7 +46,7 @@ t.test('SIGTERM: clean stop; the run stays provisioned; the next start reconcile
   const armed = await call(daemon.socket, 'POST', '/api/v1/runs', { mode: 'arm', launchDir, ttlSeconds: 3600 })
   t.equal(armed.status, 201)
   const { runId, sessionId } = armed.body as { runId: string, sessionId: string }
-  const storeFile = join(dir, 'runs', 'root', runId, 'store.json')
+  const storeFile = join(dir, 'runs', ME, runId, 'store.json')
   t.ok(existsSync(storeFile), 'the run got its store')
   const events = await openEvents(daemon.socket)
   const closed = once(events.ws, 'close')
@@ -72,7 +73,7 @@ t.test('SIGTERM: clean stop; the run stays provisioned; the next start reconcile
   const after = ledger(again).runs.find(r => r.runId === runId)
   t.equal(after?.state, 'completed', 'the restart saw the run end')
   t.equal(after?.targets.hpc.state, 'revoked')
-  t.equal(existsSync(join(dir, 'runs', 'root', runId)), false, 'the run dir is gone')
+  t.equal(existsSync(join(dir, 'runs', ME, runId)), false, 'the run dir is gone')
   const shown = await call(again.socket, 'GET', `/api/v1/runs/${runId}`)
   t.equal(shown.body.state, 'completed')
   t.equal(await again.stop('SIGINT'), 0, 'SIGINT stops it cleanly too')

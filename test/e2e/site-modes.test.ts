@@ -5,13 +5,13 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 
 t.setTimeout(300_000)
 
-const [alice] = ensureUsers(['alice', 'bob', 'carol'])
+const [alice] = requireUsers(t, ['alice', 'bob', 'carol'])
 const CANARY = 'mOdE-' + randomBytes(8).toString('hex')
 
 t.test('under umask 0077, alice\'s command reads her store; the modes are the documented ones', async t => {

@@ -9,6 +9,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { ensureUsers } from '../helpers/users.js'
+import * as needs from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { errorCode, json, runCli, runNode } from '../helpers/cli.js'
 
@@ -37,6 +38,8 @@ function heldJobs (t: { teardown: (fn: () => void) => void }, user: string, n: n
   return ids
 }
 
+needs.requireRoot(t)
+needs.requireSlurm(t)
 requireSlurm()
 const [alice, bob] = ensureUsers(['alice', 'bob'])
 const dir = tempDir(t, 'nfs-slurm-attack-')

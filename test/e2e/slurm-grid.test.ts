@@ -8,9 +8,13 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, wr
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { ensureUsers } from '../helpers/users.js'
+import * as needs from '../helpers/requires.js'
 import { CLI_BIN, startTestDaemon, socketGet } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+
+needs.requireRoot(t)
+needs.requireSlurm(t)
 
 /** System mode reads its key from a file an admin made: make one for the test daemon. */
 function systemConfig (t: { teardown: (fn: () => void) => void }): Record<string, unknown> {

@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { querySlurmJobs, type SlurmJobState, type SlurmQueryOptions } from '../../daemon/runs/liveness/slurm.js'
+import { requireSlurm } from '../helpers/requires.js'
+
+requireSlurm(t)
 
 const exec = promisify(execFile)
 

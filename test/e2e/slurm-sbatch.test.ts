@@ -9,6 +9,7 @@ import { chownSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { randomBytes } from 'node:crypto'
 import { dirname, join } from 'node:path'
 import { ensureUsers } from '../helpers/users.js'
+import * as needs from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { json, runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
@@ -17,6 +18,8 @@ const INTERVAL_MS = 500
 const PROMPT_MS = INTERVAL_MS + 2000
 t.setTimeout(420_000)
 
+needs.requireRoot(t)
+needs.requireSlurm(t)
 const r0 = spawnSync('sinfo', ['-h', '-o', '%T'], { encoding: 'utf8' })
 if (r0.status !== 0) throw new Error('Slurm is not running: run scripts/ci/start-slurm.sh (as root) first')
 const [alice] = ensureUsers(['alice'])

@@ -6,7 +6,8 @@ import type { Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ensureUsers, TEST_GROUP } from '../helpers/users.js'
+import { TEST_GROUP } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { errorCode, json, runCli, type RunOptions, type RunResult } from '../helpers/cli.js'
 import { rawRequest } from '../helpers/raw-request.js'
@@ -15,7 +16,7 @@ import type { SecretMeta } from '../../daemon/types.js'
 
 t.setTimeout(900_000)
 
-const [alice, bob] = ensureUsers(['alice', 'bob', 'carol'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob', 'carol'])
 const dir = tempDir(t)
 const keyFile = join(dir, 'master.key')
 writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 })

@@ -8,10 +8,10 @@ import { join } from 'node:path'
 import { socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { errorCode, json, runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { waitFor } from '../helpers/watch.js'
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 
 t.test('watch add/list/remove through the CLI, ownership enforced, persisted across a restart', async t => {
   const dir = tempDir(t, 'nfs-e2e-watch-')

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { CLI_BIN, DAEMON_BIN, NO_TAP_HOOKS, ensureBuilt } from './daemon.js'
+import { forOthers } from './for-others.js'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -20,10 +21,10 @@ export interface RunOptions {
   timeoutMs?: number
 }
 
-/** The argv that runs `node <script> ...args` as `user` (or as ourselves). */
+/** The argv that runs `node <script> ...args` as `user` (from a copy that user can read, if need be) or as ourselves. */
 export function asUser (user: string | undefined, script: string, args: string[]): [string, string[]] {
   if (user === undefined) return [NO_TAP_HOOKS[0]!, [...NO_TAP_HOOKS.slice(1), process.execPath, script, ...args]]
-  return ['runuser', ['-u', user, '--', ...NO_TAP_HOOKS, process.execPath, script, ...args]]
+  return ['runuser', ['-u', user, '--', ...NO_TAP_HOOKS, process.execPath, forOthers(script), ...args]]
 }
 
 /** Run a node script to its end and collect its output (killed after timeoutMs). */

@@ -8,6 +8,7 @@ import { parseLogMarkers } from '../../daemon/watch/log-markers.js'
 import { isProcessAlive, processStartTime } from '../../daemon/runs/liveness/process.js'
 import { sessionLockHolder } from '../../daemon/runs/liveness/session-lock.js'
 import { formatDuration, startFakeNextflow, type FakeNextflow, type FakeNextflowOptions } from './fake-nextflow.js'
+import { whyNotRoot } from './requires.js'
 
 async function launchDir (t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'nfs-fake-nf-'))
@@ -135,7 +136,7 @@ t.test('writePidFile: `-bg` style .nextflow.pid', async (t) => {
   t.equal(await readFile(join(dir, '.nextflow.pid'), 'utf8'), `${nf.pid}\n`)
 })
 
-t.test('uid/gid: the child and every file it writes belong to that user', async (t) => {
+t.test('uid/gid: the child and every file it writes belong to that user', { skip: whyNotRoot() }, async (t) => {
   // a numeric id with no passwd entry: no system user is created or needed
   const uid = 4242
   const gid = 4243

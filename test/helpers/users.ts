@@ -3,6 +3,7 @@
 // Test files run in parallel and useradd takes a lock on /etc/passwd, so every step is retried and
 // "already exists" counts as success.
 import { execFileSync } from 'node:child_process'
+import { userInfo } from 'node:os'
 
 export interface TestUser {
   name: string
@@ -66,3 +67,6 @@ export function ensureUsers (names: readonly string[]): TestUser[] {
     return u
   })
 }
+
+/** The user the tests run as (root in CI, anyone on a contributor's machine): never assume "root" in a path. */
+export const ME = userInfo().username

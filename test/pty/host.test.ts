@@ -10,9 +10,9 @@ import { PtyHost } from '../../daemon/pty/host.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { findSetpriv, precheck } from '../../daemon/pty/precheck.js'
 import { caller, runsFixture } from '../helpers/runs.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
-const [alice] = ensureUsers(['alice'])
+const [alice] = requireUsers(t, ['alice'])
 const setpriv = findSetpriv()
 const identity = { uid: alice!.uid, gid: alice!.gid, gids: [alice!.gid] }
 

@@ -11,6 +11,9 @@ import type { RunRecord, TargetName } from '../../daemon/types.js'
 import { caller, runsFixture, type RunsFixture, type Teardown } from '../helpers/runs.js'
 import { tempDir, tinyTmpfs } from '../store/helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
+import { requireRoot } from '../helpers/requires.js'
+
+requireRoot(t) // a tmpfs mount
 
 /**
  * Take the last byte of a filesystem; returns the filler to remove. The audit log's own last page is filled too

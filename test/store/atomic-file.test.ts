@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from '
 import { join } from 'node:path'
 import { AtomicJsonFile, readJsonFile, sweepTempFiles, writeFileAtomic } from '../../daemon/store/atomic-file.js'
 import { sha256File, tempDir, tinyTmpfs } from './helpers.js'
+import { whyNotRoot } from '../helpers/requires.js'
 
 t.test('round trip, exact mode, no temp file left, dir untouched', async t => {
   const dir = tempDir(t)
@@ -56,7 +57,7 @@ t.test('concurrent writes coalesce: all settle, the newest data wins', async t =
   t.same(readdirSync(join(file, '..')), ['ledger.json'])
 })
 
-t.test('ENOSPC gives NFS_ERR_STORAGE, the old file stays intact, no temp left', async t => {
+t.test('ENOSPC gives NFS_ERR_STORAGE, the old file stays intact, no temp left', { skip: whyNotRoot() }, async t => { // a tmpfs mount
   const dir = tinyTmpfs(t, '64k')
   const file = join(dir, 'store.json')
   const a = new AtomicJsonFile<{ fill: string }>(file, { mode: 0o600 })

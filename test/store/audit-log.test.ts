@@ -7,6 +7,7 @@ import type { AuditEntry } from '../../daemon/store/audit-log.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { tempDir, tinyTmpfs } from './helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
+import { whyNotRoot } from '../helpers/requires.js'
 
 const CANARY = 'CANARY-audit-0b7e'
 
@@ -57,7 +58,7 @@ t.test('a symlink or a FIFO in place of the log is refused', async t => {
   await t.rejects(openAuditLog(join(dir, 'fifo.log')), { code: 'NFS_ERR_STORAGE' })
 })
 
-t.test('a full disk: the line that does not fit is refused and cut off, never left half written', async t => {
+t.test('a full disk: the line that does not fit is refused and cut off, never left half written', { skip: whyNotRoot() }, async t => { // a tmpfs mount
   const dir = tinyTmpfs(t, '64k')
   const path = join(dir, 'audit.log')
   const log = await openAuditLog(path)
@@ -78,7 +79,7 @@ t.test('a full disk: the line that does not fit is refused and cut off, never le
   t.same(parse().map(l => l.runId), Array.from({ length: refused + 1 }, (_, i) => `run-${i}`), 'the retry appends it whole, in order')
 })
 
-t.test('appendOrKeep on a full disk keeps the line; later appends write the kept lines first, in call order', async t => {
+t.test('appendOrKeep on a full disk keeps the line; later appends write the kept lines first, in call order', { skip: whyNotRoot() }, async t => { // a tmpfs mount
   const dir = tinyTmpfs(t, '64k')
   const path = join(dir, 'audit.log')
   const log = await openAuditLog(path)

@@ -7,6 +7,9 @@ import { openEtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import type { RunLedger } from '../../daemon/store/run-ledger.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { intentRecord, runLedgerContract } from './contract/run-ledger-contract.js'
+import { requireEtcd } from '../helpers/requires.js'
+
+requireEtcd(t)
 
 t.test('etcd run ledger', async t => {
   const cluster = await startEtcdCluster(t)

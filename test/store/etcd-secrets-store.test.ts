@@ -11,6 +11,9 @@ import type { SecretsStore } from '../../daemon/store/secrets-store.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { secretsStoreContract } from './contract/secrets-store-contract.js'
 import { silentLogger } from './helpers.js'
+import { requireEtcd } from '../helpers/requires.js'
+
+requireEtcd(t)
 
 const logger = silentLogger()
 

@@ -11,6 +11,7 @@ import type { StoreData } from '../../daemon/store/store-format.js'
 import { silentLogger, tempDir, tinyTmpfs } from './helpers.js'
 import type { Teardown } from './helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
+import { whyNotRoot } from '../helpers/requires.js'
 
 const AT = '2030-01-01T00:00:00.000Z'
 const LATER = '2030-01-02T00:00:00.000Z'
@@ -62,7 +63,7 @@ t.test('marks ride along with the next store write, and one made during a write 
   t.equal(onDisk(path), AT)
 })
 
-t.test('a full disk keeps the marks in memory; the next write after space returns carries them', async t => {
+t.test('a full disk keeps the marks in memory; the next write after space returns carries them', { skip: whyNotRoot() }, async t => { // a tmpfs mount
   const dir = tinyTmpfs(t, '64k')
   const { path, store } = await fresh(t, 60_000, dir)
   const filler = fillDisk(dir)

@@ -8,6 +8,7 @@ import type { StoreData } from '../../daemon/store/store-format.js'
 import { sha256File, silentLogger, tempDir, tinyTmpfs } from './helpers.js'
 import type { Teardown } from './helpers.js'
 import { secretsStoreContract } from './contract/secrets-store-contract.js'
+import { whyNotRoot } from '../helpers/requires.js'
 
 const CANARY = 'CANARY-9d1e4b-do-not-leak'
 const logger = silentLogger()
@@ -154,7 +155,7 @@ t.test('a wrong key and a corrupt or tampered store throw the coded error and le
   }
 })
 
-t.test('a failed write (ENOSPC) leaves memory and disk as they were', async t => {
+t.test('a failed write (ENOSPC) leaves memory and disk as they were', { skip: whyNotRoot() }, async t => { // a tmpfs mount
   const dir = tinyTmpfs(t, '64k')
   const { path, key, store } = await fresh(t, dir)
   await store.createSecret('user:alice', 'SMALL', v('x'), 'alice')

@@ -10,12 +10,12 @@ import { openAuditLog } from '../../daemon/store/audit-log.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import type { Caller } from '../../daemon/types.js'
 import type { WatchView } from '../../daemon/watch/service.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { watchFixture, type WatchFixture } from '../helpers/watch.js'
 import { targetList, intOption } from '../../daemon/cli/watch.js'
 import { COMMANDS } from '../../daemon/cli/main.js'
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 const users = new UserDirectory({ mode: 'system', adminGroup: 'nf-secrets-admin', daemonUid: 0 })
 
 async function server (t: { teardown: (fn: () => unknown) => void }, f: WatchFixture): Promise<FastifyInstance> {

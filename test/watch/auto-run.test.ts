@@ -6,12 +6,12 @@ import { chmodSync, chownSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import { claimedBy, lateTargets } from '../../daemon/watch/auto-run.js'
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 
 t.test('lateTargets and claimedBy are pure rules', async t => {
   t.same(lateTargets(['hpc', 'aws', 'memory']), ['aws', 'memory'])

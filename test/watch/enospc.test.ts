@@ -7,6 +7,9 @@ import { join } from 'node:path'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { caller } from '../helpers/runs.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
+import { requireRoot } from '../helpers/requires.js'
+
+requireRoot(t) // lowers fs.inotify.max_user_watches
 
 const LIMIT = '/proc/sys/fs/inotify/max_user_watches'
 

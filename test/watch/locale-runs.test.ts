@@ -8,13 +8,13 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import type { Teardown } from '../helpers/runs.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 
 // The daemon's zone. Node reads TZ again whenever it changes; nothing has formatted a local date yet.
 process.env.TZ = 'UTC'
 
-const [alice] = ensureUsers(['alice'])
+const [alice] = requireUsers(t, ['alice'])
 
 interface Case { locale: string, zone: string, log: string, logLegacy: string, history: string }
 const cases = (JSON.parse(readFileSync(new URL('../fixtures/nextflow-locales/formats.json', import.meta.url), 'utf8')) as { cases: Case[] }).cases

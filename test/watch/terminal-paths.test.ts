@@ -9,6 +9,7 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { caller } from '../helpers/runs.js'
 import { waitFor, watchFixture, type WatchFixture } from '../helpers/watch.js'
+import { whyNoSlurm } from '../helpers/requires.js'
 
 async function armed (f: WatchFixture, name: string, extra: { slurmJobId?: string } = {}): Promise<{ runId: string, sessionId: string, launchDir: string, runDir: string }> {
   const launchDir = join(f.root, name)
@@ -79,7 +80,7 @@ for (const poll of [false, true]) {
     t.notOk(existsSync(r.runDir), 'the run dir is gone')
   })
 
-  t.test(`${mode}: a head in a Slurm job: alive while the job runs, killed when it is gone`, async t => {
+  t.test(`${mode}: a head in a Slurm job: alive while the job runs, killed when it is gone`, { skip: whyNoSlurm() }, async t => {
     const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }], monitorMs: 150 })
     const job = execFileSync('sbatch', ['--parsable', '--output=/dev/null', '--wrap', 'sleep 120'], { encoding: 'utf8' }).trim().split(';')[0]!
     t.teardown(() => { try { execFileSync('scancel', [job]) } catch {} })
