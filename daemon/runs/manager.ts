@@ -251,23 +251,6 @@ export class RunManager implements RunService {
     return run
   }
 
-  /**
-   * Tell the run's user something once per `code`: the daemon's log (warn), a `run.warning` event and the record's
-   * `warnings` (shown by `runs show`). `names` are secret names, never values.
-   */
-  async warn (runId: string, code: string, reason: string, names: string[]): Promise<void> {
-    let fresh = false
-    const run = await withRun(this.deps.ledger, runId, r => {
-      fresh = !(r.warnings ?? []).includes(code)
-      if (!fresh) return null
-      r.warnings = [...(r.warnings ?? []), code]
-      return r
-    })
-    if (!fresh) return
-    this.#log.warn({ runId, user: run.user, code, names }, reason)
-    this.deps.events.publish({ type: 'run.warning', user: run.user, workspace: run.workspace, runId, names, state: code, reason })
-  }
-
   /** End a live run (first end wins) and revoke it. Returns the record after the revoke attempt. */
   /** `onlyIf` is checked against the record inside the ledger's write: the end is dropped when it no longer holds. */
   async end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {

@@ -7,6 +7,7 @@ import type { RunManager } from './manager.js'
 import { dollarWarning, isExpired, verdict } from './policy.js'
 import { logPidOnHost } from './observe.js'
 import type { Probes } from './probes.js'
+import { warnRun } from './warn.js'
 import type { SlurmJobState } from './liveness/slurm.js'
 
 /**
@@ -177,7 +178,7 @@ export class Monitor {
     // the two reads (the line is written first), so one more reading settles which ends the run.
     if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host)
     const warning = dollarWarning(run, signals.version)
-    if (warning !== null) await this.#runs.warn(run.runId, warning.code, warning.reason, warning.names)
+    if (warning !== null) await warnRun(this.#runs.deps, this.#log, run.runId, warning)
     if (run.state === 'armed') {
       if (signals.history !== null) {
         await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
