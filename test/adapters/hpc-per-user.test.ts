@@ -11,10 +11,10 @@ import { expandRunsRoot, isPerUserRoot } from '../../adapters/hpc/per-user-root.
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { ensureBuilt } from '../helpers/daemon.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
 ensureBuilt() // the child runs dist/adapters/hpc/user-tree.js
-const [alice, bob] = ensureUsers(['alice', 'bob', 'carol']) as [{ name: string, uid: number, gid: number }, { name: string, uid: number, gid: number }]
+const [alice, bob] = requireUsers(t, ['alice', 'bob', 'carol']) as [{ name: string, uid: number, gid: number }, { name: string, uid: number, gid: number }]
 const CANARY = 'pEr-UsEr-' + Math.random().toString(36).slice(2)
 
 function scratch (t: Test): string {

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync } from 'node:
 import { join } from 'node:path'
 import { allowedServers } from '../../daemon/cli/server-check.js'
 import { SYSTEM_SOCKET } from '../../daemon/paths.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { NO_TAP_HOOKS, tempDir } from '../helpers/daemon.js'
 import { errorCode, runCli, type RunResult } from '../helpers/cli.js'
 
@@ -20,7 +20,7 @@ t.test('allowedServers, by table', async t => {
   t.same(allowedServers('/home/alice/.nf-secretsd/api.sock', 0), [0], 'a root CLI talks to root only')
 })
 
-const [, bob] = ensureUsers(['alice', 'bob'])
+const [, bob] = requireUsers(t, ['alice', 'bob'])
 const dir = tempDir(t)
 chmodSync(dir, 0o755)
 

@@ -8,13 +8,13 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 
 t.setTimeout(300_000)
 
-const users = ensureUsers(['alice', 'bob', 'carol'])
+const users = requireUsers(t, ['alice', 'bob', 'carol'])
 const [alice, bob] = users as [{ name: string, uid: number, gid: number }, { name: string, uid: number, gid: number }]
 const DROP = ['dac_override', 'dac_read_search', 'fowner', 'chown']
 // Bits of CAP_CHOWN (0), CAP_DAC_OVERRIDE (1), CAP_DAC_READ_SEARCH (2), CAP_FOWNER (3).
