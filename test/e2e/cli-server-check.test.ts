@@ -13,6 +13,7 @@ import { NO_TAP_HOOKS, tempDir } from '../helpers/daemon.js'
 import { errorCode, runCli, type RunResult } from '../helpers/cli.js'
 
 t.setTimeout(300_000)
+const [, bob] = requireUsers(t, ['alice', 'bob'])
 
 t.test('allowedServers, by table', async t => {
   t.same(allowedServers(SYSTEM_SOCKET, 1001), [0], 'the system socket: root only')
@@ -20,7 +21,6 @@ t.test('allowedServers, by table', async t => {
   t.same(allowedServers('/home/alice/.nf-secretsd/api.sock', 0), [0], 'a root CLI talks to root only')
 })
 
-const [, bob] = requireUsers(t, ['alice', 'bob'])
 const dir = tempDir(t)
 chmodSync(dir, 0o755)
 
