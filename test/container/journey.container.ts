@@ -128,12 +128,12 @@ if (reason !== null) {
     'echo h > .nextflow/history', 'echo l > .nextflow.log', 'echo a > "$HOME/.nextflow/assets/from-launch"',
     't=$(mktemp /tmp/nxf.XXXXXX) && echo "$t" > tmpfile', 'nxf-read-store',
     'grep NoNewPrivs /proc/self/status > nnp', 'cat /proc/self/cgroup > cgroup', 'ls /proc/self/fd > fds',
-    'printf %s "$1" > dollar', 'exit 7'
+    'printf %s "$1" > dollar', 'read -r line && printf %s "$line" > typed', 'exit 7'
   ].join('\n')
   for (const dir of [`${A_HOME}/launched`, '/tmp/alice-launch']) {
     t.test(`launch from ${dir}: the command gets alice's view of the system`, async t => {
       await c.sh(`mkdir -p ${dir}`, { user: 'alice' })
-      const r = await nfs(c, 'alice', dir, ['launch', '-w', 'genomics', '--', 'sh', '-c', NEXTFLOW_LIKE, 'nxf', '$HOME${USER}$$'])
+      const r = await nfs(c, 'alice', dir, ['launch', '-w', 'genomics', '--', 'sh', '-c', NEXTFLOW_LIKE, 'nxf', '$HOME${USER}$$'], 'typed-in\n')
       t.equal(r.code, 7, 'the launch ends with the command\'s status')
       const owner = (p: string): Promise<string> => shOut(c, `stat -c %U ${p}`)
       for (const p of ['work/ab/cdef/.command.sh', '.nextflow/history', '.nextflow.log']) t.equal(await owner(`${dir}/${p}`), 'alice', p)
@@ -144,6 +144,7 @@ if (reason !== null) {
       t.match(await shOut(c, `cat ${dir}/cgroup`), /user-\d+\.slice\/nf-secrets-launch-/, 'a transient unit in alice\'s slice')
       t.same((await shOut(c, `cat ${dir}/fds`)).split('\n'), ['0', '1', '2', '3'], 'stdio and ls\'s own dir fd, nothing else')
       t.equal(await shOut(c, `cat ${dir}/dollar`), '$HOME${USER}$$', 'argv as given: systemd expanded nothing')
+      t.equal(await shOut(c, `cat ${dir}/typed`), 'typed-in', 'keystrokes reach it through the terminal')
     })
   }
 
