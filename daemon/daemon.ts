@@ -75,7 +75,8 @@ export interface StartOptions {
 export async function startDaemon (config: Config, options: StartOptions = {}): Promise<RunningDaemon> {
   native() // the addon, or NFS_ERR_ADDON (exit 78) before anything is read: never a "could not be identified" later
   // One daemon per state dir, decided before anything in it is read or reconciled (SPEC 11).
-  const lock = await lockStateDir(config.stateDir, hostname())
+  const traversable = config.mode === 'system' && runsRootInside(config.stateDir, config.hpc.runsRoot)
+  const lock = await lockStateDir(config.stateDir, hostname(), undefined, traversable ? 0o711 : 0o700)
   try {
     return await startLocked(config, options, lock)
   } catch (err) {

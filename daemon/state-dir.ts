@@ -73,14 +73,17 @@ function parseHolder (text: string): { pid: number, host: string } | null {
  * The lock belongs to the open file description (OFD lock), so nothing else the process opens or closes drops it,
  * and the fd is close-on-exec, so no child inherits it.
  */
-export async function lockStateDir (dir: string, host: string, lockExclusive: (fd: number) => boolean = nativeLockExclusive): Promise<StateDirLock> {
+export async function lockStateDir (
+  dir: string, host: string, lockExclusive: (fd: number) => boolean = nativeLockExclusive, mode = 0o700
+): Promise<StateDirLock> {
+  // A state dir made here gets `mode` (ensureStateDir's) set explicitly: mkdir's mode is narrowed by the umask.
   try {
-    await mkdir(dir, { mode: 0o700 })
-    await chmod(dir, 0o700) // narrowed by the umask otherwise; ensureStateDir may open it to 0711 afterwards
+    await mkdir(dir, { mode })
+    await chmod(dir, mode)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      await mkdir(dir, { recursive: true, mode: 0o700 })
-      await chmod(dir, 0o700)
+      await mkdir(dir, { recursive: true, mode })
+      await chmod(dir, mode)
     } else if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
   }
   const st = await lstat(dir)
