@@ -43,8 +43,14 @@ export default async function eventsApi (api: FastifyInstance): Promise<void> {
           socket.close(1008, 'caller no longer identified')
           return
         }
-        const shown = eventFor(caller, event, deps.store)
-        if (shown !== null) socket.send(JSON.stringify(shown))
+        // A listener runs inside whoever published (a run's provision): a failure here is this stream's alone.
+        try {
+          const shown = eventFor(caller, event, deps.store)
+          if (shown !== null) socket.send(JSON.stringify(shown))
+        } catch (err) {
+          request.log.error({ err }, 'event stream failed; closing it')
+          socket.terminate()
+        }
       })
       socket.on('close', unsubscribe)
       socket.on('error', unsubscribe)

@@ -22,7 +22,7 @@ import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } fr
 import { withRun } from './transition.js'
 import { sessionAlive } from './monitor.js'
 import { intentRecord, provisionRun } from './provision.js'
-import { LiveRunQuota } from './quota.js'
+import { LiveRunQuota, ownsRun } from './quota.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -84,7 +84,7 @@ export class RunManager implements RunService {
   #visible (caller: Caller, runId: string): RunRecord {
     const run = this.deps.ledger.get(runId)
     // Another user's run is reported as absent, so ids cannot be probed.
-    if (run === undefined || (run.user !== caller.user && !caller.isAdmin)) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
+    if (run === undefined || (!ownsRun(caller, run) && !caller.isAdmin)) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
     return run
   }
 
@@ -221,7 +221,7 @@ export class RunManager implements RunService {
 
   list (caller: Caller, all: boolean): RunView[] {
     return this.deps.ledger.all()
-      .filter(r => r.user === caller.user || caller.isAdmin)
+      .filter(r => ownsRun(caller, r) || caller.isAdmin)
       .filter(r => all || !isTerminal(r.state) || Object.values(r.targets).some(t => t !== undefined && t.state !== 'revoked'))
       .map(view)
   }

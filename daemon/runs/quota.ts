@@ -4,6 +4,14 @@
 import { nfsError } from '../errors.js'
 import { isTerminal, type Caller, type RunRecord } from '../types.js'
 
+/**
+ * Pure: is this run the caller's? By name and by the uid it was started with: an account deleted and created again
+ * under the same name but a new uid is another person, and gets none of the old account's runs to see or end.
+ */
+export function ownsRun (caller: Pick<Caller, 'user' | 'uid'>, run: Pick<RunRecord, 'user' | 'uid'>): boolean {
+  return run.user === caller.user && run.uid === caller.uid
+}
+
 /** Pure: live runs of a uid in a ledger snapshot. */
 export function liveRunsOf (runs: Iterable<Pick<RunRecord, 'uid' | 'state'>>, uid: number): number {
   let n = 0

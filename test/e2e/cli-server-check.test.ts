@@ -58,17 +58,19 @@ function refused (t: Test, r: RunResult, what: string): void {
 t.test('alice\'s CLI pointed at bob\'s socket sends nothing', async t => {
   const fake = await fakeDaemon(join(dir, 'bob-sock'))
   const env = { NF_SECRETS_SOCKET: fake.socket }
-  refused(t, await runCli(['secrets', 'add', 'ALICE_TOKEN'], { user: 'alice', env, input: 'CANARY-alice-to-bob\n' }), 'secrets add')
-  refused(t, await runCli(['whoami'], { user: 'alice', env }), 'whoami')
-  refused(t, await runCli(['events'], { user: 'alice', env }), 'events (WebSocket)')
-  refused(t, await runCli(['attach', 'aaaaaaaaaaaaaa'], { user: 'alice', env }), 'attach (WebSocket)')
+  // The fake never answers: a CLI that sent its request would wait; 20 s is its deadline here.
+  const timeoutMs = 20_000
+  refused(t, await runCli(['secrets', 'add', 'ALICE_TOKEN'], { user: 'alice', env, timeoutMs, input: 'CANARY-alice-to-bob\n' }), 'secrets add')
+  refused(t, await runCli(['whoami'], { user: 'alice', env, timeoutMs }), 'whoami')
+  refused(t, await runCli(['events'], { user: 'alice', env, timeoutMs }), 'events (WebSocket)')
+  refused(t, await runCli(['attach', 'aaaaaaaaaaaaaa'], { user: 'alice', env, timeoutMs }), 'attach (WebSocket)')
   t.equal(fake.received(), '', 'bob\'s fake daemon received not one byte')
 })
 
 t.test('an admin who su\'d from bob\'s session (bob\'s XDG_RUNTIME_DIR kept) sends nothing to bob', async t => {
   const runtime = join(dir, 'bob-runtime')
   const fake = await fakeDaemon(join(runtime, 'nf-secretsd'))
-  const r = await runCli(['secrets', 'add', 'DB_PASS', '-w', 'lab'], { env: { XDG_RUNTIME_DIR: runtime, HOME: '/root' }, input: 'CANARY-root-to-bob\n' })
+  const r = await runCli(['secrets', 'add', 'DB_PASS', '-w', 'lab'], { env: { XDG_RUNTIME_DIR: runtime, HOME: '/root' }, timeoutMs: 20_000, input: 'CANARY-root-to-bob\n' })
   refused(t, r, 'root: secrets add')
   t.equal(fake.received(), '', 'nothing reached bob')
 })

@@ -58,8 +58,9 @@ t.test('1,100 idle connections of bob: 64 held, the rest refused with NFS_ERR_LI
   t.comment(`alice GET /secrets while bob holds ${PER_UID} connections: p50 ${timings.p50.toFixed(1)} ms, p99 ${timings.p99.toFixed(1)} ms (measured, not asserted)`)
 
   // The idle timeout: bob's connections never sent a byte, and the daemon closes every one of them.
-  await hold.allClosed
-  t.pass(`the daemon closed all of bob's idle connections (idleTimeoutSeconds ${IDLE_S})`)
+  // A deadline, not a measurement: Node's own headersTimeout (60 s) would close them too, much later.
+  const closed = await Promise.race([hold.allClosed.then(() => true), new Promise<boolean>(resolve => setTimeout(resolve, 40_000, false).unref())])
+  t.ok(closed, `the daemon closed all of bob's idle connections (idleTimeoutSeconds ${IDLE_S}, well before Node's own 60 s)`)
   hold.stop()
   t.equal((await as('bob', ['whoami'])).code, 0, 'bob is served again once his connections are gone')
   t.equal(daemon.process.exitCode, null, 'the daemon is still running')

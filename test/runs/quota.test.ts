@@ -2,7 +2,7 @@
 // serves POST /runs, launch and the watcher's auto-runs alike).
 import t from 'tap'
 import { chmodSync } from 'node:fs'
-import { liveRunsOf, mayStart } from '../../daemon/runs/quota.js'
+import { liveRunsOf, mayStart, ownsRun } from '../../daemon/runs/quota.js'
 import type { RunState } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
 
@@ -74,4 +74,20 @@ t.test('a burst of parallel creates cannot overshoot the limit', async t => {
   await f.runs.revoke(bob, f.ledger.all()[0]!.runId)
   t.equal(await codeOf(f.runs.create(bob, { mode: 'arm', launchDir: 'relative' })), 'NFS_ERR_INVALID_PATH')
   t.ok(await f.runs.create(bob, { mode: 'arm', launchDir: f.launchDir }), 'the failed create did not keep a slot')
+})
+
+t.test('a name whose uid changed is another user: the old account\'s runs are not the new one\'s', async t => {
+  t.equal(ownsRun({ user: 'alice', uid: 1001 }, { user: 'alice', uid: 1001 }), true)
+  t.equal(ownsRun({ user: 'alice', uid: 1077 }, { user: 'alice', uid: 1001 }), false, 'same name, new uid')
+  t.equal(ownsRun({ user: 'bob', uid: 1001 }, { user: 'alice', uid: 1001 }), false, 'same uid, other name (renamed)')
+  const f = await runsFixture(t)
+  chmodSync(f.launchDir, 0o777)
+  const old = caller('alice', { uid: 60_010 })
+  const recreated = caller('alice', { uid: 60_011 })
+  const run = await f.runs.create(old, { mode: 'arm', launchDir: f.launchDir })
+  t.equal(await codeOf(Promise.resolve().then(() => f.runs.get(recreated, run.runId))), 'NFS_ERR_RUN_NOT_FOUND', 'show')
+  t.equal(await codeOf(f.runs.revoke(recreated, run.runId)), 'NFS_ERR_RUN_NOT_FOUND', 'revoke')
+  t.equal(await codeOf(f.runs.finish(recreated, run.runId, { exitCode: 0 })), 'NFS_ERR_RUN_NOT_FOUND', 'finish')
+  t.same(f.runs.list(recreated, true), [], 'list')
+  t.equal(f.runs.list(old, true).length, 1, 'the account that started it still sees it')
 })
