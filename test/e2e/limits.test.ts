@@ -3,6 +3,7 @@
 // answering. Nothing of this may lock alice out, and nothing may crash the daemon.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
+import { connect } from 'node:net'
 import { chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -106,4 +107,26 @@ t.test('event streams are kept alive by pings, and a stream that stops answering
   const code = await deadClosed
   t.ok(code === 1006 || code === 1001, `a stream that never answers is terminated (close ${code})`)
   t.equal(alive.readyState, WebSocket.OPEN)
+})
+
+t.test('hostile sockets end themselves, never the daemon', async t => {
+  const raw = (bytes: string, destroyAfterWrite: boolean): Promise<string> => new Promise((resolve) => {
+    const s = connect(daemon.socket)
+    let got = ''
+    s.on('data', (d) => { got += d.toString() })
+    s.on('error', () => {})
+    s.on('close', () => resolve(got))
+    s.write(bytes, () => { if (destroyAfterWrite) s.destroy() })
+  })
+  t.match(await raw('GARBAGE / NOT-HTTP\r\n\r\n', false), /NFS_ERR_BAD_REQUEST/, 'garbage gets the coded 400')
+  await raw('POST /api/v1/secrets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"na', true)
+  await raw('GET /api/v1/events HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x00\xff', true)
+  const big = new WebSocket(`ws+unix://${daemon.socket}:/api/v1/events`)
+  big.on('error', () => {})
+  await new Promise(resolve => big.once('open', resolve))
+  const closed = new Promise<number>(resolve => big.once('close', (c) => resolve(c)))
+  big.send(Buffer.alloc(200 * 1024, 'x'))
+  t.equal(await closed, 1009, 'a frame over the 64 KiB cap ends that stream (1009)')
+  t.equal((await call(daemon.socket, 'GET', '/api/v1/health')).status, 200, 'the daemon answers')
+  t.equal(daemon.process.exitCode, null, 'and is still running')
 })
