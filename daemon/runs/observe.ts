@@ -61,6 +61,20 @@ export function logPidOnHost (log: Pick<LogMarkers, 'pid' | 'host' | 'ip'> | nul
   return null
 }
 
+/**
+ * May `pid` be the run's Nextflow? Not when another user's process holds it: a forged or stale `Process:` line or
+ * pid file naming root's or another user's long-lived process (pid 1, sshd) would keep the run, and its secrets,
+ * alive for ever. A pid with no process here (ended, or on another host) stays: its probe says it is gone.
+ */
+export async function pidMayBeTheRuns (pid: number, uid: number): Promise<boolean> {
+  if (!Number.isSafeInteger(pid) || pid <= 1) return false
+  try {
+    return (await fsp.stat(`/proc/${pid}`)).uid === uid
+  } catch {
+    return true
+  }
+}
+
 export async function observeRun (files: RunFiles): Promise<Observation> {
   let history: HistoryRecord | null = null
   let historyCount = 0
@@ -79,7 +93,12 @@ export async function observeRun (files: RunFiles): Promise<Observation> {
     if (l === null) continue
     const markers = parseLogMarkers(l.text)
     if (markers.sessionId === files.sessionId || (history !== null && markers.runName === history.runName)) {
-      log = markers
+      if (markers.pid !== undefined && !(await pidMayBeTheRuns(markers.pid, files.uid))) {
+        const { pid: _pid, host: _host, ip: _ip, ...rest } = markers
+        log = rest
+      } else {
+        log = markers
+      }
       break
     }
   }
@@ -87,7 +106,7 @@ export async function observeRun (files: RunFiles): Promise<Observation> {
   const p = await readOwned(join(files.launchDir, '.nextflow.pid'), files.uid, 64)
   if (p !== null) {
     const pid = Number(p.text.trim())
-    if (Number.isInteger(pid) && pid > 1) pidFile = { pid, mtimeMs: p.mtimeMs }
+    if (Number.isInteger(pid) && await pidMayBeTheRuns(pid, files.uid)) pidFile = { pid, mtimeMs: p.mtimeMs }
   }
   return { history, historyCount, log, pidFile }
 }

@@ -33,6 +33,8 @@ export interface FakeNextflowOptions {
   unresolvedHost?: boolean
   /** the banner's and CmdInfo's version; default 26.08.0-edge */
   version?: string
+  /** the pid the `Process:` line names (a forged one); default the child's own */
+  processPid?: number
 }
 
 export type FinishStatus = 'OK' | 'ERR'
@@ -171,7 +173,7 @@ export async function startFakeNextflow (opts: FakeNextflowOptions): Promise<Fak
   await log('nextflow.Session', 'Executor pool size: 2')
   await log('nextflow.cli.CmdRun', [
     '', `  Version: ${version} build 0`, '  System: Linux', '  Encoding: UTF-8 (UTF-8)',
-    opts.unresolvedHost === true ? `  Process: ${pid}@localhost null` : `  Process: ${pid}@${host} [${ipAddress()}]`, '  CPUs: 2 - Mem: 2 GB (1 GB) - Swap: 0 (0)'
+    opts.unresolvedHost === true ? `  Process: ${opts.processPid ?? pid}@localhost null` : `  Process: ${opts.processPid ?? pid}@${host} [${ipAddress()}]`, '  CPUs: 2 - Mem: 2 GB (1 GB) - Swap: 0 (0)'
   ].join('\n'))
 
   // ScriptRunner.verifyAndTrackHistory: the `-` line goes in before the cache DB is opened
