@@ -6,6 +6,7 @@ import { spawn as ptySpawn, type IPty, type IPtyForkOptions } from './node-pty.j
 import type { FileHandle } from 'node:fs/promises'
 import type { Config } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'
+import { native } from '../identity/native.js'
 import type { Logger } from '../logger.js'
 import type { RunHost, RunManager } from '../runs/manager.js'
 import type { Probes } from '../runs/probes.js'
@@ -16,7 +17,7 @@ import { findSetpriv, precheck } from './precheck.js'
 import { signalSession } from './process-group.js'
 import { LaunchSession, type AttachClient } from './session.js'
 import { detectSystemdRun, signalUnit, transientArgs } from './transient-unit.js'
-import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, wrapperArgs, type ExitStatus } from './wrapper.js'
+import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, terminalName, wrapperArgs, type ExitStatus } from './wrapper.js'
 
 export type SpawnFn = (file: string, args: string[], options: IPtyForkOptions) => IPty
 
@@ -51,6 +52,18 @@ const PRUNE_EVERY_MS = 6 * 3600_000
 
 function ownerOf (run: RunRecord): Caller {
   return { user: run.user, uid: run.uid, gid: run.gid, pid: 0, groups: [], gids: [], isAdmin: false }
+}
+
+/**
+ * node-pty opens the master without FD_CLOEXEC (glibc forkpty), so every later child of the daemon would inherit
+ * it: another user's launched command could read this session and type into it, as this user. Mark it at once;
+ * JS runs nothing else between the spawn and here, so no spawn can come in between. A terminal whose fd cannot be
+ * marked is not used.
+ */
+function closeOnExec (term: IPty): void {
+  const fd = (term as IPty & { fd?: unknown }).fd
+  if (typeof fd !== 'number') throw new Error('the terminal has no master fd to mark close-on-exec')
+  native().cloexec(fd)
 }
 
 async function within (p: Promise<void>, ms: number): Promise<boolean> {
@@ -126,8 +139,10 @@ export class PtyHost implements RunHost {
       const args = this.#systemdRun !== null
         ? transientArgs({ ...spec, systemdRun: this.#systemdRun, runId: created.runId })
         : wrapperArgs({ ...spec, setpriv })
+      // Whatever fd of the daemon lacks FD_CLOEXEC (a master from before, an inherited fd), the wrapper must not get it.
+      native().cloexecFrom(3)
       term = this.#spawn(this.#shell, args, {
-        name: env.TERM ?? 'xterm-256color',
+        name: terminalName(env.TERM),
         cols: req.cols ?? 80,
         rows: req.rows ?? 24,
         cwd: '/',
@@ -135,6 +150,12 @@ export class PtyHost implements RunHost {
         env: { PATH: CLEAN_PATH },
         encoding: null
       })
+      try {
+        closeOnExec(term)
+      } catch (err) {
+        term.kill('SIGKILL')
+        throw err
+      }
     } catch (err) {
       await this.files.remove(paths.env)
       await log?.close().catch(() => {})
@@ -202,17 +223,34 @@ export class PtyHost implements RunHost {
     if (s === undefined || s.ended !== null) return
     s.stopping = true
     this.#log.info({ runId, pid: s.pid }, 'stopping the command')
-    await this.#signal(s, 'SIGTERM')
+    if (!(await this.#signal(s, 'SIGTERM'))) {
+      this.#log.warn({ runId, pid: s.pid }, 'the pid is no longer the command recorded for this run; not signalled')
+      s.processGone()
+      return
+    }
     if (await within(s.gone, this.#deps.config.launch.killGraceSeconds * 1000)) return
     this.#log.warn({ runId, pid: s.pid }, 'the command outlived its grace period; killing it')
     await this.#signal(s, 'SIGKILL')
     await within(s.gone, 5000)
   }
 
-  /** A command in a transient unit is signalled through systemd: a signal to its systemd-run would only let it go. */
-  async #signal (s: LaunchSession, signal: NodeJS.Signals): Promise<void> {
-    if (this.#systemdRun !== null && await signalUnit(s.runId, signal)) return
+  /**
+   * Signal a session. Our own child's session id stays ours while any process of it lives (the kernel does not hand
+   * out a pid still in use as a session or group id). An adopted run's wrapper is not our child: once it is gone its
+   * pid can be any process of any user (adopted runs are checked once a second), so it is signalled only while the
+   * pid is still the process the run recorded, by its start time; without a recorded start time, not at all.
+   * False when it was not signalled for that reason: the command is gone. A command in a transient unit is signalled
+   * through systemd, by the unit's name (a signal to its systemd-run would only let it go).
+   */
+  async #signal (s: LaunchSession, signal: NodeJS.Signals): Promise<boolean> {
+    if (this.#systemdRun !== null && await signalUnit(s.runId, signal)) return true
+    if (!s.live) {
+      const run = this.#deps.runs.deps.ledger.get(s.runId)
+      const start = run !== undefined && run.pid === s.pid ? run.pidStart : null
+      if (start === null || !(await this.#deps.probes.processAlive(s.pid, start))) return false
+    }
     await signalSession(s.pid, signal)
+    return true
   }
 
   /**

@@ -12,6 +12,11 @@
 //    ends an adopted run with its real status.
 // The wrapper starts with a fixed, clean environment: the caller's environment reaches the command through a file
 // read on fd 3 only after privileges are dropped (LD_PRELOAD & co. must never reach a root process).
+// It starts with exactly fds 0, 1 and 2 (the terminal) kept: anything else it inherited is closed before the command
+// starts, since another session's pty master in a command's hands means typing into that session as its user. A
+// POSIX shell can close fds 3-9 only (dash reads `exec 12<&-` as a command named 12), so an inherited fd of 10 or
+// more stops the wrapper with EXIT_WRAPPER before anything runs. The daemon marks all its fds close-on-exec before
+// each spawn, so this check never finds one; it stands for whatever a future change (or a library) might leak.
 import { constants } from 'node:os'
 
 export const CLEAN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -20,8 +25,13 @@ export const EXIT_WRAPPER = 125
 /** ... when the caller cannot enter the launch dir at spawn time. */
 export const EXIT_NO_DIR = 126
 
+// Close fds 3-9; any other fd still open (the glob's own directory fd is closed again once the list is made) is
+// refused. Without /proc the glob stays literal and nothing is checked: the daemon's close-on-exec holds alone.
+export const CLOSE_INHERITED = `for f in /proc/self/fd/*; do n=\${f##*/}; case $n in 0|1|2) ;; [3-9]) eval "exec $n<&-" ;; *) [ ! -e "$f" ] || exit ${EXIT_WRAPPER} ;; esac; done`
+
 // $1 env file, $2 status file, then the command stage's argv.
 const OUTER = [
+  CLOSE_INHERITED,
   "trap '' HUP",
   "trap ':' INT TERM QUIT",
   'umask 077',
@@ -64,6 +74,17 @@ export interface WrapperSpec {
   statusFile: string
   launchDir: string
   command: string[]
+}
+
+const TERM_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/
+export const DEFAULT_TERM = 'xterm-256color'
+
+/**
+ * The TERM node-pty puts in the wrapper's own environment (the root shell's, in system mode): the caller's value only
+ * when it looks like a terminfo name. The command gets the caller's TERM through the environment file anyway.
+ */
+export function terminalName (term: string | undefined): string {
+  return term !== undefined && TERM_NAME.test(term) ? term : DEFAULT_TERM
 }
 
 /** The argv (after the shell itself) of the wrapper. Nothing secret: paths and the caller's own command. */

@@ -2,6 +2,7 @@
 // anything is provisioned (through setpriv, as alice), and a start that fails after provisioning, which must end
 // the run `failed`, revoke it and answer NFS_ERR_LAUNCH_FAILED.
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,6 +10,8 @@ import { pino } from 'pino'
 import { PtyHost } from '../../daemon/pty/host.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { findSetpriv, precheck } from '../../daemon/pty/precheck.js'
+import { realProbes } from '../../daemon/runs/probes.js'
+import { processStartTime } from '../../daemon/runs/liveness/process.js'
 import { caller, runsFixture } from '../helpers/runs.js'
 import { requireUsers } from '../helpers/requires.js'
 
@@ -71,4 +74,29 @@ t.test('a spawn that fails after provisioning: the run ends failed, is revoked, 
   const notFound = await codeOf(host.launch(me, { mode: 'launch', launchDir: f.launchDir, command: ['no-such-command-zz'] }))
   t.equal(notFound, 'NFS_ERR_LAUNCH_FAILED')
   t.equal(f.ledger.all().length, 1, 'a command that is not there fails before anything is provisioned')
+})
+
+t.test('an adopted run whose pid now names another process: stop signals nothing', async t => {
+  // The command of an adopted run (not our child) went, and its pid now belongs to some other process, here a real
+  // session leader started by the test. The run still records the old start time; the other process must live.
+  const f = await runsFixture(t)
+  const other = spawn('/bin/sleep', ['60'], { detached: true, stdio: 'ignore' })
+  t.teardown(() => { try { process.kill(-other.pid!, 'SIGKILL') } catch {} })
+  const me = caller('root', { uid: process.getuid!(), gid: process.getgid!() })
+  const created = await f.runs.create(me, { mode: 'launch', launchDir: f.launchDir, command: ['sleep', '60'] })
+  const pidStart = await processStartTime(other.pid!)
+  t.ok(pidStart !== null)
+  let run = f.ledger.get(created.runId)!
+  await f.ledger.update(run.runId, run.version, r => ({ ...r, state: 'running', pid: other.pid!, pidStart }))
+  const host = new PtyHost({ runs: f.runs, config: { ...f.config, launch: { ...f.config.launch, killGraceSeconds: 1 } }, logger: pino({ level: 'silent' }), probes: realProbes(), daemonUid: process.getuid!(), clock: () => new Date(), pollMs: 3_600_000 })
+  t.teardown(() => host.close())
+  f.runs.setHost(host)
+  t.equal(await host.adopt(), 1, 'adopted while its pid is the recorded process')
+  run = f.ledger.get(created.runId)!
+  // The recorded process is gone, the pid reused: the start time no longer matches.
+  await f.ledger.update(run.runId, run.version, r => ({ ...r, pidStart: pidStart! + 1 }))
+  await host.stop(created.runId)
+  t.equal(other.exitCode, null)
+  t.equal(other.signalCode, null, 'the process now holding the pid got no signal')
+  t.ok(host.session(created.runId) !== undefined)
 })

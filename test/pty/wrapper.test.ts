@@ -2,8 +2,10 @@
 // /proc stat ids, the attach protocol's input messages and the CLI's detach key and exit status.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
 import { RingBuffer } from '../../daemon/pty/ring-buffer.js'
-import { envFileText, exitFromPty, exitFromStatus, parseStatusFile, privilegeArgs, wrapperArgs } from '../../daemon/pty/wrapper.js'
+import { CLOSE_INHERITED, DEFAULT_TERM, EXIT_WRAPPER, envFileText, exitFromPty, exitFromStatus, parseStatusFile, privilegeArgs, terminalName, wrapperArgs } from '../../daemon/pty/wrapper.js'
+import { native } from '../../daemon/identity/native.js'
 import { parseStatIds } from '../../daemon/pty/process-group.js'
 import { parseInMessage } from '../../daemon/api/attach.js'
 import { exitStatusOf, launchEnv, splitAtDetach } from '../../daemon/cli/launch.js'
@@ -89,4 +91,40 @@ t.test('CLI: detach key, exit status, environment', async t => {
   t.equal(exitStatusOf({ exitCode: null, signal: 'SIGKILL' }), 137)
   t.equal(exitStatusOf({ exitCode: null, signal: null }), 1)
   t.same(launchEnv({ A: '1', B: undefined }), { A: '1' })
+})
+
+t.test('TERM for the wrapper: a terminfo name or the default', async t => {
+  const cases: Array<[string | undefined, string]> = [
+    ['xterm-256color', 'xterm-256color'],
+    ['screen.xterm-256color', 'screen.xterm-256color'],
+    ['rxvt-unicode+x', 'rxvt-unicode+x'],
+    [undefined, DEFAULT_TERM],
+    ['', DEFAULT_TERM],
+    ['xterm; id', DEFAULT_TERM],
+    ['$(id)', DEFAULT_TERM],
+    ['-xterm', DEFAULT_TERM],
+    ['../../x', DEFAULT_TERM],
+    ['x'.repeat(65), DEFAULT_TERM],
+    ['xterm\nLD_PRELOAD=/tmp/x.so', DEFAULT_TERM]
+  ]
+  for (const [given, want] of cases) t.equal(terminalName(given), want, JSON.stringify(given))
+})
+
+t.test('the wrapper closes inherited fds 3-9 and refuses to start with any other fd open', async t => {
+  // As the daemon does before a spawn: nothing of this process (tap's own fds) reaches the shell unasked.
+  native().cloexecFrom(3)
+  const extra = openSync('/dev/null', 'r')
+  t.teardown(() => closeSync(extra))
+  const script = `${CLOSE_INHERITED}; ls /proc/$$/fd`
+  const fds = (r: ReturnType<typeof spawnSync>): number[] => r.stdout!.toString().trim().split('\n').map(Number).sort((a, b) => a - b)
+  const plain = spawnSync('/bin/sh', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.equal(plain.status, 0)
+  t.same(fds(plain), [0, 1, 2])
+  const low = spawnSync('/bin/sh', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe', extra, 'ignore', extra, 'ignore', 'ignore', 'ignore', extra] })
+  t.equal(low.status, 0, 'fds 3, 5 and 9 are closed')
+  t.same(fds(low), [0, 1, 2])
+  const high = ['ignore', 'pipe', 'pipe', ...Array<'ignore'>(9).fill('ignore'), extra] as const
+  const r = spawnSync('/bin/sh', ['-c', `${script}; echo ran`], { stdio: [...high] })
+  t.equal(r.status, EXIT_WRAPPER, 'fd 12 cannot be closed by a POSIX shell: nothing runs')
+  t.notMatch(r.stdout!.toString(), /ran/)
 })
