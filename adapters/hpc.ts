@@ -15,8 +15,8 @@ import { closedComponents, probeHardLinks } from './hpc/probes.js'
 import { runsRootWarnings } from './hpc/status-warnings.js'
 import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
 import {
-  ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath, writeRunMarker,
-  writeStoreAndHandOver
+  CLEANUP_DEADLINE_MS, ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath,
+  writeRunMarker, writeStoreAndHandOver
 } from './hpc/safe-fs.js'
 
 export { formatNextflowStore } from './hpc/store-format.js'
@@ -37,6 +37,8 @@ export interface HpcTargetOptions {
   host?: string
   /** users whose per-user runs roots the sweep visits (a `{home}`/`{user}` root is found only through its user) */
   knownUsers?: () => Iterable<string>
+  /** the deadline of each cleanup child (a `find` as the run's owner, who can stop it); default CLEANUP_DEADLINE_MS */
+  cleanupDeadlineMs?: number
 }
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
@@ -52,6 +54,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   const { privileged } = opts
   const nodeId = opts.nodeId ?? 'local'
   const host = opts.host ?? 'localhost'
+  const cleanupDeadlineMs = opts.cleanupDeadlineMs ?? CLEANUP_DEADLINE_MS
   const log = opts.logger.child({ target: 'hpc' })
   let closed = false
   const perUser = isPerUserRoot(opts.runsRoot) ? createPerUserRoots({ template: opts.runsRoot, privileged, nodeId, host, log }) : null
@@ -110,7 +113,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       const existing = await lstatOrNull(runDir)
       if (existing !== null) {
         if (existing.isSymbolicLink() || !existing.isDirectory()) throw unsafePath(runDir, 'not a plain directory')
-        await removeRunDir(runDir, privileged)
+        await removeRunDir(runDir, privileged, cleanupDeadlineMs)
       }
       await makeRunDir(runDir)
       created = true
@@ -127,7 +130,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
           log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
         })
       } else if (created && runDir !== null) {
-        await removeRunDir(runDir, privileged).catch(cleanupErr => {
+        await removeRunDir(runDir, privileged, cleanupDeadlineMs).catch(cleanupErr => {
           log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
         })
       }
@@ -149,7 +152,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     if (base === null) return false
     const userDir = await ensureUserDir(base, user, privileged, false)
     if (userDir === null) return false
-    return await removeRunDir(join(userDir, runId), privileged)
+    return await removeRunDir(join(userDir, runId), privileged, cleanupDeadlineMs)
   }
 
   async function revoke (run: TargetRun): Promise<void> {
@@ -195,7 +198,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
           continue
         }
         try {
-          if (await removeRunDir(runDir, privileged)) removed++
+          if (await removeRunDir(runDir, privileged, cleanupDeadlineMs)) removed++
         } catch (err) {
           log.warn({ user, runId, err }, 'hpc sweep could not remove a run directory')
         }

@@ -257,7 +257,23 @@ export class RunManager implements RunService {
     return await this.#endAndRevoke(runId, state, reason, exit, onlyIf)
   }
 
+  /**
+   * End a live run (first end wins) and leave the revoke to the caller: its targets are marked `revoking`, so it is
+   * due at once (Revoker.due). The monitor uses this to queue revokes per user: a revoke can be as slow as a child's
+   * deadline, and one user's must not hold up the pass that ends another user's runs. `onlyIf` as for end().
+   */
+  async endWithoutRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+    return await this.#end(runId, state, reason, exit, onlyIf)
+  }
+
   async #endAndRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+    const run = await this.#end(runId, state, reason, exit, onlyIf)
+    // An end that did not apply (the run started, or was bound, meanwhile) leaves a live run's secrets alone.
+    if (!isTerminal(run.state)) return run
+    return await this.revoker.revoke(runId)
+  }
+
+  async #end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
     const before = this.deps.ledger.get(runId)
     if (before === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
     // The end and the start of the revoke in one write: the targets that hold something are marked `revoking` here
@@ -279,9 +295,7 @@ export class RunManager implements RunService {
       this.#log.info({ runId, state, reason }, 'run ended')
       this.deps.events.publish({ type: `run.${state}`, user: run.user, workspace: run.workspace, runId, state, reason })
     }
-    // An end that did not apply (the run started, or was bound, meanwhile) leaves a live run's secrets alone.
-    if (!isTerminal(run.state)) return run
-    return await this.revoker.revoke(runId)
+    return run
   }
 
   async finish (caller: Caller, runId: string, end: EndRequest): Promise<RunView> {

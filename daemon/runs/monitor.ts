@@ -1,9 +1,15 @@
 // The monitor: reconciles the ledger at start and then, on a timer, ends runs whose process, session or Slurm job is
 // gone, expires armed runs past their TTL, retries failed revokes, and prunes old terminal runs. The watcher makes
 // most ends immediate; the monitor is the floor that holds when no file event arrives (a SIGKILL, a compute node).
-import { isTerminal, type RunRecord } from '../types.js'
+// Its work runs in per-user lanes (lanes.ts): the checks of one user's runs, and their revokes, one after another,
+// each user independent of the others. A revoke can take as long as a child's deadline (a cleanup `find` runs as the
+// run's owner, who can stop it), so a pass never waits for revokes: it queues them in their user's lane, and the next
+// pass skips a user whose lane is still busy. One user's stuck work delays no other user's expiry, end or revoke.
+import { isTerminal, type RunRecord, type RunState } from '../types.js'
 import type { Logger } from '../logger.js'
+import { Lanes } from './lanes.js'
 import type { RunManager } from './manager.js'
+import type { EndRequest } from './service.js'
 import { dollarWarning, isExpired, verdict } from './policy.js'
 import { logPidOnHost } from './observe.js'
 import type { Probes } from './probes.js'
@@ -40,7 +46,11 @@ async function sessionSignals (probes: Probes, run: RunRecord, host: string): Pr
 export interface MonitorOptions {
   intervalMs: number
   retentionDays: number
+  /** how long reconcile waits for the revokes it started before it resolves anyway; default STARTUP_REVOKE_WAIT_MS */
+  startupRevokeWaitMs?: number
 }
+
+export const STARTUP_REVOKE_WAIT_MS = 10_000
 
 export class Monitor {
   readonly #runs: RunManager
@@ -48,7 +58,10 @@ export class Monitor {
   readonly #log: Logger
   readonly #opts: MonitorOptions
   #timer: NodeJS.Timeout | null = null
-  #ticking: Promise<void> | null = null
+  // Housekeeping of a pass (records kept in memory, pruning) runs one at a time; the lanes do the rest.
+  #housekeeping: Promise<void> | null = null
+  readonly #checkLanes: Lanes
+  readonly #revokeLanes: Lanes
   // A run must look dead on two ticks in a row before it is ended: history is rewritten in place and the session
   // lock is taken a moment after the history line, so one odd read must not end a healthy run.
   readonly #suspect = new Set<string>()
@@ -64,40 +77,57 @@ export class Monitor {
     this.#probes = probes
     this.#log = logger.child({ room: 'monitor' })
     this.#opts = opts
+    const onError = (user: string, err: unknown): void => this.#log.error({ user, err }, 'monitor lane failed')
+    this.#checkLanes = new Lanes(onError)
+    this.#revokeLanes = new Lanes(onError)
   }
 
   start (): void {
     if (this.#timer !== null) return
-    this.#timer = setInterval(() => { void this.tick() }, this.#opts.intervalMs)
+    this.#timer = setInterval(() => { void this.#pass(false) }, this.#opts.intervalMs)
     this.#timer.unref()
   }
 
   async stop (): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
-    await this.#ticking
-    await this.#slurmAsk
+    await Promise.all([this.idle(), this.#housekeeping, this.#slurmAsk])
     // A last try for records the revoke path kept in memory (a full disk); what still fails is redone after a start.
     await this.#safe('-', () => this.#runs.revoker.retryRecords())
   }
 
-  /** One pass; overlapping calls share the pass in progress. */
-  tick (): Promise<void> {
-    this.#ticking ??= this.#tick().finally(() => { this.#ticking = null })
-    return this.#ticking
+  /** One pass, waited for to its end: every user's checks and every revoke due, those it started included. */
+  async tick (): Promise<void> {
+    await this.#pass(false)
+    await this.#revokeLanes.idle()
   }
 
-  /** Reconcile at start: the same pass, with no grace for runs found dead (the daemon was down meanwhile). */
+  /** Resolves when no check or revoke is in progress (after reconcile: once its revokes are done too). */
+  async idle (): Promise<void> {
+    await Promise.all([this.#checkLanes.idle(), this.#revokeLanes.idle()])
+  }
+
+  /**
+   * Reconcile at start: the same pass, with no grace for runs found dead (the daemon was down meanwhile). Resolves
+   * once every run's state is decided and the revokes that follow are done, or after `startupRevokeWaitMs` of them:
+   * they usually take moments, and then a client's first answer already reflects them, but a user whose cleanup is
+   * stuck (until its child's deadline, again on every retry) must not keep the daemon from serving everyone else.
+   * Whatever is still running then goes on in its user's lane.
+   */
   async reconcile (): Promise<void> {
     const { ledger } = this.#runs.deps
     // A run whose provisioning was interrupted by the crash never reached its caller: it ends here.
     for (const run of ledger.all()) {
       if (!isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')) {
-        await this.#safe(run.runId, () => this.#runs.end(run.runId, 'failed', 'provisioning interrupted by a daemon restart'))
+        await this.#safe(run.runId, () => this.#end(run, 'failed', 'provisioning interrupted by a daemon restart'))
       }
     }
-    await this.#tick(true)
-    this.#log.info({ runs: ledger.all().length }, 'reconciled')
+    await this.#pass(true)
+    let timer: NodeJS.Timeout | undefined
+    const waited = new Promise<void>(resolve => { timer = setTimeout(resolve, this.#opts.startupRevokeWaitMs ?? STARTUP_REVOKE_WAIT_MS) })
+    await Promise.race([this.#revokeLanes.idle(), waited])
+    clearTimeout(timer)
+    this.#log.info({ runs: ledger.all().length, usersStillRevoking: this.#revokeLanes.size }, 'reconciled')
   }
 
   /** Check one live run now (the watcher calls this on a file event); serialised with the timer's pass. */
@@ -131,20 +161,54 @@ export class Monitor {
     }
   }
 
-  async #tick (immediate = false): Promise<void> {
+  /** Start every user's checks (a busy lane gets one more round) and queue the due revokes; resolves when the checks are done. */
+  async #pass (immediate: boolean): Promise<void> {
     const { ledger, clock } = this.#runs.deps
-    const now = clock()
     // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
-    await this.#safe('-', () => this.#runs.revoker.retryRecords())
+    await this.#housekeep(() => this.#runs.revoker.retryRecords())
     this.#askSlurm()
-    for (const run of ledger.all()) {
-      if (isTerminal(run.state)) continue
+    const users = new Set<string>()
+    for (const run of ledger.all()) if (!isTerminal(run.state)) users.add(run.user)
+    const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate)))
+    for (const run of this.#runs.revoker.due(clock())) this.#queueRevoke(run.user)
+    await Promise.all(checks)
+    await this.#housekeep(() => this.#prune(clock()))
+  }
+
+  async #housekeep (fn: () => Promise<void>): Promise<void> {
+    while (this.#housekeeping !== null) await this.#housekeeping
+    this.#housekeeping = this.#safe('-', fn).finally(() => { this.#housekeeping = null })
+    await this.#housekeeping
+  }
+
+  async #checkUser (user: string, immediate: boolean): Promise<void> {
+    for (const run of this.#runs.deps.ledger.all()) {
+      if (run.user !== user || isTerminal(run.state)) continue
       await this.#checkOnce(run.runId, immediate)
     }
-    for (const run of this.#runs.revoker.due(clock())) {
-      await this.#safe(run.runId, () => this.#runs.revoker.revoke(run.runId, false))
+  }
+
+  #queueRevoke (user: string): void {
+    void this.#revokeLanes.kick(user, () => this.#revokeUser(user))
+  }
+
+  /** The user's due revokes, one after another, until none is due (a failed one waits for its retry time). */
+  async #revokeUser (user: string): Promise<void> {
+    const tried = new Set<string>()
+    for (;;) {
+      const next = this.#runs.revoker.due(this.#runs.deps.clock()).filter(r => r.user === user && !tried.has(r.runId))
+      if (next.length === 0) return
+      for (const run of next) {
+        tried.add(run.runId)
+        await this.#safe(run.runId, () => this.#runs.revoker.revoke(run.runId, false))
+      }
     }
-    await this.#safe('-', () => this.#prune(now))
+  }
+
+  /** End a run here, and queue its revoke in its user's lane. */
+  async #end (run: RunRecord, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<void> {
+    const ended = await this.#runs.endWithoutRevoke(run.runId, state, reason, exit, onlyIf)
+    if (isTerminal(ended.state)) this.#queueRevoke(run.user)
   }
 
   /**
@@ -186,9 +250,9 @@ export class Monitor {
       }
       if (isExpired(run, now)) {
         // Checked again inside the ledger's write: a bind to a Slurm job (which clears the TTL) may land meanwhile.
-        await this.#runs.end(run.runId, 'expired', 'no start seen within the TTL', {}, r => isExpired(r, now))
+        await this.#end(run, 'expired', 'no start seen within the TTL', {}, r => isExpired(r, now))
       } else if (signals.slurm === 'gone') {
-        await this.#runs.end(run.runId, 'expired', 'the Slurm job ended before Nextflow started')
+        await this.#end(run, 'expired', 'the Slurm job ended before Nextflow started')
       }
       return
     }
@@ -197,7 +261,7 @@ export class Monitor {
     // `Execution complete -- Goodbye` is logged after the history update: with the line still `-` it ends the run too.
     if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') {
       this.#suspect.delete(run.runId)
-      await this.#runs.end(run.runId, signals.goodbye.aborted ? 'failed' : 'completed', 'log Goodbye')
+      await this.#end(run, signals.goodbye.aborted ? 'failed' : 'completed', 'log Goodbye')
       return
     }
     // A launched command's host ends its run with the command's own status (it polls a command adopted after a
@@ -221,7 +285,7 @@ export class Monitor {
       return
     }
     this.#suspect.delete(run.runId)
-    await this.#runs.end(run.runId, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})
+    await this.#end(run, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})
   }
 
   async #prune (now: Date): Promise<void> {
