@@ -10,6 +10,9 @@ const CreateBody = Type.Object({
   launchDir: Type.String({ minLength: 1, maxLength: 4096 }),
   targets: Type.Optional(Type.Array(Type.String({ maxLength: 20 }), { maxItems: 8 })),
   only: Type.Optional(Type.Array(Name, { maxItems: 1000 })),
+  // The pipeline's referenced names (least privilege): Nextflow's name shape, so a refusal can name them safely.
+  names: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 100 }), { maxItems: 1000 })),
+  allowMissing: Type.Optional(Type.Boolean()),
   mode: Type.Union([Type.Literal('run'), Type.Literal('arm'), Type.Literal('launch')]),
   ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
   slurmJobId: Type.Optional(Type.String({ pattern: '^[0-9]+(_[0-9]+)?$', maxLength: 40 })),

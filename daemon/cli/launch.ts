@@ -8,6 +8,7 @@ import { EXIT } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
 import { checkedConnection, CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText } from './output.js'
+import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, scanRequestOf } from './least-privilege.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface ExitMessage { type: 'exit', state: string, exitCode: number | null, signal: string | null }
@@ -150,7 +151,8 @@ async function launchCommand (ctx: CommandContext): Promise<number> {
     ...(size !== null ? size : {}),
     ...(ctx.global.workspace !== undefined ? { workspace: ctx.global.workspace } : {}),
     ...(targets !== undefined ? { targets } : {}),
-    ...(only !== undefined ? { only } : {})
+    ...(only !== undefined ? { only } : {}),
+    ...leastPrivilege(ctx, scanRequestOf(ctx.args, ctx.io.cwd, ctx.io.env))
   }
   const created = await ctx.client().request<CreatedRun>('POST', '/runs', { body })
   const detach = ctx.options.detach === true
@@ -165,9 +167,9 @@ async function launchCommand (ctx: CommandContext): Promise<number> {
 export const launchCommands: Command[] = [
   {
     path: ['launch'],
-    usage: '[--target hpc,aws] [--only A,B] [-w W] [--detach] [--] CMD ...',
+    usage: '[--target hpc,aws] [--only A,B | --all] [--allow-missing] [-w W] [--detach] [--] CMD ...',
     summary: 'the daemon runs CMD under a terminal as you, in this dir, with the run\'s secrets; attaches unless --detach',
-    options: { target: { type: 'string' }, only: { type: 'string' }, detach: { type: 'boolean' } },
+    options: { target: { type: 'string' }, only: { type: 'string' }, ...LEAST_PRIVILEGE_OPTIONS, detach: { type: 'boolean' } },
     positionals: [1, Infinity],
     passthrough: true,
     run: launchCommand

@@ -5,6 +5,7 @@ import { resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Command, CommandContext, OptionSpecs } from './args.js'
 import { cell, renderFields, renderTable, safeText, shortTime } from './output.js'
+import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, pipelineRequest, scanRequestOf } from './least-privilege.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface RunView {
@@ -16,7 +17,8 @@ interface RunView {
 
 const PROVISION_OPTIONS: OptionSpecs = {
   target: { type: 'string' },
-  only: { type: 'string' }
+  only: { type: 'string' },
+  ...LEAST_PRIVILEGE_OPTIONS
 }
 
 function list (v: unknown): string[] | undefined {
@@ -64,7 +66,8 @@ async function runCommand (ctx: CommandContext): Promise<number> {
   const [file, ...args] = ctx.args
   if (file === undefined) throw nfsError('NFS_ERR_USAGE', ['run needs a command: nf-secrets run [--target T] [--only A,B] [--] CMD ...'])
   const client = ctx.client()
-  const created = await client.request<CreatedRun>('POST', '/runs', { body: createBody(ctx, 'run', ctx.io.cwd) })
+  const body = { ...createBody(ctx, 'run', ctx.io.cwd), ...leastPrivilege(ctx, scanRequestOf(ctx.args, ctx.io.cwd, ctx.io.env)) }
+  const created = await client.request<CreatedRun>('POST', '/runs', { body })
   ctx.io.stderr.write(`nf-secrets: run ${created.runId} provisioned ${created.secrets.length} secret(s) to ${created.targets.join(',')}\n`)
   const child = spawn(file, args, { stdio: 'inherit', env: { ...ctx.io.env, ...created.env }, cwd: ctx.io.cwd })
   // Terminal signals (Ctrl-C) already reach the child, which shares our process group; forwarding SIGINT then would
@@ -124,7 +127,7 @@ function runText (r: RunView): string {
 export const runsCommands: Command[] = [
   {
     path: ['run'],
-    usage: '[--target hpc,aws] [--only A,B] [-w W] [--] CMD ...',
+    usage: '[--target hpc,aws] [--only A,B | --all] [--allow-missing] [-w W] [--] CMD ...',
     summary: 'provision a run, run CMD with its env (signals forwarded), end the run when CMD exits; exits with its status',
     options: PROVISION_OPTIONS,
     positionals: [1, Infinity],
@@ -133,14 +136,15 @@ export const runsCommands: Command[] = [
   },
   {
     path: ['arm'],
-    usage: '[--target ...] [--only A,B] [--ttl 15m] [--dir D] [--format sh|json] [-w W]',
+    usage: '[--target ...] [--only A,B | --all] [--allow-missing] [--pipeline P] [--ttl 15m] [--dir D] [--format sh|json] [-w W]',
     summary: 'provision a run for the next Nextflow start in D and print export lines for eval',
-    options: { ...PROVISION_OPTIONS, ttl: { type: 'string' }, dir: { type: 'string' }, format: { type: 'string' } },
+    options: { ...PROVISION_OPTIONS, pipeline: { type: 'string' }, ttl: { type: 'string' }, dir: { type: 'string' }, format: { type: 'string' } },
     positionals: [0, 0],
     async run (ctx) {
       const format = (ctx.options.format as string | undefined) ?? (ctx.global.json ? 'json' : 'sh')
       if (format !== 'sh' && format !== 'json') throw nfsError('NFS_ERR_USAGE', ['--format is sh or json'])
-      const body = createBody(ctx, 'arm', resolve(ctx.io.cwd, (ctx.options.dir as string | undefined) ?? '.'))
+      const launchDir = resolve(ctx.io.cwd, (ctx.options.dir as string | undefined) ?? '.')
+      const body: Record<string, unknown> = { ...createBody(ctx, 'arm', launchDir), ...leastPrivilege(ctx, pipelineRequest(ctx.options.pipeline as string | undefined, launchDir, ctx.io)) }
       if (typeof ctx.options.ttl === 'string') body.ttlSeconds = parseDuration(ctx.options.ttl)
       const created = await ctx.client().request<CreatedRun>('POST', '/runs', { body })
       ctx.io.stdout.write(format === 'json' ? `${JSON.stringify(created, null, 2)}\n` : exportLine(created.env))

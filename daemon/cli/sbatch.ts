@@ -15,6 +15,7 @@ import { resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
 import { safeText } from './output.js'
+import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, pipelineRequest } from './least-privilege.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 
@@ -75,11 +76,14 @@ async function sbatchCommand (ctx: CommandContext): Promise<number> {
   const client = ctx.client()
   const targets = list(ctx.options.target)
   const only = list(ctx.options.only)
+  const launchDir = resolve(ctx.io.cwd, (ctx.options.dir as string | undefined) ?? '.')
+  const names = leastPrivilege(ctx, pipelineRequest(ctx.options.pipeline as string | undefined, launchDir, ctx.io))
   // Never SLURM_JOB_ID of the submitting shell (an allocation's): this run belongs to the job about to be submitted.
   const created = await client.request<CreatedRun>('POST', '/runs', {
     body: {
       mode: 'arm',
-      launchDir: resolve(ctx.io.cwd, (ctx.options.dir as string | undefined) ?? '.'),
+      launchDir,
+      ...names,
       ttlSeconds: BIND_WINDOW_S,
       ...(ctx.global.workspace !== undefined ? { workspace: ctx.global.workspace } : {}),
       ...(targets !== undefined ? { targets } : {}),
@@ -144,9 +148,9 @@ async function sbatchCommand (ctx: CommandContext): Promise<number> {
 export const sbatchCommands: Command[] = [
   {
     path: ['sbatch'],
-    usage: '[--target hpc,aws] [--only A,B] [--dir D] [-w W] [SBATCH OPTIONS] SCRIPT [ARGS]',
+    usage: '[--target hpc,aws] [--only A,B | --all] [--allow-missing] [--pipeline P] [--dir D] [-w W] [SBATCH OPTIONS] SCRIPT [ARGS]',
     summary: 'submit a Nextflow head job with a run tied to it: the job id on stdout (as sbatch --parsable), the run id on stderr',
-    options: { target: { type: 'string' }, only: { type: 'string' }, dir: { type: 'string' } },
+    options: { target: { type: 'string' }, only: { type: 'string' }, ...LEAST_PRIVILEGE_OPTIONS, pipeline: { type: 'string' }, dir: { type: 'string' } },
     positionals: [0, Infinity],
     passthrough: 'options',
     run: sbatchCommand

@@ -6,6 +6,7 @@ import type { Command, CommandContext } from './args.js'
 import { CliError } from './client.js'
 import { renderTable, safeText, shortTime } from './output.js'
 import { readValue, VALUE_IN_ARGV } from './read-value.js'
+import { resolvePipeline } from './resolve-pipeline.js'
 
 export function secretsTable (rows: SecretMeta[]): string {
   if (rows.length === 0) return 'No secrets.\n'
@@ -92,10 +93,12 @@ export const secretsCommands: Command[] = [
   },
   {
     path: ['secrets', 'resolve'],
-    usage: '[-w WORKSPACE]',
-    summary: 'what a run in WORKSPACE would get: each name and whether it comes from your user or the workspace',
+    usage: '[-w WORKSPACE] [--pipeline PATH]',
+    summary: 'what a run in WORKSPACE would get: each name and whether it comes from your user or the workspace; with --pipeline, a run of that pipeline, and the names it references that resolve to nothing',
+    options: { pipeline: { type: 'string' } },
     positionals: [0, 0],
     async run (ctx) {
+      if (typeof ctx.options.pipeline === 'string') return await resolvePipeline(ctx, ctx.options.pipeline)
       const rows = await ctx.client().request<Resolved[]>('GET', '/secrets/resolve', { query: { workspace: ctx.global.workspace } })
       ctx.out.result(rows, () => resolvedTable(rows, ctx.global.workspace))
       return 0

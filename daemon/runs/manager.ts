@@ -163,6 +163,13 @@ export class RunManager implements RunService {
         if (r === undefined) throw nfsError('NFS_ERR_UNKNOWN_SECRET', [JSON.stringify(name.slice(0, 100))])
         chosen.push(r)
       }
+    } else if (req.names !== undefined) {
+      // Here, not in the CLI: whatever client asks with names, a missing one stops the run before anything is placed.
+      const wanted = new Set(req.names)
+      chosen = resolved.filter(r => wanted.has(r.name))
+      const have = new Set(chosen.map(r => r.name))
+      const missing = [...wanted].filter(n => !have.has(n)).sort()
+      if (missing.length > 0 && req.allowMissing !== true) throw nfsError('NFS_ERR_SECRET_MISSING', [missing.join(', ')])
     }
     const sealed = store.readValues(chosen.map(r => ({ scope: r.scope, name: r.name })))
     const values = new Map<string, SecretValue>()

@@ -7,6 +7,13 @@ export interface CreateRunRequest {
   launchDir: string
   targets?: TargetName[]
   only?: string[]
+  /**
+   * least privilege (SPEC 11): the names the pipeline references, as the client's scan found them; the run gets only
+   * those, and a name that resolves to nothing fails with NFS_ERR_SECRET_MISSING before anything is placed, unless
+   * `allowMissing`. `only` wins over both; absent: every resolved secret (`--all`, and clients older than SPEC 11).
+   */
+  names?: string[]
+  allowMissing?: boolean
   mode: RunMode
   ttlSeconds?: number
   slurmJobId?: string
