@@ -110,12 +110,13 @@ export function transientArgs (spec: TransientSpec): string[] {
 }
 
 /**
- * systemd-run's path when this daemon should start launched commands through systemd: it runs as root, as a unit of
- * a booted systemd (INVOCATION_ID is set by systemd for its units alone). Null otherwise: the direct spawn.
+ * systemd-run's path when this daemon should start launched commands through systemd: it runs as root, as the very
+ * process systemd started for a unit of a booted systemd (SYSTEMD_EXEC_PID is its own pid: a daemon started by a
+ * test or a shell that merely runs inside some unit inherits another pid). Null otherwise: the direct spawn.
  */
-export function detectSystemdRun (env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? -1,
+export function detectSystemdRun (env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? -1, pid = process.pid,
   candidates: readonly string[] = ['/usr/bin/systemd-run', '/bin/systemd-run']): string | null {
-  if (uid !== 0 || env.INVOCATION_ID === undefined || env.INVOCATION_ID === '' || !existsSync('/run/systemd/system')) return null
+  if (uid !== 0 || env.SYSTEMD_EXEC_PID !== String(pid) || !existsSync('/run/systemd/system')) return null
   return candidates.find(p => existsSync(p)) ?? null
 }
 

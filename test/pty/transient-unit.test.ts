@@ -47,10 +47,12 @@ t.test('the unit name is the run\'s', async t => {
   t.equal(unitName('x9Y'), 'nf-secrets-launch-x9Y.service')
 })
 
-t.test('through systemd only as root, in a unit of a booted systemd, with systemd-run installed', async t => {
+t.test('through systemd only as root, as the process systemd started for a unit, with systemd-run installed', async t => {
   const bootedHere = (await import('node:fs')).existsSync('/run/systemd/system')
-  t.equal(detectSystemdRun({}, 0, ['/bin/sh']), null, 'no INVOCATION_ID: not a unit')
-  t.equal(detectSystemdRun({ INVOCATION_ID: 'abc' }, 1000, ['/bin/sh']), null, 'not root: user mode')
-  t.equal(detectSystemdRun({ INVOCATION_ID: 'abc' }, 0, ['/nonexistent/systemd-run']), null, 'no systemd-run')
-  t.equal(detectSystemdRun({ INVOCATION_ID: 'abc' }, 0, ['/bin/sh']), bootedHere ? '/bin/sh' : null, 'a booted systemd')
+  const unit = { SYSTEMD_EXEC_PID: '4242', INVOCATION_ID: 'abc' }
+  t.equal(detectSystemdRun({}, 0, 4242, ['/bin/sh']), null, 'not started by systemd')
+  t.equal(detectSystemdRun(unit, 0, 5151, ['/bin/sh']), null, 'a child of a unit\'s process (a test, a shell): not the unit itself')
+  t.equal(detectSystemdRun(unit, 1000, 4242, ['/bin/sh']), null, 'not root: user mode')
+  t.equal(detectSystemdRun(unit, 0, 4242, ['/nonexistent/systemd-run']), null, 'no systemd-run')
+  t.equal(detectSystemdRun(unit, 0, 4242, ['/bin/sh']), bootedHere ? '/bin/sh' : null, 'a booted systemd')
 })
