@@ -8,6 +8,7 @@ import { request, type Agent } from 'node:http'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { forOthers } from './for-others.js'
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const DAEMON_BIN = join(ROOT, 'dist', 'daemon', 'main.js')
@@ -134,7 +135,8 @@ export function writeConfig (dir: string, config: Record<string, unknown> = {}):
 }
 
 export function daemonArgs (mode: 'user' | 'system', p: DaemonPaths, extra: string[] = []): string[] {
-  return [DAEMON_BIN, '--mode', mode, '--state-dir', p.stateDir, '--socket', p.socket, '--config', p.configFile, ...extra]
+  // A system-mode daemon runs children as the users: from a copy they can read when the checkout is closed to them.
+  return [mode === 'system' ? forOthers(DAEMON_BIN) : DAEMON_BIN, '--mode', mode, '--state-dir', p.stateDir, '--socket', p.socket, '--config', p.configFile, ...extra]
 }
 
 export interface Reply { status: number, body: any, text: string, reusedSocket: boolean }

@@ -1,13 +1,19 @@
 // Tests run the CLI as alice and bob, who must be able to read the package. From the checkout itself when they can
 // (every directory above it searchable by others, the bins readable), else from a copy made readable for them: a
-// checkout in /root or in a `mktemp -d` dir (0700) is common for root. The copy (package.json, dist/, node_modules/,
+// checkout in /root or in a `mktemp -d` dir (0700) is common for root. A system-mode test daemon runs from it too: it
+// starts children as the users (adapters/hpc/per-user-root.ts runs dist/adapters/hpc/user-tree.js as them). The copy (package.json, dist/, node_modules/,
 // the addon, policies/, systemd/) is made once per build of dist/, in a fresh mkdtemp dir under the temp dir, whose
 // path is kept in dist/ (inside the checkout, where no other user can change it), and shared by the test files.
 import { spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join, relative, sep } from 'node:path'
-import { CLI_BIN, DAEMON_BIN, ROOT } from './daemon.js'
+import { dirname, join, relative, resolve, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+// As daemon.ts has them (not imported: daemon.ts imports this file).
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const CLI_BIN = join(ROOT, 'dist', 'daemon', 'cli', 'main.js')
+const DAEMON_BIN = join(ROOT, 'dist', 'daemon', 'main.js')
 
 const POINTER = join(ROOT, 'dist', '.for-others')
 const PARTS = ['package.json', 'dist', 'prebuilds', 'build', 'policies', 'systemd']
