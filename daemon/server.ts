@@ -7,6 +7,7 @@ import type { ServerDeps } from './deps.js'
 import type { Caller } from './types.js'
 import systemApi from './api/system.js'
 import secretsApi from './api/secrets.js'
+import secretsImportApi from './api/secrets-import.js'
 import workspacesApi from './api/workspaces.js'
 import eventsApi from './api/events.js'
 import runsApi from './api/runs.js'
@@ -94,6 +95,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   await app.register(async (api) => {
     await api.register(systemApi)
     await api.register(secretsApi)
+    await api.register(secretsImportApi)
     await api.register(workspacesApi)
     await api.register(eventsApi)
     await api.register(runsApi)

@@ -31,7 +31,7 @@ export function workspaceOf (deps: ServerDeps, name: string | undefined): Worksp
   return ws
 }
 
-function writableScope (caller: Caller, ws: Workspace | null): Scope {
+export function writableScope (caller: Caller, ws: Workspace | null): Scope {
   if (ws === null) return userScope(caller.user)
   if (!can(caller, 'secrets.write', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`writing secrets of workspace ${ws.name} needs owner, admin or maintain`])
   return workspaceScope(ws.name)

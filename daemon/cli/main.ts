@@ -10,6 +10,7 @@ import { commandHelp, helpText, parseCommandLine, type CliIo, type Command } fro
 import { discoverSocket, openClient, type ApiClient } from './client.js'
 import { createOutput, safeText } from './output.js'
 import { secretsCommands } from './secrets.js'
+import { secretsImportCommands } from './secrets-import.js'
 import { workspacesCommands } from './workspaces.js'
 import { systemCommands } from './system.js'
 import { eventsCommands } from './events.js'
@@ -23,6 +24,7 @@ import { sbatchCommands } from './sbatch.js'
 // One line per command-group module; `run`, `arm`, `runs`, `launch`, `attach`, `watch`, `shell-init` join here.
 export const COMMANDS: readonly Command[] = [
   ...secretsCommands,
+  ...secretsImportCommands,
   ...workspacesCommands,
   ...systemCommands,
   ...eventsCommands,

@@ -1,0 +1,81 @@
+// POST /secrets/import (`nf-secrets secrets import --from-nextflow`): many secrets into one scope, all or nothing.
+// Every entry is checked (name, value, right to write) before the first write; an existing name is skipped unless
+// `overwrite`. If a write fails part-way, the ones already made are undone: created ones deleted, overwritten ones
+// given back their old value (read sealed in the daemon; it never leaves it). The reply names each imported and each
+// skipped secret, never a value.
+import type { FastifyInstance } from 'fastify'
+import { Type, type Static } from '@sinclair/typebox'
+import { nfsError } from '../errors.js'
+import { SecretValue } from '../secret-value.js'
+import { checkSecretName, checkSecretValue } from '../validate.js'
+import { workspaceOf, writableScope } from './secrets.js'
+
+const ImportBody = Type.Object({
+  workspace: Type.Optional(Type.String({ maxLength: 200 })),
+  secrets: Type.Array(Type.Object({ name: Type.String({ maxLength: 200 }), value: Type.String() }, { additionalProperties: false }), { maxItems: 10_000 }),
+  overwrite: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+export interface ImportReply {
+  scope: string
+  imported: Array<{ name: string, action: 'created' | 'updated', version: number }>
+  skipped: Array<{ name: string, reason: 'exists' }>
+}
+
+export default async function secretsImportApi (api: FastifyInstance): Promise<void> {
+  const { deps } = api
+  api.post('/secrets/import', { schema: { body: ImportBody } }, async (request) => {
+    const body = request.body as Static<typeof ImportBody>
+    const caller = request.caller
+    const scope = writableScope(caller, workspaceOf(deps, body.workspace))
+    const seen = new Set<string>()
+    for (const s of body.secrets) {
+      checkSecretName(s.name)
+      checkSecretValue(s.value)
+      if (seen.has(s.name)) throw nfsError('NFS_ERR_BAD_REQUEST', [`${s.name} is given twice`])
+      seen.add(s.name)
+    }
+    const existing = new Map(deps.store.listSecrets([scope]).map(m => [m.name, m.version]))
+    const reply: ImportReply = { scope, imported: [], skipped: [] }
+    const undo: Array<() => Promise<unknown>> = []
+    try {
+      for (const s of body.secrets) {
+        const version = existing.get(s.name)
+        if (version !== undefined && body.overwrite !== true) {
+          reply.skipped.push({ name: s.name, reason: 'exists' })
+          continue
+        }
+        if (version === undefined) {
+          const meta = await deps.store.createSecret(scope, s.name, new SecretValue(s.value), caller.user)
+          undo.push(async () => await deps.store.deleteSecret(scope, s.name, caller.user, { ifVersion: meta.version }))
+          reply.imported.push({ name: s.name, action: 'created', version: meta.version })
+        } else {
+          const old = deps.store.readValues([{ scope, name: s.name }]).get(`${scope}\0${s.name}`)!
+          const meta = await deps.store.updateSecret(scope, s.name, new SecretValue(s.value), caller.user, { ifVersion: version })
+          undo.push(async () => await deps.store.updateSecret(scope, s.name, old, caller.user, { ifVersion: meta.version }))
+          reply.imported.push({ name: s.name, action: 'updated', version: meta.version })
+        }
+      }
+    } catch (err) {
+      for (const fn of undo.reverse()) {
+        try {
+          await fn()
+        } catch (undoErr) {
+          request.log.error({ scope, code: (undoErr as { code?: string }).code }, 'import: could not undo a write')
+        }
+      }
+      throw err
+    }
+    for (const i of reply.imported) {
+      await deps.audit.append({ action: i.action === 'created' ? 'secret.create' : 'secret.update', actor: caller.user, scope, name: i.name })
+    }
+    if (reply.imported.length > 0) {
+      const ws = scope.startsWith('workspace:') ? scope.slice('workspace:'.length) : undefined
+      for (const type of ['secret.created', 'secret.updated'] as const) {
+        const names = reply.imported.filter(i => i.action === (type === 'secret.created' ? 'created' : 'updated')).map(i => i.name)
+        if (names.length > 0) deps.events.publish({ type, user: caller.user, ...(ws !== undefined ? { workspace: ws } : {}), names })
+      }
+    }
+    return reply
+  })
+}
