@@ -19,7 +19,7 @@ export default async function systemApi (api: FastifyInstance): Promise<void> {
     }
   })
 
-  api.get('/status', async () => {
+  api.get('/status', async (request) => {
     const counts = deps.store.counts()
     return {
       version: deps.version,
@@ -31,7 +31,7 @@ export default async function systemApi (api: FastifyInstance): Promise<void> {
       workspaces: counts.workspaces,
       runs: deps.runs?.countsByState() ?? {},
       targets: deps.runs !== undefined ? await deps.runs.targetStatus() : {},
-      watches: deps.watches?.summary() ?? { roots: 0, launchDirs: 0, degraded: [] },
+      watches: deps.watches?.summary(request.caller) ?? { roots: 0, launchDirs: 0, degraded: [] },
       warnings: deps.stateWarnings ?? []
     }
   })

@@ -14,7 +14,7 @@ export interface StatusView {
   targets: Record<string, { usable?: boolean, detail?: string, warnings?: unknown[] } | unknown>
   /** misconfigurations of the daemon itself (the state dir), each `{code, message}` */
   warnings?: unknown[]
-  watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[] }
+  watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[], limited?: string[] }
 }
 
 export interface WhoamiView {
@@ -56,7 +56,7 @@ export function statusText (s: StatusView): string {
     ['secrets', s.secrets],
     ['workspaces', s.workspaces],
     ['runs', renderMap(s.runs)],
-    ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}${(s.watches.walking?.length ?? 0) > 0 ? `, ${s.watches.walking!.length} still walking` : ''}` : '-']
+    ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}${(s.watches.walking?.length ?? 0) > 0 ? `, ${s.watches.walking!.length} still walking` : ''}${(s.watches.limited?.length ?? 0) > 0 ? `, ${s.watches.limited!.length} at the dir limit` : ''}` : '-']
   ])
   const targets = targetLines(s.targets)
   const warnings = (s.warnings ?? []).map(w => `  warning: ${warningText(w)}\n`).join('')

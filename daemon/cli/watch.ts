@@ -27,7 +27,7 @@ export function watchTable (rows: WatchView[]): string {
   return renderTable(['ROOT', 'SOURCE', 'OWNER', 'DEPTH', 'WORKSPACE', 'TARGETS', 'MODE', 'LAUNCH DIRS', 'DEGRADED'],
     rows.map(w => [w.root, w.source, w.owner, w.depth, w.workspace ?? '-', w.targets.join(',') || '-',
       // A root still being walked at start-up is still finding its launch dirs: its count is a floor.
-      w.poll ? `poll ${w.intervalMs}ms` : 'native', w.walking ? `${w.launchDirs} (walking)` : w.launchDirs, w.degraded ?? '-']))
+      w.poll ? `poll ${w.intervalMs}ms` : 'native', w.walking ? `${w.launchDirs} (walking)` : w.launchDirs, w.degraded ?? w.limited ?? '-']))
 }
 
 export const watchCommands: Command[] = [

@@ -29,7 +29,7 @@ async function sessionSignals (probes: Probes, run: RunRecord, host: string): Pr
   const obs = await probes.observe({ launchDir: run.launchDir, uid: run.uid, sessionId: run.sessionId, historyMark: run.historyMark, runName: run.runName })
   const out: Array<boolean | null> = []
   const sessionId = obs.history?.sessionId ?? run.sessionId
-  out.push((await probes.sessionLock(run.launchDir, sessionId)).held)
+  out.push((await probes.sessionLock(run.launchDir, sessionId, run.uid)).held)
   let pid = logPidOnHost(obs.log, host, run.slurmJobId !== null)
   if (pid !== null) out.push(await probes.processAlive(pid, null))
   if (obs.pidFile !== null && obs.pidFile.mtimeMs >= Date.parse(run.createdAt) - 2000) {

@@ -1,11 +1,16 @@
 // Reads what Nextflow left in a launch dir about one run: its history line, the log markers of its session and a
 // `-bg` pid file. Only these three files are ever read (never work/). As root the launch dir is a user's: nothing
-// is read through a symlink, and only files owned by the run's user (or root) count.
+// is read through a symlink (`.nextflow` is held open by fd), only files owned by the run's user (or root) count,
+// and a file someone else could have written (read-owned.ts: a shared project dir with umask 002) proves nothing
+// alone: its log and pid file are ignored, and its history line counts only as far as the session's LOCK, held by a
+// process of the run's user, agrees (a `-` line while held, a terminal line once not).
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import { parseHistory, type HistoryRecord } from '../watch/history.js'
+import type { HistoryRecord } from '../watch/history.js'
+import { ownRecord, scanHistory } from '../watch/history-file.js'
 import { parseLogMarkers, type LogMarkers } from '../watch/log-markers.js'
 import { readOwned } from '../watch/read-owned.js'
+import { sessionLockHolder } from './liveness/session-lock.js'
 
 export interface RunFiles {
   launchDir: string
@@ -26,17 +31,10 @@ export interface Observation {
   pidFile: { pid: number, mtimeMs: number } | null
 }
 
-/** `.nextflow` must be a real directory of the user's, not a symlink to somewhere else. */
-async function cacheDirOk (launchDir: string, uid: number): Promise<boolean> {
-  try {
-    const st = await fsp.lstat(join(launchDir, '.nextflow'))
-    return st.isDirectory() && (st.uid === uid || st.uid === 0)
-  } catch {
-    return false
-  }
-}
-
-/** Pick the run's history line: by runName once known, else by session UUID, else the first line after the mark. */
+/**
+ * Pick the run's history line: by runName once known, else by session UUID, else the first line after the mark.
+ * Pure; `records` in file order with their file positions as `index` (a stream keeps only these candidates).
+ */
 export function matchHistory (records: HistoryRecord[], files: Pick<RunFiles, 'sessionId' | 'historyMark' | 'runName'>): HistoryRecord | null {
   if (files.runName !== null) {
     const byName = records.find(r => r.runName === files.runName)
@@ -44,8 +42,26 @@ export function matchHistory (records: HistoryRecord[], files: Pick<RunFiles, 's
   }
   const byUuid = records.filter(r => r.sessionId === files.sessionId)
   if (byUuid.length > 0) return byUuid[byUuid.length - 1]!
-  if (files.historyMark !== null && records.length > files.historyMark) return records[files.historyMark]!
+  if (files.historyMark !== null) return records.find(r => r.index === files.historyMark) ?? null
   return null
+}
+
+/**
+ * The run's history line (matchHistory), from a streamed history keeping only the candidates: the first of the
+ * runName, the last of the session (a `-resume` keeps its old UUID), the one at the mark. Copies only.
+ */
+async function readMatch (files: RunFiles): Promise<{ history: HistoryRecord | null, count: number, trusted: boolean }> {
+  let byName: HistoryRecord | undefined
+  let byUuid: HistoryRecord | undefined
+  let atMark: HistoryRecord | undefined
+  const scan = await scanHistory(files.launchDir, files.uid, (r) => {
+    if (files.runName !== null && byName === undefined && r.runName === files.runName) byName = ownRecord(r)
+    if (r.sessionId === files.sessionId) byUuid = ownRecord(r)
+    if (files.historyMark !== null && r.index === files.historyMark) atMark = ownRecord(r)
+  })
+  if (scan === null) return { history: null, count: 0, trusted: true }
+  const candidates = [...new Set([byName, byUuid, atMark])].filter((r): r is HistoryRecord => r !== undefined).sort((a, b) => a.index - b.index)
+  return { history: matchHistory(candidates, files), count: scan.count, trusted: scan.trusted }
 }
 
 /**
@@ -76,35 +92,37 @@ export async function pidMayBeTheRuns (pid: number, uid: number): Promise<boolea
 }
 
 export async function observeRun (files: RunFiles): Promise<Observation> {
-  let history: HistoryRecord | null = null
-  let historyCount = 0
-  if (await cacheDirOk(files.launchDir, files.uid)) {
-    const h = await readOwned(join(files.launchDir, '.nextflow', 'history'), files.uid, 4 * 1024 * 1024)
-    if (h !== null) {
-      const parsed = parseHistory(h.text)
-      historyCount = parsed.records.length
-      history = matchHistory(parsed.records, files)
-    }
+  const m = await readMatch(files)
+  let history = m.history
+  const historyCount = m.count
+  if (history !== null && !m.trusted) {
+    // A line anyone else could have written: believed only as far as the session's LOCK, held by a process of the
+    // run's user, agrees. A `-` line counts while the lock is held; a terminal line once it is not.
+    const held = (await sessionLockHolder(files.launchDir, history.sessionId, files.uid)).held
+    if (history.status === 'running' && !held) history = null
+    else if (history.status !== 'running' && held) history = { ...history, status: 'running', duration: null }
   }
   let log: LogMarkers | null = null
   // The log rolls to .1 when another run starts in the same dir: look there too for our session.
   for (const name of ['.nextflow.log', '.nextflow.log.1']) {
     const l = await readOwned(join(files.launchDir, name), files.uid)
-    if (l === null) continue
+    if (l === null || !l.trusted) continue
     const markers = parseLogMarkers(l.text)
     if (markers.sessionId === files.sessionId || (history !== null && markers.runName === history.runName)) {
-      if (markers.pid !== undefined && !(await pidMayBeTheRuns(markers.pid, files.uid))) {
-        const { pid: _pid, host: _host, ip: _ip, ...rest } = markers
+      // copies: a runName kept in the ledger must not pin the log's text (history-file.ts)
+      const copy = JSON.parse(JSON.stringify(markers)) as LogMarkers
+      if (copy.pid !== undefined && !(await pidMayBeTheRuns(copy.pid, files.uid))) {
+        const { pid: _pid, host: _host, ip: _ip, ...rest } = copy
         log = rest
       } else {
-        log = markers
+        log = copy
       }
       break
     }
   }
   let pidFile: Observation['pidFile'] = null
-  const p = await readOwned(join(files.launchDir, '.nextflow.pid'), files.uid, 64)
-  if (p !== null) {
+  const p = await readOwned(join(files.launchDir, '.nextflow.pid'), files.uid, { head: 64, tail: 0 })
+  if (p !== null && p.trusted) {
     const pid = Number(p.text.trim())
     if (Number.isInteger(pid) && await pidMayBeTheRuns(pid, files.uid)) pidFile = { pid, mtimeMs: p.mtimeMs }
   }
@@ -113,7 +131,5 @@ export async function observeRun (files: RunFiles): Promise<Observation> {
 
 /** How many history records a launch dir holds now: the mark for a run being armed. */
 export async function historyMarkOf (launchDir: string, uid: number): Promise<number> {
-  if (!(await cacheDirOk(launchDir, uid))) return 0
-  const h = await readOwned(join(launchDir, '.nextflow', 'history'), uid, 4 * 1024 * 1024)
-  return h === null ? 0 : parseHistory(h.text).records.length
+  return (await scanHistory(launchDir, uid, () => {}))?.count ?? 0
 }

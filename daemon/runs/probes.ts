@@ -8,7 +8,8 @@ import { observeRun, historyMarkOf, type Observation, type RunFiles } from './ob
 export interface Probes {
   processAlive (pid: number, startTime: number | null): Promise<boolean>
   processStart (pid: number): Promise<number | null>
-  sessionLock (launchDir: string, sessionId: string): Promise<{ held: boolean, pid: number | null }>
+  /** `uid`: the run's user; only a LOCK of theirs held by a process of theirs counts */
+  sessionLock (launchDir: string, sessionId: string, uid?: number): Promise<{ held: boolean, pid: number | null }>
   /** Slurm's latest answer about a job (see slurmRefresh); never waits on Slurm */
   slurmJob (jobId: string): SlurmJobState
   /** ask Slurm once about all these jobs; resolves whether it answered */

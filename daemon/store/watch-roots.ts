@@ -24,8 +24,11 @@ interface WatchFileData {
 
 export interface WatchRootStore {
   all (): readonly StoredWatch[]
-  /** NFS_ERR_WATCH_EXISTS when the root is already there */
-  add (w: Omit<StoredWatch, 'version'>): Promise<StoredWatch>
+  /**
+   * NFS_ERR_WATCH_EXISTS when the root is already there; NFS_ERR_LIMIT when `maxPerUid` is given and the uid holds
+   * that many already (checked in the same step as the write, so two adds at once cannot both pass).
+   */
+  add (w: Omit<StoredWatch, 'version'>, maxPerUid?: number): Promise<StoredWatch>
   /** false when there was none */
   remove (root: string): Promise<boolean>
 }
@@ -50,8 +53,11 @@ export async function openWatchRootStore (path: string): Promise<WatchRootStore>
   }
   return {
     all: () => watches,
-    add: async (w) => await serial(async () => {
+    add: async (w, maxPerUid) => await serial(async () => {
       if (watches.some(x => x.root === w.root)) throw nfsError('NFS_ERR_WATCH_EXISTS', [w.root])
+      if (maxPerUid !== undefined && watches.filter(x => x.uid === w.uid).length >= maxPerUid) {
+        throw nfsError('NFS_ERR_LIMIT', [`limits.watchRootsPerUser (${maxPerUid}): ${w.user} holds ${maxPerUid} watch roots`])
+      }
       const rec: StoredWatch = { ...w, version: 1 }
       const next = [...watches, rec]
       await file.write({ format: 1, watches: next })

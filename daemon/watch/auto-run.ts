@@ -2,6 +2,10 @@
 // the launch dir's owner, when the watch names targets. Only targets that still help once Nextflow runs are used:
 // the hpc store is read by Nextflow at its start, so it is too late for it; aws (and the memory fake) are read by
 // tasks later. Whatever is not done is said in a `run.skipped` event, never silently.
+// Whose runs: a user's watch makes auto-runs only for launch dirs that user owns (their walk does not even enter
+// anyone else's dirs); an admin's watch (the config's, or an admin's `watch add`) for the launch dir's owner, whoever
+// that is, as SPEC section 8 says. And only from a history no one else could have written (read-owned.ts): a group
+// member of a shared project dir must not be able to start someone's secrets on their way to AWS by appending a line.
 import { lstat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isCoded } from '../errors.js'
@@ -12,6 +16,8 @@ import type { Monitor } from '../runs/monitor.js'
 import type { RunManager } from '../runs/manager.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from './history.js'
+import { scanHistory } from './history-file.js'
+import { openDir } from './read-owned.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
 export function lateTargets (targets: readonly string[]): TargetName[] {
@@ -32,6 +38,33 @@ export interface AutoRunWatch {
   root: string
   workspace: string | null
   targets: string[]
+  /** the watch's owner, whose launch dirs alone it makes auto-runs for; null for an admin's watch (any owner) */
+  onlyUid: number | null
+}
+
+/** May this watch make an auto-run in a launch dir owned by `uid`? Pure. */
+export function mayAutoRun (watch: Pick<AutoRunWatch, 'onlyUid'>, uid: number): boolean {
+  return watch.onlyUid === null || watch.onlyUid === uid
+}
+
+/** The launch dir's owner, from the dir itself (never through a symlink in its last component); null when gone. */
+async function ownerOf (launchDir: string): Promise<number | null> {
+  const fh = await openDir(launchDir)
+  if (fh === null) return null
+  try {
+    return (await fh.stat()).uid
+  } catch {
+    return null
+  } finally {
+    await fh.close()
+  }
+}
+
+/** The record's position among all the history's records (the watcher reads only a tail), for the armed runs' marks. */
+async function withFileIndex (launchDir: string, uid: number, record: HistoryRecord): Promise<HistoryRecord | null> {
+  let index: number | null = null
+  const scan = await scanHistory(launchDir, uid, r => { if (r.runName === record.runName) index = r.index })
+  return scan === null || index === null ? null : { ...record, index }
 }
 
 export interface AutoRunDeps {
@@ -59,10 +92,23 @@ export class AutoRuns {
     this.#deps.events.publish({ type: 'run.skipped', user, ...(watch.workspace !== null ? { workspace: watch.workspace } : {}), reason })
   }
 
-  /** A start seen in `launchDir` under `watch`: provision an auto-run unless a run claims it. */
-  async started (watch: AutoRunWatch, launchDir: string, record: HistoryRecord): Promise<string | null> {
+  /**
+   * A start seen in `launchDir` under `watch`: provision an auto-run unless a run claims it. `trusted`: the history
+   * could be written by its owner (and root) alone.
+   */
+  async started (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, trusted = true): Promise<string | null> {
     const { runs, users, clock } = this.#deps
-    if (record.status !== 'running' || watch.targets.length === 0) return null
+    if (seen.status !== 'running' || watch.targets.length === 0) return null
+    const uid = await ownerOf(launchDir)
+    if (uid === null) return null
+    if (!mayAutoRun(watch, uid)) {
+      this.#log.debug({ root: watch.root, uid }, 'a start in a dir of another user: not an auto-run of this watch')
+      return null
+    }
+    // A run armed here and not yet started claims the first line after its mark: the mark counts the whole file.
+    const marks = runs.deps.ledger.all().some(r => !isTerminal(r.state) && r.launchDir === launchDir && r.runName === null && r.historyMark !== null)
+    const record = marks ? await withFileIndex(launchDir, uid, seen) : seen
+    if (record === null) return null
     if (claimedBy(runs.deps.ledger.all(), launchDir, record) !== null) return null
     const key = `${launchDir}\0${record.runName}`
     if (this.#handled.has(key)) return null
@@ -71,16 +117,19 @@ export class AutoRuns {
     // A leftover (a tree moved in, a run killed long ago) is not a start. Judged by the history's mtime: the line's
     // own time has no zone (a New York JVM's line read by a daemon in UTC is not 5 hours old) and may not even be
     // Gregorian (history.ts). lstat: `.nextflow` must not lead elsewhere (observe.ts checks the same).
-    let uid: number
     try {
-      uid = (await lstat(launchDir)).uid
       const cache = await lstat(join(launchDir, '.nextflow'))
       if (!cache.isDirectory()) return null
       if (isLeftover((await lstat(join(launchDir, '.nextflow', 'history'))).mtimeMs, clock().getTime())) return null
     } catch {
       return null
     }
+
     const owner = users.userByUid(uid)?.name ?? `uid:${uid}`
+    if (!trusted) {
+      this.#skip(owner, watch, 'the history is writable by others than its owner (group or world): no auto-run from it; chmod go-w the .nextflow dir and its history')
+      return null
+    }
     const targets = lateTargets(watch.targets)
     if (targets.length === 0) {
       this.#skip(owner, watch, `no target of this watch helps a run that has started (${watch.targets.join(',')})`)

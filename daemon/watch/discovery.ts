@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js'
 import { SHARD_PATHS } from './chokidar-shards.js'
 import { LaunchDir } from './launch-dir.js'
 import type { ReadWhat } from './read-scheduler.js'
-import { CACHE_DIR, HISTORY, isPlainFile, walkTree, type TreeDir, type WalkFs } from './walk.js'
+import { CACHE_DIR, HISTORY, isPlainFile, walkTree, type TreeDir, type WalkFs, type WalkOptions } from './walk.js'
 
 /** The part of a watch group that discovery reads and fills. */
 export interface DiscoveryGroup {
@@ -33,6 +33,10 @@ export interface DiscoveryHost<G extends DiscoveryGroup> {
   watch: (g: G, paths: string[]) => Promise<void>
   /** `dir` is now one of the group's launch dirs */
   onFound: (g: G, dir: string) => void
+  /** how far a walk in the group may go now (the owner's dir budget) and whose dirs it enters */
+  walkOptions: (g: G) => WalkOptions
+  /** a walk stopped at its limit */
+  onTruncated: (g: G, dirs: number) => void
 }
 
 /**
@@ -66,8 +70,8 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
 
   /** Walk `start` (at `level`) down to the group's depth, watch what is new and read the launch dirs in it. */
   async addTree (g: G, start: string, level: number, seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
-    const found = await walkTree(start, level, g.maxDepth, this.#h.fs)
-    if (found.truncated) this.#h.log.warn({ group: g.key, dirs: found.dirs.length }, 'watch root is too large; watching part of it')
+    const found = await walkTree(start, level, g.maxDepth, this.#h.fs, this.#h.walkOptions(g))
+    if (found.truncated) this.#h.onTruncated(g, found.dirs.length)
     if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
     // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
     const fresh = unknownDirs(found.dirs, g.dirs)

@@ -1,28 +1,61 @@
-// What the watcher knows of one launch dir: the history lines seen so far and the sessions whose Goodbye was
-// reported. A scan reads only `.nextflow/history` and `.nextflow.log(.1)`, safely (no symlinks, only files of the
-// dir's owner or root), and turns what changed into domain events.
-import { promises as fsp } from 'node:fs'
+// What the watcher knows of one launch dir: the runNames of the recent history lines and their status, and the
+// sessions whose Goodbye was reported, both bounded and held as copies (history-file.ts says why). A scan reads only
+// the tail of `.nextflow/history` and the head and tail of `.nextflow.log(.1)`, safely (read-owned.ts), and turns
+// what changed into domain events. A file that someone else can write (a shared project dir with umask 002) raises
+// events marked untrusted: no auto-run comes of them, and a Goodbye in such a log is ignored.
 import { join } from 'node:path'
-import { diffHistory, parseHistory, type HistoryRecord } from './history.js'
+import type { HistoryRecord, HistoryStatus } from './history.js'
+import { MAX_RECORDS, own, ownRecord, readHistoryTail } from './history-file.js'
 import { parseLogMarkers } from './log-markers.js'
-import { CACHE_DIR, HISTORY } from './walk.js'
-import { HEAD_BYTES, readOwned } from './read-owned.js'
+import { HEAD_BYTES, openDir, readOwned } from './read-owned.js'
 
-const HISTORY_MAX = 4 * 1024 * 1024
+/** runNames remembered per launch dir: the last read's (at most MAX_RECORDS) and as many older ones. */
+export const MAX_KNOWN = 2 * MAX_RECORDS
+/** Goodbyes remembered per launch dir (one per session and runName; a dir sees a few). */
+const MAX_GOODBYES = 64
 
 export type LaunchEvent =
-  | { type: 'run-started', launchDir: string, record: HistoryRecord }
+  | { type: 'run-started', launchDir: string, record: HistoryRecord, trusted: boolean }
   | { type: 'run-ended', launchDir: string, sessionId: string, runName: string, status: 'OK' | 'ERR', via: 'history' | 'log' }
 
-/** The text of a file the launch dir's user owns (see read-owned.ts), or null. */
-export async function readOwnedText (path: string, uid: number, head = HEAD_BYTES): Promise<string | null> {
-  return (await readOwned(path, uid, head))?.text ?? null
+interface Known { name: string, status: HistoryStatus }
+
+/**
+ * What a read of the history says beside what was known: runNames not seen before (started; ended too when already
+ * terminal) and runNames that went from running to terminal. Same rules as diffHistory, against the bounded map. Pure.
+ */
+export function diffKnown (known: ReadonlyMap<string, Known>, next: readonly HistoryRecord[]): { started: HistoryRecord[], ended: HistoryRecord[] } {
+  const last = new Map<string, HistoryRecord>()
+  for (const r of next) last.set(r.runName, r)
+  const started: HistoryRecord[] = []
+  const ended: HistoryRecord[] = []
+  for (const r of last.values()) {
+    const old = known.get(r.runName)
+    if (old === undefined) {
+      started.push(r)
+      if (r.status !== 'running') ended.push(r)
+    } else if (old.status === 'running' && r.status !== 'running') {
+      ended.push(r)
+    }
+  }
+  return { started, ended }
+}
+
+/** Insert (or move to the newest end) and drop the oldest beyond `max`: a Map keeps insertion order. */
+function remember (known: Map<string, Known>, records: readonly HistoryRecord[], max: number): void {
+  for (const r of records) {
+    const old = known.get(r.runName)
+    known.delete(r.runName)
+    const name = old?.name ?? own(r.runName)
+    known.set(name, { name, status: r.status })
+  }
+  while (known.size > max) known.delete(known.keys().next().value as string)
 }
 
 export class LaunchDir {
   readonly dir: string
   readonly uid: number
-  readonly #known = new Map<string, HistoryRecord>()
+  readonly #known = new Map<string, Known>()
   readonly #goodbyes = new Set<string>()
   #changed = false
 
@@ -37,19 +70,22 @@ export class LaunchDir {
    * the running lines of a history written at or after `changedSince` (ms): the daemon was already up and walking then.
    */
   static async open (dir: string, seed: boolean, changedSince = Number.POSITIVE_INFINITY): Promise<LaunchDir | null> {
-    let st
+    const fh = await openDir(dir)
+    if (fh === null) return null
+    let uid: number
     try {
-      st = await fsp.lstat(dir)
+      uid = (await fh.stat()).uid
     } catch {
       return null
+    } finally {
+      await fh.close()
     }
-    if (!st.isDirectory()) return null
-    const ld = new LaunchDir(dir, st.uid)
+    const ld = new LaunchDir(dir, uid)
     if (seed) {
-      const h = await ld.#readHistory()
+      const h = await readHistoryTail(dir, uid)
       // Written since the walk began: its finished lines are still seeds, its `-` lines are read again as starts.
       ld.#changed = h !== null && h.mtimeMs >= changedSince
-      for (const r of h?.records ?? []) if (!ld.#changed || r.status !== 'running') ld.#known.set(r.runName, r)
+      remember(ld.#known, (h?.records ?? []).filter(r => !ld.#changed || r.status !== 'running'), MAX_KNOWN)
     }
     return ld
   }
@@ -69,20 +105,10 @@ export class LaunchDir {
     return false
   }
 
-  async #readHistory (): Promise<ReturnType<typeof parseHistory> & { mtimeMs: number } | null> {
-    try {
-      const st = await fsp.lstat(join(this.dir, CACHE_DIR))
-      if (!st.isDirectory() || (st.uid !== this.uid && st.uid !== 0)) return null
-    } catch {
-      return null
-    }
-    const got = await readOwned(join(this.dir, CACHE_DIR, HISTORY), this.uid, HISTORY_MAX)
-    return got === null ? null : { ...parseHistory(got.text), mtimeMs: got.mtimeMs }
-  }
-
   /**
    * Read what changed. `retry` asks for another scan shortly: the history is rewritten in place (truncate, then
-   * write), so a read may catch it half-written. Seen runNames are never forgotten, so a torn read raises nothing twice.
+   * write), so a read may catch it half-written. What is known is only added to (and trimmed to the oldest), never
+   * replaced by one read, so a torn read raises nothing twice.
    */
   async scan (what: { history: boolean, log: boolean }): Promise<{ events: LaunchEvent[], retry: boolean }> {
     const events: LaunchEvent[] = []
@@ -92,29 +118,31 @@ export class LaunchDir {
     const goodbyes: Array<{ sessionId: string, runName: string, aborted: boolean }> = []
     if (what.log) {
       for (const name of ['.nextflow.log', '.nextflow.log.1']) {
-        const text = await readOwnedText(join(this.dir, name), this.uid)
-        if (text === null) continue
-        const m = parseLogMarkers(text)
+        const got = await readOwned(join(this.dir, name), this.uid, { head: HEAD_BYTES })
+        // A log someone else could have written says nothing about this user's runs.
+        if (got === null || !got.trusted) continue
+        const m = parseLogMarkers(got.text)
         if (m.goodbye && m.sessionId !== undefined && m.runName !== undefined) goodbyes.push({ sessionId: m.sessionId, runName: m.runName, aborted: m.aborted })
       }
     }
-    const h = await this.#readHistory()
+    const h = await readHistoryTail(this.dir, this.uid)
     if (h !== null) {
       retry = h.partial || (h.records.length === 0 && this.#known.size > 0)
-      const diff = diffHistory([...this.#known.values()], h.records)
-      for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: r })
+      const diff = diffKnown(this.#known, h.records)
+      for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: ownRecord(r), trusted: h.trusted })
       for (const r of diff.ended) {
-        events.push({ type: 'run-ended', launchDir: this.dir, sessionId: r.sessionId, runName: r.runName, status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
+        events.push({ type: 'run-ended', launchDir: this.dir, sessionId: own(r.sessionId), runName: own(r.runName), status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
       }
-      for (const r of h.records) this.#known.set(r.runName, r)
+      remember(this.#known, h.records, MAX_KNOWN)
     }
     for (const g of goodbyes) {
       const key = `${g.sessionId}\0${g.runName}`
       if (this.#goodbyes.has(key)) continue
-      this.#goodbyes.add(key)
+      this.#goodbyes.add(own(key))
+      if (this.#goodbyes.size > MAX_GOODBYES) this.#goodbyes.delete(this.#goodbyes.values().next().value as string)
       const known = this.#known.get(g.runName)
       if (known !== undefined && known.status !== 'running') continue
-      events.push({ type: 'run-ended', launchDir: this.dir, sessionId: g.sessionId, runName: g.runName, status: g.aborted ? 'ERR' : 'OK', via: 'log' })
+      events.push({ type: 'run-ended', launchDir: this.dir, sessionId: own(g.sessionId), runName: own(g.runName), status: g.aborted ? 'ERR' : 'OK', via: 'log' })
     }
     return { events, retry }
   }

@@ -12,6 +12,8 @@ export interface WatchView {
   source: 'config' | 'api' | 'run'
   launchDirs: number
   degraded: string | null
+  /** a walk stopped at limits.watchedDirsPerUser: part of the root is not watched */
+  limited?: string | null
   /** the root's first walk is still going: launch dirs are still being found */
   walking: boolean
 }
@@ -22,10 +24,13 @@ export interface WatchSummary {
   degraded: string[]
   /** roots whose first walk is still going */
   walking?: string[]
+  /** roots a walk of which stopped at limits.watchedDirsPerUser */
+  limited?: string[]
 }
 
 export interface WatchService {
-  summary (): WatchSummary
+  /** what `caller` may see (a non-admin: the config's roots and their own); everything without a caller */
+  summary (caller?: Caller): WatchSummary
   list (caller: Caller): WatchView[]
   add (caller: Caller, req: { root: string, depth?: number, workspace?: string, targets?: string[], poll?: boolean, intervalMs?: number }): Promise<WatchView>
   remove (caller: Caller, root: string): Promise<void>

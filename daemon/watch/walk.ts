@@ -42,6 +42,16 @@ export interface WalkResult {
   truncated: boolean
 }
 
+/** A directory (not a symlink) of `uid` at `path`? */
+async function ownedDir (fs: WalkFs, path: string, uid: number): Promise<boolean> {
+  try {
+    const st = await fs.lstat(path)
+    return st.isDirectory() && st.uid === uid
+  } catch {
+    return false
+  }
+}
+
 /** A regular file (not a symlink) at `path`? */
 export async function isPlainFile (fs: WalkFs, path: string): Promise<boolean> {
   try {
@@ -51,21 +61,31 @@ export async function isPlainFile (fs: WalkFs, path: string): Promise<boolean> {
   }
 }
 
+export interface WalkOptions {
+  /** stop after this many dirs (tree dirs and `.nextflow` dirs together) */
+  limit?: number
+  /** enter only dirs owned by this uid (a user's watch does not walk anyone else's dirs); any owner when absent */
+  owner?: number
+}
+
 /**
  * Breadth-first from `start` (at `startLevel`) down to `maxDepth`. Directory types come from readdir's d_type, so
- * only a `.nextflow/history` candidate costs an lstat; unreadable dirs are skipped.
+ * only a `.nextflow/history` candidate costs an lstat (and, with `owner`, each dir one more); unreadable dirs are
+ * skipped.
  */
-export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, limit = 200_000): Promise<WalkResult> {
+export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, opts: WalkOptions = {}): Promise<WalkResult> {
+  const limit = opts.limit ?? 200_000
   const out: WalkResult = { dirs: [], launchDirs: [], cacheDirs: [], truncated: false }
   if (skippedName(basename(start)) && startLevel > 0) return out
   let queue: TreeDir[] = [{ path: start, level: startLevel }]
   while (queue.length > 0) {
     const next: TreeDir[] = []
     for (const dir of queue) {
-      if (out.dirs.length >= limit) {
+      if (out.dirs.length + out.cacheDirs.length >= limit) {
         out.truncated = true
         return out
       }
+      if (opts.owner !== undefined && !(await ownedDir(fs, dir.path, opts.owner))) continue
       out.dirs.push(dir)
       let entries: Dirent[]
       try {

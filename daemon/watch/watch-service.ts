@@ -2,11 +2,14 @@
 // live run wherever it is. It turns the watcher's events into the run lifecycle's few calls: a file event in a launch
 // dir checks that dir's live runs at once (Monitor.checkRun: start, clean end, dirty end), and an unclaimed start
 // under a root with targets becomes an auto-run.
+// What a user can make it do is bounded (SPEC section 11, config `limits`): watch roots per user, watched dirs per
+// user (all their roots together: walks stop there and `watch list`/`status` say so), and the polling interval.
+// Admins (uid 0, the admin group) and the config's roots are not limited.
 import { lstat, realpath } from 'node:fs/promises'
 import { isAbsolute, join, resolve, sep } from 'node:path'
 import { can, PERSONAL } from '../access.js'
 import type { Config, WatchRoot } from '../config.js'
-import { nfsError } from '../errors.js'
+import { isCoded, nfsError } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
@@ -15,8 +18,9 @@ import type { RunManager } from '../runs/manager.js'
 import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js'
 import { isTerminal, TARGET_NAMES, type Caller } from '../types.js'
 import { AutoRuns } from './auto-run.js'
+import { openDir, sameFile } from './read-owned.js'
 import type { WatchService, WatchSummary, WatchView } from './service.js'
-import { RunDirWatcher, type WatcherEvent } from './watcher.js'
+import { RunDirWatcher, type GroupOptions, type WatcherEvent } from './watcher.js'
 import { skippedName, type WalkFs } from './walk.js'
 
 export interface WatchServiceDeps {
@@ -96,10 +100,32 @@ export class DirWatchService implements WatchService {
     return { root, depth: w.depth, workspace: w.workspace ?? null, targets: [...(w.targets ?? [])], poll: w.poll, intervalMs: w.intervalMs, source: 'config', owner: 'config', uid: 0 }
   }
 
+  /** A root of the config or of an admin: makes auto-runs for any launch dir's owner and is not limited. */
+  #adminRoot (r: Root): boolean {
+    if (r.source === 'config' || r.uid === 0) return true
+    try {
+      return this.#deps.users.callerForUid(r.uid).isAdmin
+    } catch {
+      return false
+    }
+  }
+
+  /** How a root is watched: a user's walks only their own dirs, within their dir budget, polled no faster than allowed. */
+  #groupOptions (r: Root): GroupOptions {
+    if (this.#adminRoot(r)) return { poll: r.poll, intervalMs: r.intervalMs }
+    const limits = this.#deps.config.limits
+    return {
+      poll: r.poll,
+      // a root stored before the limit was set (or lowered) is polled at the allowed pace, not refused
+      intervalMs: Math.max(r.intervalMs, limits.minPollIntervalMs),
+      budget: { key: `uid:${r.uid}`, limit: limits.watchedDirsPerUser, owner: r.uid }
+    }
+  }
+
   /** Start watching a root; resolved once its first walk is done (status says `walking` until then). */
   #start (r: Root): Promise<void> {
     this.#roots.set(r.root, r)
-    const walk = this.watcher.addGroup(`root:${r.root}`, { poll: r.poll, intervalMs: r.intervalMs }, { path: r.root, depth: r.depth }).then(({ launchDirs, dirs }) => {
+    const walk = this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth }).then(({ launchDirs, dirs }) => {
       this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
     }, (err: unknown) => {
       this.#log.error({ root: r.root, err }, 'walking a watch root failed')
@@ -146,7 +172,7 @@ export class DirWatchService implements WatchService {
     }
     if (e.type === 'run-started') {
       const root = this.#rootOf(e.launchDir)
-      if (root !== null) void this.#auto.started(root, e.launchDir, e.record)
+      if (root !== null) void this.#auto.started({ ...root, onlyUid: this.#adminRoot(root) ? null : root.uid }, e.launchDir, e.record, e.trusted)
     }
     if (e.type === 'launch-dir-found' || e.type === 'activity' || e.type === 'run-ended') {
       for (const runId of this.#liveRunsIn(e.launchDir)) void this.#deps.monitor.checkRun(runId)
@@ -174,42 +200,82 @@ export class DirWatchService implements WatchService {
     }).catch(err => { this.#log.error({ err }, 'syncing the launch dirs of runs failed') })
   }
 
-  summary (): WatchSummary {
+  /** Which roots a caller may see: an admin all, a user the config's and their own (paths are not for everyone). */
+  #visible (caller: Caller | undefined, r: Root): boolean {
+    return caller === undefined || caller.isAdmin || r.source === 'config' || r.uid === caller.uid
+  }
+
+  /** For `status` and metrics; without a caller (metrics, the daemon's own use) everything. */
+  summary (caller?: Caller): WatchSummary {
     const groups = this.watcher.groups()
+    const seen = (key: string): boolean => {
+      if (!key.startsWith('root:')) return caller === undefined || caller.isAdmin
+      const r = this.#roots.get(key.slice(5))
+      return r !== undefined && this.#visible(caller, r)
+    }
+    const mine = groups.filter(g => seen(g.key))
     return {
-      roots: this.#roots.size,
-      launchDirs: groups.reduce((n, g) => n + g.launchDirs, 0),
-      degraded: groups.filter(g => g.degraded !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.degraded}`),
-      walking: [...this.#walking.keys()]
+      roots: [...this.#roots.values()].filter(r => this.#visible(caller, r)).length,
+      launchDirs: mine.reduce((n, g) => n + g.launchDirs, 0),
+      degraded: mine.filter(g => g.degraded !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.degraded}`),
+      walking: [...this.#walking.keys()].filter(root => seen(`root:${root}`)),
+      limited: mine.filter(g => g.limited !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.limited}`)
     }
   }
 
   #view (r: Root): WatchView {
     const g = this.watcher.groups().find(x => x.key === `root:${r.root}`)
-    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: r.intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null, walking: this.#walking.has(r.root) }
+    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: this.#groupOptions(r).intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null, limited: g?.limited ?? null, walking: this.#walking.has(r.root) }
   }
 
   list (caller: Caller): WatchView[] {
-    const roots = [...this.#roots.values()].filter(r => caller.isAdmin || r.source === 'config' || r.uid === caller.uid).map(r => this.#view(r))
+    const roots = [...this.#roots.values()].filter(r => this.#visible(caller, r)).map(r => this.#view(r))
     const mine = new Set(this.#deps.runs.deps.ledger.all().filter(r => !isTerminal(r.state) && (caller.isAdmin || r.uid === caller.uid)).map(r => r.launchDir))
     const runs = [...this.#runDirs].filter(([dir]) => mine.has(dir)).map(([dir, group]): WatchView => ({
-      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null, walking: false
+      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null, limited: null, walking: false
     }))
     return [...roots, ...runs]
   }
 
-  async add (caller: Caller, req: AddRequest): Promise<WatchView> {
-    if (!isAbsolute(req.root)) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: a watch root must be absolute`])
-    let st
+  /**
+   * The dir a request names, resolved once and checked as what will be watched: the canonical path is opened
+   * (O_DIRECTORY|O_NOFOLLOW) and its owner checked on the fd; then no component of that path may be a symlink and
+   * the path must still name the dir held. A symlink swapped in anywhere between the steps is refused, never followed
+   * into someone else's dir (issue 13, the `watch add` race).
+   */
+  async #resolveRoot (caller: Caller, requested: string): Promise<string> {
+    const shown = JSON.stringify(requested.slice(0, 200))
     let root: string
     try {
-      st = await lstat(req.root)
-      root = await realpath(req.root)
+      root = await realpath(requested)
     } catch {
-      throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: no such directory`])
+      throw nfsError('NFS_ERR_INVALID_PATH', [`${shown}: no such directory`])
     }
-    if (!st.isDirectory()) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: not a directory (symlinks are not followed)`])
-    if (!caller.isAdmin && st.uid !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`${root} is not yours to watch`])
+    const fh = await openDir(root)
+    if (fh === null) throw nfsError('NFS_ERR_INVALID_PATH', [`${shown}: not a directory (symlinks are not followed)`])
+    try {
+      const held = await fh.stat()
+      if (!caller.isAdmin && held.uid !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`${root} is not yours to watch`])
+      for (let p = root; ; p = resolve(p, '..')) {
+        if ((await lstat(p)).isSymbolicLink()) throw nfsError('NFS_ERR_UNSAFE_PATH', [`${root}: a component changed into a symlink while it was checked`])
+        if (p === '/') break
+      }
+      if (!sameFile(await lstat(root), held)) throw nfsError('NFS_ERR_UNSAFE_PATH', [`${root}: changed while it was checked`])
+    } catch (err) {
+      if (isCoded(err)) throw err
+      throw nfsError('NFS_ERR_INVALID_PATH', [`${shown}: changed while it was checked`])
+    } finally {
+      await fh.close()
+    }
+    return root
+  }
+
+  async add (caller: Caller, req: AddRequest): Promise<WatchView> {
+    if (!isAbsolute(req.root)) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(req.root.slice(0, 200))}: a watch root must be absolute`])
+    const limits = this.#deps.config.limits
+    const intervalMs = req.intervalMs ?? (caller.isAdmin ? 1000 : Math.max(1000, limits.minPollIntervalMs))
+    if (!caller.isAdmin && intervalMs < limits.minPollIntervalMs) throw nfsError('NFS_ERR_LIMIT', [`limits.minPollIntervalMs (${limits.minPollIntervalMs}): asked for ${intervalMs} ms`])
+    const root = await this.#resolveRoot(caller, req.root)
     const workspace = req.workspace !== undefined && req.workspace !== '' && req.workspace !== PERSONAL ? req.workspace : null
     if (workspace !== null) {
       const ws = this.#deps.runs.deps.store.getWorkspace(workspace)
@@ -222,9 +288,9 @@ export class DirWatchService implements WatchService {
     }
     if (this.#roots.has(root)) throw nfsError('NFS_ERR_WATCH_EXISTS', [root])
     const stored = await this.#store.add({
-      root, depth: req.depth ?? 3, workspace, targets, poll: req.poll ?? false, intervalMs: req.intervalMs ?? 1000,
+      root, depth: req.depth ?? 3, workspace, targets, poll: req.poll ?? false, intervalMs,
       uid: caller.uid, user: caller.user, createdAt: this.#deps.clock().toISOString()
-    })
+    }, caller.isAdmin ? undefined : limits.watchRootsPerUser)
     const r: Root = { root, depth: stored.depth, workspace, targets, poll: stored.poll, intervalMs: stored.intervalMs, source: 'api', owner: caller.user, uid: caller.uid }
     await this.#start(r)
     this.#syncRuns()

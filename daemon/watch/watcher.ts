@@ -16,6 +16,11 @@ import { CACHE_DIR, HISTORY, LAUNCH_FILES, nodeWalkFs, type WalkFs } from './wal
 export interface GroupOptions {
   poll: boolean
   intervalMs: number
+  /**
+   * Groups with the same budget key share `limit` watched dirs (a user's roots together: limits.watchedDirsPerUser);
+   * `owner`: walks enter only that uid's dirs. Absent: an admin's group, limited only by the walk's own bound.
+   */
+  budget?: { key: string, limit: number, owner: number }
 }
 
 export type WatcherEvent =
@@ -37,6 +42,8 @@ class Group {
   readonly key: string
   opts: GroupOptions
   degraded: string | null = null
+  /** a walk stopped at the dir budget: part of the tree is not watched */
+  limited: string | null = null
   readonly maxDepth: number
   readonly dirs = new Map<string, number>()
   readonly launch = new Map<string, LaunchDir>()
@@ -74,7 +81,15 @@ export class RunDirWatcher {
       log: this.#log,
       live: (g) => this.#live(g),
       watch: async (g, paths) => { await this.#watch(g, paths) },
-      onFound: (g, dir) => { this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir }) }
+      onFound: (g, dir) => { this.#emit({ type: 'launch-dir-found', group: g.key, launchDir: dir }) },
+      walkOptions: (g) => g.opts.budget === undefined ? {} : { limit: Math.max(0, g.opts.budget.limit - this.#budgetUsed(g.opts.budget.key)), owner: g.opts.budget.owner },
+      onTruncated: (g, dirs) => {
+        // once per group: each new dir under a full budget would say it again
+        if (g.limited !== null) return
+        const b = g.opts.budget
+        g.limited = b === undefined ? 'the walk stopped at 200000 dirs' : `limits.watchedDirsPerUser (${b.limit}) reached: part of this root is not watched`
+        this.#log.warn({ group: g.key, dirs, limit: b?.limit }, 'watch root is too large; watching part of it')
+      }
     })
   }
 
@@ -91,6 +106,13 @@ export class RunDirWatcher {
         this.#log.error({ err, event: e.type }, 'watch listener failed')
       }
     }
+  }
+
+  /** Dirs watched by every group charged to `key` (tree dirs and `.nextflow` dirs, as the walk counts them). */
+  #budgetUsed (key: string): number {
+    let n = 0
+    for (const g of this.#groups.values()) if (g.opts.budget?.key === key) n += g.dirs.size
+    return n
   }
 
   #live (g: Group): boolean {
@@ -180,8 +202,8 @@ export class RunDirWatcher {
     return false
   }
 
-  groups (): Array<{ key: string, launchDirs: number, dirs: number, degraded: string | null, poll: boolean }> {
-    return [...this.#groups.values()].map(g => ({ key: g.key, launchDirs: g.launch.size, dirs: g.dirs.size, degraded: g.degraded, poll: g.opts.poll }))
+  groups (): Array<{ key: string, launchDirs: number, dirs: number, degraded: string | null, limited: string | null, poll: boolean }> {
+    return [...this.#groups.values()].map(g => ({ key: g.key, launchDirs: g.launch.size, dirs: g.dirs.size, degraded: g.degraded, limited: g.limited, poll: g.opts.poll }))
   }
 
   /** chokidar's own list of watched paths, per group: for tests and diagnostics. */

@@ -31,9 +31,9 @@ t.test('watch add/list/remove through the CLI, ownership enforced, persisted acr
   const refused = await cli(['watch', 'add', theirs])
   t.equal(refused.code, 4, 'a dir alice does not own')
   t.equal(errorCode(refused.stderr), 'NFS_ERR_FORBIDDEN')
-  const added = await cli(['--json', 'watch', 'add', mine, '--poll', '--interval', '200', '--depth', '2'])
+  const added = await cli(['--json', 'watch', 'add', mine, '--poll', '--interval', '1000', '--depth', '2'])
   t.equal(added.code, 0, added.stderr)
-  t.match(json(added.stdout), { root: mine, poll: true, intervalMs: 200, depth: 2, owner: 'alice', source: 'api' })
+  t.match(json(added.stdout), { root: mine, poll: true, intervalMs: 1000, depth: 2, owner: 'alice', source: 'api' })
 
   const nf = await startFakeNextflow({ launchDir: join(mine, 'proj'), uid: alice!.uid, gid: alice!.gid })
   t.teardown(() => nf.close())

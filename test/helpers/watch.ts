@@ -40,6 +40,8 @@ export interface WatchFixtureOptions {
   dir?: string
   key?: Buffer
   memory?: MemoryTarget
+  /** over the defaults of the config's `limits` section */
+  limits?: Partial<Config['limits']>
 }
 
 export async function waitFor (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 20): Promise<void> {
@@ -69,7 +71,7 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
   // History lines carry the real time; the fixture's frozen clock would make every line look stale.
   deps.clock = () => new Date()
   const watch = (opts.watch ?? []).map(w => ({ depth: 3, poll: false, intervalMs: 200, ...w, root: w.root ?? root })) as WatchRoot[]
-  const config = { ...deps.config, watch, mode: opts.mode ?? 'user' } as Config
+  const config = { ...deps.config, watch, mode: opts.mode ?? 'user', limits: { ...deps.config.limits, ...opts.limits } } as Config
   deps.config = config
   const monitor = new Monitor(f.runs, probes, logger, { intervalMs: opts.monitorMs ?? 60_000, retentionDays: 30 })
   await monitor.reconcile()

@@ -55,7 +55,7 @@ t.test('the walk: launch dirs to depth, never into work/, dot-dirs or symlinks',
     t.notOk(got.dirs.some(d => d.path.includes('/work') || d.path.includes('/.hidden') || d.path.includes('/link')), `depth ${depth}: nothing skipped was entered`)
   }
   t.ok((await walkTree(root, 0, 1)).cacheDirs.includes(join(root, 'fresh')), 'a .nextflow without history yet is a candidate')
-  t.equal((await walkTree(root, 0, 8, nodeWalkFs, 3)).truncated, true, 'the walk is bounded')
+  t.equal((await walkTree(root, 0, 8, nodeWalkFs, { limit: 3 })).truncated, true, 'the walk is bounded')
 })
 
 t.test('a launch dir made later is found and its start seen; log rotation; OK and Goodbye', async t => {

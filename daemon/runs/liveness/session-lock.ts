@@ -3,6 +3,11 @@
 // any death, SIGKILL included. We never open the file, let alone lock it (a probe lock would make a starting
 // or resuming Nextflow fail with "Unable to acquire lock"): we lstat it and look its device:inode up in
 // /proc/locks, which also names the holder's pid.
+// Given the run's uid, only that user's lock counts: every dir on the way and the LOCK itself must be the user's (or
+// root's), walked through fds held open (no symlink, no swap between check and use), and the holder must be a process
+// of the user. A group member who can write in a shared `.nextflow/cache` cannot keep someone's run "alive" by
+// creating and locking a LOCK there.
+import { constants, promises as fsp } from 'node:fs'
 import { lstat, readFile, readdir, readlink, realpath } from 'node:fs/promises'
 import { join } from 'node:path'
 import { nfsError } from '../../errors.js'
@@ -72,24 +77,40 @@ export function sessionLockPath (launchDir: string, sessionId: string): string {
 
 /**
  * Nothing under the launch dir is followed through a symlink: a planted link to another session's LOCK
- * would otherwise keep a finished run "alive". (The launch dir itself may sit behind a link, e.g. /home.)
+ * would otherwise keep a finished run "alive". (The launch dir itself may sit behind a link, e.g. /home.) Each dir is
+ * opened O_NOFOLLOW and the next name looked up through its fd; with `uid`, each must belong to that user or root.
  */
-async function lstatNoLinks (launchDir: string, sessionId: string): Promise<{ dev: bigint, ino: bigint } | null> {
-  const parts = ['.nextflow', 'cache', sessionId, 'db', 'LOCK']
-  let path = launchDir
-  for (const [i, part] of parts.entries()) {
-    path = join(path, part)
-    let st
-    try {
-      st = await lstat(path, { bigint: true })
-    } catch {
-      return null
+async function lstatNoLinks (launchDir: string, sessionId: string, uid?: number): Promise<{ dev: bigint, ino: bigint } | null> {
+  const ownerOk = (st: { uid: bigint }): boolean => uid === undefined || st.uid === BigInt(uid) || st.uid === 0n
+  const parts = ['.nextflow', 'cache', sessionId, 'db']
+  let dir: fsp.FileHandle | null = null
+  try {
+    dir = await fsp.open(launchDir, constants.O_RDONLY | constants.O_DIRECTORY)
+    for (const part of parts) {
+      const next: fsp.FileHandle = await fsp.open(`/proc/self/fd/${dir.fd}/${part}`, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+      await dir.close()
+      dir = next
+      if (!ownerOk(await dir.stat({ bigint: true }))) return null
     }
-    const last = i === parts.length - 1
-    if (last ? !st.isFile() : !st.isDirectory()) return null
-    if (last) return { dev: st.dev, ino: st.ino }
+    // The LOCK is never opened (see the top): looked at through the db dir's fd.
+    const st = await lstat(`/proc/self/fd/${dir.fd}/LOCK`, { bigint: true })
+    if (!st.isFile() || !ownerOk(st)) return null
+    return { dev: st.dev, ino: st.ino }
+  } catch {
+    return null
+  } finally {
+    await dir?.close()
   }
-  return null
+}
+
+/** The real and effective uids of a process, from /proc/PID/status; null when it is gone. */
+export async function processUids (pid: number): Promise<number[] | null> {
+  try {
+    const m = /^Uid:\s+(\d+)\s+(\d+)/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
+    return m === null ? null : [Number(m[1]), Number(m[2])]
+  } catch {
+    return null
+  }
 }
 
 /**
@@ -110,18 +131,25 @@ async function holderHasOpen (pid: number, path: string): Promise<boolean> {
   return false
 }
 
-export async function sessionLockHolder (launchDir: string, sessionId: string): Promise<LockHolder> {
-  const st = await lstatNoLinks(launchDir, sessionId)
+/**
+ * Is the session's LOCK held? With `uid` (the run's user), only a LOCK of that user held by a process of that user
+ * counts; a lock without a pid (an OFD lock: Nextflow takes POSIX ones) cannot be told apart and does not count.
+ */
+export async function sessionLockHolder (launchDir: string, sessionId: string, uid?: number): Promise<LockHolder> {
+  if (!UUID_RE.test(sessionId)) return { held: false, pid: null }
+  const st = await lstatNoLinks(launchDir, sessionId, uid)
   if (st === null) return { held: false, pid: null }
   const locks = parseProcLocks(await readFile('/proc/locks', 'utf8'))
-  const exact = findHolders(locks, st.dev, st.ino)
-  if (exact.length > 0) return { held: true, pid: exact.find((l) => l.pid !== null)?.pid ?? null }
+  const byUser = async (l: ProcLock): Promise<boolean> => uid === undefined || (l.pid !== null && (await processUids(l.pid))?.includes(uid) === true)
+  for (const l of findHolders(locks, st.dev, st.ino)) {
+    if (await byUser(l)) return { held: true, pid: l.pid }
+  }
   const candidates = locks.filter((l) => !l.blocked && l.inode === st.ino && l.pid !== null)
   if (candidates.length > 0) {
     // /proc/PID/fd links show the canonical path
     const canonical = sessionLockPath(await realpath(launchDir).catch(() => launchDir), sessionId)
     for (const l of candidates) {
-      if (await holderHasOpen(l.pid as number, canonical)) return { held: true, pid: l.pid }
+      if (await byUser(l) && await holderHasOpen(l.pid as number, canonical)) return { held: true, pid: l.pid }
     }
   }
   return { held: false, pid: null }
