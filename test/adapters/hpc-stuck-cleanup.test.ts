@@ -10,9 +10,9 @@ import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
-const [bob] = ensureUsers(['bob'])
+const [bob] = requireUsers(t, ['bob'])
 const RUN_ID = 'Rstuck00000001'
 
 function bobFinds (): number[] {

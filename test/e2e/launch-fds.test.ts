@@ -10,11 +10,11 @@ import { join } from 'node:path'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli, spawnCli } from '../helpers/cli.js'
 import { eventually } from '../helpers/attach.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
 t.setTimeout(300_000)
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 
 function workDir (root: string, user: { name: string, uid: number, gid: number }): string {
   const dir = join(root, `${user.name}-work`)

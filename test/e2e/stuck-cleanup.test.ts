@@ -11,11 +11,11 @@ import { join } from 'node:path'
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { json, runCli } from '../helpers/cli.js'
 import { eventually, run } from '../helpers/attach.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 
 t.setTimeout(300_000)
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 const INTERVAL_MS = 500
 
 function workDir (root: string, user: { name: string, uid: number, gid: number }): string {

@@ -9,10 +9,10 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import { pidMayBeTheRuns } from '../../daemon/runs/observe.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
-import { ensureUsers } from '../helpers/users.js'
+import { requireUsers } from '../helpers/requires.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 
-const [bob] = ensureUsers(['bob'])
+const [bob] = requireUsers(t, ['bob'])
 
 t.test('pidMayBeTheRuns', async t => {
   t.equal(await pidMayBeTheRuns(process.pid, 0), true, 'root\'s own process, for a run of root')
