@@ -20,6 +20,12 @@ const bin = join(dir, 'bin')
 mkdirSync(bin)
 writeFileSync(join(bin, 'nextflow'), '#!/bin/sh\ncat "$NXF_SECRETS_FILE" > seen.json\n')
 chmodSync(join(bin, 'nextflow'), 0o755)
+// An `sbatch` that copies the store it was given and prints a job id Slurm never heard of (so the bind is refused,
+// the job "cancelled" by the fake scancel and the run revoked: what matters here is what reached the store first).
+writeFileSync(join(bin, 'sbatch'), '#!/bin/sh\ncat "$NXF_SECRETS_FILE" > seen.json\necho 999999991\n')
+writeFileSync(join(bin, 'scancel'), '#!/bin/sh\nexit 0\n')
+chmodSync(join(bin, 'sbatch'), 0o755)
+chmodSync(join(bin, 'scancel'), 0o755)
 const work = join(dir, 'work')
 mkdirSync(work)
 
@@ -91,6 +97,19 @@ t.test('arm --pipeline and the launch dir', async t => {
   const fromDir = await cli(['arm', '--dir', join(FIX, 'nfcore'), '--format', 'json'])
   t.equal(fromDir.code, 3, 'the launch dir\'s main.nf references names nobody stored')
   t.equal(errorCode(fromDir.stderr), 'NFS_ERR_SECRET_MISSING')
+})
+
+t.test('sbatch --pipeline: only the referenced names reach the store; a missing one stops it before sbatch runs', async t => {
+  const head = join(work, 'head.sh')
+  writeFileSync(head, '#!/bin/sh\nnextflow run main.nf\n')
+  const missing = await cli(['sbatch', '--pipeline', join(FIX, 'nfcore'), head])
+  t.equal(missing.code, 3, missing.stderr)
+  t.equal(errorCode(missing.stderr), 'NFS_ERR_SECRET_MISSING')
+  t.equal(seen(), null, 'sbatch never ran')
+  const r = await cli(['sbatch', '--pipeline', join(FIX, 'dsl2', 'main.nf'), head])
+  t.same(seen(), DSL2, 'what the job would have got')
+  t.not(r.code, 0, 'a job Slurm does not know is not bound (its run is revoked)')
+  t.same(readdirSync(join(dir, 'runs', 'root')), [], 'nothing left')
 })
 
 t.test('secrets resolve --pipeline: what a run would get and what is missing', async t => {
