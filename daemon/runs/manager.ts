@@ -20,7 +20,7 @@ import type { Probes } from './probes.js'
 import { Revoker, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
 import { withRun } from './transition.js'
-import { sessionAlive } from './monitor.js'
+import { sessionAlive } from './liveness/session.js'
 import { intentRecord, provisionRun } from './provision.js'
 import { LiveRunQuota, ownsRun } from './quota.js'
 
