@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { querySlurmJobs, type SlurmJobState, type SlurmQueryOptions } from '../../daemon/runs/liveness/slurm.js'
-import { requireSlurm } from '../helpers/requires.js'
+import { requireSlurm, whyNotRoot } from '../helpers/requires.js'
 
 requireSlurm(t)
 
@@ -80,7 +80,7 @@ t.test('real Slurm', async (t) => {
     t.same(Object.fromEntries(both!), { [jobId]: { state: 'pending', uid: process.getuid!() }, 987654321: { state: 'gone', uid: null } })
   })
 
-  t.test('the owner is the submitting user, by uid, also once the job ended', async (t) => {
+  t.test('the owner is the submitting user, by uid, also once the job ended', { skip: whyNotRoot() }, async (t) => {
     const { stdout } = await exec('runuser', ['-u', 'alice', '--', 'sbatch', '--parsable', '-o', '/dev/null', '--wrap', 'true'], { cwd: '/' })
     const jobId = stdout.trim()
     t.teardown(() => exec('scancel', [jobId]).then(() => undefined, () => undefined))
