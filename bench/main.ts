@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { apiFigures } from './api-bench.js'
 import { awsFigures } from './aws-bench.js'
+import { cliFigures } from './cli-bench.js'
 import { repoRoot, startDaemon } from './daemon.js'
 import { detectFigures, POLL_INTERVAL_MS, preparePollDirs } from './detect-bench.js'
 import { formatTable, machineAtStart, writeResults, type Figure, type Results } from './report.js'
@@ -15,13 +16,13 @@ import { seedState } from './seed.js'
 import { idleRssFigures, startupFigures } from './startup-bench.js'
 import { nowMs, round } from './stats.js'
 
-const SECTIONS = ['api', 'runs', 'detect', 'aws', 'startup', 'idle', 'scale'] as const
+const SECTIONS = ['api', 'cli', 'runs', 'detect', 'aws', 'startup', 'idle', 'scale'] as const
 type Section = typeof SECTIONS[number]
 
 function plan (quick: boolean): Record<string, number | number[]> {
   return quick
-    ? { apiMs: 1000, runSamples: 15, detectSamples: 5, pollSamples: 3, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 3, scaleIdleMs: 1500, awsRevokes: 3 }
-    : { apiMs: 8000, runSamples: 200, detectSamples: 20, pollSamples: 10, startRepeats: 3, idleWaitMs: 5000, scaleSizes: [1, 100, 1000, 10_000], scaleSamples: 8, scaleIdleMs: 5000, awsRevokes: 10 }
+    ? { apiMs: 1000, runSamples: 15, cliSamples: 5, detectSamples: 5, pollSamples: 3, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 3, scaleIdleMs: 1500, awsRevokes: 3 }
+    : { apiMs: 8000, runSamples: 200, cliSamples: 20, detectSamples: 20, pollSamples: 10, startRepeats: 3, idleWaitMs: 5000, scaleSizes: [1, 100, 1000, 10_000], scaleSamples: 8, scaleIdleMs: 5000, awsRevokes: 10 }
 }
 
 function log (msg: string): void {
@@ -52,7 +53,7 @@ async function main (): Promise<void> {
     log(`${name} done in ${round((nowMs() - t) / 1000, 1)} s (load ${loadavg()[0]!.toFixed(1)})`)
   }
   try {
-    if (only.has('api') || only.has('runs') || only.has('detect')) {
+    if (only.has('api') || only.has('cli') || only.has('runs') || only.has('detect')) {
       // One daemon for the API, POST /runs and detection: 1,000 secrets (20 of the user's own, 980 of a workspace)
       // and a polled watch root holding the launch dirs of the polling samples.
       const me = userInfo()
@@ -63,6 +64,7 @@ async function main (): Promise<void> {
       const daemon = await startDaemon(d, { config: { watch: [{ root: pollRoot, depth: 1, poll: true, intervalMs: POLL_INTERVAL_MS }] } })
       try {
         await section('api', async () => await apiFigures({ daemon, dir, durationMs: p.apiMs as number }))
+        await section('cli', async () => await cliFigures({ daemon, samples: p.cliSamples as number }))
         await section('runs', async () => await runsFigures({ daemon, dir, samples: p.runSamples as number }))
         await section('detect', async () => await detectFigures({ daemon, dir, pollRoot, pollDirs, samples: p.detectSamples as number, pollSamples: p.pollSamples as number }))
       } finally {

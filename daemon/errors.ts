@@ -73,9 +73,16 @@ export interface CodedError extends Error {
   statusCode: number
 }
 
+// Made on first use: building all of them cost every CLI call milliseconds for the one or none it throws.
 const ctors = new Map<string, ReturnType<typeof createError>>()
-for (const [code, spec] of Object.entries(ERROR_SPECS)) {
-  ctors.set(code, createError(code, spec.message, spec.status))
+function ctorOf (code: ErrorCode): ReturnType<typeof createError> {
+  let ctor = ctors.get(code)
+  if (ctor === undefined) {
+    const spec: ErrorSpec = ERROR_SPECS[code]
+    ctor = createError(code, spec.message, spec.status)
+    ctors.set(code, ctor)
+  }
+  return ctor
 }
 
 /**
@@ -83,7 +90,7 @@ for (const [code, spec] of Object.entries(ERROR_SPECS)) {
  * `cause` keeps the underlying failure for the log without putting it in the message a client sees.
  */
 export function nfsError (code: ErrorCode, args: unknown[] = [], cause?: unknown): CodedError {
-  const Ctor = ctors.get(code)!
+  const Ctor = ctorOf(code)
   const err = new Ctor(...args) as unknown as CodedError
   if (cause !== undefined) (err as Error & { cause?: unknown }).cause = cause
   return err

@@ -1,5 +1,5 @@
 // The command table and argument parsing of nf-secrets, pure. Each command-group module exports a list of Commands;
-// main.ts concatenates them, so a new group (run, arm, runs, launch, ...) is one new file and one line in its table.
+// commands.ts lists the groups, so a new group (run, arm, runs, launch, ...) is one new file and one line in its table.
 // Usage errors never echo an argument back: a user who typed a value on the command line must not see it in an error.
 import { parseArgs } from 'node:util'
 import { nfsError } from '../errors.js'
@@ -100,6 +100,12 @@ function wordIndexes (argv: string[], specs: OptionSpecs, limit: number): number
     out.push(i)
   }
   return out
+}
+
+/** The first word of a command line (its group), skipping global options and their values. */
+export function firstWord (argv: string[]): string | undefined {
+  const [i] = wordIndexes(argv, GLOBAL_OPTIONS, 1)
+  return i === undefined ? undefined : argv[i]
 }
 
 /** The command whose path is the longest match of argv's leading words, and the indexes of those words. */

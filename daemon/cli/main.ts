@@ -1,41 +1,15 @@
 #!/usr/bin/env node
 // nf-secrets: the client CLI. Parses the command line against the table of command groups, runs one command against
-// the daemon's socket, prints errors as `nf-secrets: <message> (<CODE>)` and exits with the code's exit status.
+// the daemon's socket (loading only that command's module, commands.ts), prints errors as `nf-secrets: <message> (<CODE>)` and exits with the code's exit status.
 // The only file of the CLI that exits the process.
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { EXIT, exitCodeFor } from '../errors.js'
 import { packageVersion } from '../package-root.js'
-import { commandHelp, helpText, parseCommandLine, type CliIo, type Command } from './args.js'
+import { commandHelp, firstWord, helpText, parseCommandLine, type CliIo, type Command } from './args.js'
 import { discoverSocket, openClient, type ApiClient } from './client.js'
+import { commandsFor } from './commands.js'
 import { createOutput, safeText } from './output.js'
-import { secretsCommands } from './secrets.js'
-import { secretsImportCommands } from './secrets-import.js'
-import { workspacesCommands } from './workspaces.js'
-import { systemCommands } from './system.js'
-import { eventsCommands } from './events.js'
-import { runsCommands } from './runs.js'
-import { shellInitCommand } from './shell-init.js'
-import { watchCommands } from './watch.js'
-import { policyCommands } from './policy.js'
-import { launchCommands } from './launch.js'
-import { sbatchCommands } from './sbatch.js'
-
-// One line per command-group module; `run`, `arm`, `runs`, `launch`, `attach`, `watch`, `shell-init` join here.
-export const COMMANDS: readonly Command[] = [
-  ...secretsCommands,
-  ...secretsImportCommands,
-  ...workspacesCommands,
-  ...systemCommands,
-  ...eventsCommands,
-  ...watchCommands,
-  ...runsCommands,
-  shellInitCommand,
-  ...launchCommands,
-  ...sbatchCommands,
-  ...policyCommands
-]
-
 /** The message and exit status of anything a command threw. Messages come from coded errors, never from values. */
 export function describeFailure (err: unknown): { line: string, exit: number } {
   const code = typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : undefined
@@ -47,9 +21,10 @@ export function describeFailure (err: unknown): { line: string, exit: number } {
 }
 
 /** Run one command line; returns the exit status. Exported so that a test can drive it in-process. */
-export async function runCli (argv: string[], io: CliIo, commands: readonly Command[] = COMMANDS): Promise<number> {
+export async function runCli (argv: string[], io: CliIo, given?: readonly Command[]): Promise<number> {
   let client: ApiClient | null = null
   try {
+    const commands = given ?? await commandsFor(firstWord(argv))
     const parsed = parseCommandLine(commands, argv)
     if (parsed.kind === 'version') {
       io.stdout.write(`${packageVersion()}\n`)

@@ -37,9 +37,9 @@ export function serverRefusal (socket: Socket, path: string, myUid: number = pro
 }
 
 /**
- * A connect for undici's `connect` option and ws's `createConnection`: a Unix socket that is checked once connected
+ * A `createConnection` for http.request and ws: a Unix socket that is checked once connected
  * and destroyed with the refusal if its server may not be trusted. Nothing is written before the check: both clients
- * wait for 'connect' (undici through the callback, http.request by buffering) before they send the request.
+ * buffer what they write until 'connect', and this listener, added first, runs before the buffered write.
  */
 export function verifiedConnect (path: string, onRefused: (err: CodedError) => void): Socket {
   const socket = connect({ path })

@@ -1,9 +1,11 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { parseCommandLine, matchCommand, helpText, type Command, type CommandContext } from '../../daemon/cli/args.js'
-import { COMMANDS } from '../../daemon/cli/main.js'
+import { commandsFor } from '../../daemon/cli/commands.js'
 import { secretsCommands } from '../../daemon/cli/secrets.js'
 import { isCoded } from '../../daemon/errors.js'
+
+const COMMANDS = await commandsFor(undefined)
 
 const SECRET = 'hunter2-do-not-echo'
 

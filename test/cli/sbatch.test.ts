@@ -2,8 +2,10 @@
 // it prints. The command against a real Slurm: test/e2e/slurm-sbatch.test.ts.
 import t from 'tap'
 import { parseCommandLine } from '../../daemon/cli/args.js'
-import { COMMANDS } from '../../daemon/cli/main.js'
+import { commandsFor } from '../../daemon/cli/commands.js'
 import { parseParsable, sbatchArgv } from '../../daemon/cli/sbatch.js'
+
+const COMMANDS = await commandsFor(undefined)
 
 t.test('our options come first; from the first option we do not know, everything is sbatch\'s, verbatim', async t => {
   const cases: Array<[string[], Record<string, unknown>, Record<string, unknown>, string[]]> = [

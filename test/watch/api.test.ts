@@ -13,7 +13,9 @@ import type { WatchView } from '../../daemon/watch/service.js'
 import { requireUsers } from '../helpers/requires.js'
 import { watchFixture, type WatchFixture } from '../helpers/watch.js'
 import { targetList, intOption } from '../../daemon/cli/watch.js'
-import { COMMANDS } from '../../daemon/cli/main.js'
+import { commandsFor } from '../../daemon/cli/commands.js'
+
+const COMMANDS = await commandsFor(undefined)
 
 const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 const users = new UserDirectory({ mode: 'system', adminGroup: 'nf-secrets-admin', daemonUid: 0 })
