@@ -18,7 +18,7 @@ const d = await startTestDaemon(t, { mode: 'user', dir })
 // A `nextflow` that copies the run's store (whatever it got) to seen.json in its launch dir.
 const bin = join(dir, 'bin')
 mkdirSync(bin)
-writeFileSync(join(bin, 'nextflow'), '#!/bin/sh\ncat "$NXF_SECRETS_FILE" > seen.json\n')
+writeFileSync(join(bin, 'nextflow'), '#!/bin/sh\ncat "$NXF_SECRETS_FILE" > seen.tmp && mv seen.tmp seen.json\n')
 chmodSync(join(bin, 'nextflow'), 0o755)
 // An `sbatch` that copies the store it was given and prints a job id Slurm never heard of (so the bind is refused,
 // the job "cancelled" by the fake scancel and the run revoked: what matters here is what reached the store first).
@@ -97,6 +97,17 @@ t.test('arm --pipeline and the launch dir', async t => {
   const fromDir = await cli(['arm', '--dir', join(FIX, 'nfcore'), '--format', 'json'])
   t.equal(fromDir.code, 3, 'the launch dir\'s main.nf references names nobody stored')
   t.equal(errorCode(fromDir.stderr), 'NFS_ERR_SECRET_MISSING')
+})
+
+t.test('launch: the daemon-hosted command gets only the referenced names', async t => {
+  const r = await cli(['launch', '--detach', '--', 'nextflow', 'run', join(FIX, 'dsl2', 'main.nf')])
+  t.equal(r.code, 0, r.stderr)
+  const deadline = Date.now() + 60_000
+  while (!existsSync(join(work, 'seen.json')) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
+  t.same(seen(), DSL2)
+  const missing = await cli(['launch', '--detach', '--', 'nextflow', 'run', join(FIX, 'nfcore')])
+  t.equal(missing.code, 3, missing.stderr)
+  t.equal(errorCode(missing.stderr), 'NFS_ERR_SECRET_MISSING')
 })
 
 t.test('sbatch --pipeline: only the referenced names reach the store; a missing one stops it before sbatch runs', async t => {
