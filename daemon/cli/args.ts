@@ -3,6 +3,7 @@
 // Usage errors never echo an argument back: a user who typed a value on the command line must not see it in an error.
 import { parseArgs } from 'node:util'
 import { nfsError } from '../errors.js'
+import { closest } from './suggest.js'
 import type { ApiClient } from './client.js'
 import type { Output } from './output.js'
 
@@ -75,8 +76,31 @@ export type Parsed =
   | { kind: 'help', prefix: string[] }
   | { kind: 'version' }
 
-function usage (message: string): Error {
-  return nfsError('NFS_ERR_USAGE', [message])
+/** A usage error; `suggestion` (a command or option of ours) is also a field of the error, for --json. */
+function usage (message: string, suggestion?: string): Error {
+  const err = nfsError('NFS_ERR_USAGE', [suggestion === undefined ? message : `${message}; did you mean ${suggestion}?`])
+  if (suggestion !== undefined) (err as Error & { suggestion?: string }).suggestion = suggestion
+  return err
+}
+
+/** The command path nearest to the words typed (`secret lsit` -> `secrets list`), for an unknown command. */
+function suggestCommand (commands: readonly Command[], words: string[]): string | undefined {
+  if (words.length === 0) return undefined
+  const firsts = [...new Set(commands.map(c => c.path[0]!))]
+  const first = firsts.includes(words[0]!) ? words[0]! : closest(words[0]!, firsts)
+  if (first === undefined) return undefined
+  const group = commands.filter(c => c.path[0] === first && c.path.length > 1)
+  if (group.length === 0 || words.length < 2) return first
+  const second = closest(words[1]!, group.map(c => c.path[1]!))
+  return second === undefined ? (first === words[0] ? undefined : first) : `${first} ${second}`
+}
+
+/** The option nearest to an unknown one named in node's parseArgs message. */
+function suggestOption (specs: OptionSpecs, message: string): string | undefined {
+  const m = /'(--?[^'=\s]+)/.exec(message)
+  if (m === null) return undefined
+  const near = closest(m[1]!.replace(/^-+/, ''), Object.keys(specs))
+  return near === undefined ? undefined : `--${near}`
 }
 
 function takesValue (specs: OptionSpecs, token: string): boolean {
@@ -151,14 +175,15 @@ export function parseCommandLine (commands: readonly Command[], argv: string[]):
     if (global.version === true && match.prefix.length === 0) return { kind: 'version' }
     if (global.help === true || argv.length === 0 || match.prefix.length > 0) {
       const known = match.prefix.length === 0 || commands.some(c => c.path[0] === match.prefix[0])
-      if (!known) throw usage(`unknown command; run nf-secrets --help for the list`)
+      if (!known) throw usage('unknown command; run nf-secrets --help for the list', suggestCommand(commands, match.words))
       if (global.help !== true && match.prefix.length > 0) {
-        const what = match.words.length > match.prefix.length ? 'unknown subcommand of' : 'a subcommand is needed after'
-        throw usage(`${what} ${match.prefix.join(' ')}; run nf-secrets ${match.prefix.join(' ')} --help`)
+        const unknown = match.words.length > match.prefix.length
+        const what = unknown ? 'unknown subcommand of' : 'a subcommand is needed after'
+        throw usage(`${what} ${match.prefix.join(' ')}; run nf-secrets ${match.prefix.join(' ')} --help`, unknown ? suggestCommand(commands, match.words) : undefined)
       }
       return { kind: 'help', prefix: match.prefix }
     }
-    throw usage('unknown command; run nf-secrets --help for the list')
+    throw usage('unknown command; run nf-secrets --help for the list', suggestCommand(commands, match.words))
   }
   const { command, at } = match
   const specs: OptionSpecs = { ...GLOBAL_OPTIONS, ...command.options }
@@ -169,7 +194,8 @@ export function parseCommandLine (commands: readonly Command[], argv: string[]):
     parsed = parseArgs({ args: head, options: specs, strict: true, allowPositionals: true })
   } catch (err) {
     // node's parseArgs messages name the option only, never its value.
-    throw usage(`${(err as Error).message.split('. ')[0] ?? 'invalid arguments'}; see nf-secrets ${command.path.join(' ')} --help`)
+    const message = (err as Error).message
+    throw usage(`${message.split('. ')[0] ?? 'invalid arguments'}; see nf-secrets ${command.path.join(' ')} --help`, suggestOption(specs, message))
   }
   const { socket, json, workspace, help, version: _version, ...own } = parsed.values as OptionValues
   const args = [...parsed.positionals, ...tail]

@@ -11,13 +11,27 @@ import { discoverSocket, openClient, type ApiClient } from './client.js'
 import { commandsFor } from './commands.js'
 import { createOutput, safeText } from './output.js'
 /** The message and exit status of anything a command threw. Messages come from coded errors, never from values. */
-export function describeFailure (err: unknown): { line: string, exit: number } {
-  const code = typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : undefined
-  const message = err instanceof Error ? err.message : String(err)
-  if (code !== undefined && code.startsWith('NFS_ERR_')) {
-    return { line: `nf-secrets: ${safeText(message)} (${code})`, exit: exitCodeFor(code) }
+export function describeFailure (err: unknown, json = false): { line: string, exit: number } {
+  const raw = typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : undefined
+  const code = raw !== undefined && raw.startsWith('NFS_ERR_') ? raw : 'NFS_ERR_INTERNAL'
+  const message = safeText(err instanceof Error ? err.message : String(err))
+  const exit = code === 'NFS_ERR_INTERNAL' && raw !== code ? EXIT.failure : exitCodeFor(code)
+  if (json) {
+    // The API's error object (SPEC section 7), one line: a script parses stderr as it parses an answer.
+    const statusCode = (err as { statusCode?: unknown })?.statusCode
+    const suggestion = (err as { suggestion?: unknown })?.suggestion
+    return {
+      line: JSON.stringify({ ...(typeof statusCode === 'number' ? { statusCode } : {}), code, message, ...(typeof suggestion === 'string' ? { suggestion } : {}) }),
+      exit
+    }
   }
-  return { line: `nf-secrets: ${safeText(message)} (NFS_ERR_INTERNAL)`, exit: EXIT.failure }
+  return { line: `nf-secrets: ${message} (${code})`, exit }
+}
+
+/** --json before any `--`: known before parsing, so that a usage error is JSON too. */
+function wantsJson (argv: string[]): boolean {
+  const end = argv.indexOf('--')
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json')
 }
 
 /** Run one command line; returns the exit status. Exported so that a test can drive it in-process. */
@@ -39,10 +53,15 @@ export async function runCli (argv: string[], io: CliIo, given?: readonly Comman
       return EXIT.ok
     }
     const socketPath = discoverSocket(parsed.global.socket, io.env).path
+    // NF_SECRETS_WORKSPACE is the default of -w; an explicit -w wins.
+    const envWorkspace = io.env.NF_SECRETS_WORKSPACE
+    const global = parsed.global.workspace === undefined && envWorkspace !== undefined && envWorkspace !== ''
+      ? { ...parsed.global, workspace: envWorkspace }
+      : parsed.global
     const status = await parsed.command.run({
       args: parsed.args,
       options: parsed.options,
-      global: parsed.global,
+      global,
       socketPath,
       client: () => (client ??= openClient(socketPath)),
       out: createOutput(parsed.global.json, io.stdout),
@@ -50,7 +69,7 @@ export async function runCli (argv: string[], io: CliIo, given?: readonly Comman
     })
     return status ?? EXIT.ok
   } catch (err) {
-    const { line, exit } = describeFailure(err)
+    const { line, exit } = describeFailure(err, wantsJson(argv))
     io.stderr.write(`${line}\n`)
     return exit
   } finally {

@@ -1,0 +1,64 @@
+// The CLI's ergonomics (issue 17), in-process: "did you mean" for unknown commands and options, --json errors as the
+// API's error object on one stderr line, NF_SECRETS_WORKSPACE as the default of -w. Asserts on exit codes and
+// structure, never on prose.
+import t from 'tap'
+import { PassThrough } from 'node:stream'
+import type { Command } from '../../daemon/cli/args.js'
+import { runCli } from '../../daemon/cli/main.js'
+import { closest, editDistance } from '../../daemon/cli/suggest.js'
+
+function io (env: NodeJS.ProcessEnv = {}): { io: Parameters<typeof runCli>[1], out: () => string, err: () => string } {
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  const o: Buffer[] = []
+  const e: Buffer[] = []
+  stdout.on('data', (c: Buffer) => o.push(c))
+  stderr.on('data', (c: Buffer) => e.push(c))
+  return {
+    io: { stdin: new PassThrough() as unknown as NodeJS.ReadStream, stdout, stderr, env, cwd: '/' },
+    out: () => Buffer.concat(o).toString(),
+    err: () => Buffer.concat(e).toString()
+  }
+}
+
+t.test('edit distance and the nearest word', async t => {
+  const cases: Array<[string, string, number]> = [['list', 'lsit', 1], ['secrets', 'secrest', 1], ['add', 'add', 0], ['show', 'set', 3], ['', 'ab', 2]]
+  for (const [a, b, d] of cases) t.equal(editDistance(a, b), d, `${a} ${b}`)
+  t.equal(closest('lsit', ['list', 'add', 'remove']), 'list')
+  t.equal(closest('zzzzzz', ['list', 'add']), undefined, 'nothing close: no suggestion')
+})
+
+t.test('--json: a usage error is one JSON line on stderr with the suggestion; exit 2', async t => {
+  const cases: Array<[string[], string]> = [
+    [['--json', 'secrest', 'list'], 'secrets list'],
+    [['--json', 'secrets', 'lsit'], 'secrets list'],
+    [['--json', 'secrets', 'list', '--wrokspace', 'x'], '--workspace']
+  ]
+  for (const [argv, suggestion] of cases) {
+    const c = io()
+    t.equal(await runCli(argv, c.io), 2, argv.join(' '))
+    const lines = c.err().split('\n').filter(l => l !== '')
+    t.equal(lines.length, 1)
+    const body = JSON.parse(lines[0]!) as Record<string, unknown>
+    t.match(body, { statusCode: 400, code: 'NFS_ERR_USAGE', message: String, suggestion })
+    t.equal(c.out(), '')
+  }
+  const plain = io()
+  t.equal(await runCli(['secrets', 'lsit'], plain.io), 2)
+  t.match(plain.err(), /^nf-secrets: .*secrets list.* \(NFS_ERR_USAGE\)\n$/, 'the suggestion in the plain line too')
+})
+
+t.test('--json: a daemon that is not there is a JSON error too, exit 69', async t => {
+  const c = io()
+  t.equal(await runCli(['--json', '--socket', '/nonexistent/nfs.sock', 'status'], c.io), 69)
+  t.match(JSON.parse(c.err()), { code: 'NFS_ERR_UNAVAILABLE', message: String })
+})
+
+t.test('NF_SECRETS_WORKSPACE is the default of -w; -w wins', async t => {
+  const seen: Array<string | undefined> = []
+  const probe: Command = { path: ['probe'], usage: '', summary: 'test', positionals: [0, 0], run: async (ctx) => { seen.push(ctx.global.workspace); return 0 } }
+  t.equal(await runCli(['probe'], io({ NF_SECRETS_WORKSPACE: 'lab' }).io, [probe]), 0)
+  t.equal(await runCli(['-w', 'other', 'probe'], io({ NF_SECRETS_WORKSPACE: 'lab' }).io, [probe]), 0)
+  t.equal(await runCli(['probe'], io({ NF_SECRETS_WORKSPACE: '' }).io, [probe]), 0)
+  t.same(seen, ['lab', 'other', undefined])
+})
