@@ -105,6 +105,9 @@ async function main (argv: string[]): Promise<void> {
     }
     quietSdkNodeVersionWarning()
     const daemon = await startDaemon(config, { flags })
+    // A rejection no code path caught (a bug) is logged, and the daemon goes on serving everyone: the failure of one
+    // request or one run must not take every user's secrets service down with it.
+    process.on('unhandledRejection', (err) => { daemon.logger.error({ err }, 'unhandled rejection; contained') })
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) return

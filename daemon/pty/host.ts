@@ -178,6 +178,7 @@ export class PtyHost implements RunHost {
     const started = this.#deps.runs.markStarted(created.runId, { pid: term.pid })
     term.onExit(({ exitCode, signal }) => {
       void started.catch(() => null).then(() => this.#exited(session, exitFromPty(exitCode, signal)))
+        .catch((err: unknown) => this.#log.error({ runId: created.runId, err }, 'recording the command\'s end failed; the monitor ends the run'))
     })
     await started
     this.#log.info({ runId: created.runId, pid: term.pid, user: caller.user }, 'command started')
@@ -273,7 +274,9 @@ export class PtyHost implements RunHost {
       if (!(await this.#deps.probes.processAlive(run.pid, run.pidStart))) await this.#exited(session, null)
     }
     if (n > 0) this.#log.info({ adopted: n }, 'adopted launched runs from before the restart')
-    this.#poll ??= setInterval(() => { void this.#checkAdopted() }, this.#deps.pollMs ?? 1000)
+    this.#poll ??= setInterval(() => {
+      this.#checkAdopted().catch((err: unknown) => this.#log.error({ err }, 'checking adopted runs failed'))
+    }, this.#deps.pollMs ?? 1000)
     this.#poll.unref()
     await this.prune()
     this.#prune ??= setInterval(() => { void this.prune() }, PRUNE_EVERY_MS)

@@ -56,7 +56,9 @@ export class Monitor {
 
   start (): void {
     if (this.#timer !== null) return
-    this.#timer = setInterval(() => { void this.#pass(false) }, this.#opts.intervalMs)
+    this.#timer = setInterval(() => {
+      this.#pass(false).catch((err: unknown) => this.#log.error({ err }, 'monitor pass failed'))
+    }, this.#opts.intervalMs)
     this.#timer.unref()
   }
 
