@@ -49,11 +49,21 @@ export interface ApiClient {
   close: () => Promise<void>
 }
 
+/**
+ * Pure: which daemon a socket belongs to and how that daemon is started, for the unreachable message. The system
+ * socket is the system-mode daemon (an admin's unit); any other path is taken for a user-mode daemon.
+ */
+export function startHint (socketPath: string): string {
+  return socketPath === SYSTEM_SOCKET
+    ? 'the system-mode daemon is not running: an admin starts it with `systemctl start nf-secretsd`; for a user-mode daemon of your own: `systemctl --user enable --now nf-secretsd` (docs/install.md)'
+    : 'no user-mode daemon answers there: start yours with `systemctl --user start nf-secretsd` (or `nf-secretsd --mode user`); --socket or NF_SECRETS_SOCKET picks another'
+}
+
 // Any failure before an answer (ENOENT, ECONNREFUSED, EACCES, a reset) means the daemon is not there, or not for us.
 export function unreachable (socketPath: string, err: unknown): CliError {
   const code = (err as { code?: unknown }).code
   const reason = typeof code === 'string' ? code : 'no answer'
-  const e = nfsError('NFS_ERR_UNAVAILABLE', [socketPath, `${reason}; is nf-secretsd running? (--socket, NF_SECRETS_SOCKET)`])
+  const e = nfsError('NFS_ERR_UNAVAILABLE', [socketPath, `${reason}; ${startHint(socketPath)}`])
   return new CliError(e.code, e.message)
 }
 

@@ -62,3 +62,15 @@ t.test('NF_SECRETS_WORKSPACE is the default of -w; -w wins', async t => {
   t.equal(await runCli(['probe'], io({ NF_SECRETS_WORKSPACE: '' }).io, [probe]), 0)
   t.same(seen, ['lab', 'other', undefined])
 })
+
+t.test('daemon down: the message names the socket tried and the start command of that mode', async t => {
+  const { startHint } = await import('../../daemon/cli/client.js')
+  const { SYSTEM_SOCKET } = await import('../../daemon/paths.js')
+  t.match(startHint(SYSTEM_SOCKET), /systemctl start nf-secretsd/)
+  t.match(startHint('/run/user/1000/nf-secretsd/api.sock'), /systemctl --user start nf-secretsd/)
+  const c = io()
+  t.equal(await runCli(['--json', '--socket', '/nonexistent/u.sock', 'status'], c.io), 69)
+  const body = JSON.parse(c.err()) as { message: string }
+  t.ok(body.message.includes('/nonexistent/u.sock'), 'names the socket tried')
+  t.ok(body.message.includes('systemctl --user start'), 'and how to start a user-mode daemon')
+})
