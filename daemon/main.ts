@@ -90,7 +90,15 @@ async function main (argv: string[]): Promise<void> {
   try {
     const config = await loadConfig(flags)
     if (command === 'check-config') {
-      process.stdout.write(`${JSON.stringify({ ok: true, mode: config.mode, file: config.configFile, config }, null, 2)}\n`)
+      // The key too: "ok" with a missing or unreadable key would promise a start that then fails (exit 78 here).
+      const { checkKey } = await import('./store/key.js')
+      const key = await checkKey({
+        mode: config.mode,
+        stateDir: config.stateDir,
+        ...(config.keyFile !== null && config.mode === 'system' ? { keyFile: config.keyFile } : {}),
+        ...(process.env.CREDENTIALS_DIRECTORY !== undefined ? { credentialsDirectory: process.env.CREDENTIALS_DIRECTORY } : {})
+      })
+      process.stdout.write(`${JSON.stringify({ ok: true, mode: config.mode, file: config.configFile, key, config }, null, 2)}\n`)
       return
     }
     if (clusterImport) {

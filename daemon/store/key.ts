@@ -163,3 +163,27 @@ export async function loadKey (opts: LoadKeyOptions): Promise<LoadedKey> {
   }
   return { key: await readKeyFile(source, fromCredential), source, keyFile, generated: false, recovered }
 }
+
+/**
+ * check-config's look at the key (issue 17): read and validated as a start would (owner, mode, 32 bytes), never
+ * written, generated or recovered. A user-mode key that does not exist yet, beside no store, is fine: the first start
+ * makes it. Anything a start would refuse is the same NFS_ERR_KEY (exit 78).
+ */
+export async function checkKey (opts: LoadKeyOptions): Promise<{ source: string, present: boolean }> {
+  const storePath = opts.storePath ?? join(opts.stateDir, 'store.json')
+  if (opts.mode === 'user') {
+    const keyFile = opts.keyFile ?? join(opts.stateDir, 'master.key')
+    if (!await exists(keyFile)) {
+      const stored = await storeKeyId(storePath)
+      if (stored !== null) throw nfsError('NFS_ERR_KEY', [keyFile, `it is missing but ${storePath} was encrypted with key id ${stored}; restore that key file`])
+      return { source: keyFile, present: false }
+    }
+    await readKeyFile(keyFile)
+    return { source: keyFile, present: true }
+  }
+  const cred = opts.credentialsDirectory !== undefined && opts.credentialsDirectory !== '' ? join(opts.credentialsDirectory, CREDENTIAL_NAME) : null
+  const fromCredential = cred !== null && await exists(cred)
+  const source = fromCredential && cred !== null ? cred : opts.keyFile ?? DEFAULT_SYSTEM_KEY_FILE
+  await readKeyFile(source, fromCredential)
+  return { source, present: true }
+}
