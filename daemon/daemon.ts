@@ -34,10 +34,11 @@ import { createMetrics } from './metrics.js'
 import { readMountFsType } from '../adapters/hpc/fs-type.js'
 
 /** Leftovers in targets of runs that are terminal or unknown to the ledger (a crash before the intent was written). */
-async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, log: Logger): Promise<void> {
+async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, provisioning: (runId: string) => boolean, log: Logger): Promise<void> {
   const liveness = (runId: string): RunLiveness => {
     const run = ledger.get(runId)
-    if (run === undefined) return 'unknown'
+    // A run being provisioned has its dirs before its intent reaches the ledger: live, not a crash's leftover.
+    if (run === undefined) return provisioning(runId) ? 'live' : 'unknown'
     return isTerminal(run.state) && Object.values(run.targets).every(t => t?.state === 'revoked') ? 'terminal' : 'live'
   }
   for (const [name, target] of targets) {
@@ -192,7 +193,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   }
 
   // Sweeps ask remote services (AWS): they run in the background, at start and then periodically.
-  const sweep = (): void => { void sweepTargets(targets, ledger, log) }
+  const sweep = (): void => { void sweepTargets(targets, ledger, id => runs.provisioning(id), log) }
   sweep()
   const sweepTimer = setInterval(sweep, config.aws.sweepIntervalSeconds * 1000)
   sweepTimer.unref()

@@ -55,6 +55,7 @@ export class RunManager implements RunService {
   #host: RunHost | null = null
   readonly #log: Logger
   readonly #quota: LiveRunQuota
+  readonly #provisioning = new Set<string>()
 
   constructor (deps: RunManagerDeps) {
     this.deps = deps
@@ -131,6 +132,11 @@ export class RunManager implements RunService {
     return view(bound)
   }
 
+  /** Is the run being provisioned right now (placed or about to be, its intent perhaps not yet in the ledger)? */
+  provisioning (runId: string): boolean {
+    return this.#provisioning.has(runId)
+  }
+
   async create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
     // The slot is held while provisioning; once the intent is in the ledger the run counts there.
     const release = this.#quota.reserve(caller, () => this.deps.ledger.all())
@@ -193,6 +199,9 @@ export class RunManager implements RunService {
     const auditEntry = { action: 'run.provision', actor: caller.user, runId, workspace: wsName, detail: { targets: targets.join(','), secrets: values.size } }
     const log = this.#log.child({ runId })
     log.info({ user: record.user, workspace: wsName, mode: record.mode, targets, secrets: record.names.length }, 'provisioning')
+    // Until its intent is in the ledger a run's dirs exist only here: the target sweep must not take them for the
+    // leftovers of a crash (it runs in the background from the start; launches right after a start raced it).
+    this.#provisioning.add(runId)
     const { run, env } = await provisionRun({
       ledger,
       audit,
@@ -203,7 +212,7 @@ export class RunManager implements RunService {
         await this.#markUntouched(id, untouched)
         await this.#endAndRevoke(id, 'failed', reason, {})
       }
-    }, record, targets, values, auditEntry)
+    }, record, targets, values, auditEntry).finally(() => { this.#provisioning.delete(runId) })
     // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
     await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
     const evt = { user: run.user, workspace: run.workspace, runId, names: run.names }
