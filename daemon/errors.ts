@@ -26,7 +26,7 @@ export const ERROR_SPECS = {
   NFS_ERR_INVALID_NAME: { status: 400, message: 'Invalid secret name %s: it must match Nextflow\'s rule (letters, digits and single underscores, no leading digit, 2 to 100 characters, not starting with "__")', exit: EXIT.usage },
   NFS_ERR_INVALID_WORKSPACE: { status: 400, message: 'Invalid workspace name %s: use 1 to 64 of [a-z0-9_-], starting with a letter or digit', exit: EXIT.usage },
   NFS_ERR_INVALID_ROLE: { status: 400, message: 'Invalid role %s: one of owner, admin, maintain, launch, connect, view', exit: EXIT.usage },
-  NFS_ERR_VALUE_SIZE: { status: 400, message: 'Secret value must be 1 to 65536 bytes of UTF-8, got %s bytes', exit: EXIT.usage },
+  NFS_ERR_VALUE_SIZE: { status: 400, message: 'Secret value must be 1 to 65536 bytes (64 KiB) of UTF-8 as stored, got %s bytes; with --base64 the limit is 49152 bytes (48 KiB) before encoding', exit: EXIT.usage },
   NFS_ERR_VALUE_ENCODING: { status: 400, message: 'Secret value is not valid UTF-8 or contains NUL', exit: EXIT.usage },
   NFS_ERR_VALUE_CHARACTER: { status: 400, message: 'Secret value contains %s, which Nextflow cannot pass safely to grid tasks; encode the value with --base64', exit: EXIT.usage },
   NFS_ERR_SECRET_MISSING: { status: 404, message: 'The pipeline references secrets that resolve to nothing: %s (nothing was provisioned; --allow-missing runs without them)', exit: EXIT.notFound },

@@ -31,10 +31,18 @@ export function stripOneNewline (bytes: Buffer): Buffer {
   return bytes
 }
 
+/** The most bytes that --base64 can encode within the 64 KiB value limit (65536 / 4 * 3). */
+export const MAX_BASE64_INPUT_BYTES = 49_152
+
 /** The string sent to the daemon: base64 of the bytes with --base64, else the bytes as strict UTF-8. */
 export function encodeValue (bytes: Buffer, base64: boolean): string {
   if (bytes.length === 0) throw coded('NFS_ERR_VALUE_SIZE', [0])
-  if (base64) return bytes.toString('base64')
+  // base64 grows 3 bytes to 4: 48 KiB is what fits the 64 KiB limit once encoded. Refused here, before anything is
+  // sent, with the size the user has in hand rather than the encoded one.
+  if (base64) {
+    if (bytes.length > MAX_BASE64_INPUT_BYTES) throw coded('NFS_ERR_VALUE_SIZE', [bytes.length])
+    return bytes.toString('base64')
+  }
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
   } catch {

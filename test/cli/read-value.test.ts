@@ -61,3 +61,9 @@ t.test('the hidden prompt: editing keys, Enter, Ctrl-C, Ctrl-D, escape sequences
   t.same(feed('ab\x04'), { value: 'ab', escape: false, done: 'enter' }, 'Ctrl-D after text ends the value')
   t.same(feed('né\x7f'), { value: 'n', escape: false, done: null }, 'backspace removes a whole character')
 })
+
+t.test('--base64: 48 KiB is the most that fits 64 KiB once encoded; one byte more is NFS_ERR_VALUE_SIZE before sending', async t => {
+  const { encodeValue, MAX_BASE64_INPUT_BYTES } = await import('../../daemon/cli/read-value.js')
+  t.equal(encodeValue(Buffer.alloc(MAX_BASE64_INPUT_BYTES, 1), true).length, 65_536)
+  t.throws(() => encodeValue(Buffer.alloc(MAX_BASE64_INPUT_BYTES + 1, 1), true), { code: 'NFS_ERR_VALUE_SIZE' })
+})
