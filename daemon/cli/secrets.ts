@@ -1,5 +1,6 @@
-// nf-secrets secrets list|add|update|delete|resolve. Values go in through read-value.ts and never come back out:
+// nf-secrets secrets list|show|add|update|delete|resolve. Values go in through read-value.ts and never come back out:
 // the daemon answers with metadata only.
+import { nfsError } from '../errors.js'
 import type { SecretMeta } from '../types.js'
 import type { Resolved } from '../resolve.js'
 import type { Command, CommandContext } from './args.js'
@@ -14,6 +15,20 @@ export function secretsTable (rows: SecretMeta[]): string {
     ['NAME', 'SCOPE', 'VERSION', 'UPDATED', 'BY', 'LAST USED'],
     rows.map(s => [s.name, s.scope, s.version, shortTime(s.updatedAt), s.updatedBy, shortTime(s.lastUsed)])
   )
+}
+
+/**
+ * Pure: the one secret `secrets show NAME` means among the rows of GET /secrets: with -w W the workspace's own, else
+ * the caller's personal one (scope user:...).
+ */
+export function pickSecret (rows: readonly SecretMeta[], name: string, workspace: string | undefined): SecretMeta | undefined {
+  return rows.find(s => s.name === name && (workspace === undefined ? s.scope.startsWith('user:') : s.scope === `workspace:${workspace}`))
+}
+
+/** Metadata of one secret, one field a line. */
+export function secretDetail (s: SecretMeta): string {
+  const rows: Array<[string, string]> = [['name', s.name], ['scope', s.scope], ['version', String(s.version)], ['updated', shortTime(s.updatedAt)], ['by', s.updatedBy], ['last used', shortTime(s.lastUsed)]]
+  return rows.map(([k, v]) => `${`${k}:`.padEnd(11)}${safeText(v)}`).join('\n') + '\n'
 }
 
 export function resolvedTable (rows: Resolved[], workspace: string | undefined): string {
@@ -58,6 +73,23 @@ export const secretsCommands: Command[] = [
     async run (ctx) {
       const rows = await ctx.client().request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ctx.global.workspace } })
       ctx.out.result(rows, () => secretsTable(rows))
+      return 0
+    }
+  },
+  {
+    path: ['secrets', 'show'],
+    usage: 'NAME [-w WORKSPACE]',
+    summary: 'metadata of one secret: scope, version, who updated it and when, last use (never the value)',
+    positionals: [1, 1],
+    async run (ctx) {
+      const name = ctx.args[0]!
+      const rows = await ctx.client().request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ctx.global.workspace } })
+      const found = pickSecret(rows, name, ctx.global.workspace)
+      if (found === undefined) {
+        const e = nfsError('NFS_ERR_SECRET_NOT_FOUND', [JSON.stringify(safeText(name))])
+        throw new CliError(e.code, e.message, e.statusCode)
+      }
+      ctx.out.result(found, () => secretDetail(found))
       return 0
     }
   },

@@ -74,3 +74,14 @@ t.test('daemon down: the message names the socket tried and the start command of
   t.ok(body.message.includes('/nonexistent/u.sock'), 'names the socket tried')
   t.ok(body.message.includes('systemctl --user start'), 'and how to start a user-mode daemon')
 })
+
+t.test('secrets show picks the personal secret without -w, the workspace one with -w', async t => {
+  const { pickSecret, secretDetail } = await import('../../daemon/cli/secrets.js')
+  const meta = (name: string, scope: string): any => ({ name, scope, version: 1, createdAt: 'x', createdBy: 'a', updatedAt: '2026-01-01T00:00:00Z', updatedBy: 'a', lastUsed: null })
+  const rows = [meta('T', 'user:alice'), meta('T', 'workspace:lab'), meta('U', 'workspace:lab')]
+  t.equal(pickSecret(rows, 'T', undefined)?.scope, 'user:alice')
+  t.equal(pickSecret(rows, 'T', 'lab')?.scope, 'workspace:lab')
+  t.equal(pickSecret(rows, 'U', undefined), undefined, 'a workspace secret is not the personal one')
+  t.equal(pickSecret(rows, 'U', 'other'), undefined)
+  t.equal(secretDetail(rows[0]).split('\n').filter(l => l !== '').length, 6)
+})
