@@ -11,16 +11,18 @@ export interface OptionSpec {
   type: 'string' | 'boolean'
   short?: string
   multiple?: boolean
+  /** one line for `COMMAND --help` (node's parseArgs ignores it) */
+  description?: string
 }
 export type OptionSpecs = Record<string, OptionSpec>
 export type OptionValues = Record<string, string | boolean | string[] | boolean[] | undefined>
 
 export const GLOBAL_OPTIONS = {
-  socket: { type: 'string' },
-  json: { type: 'boolean' },
-  workspace: { type: 'string', short: 'w' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean' }
+  socket: { type: 'string', description: 'the daemon\'s socket (default: NF_SECRETS_SOCKET, your user daemon\'s, the system one)' },
+  json: { type: 'boolean', description: 'answers, and errors on stderr, as JSON' },
+  workspace: { type: 'string', short: 'w', description: 'the workspace (default: NF_SECRETS_WORKSPACE; none: your personal secrets)' },
+  help: { type: 'boolean', short: 'h', description: 'this help' },
+  version: { type: 'boolean', description: 'the version of nf-secrets' }
 } as const satisfies OptionSpecs
 
 export interface GlobalOptions {
@@ -211,20 +213,60 @@ export function parseCommandLine (commands: readonly Command[], argv: string[]):
   return { kind: 'command', command, args, options: own, global, help: false }
 }
 
-/** The help text for the whole CLI or one group. */
+export const HELP_WIDTH = 80
+
+/** Pure: `text` wrapped at word boundaries to `width`, every line after the first indented by `indent`. */
+export function wrap (text: string, width: number = HELP_WIDTH, first = '', indent = first.length): string[] {
+  const lines: string[] = []
+  let line = first
+  let fresh = true
+  for (const word of text.split(/\s+/).filter(w => w !== '')) {
+    if (!fresh && line.length + 1 + word.length > width) {
+      lines.push(line)
+      line = ' '.repeat(indent) + word
+    } else {
+      line = fresh ? line + word : `${line} ${word}`
+    }
+    fresh = false
+  }
+  lines.push(line)
+  return lines
+}
+
+/** The help text for the whole CLI or one group: each command, its usage and its summary, within 80 columns. */
 export function helpText (commands: readonly Command[], prefix: string[]): string {
   const shown = commands.filter(c => prefix.every((w, i) => c.path[i] === w))
-  const width = Math.max(...shown.map(c => `${c.path.join(' ')} ${c.usage}`.trim().length))
-  const lines = shown.map(c => `  ${`${c.path.join(' ')} ${c.usage}`.trim().padEnd(width)}  ${c.summary}`)
+  const lines = shown.flatMap(c => [
+    ...wrap(`${c.path.join(' ')} ${c.usage}`, HELP_WIDTH, '  ', 6),
+    ...wrap(c.summary, HELP_WIDTH, '      ')
+  ])
   return [
-    `Usage: nf-secrets [--socket PATH] [--json] [-w WORKSPACE] ${prefix.length > 0 ? prefix.join(' ') + ' ' : ''}COMMAND ...`,
+    ...wrap(`[--socket PATH] [--json] [-w WORKSPACE] ${prefix.length > 0 ? prefix.join(' ') + ' ' : ''}COMMAND ...`, HELP_WIDTH, 'Usage: nf-secrets ', 4),
     '',
+    'Commands (nf-secrets help COMMAND, or COMMAND --help, for its options):',
     ...lines,
     '',
-    'Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 permission denied, 5 conflict, 69 daemon not reachable, 78 configuration.'
+    ...wrap('Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 permission denied, 5 conflict, 69 daemon not reachable, 78 configuration.', HELP_WIDTH)
   ].join('\n') + '\n'
 }
 
+function optionLines (specs: OptionSpecs): string[] {
+  return Object.entries(specs).flatMap(([name, spec]) => {
+    const flag = `${spec.short !== undefined ? `-${spec.short}, ` : ''}--${name}${spec.type === 'string' ? ' VALUE' : ''}`
+    return [...wrap(flag, HELP_WIDTH, '  ', 6), ...(spec.description !== undefined ? wrap(spec.description, HELP_WIDTH, '      ') : [])]
+  })
+}
+
+/** One command's help: usage, summary, its options and the global ones, within 80 columns. */
 export function commandHelp (command: Command): string {
-  return `Usage: nf-secrets ${command.path.join(' ')} ${command.usage}\n\n${command.summary}\n`
+  const own = command.options ?? {}
+  return [
+    ...wrap(`${command.path.join(' ')} ${command.usage}`, HELP_WIDTH, 'Usage: nf-secrets ', 4),
+    '',
+    ...wrap(command.summary, HELP_WIDTH),
+    ...(Object.keys(own).length > 0 ? ['', 'Options:', ...optionLines(own)] : []),
+    '',
+    'Global options:',
+    ...optionLines(GLOBAL_OPTIONS)
+  ].join('\n') + '\n'
 }

@@ -37,6 +37,8 @@ function wantsJson (argv: string[]): boolean {
 /** Run one command line; returns the exit status. Exported so that a test can drive it in-process. */
 export async function runCli (argv: string[], io: CliIo, given?: readonly Command[]): Promise<number> {
   let client: ApiClient | null = null
+  // `nf-secrets help COMMAND ...` is `nf-secrets COMMAND ... --help`.
+  if (argv[0] === 'help') argv = [...argv.slice(1), '--help']
   try {
     const commands = given ?? await commandsFor(firstWord(argv))
     const parsed = parseCommandLine(commands, argv)

@@ -37,10 +37,10 @@ export function resolvedTable (rows: Resolved[], workspace: string | undefined):
 }
 
 const VALUE_OPTIONS = {
-  'value-file': { type: 'string' },
-  base64: { type: 'boolean' },
+  'value-file': { type: 'string', description: 'read the value from this file (one trailing newline is dropped)' },
+  base64: { type: 'boolean', description: 'store the bytes base64-encoded (binary or multi-line values; 48 KiB at most)' },
   // Declared only to refuse it with a clear message instead of "unknown option".
-  value: { type: 'string' }
+  value: { type: 'string', description: 'refused: a value on the command line is visible to every user (ps)' }
 } as const
 
 async function write (ctx: CommandContext, kind: 'add' | 'update'): Promise<number> {

@@ -85,3 +85,25 @@ t.test('secrets show picks the personal secret without -w, the workspace one wit
   t.equal(pickSecret(rows, 'U', 'other'), undefined)
   t.equal(secretDetail(rows[0]).split('\n').filter(l => l !== '').length, 6)
 })
+
+t.test('help fits 80 columns: the whole CLI, every group, every command, both spellings', async t => {
+  const { commandsFor } = await import('../../daemon/cli/commands.js')
+  const all = await commandsFor(undefined)
+  const check = async (argv: string[]): Promise<void> => {
+    const c = io()
+    t.equal(await runCli(argv, c.io), 0, argv.join(' '))
+    const lines = c.out().split('\n')
+    t.ok(lines.length > 2, argv.join(' '))
+    t.same(lines.filter(l => l.length > 80), [], `${argv.join(' ')}: no line over 80`)
+  }
+  await check(['--help'])
+  await check(['help'])
+  for (const group of new Set(all.map(c => c.path[0]!))) await check(['help', group])
+  for (const c of all) {
+    await check([...c.path, '--help'])
+    await check(['help', ...c.path])
+  }
+  const c = io()
+  t.equal(await runCli(['help', 'secrets', 'add'], c.io), 0)
+  t.match(c.out(), /--value-file/, 'a command\'s help lists its options')
+})
