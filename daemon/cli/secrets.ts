@@ -18,6 +18,14 @@ export function secretsTable (rows: SecretMeta[]): string {
 }
 
 /**
+ * Pure: with -w W only W's secrets (the daemon's answer also holds the caller's personal ones, which `secrets list -w`
+ * mixed in without saying so); without -w, every row (personal and each workspace's, the scope column tells them apart).
+ */
+export function onlyScope (rows: SecretMeta[], workspace: string | undefined): SecretMeta[] {
+  return workspace === undefined ? rows : rows.filter(s => s.scope === `workspace:${workspace}`)
+}
+
+/**
  * Pure: the one secret `secrets show NAME` means among the rows of GET /secrets: with -w W the workspace's own, else
  * the caller's personal one (scope user:...).
  */
@@ -68,10 +76,11 @@ export const secretsCommands: Command[] = [
   {
     path: ['secrets', 'list'],
     usage: '[-w WORKSPACE]',
-    summary: 'names and metadata of your secrets and those of your workspaces (values are never shown)',
+    summary: 'names and metadata of your secrets and your workspaces\' (with -w: that workspace\'s only); never values',
     positionals: [0, 0],
     async run (ctx) {
-      const rows = await ctx.client().request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ctx.global.workspace } })
+      const all = await ctx.client().request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ctx.global.workspace } })
+      const rows = onlyScope(all, ctx.global.workspace)
       ctx.out.result(rows, () => secretsTable(rows))
       return 0
     }

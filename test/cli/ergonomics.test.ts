@@ -107,3 +107,11 @@ t.test('help fits 80 columns: the whole CLI, every group, every command, both sp
   t.equal(await runCli(['help', 'secrets', 'add'], c.io), 0)
   t.match(c.out(), /--value-file/, 'a command\'s help lists its options')
 })
+
+t.test('secrets list -w W shows only W\'s secrets', async t => {
+  const { onlyScope } = await import('../../daemon/cli/secrets.js')
+  const meta = (name: string, scope: string): any => ({ name, scope, version: 1 })
+  const rows = [meta('A', 'user:alice'), meta('B', 'workspace:lab'), meta('C', 'workspace:other')]
+  t.same(onlyScope(rows, 'lab').map(r => r.name), ['B'])
+  t.same(onlyScope(rows, undefined).map(r => r.name), ['A', 'B', 'C'])
+})
