@@ -10,10 +10,13 @@ import { createHpcTarget } from '../../adapters/hpc.js'
 import { expandRunsRoot, isPerUserRoot } from '../../adapters/hpc/per-user-root.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { ensureBuilt } from '../helpers/daemon.js'
+import { ensureBuilt, ROOT } from '../helpers/daemon.js'
+import { othersCanReach } from '../helpers/for-others.js'
 import { requireUsers } from '../helpers/requires.js'
 
 ensureBuilt() // the child runs dist/adapters/hpc/user-tree.js
+// The child runs as alice and bob from this checkout: in a checkout they cannot read (root's 0700 home) it cannot start.
+const childUnreachable = othersCanReach(join(ROOT, 'dist', 'adapters', 'hpc', 'user-tree.js')) ? false : 'the checkout is not readable by other users, and the per-user child runs dist/adapters/hpc/user-tree.js as them'
 const [alice, bob] = requireUsers(t, ['alice', 'bob', 'carol']) as [{ name: string, uid: number, gid: number }, { name: string, uid: number, gid: number }]
 const CANARY = 'pEr-UsEr-' + Math.random().toString(36).slice(2)
 
@@ -44,7 +47,7 @@ t.test('expandRunsRoot and isPerUserRoot', async t => {
   t.notOk(isPerUserRoot('/shared/nf-secretsd/runs'))
 })
 
-t.test('as root, {user} in a sticky scratch: made by alice\'s child, hers, 0700; revoke and sweep as her', async t => {
+t.test('as root, {user} in a sticky scratch: made by alice\'s child, hers, 0700; revoke and sweep as her', { skip: childUnreachable }, async t => {
   const s = scratch(t)
   const target = createHpcTarget({ runsRoot: join(s, '{user}', 'runs'), privileged: true, nodeId: 'n1', knownUsers: () => ['alice'], logger: pino({ level: 'silent' }) })
   const store = (await target.provision(runOf(alice, 'RperUser000001'), secrets())).env.NXF_SECRETS_FILE!
@@ -64,7 +67,7 @@ t.test('as root, {user} in a sticky scratch: made by alice\'s child, hers, 0700;
   t.same(readdirSync(join(s, 'alice', 'runs')), ['RperUser000003'], 'the other node\'s run stays')
 })
 
-t.test('a root-owned symlink on the way (/home -> /gpfs/home) is followed; the store path is symlink-free', async t => {
+t.test('a root-owned symlink on the way (/home -> /gpfs/home) is followed; the store path is symlink-free', { skip: childUnreachable }, async t => {
   const s = scratch(t)
   mkdirSync(join(s, '..', 'gpfs-home'), { mode: 0o755 })
   chmodSync(join(s, '..', 'gpfs-home'), 0o755)
@@ -79,7 +82,7 @@ t.test('a root-owned symlink on the way (/home -> /gpfs/home) is followed; the s
   t.same(readdirSync(join(s, '..', 'gpfs-home', 'alice')), [])
 })
 
-t.test('attack: bob made /scratch/alice first (his dir, or his symlink): alice\'s provision refuses, bob gets nothing', async t => {
+t.test('attack: bob made /scratch/alice first (his dir, or his symlink): alice\'s provision refuses, bob gets nothing', { skip: childUnreachable }, async t => {
   for (const kind of ['dir', 'open-dir', 'symlink'] as const) {
     const s = scratch(t)
     const bobs = join(s, 'bobs')
@@ -125,7 +128,7 @@ function scan () {
 scan()
 `
 
-t.test('no value in the argv or environment of any process while children provision and revoke', async t => {
+t.test('no value in the argv or environment of any process while children provision and revoke', { skip: childUnreachable }, async t => {
   const s = scratch(t)
   const target = createHpcTarget({ runsRoot: join(s, '{user}', 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
   const scanner = spawn(process.execPath, ['-e', SCANNER], { env: { SECRET: CANARY.split('').reverse().join('') }, stdio: ['ignore', 'pipe', 'inherit'] })

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path'
 import { ensureUsers } from '../helpers/users.js'
 import * as needs from '../helpers/requires.js'
 import { CLI_BIN, startTestDaemon, socketGet } from '../helpers/daemon.js'
+import { forOthers } from '../helpers/for-others.js'
 import { runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 
@@ -110,7 +111,7 @@ t.test('armed inside an sbatch job: the run follows the Slurm job (SLURM_JOB_ID)
   chownSync(dir, alice!.uid, alice!.gid)
   // The Nextflow head as an sbatch job: it arms, then (here) sleeps and exits without Nextflow ever starting.
   sbatchWait('alice', dir, 'head', [
-    `${process.execPath} ${CLI_BIN} --socket ${d.socket} arm --format json > armed.json`,
+    `${process.execPath} ${forOthers(CLI_BIN)} --socket ${d.socket} arm --format json > armed.json`,
     'sleep 2'
   ].join('\n'))
   const armed = JSON.parse(readFileSync(join(dir, 'armed.json'), 'utf8')) as { runId: string, env: Record<string, string> }
