@@ -3,7 +3,7 @@
 // so revoking removes the whole run dir. The filesystem work that must stay safe as root lives in
 // hpc/safe-fs.ts; this file is the Target lifecycle around it.
 import type { Logger } from 'pino'
-import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
+import { chmod, mkdir, readdir, rename, stat } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
@@ -42,6 +42,9 @@ export interface HpcTargetOptions {
 }
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
+/** `.<runId>.<nodeId>.new`: a run dir being made (see provision) */
+const NEW_RUN_DIR_RE = /^\.([0-9A-Za-z]{14})\.([0-9A-Za-z_-]{1,64})\.new$/
+const newRunDirName = (runId: string, nodeId: string): string => `.${runId}.${nodeId}.new`
 // A user name becomes one path component: no slash, no dot-only names, nothing a shell or find would misread.
 const USER_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/
 
@@ -97,6 +100,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       if (!isValidSecretName(name)) throw nfsError('NFS_ERR_INVALID_NAME', [name])
     }
     let runDir: string | null = null
+    let making: string | null = null
     let created = false
     try {
       if (perUser !== null) {
@@ -115,9 +119,14 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
         if (existing.isSymbolicLink() || !existing.isDirectory()) throw unsafePath(runDir, 'not a plain directory')
         await removeRunDir(runDir, privileged, cleanupDeadlineMs)
       }
-      await makeRunDir(runDir)
+      // Made and marked under a name of its own, then renamed into place: a crash in between leaves a dir whose name
+      // says it is this node's (the sweep removes it), never an unmarked run dir no sweep may touch.
+      making = join(userDir, newRunDirName(run.runId, nodeId))
+      await removeRunDir(making, privileged, cleanupDeadlineMs).catch(() => {})
+      await makeRunDir(making)
+      await writeRunMarker(making, nodeId, host, privileged ? { uid: run.uid, gid: run.gid } : null)
+      await rename(making, runDir)
       created = true
-      await writeRunMarker(runDir, nodeId, host, privileged ? { uid: run.uid, gid: run.gid } : null)
       const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
       const content = Buffer.from(formatNextflowStore(entries), 'utf8')
       // The dir and the staged store are made while the intent is written; the store appears once it is on disk.
@@ -129,8 +138,8 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
         await perUser.remove(run).catch(cleanupErr => {
           log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
         })
-      } else if (created && runDir !== null) {
-        await removeRunDir(runDir, privileged, cleanupDeadlineMs).catch(cleanupErr => {
+      } else if ((created ? runDir : making) !== null) {
+        await removeRunDir((created ? runDir : making)!, privileged, cleanupDeadlineMs).catch(cleanupErr => {
           log.error({ runId: run.runId, err: cleanupErr }, 'hpc provision cleanup failed')
         })
       }
@@ -187,6 +196,12 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       }
       if (userDir === null) continue
       for (const runId of await readdir(userDir)) {
+        const making = NEW_RUN_DIR_RE.exec(runId)
+        if (making !== null && making[2] === nodeId && liveness(making[1]!) !== 'live') {
+          // A run dir this node was making when it crashed: never renamed into place, never handed to the user.
+          if (await removeRunDir(join(userDir, runId), privileged, cleanupDeadlineMs).catch(() => false)) removed++
+          continue
+        }
         if (!RUN_ID_RE.test(runId)) continue
         const state = liveness(runId)
         if (state === 'live') continue
