@@ -7,38 +7,11 @@ import { openRunLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { tempDir, tinyTmpfs } from './helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
-import { runLedgerContract } from './contract/run-ledger-contract.js'
+import { intentRecord, runLedgerContract } from './contract/run-ledger-contract.js'
 import { whyNotRoot } from '../helpers/requires.js'
 
-function record (i: number): Omit<RunRecord, 'version'> {
-  return {
-    runId: `run${String(i).padStart(11, '0')}`,
-    sessionId: '0b7e9a52-1111-4222-8333-444455556666',
-    user: 'alice',
-    uid: 1000,
-    gid: 1000,
-    workspace: 'personal',
-    launchDir: '/home/alice/ünïcode',
-    host: 'vm',
-    mode: 'arm',
-    names: ['TOKEN'],
-    targets: { hpc: { state: 'provisioned', attempts: 0, nextAttemptAt: null, lastError: null, refs: [{ name: 'TOKEN', ref: '/runs/x' }], revokedAt: null } },
-    state: 'armed',
-    env: { NXF_UUID: 'u' },
-    createdAt: '2030-01-01T00:00:00.000Z',
-    startedAt: null,
-    endedAt: null,
-    expiresAt: null,
-    endReason: null,
-    exitCode: null,
-    signal: null,
-    pid: null,
-    pidStart: null,
-    slurmJobId: null,
-    runName: null,
-    historyMark: 0
-  }
-}
+// The contract's intent record, with a launch dir in non-ASCII UTF-8 so the byte-for-byte check covers it.
+const record = (i: number): Omit<RunRecord, 'version'> => intentRecord(i, { launchDir: '/home/alice/ünïcode' })
 
 t.test('the file is byte for byte JSON.stringify of the ledger after inserts, updates and removals', async t => {
   const path = join(tempDir(t), 'runs.json')
