@@ -161,7 +161,9 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     if (base === null) return false
     const userDir = await ensureUserDir(base, user, privileged, false)
     if (userDir === null) return false
-    return await removeRunDir(join(userDir, runId), privileged, cleanupDeadlineMs)
+    // A crash between the intent and the rename leaves only this node's half-made dir: the revoke removes it too.
+    const half = await removeRunDir(join(userDir, newRunDirName(runId, nodeId)), privileged, cleanupDeadlineMs)
+    return await removeRunDir(join(userDir, runId), privileged, cleanupDeadlineMs) || half
   }
 
   async function revoke (run: TargetRun): Promise<void> {

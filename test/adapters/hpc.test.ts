@@ -188,6 +188,20 @@ t.test('a runs root shared by two targets (two nodes): a sweep removes only its 
   t.equal(await b.sweep(() => 'terminal'), 1, 'a run known to be over is removed whoever marked it (ids are unique)')
 })
 
+t.test('a revoke removes the half-made dir a crash left between the intent and the rename, and only its own node\'s', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'runs')
+  const a = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-a', host: 'a', logger: pino({ level: 'silent' }) })
+  await a.provision(runOf(alice!, 'R000000000000C'), secrets({ TOKEN: 'v' }))
+  const userDir = join(runsRoot, 'alice')
+  // What a SIGKILL right after the intent leaves (the runs-crash e2e test found it left on disk after the restart).
+  mkdirSync(join(userDir, '.R000000000000D.node-a.new'), { mode: 0o700 })
+  writeFileSync(join(userDir, '.R000000000000D.node-a.new', '.store.json.staged'), 'CANARY-half', { mode: 0o600 })
+  mkdirSync(join(userDir, '.R000000000000D.node-b.new'), { mode: 0o700 })
+  await a.revoke(runOf(alice!, 'R000000000000D'))
+  t.same(readdirSync(userDir).sort(), ['.R000000000000D.node-b.new', 'R000000000000C'], 'node-a\'s half-made dir is gone; node-b\'s and the live run stay')
+})
+
 t.test('parseRunMarker', async t => {
   const cases: Array<[string, string | null]> = [
     ['{"node":"0123abcd","host":"login1"}\n', '0123abcd'],
