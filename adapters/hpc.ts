@@ -9,7 +9,7 @@ import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
 import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
-import { formatNextflowStore, isValidSecretName } from './hpc/store-format.js'
+import { formatNextflowStore, isValidSecretName } from '../daemon/nextflow/secrets-file.js'
 import { readMountFsType } from './hpc/fs-type.js'
 import { closedComponents, probeHardLinks } from './hpc/probes.js'
 import { runsRootWarnings } from './hpc/status-warnings.js'
@@ -19,7 +19,6 @@ import {
   writeRunMarker, writeStoreAndHandOver
 } from './hpc/safe-fs.js'
 
-export { formatNextflowStore } from './hpc/store-format.js'
 export { isSharedFsType } from './hpc/fs-type.js'
 
 export interface HpcTargetOptions {

@@ -6,9 +6,9 @@
 // process of the run's user, agrees (a `-` line while held, a terminal line once not).
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
-import type { HistoryRecord } from '../watch/history.js'
+import type { HistoryRecord } from '../nextflow/history.js'
 import { ownRecord, scanHistory } from '../watch/history-file.js'
-import { parseLogMarkers, type LogMarkers } from '../watch/log-markers.js'
+import { parseLogMarkers, type LogMarkers } from '../nextflow/log-markers.js'
 import { readOwned } from '../watch/read-owned.js'
 import { sessionLockHolder } from './liveness/session-lock.js'
 

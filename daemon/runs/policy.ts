@@ -2,7 +2,7 @@
 // run counts as dead. Kept apart from I/O so each rule has a table test.
 import { nfsError } from '../errors.js'
 import { isTerminal, type RunRecord, type RunState, type TargetState } from '../types.js'
-import { DOLLAR_SAFE_VERSION, escapesDollar } from '../watch/log-markers.js'
+import { DOLLAR_SAFE_VERSION, escapesDollar } from '../nextflow/log-markers.js'
 
 /** The terminal state for a command that ended with this exit code or signal. */
 export function stateForExit (exitCode: number | null | undefined, signal: string | null | undefined): 'completed' | 'failed' | 'killed' {

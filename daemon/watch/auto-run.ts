@@ -15,7 +15,7 @@ import type { Logger } from '../logger.js'
 import type { Monitor } from '../runs/monitor.js'
 import type { RunManager } from '../runs/manager.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
-import { isLeftover, type HistoryRecord } from './history.js'
+import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from './history-file.js'
 import { openDir } from './read-owned.js'
 

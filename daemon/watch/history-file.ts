@@ -9,7 +9,7 @@
 import { constants, promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
-import { parseHistory, parseHistoryLine, type HistoryRecord, type ParsedHistory } from './history.js'
+import { parseHistory, parseHistoryLine, type HistoryRecord, type ParsedHistory } from '../nextflow/history.js'
 import { atFd, dirWritableByOthers, openDir, readOwnedAt, writableByOthers } from './read-owned.js'
 import { CACHE_DIR, HISTORY } from './walk.js'
 

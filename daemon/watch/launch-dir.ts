@@ -4,9 +4,9 @@
 // what changed into domain events. A file that someone else can write (a shared project dir with umask 002) raises
 // events marked untrusted: no auto-run comes of them, and a Goodbye in such a log is ignored.
 import { join } from 'node:path'
-import type { HistoryRecord, HistoryStatus } from './history.js'
+import type { HistoryRecord, HistoryStatus } from '../nextflow/history.js'
 import { MAX_RECORDS, own, ownRecord, readHistoryTail } from './history-file.js'
-import { parseLogMarkers } from './log-markers.js'
+import { parseLogMarkers } from '../nextflow/log-markers.js'
 import { HEAD_BYTES, openDir, readOwned } from './read-owned.js'
 
 /** runNames remembered per launch dir: the last read's (at most MAX_RECORDS) and as many older ones. */

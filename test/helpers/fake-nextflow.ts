@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises'
 import { hostname, networkInterfaces } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { parseHistory } from '../../daemon/watch/history.js'
+import { parseHistory } from '../../daemon/nextflow/history.js'
 import { JVM_SCRIPT, PYTHON } from './fake-nextflow-jvm.js'
 
 export interface FakeNextflowOptions {

@@ -1,7 +1,7 @@
 // observe.ts's pure rules: which history line is the run's, and when the log's pid names a process on this host.
 import t from 'tap'
 import { logPidOnHost, matchHistory } from '../../daemon/runs/observe.js'
-import type { HistoryRecord } from '../../daemon/watch/history.js'
+import type { HistoryRecord } from '../../daemon/nextflow/history.js'
 
 t.test('logPidOnHost', async t => {
   const table: Array<[string, Parameters<typeof logPidOnHost>[0], string, boolean, number | null]> = [

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { diffHistory, parseHistory, type HistoryRecord } from '../../daemon/watch/history.js'
+import { diffHistory, parseHistory, type HistoryRecord } from '../../daemon/nextflow/history.js'
 
 const fixture = (name: string): string =>
   readFileSync(new URL(`../fixtures/nextflow/${name}`, import.meta.url), 'utf8')

@@ -4,8 +4,8 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { isDeepStrictEqual } from 'node:util'
-import { asciiDigits, isLeftover, LEFTOVER_MS, parseHistory } from '../../daemon/watch/history.js'
-import { parseLogMarkers } from '../../daemon/watch/log-markers.js'
+import { asciiDigits, isLeftover, LEFTOVER_MS, parseHistory } from '../../daemon/nextflow/history.js'
+import { parseLogMarkers } from '../../daemon/nextflow/log-markers.js'
 
 interface Case { locale: string, zone: string, epochMs: number, log: string, logLegacy: string, history: string }
 interface Formats { processLine: string, cases: Case[] }

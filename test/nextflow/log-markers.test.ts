@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { parseLogMarkers, type LogMarkers } from '../../daemon/watch/log-markers.js'
+import { parseLogMarkers, type LogMarkers } from '../../daemon/nextflow/log-markers.js'
 
 const fixture = (name: string): string =>
   readFileSync(new URL(`../fixtures/nextflow/${name}`, import.meta.url), 'utf8')
