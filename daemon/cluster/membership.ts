@@ -22,6 +22,8 @@ export interface MembershipOptions {
   stateDir: string
   version: string
   now?: () => number
+  /** the host recorded in nodes/<node> (default: the host name); in-process tests give each node its own */
+  host?: string
 }
 
 interface LeaseFile { node: string, leaseId: string }
@@ -63,7 +65,7 @@ export class Membership {
         if (Number(ttl.TTL) > 0) leaseId = saved.leaseId
       }
       if (leaseId === null) leaseId = String((await lc.leaseGrant({ TTL: opts.ttlSeconds, ID: 0 })).ID)
-      const info: NodeInfo = { host: hostname(), pid: process.pid, version: opts.version, startedAt: new Date(now()).toISOString() }
+      const info: NodeInfo = { host: opts.host ?? hostname(), pid: process.pid, version: opts.version, startedAt: new Date(now()).toISOString() }
       const key = NODES + opts.node
       const res = await opts.ns.if(key, 'Create', '==', 0).then(opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId))
         .else(opts.ns.get(key)).commit()

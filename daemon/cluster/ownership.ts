@@ -8,6 +8,7 @@ import { isTerminal, type RunRecord } from '../types.js'
 import type { RunOwnership } from '../runs/ownership.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { Replica } from '../store/etcd/replica.js'
+import { HostWatch } from './host-watch.js'
 import type { Membership, NodeInfo } from './membership.js'
 
 const OWN = 'own/'
@@ -20,6 +21,9 @@ export interface EtcdOwnershipOptions {
   runs: () => Array<{ run: RunRecord, mod: number }>
   /** 0-500 ms by default (CLUSTER.md) */
   jitterMs?: () => number
+  /** cluster.hostDeadAfterSeconds in ms (default 300 s): how long a host has no live node before it counts dead */
+  hostDeadAfterMs?: number
+  now?: () => number
 }
 
 export class EtcdOwnership implements RunOwnership {
@@ -27,12 +31,16 @@ export class EtcdOwnership implements RunOwnership {
   readonly #opts: EtcdOwnershipOptions
   readonly #replica: Replica
   readonly #jitter: () => number
+  readonly #hosts: HostWatch
 
   private constructor (opts: EtcdOwnershipOptions, replica: Replica) {
     this.#opts = opts
     this.node = opts.membership.node
     this.#replica = replica
     this.#jitter = opts.jitterMs ?? (() => Math.random() * 500)
+    this.#hosts = new HostWatch(opts.now)
+    this.#hosts.update(this.nodes().map(n => n.host))
+    replica.onChange(c => { if (c.key.startsWith(NODES)) this.#hosts.update(this.nodes().map(n => n.host)) })
   }
 
   static async open (opts: EtcdOwnershipOptions): Promise<EtcdOwnership> {
@@ -59,9 +67,17 @@ export class EtcdOwnership implements RunOwnership {
     return this.#replica.list(NODES).map(([k, e]) => ({ name: k.slice(NODES.length), ...(JSON.parse(e.value.toString()) as NodeInfo) }))
   }
 
+  /**
+   * False once the host has had no live node for hostDeadAfterSeconds (runs/host-dead.ts: its local heads are then
+   * ended as killed by their owners). A node that restarts within the TTL, or is partitioned for less, stays alive.
+   */
   hostAlive (host: string): boolean {
-    const short = host.split('.')[0]
-    return this.nodes().some(n => n.host === host || n.host.split('.')[0] === short)
+    return this.#hosts.hostAlive(host, this.#opts.hostDeadAfterMs ?? 300_000)
+  }
+
+  /** ms the host has had no live node, null while one lives (for status and tests) */
+  hostDeadForMs (host: string): number | null {
+    return this.#hosts.deadForMs(host)
   }
 
   /** The operation that makes this node the owner of a new run, for the intent's transaction. */
