@@ -7,7 +7,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { nfsError } from './errors.js'
 import type { Mode } from './types.js'
-import { SYSTEM_SOCKET, userSocketPath } from './paths.js'
+import { SYSTEM_SOCKET, userSocketPath } from './os/paths.js'
 
 const Targets = Type.Array(Type.Union([Type.Literal('hpc'), Type.Literal('aws'), Type.Literal('memory')]), { uniqueItems: true })
 const LogLevel = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)))

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util'
 import { EXIT, exitCodeFor, isCoded } from './errors.js'
 import { loadConfig, type Flags } from './config.js'
-import { packageVersion } from './package-root.js'
+import { packageVersion } from './os/package-root.js'
 import { startDaemon } from './daemon.js'
 import { rotateKeyCommand } from './rotate-key.js'
 

@@ -5,7 +5,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http'
 import type { Socket, createConnection } from 'node:net'
 import { homedir } from 'node:os'
 import { nfsError } from '../errors.js'
-import { SYSTEM_SOCKET, userSocketPath } from '../paths.js'
+import { SYSTEM_SOCKET, userSocketPath } from '../os/paths.js'
 
 export interface SocketChoice {
   path: string

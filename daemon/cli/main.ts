@@ -5,7 +5,7 @@
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { EXIT, exitCodeFor } from '../errors.js'
-import { packageVersion } from '../package-root.js'
+import { packageVersion } from '../os/package-root.js'
 import { commandHelp, firstWord, helpText, parseCommandLine, type CliIo, type Command } from './args.js'
 import { discoverSocket, openClient, type ApiClient } from './client.js'
 import { commandsFor } from './commands.js'

@@ -6,7 +6,7 @@
 // system socket. Anything else is NFS_ERR_UNSAFE_PATH before the request is written.
 import { connect, type Socket } from 'node:net'
 import { nfsError, type CodedError } from '../errors.js'
-import { SYSTEM_SOCKET } from '../paths.js'
+import { SYSTEM_SOCKET } from '../os/paths.js'
 // The one libc call Node lacks; the addon ships with the CLI in the same package.
 import { native } from '../identity/native.js'
 

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import type { HistoryRecord } from '../nextflow/history.js'
 import { ownRecord, scanHistory } from '../watch/history-file.js'
 import { parseLogMarkers, type LogMarkers } from '../nextflow/log-markers.js'
-import { readOwned } from '../watch/read-owned.js'
+import { readOwned } from '../os/read-owned.js'
 import { sessionLockHolder } from './liveness/session-lock.js'
 
 export interface RunFiles {

@@ -17,7 +17,7 @@ import type { RunManager } from '../runs/manager.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from './history-file.js'
-import { openDir } from './read-owned.js'
+import { openDir } from '../os/read-owned.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
 export function lateTargets (targets: readonly string[]): TargetName[] {

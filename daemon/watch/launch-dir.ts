@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import type { HistoryRecord, HistoryStatus } from '../nextflow/history.js'
 import { MAX_RECORDS, own, ownRecord, readHistoryTail } from './history-file.js'
 import { parseLogMarkers } from '../nextflow/log-markers.js'
-import { HEAD_BYTES, openDir, readOwned } from './read-owned.js'
+import { HEAD_BYTES, openDir, readOwned } from '../os/read-owned.js'
 
 /** runNames remembered per launch dir: the last read's (at most MAX_RECORDS) and as many older ones. */
 export const MAX_KNOWN = 2 * MAX_RECORDS

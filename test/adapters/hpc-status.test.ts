@@ -1,7 +1,7 @@
 // status warnings, judged from facts (pure): each misconfiguration has its stable code; a good setup has none.
 import t from 'tap'
 import { runsRootWarnings, type RunsRootFacts } from '../../adapters/hpc/status-warnings.js'
-import { stateDirWarnings } from '../../daemon/state-dir.js'
+import { stateDirWarnings } from '../../daemon/os/state-dir.js'
 
 t.test('runsRootWarnings', async t => {
   const good: RunsRootFacts = { resolved: '/shared/nf-secretsd/runs', fsType: 'nfs4', hardLinks: true, closedComponents: [] }

@@ -65,7 +65,7 @@ t.test('NF_SECRETS_WORKSPACE is the default of -w; -w wins', async t => {
 
 t.test('daemon down: the message names the socket tried and the start command of that mode', async t => {
   const { startHint } = await import('../../daemon/cli/client.js')
-  const { SYSTEM_SOCKET } = await import('../../daemon/paths.js')
+  const { SYSTEM_SOCKET } = await import('../../daemon/os/paths.js')
   t.match(startHint(SYSTEM_SOCKET), /systemctl start nf-secretsd/)
   t.match(startHint('/run/user/1000/nf-secretsd/api.sock'), /systemctl --user start nf-secretsd/)
   const c = io()

@@ -6,9 +6,9 @@
 // instead (ws-heartbeat.ts).
 import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { nfsError } from './errors.js'
-import type { Logger } from './logger.js'
-import type { PeerCred } from './identity/native.js'
+import { nfsError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import type { PeerCred } from '../identity/native.js'
 
 /** The uid a connection is counted under when the kernel could not name its peer. */
 export const UNKNOWN_UID = -1

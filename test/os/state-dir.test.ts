@@ -4,7 +4,7 @@ import t from 'tap'
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describeHolder, lockStateDir } from '../../daemon/state-dir.js'
+import { describeHolder, lockStateDir } from '../../daemon/os/state-dir.js'
 
 function scratch (t: { teardown: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nfs-state-lock-'))

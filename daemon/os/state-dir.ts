@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto'
 import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
 import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { isAbsolute, join, relative } from 'node:path'
-import { nfsError } from './errors.js'
-import type { StatusWarning } from '../adapters/types.js'
-import { isSharedFsType } from '../adapters/hpc/fs-type.js'
-import { native } from './identity/native.js'
+import { nfsError } from '../errors.js'
+import type { StatusWarning } from '../../adapters/types.js'
+import { isSharedFsType } from '../../adapters/hpc/fs-type.js'
+import { native } from '../identity/native.js'
 
 /**
  * Make the state dir and hold it to `mode`. 0700 unless the runs root lives inside it (system mode's default

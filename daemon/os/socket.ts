@@ -3,8 +3,8 @@
 import { connect } from 'node:net'
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { nfsError } from './errors.js'
-import type { Mode } from './types.js'
+import { nfsError } from '../errors.js'
+import type { Mode } from '../types.js'
 
 /** Is something answering on this path? true: live; false: nothing there or a stale file. */
 export function probeSocket (path: string, timeoutMs = 1000): Promise<boolean> {

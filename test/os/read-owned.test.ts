@@ -4,7 +4,7 @@ import t from 'tap'
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { dirWritableByOthers, privateGroupOf, readOwned, writableByOthers } from '../../daemon/watch/read-owned.js'
+import { dirWritableByOthers, privateGroupOf, readOwned, writableByOthers } from '../../daemon/os/read-owned.js'
 import { readHistoryTail } from '../../daemon/watch/history-file.js'
 import { ensureUsers } from '../helpers/users.js'
 
