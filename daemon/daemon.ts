@@ -32,6 +32,14 @@ import { realProbes } from './runs/probes.js'
 import { PtyHost } from './pty/host.js'
 import { createMetrics } from './metrics.js'
 import { readMountFsType } from '../adapters/hpc/fs-type.js'
+import type { ClusterBackend } from './cluster/backend.js'
+
+/** Cluster mode (CLUSTER.md): the etcd backends, loaded only with a `cluster` section; null keeps the local files. */
+async function openCluster (config: Config, key: Buffer, logger: Logger): Promise<ClusterBackend | null> {
+  if (config.cluster === undefined) return null
+  const { openClusterBackend } = await import('./cluster/backend.js')
+  return await openClusterBackend({ cluster: config.cluster, stateDir: config.stateDir, key, version: packageVersion(), logger })
+}
 
 /** Leftovers in targets of runs that are terminal or unknown to the ledger (a crash before the intent was written). */
 async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, provisioning: (runId: string) => boolean, log: Logger): Promise<void> {
@@ -102,14 +110,15 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     storePath
   })
   log.info({ source: key.source, generated: key.generated }, 'encryption key loaded')
-  const store: SecretsStore = await openSecretsStore({ path: storePath, key: key.key, logger: logger.child({ room: 'store' }) })
+  const cluster = await openCluster(config, key.key, logger)
+  const store: SecretsStore = cluster?.store ?? await openSecretsStore({ path: storePath, key: key.key, logger: logger.child({ room: 'store' }) })
   const audit: AuditLog = await openAuditLog(join(config.stateDir, 'audit.log'))
   const events = new EventBus()
   const daemonUid = process.getuid?.() ?? 0
   const users = new UserDirectory({ mode: config.mode, adminGroup: config.adminGroup, daemonUid })
   const host = hostname()
   const clock = (): Date => new Date()
-  const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
+  const ledger = cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json'))
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))
   const probes = realProbes()
   // The watcher is read through the server's deps at scrape time: whoever wires it hands it to buildServer.
@@ -130,6 +139,8 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // Before serving: runs that ended while the daemon was down are revoked, interrupted provisions undone.
   await monitor.reconcile()
   monitor.start()
+  // Runs of a node that left are taken over here too; an adopted run is checked at once, then with the others.
+  cluster?.startAdopting(ids => { for (const id of ids) void monitor.checkRun(id) })
   // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
   const watches = await DirWatchService.open({ config, runs, monitor, users, events, logger, clock })
 
@@ -148,6 +159,8 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     watches,
     pty,
     metrics,
+    node: cluster?.node ?? host,
+    ...(cluster !== null ? { cluster: { status: async () => await cluster.status(), ownerOf: (id: string) => cluster.ownerOf(id) } } : {}),
     stateWarnings: stateDirWarnings({
       stateDir: config.stateDir,
       fsType: await readMountFsType(await realpath(config.stateDir)),
@@ -217,6 +230,8 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
         await ledger.close()
         for (const t of targets.values()) await t.close()
         await store.close()
+        // The lease is left to expire by itself (CLUSTER.md): a restart within the TTL takes the runs back.
+        await cluster?.close()
         await audit.close()
         if (ownSocket !== null) await removeSocket(ownSocket)
         lock.release()

@@ -33,6 +33,10 @@ export interface ServerDeps {
   /** launched runs: `launch` in POST /runs and GET /runs/:id/attach */
   pty?: Pick<PtyHost, 'launch' | 'attach' | 'checkAttach'>
   metrics?: MetricsEndpoint
+  /** cluster mode: the `cluster` part of status; the node answering for a run's end (`owner` in runs show) */
+  cluster?: { status: () => Promise<unknown>, ownerOf: (runId: string) => string | null }
+  /** this node's name: a single node answers for every run it has */
+  node?: string
   /** what `status` says about the daemon's own setup (the state dir), found at start */
   stateWarnings?: StatusWarning[]
 }

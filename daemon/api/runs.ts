@@ -52,7 +52,9 @@ export default async function runsApi (api: FastifyInstance): Promise<void> {
   })
 
   api.get('/runs/:id', { schema: { params: IdParams } }, async (request) => {
-    return runs().get(request.caller, (request.params as Static<typeof IdParams>).id)
+    const run = runs().get(request.caller, (request.params as Static<typeof IdParams>).id)
+    // The node answering for the run's end, beside the head's host (CLUSTER.md); null: its node left, not yet adopted.
+    return { ...run, owner: deps.cluster !== undefined ? deps.cluster.ownerOf(run.runId) : (deps.node ?? run.host) }
   })
 
   api.post('/runs/:id/finish', { schema: { params: IdParams, body: FinishBody } }, async (request) => {

@@ -32,7 +32,8 @@ export default async function systemApi (api: FastifyInstance): Promise<void> {
       runs: deps.runs?.countsByState() ?? {},
       targets: deps.runs !== undefined ? await deps.runs.targetStatus() : {},
       watches: deps.watches?.summary(request.caller) ?? { roots: 0, launchDirs: 0, degraded: [] },
-      warnings: deps.stateWarnings ?? []
+      warnings: deps.stateWarnings ?? [],
+      ...(deps.cluster !== undefined ? { cluster: await deps.cluster.status() } : {})
     }
   })
 }

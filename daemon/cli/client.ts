@@ -41,6 +41,8 @@ export class CliError extends Error {
 export interface RequestOptions {
   query?: Record<string, string | undefined>
   body?: unknown
+  /** extra request headers (If-Match) */
+  headers?: Record<string, string>
 }
 
 export interface ApiClient {
@@ -104,7 +106,7 @@ export function openClient (socketPath: string): ApiClient {
           path: apiPath(path, options.query),
           host: 'localhost',
           createConnection: () => verifiedConnect(socketPath, (e) => { refusal = new CliError(e.code, e.message) }),
-          headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+          headers: { ...options.headers, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }) }
         }, (res) => {
           const chunks: Buffer[] = []
           res.on('data', (c: Buffer) => chunks.push(c))

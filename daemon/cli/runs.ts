@@ -12,6 +12,8 @@ interface RunView {
   runId: string, state: string, user: string, workspace: string, launchDir: string, mode: string, names: string[],
   createdAt: string, startedAt: string | null, endedAt: string | null, endReason: string | null, exitCode: number | null,
   warnings?: string[], dollarNames?: string[]
+  /** the head's host, and the node answering for the run's end (cluster mode; null: its node left, not yet adopted) */
+  host?: string, owner?: string | null
   targets: Record<string, { state: string, attempts: number, lastError: { code: string } | null, refs: Array<{ name: string, ref: string }> }>
 }
 
@@ -113,6 +115,7 @@ function warningText (code: string, r: RunView): string {
 function runText (r: RunView): string {
   const fields = renderFields([
     ['run', r.runId], ['state', r.state], ['user', r.user], ['workspace', r.workspace], ['mode', r.mode],
+    ['host', r.host ?? null], ['owner', r.owner ?? null],
     ['launch dir', r.launchDir], ['created', r.createdAt], ['started', r.startedAt], ['ended', r.endedAt],
     ['end reason', r.endReason], ['exit code', r.exitCode], ['secrets', r.names.join(', ')],
     ...(r.warnings ?? []).map((w): [string, string] => ['warning', warningText(w, r)])

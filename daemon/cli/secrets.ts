@@ -63,9 +63,11 @@ async function write (ctx: CommandContext, kind: 'add' | 'update'): Promise<numb
     prompt: ctx.io.stderr
   })
   const workspace = ctx.global.workspace
+  const ifVersion = ctx.options['if-version']
+  if (ifVersion !== undefined && (typeof ifVersion !== 'string' || !/^[1-9][0-9]{0,15}$/.test(ifVersion))) throw new CliError('NFS_ERR_USAGE', '--if-version takes the version number secrets show printed, e.g. 3')
   const meta = kind === 'add'
     ? await ctx.client().request<SecretMeta>('POST', '/secrets', { body: { name, value, ...(workspace !== undefined ? { workspace } : {}) } })
-    : await ctx.client().request<SecretMeta>('PUT', `/secrets/${encodeURIComponent(name)}`, { body: { value, ...(workspace !== undefined ? { workspace } : {}) } })
+    : await ctx.client().request<SecretMeta>('PUT', `/secrets/${encodeURIComponent(name)}`, { body: { value, ...(workspace !== undefined ? { workspace } : {}) }, ...(typeof ifVersion === 'string' ? { headers: { 'if-match': ifVersion } } : {}) })
   ctx.out.result(meta, () => `${kind === 'add' ? 'Added' : 'Updated'} ${safeText(meta.name)} in ${safeText(meta.scope)} (version ${meta.version}).`)
   return 0
 }
@@ -113,9 +115,13 @@ export const secretsCommands: Command[] = [
   },
   {
     path: ['secrets', 'update'],
-    usage: valueUsage,
+    usage: 'NAME [-w WORKSPACE] [--value-file F] [--base64] [--if-version N]',
     summary: 'replace the value of an existing secret',
-    options: VALUE_OPTIONS,
+    options: {
+      ...VALUE_OPTIONS,
+      // Two people (or two login nodes) updating one secret at once: with it, the second is refused (exit 5), not lost.
+      'if-version': { type: 'string', description: 'only if the secret is still at this version (secrets show), else exit 5' }
+    },
     positionals: [1, 1],
     extraPositionals: VALUE_IN_ARGV,
     run: async (ctx) => await write(ctx, 'update')

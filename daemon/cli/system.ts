@@ -15,6 +15,17 @@ export interface StatusView {
   /** misconfigurations of the daemon itself (the state dir), each `{code, message}` */
   warnings?: unknown[]
   watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[], limited?: string[] }
+  /** cluster mode only (CLUSTER.md) */
+  cluster?: { node: string, nodes: Array<{ name: string, alive: boolean, runs: number }>, etcd: { endpoints: string[], healthy: boolean, revision: number } }
+}
+
+/** The cluster part of status: this node, etcd's health, and one line per node. */
+function clusterLines (c: NonNullable<StatusView['cluster']>): string {
+  const head = renderFields([
+    ['node', c.node],
+    ['etcd', `${c.etcd.healthy ? 'healthy' : 'NOT HEALTHY (arms and secret writes are refused)'}, revision ${c.etcd.revision}, ${c.etcd.endpoints.join(' ')}`]
+  ])
+  return head + 'nodes:\n' + c.nodes.map(n => `  ${safeText(n.name)}: ${n.alive ? 'alive' : 'gone'}, owns ${n.runs} run(s)\n`).join('')
 }
 
 export interface WhoamiView {
@@ -60,7 +71,7 @@ export function statusText (s: StatusView): string {
   ])
   const targets = targetLines(s.targets)
   const warnings = (s.warnings ?? []).map(w => `  warning: ${warningText(w)}\n`).join('')
-  return fields + (targets.length > 0 ? `targets:\n${targets.join('\n')}\n` : 'targets:  -\n') + warnings
+  return fields + (targets.length > 0 ? `targets:\n${targets.join('\n')}\n` : 'targets:  -\n') + warnings + (s.cluster !== undefined ? clusterLines(s.cluster) : '')
 }
 
 export function whoamiText (w: WhoamiView): string {

@@ -67,6 +67,21 @@ export class EtcdOwnership implements RunOwnership {
     return this.#replica.list(NODES).map(([k, e]) => ({ name: k.slice(NODES.length), ...(JSON.parse(e.value.toString()) as NodeInfo) }))
   }
 
+  /** How many runs each live node owns now (own/ keys by value), for status. */
+  ownedCounts (): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const [, e] of this.#replica.list(OWN)) {
+      const n = e.value.toString()
+      out.set(n, (out.get(n) ?? 0) + 1)
+    }
+    return out
+  }
+
+  /** Call back when a node joins or leaves (its nodes/ key is put or deleted). */
+  onNodes (listener: (node: string, alive: boolean) => void): () => void {
+    return this.#replica.onChange(c => { if (c.key.startsWith(NODES)) listener(c.key.slice(NODES.length), c.op === 'put') })
+  }
+
   /**
    * False once the host has had no live node for hostDeadAfterSeconds (runs/host-dead.ts: its local heads are then
    * ended as killed by their owners). A node that restarts within the TTL, or is partitioned for less, stays alive.

@@ -99,6 +99,11 @@ export interface DaemonOptions {
   umask?: number
   /** capabilities taken out of the bounding (and inheritable) set, as setpriv names them: `['dac_override', 'chown']` */
   dropCaps?: string[]
+  /**
+   * a command that execs the rest of the argv, put in front of it (e.g. `unshare --uts` and a shell that sets the
+   * host name, for a node on a host of its own); it must exec, not fork, so the child's pid stays the daemon's
+   */
+  wrap?: string[]
 }
 
 export type LogLine = Record<string, unknown> & { level: number, msg?: string }
@@ -216,7 +221,8 @@ export async function startTestDaemon (t: Teardown, opts: DaemonOptions): Promis
   // step execs the next, so the child's pid is the daemon's.
   const drop = (opts.dropCaps ?? []).map(c => `-${c}`).join(',')
   const caps = drop === '' ? [] : ['--bounding-set', drop, '--inh-caps', drop]
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', ...caps, '--', ...NO_TAP_HOOKS, ...argv], {
+  const full = [...(opts.wrap ?? []), 'setpriv', '--pdeathsig', 'SIGTERM', ...caps, '--', ...NO_TAP_HOOKS, ...argv]
+  const child = spawn(full[0]!, full.slice(1), {
     cwd: dir,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...opts.env },
     stdio
