@@ -95,7 +95,10 @@ export class Membership {
 
   #schedule (): void {
     if (this.#closed) return
-    const every = Math.max(200, Math.floor(this.#opts.ttlSeconds * 1000 / 3))
+    // TTL/3 (CLUSTER.md), but at least two beats within the fencing window (TTL - 2 s): with a short TTL one beat a
+    // window left the node fenced between the window's end and the beat's answer (ownership tests flaked under load).
+    const ttl = this.#opts.ttlSeconds
+    const every = Math.max(200, Math.floor(Math.min(ttl / 3, (ttl - 2) / 2) * 1000))
     this.#timer = setTimeout(() => { void this.#beat().finally(() => { this.#schedule() }) }, every)
     this.#timer.unref()
   }
