@@ -20,6 +20,10 @@ export interface EtcdCluster {
   restart: (i: number) => Promise<void>
   /** wait until every running member answers endpoint health */
   healthy: () => Promise<void>
+  /** index of the member that leads now (asked of the running members) */
+  leader: () => Promise<number>
+  /** the client endpoints as seen from a node of a network lab (netlab.ts): the members' ports at `addr` */
+  endpointsVia: (addr: string) => string[]
   stop: () => Promise<void>
 }
 
@@ -41,8 +45,16 @@ async function freePort (): Promise<number> {
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
+export interface EtcdClusterOptions {
+  /**
+   * argv prefix to run each member (and etcdctl) inside a network namespace, e.g. a lab's `inServices()`: the members
+   * then listen on every address of that namespace, reached through `endpointsVia(addr)`.
+   */
+  wrap?: string[]
+}
+
 /** Start the cluster, or skip `t` with the reason when etcd is not installed. Torn down with `t`. */
-export async function startEtcdCluster (t: Test, size = 3): Promise<EtcdCluster | null> {
+export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOptions = {}): Promise<EtcdCluster | null> {
   if (!etcdAvailable()) {
     t.plan(0, 'etcd is not installed (apt-get install -y --no-install-recommends etcd-server etcd-client)')
     return null
@@ -52,14 +64,19 @@ export async function startEtcdCluster (t: Test, size = 3): Promise<EtcdCluster 
   for (let i = 0; i < size; i++) {
     members.push({ name: `m${i}`, clientUrl: `http://127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i}`), proc: null })
   }
+  const wrap = opts.wrap ?? []
+  // In a namespace of the test's own every address there is the test's: clients come in through the lab's links.
+  const listenUrl = (m: EtcdMember): string => wrap.length === 0 ? m.clientUrl : m.clientUrl.replace('127.0.0.1', '0.0.0.0')
+  const etcdctl = (args: string[]): ReturnType<typeof spawnSync> => spawnSync(wrap[0] ?? 'etcdctl', [...wrap.slice(1), ...(wrap.length > 0 ? ['etcdctl'] : []), ...args],
+    { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8', timeout: 5000 })
   const initial = members.map(m => `${m.name}=${m.peerUrl}`).join(',')
   let state: 'new' | 'existing' = 'new'
 
   function launch (m: EtcdMember): void {
     const log = openSync(join(dir, `${m.name}.log`), 'a')
-    m.proc = spawn('etcd', [
+    m.proc = spawn(wrap[0] ?? 'etcd', [...wrap.slice(1), ...(wrap.length > 0 ? ['etcd'] : []),
       '--name', m.name, '--data-dir', m.dataDir,
-      '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+      '--listen-client-urls', listenUrl(m), '--advertise-client-urls', m.clientUrl,
       '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
       '--initial-cluster', initial, '--initial-cluster-state', state, '--initial-cluster-token', 'nfs-test',
       // Fast elections for tests; pre-vote so a rejoining member does not depose a healthy leader (CLUSTER.md).
@@ -88,12 +105,27 @@ export async function startEtcdCluster (t: Test, size = 3): Promise<EtcdCluster 
     healthy: async () => {
       const eps = members.filter(m => m.proc !== null).map(m => m.clientUrl).join(',')
       for (let i = 0; i < 300; i++) {
-        const r = spawnSync('etcdctl', ['--endpoints', eps, 'endpoint', 'health'], { env: { ...process.env, ETCDCTL_API: '3' }, stdio: 'ignore', timeout: 5000 })
-        if (r.status === 0) return
+        if (etcdctl(['--endpoints', eps, 'endpoint', 'health']).status === 0) return
         await sleep(100)
       }
       throw new Error(`etcd did not become healthy (logs in ${dir})`)
     },
+    leader: async () => {
+      const eps = members.filter(m => m.proc !== null).map(m => m.clientUrl).join(',')
+      for (let i = 0; i < 100; i++) {
+        const r = etcdctl(['--endpoints', eps, 'endpoint', 'status', '-w', 'json'])
+        try {
+          // Member ids are uint64: kept as strings, not rounded to doubles.
+          const list = JSON.parse(String(r.stdout).replace(/:\s*(\d{16,})/g, ':"$1"')) as Array<{ Endpoint: string, Status: { header: { member_id: number | string }, leader: number | string } }>
+          const lead = list.find(e => String(e.Status.header.member_id) === String(e.Status.leader))
+          const i = lead === undefined ? -1 : members.findIndex(m => m.clientUrl === lead.Endpoint)
+          if (i >= 0) return i
+        } catch {}
+        await sleep(100)
+      }
+      throw new Error(`no etcd leader (logs in ${dir})`)
+    },
+    endpointsVia: (addr) => members.map(m => m.clientUrl.replace('127.0.0.1', addr)),
     stop: async () => {
       await Promise.all(members.map(async (_, i) => { await cluster.kill(i) }))
       rmSync(dir, { recursive: true, force: true })

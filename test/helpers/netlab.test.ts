@@ -1,0 +1,42 @@
+// The partition lab itself (netlab.ts, etcd-cluster.ts in a namespace): a node reaches etcd through its link, runs
+// under its own host name, is cut off by its link going down while the other node still writes, and reaches etcd
+// again once healed; the etcd leader can be found and killed, and the rest elect another. Cleanup: no namespace of
+// this lab is left.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { startEtcdCluster } from './etcd-cluster.js'
+import { startNetLab, whyNoNetns } from './netlab.js'
+import { requireEtcd, skipFile } from './requires.js'
+
+requireEtcd(t)
+const why = whyNoNetns()
+if (why !== false) skipFile(t, why)
+
+t.test('cut, heal, host names, leader kill', async t => {
+  const lab = startNetLab(t, ['a', 'b'])
+  const etcd = await startEtcdCluster(t, 3, { wrap: lab.inServices() })
+  if (etcd === null) return
+  const put = (node: string, key: string): number | null => spawnSync(lab.wrap(node)[0]!, [...lab.wrap(node).slice(1), 'etcdctl',
+    '--endpoints', etcd.endpointsVia(lab.node(node).servicesAddr).join(','), '--command-timeout', '2s', '--dial-timeout', '1s', 'put', key, 'v'],
+  { env: { ...process.env, ETCDCTL_API: '3' }, stdio: 'ignore', timeout: 15_000 }).status
+  const host = spawnSync(lab.wrap('a')[0]!, [...lab.wrap('a').slice(1), 'hostname'], { encoding: 'utf8' })
+  t.equal(host.stdout.trim(), 'a', 'a runs under its own host name')
+  t.equal(put('a', 'k1'), 0, 'a reaches etcd')
+  lab.cut('a')
+  t.not(put('a', 'k2'), 0, 'cut: a cannot')
+  t.equal(put('b', 'k3'), 0, 'b still can')
+  lab.heal('a')
+  t.equal(put('a', 'k4'), 0, 'healed: a can again')
+
+  const leader = await etcd.leader()
+  await etcd.kill(leader)
+  const next = await etcd.leader()
+  t.not(next, leader, 'another member leads')
+  t.equal(put('b', 'k5'), 0, 'writes go on with two members')
+  await etcd.restart(leader)
+  await etcd.healthy()
+  await etcd.stop()
+  lab.stop()
+  const left = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout
+  t.notMatch(left, lab.services, 'the namespaces are gone')
+})
