@@ -5,9 +5,6 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Config, Flags } from './config.js'
-import type { RunLiveness, Target } from '../adapters/types.js'
-import type { RunLedger } from './store/run-ledger.js'
-import { isTerminal, type TargetName } from './types.js'
 import { loadConfig } from './config.js'
 import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
@@ -26,7 +23,6 @@ import { listenFds } from './os/listen-fds.js'
 import { openRunLedger } from './store/run-ledger.js'
 import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
-import { Monitor } from './runs/monitor.js'
 import { DirWatchService } from './watch/watch-service.js'
 import { realProbes } from './runs/probes.js'
 import { PtyHost } from './pty/host.js'
@@ -39,26 +35,6 @@ async function openCluster (config: Config, key: Buffer, logger: Logger): Promis
   if (config.cluster === undefined) return null
   const { openClusterBackend } = await import('./cluster/backend.js')
   return await openClusterBackend({ cluster: config.cluster, stateDir: config.stateDir, key, version: packageVersion(), logger })
-}
-
-/** Leftovers in targets of runs that are terminal or unknown to the ledger (a crash before the intent was written). */
-async function sweepTargets (targets: Map<TargetName, Target>, ledger: RunLedger, provisioning: (runId: string) => boolean, log: Logger): Promise<void> {
-  const liveness = (runId: string): RunLiveness => {
-    const run = ledger.get(runId)
-    // A run being provisioned has its dirs before its intent reaches the ledger: live, not a crash's leftover.
-    if (run === undefined) return provisioning(runId) ? 'live' : 'unknown'
-    return isTerminal(run.state) && Object.values(run.targets).every(t => t?.state === 'revoked') ? 'terminal' : 'live'
-  }
-  for (const [name, target] of targets) {
-    if (!(await target.status()).usable) continue
-    try {
-      const n = await target.sweep(liveness)
-      if (n > 0) log.warn({ target: name, removed: n }, 'swept leftovers of unknown or ended runs')
-      log.debug({ target: name, removed: n }, 'sweep done')
-    } catch (err) {
-      log.warn({ target: name, err }, 'sweep failed; it runs again at the next start')
-    }
-  }
 }
 
 export interface RunningDaemon {
@@ -131,7 +107,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     mode: config.mode
   })
   const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes, observer: metrics.observer })
-  const monitor = new Monitor(runs, probes, logger, { intervalMs: config.runs.livenessIntervalMs, retentionDays: config.runs.retentionDays })
+  const monitor = runs.createMonitor({ intervalMs: config.runs.livenessIntervalMs, retentionDays: config.runs.retentionDays })
   const pty = new PtyHost({ runs, config, logger, probes, daemonUid, clock })
   runs.setHost(pty)
   // Launched runs outlive a restart: adopt them first, so one that ended meanwhile ends with its recorded status.
@@ -142,7 +118,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // Runs of a node that left are taken over here too; an adopted run is checked at once, then with the others.
   cluster?.startAdopting(ids => { for (const id of ids) void monitor.checkRun(id) })
   // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
-  const watches = await DirWatchService.open({ config, runs, monitor, users, events, logger, clock })
+  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock })
 
   const app = await buildServer({
     config,
@@ -206,7 +182,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   }
 
   // Sweeps ask remote services (AWS): they run in the background, at start and then periodically.
-  const sweep = (): void => { void sweepTargets(targets, ledger, id => runs.provisioning(id), log) }
+  const sweep = (): void => { runs.sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed; it runs again later')) }
   sweep()
   const sweepTimer = setInterval(sweep, config.aws.sweepIntervalSeconds * 1000)
   sweepTimer.unref()

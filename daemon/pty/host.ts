@@ -8,9 +8,9 @@ import type { Config } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'
 import { native } from '../identity/native.js'
 import type { Logger } from '../logger.js'
-import type { RunHost, RunManager } from '../runs/manager.js'
+import type { RunHost } from '../runs/manager.js'
 import type { Probes } from '../runs/probes.js'
-import type { CreateRunRequest, CreatedRun } from '../runs/service.js'
+import type { CreateRunRequest, CreatedRun, RunLifecycle } from '../runs/service.js'
 import { isTerminal, type Caller, type RunRecord } from '../types.js'
 import { LaunchFiles } from './launch-files.js'
 import { findSetpriv, precheck } from './precheck.js'
@@ -22,7 +22,7 @@ import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, 
 export type SpawnFn = (file: string, args: string[], options: IPtyForkOptions) => IPty
 
 export interface PtyHostDeps {
-  runs: RunManager
+  runs: RunLifecycle
   config: Config
   logger: Logger
   probes: Probes
@@ -195,7 +195,7 @@ export class PtyHost implements RunHost {
     await this.files.remove(session.paths.status)
     let state = 'killed'
     try {
-      const run = runs.deps.ledger.get(session.runId)
+      const run = runs.run(session.runId)
       if (run === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [session.runId])
       if (exit === null) {
         state = (await runs.end(session.runId, 'killed', 'the command is gone and left no exit status')).state
@@ -205,7 +205,7 @@ export class PtyHost implements RunHost {
       }
     } catch (err) {
       this.#log.error({ runId: session.runId, err }, 'ending a launched run failed; the monitor retries')
-      state = runs.deps.ledger.get(session.runId)?.state ?? state
+      state = runs.run(session.runId)?.state ?? state
     }
     this.#log.info({ runId: session.runId, state, exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null }, 'command exited')
     await session.finish({ type: 'exit', state, exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null })
@@ -246,7 +246,7 @@ export class PtyHost implements RunHost {
   async #signal (s: LaunchSession, signal: NodeJS.Signals): Promise<boolean> {
     if (this.#systemdRun !== null && await signalUnit(s.runId, signal)) return true
     if (!s.live) {
-      const run = this.#deps.runs.deps.ledger.get(s.runId)
+      const run = this.#deps.runs.run(s.runId)
       const start = run !== undefined && run.pid === s.pid ? run.pidStart : null
       if (start === null || !(await this.#deps.probes.processAlive(s.pid, start))) return false
     }
@@ -260,10 +260,11 @@ export class PtyHost implements RunHost {
    * the monitor's reconcile, so the real status wins over "process gone".
    */
   async adopt (): Promise<number> {
-    const { ledger, host } = this.#deps.runs.deps
     let n = 0
-    for (const run of ledger.all()) {
-      if (run.mode !== 'launch' || isTerminal(run.state) || run.host !== host || run.pid === null || this.#sessions.has(run.runId)) continue
+    // Only runs whose command runs on this host, and that this node owns (RunQueries.localHeads): a run another node
+    // adopted while this daemon was down is that node's to end, from the signals it can see.
+    for (const run of this.#deps.runs.localHeads()) {
+      if (run.mode !== 'launch' || run.pid === null || this.#sessions.has(run.runId)) continue
       const paths = this.files.paths(run, run.runId)
       const session = new LaunchSession({
         runId: run.runId, user: run.user, uid: run.uid, pid: run.pid, paths, replayBytes: this.#deps.config.launch.replayBytes, logger: this.#log, pty: null, log: null
@@ -287,7 +288,7 @@ export class PtyHost implements RunHost {
   async #checkAdopted (): Promise<void> {
     for (const s of this.#sessions.values()) {
       if (s.live || s.ended !== null || this.#closed) continue
-      const run = this.#deps.runs.deps.ledger.get(s.runId)
+      const run = this.#deps.runs.run(s.runId)
       if (run !== undefined && (await this.#deps.probes.processAlive(s.pid, run.pidStart))) continue
       await this.#exited(s, null).catch((err: unknown) => this.#log.error({ runId: s.runId, err }, 'ending an adopted run failed'))
     }
@@ -295,10 +296,9 @@ export class PtyHost implements RunHost {
 
   /** Remove output logs past `launch.outputRetentionDays` and leftovers of ended runs. */
   async prune (): Promise<number> {
-    const { ledger } = this.#deps.runs.deps
     const keep = (runId: string): boolean => {
       const s = this.#sessions.get(runId)
-      const run = ledger.get(runId)
+      const run = this.#deps.runs.run(runId)
       return (s !== undefined && s.ended === null) || (run !== undefined && !isTerminal(run.state))
     }
     try {
@@ -311,7 +311,7 @@ export class PtyHost implements RunHost {
 
   /** Can this caller attach to this run? Only its owner, and only a launched run this daemon hosts or hosted. */
   checkAttach (caller: Caller, runId: string): RunRecord {
-    const run = this.#deps.runs.deps.ledger.get(runId)
+    const run = this.#deps.runs.run(runId)
     // Not even an admin: attaching means typing into the user's terminal, as that user.
     if (run === undefined || run.uid !== caller.uid || run.user !== caller.user) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
     if (run.mode !== 'launch') throw nfsError('NFS_ERR_RUN_STATE', [runId, 'not a launched run'])

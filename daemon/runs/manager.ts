@@ -18,11 +18,14 @@ import { newRunId, newSessionId } from './ids.js'
 import { bindToJob, canTransition, stateForExit } from './policy.js'
 import type { Probes } from './probes.js'
 import { Revoker, type RevokeObserver } from './revoker.js'
-import type { CreateRunRequest, CreatedRun, EndRequest, RunService, RunView } from './service.js'
+import type { CreateRunRequest, CreatedRun, EndRequest, EndState, RunLifecycle, RunView } from './service.js'
 import { withRun } from './transition.js'
 import { sessionAlive } from './liveness/session.js'
 import { intentRecord, provisionRun } from './provision.js'
 import { LiveRunQuota, ownsRun } from './quota.js'
+import { Monitor, type MonitorOptions } from './monitor.js'
+import { localOwnership, type RunOwnership } from './ownership.js'
+import { sweepTargets } from './sweep.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -40,6 +43,8 @@ export interface RunManagerDeps {
   host: string
   probes: Probes
   observer?: RunObserver
+  /** which runs this node answers for; default: all of them (one node, localOwnership) */
+  ownership?: RunOwnership
 }
 
 /** Something that hosts a run's process and must stop it before its secrets go (launched runs). */
@@ -49,8 +54,12 @@ export interface RunHost {
   holds (runId: string): boolean
 }
 
-export class RunManager implements RunService {
-  readonly deps: RunManagerDeps
+export class RunManager implements RunLifecycle {
+  // Private: the doors see the lifecycle through RunLifecycle and RunQueries (service.ts), the monitor gets what it
+  // needs from createMonitor, and nothing reaches through to the ledger, store or targets.
+  readonly #deps: RunManagerDeps
+  readonly #ownership: RunOwnership
+  /** the runs room's own (the monitor, tests); not part of any door's face */
   readonly revoker: Revoker
   #host: RunHost | null = null
   readonly #log: Logger
@@ -58,7 +67,8 @@ export class RunManager implements RunService {
   readonly #provisioning = new Set<string>()
 
   constructor (deps: RunManagerDeps) {
-    this.deps = deps
+    this.#deps = deps
+    this.#ownership = deps.ownership ?? localOwnership(deps.host)
     this.#log = deps.logger.child({ room: 'runs' })
     this.#quota = new LiveRunQuota(deps.config.limits.liveRunsPerUser)
     this.revoker = new Revoker({
@@ -83,16 +93,16 @@ export class RunManager implements RunService {
   }
 
   #visible (caller: Caller, runId: string): RunRecord {
-    const run = this.deps.ledger.get(runId)
+    const run = this.#deps.ledger.get(runId)
     // Another user's run is reported as absent, so ids cannot be probed.
     if (run === undefined || (!ownsRun(caller, run) && !caller.isAdmin)) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
     return run
   }
 
   #targetsFor (req: CreateRunRequest): TargetName[] {
-    const names = req.targets !== undefined && req.targets.length > 0 ? req.targets : this.deps.config.runs.defaultTargets
+    const names = req.targets !== undefined && req.targets.length > 0 ? req.targets : this.#deps.config.runs.defaultTargets
     for (const t of names) {
-      if (!(TARGET_NAMES as readonly string[]).includes(t) || !this.deps.targets.has(t)) throw nfsError('NFS_ERR_INVALID_TARGET', [JSON.stringify(t)])
+      if (!(TARGET_NAMES as readonly string[]).includes(t) || !this.#deps.targets.has(t)) throw nfsError('NFS_ERR_INVALID_TARGET', [JSON.stringify(t)])
     }
     return [...new Set(names)]
   }
@@ -118,7 +128,7 @@ export class RunManager implements RunService {
    * does not know and a job of another user get the same answer, so the check tells nothing about others' jobs.
    */
   async #checkSlurmJob (caller: Caller, jobId: string): Promise<void> {
-    if (await this.deps.probes.slurmOwner(jobId) !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`Slurm job ${jobId} is not a job of yours`])
+    if (await this.#deps.probes.slurmOwner(jobId) !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`Slurm job ${jobId} is not a job of yours`])
   }
 
   /** Tie an armed run to its sbatch-hosted head's job: no TTL from then on; the job's end (or Nextflow's) ends it. */
@@ -127,7 +137,7 @@ export class RunManager implements RunService {
     if (run.uid !== caller.uid) throw nfsError('NFS_ERR_FORBIDDEN', [`run ${runId} is not yours`])
     await this.#checkSlurmJob(caller, jobId)
     // One compare-and-swap against the TTL's expiry (which re-checks the TTL in its own write): exactly one wins.
-    const bound = await withRun(this.deps.ledger, runId, r => bindToJob(r, jobId))
+    const bound = await withRun(this.#deps.ledger, runId, r => bindToJob(r, jobId))
     this.#log.info({ runId, slurmJobId: jobId }, 'run bound to its Slurm job')
     return view(bound)
   }
@@ -139,7 +149,7 @@ export class RunManager implements RunService {
 
   async create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
     // The slot is held while provisioning; once the intent is in the ledger the run counts there.
-    const release = this.#quota.reserve(caller, () => this.deps.ledger.all())
+    const release = this.#quota.reserve(caller, () => this.#deps.ledger.all())
     try {
       return await this.#create(caller, req)
     } finally {
@@ -148,7 +158,7 @@ export class RunManager implements RunService {
   }
 
   async #create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
-    const { store, ledger, clock, config, events, audit, probes } = this.deps
+    const { store, ledger, clock, config, events, audit, probes } = this.#deps
     const wsName = req.workspace === undefined || req.workspace === '' ? PERSONAL : req.workspace
     const ws = wsName === PERSONAL ? null : store.getWorkspace(wsName)
     if (wsName !== PERSONAL && ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(wsName.slice(0, 80))])
@@ -191,7 +201,7 @@ export class RunManager implements RunService {
       probes.historyMark(req.launchDir, caller.uid)
     ])
     const record = intentRecord({
-      runId, sessionId, caller, workspace: wsName, host: this.deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark
+      runId, sessionId, caller, workspace: wsName, host: this.#deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark
     })
     // Nextflow before 24.04.2 expands `$` in the env file its tasks source; the version is known only once it logs it.
     const dollarNames = targets.includes('hpc') ? [...values].filter(([, v]) => v.contains('$')).map(([n]) => n) : []
@@ -205,9 +215,9 @@ export class RunManager implements RunService {
     const { run, env } = await provisionRun({
       ledger,
       audit,
-      targets: this.deps.targets,
+      targets: this.#deps.targets,
       log: this.#log,
-      ...(this.deps.observer !== undefined ? { observe: this.deps.observer.provisioned.bind(this.deps.observer) } : {}),
+      ...(this.#deps.observer !== undefined ? { observe: this.#deps.observer.provisioned.bind(this.#deps.observer) } : {}),
       undo: async (id, untouched, reason) => {
         await this.#markUntouched(id, untouched)
         await this.#endAndRevoke(id, 'failed', reason, {})
@@ -229,14 +239,14 @@ export class RunManager implements RunService {
         const t = r.targets[n]
         if (t === undefined || t.state !== 'provisioning') continue
         t.state = 'revoked'
-        t.revokedAt = this.deps.clock().toISOString()
+        t.revokedAt = this.#deps.clock().toISOString()
       }
       return r
     })
   }
 
   list (caller: Caller, all: boolean): RunView[] {
-    return this.deps.ledger.all()
+    return this.#deps.ledger.all()
       .filter(r => ownsRun(caller, r) || caller.isAdmin)
       .filter(r => all || !isTerminal(r.state) || Object.values(r.targets).some(t => t !== undefined && t.state !== 'revoked'))
       .map(view)
@@ -248,28 +258,28 @@ export class RunManager implements RunService {
 
   /** A live run seen starting (history line, log, PTY child): armed -> running, recording what identifies it. */
   async markStarted (runId: string, info: { runName?: string | null, pid?: number | null }): Promise<RunRecord | null> {
-    const before = this.deps.ledger.get(runId)
+    const before = this.#deps.ledger.get(runId)
     if (before === undefined || isTerminal(before.state)) return null
-    const pidStart = info.pid != null ? await this.deps.probes.processStart(info.pid) : null
-    const run = await withRun(this.deps.ledger, runId, r => {
+    const pidStart = info.pid != null ? await this.#deps.probes.processStart(info.pid) : null
+    const run = await withRun(this.#deps.ledger, runId, r => {
       if (isTerminal(r.state)) return null
       const changed = r.state === 'armed' || (info.runName != null && r.runName === null) || (info.pid != null && r.pid === null)
       if (!changed) return null
-      if (r.state === 'armed') { r.state = 'running'; r.startedAt = this.deps.clock().toISOString(); r.expiresAt = null }
+      if (r.state === 'armed') { r.state = 'running'; r.startedAt = this.#deps.clock().toISOString(); r.expiresAt = null }
       if (info.runName != null && r.runName === null) r.runName = info.runName
       if (info.pid != null && r.pid === null) { r.pid = info.pid; r.pidStart = pidStart }
       return r
     })
     if (before.state === 'armed' && run.state === 'running') {
       this.#log.info({ runId, runName: run.runName }, 'run started')
-      this.deps.events.publish({ type: 'run.started', user: run.user, workspace: run.workspace, runId, state: 'running' })
+      this.#deps.events.publish({ type: 'run.started', user: run.user, workspace: run.workspace, runId, state: 'running' })
     }
     return run
   }
 
   /** End a live run (first end wins) and revoke it. Returns the record after the revoke attempt. */
   /** `onlyIf` is checked against the record inside the ledger's write: the end is dropped when it no longer holds. */
-  async end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+  async end (runId: string, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
     return await this.#endAndRevoke(runId, state, reason, exit, onlyIf)
   }
 
@@ -278,19 +288,19 @@ export class RunManager implements RunService {
    * due at once (Revoker.due). The monitor uses this to queue revokes per user: a revoke can be as slow as a child's
    * deadline, and one user's must not hold up the pass that ends another user's runs. `onlyIf` as for end().
    */
-  async endWithoutRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+  async endWithoutRevoke (runId: string, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
     return await this.#end(runId, state, reason, exit, onlyIf)
   }
 
-  async #endAndRevoke (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+  async #endAndRevoke (runId: string, state: EndState, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
     const run = await this.#end(runId, state, reason, exit, onlyIf)
     // An end that did not apply (the run started, or was bound, meanwhile) leaves a live run's secrets alone.
     if (!isTerminal(run.state)) return run
     return await this.revoker.revoke(runId)
   }
 
-  async #end (runId: string, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
-    const before = this.deps.ledger.get(runId)
+  async #end (runId: string, state: EndState, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+    const before = this.#deps.ledger.get(runId)
     if (before === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
     // The end and the start of the revoke in one write: the targets that hold something are marked `revoking` here
     // (a terminal run's targets are revoked at the next start whatever they say). It is kept even when the disk is
@@ -298,18 +308,18 @@ export class RunManager implements RunService {
     const run = await this.revoker.record(runId, 'end', r => {
       if (isTerminal(r.state) || !canTransition(r.state, state) || onlyIf?.(r) === false) return null
       r.state = state
-      r.endedAt = this.deps.clock().toISOString()
+      r.endedAt = this.#deps.clock().toISOString()
       r.endReason = reason
       if (exit.exitCode !== undefined) r.exitCode = exit.exitCode
       if (exit.signal !== undefined) r.signal = exit.signal
       for (const [name, t] of Object.entries(r.targets)) {
-        if (t !== undefined && (t.state === 'provisioned' || t.state === 'provisioning') && this.deps.targets.has(name as TargetName)) t.state = 'revoking'
+        if (t !== undefined && (t.state === 'provisioned' || t.state === 'provisioning') && this.#deps.targets.has(name as TargetName)) t.state = 'revoking'
       }
       return r
     })
     if (!isTerminal(before.state) && isTerminal(run.state)) {
       this.#log.info({ runId, state, reason }, 'run ended')
-      this.deps.events.publish({ type: `run.${state}`, user: run.user, workspace: run.workspace, runId, state, reason })
+      this.#deps.events.publish({ type: `run.${state}`, user: run.user, workspace: run.workspace, runId, state, reason })
     }
     return run
   }
@@ -318,8 +328,8 @@ export class RunManager implements RunService {
     const run = this.#visible(caller, runId)
     if (isTerminal(run.state)) return view(run)
     // A `-bg` Nextflow outlives its wrapper: while its session is alive the run stays; the monitor ends it later.
-    if (await sessionAlive(this.deps.probes, run, this.deps.host)) {
-      const kept = await withRun(this.deps.ledger, runId, r => {
+    if (await sessionAlive(this.#deps.probes, run, this.#deps.host)) {
+      const kept = await withRun(this.#deps.ledger, runId, r => {
         if (isTerminal(r.state)) return null
         r.exitCode = end.exitCode ?? null
         r.signal = end.signal ?? null
@@ -339,15 +349,42 @@ export class RunManager implements RunService {
     return view(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {}))
   }
 
+  /** The monitor of this lifecycle, handed what it needs (it never reaches through the manager). */
+  createMonitor (opts: MonitorOptions): Monitor {
+    const { ledger, events, probes, clock, host, logger } = this.#deps
+    return new Monitor({ ledger, events, probes, clock, host, logger, revoker: this.revoker, lifecycle: this, ownership: this.#ownership }, opts)
+  }
+
+  /** Remove what the targets hold of runs that are over or unknown (a crash before the intent): sweep.ts. */
+  async sweep (): Promise<void> {
+    await sweepTargets({ targets: this.#deps.targets, ledger: this.#deps.ledger, provisioning: id => this.provisioning(id), log: this.#log })
+  }
+
+  run (runId: string): RunRecord | undefined {
+    return this.#deps.ledger.get(runId)
+  }
+
+  live (launchDir?: string): RunRecord[] {
+    return this.#deps.ledger.all().filter(r => !isTerminal(r.state) && (launchDir === undefined || r.launchDir === launchDir))
+  }
+
+  localHeads (): RunRecord[] {
+    return this.live().filter(r => r.host === this.#deps.host && this.#ownership.owns(r))
+  }
+
+  hasTarget (name: string): boolean {
+    return (TARGET_NAMES as readonly string[]).includes(name) && this.#deps.targets.has(name as TargetName)
+  }
+
   countsByState (): Partial<Record<RunState, number>> {
     const out: Partial<Record<RunState, number>> = {}
-    for (const r of this.deps.ledger.all()) out[r.state] = (out[r.state] ?? 0) + 1
+    for (const r of this.#deps.ledger.all()) out[r.state] = (out[r.state] ?? 0) + 1
     return out
   }
 
   async targetStatus (): Promise<Record<string, TargetStatus>> {
     const out: Record<string, TargetStatus> = {}
-    for (const [name, t] of this.deps.targets) {
+    for (const [name, t] of this.#deps.targets) {
       try {
         out[name] = await t.status()
       } catch (err) {

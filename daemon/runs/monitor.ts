@@ -5,11 +5,14 @@
 // each user independent of the others. A revoke can take as long as a child's deadline (a cleanup `find` runs as the
 // run's owner, who can stop it), so a pass never waits for revokes: it queues them in their user's lane, and the next
 // pass skips a user whose lane is still busy. One user's stuck work delays no other user's expiry, end or revoke.
-import { isTerminal, type RunRecord, type RunState } from '../types.js'
+import { isTerminal, type RunRecord } from '../types.js'
+import type { EventBus } from '../events.js'
 import type { Logger } from '../logger.js'
+import type { RunLedger } from '../store/run-ledger.js'
 import { Lanes } from './lanes.js'
-import type { RunManager } from './manager.js'
-import type { EndRequest } from './service.js'
+import type { RunOwnership } from './ownership.js'
+import type { Revoker } from './revoker.js'
+import type { EndRequest, EndState, RunLifecycle } from './service.js'
 import { dollarWarning, isExpired, verdict } from './policy.js'
 import type { Probes } from './probes.js'
 import { warnRun } from './warn.js'
@@ -24,8 +27,25 @@ export interface MonitorOptions {
 
 export const STARTUP_REVOKE_WAIT_MS = 10_000
 
+/** What the monitor works with, handed over by RunManager.createMonitor: it never reaches through the manager. */
+export interface MonitorDeps {
+  ledger: RunLedger
+  revoker: Revoker
+  /** the lifecycle's own steps: a start seen, an end whose revoke the monitor queues itself */
+  lifecycle: Pick<RunLifecycle, 'markStarted' | 'hostHolds'> & {
+    endWithoutRevoke: (runId: string, state: EndState, reason: string, exit?: EndRequest, onlyIf?: (run: RunRecord) => boolean) => Promise<RunRecord>
+  }
+  events: EventBus
+  ownership: RunOwnership
+  probes: Probes
+  clock: () => Date
+  /** this node's host: the head's host when a run's pid and session lock are this node's to read */
+  host: string
+  logger: Logger
+}
+
 export class Monitor {
-  readonly #runs: RunManager
+  readonly #deps: MonitorDeps
   readonly #probes: Probes
   readonly #log: Logger
   readonly #opts: MonitorOptions
@@ -44,10 +64,10 @@ export class Monitor {
   // Whether Slurm answered the last question: its outages are logged when they begin and end, not on every pass.
   #slurmAnswered = true
 
-  constructor (runs: RunManager, probes: Probes, logger: Logger, opts: MonitorOptions) {
-    this.#runs = runs
-    this.#probes = probes
-    this.#log = logger.child({ room: 'monitor' })
+  constructor (deps: MonitorDeps, opts: MonitorOptions) {
+    this.#deps = deps
+    this.#probes = deps.probes
+    this.#log = deps.logger.child({ room: 'monitor' })
     this.#opts = opts
     const onError = (user: string, err: unknown): void => this.#log.error({ user, err }, 'monitor lane failed')
     this.#checkLanes = new Lanes(onError)
@@ -67,7 +87,7 @@ export class Monitor {
     this.#timer = null
     await Promise.all([this.idle(), this.#housekeeping, this.#slurmAsk])
     // A last try for records the revoke path kept in memory (a full disk); what still fails is redone after a start.
-    await this.#safe('-', () => this.#runs.revoker.retryRecords())
+    await this.#safe('-', () => this.#deps.revoker.retryRecords())
   }
 
   /** One pass, waited for to its end: every user's checks and every revoke due, those it started included. */
@@ -89,7 +109,7 @@ export class Monitor {
    * Whatever is still running then goes on in its user's lane.
    */
   async reconcile (): Promise<void> {
-    const { ledger } = this.#runs.deps
+    const { ledger } = this.#deps
     // A run whose provisioning was interrupted by the crash never reached its caller: it ends here.
     for (const run of ledger.all()) {
       if (!isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')) {
@@ -106,7 +126,7 @@ export class Monitor {
 
   /** Check one live run now (the watcher calls this on a file event); serialised with the timer's pass. */
   async checkRun (runId: string): Promise<void> {
-    const run = this.#runs.deps.ledger.get(runId)
+    const run = this.#deps.ledger.get(runId)
     if (run === undefined || isTerminal(run.state)) return
     await this.#checkOnce(runId, false)
   }
@@ -115,9 +135,9 @@ export class Monitor {
     const prev = this.#checking.get(runId) ?? Promise.resolve()
     const next = prev.then(async () => {
       // Re-read: the run may have ended while this check waited for the previous one.
-      const run = this.#runs.deps.ledger.get(runId)
+      const run = this.#deps.ledger.get(runId)
       if (run === undefined || isTerminal(run.state)) return
-      await this.#safe(runId, () => this.#check(run, this.#runs.deps.clock(), immediate))
+      await this.#safe(runId, () => this.#check(run, this.#deps.clock(), immediate))
     })
     this.#checking.set(runId, next)
     try {
@@ -137,14 +157,14 @@ export class Monitor {
 
   /** Start every user's checks (a busy lane gets one more round) and queue the due revokes; resolves when the checks are done. */
   async #pass (immediate: boolean): Promise<void> {
-    const { ledger, clock } = this.#runs.deps
+    const { ledger, clock } = this.#deps
     // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
-    await this.#housekeep(() => this.#runs.revoker.retryRecords())
+    await this.#housekeep(() => this.#deps.revoker.retryRecords())
     this.#askSlurm()
     const users = new Set<string>()
     for (const run of ledger.all()) if (!isTerminal(run.state)) users.add(run.user)
     const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate)))
-    for (const run of this.#runs.revoker.due(clock())) this.#queueRevoke(run.user)
+    for (const run of this.#deps.revoker.due(clock())) this.#queueRevoke(run.user)
     await Promise.all(checks)
     await this.#housekeep(() => this.#prune(clock()))
   }
@@ -156,7 +176,7 @@ export class Monitor {
   }
 
   async #checkUser (user: string, immediate: boolean): Promise<void> {
-    for (const run of this.#runs.deps.ledger.all()) {
+    for (const run of this.#deps.ledger.all()) {
       if (run.user !== user || isTerminal(run.state)) continue
       await this.#checkOnce(run.runId, immediate)
     }
@@ -170,18 +190,18 @@ export class Monitor {
   async #revokeUser (user: string): Promise<void> {
     const tried = new Set<string>()
     for (;;) {
-      const next = this.#runs.revoker.due(this.#runs.deps.clock()).filter(r => r.user === user && !tried.has(r.runId))
+      const next = this.#deps.revoker.due(this.#deps.clock()).filter(r => r.user === user && !tried.has(r.runId))
       if (next.length === 0) return
       for (const run of next) {
         tried.add(run.runId)
-        await this.#safe(run.runId, () => this.#runs.revoker.revoke(run.runId, false))
+        await this.#safe(run.runId, () => this.#deps.revoker.revoke(run.runId, false))
       }
     }
   }
 
   /** End a run here, and queue its revoke in its user's lane. */
-  async #end (run: RunRecord, state: Exclude<RunState, 'armed' | 'running'>, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<void> {
-    const ended = await this.#runs.endWithoutRevoke(run.runId, state, reason, exit, onlyIf)
+  async #end (run: RunRecord, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<void> {
+    const ended = await this.#deps.lifecycle.endWithoutRevoke(run.runId, state, reason, exit, onlyIf)
     if (isTerminal(ended.state)) this.#queueRevoke(run.user)
   }
 
@@ -193,7 +213,7 @@ export class Monitor {
    */
   #askSlurm (): void {
     if (this.#slurmAsk !== null) return
-    const bound = this.#runs.deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null)
+    const bound = this.#deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null)
     if (bound.length === 0) return
     this.#slurmAsk = (async () => {
       const answered = await this.#probes.slurmRefresh(bound.map(r => r.slurmJobId!))
@@ -210,17 +230,17 @@ export class Monitor {
   }
 
   async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
-    const host = this.#runs.deps.host
+    const host = this.#deps.host
     let signals = await sessionSignals(this.#probes, run, host)
     // The history is read before the log: a Goodbye read with the line still `-` may be an update landing between
     // the two reads (the line is written first), so one more reading settles which ends the run.
     if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host)
     const warning = dollarWarning(run, signals.version)
-    if (warning !== null) await warnRun(this.#runs.deps, this.#log, run.runId, warning)
+    if (warning !== null) await warnRun(this.#deps, this.#log, run.runId, warning)
     if (run.state === 'armed') {
       if (signals.history !== null) {
-        await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
-        return await this.#check(this.#runs.deps.ledger.get(run.runId)!, now, immediate)
+        await this.#deps.lifecycle.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
+        return await this.#check(this.#deps.ledger.get(run.runId)!, now, immediate)
       }
       if (isExpired(run, now)) {
         // Checked again inside the ledger's write: a bind to a Slurm job (which clears the TTL) may land meanwhile.
@@ -230,7 +250,7 @@ export class Monitor {
       }
       return
     }
-    if (signals.runName !== null && run.runName === null) await this.#runs.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
+    if (signals.runName !== null && run.runName === null) await this.#deps.lifecycle.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
     // The wrapper of a `run`, or the child of a `launch`, counts as alive too.
     // `Execution complete -- Goodbye` is logged after the history update: with the line still `-` it ends the run too.
     if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') {
@@ -240,7 +260,7 @@ export class Monitor {
     }
     // A launched command's host ends its run with the command's own status (it polls a command adopted after a
     // restart every second): a dead pid read here first would end it as killed, without that status.
-    if (run.mode === 'launch' && this.#runs.hostHolds(run.runId)) {
+    if (run.mode === 'launch' && this.#deps.lifecycle.hostHolds(run.runId)) {
       this.#suspect.delete(run.runId)
       return
     }
@@ -263,7 +283,7 @@ export class Monitor {
   }
 
   async #prune (now: Date): Promise<void> {
-    const { ledger } = this.#runs.deps
+    const { ledger } = this.#deps
     const horizon = now.getTime() - this.#opts.retentionDays * 86_400_000
     const old = ledger.all().filter(r =>
       isTerminal(r.state) && r.endedAt !== null && Date.parse(r.endedAt) < horizon &&

@@ -1,4 +1,7 @@
 // The run lifecycle's face to the three doors (api/, watch/, pty/): they turn their input into these few calls.
+// RunService is what the API needs; the watcher and the PTY host also report starts and ends they see
+// (RunLifecycle) and read a few facts about runs (RunQueries). Nothing else of the lifecycle is theirs: the ledger,
+// the store, the targets and the clock stay behind this face (STYLE: one narrow face per layer).
 import type { TargetStatus } from '../../adapters/types.js'
 import type { Caller, RunMode, RunRecord, RunState, TargetName } from '../types.js'
 
@@ -53,4 +56,29 @@ export interface RunService {
   revoke (caller: Caller, runId: string): Promise<RunView>
   countsByState (): Partial<Record<RunState, number>>
   targetStatus (): Promise<Record<string, TargetStatus>>
+}
+
+/** Reads the doors need, answered from the ledger's current view (all nodes' runs in cluster mode). */
+export interface RunQueries {
+  /** one run as the ledger has it now */
+  run (runId: string): RunRecord | undefined
+  /** the live (not terminal) runs, those of one launch dir when given */
+  live (launchDir?: string): RunRecord[]
+  /** live runs whose head runs on this host and that this node owns: the ones whose local signals are its to read */
+  localHeads (): RunRecord[]
+  /** is this target configured on this node */
+  hasTarget (name: string): boolean
+}
+
+/** The end of a run as a door reports it: the state it ends in (never back to armed or running). */
+export type EndState = Exclude<RunState, 'armed' | 'running'>
+
+/** What the watcher and the PTY host call besides the API's calls: a start they saw, an end they saw. */
+export interface RunLifecycle extends RunService, RunQueries {
+  /** a live run seen starting (history line, log, PTY child): armed -> running, recording its name and pid */
+  markStarted (runId: string, info: { runName?: string | null, pid?: number | null }): Promise<RunRecord | null>
+  /** end a live run (first end wins) and revoke it; `onlyIf` is checked inside the ledger's write */
+  end (runId: string, state: EndState, reason: string, exit?: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord>
+  /** is a launched run's end its host's to record (the PTY host holds its command) */
+  hostHolds (runId: string): boolean
 }

@@ -13,7 +13,7 @@ import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
 import type { Monitor } from '../runs/monitor.js'
-import type { RunManager } from '../runs/manager.js'
+import type { RunLifecycle } from '../runs/service.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from './history-file.js'
@@ -68,7 +68,7 @@ async function withFileIndex (launchDir: string, uid: number, record: HistoryRec
 }
 
 export interface AutoRunDeps {
-  runs: RunManager
+  runs: RunLifecycle
   monitor: Monitor
   users: UserDirectory
   events: EventBus
@@ -106,10 +106,10 @@ export class AutoRuns {
       return null
     }
     // A run armed here and not yet started claims the first line after its mark: the mark counts the whole file.
-    const marks = runs.deps.ledger.all().some(r => !isTerminal(r.state) && r.launchDir === launchDir && r.runName === null && r.historyMark !== null)
+    const marks = runs.live(launchDir).some(r => r.runName === null && r.historyMark !== null)
     const record = marks ? await withFileIndex(launchDir, uid, seen) : seen
     if (record === null) return null
-    if (claimedBy(runs.deps.ledger.all(), launchDir, record) !== null) return null
+    if (claimedBy(runs.live(launchDir), launchDir, record) !== null) return null
     const key = `${launchDir}\0${record.runName}`
     if (this.#handled.has(key)) return null
     this.#handled.add(key)

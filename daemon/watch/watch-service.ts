@@ -14,9 +14,10 @@ import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
 import type { Monitor } from '../runs/monitor.js'
-import type { RunManager } from '../runs/manager.js'
+import type { RunLifecycle } from '../runs/service.js'
+import type { SecretsStore } from '../store/secrets-store.js'
 import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js'
-import { isTerminal, TARGET_NAMES, type Caller } from '../types.js'
+import type { Caller } from '../types.js'
 import { AutoRuns } from './auto-run.js'
 import { openDir, sameFile } from '../os/read-owned.js'
 import type { WatchService, WatchSummary, WatchView } from './service.js'
@@ -25,7 +26,9 @@ import { skippedName, type WalkFs } from './walk.js'
 
 export interface WatchServiceDeps {
   config: Config
-  runs: RunManager
+  runs: RunLifecycle
+  /** the store's own face, for the workspace a watch names */
+  workspaces: Pick<SecretsStore, 'getWorkspace'>
   monitor: Monitor
   users: UserDirectory
   events: EventBus
@@ -161,7 +164,7 @@ export class DirWatchService implements WatchService {
   }
 
   #liveRunsIn (dir: string): string[] {
-    return this.#deps.runs.deps.ledger.all().filter(r => !isTerminal(r.state) && r.launchDir === dir).map(r => r.runId)
+    return this.#deps.runs.live(dir).map(r => r.runId)
   }
 
   #onWatch (e: WatcherEvent): void {
@@ -183,8 +186,8 @@ export class DirWatchService implements WatchService {
   #syncRuns (): void {
     this.#syncing = this.#syncing.then(async () => {
       const want = new Map<string, string>()
-      for (const r of this.#deps.runs.deps.ledger.all()) {
-        if (isTerminal(r.state) || !isAbsolute(r.launchDir) || this.watcher.covers(r.launchDir, [RUNS_NATIVE, RUNS_POLL]) || this.#awaitsWalk(r.launchDir)) continue
+      for (const r of this.#deps.runs.live()) {
+        if (!isAbsolute(r.launchDir) || this.watcher.covers(r.launchDir, [RUNS_NATIVE, RUNS_POLL]) || this.#awaitsWalk(r.launchDir)) continue
         want.set(r.launchDir, r.slurmJobId !== null || want.get(r.launchDir) === RUNS_POLL ? RUNS_POLL : RUNS_NATIVE)
       }
       for (const [dir, group] of [...this.#runDirs]) {
@@ -230,7 +233,7 @@ export class DirWatchService implements WatchService {
 
   list (caller: Caller): WatchView[] {
     const roots = [...this.#roots.values()].filter(r => this.#visible(caller, r)).map(r => this.#view(r))
-    const mine = new Set(this.#deps.runs.deps.ledger.all().filter(r => !isTerminal(r.state) && (caller.isAdmin || r.uid === caller.uid)).map(r => r.launchDir))
+    const mine = new Set(this.#deps.runs.live().filter(r => caller.isAdmin || r.uid === caller.uid).map(r => r.launchDir))
     const runs = [...this.#runDirs].filter(([dir]) => mine.has(dir)).map(([dir, group]): WatchView => ({
       root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null, limited: null, walking: false
     }))
@@ -278,13 +281,13 @@ export class DirWatchService implements WatchService {
     const root = await this.#resolveRoot(caller, req.root)
     const workspace = req.workspace !== undefined && req.workspace !== '' && req.workspace !== PERSONAL ? req.workspace : null
     if (workspace !== null) {
-      const ws = this.#deps.runs.deps.store.getWorkspace(workspace)
+      const ws = this.#deps.workspaces.getWorkspace(workspace)
       if (ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(workspace.slice(0, 80))])
       if (!caller.isAdmin && !can(caller, 'runs.launch', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`watching for runs in workspace ${ws.name} needs the launch role`])
     }
     const targets = [...new Set(req.targets ?? [])]
     for (const t of targets) {
-      if (!(TARGET_NAMES as readonly string[]).includes(t) || !this.#deps.runs.deps.targets.has(t as never)) throw nfsError('NFS_ERR_INVALID_TARGET', [JSON.stringify(t.slice(0, 40))])
+      if (!this.#deps.runs.hasTarget(t)) throw nfsError('NFS_ERR_INVALID_TARGET', [JSON.stringify(t.slice(0, 40))])
     }
     if (this.#roots.has(root)) throw nfsError('NFS_ERR_WATCH_EXISTS', [root])
     const stored = await this.#store.add({

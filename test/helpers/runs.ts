@@ -9,9 +9,10 @@ import type { Target } from '../../adapters/types.js'
 import { defaults, type Config } from '../../daemon/config.js'
 import { EventBus, type NfsEvent } from '../../daemon/events.js'
 import { RunManager } from '../../daemon/runs/manager.js'
-import { Monitor } from '../../daemon/runs/monitor.js'
+import type { Monitor } from '../../daemon/runs/monitor.js'
 import type { Probes } from '../../daemon/runs/probes.js'
 import type { Observation } from '../../daemon/runs/observe.js'
+import type { RunOwnership } from '../../daemon/runs/ownership.js'
 import { openAuditLog } from '../../daemon/store/audit-log.js'
 import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
 import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
@@ -63,6 +64,7 @@ export interface RunsFixture {
   memory: MemoryTarget
   probes: FakeProbes
   events: NfsEvent[]
+  bus: EventBus
   now: { t: number }
   reopen: () => Promise<RunsFixture>
 }
@@ -71,13 +73,31 @@ export function caller (user = 'root', over: Partial<Caller> = {}): Caller {
   return { user, uid: process.getuid!(), gid: process.getgid!(), pid: 0, groups: [user], gids: [process.getgid!()], isAdmin: false, ...over }
 }
 
-export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName, Target>, dir?: string, key?: Buffer, probes?: FakeProbes, memory?: MemoryTarget, limits?: Partial<Config['limits']> } = {}): Promise<RunsFixture> {
+export interface RunsFixtureOptions {
+  targets?: Map<TargetName, Target>
+  dir?: string
+  key?: Buffer
+  probes?: FakeProbes
+  /** the probes the lifecycle uses instead of the fixture's fakes (realProbes()); `probes` stays the fakes */
+  runProbes?: Probes
+  /** the lifecycle's clock instead of the fixture's frozen `now` */
+  clock?: () => Date
+  /** change the config the lifecycle gets */
+  configure?: (config: Config) => Config
+  ownership?: RunOwnership
+  host?: string
+  memory?: MemoryTarget
+  limits?: Partial<Config['limits']>
+}
+
+export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): Promise<RunsFixture> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'nfs-runs-'))
   if (opts.dir === undefined) t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const launchDir = join(dir, 'launch')
   mkdirSync(launchDir, { recursive: true })
   const base = defaults('user', { uid: process.getuid!(), home: dir, env: {} })
-  const config = { ...base, stateDir: join(dir, 'state'), limits: { ...base.limits, ...opts.limits }, runs: { ...base.runs, defaultTargets: ['memory' as const], revokeRetryInitialMs: 10, revokeRetryMaxMs: 100 }, mode: 'user' as const, configFile: null }
+  const plain = { ...base, stateDir: join(dir, 'state'), limits: { ...base.limits, ...opts.limits }, runs: { ...base.runs, defaultTargets: ['memory' as const], revokeRetryInitialMs: 10, revokeRetryMaxMs: 100 }, mode: 'user' as const, configFile: null }
+  const config = opts.configure !== undefined ? opts.configure(plain) : plain
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
   const logger = pino({ level: 'silent' })
   const key = opts.key ?? randomBytes(32)
@@ -91,9 +111,12 @@ export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName
   const targets = opts.targets ?? new Map<TargetName, Target>([['memory', memory]])
   const probes = opts.probes ?? fakeProbes()
   const now = { t: Date.parse('2026-11-25T12:00:00Z') }
-  const clock = (): Date => new Date(now.t)
-  const runs = new RunManager({ config, ledger, store, audit, events: bus, targets, logger, clock, host: 'vm', probes })
-  const monitor = new Monitor(runs, probes, logger, { intervalMs: 60_000, retentionDays: config.runs.retentionDays })
+  const clock = opts.clock ?? ((): Date => new Date(now.t))
+  const runs = new RunManager({
+    config, ledger, store, audit, events: bus, targets, logger, clock, host: opts.host ?? 'vm', probes: opts.runProbes ?? probes,
+    ...(opts.ownership !== undefined ? { ownership: opts.ownership } : {})
+  })
+  const monitor = runs.createMonitor({ intervalMs: 60_000, retentionDays: config.runs.retentionDays })
   t.teardown(async () => {
     await monitor.stop()
     await ledger.close()
@@ -111,12 +134,13 @@ export async function runsFixture (t: Teardown, opts: { targets?: Map<TargetName
     memory,
     probes,
     events,
+    bus,
     now,
     reopen: async () => {
       await ledger.close()
       await store.close()
       await audit.close()
-      return await runsFixture(t, { dir, key, probes, memory, ...(opts.limits !== undefined ? { limits: opts.limits } : {}), ...(opts.targets !== undefined ? { targets: opts.targets } : {}) })
+      return await runsFixture(t, { ...opts, dir, key, probes, memory })
     }
   }
   return fixture

@@ -11,7 +11,7 @@ import { createMemoryTarget, type MemoryTarget } from '../../adapters/memory.js'
 import type { Target } from '../../adapters/types.js'
 import type { Config, WatchRoot } from '../../daemon/config.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
-import { Monitor } from '../../daemon/runs/monitor.js'
+import type { Monitor } from '../../daemon/runs/monitor.js'
 import { realProbes, type Probes } from '../../daemon/runs/probes.js'
 import type { TargetName } from '../../daemon/types.js'
 import { DirWatchService } from '../../daemon/watch/watch-service.js'
@@ -64,21 +64,19 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
   const hpc = createHpcTarget({ runsRoot, privileged: false, logger })
   const targets = new Map<TargetName, Target>([['hpc', hpc], ['memory', memory]])
   const key = opts.key ?? randomBytes(32)
-  const f = await runsFixture(t, { dir, targets, memory, key })
   const probes = opts.probes ?? realProbes()
-  const deps = f.runs.deps as { probes: Probes, clock: () => Date, config: Config }
-  deps.probes = probes
   // History lines carry the real time; the fixture's frozen clock would make every line look stale.
-  deps.clock = () => new Date()
+  const clock = (): Date => new Date()
   const watch = (opts.watch ?? []).map(w => ({ depth: 3, poll: false, intervalMs: 200, ...w, root: w.root ?? root })) as WatchRoot[]
-  const config = { ...deps.config, watch, mode: opts.mode ?? 'user', limits: { ...deps.config.limits, ...opts.limits } } as Config
-  deps.config = config
-  const monitor = new Monitor(f.runs, probes, logger, { intervalMs: opts.monitorMs ?? 60_000, retentionDays: 30 })
+  const configure = (c: Config): Config => ({ ...c, watch, mode: opts.mode ?? 'user', limits: { ...c.limits, ...opts.limits } })
+  const f = await runsFixture(t, { dir, targets, memory, key, runProbes: probes, clock, configure })
+  const config = f.config
+  const monitor = f.runs.createMonitor({ intervalMs: opts.monitorMs ?? 60_000, retentionDays: 30 })
   await monitor.reconcile()
   if (opts.monitorMs !== undefined) monitor.start()
   const users = new UserDirectory({ mode: config.mode, adminGroup: 'nf-secrets-admin', daemonUid: process.getuid!() })
   const service = await DirWatchService.open({
-    config, runs: f.runs, monitor, users, events: (f.runs.deps.events), logger, clock: deps.clock,
+    config, runs: f.runs, workspaces: f.store, monitor, users, events: f.bus, logger, clock,
     runPollMs: opts.runPollMs ?? 200, debounceMs: 30, ...(opts.fs !== undefined ? { fs: opts.fs } : {})
   })
   let stopped = false

@@ -20,8 +20,7 @@ async function fixture (t: { teardown: (fn: () => void | Promise<void>) => void 
   const runsRoot = join(dir, 'runs')
   mkdirSync(runsRoot, { mode: 0o700 })
   const hpc = createHpcTarget({ runsRoot, privileged: false, logger: pino({ level: 'silent' }) })
-  const f = await runsFixture(t, { dir, targets: new Map<TargetName, Target>([['hpc', hpc]]) })
-  ;(f.runs.deps as { probes: unknown }).probes = realProbes()
+  const f = await runsFixture(t, { dir, targets: new Map<TargetName, Target>([['hpc', hpc]]), runProbes: realProbes() })
   return { ...f, runsRoot }
 }
 
@@ -33,7 +32,7 @@ t.test('armed -> running -> completed on the history line; the run dir is gone',
   t.ok(existsSync(storeFile))
   const nf = await startFakeNextflow({ launchDir: f.launchDir, sessionId: created.sessionId })
   t.teardown(() => nf.close())
-  const monitor = new (f.monitor.constructor as typeof import('../../daemon/runs/monitor.js').Monitor)(f.runs, realProbes(), pino({ level: 'silent' }), { intervalMs: 60_000, retentionDays: 30 })
+  const monitor = f.runs.createMonitor({ intervalMs: 60_000, retentionDays: 30 })
   await monitor.tick()
   const run = f.ledger.get(created.runId)!
   t.equal(run.state, 'running')
@@ -50,8 +49,7 @@ t.test('a SIGKILLed Nextflow: killed after two dead readings, secrets removed', 
   const created = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, targets: ['hpc'] })
   const nf = await startFakeNextflow({ launchDir: f.launchDir, sessionId: created.sessionId })
   t.teardown(() => nf.close())
-  const { Monitor } = await import('../../daemon/runs/monitor.js')
-  const monitor = new Monitor(f.runs, realProbes(), pino({ level: 'silent' }), { intervalMs: 60_000, retentionDays: 30 })
+  const monitor = f.runs.createMonitor({ intervalMs: 60_000, retentionDays: 30 })
   await monitor.tick()
   t.equal(f.ledger.get(created.runId)?.state, 'running')
   await nf.kill()
@@ -70,8 +68,7 @@ t.test('-resume: the first new history line after arming is the run, though it c
   t.equal(f.ledger.get(created.runId)?.historyMark, 1)
   const resumed = await startFakeNextflow({ launchDir: f.launchDir, sessionId: first.sessionId, resume: true })
   t.teardown(() => resumed.close())
-  const { Monitor } = await import('../../daemon/runs/monitor.js')
-  const monitor = new Monitor(f.runs, realProbes(), pino({ level: 'silent' }), { intervalMs: 60_000, retentionDays: 30 })
+  const monitor = f.runs.createMonitor({ intervalMs: 60_000, retentionDays: 30 })
   await monitor.tick()
   t.equal(f.ledger.get(created.runId)?.state, 'running')
   t.equal(f.ledger.get(created.runId)?.runName, resumed.runName)

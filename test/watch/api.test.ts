@@ -27,7 +27,7 @@ async function server (t: { teardown: (fn: () => unknown) => void }, f: WatchFix
     return users.callerFor({ pid: 0, uid: who === 'root' ? 0 : who === 'alice' ? alice!.uid : bob!.uid, gid: 0 })
   }
   const app = await buildServer({
-    config: f.runs.deps.config, logger: pino({ level: 'silent' }), store: f.store, audit, events: f.runs.deps.events, users, identify,
+    config: f.config, logger: pino({ level: 'silent' }), store: f.store, audit, events: f.bus, users, identify,
     clock: () => new Date(), version: 'test', startedAt: new Date(), runs: f.runs, watches: f.service
   })
   t.teardown(async () => { await app.close(); await audit.close() })
@@ -63,7 +63,7 @@ t.test('watch add/list/remove: ownership, persistence, codes', async t => {
   res = await app.inject({ method: 'POST', url: '/api/v1/watches', headers: as('root'), payload: { root: theirs } })
   t.equal(res.statusCode, 201, 'an admin may watch any dir')
 
-  const file = join(f.runs.deps.config.stateDir, 'watches.json')
+  const file = join(f.config.stateDir, 'watches.json')
   t.equal(statSync(file).mode & 0o777, 0o600)
   t.same(JSON.parse(readFileSync(file, 'utf8')).watches.map((w: { root: string }) => w.root).sort(), [mine, theirs].sort())
   const rootsOf = async (who: string): Promise<string[]> => (await app.inject({ url: '/api/v1/watches', headers: as(who) })).json<WatchView[]>().map(w => w.root).sort()
