@@ -57,7 +57,7 @@ export async function startDaemon (dir: string, opts: StartOptions = {}): Promis
     stdio: ['ignore', out, out]
   })
   closeSync(out)
-  const exited = new Promise<void>(res => child.once('exit', () => res()))
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
   const stop = async (): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return
     child.kill('SIGTERM')

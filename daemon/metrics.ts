@@ -66,37 +66,38 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
   const p = METRIC_PREFIX
   collectDefaultMetrics({ register: registry, prefix: p })
 
-  new Gauge({
+  // The metrics computed at each scrape (collect()) are held by the registry alone.
+  registry.registerMetric(new Gauge({
     name: `${p}build_info`,
     help: 'Always 1; the labels say which version runs in which mode',
     labelNames: ['version', 'mode'],
-    registers: [registry],
+    registers: [],
     collect () { this.set({ version: sources.version, mode: sources.mode }, 1) }
-  })
+  }))
 
-  new Gauge({
+  registry.registerMetric(new Gauge({
     name: `${p}runs`,
     help: 'Runs in the ledger by state',
     labelNames: ['state'],
-    registers: [registry],
+    registers: [],
     collect () {
       this.reset()
       for (const [state, n] of runsByState(sources.ledger.all())) this.set({ state }, n)
     }
-  })
+  }))
 
-  new Gauge({
+  registry.registerMetric(new Gauge({
     name: `${p}run_targets`,
     help: 'Per-target records of the runs in the ledger by target and state (revoke_failed: secrets still placed, retrying)',
     labelNames: ['target', 'state'],
-    registers: [registry],
+    registers: [],
     collect () {
       this.reset()
       for (const [target, states] of targetsByState(sources.ledger.all())) {
         for (const [state, n] of states) this.set({ target, state }, n)
       }
     }
-  })
+  }))
 
   const provisions = new Counter({
     name: `${p}provisions_total`,
@@ -129,30 +130,30 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
 
   // The AWS target keeps running totals; counters are rebuilt from them at each scrape.
   const awsCounter = (name: string, help: string, pick: (s: AwsStats) => number): void => {
-    new Counter({
+    registry.registerMetric(new Counter({
       name: `${p}aws_${name}_total`,
       help,
-      registers: [registry],
+      registers: [],
       collect () {
         this.reset()
         if (sources.aws !== undefined) this.inc(pick(sources.aws()))
       }
-    })
+    }))
   }
   awsCounter('calls', 'AWS Secrets Manager requests sent, every retry included', s => s.calls)
   awsCounter('throttles', 'AWS Secrets Manager requests answered with a throttling error', s => s.throttles)
   awsCounter('retries', 'AWS Secrets Manager requests retried after throttling, a 5xx or a network error', s => s.retries)
 
   const watchGauge = (name: string, help: string, pick: (s: WatchSummary) => number): void => {
-    new Gauge({
+    registry.registerMetric(new Gauge({
       name: `${p}${name}`,
       help,
-      registers: [registry],
+      registers: [],
       collect () {
         const s = sources.watches?.()
         this.set(s === undefined ? 0 : pick(s))
       }
-    })
+    }))
   }
   watchGauge('watch_roots', 'Watched roots (from the config and from `watch add`)', s => s.roots)
   watchGauge('watched_launch_dirs', 'Nextflow launch dirs found under the watched roots', s => s.launchDirs)

@@ -54,8 +54,16 @@ export function toCoded (err: FastifyError, request: FastifyRequest): { statusCo
 
 function httpReason (status: number): string {
   const reasons: Record<number, string> = {
-    400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 429: 'Too Many Requests',
-    500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 507: 'Insufficient Storage'
+    400: 'Bad Request',
+    403: 'Forbidden',
+    404: 'Not Found',
+    409: 'Conflict',
+    413: 'Payload Too Large',
+    429: 'Too Many Requests',
+    500: 'Internal Server Error',
+    502: 'Bad Gateway',
+    503: 'Service Unavailable',
+    507: 'Insufficient Storage'
   }
   return reasons[status] ?? 'Error'
 }

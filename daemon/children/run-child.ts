@@ -115,6 +115,8 @@ export function runChild (file: string, args: readonly string[], opts: RunChildO
     }
     let settled = false
     let timedOut = false
+    // Declared before it is set: settle() may run (and clear it) before the deadline is armed.
+    // eslint-disable-next-line prefer-const
     let timer: NodeJS.Timeout | undefined
     const settle = (fn: () => void): void => {
       if (settled) return

@@ -42,7 +42,7 @@ export function cell (v: string | number | boolean | null | undefined): string {
 
 /** Escape C0/C1 control characters for display. */
 export function safeText (s: string): string {
-  // eslint-disable-next-line no-control-regex
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
   return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, ch => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`)
 }
 

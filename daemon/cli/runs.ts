@@ -9,11 +9,23 @@ import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, pipelineRequest, scanRequestOf
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface RunView {
-  runId: string, state: string, user: string, workspace: string, launchDir: string, mode: string, names: string[],
-  createdAt: string, startedAt: string | null, endedAt: string | null, endReason: string | null, exitCode: number | null,
-  warnings?: string[], dollarNames?: string[]
+  runId: string,
+  state: string,
+  user: string,
+  workspace: string,
+  launchDir: string,
+  mode: string,
+  names: string[],
+  createdAt: string,
+  startedAt: string | null,
+  endedAt: string | null,
+  endReason: string | null,
+  exitCode: number | null,
+  warnings?: string[],
+  dollarNames?: string[]
   /** the head's host, and the node answering for the run's end (cluster mode; null: its node left, not yet adopted) */
-  host?: string, owner?: string | null
+  host?: string,
+  owner?: string | null
   targets: Record<string, { state: string, attempts: number, lastError: { code: string } | null, refs: Array<{ name: string, ref: string }> }>
 }
 
@@ -39,7 +51,7 @@ export function parseDuration (text: string): number {
 
 /** A POSIX shell word that means exactly `s`. Pure. */
 export function shellQuote (s: string): string {
-  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, '\'\\\'\'')}'`
 }
 
 /** The `export` line for eval. The env holds paths and ids, never values. Pure. */

@@ -5,7 +5,6 @@ import type { Command } from './args.js'
 import { renderTable } from './output.js'
 import type { WatchView } from '../watch/service.js'
 
-
 /** `--target aws,memory` (or repeated) -> ['aws', 'memory']. Pure. */
 export function targetList (v: unknown): string[] | undefined {
   const parts = (Array.isArray(v) ? v : [v]).filter((x): x is string => typeof x === 'string')

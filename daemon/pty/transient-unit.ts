@@ -36,7 +36,7 @@ const OUTER = [
   '"$run" "--property=TTYPath=$tty" "$@"',
   'st=$?',
   'rm -f -- "$envfile"',
-  `printf '%s\\n' "$st" > "$statusfile"`,
+  'printf \'%s\\n\' "$st" > "$statusfile"',
   'exit "$st"'
 ].join('\n')
 

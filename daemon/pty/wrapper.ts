@@ -41,7 +41,7 @@ const OUTER = [
   '"$@"',
   'st=$?',
   'exec 3<&-',
-  `printf '%s\\n' "$st" > "$statusfile"`,
+  'printf \'%s\\n\' "$st" > "$statusfile"',
   'exit "$st"'
 ].join('\n')
 

@@ -190,7 +190,14 @@ class LowSecretsStore implements SecretsStore {
       if (data.secrets.some(s => s.scope === scope && s.name === name)) throw nfsError('NFS_ERR_SECRET_EXISTS', [name, scope])
       const at = this.#now().toISOString()
       const rec: SecretRecord = {
-        name, scope, createdAt: at, createdBy: by, updatedAt: at, updatedBy: by, lastUsed: null, version: 1,
+        name,
+        scope,
+        createdAt: at,
+        createdBy: by,
+        updatedAt: at,
+        updatedBy: by,
+        lastUsed: null,
+        version: 1,
         sealed: seal(this.#key, scope, name, value)
       }
       return { next: casSecret(data, null, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: 1 }] }
@@ -204,7 +211,10 @@ class LowSecretsStore implements SecretsStore {
       if (cur === undefined && opts?.ifVersion == null) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
       expectVersion(opts, cur, `secret ${scope}/${name}`)
       const rec: SecretRecord = {
-        ...cur!, updatedAt: this.#now().toISOString(), updatedBy: by, version: cur!.version + 1,
+        ...cur!,
+        updatedAt: this.#now().toISOString(),
+        updatedBy: by,
+        version: cur!.version + 1,
         sealed: seal(this.#key, scope, name, value)
       }
       return { next: casSecret(data, cur!, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: rec.version }] }

@@ -291,8 +291,15 @@ export class DirWatchService implements WatchService {
     }
     if (this.#roots.has(root)) throw nfsError('NFS_ERR_WATCH_EXISTS', [root])
     const stored = await this.#store.add({
-      root, depth: req.depth ?? 3, workspace, targets, poll: req.poll ?? false, intervalMs,
-      uid: caller.uid, user: caller.user, createdAt: this.#deps.clock().toISOString()
+      root,
+      depth: req.depth ?? 3,
+      workspace,
+      targets,
+      poll: req.poll ?? false,
+      intervalMs,
+      uid: caller.uid,
+      user: caller.user,
+      createdAt: this.#deps.clock().toISOString()
     }, caller.isAdmin ? undefined : limits.watchRootsPerUser)
     const r: Root = { root, depth: stored.depth, workspace, targets, poll: stored.poll, intervalMs: stored.intervalMs, source: 'api', owner: caller.user, uid: caller.uid }
     await this.#start(r)

@@ -36,7 +36,6 @@ export interface WatcherOptions {
   fs?: WalkFs
 }
 
-
 /** A group: its dirs, its launch dirs and the chokidar shards that watch them. */
 class Group {
   readonly key: string

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
+// eslint-disable-next-line no-control-regex -- matching the ESC of colour codes is the point
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g
 
 /**

@@ -29,7 +29,7 @@ function bobFinds (top: string): number[] {
   return pids
 }
 
-t.test("a cleanup its owner stopped fails at the deadline, leaves no child, and the retry finishes it", async t => {
+t.test('a cleanup its owner stopped fails at the deadline, leaves no child, and the retry finishes it', async t => {
   const top = mkdtempSync('/tmp/nfs-hpc-stuck-')
   chmodSync(top, 0o755)
   t.teardown(() => rmSync(top, { recursive: true, force: true }))
@@ -48,7 +48,7 @@ t.test("a cleanup its owner stopped fails at the deadline, leaves no child, and 
   t.ok(existsSync(runDir), 'the run dir is left for the retry')
   stopStopper()
   for (let i = 0; i < 100 && bobFinds(top).length > 0; i++) await new Promise(resolve => setTimeout(resolve, 20))
-  t.same(bobFinds(top), [], "every find of the timed-out cleanup is gone (SIGKILL reaches a stopped process)")
+  t.same(bobFinds(top), [], 'every find of the timed-out cleanup is gone (SIGKILL reaches a stopped process)')
 
   // The retry, with the default deadline (5,000 files take a while on a loaded machine).
   const retry = createHpcTarget({ runsRoot: join(top, 'runs'), privileged: true, logger: pino({ level: 'silent' }) })

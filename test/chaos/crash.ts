@@ -43,6 +43,9 @@ export async function crashSection (t: Test, h: Harness, moto: Moto): Promise<vo
 
   let created = 0
   let kills = 0
+  // Read through functions: the killer and the workers advance these counters for each other.
+  const more = (): boolean => created < RUNS || kills < KILLS
+  const runsMade = (): number => created
   let up = true
   const ids = new Set<string>()
   const refused: string[] = []
@@ -50,10 +53,10 @@ export async function crashSection (t: Test, h: Harness, moto: Moto): Promise<vo
   // The killer: after a random number of runs and a random pause, SIGKILL, restart. One kill in five lands while
   // the daemon starts (reconciling what the last kill interrupted) instead.
   const killer = (async () => {
-    while (created < RUNS || kills < KILLS) {
-      const nextAt = created + h.int(0, Math.ceil(2 * RUNS / KILLS))
+    while (more()) {
+      const nextAt = runsMade() + h.int(0, Math.ceil(2 * RUNS / KILLS))
       const patience = Date.now() + 15_000
-      while (created < nextAt && Date.now() < patience) await sleep(10)
+      while (runsMade() < nextAt && Date.now() < patience) await sleep(10)
       await sleep(h.int(0, 400))
       up = false
       await killHard(d)
@@ -71,7 +74,7 @@ export async function crashSection (t: Test, h: Harness, moto: Moto): Promise<vo
 
   // Each worker: a run of a random kind, then a random end (revoke, finish, or left live for the final sweep).
   const worker = async (): Promise<void> => {
-    while (created < RUNS || kills < KILLS) {
+    while (more()) {
       if (!up) { await sleep(20); continue }
       const targets = h.pick([['hpc'], ['aws'], ['hpc', 'aws']])
       const mode = h.pick(['arm', 'run'] as const)

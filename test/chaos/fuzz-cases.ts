@@ -76,7 +76,7 @@ function nearlyValid (r: Rand, launchDir: string): Record<string, unknown> {
 function malformedJson (r: Rand): string {
   return pick(r, [
     '{', '{"name":', '{"name":"A",}', '[1,2', '{"a":1}{"b":2}', 'nul', 'tru', '"\\u12"', '{"a":"\\x41"}', "{'a':1}",
-    '{"name":"FUZZ_A","value":"v","name":"OTHER"}', '[' .repeat(5000) + ']'.repeat(5000), '{"a":' .repeat(2000) + '1' + '}'.repeat(2000),
+    '{"name":"FUZZ_A","value":"v","name":"OTHER"}', '['.repeat(5000) + ']'.repeat(5000), '{"a":'.repeat(2000) + '1' + '}'.repeat(2000),
     '\ufeff{"name":"FUZZ_A","value":"v"}', '{"__proto__":{"isAdmin":true}}', '{"constructor":{"prototype":{"x":1}}}', '1e999999', '-'
   ])
 }

@@ -126,21 +126,22 @@ export async function hostileSection (t: Test, h: Harness): Promise<void> {
   const watchDirs = [0, 1, 2, 3, 4].map(i => own(bob!, join(bobRoot, `w${i}`)))
   for (const w of watchDirs) for (let i = 0; i < 50; i++) own(bob!, join(w, `d${i}`))
   const launchDir = own(bob!, join(watchDirs[0]!, 'proj'))
-  let attacking = true
+  // Ends every loop of the attack and the victims at once (a signal: the loops read it from each other's tasks).
+  const attackOver = new AbortController()
   const rss: number[] = []
   const sampler = setInterval(() => { try { rss.push(rssMb(pid)) } catch {} }, 500)
   const attack = runNode('-e', [ATTACK, JSON.stringify({ socket: d.socket, uid: bob!.uid, daemonPid: pid, launchDir, watchDirs, ms: ATTACK_MS })], { user: 'bob', timeoutMs: ATTACK_MS + 120_000 })
   const holding = (async () => {
     let rounds = 0
     try {
-      while (attacking) {
+      while (!attackOver.signal.aborted) {
         const hold = await holdConnections(t, 'bob', d.socket, 300)
         rounds++
         await Promise.race([hold.allClosed, new Promise(resolve => setTimeout(resolve, 15_000))])
         hold.stop()
       }
     } catch (err) {
-      if (attacking) throw err
+      if (!attackOver.signal.aborted) throw err
     }
     return rounds
   })()
@@ -152,7 +153,7 @@ export async function hostileSection (t: Test, h: Harness): Promise<void> {
   const timings: number[] = []
   const victim = async (v: { name: string, uid: number, gid: number }): Promise<void> => {
     const ld = own(v, join(dir, `launch-${v.name}`))
-    while (attacking) {
+    while (!attackOver.signal.aborted) {
       const armed = await cli(v.name, ['arm', '--dir', ld, '--ttl', `${TTL_S}s`, '--format', 'json'])
       if (armed.code !== 0) { wrong.push(`${v.name} arm: ${armed.stderr.trim()}`); continue }
       const { runId } = json<{ runId: string }>(armed.stdout)
@@ -177,11 +178,11 @@ export async function hostileSection (t: Test, h: Harness): Promise<void> {
     }
   }
   const timer = (async () => {
-    while (attacking) timings.push(...(await timeGets('alice', d.socket, '/api/v1/secrets', 50)).ms)
+    while (!attackOver.signal.aborted) timings.push(...(await timeGets('alice', d.socket, '/api/v1/secrets', 50)).ms)
   })()
   const victimsDone = Promise.all(victims.map(victim))
   const bobResult = await attack
-  attacking = false
+  attackOver.abort()
   await Promise.all([victimsDone, timer])
   const rounds = await holding
   clearInterval(sampler)

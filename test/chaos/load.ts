@@ -59,11 +59,11 @@ export async function loadSection (t: Test, h: Harness): Promise<void> {
   // The updater: `sent` counts updates on their way, `committed` those answered. Versions only go up.
   let sent = 0
   let committed = 0
-  let armsDone = false
+  const arming = new AbortController() // aborted when every arm has answered
   const updateFailures: string[] = []
   const versions: number[] = []
   const updater = (async () => {
-    while (!armsDone) {
+    while (!arming.signal.aborted) {
       const n = ++sent
       const r = await call(d.socket, 'PUT', '/api/v1/secrets/LOAD_V', { value: versioned(n), workspace: 'lab' })
       if (r.status !== 200) updateFailures.push(`v${n}: ${r.status} ${r.text.slice(0, 200)}`)
@@ -78,7 +78,7 @@ export async function loadSection (t: Test, h: Harness): Promise<void> {
     const result = await cli(user, ['-w', 'lab', 'arm', '--dir', launchDirs.get(user)!, '--format', 'json'])
     return { user, lo, hi: sent, result }
   }))
-  armsDone = true
+  arming.abort()
   await updater
   h.figures.runs += RUNS
   t.same(updateFailures, [], `${committed} updates of the shared secret, none failed`)

@@ -57,8 +57,14 @@ t.test('--json prints the data itself; otherwise the human text', async t => {
 })
 
 const meta: SecretMeta = {
-  name: 'API_TOKEN', scope: 'workspace:lab', createdAt: '2026-01-01T00:00:00Z', createdBy: 'alice',
-  updatedAt: '2026-01-02T00:00:00Z', updatedBy: 'bob', lastUsed: null, version: 3
+  name: 'API_TOKEN',
+  scope: 'workspace:lab',
+  createdAt: '2026-01-01T00:00:00Z',
+  createdBy: 'alice',
+  updatedAt: '2026-01-02T00:00:00Z',
+  updatedBy: 'bob',
+  lastUsed: null,
+  version: 3
 }
 
 t.test('command renderers', async t => {
@@ -73,8 +79,16 @@ t.test('command renderers', async t => {
   t.equal(eventLine({ type: 'secret.created', at: '2026-01-01T00:00:00Z', user: 'alice', workspace: 'lab', names: ['A', 'B'] }),
     '2026-01-01 00:00:00  secret.created  user=alice  workspace=lab  names=A,B')
   const status = statusText({
-    version: '0.1.0', mode: 'system', pid: 1, startedAt: '2026-01-01T00:00:00Z', uptimeSeconds: 61, secrets: 2, workspaces: 1,
-    runs: { running: 1 }, targets: { hpc: { usable: true }, aws: { usable: false, detail: 'no region' } }, watches: { roots: 0, launchDirs: 0, degraded: [] }
+    version: '0.1.0',
+    mode: 'system',
+    pid: 1,
+    startedAt: '2026-01-01T00:00:00Z',
+    uptimeSeconds: 61,
+    secrets: 2,
+    workspaces: 1,
+    runs: { running: 1 },
+    targets: { hpc: { usable: true }, aws: { usable: false, detail: 'no region' } },
+    watches: { roots: 0, launchDirs: 0, degraded: [] }
   })
   t.match(status, /mode:\s+system/)
   t.match(status, /runs:\s+running=1/)

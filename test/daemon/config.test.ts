@@ -66,7 +66,7 @@ t.test('every error is listed at once and the file is untouched', async t => {
 t.test('a runs root a shell would split or expand is refused (SPEC 11)', async t => {
   const bad: Array<[string, string]> = [
     ['/shared/my runs', 'whitespace (U+0020)'], ['/shared/a\tb', 'whitespace (U+0009)'], ['/shared/\u00a0x', 'whitespace (U+00A0)'],
-    ['/shared/$HOME', '"$"'], ['/shared/a`b', '"`"'], ["/shared/a'b", `"'"`], ['/shared/a"b', '"""'], ['/shared/a\\b', '"\\"'],
+    ['/shared/$HOME', '"$"'], ['/shared/a`b', '"`"'], ["/shared/a'b", '"\'"'], ['/shared/a"b', '"""'], ['/shared/a\\b', '"\\"'],
     ['/shared/*', '"*"'], ['/shared/a?', '"?"'], ['/shared/[ab]', '"["'], ['/shared/a;b', '";"'], ['/shared/a&b', '"&"'],
     ['/shared/a|b', '"|"'], ['/shared/<a>', '"<"'], ['/shared/(a)', '"("']
   ]

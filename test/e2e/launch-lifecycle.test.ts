@@ -74,4 +74,3 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     t.notOk(alive(pid))
   })
 }
-

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import WebSocket from 'ws'
 import { CLI_BIN, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
-import { PATH, api, attachRun, eventually, launch, run, script } from '../helpers/attach.js'
+import { PATH, attachRun, eventually, launch, run, script } from '../helpers/attach.js'
 import { ME } from '../helpers/users.js'
 
 // Each subtest starts real daemons (and restarts them): more than tap's default file timeout on a loaded machine.
@@ -105,7 +105,7 @@ t.test('the real CLI under a pty: launch prints the runId, Ctrl-] detaches, atta
   await waitOut(two, /now:15 70/)
   two.resize(77, 22)
   // SIGWINCH reaches the CLI asynchronously: ask until the new size shows.
-  await eventually(async () => { two.write('\r'); await new Promise(r => setTimeout(r, 200)); return /now:22 77/.test(two.out()) ? true : undefined }, 'the new window size')
+  await eventually(async () => { two.write('\r'); await new Promise(resolve => setTimeout(resolve, 200)); return /now:22 77/.test(two.out()) ? true : undefined }, 'the new window size')
   two.write('q\r')
   t.equal(await two.exit, 3, "attach exits with the command's status")
   const view = await eventually(async () => { const v = await run(daemon, runId!); return v.targets.hpc?.state === 'revoked' ? v : undefined }, 'revoked')

@@ -119,7 +119,6 @@ t.test('bob cannot tie a run to alice\'s job, nor to a made-up one', async t => 
   await until('alice\'s run to end with her job', () => !existsSync(dirname(store)), 20_000)
 })
 
-
 t.test('300 runs tied to jobs cost one squeue per pass, and a stuck squeue does not delay alice\'s TTL', async t => {
   const jobs = heldJobs(t, 'bob', 30)
   const bodies = jobs.flatMap(jobId => Array.from({ length: 10 }, () => ({ mode: 'arm', launchDir: launch.bob, ttlSeconds: 604800, slurmJobId: jobId })))

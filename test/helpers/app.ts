@@ -65,9 +65,17 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
     return { ...who, pid: 0 }
   }
   const app = await buildServer({
-    config, logger, store, audit, events: bus, identify, runs,
+    config,
+    logger,
+    store,
+    audit,
+    events: bus,
+    identify,
+    runs,
     users: new UserDirectory({ mode: 'system', adminGroup: config.adminGroup, daemonUid: 0 }),
-    clock: () => new Date(), version: '0.0.0-test', startedAt: new Date()
+    clock: () => new Date(),
+    version: '0.0.0-test',
+    startedAt: new Date()
   })
   t.teardown(async () => {
     await app.close()

@@ -55,7 +55,7 @@ export function attachRun (t: Teardown, socket: string, runId: string): Promise<
         const deadline = Date.now() + timeoutMs
         while (!pattern.test(text)) {
           if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; got ${JSON.stringify(text.slice(-500))}`)
-          await new Promise(r => setTimeout(r, 25))
+          await new Promise(resolve => setTimeout(resolve, 25))
         }
       },
       type: (data) => ws.send(JSON.stringify({ type: 'input', data })),
@@ -90,7 +90,7 @@ export async function eventually<T> (check: () => Promise<T | undefined> | T | u
     const v = await check()
     if (v !== undefined) return v
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(r => setTimeout(r, 100))
+    await new Promise(resolve => setTimeout(resolve, 100))
   }
 }
 

@@ -113,7 +113,16 @@ export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): 
   const now = { t: Date.parse('2026-11-25T12:00:00Z') }
   const clock = opts.clock ?? ((): Date => new Date(now.t))
   const runs = new RunManager({
-    config, ledger, store, audit, events: bus, targets, logger, clock, host: opts.host ?? 'vm', probes: opts.runProbes ?? probes,
+    config,
+    ledger,
+    store,
+    audit,
+    events: bus,
+    targets,
+    logger,
+    clock,
+    host: opts.host ?? 'vm',
+    probes: opts.runProbes ?? probes,
     ...(opts.ownership !== undefined ? { ownership: opts.ownership } : {})
   })
   const monitor = runs.createMonitor({ intervalMs: 60_000, retentionDays: config.runs.retentionDays })

@@ -76,8 +76,17 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
   if (opts.monitorMs !== undefined) monitor.start()
   const users = new UserDirectory({ mode: config.mode, adminGroup: 'nf-secrets-admin', daemonUid: process.getuid!() })
   const service = await DirWatchService.open({
-    config, runs: f.runs, workspaces: f.store, monitor, users, events: f.bus, logger, clock,
-    runPollMs: opts.runPollMs ?? 200, debounceMs: 30, ...(opts.fs !== undefined ? { fs: opts.fs } : {})
+    config,
+    runs: f.runs,
+    workspaces: f.store,
+    monitor,
+    users,
+    events: f.bus,
+    logger,
+    clock,
+    runPollMs: opts.runPollMs ?? 200,
+    debounceMs: 30,
+    ...(opts.fs !== undefined ? { fs: opts.fs } : {})
   })
   let stopped = false
   const stop = async (): Promise<void> => {

@@ -28,7 +28,7 @@ t.test('ring buffer keeps the last bytes in order', async t => {
 t.test('the environment file evaluates to exactly the given environment in a real shell', async t => {
   const env = {
     PLAIN: 'value',
-    QUOTES: `it's "quoted" $HOME \`id\` $(id) \\ back`,
+    QUOTES: 'it\'s "quoted" $HOME `id` $(id) \\ back',
     NEWLINES: 'line1\nline2\n',
     EMPTY: '',
     'BAD-NAME': 'x',

@@ -1,6 +1,6 @@
 // The run lifecycle with real parts: the hpc target on disk, the real liveness probes, and a faithful fake Nextflow.
 import t from 'tap'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
@@ -11,7 +11,6 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import type { TargetName } from '../../daemon/types.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { caller, runsFixture } from '../helpers/runs.js'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 
 async function fixture (t: { teardown: (fn: () => void | Promise<void>) => void }): Promise<Awaited<ReturnType<typeof runsFixture>> & { runsRoot: string }> {

@@ -32,8 +32,19 @@ t.test('a slurmJobId that is not a job of the caller is refused before anything 
 })
 
 const base = intentRecord({
-  runId: 'r1', sessionId: 's1', caller: caller(), workspace: '-', host: 'vm', req: { mode: 'arm', launchDir: '/l' }, names: [],
-  targets: ['memory'], now: new Date('2026-11-25T12:00:00Z'), ttlSeconds: 120, pid: null, pidStart: null, historyMark: 0
+  runId: 'r1',
+  sessionId: 's1',
+  caller: caller(),
+  workspace: '-',
+  host: 'vm',
+  req: { mode: 'arm', launchDir: '/l' },
+  names: [],
+  targets: ['memory'],
+  now: new Date('2026-11-25T12:00:00Z'),
+  ttlSeconds: 120,
+  pid: null,
+  pidStart: null,
+  historyMark: 0
 })
 const rec = (over: Partial<RunRecord>): RunRecord => ({ ...base, version: 1, ...over })
 

@@ -86,9 +86,9 @@ t.test('SIGKILL mid-write: the file is always the old or the new document, never
     const child = fork(join(import.meta.dirname, 'fixtures', 'atomic-writer.ts'), [file], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
     t.teardown(() => { child.kill('SIGKILL') })
     const exited = once(child, 'exit')
-    let writes = 0
-    child.on('message', (m: { writes: number }) => { writes = m.writes })
-    while (writes < 2 + i) {
+    const seen = { writes: 0 } // the writer's count, as its messages report it
+    child.on('message', (m: { writes: number }) => { seen.writes = m.writes })
+    while (seen.writes < 2 + i) {
       await new Promise(resolve => setTimeout(resolve, 20))
       if (existsSync(file)) check(file)
     }

@@ -27,8 +27,18 @@ async function server (t: { teardown: (fn: () => unknown) => void }, f: WatchFix
     return users.callerFor({ pid: 0, uid: who === 'root' ? 0 : who === 'alice' ? alice!.uid : bob!.uid, gid: 0 })
   }
   const app = await buildServer({
-    config: f.config, logger: pino({ level: 'silent' }), store: f.store, audit, events: f.bus, users, identify,
-    clock: () => new Date(), version: 'test', startedAt: new Date(), runs: f.runs, watches: f.service
+    config: f.config,
+    logger: pino({ level: 'silent' }),
+    store: f.store,
+    audit,
+    events: f.bus,
+    users,
+    identify,
+    clock: () => new Date(),
+    version: 'test',
+    startedAt: new Date(),
+    runs: f.runs,
+    watches: f.service
   })
   t.teardown(async () => { await app.close(); await audit.close() })
   return app

@@ -25,8 +25,18 @@ async function server (t: { teardown: (fn: () => unknown) => void }, f: WatchFix
   const audit = await openAuditLog(join(f.dir, `audit-${Date.now()}.log`))
   const identify = (request: FastifyRequest): Caller => users.callerFor({ pid: 0, uid: uids[String(request.headers['x-test-user'] ?? 'root')]!, gid: 0 })
   const app = await buildServer({
-    config: f.config, logger: pino({ level: 'silent' }), store: f.store, audit, events: f.bus, users, identify,
-    clock: () => new Date(), version: 'test', startedAt: new Date(), runs: f.runs, watches: f.service
+    config: f.config,
+    logger: pino({ level: 'silent' }),
+    store: f.store,
+    audit,
+    events: f.bus,
+    users,
+    identify,
+    clock: () => new Date(),
+    version: 'test',
+    startedAt: new Date(),
+    runs: f.runs,
+    watches: f.service
   })
   t.teardown(async () => { await app.close(); await audit.close() })
   return app

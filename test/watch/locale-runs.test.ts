@@ -53,7 +53,11 @@ t.test('a Persian JVM on a host whose name does not resolve: the armed run start
   const users = new UserDirectory({ mode: 'system', adminGroup: 'nf-secrets-admin', daemonUid: 0 })
   const created = await f.runs.create(users.callerForUid(alice!.uid), { mode: 'arm', launchDir: dir, targets: ['memory'], workspace: 'lab' })
   const nf = await startFakeNextflow({
-    launchDir: dir, uid: alice!.uid, gid: alice!.gid, sessionId: created.sessionId, unresolvedHost: true,
+    launchDir: dir,
+    uid: alice!.uid,
+    gid: alice!.gid,
+    sessionId: created.sessionId,
+    unresolvedHost: true,
     jvm: { logDate: fa.logLegacy, historyDate: fa.history }
   })
   t.teardown(() => nf.close())

@@ -8,7 +8,7 @@
 import t from 'tap'
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { SecretValue } from '../../daemon/secret-value.js'
@@ -18,7 +18,7 @@ import { caller } from '../helpers/runs.js'
 import { ensureUsers } from '../helpers/users.js'
 import { waitFor, watchFixture, type WatchFixture } from '../helpers/watch.js'
 
-const [alice, bob] = ensureUsers(['alice', 'bob'])
+const [alice] = ensureUsers(['alice', 'bob'])
 // setpriv execs (runuser forks and waits): the pid spawned is bob's process itself, so killing it ends it.
 const AS_BOB = ['--reuid', 'bob', '--regid', 'bob', '--init-groups', '--']
 const GROUP = `nfsshare${process.pid % 100000}`
