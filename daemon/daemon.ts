@@ -106,7 +106,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     version: packageVersion(),
     mode: config.mode
   })
-  const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes, observer: metrics.observer })
+  const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes, observer: metrics.observer, ...(cluster !== null ? { ownership: cluster.ownership } : {}) })
   const monitor = runs.createMonitor({ intervalMs: config.runs.livenessIntervalMs, retentionDays: config.runs.retentionDays })
   const pty = new PtyHost({ runs, config, logger, probes, daemonUid, clock })
   runs.setHost(pty)

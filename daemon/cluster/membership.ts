@@ -40,6 +40,15 @@ export class Membership {
   #stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | null = null
   #expired = false
   #closed = false
+  /** when a member last said it knows no leader (null: not since the last answered keepalive) */
+  #leaderlessAt: number | null = null
+
+  // TTL/3 (CLUSTER.md), but at least two beats within the fencing window (TTL - 2 s): with a short TTL one beat a
+  // window left the node fenced between the window's end and the beat's answer (ownership tests flaked under load).
+  get #every (): number {
+    const ttl = this.#opts.ttlSeconds
+    return Math.max(200, Math.floor(Math.min(ttl / 3, (ttl - 2) / 2) * 1000))
+  }
 
   private constructor (opts: MembershipOptions, leaseId: string, answeredAt: number) {
     this.#opts = opts
@@ -83,9 +92,22 @@ export class Membership {
     return m
   }
 
-  /** May this node act as an owner now (self-fencing, CLUSTER.md)? */
+  /**
+   * May this node act as an owner now (self-fencing, CLUSTER.md)? Yes while keepalives are answered; and also while
+   * etcd itself says it has no leader (quorum lost): etcd then freezes every lease, so no node can expire ours or
+   * adopt our runs, and an owner must go on revoking its runs as they end (CLUSTER.md "Engine outage"). A node that
+   * cannot reach any member learns nothing of the kind and fences itself (a partition: the others may adopt).
+   */
   get unfenced (): boolean {
-    return !this.#expired && this.#now() - this.#lastAnswered <= (this.#opts.ttlSeconds - 2) * 1000
+    if (this.#expired) return false
+    const now = this.#now()
+    if (now - this.#lastAnswered <= (this.#opts.ttlSeconds - 2) * 1000) return true
+    return this.#leaderlessAt !== null && now - this.#leaderlessAt <= 2 * this.#every
+  }
+
+  /** etcd answered, at the last check, that it has no leader (for status and tests) */
+  get quorumLost (): boolean {
+    return this.#leaderlessAt !== null && this.#now() - this.#leaderlessAt <= 2 * this.#every
   }
 
   /** ms since etcd last answered a keepalive, for status */
@@ -95,15 +117,24 @@ export class Membership {
 
   #schedule (): void {
     if (this.#closed) return
-    // TTL/3 (CLUSTER.md), but at least two beats within the fencing window (TTL - 2 s): with a short TTL one beat a
-    // window left the node fenced between the window's end and the beat's answer (ownership tests flaked under load).
-    const ttl = this.#opts.ttlSeconds
-    const every = Math.max(200, Math.floor(Math.min(ttl / 3, (ttl - 2) / 2) * 1000))
-    this.#timer = setTimeout(() => { void this.#beat().finally(() => { this.#schedule() }) }, every)
+    this.#timer = setTimeout(() => { void this.#beat().finally(() => { this.#schedule() }) }, this.#every)
     this.#timer.unref()
   }
 
   async #beat (): Promise<void> {
+    // The last beat went unanswered: ask a member whether the cluster has a leader (Status is answered by the member
+    // itself, without quorum). "None" means a quorum loss, not a partition of this node.
+    if (this.#now() - this.#lastAnswered > this.#every * 1.5) {
+      try {
+        const status = await this.#opts.client.maintenance.status()
+        if (status.leader === '0') this.#leaderlessAt = this.#now()
+        else this.#leaderlessAt = null
+      } catch {
+        this.#leaderlessAt = null
+      }
+    } else {
+      this.#leaderlessAt = null
+    }
     try {
       if (this.#stream === null) {
         const stream = await this.#opts.client.leaseClient.leaseKeepAlive()

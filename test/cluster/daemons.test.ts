@@ -2,23 +2,64 @@
 // 1 and 2, and the contract's status and `runs show` fields). Counted from outside: the CLI's exit codes and output,
 // each node's socket. A second daemon claiming a live node name is refused with exit 78.
 import t from 'tap'
-import { chownSync, mkdirSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startClusterDaemons } from '../helpers/cluster-daemons.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startClusterDaemons, type DaemonCluster } from '../helpers/cluster-daemons.js'
 import { errorCode, json } from '../helpers/cli.js'
 import { startTestDaemon } from '../helpers/daemon.js'
 import { ensureUsers } from '../helpers/users.js'
 
+/** lease TTL of every node: a restart must rejoin within it under CI's load, and test 8 waits 3 x TTL */
+const TTL = 10
+/** one monitor pass of every node (livenessIntervalMs 500 in the helper) and then some: what a late duplicate would need */
+const SETTLE_MS = 1500
+
+/** A key under the cluster's prefix as etcd itself has it (etcdctl, outside the daemons): null when absent. */
+function etcdKey (c: DaemonCluster, key: string): { value: string, create_revision: number, lease: number } | null {
+  const r = spawnSync('etcdctl', ['--endpoints', c.etcd.endpoints.join(','), 'get', `${c.prefix}${key}`, '-w', 'json'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 })
+  if (r.status !== 0) throw new Error(`etcdctl failed: ${r.stderr}`)
+  const kv = (JSON.parse(r.stdout) as { kvs?: Array<{ value: string, create_revision: number, lease?: number }> }).kvs?.[0]
+  return kv === undefined ? null : { value: Buffer.from(kv.value, 'base64').toString('utf8'), create_revision: kv.create_revision, lease: kv.lease ?? 0 }
+}
+
+async function until (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
 t.test('three nodes share one store', async t => {
-  const c = await startClusterDaemons(t)
+  const c = await startClusterDaemons(t, { leaseTtlSeconds: TTL })
   if (c === null) return
   const [alice] = ensureUsers(['alice'])
+  /** a launch dir of alice's in the shared work dir */
+  const launchDir = (name: string): string => {
+    const d = join(c.work, name)
+    mkdirSync(d)
+    chownSync(d, alice!.uid, alice!.gid)
+    return d
+  }
+  const arm = async (node: string, dir: string, extra: string[] = []): Promise<{ runId: string, env: Record<string, string> }> => {
+    const r = await c.cli(node, ['arm', '--all', '--dir', dir, '--format', 'json', ...extra], { user: 'alice' })
+    if (r.code !== 0) throw new Error(`arm on ${node} exited ${r.code}: ${r.stderr}`)
+    return json(r.stdout)
+  }
+  const show = async (node: string, runId: string): Promise<{ state: string, owner?: string | null, targets: Record<string, { state: string }> }> => {
+    const r = await c.cli(node, ['runs', 'show', runId, '--json'], { user: 'alice' })
+    if (r.code !== 0) throw new Error(`runs show on ${node} exited ${r.code}: ${r.stderr}`)
+    return json(r.stdout)
+  }
+  const revokes = (runId: string): Array<{ node: string }> => c.audit('run.revoke').filter(l => l.runId === runId)
   await Promise.all(['a', 'b', 'c'].map(async n => await c.start(n)))
 
   await t.test('a second daemon with a live node name is refused (exit 78)', async t => {
     const dup = await startTestDaemon(t, {
       mode: 'system',
-      config: { keyFile: c.keyFile, hpc: { runsRoot: c.runsRoot }, cluster: { etcd: { endpoints: c.etcd.endpoints, prefix: c.prefix }, leaseTtlSeconds: 5 } },
+      config: { keyFile: c.keyFile, hpc: { runsRoot: c.runsRoot }, cluster: { etcd: { endpoints: c.etcd.endpoints, prefix: c.prefix }, leaseTtlSeconds: TTL } },
       args: ['--node-name', 'b'],
       wait: false
     })
@@ -84,12 +125,7 @@ t.test('three nodes share one store', async t => {
     t.ok(s.cluster.etcd.revision > 0)
     t.match((await c.cli('c', ['status'])).stdout, /node:\s+c/)
 
-    const launchDir = join(c.work, 'owner-proj')
-    mkdirSync(launchDir)
-    chownSync(launchDir, alice!.uid, alice!.gid)
-    const armed = await c.cli('a', ['arm', '--all', '--dir', launchDir, '--format', 'json'], { user: 'alice' })
-    t.equal(armed.code, 0, armed.stderr)
-    const { runId } = json<{ runId: string }>(armed.stdout)
+    const { runId } = await arm('a', launchDir('owner-proj'))
     let shown: { owner?: string | null, host?: string } = {}
     for (let i = 0; i < 50 && shown.owner !== 'a'; i++) {
       const r = await c.cli('c', ['runs', 'show', runId, '--json'], { user: 'alice' })
@@ -100,5 +136,106 @@ t.test('three nodes share one store', async t => {
     const st = json<{ cluster: { nodes: Array<{ name: string, runs: number }> } }>((await c.cli('b', ['status', '--json'])).stdout)
     t.equal(st.cluster.nodes.find(n => n.name === 'a')?.runs, 1, 'status counts the run under a')
     t.equal((await c.cli('a', ['runs', 'revoke', runId], { user: 'alice' })).code, 0)
+  })
+
+  // todo until the lifecycle revokes only as owner (face) and events come from the ledger's feed (feeds): today b and
+  // the owner both revoke (2 audit lines) and a's /events never hears of b's revoke.
+  await t.test('3: armed on a, shown on c, revoked on b: revoked once, dir gone, one run.revoked event on every node', { todo: 'needs issue 15: ownership in the revoker, events from the feeds' }, async t => {
+    const streams = await Promise.all(['a', 'b', 'c'].map(async n => await c.events(n)))
+    const { runId, env } = await arm('a', launchDir('proj3'))
+    const store = env.NXF_SECRETS_FILE!
+    t.ok(existsSync(store), 'the secrets file is in the shared runs root')
+    let shown = await show('c', runId)
+    for (let i = 0; i < 50 && shown.owner !== 'a'; i++) shown = await show('c', runId)
+    t.equal(shown.state, 'armed', 'c shows it armed')
+    t.equal(shown.owner, 'a', 'owned by a')
+    const r = await c.cli('b', ['runs', 'revoke', runId], { user: 'alice' })
+    t.equal(r.code, 0, r.stderr)
+    await until('the run dir to go', () => !existsSync(store))
+    for (const [i, s] of streams.entries()) await s.waitFor(e => e.type === 'run.revoked' && e.runId === runId, 30_000).catch((err: Error) => { t.fail(`node ${'abc'[i]}: ${err.message}`) })
+    await until('every node to show it revoked', async () => {
+      for (const n of ['a', 'b', 'c']) if (Object.values((await show(n, runId)).targets).some(tr => tr.state !== 'revoked')) return false
+      return true
+    })
+    // A second revoke would come from another node's pass over the ledger: give every node one.
+    await sleep(SETTLE_MS)
+    const lines = revokes(runId)
+    t.equal(lines.length, 1, 'one run.revoke audit line over all nodes')
+    t.equal(lines[0]?.node, 'a', 'by the owner')
+    for (const [i, s] of streams.entries()) t.equal(s.all().filter(e => e.type === 'run.revoked' && e.runId === runId).length, 1, `one run.revoked event on ${'abc'[i]}`)
+  })
+
+  await t.test('5: kill -9 and restart within the TTL: no adoption, nothing revoked', async t => {
+    const { runId, env } = await arm('a', launchDir('proj5'), ['--ttl', '1h'])
+    await until('the owner key', () => etcdKey(c, `own/${runId}`) !== null)
+    const ownBefore = etcdKey(c, `own/${runId}`)!
+    const leaseFile = join(c.node('a').stateDir, 'cluster-lease.json')
+    const leaseBefore = (JSON.parse(readFileSync(leaseFile, 'utf8')) as { leaseId: string }).leaseId
+    const killedAt = Date.now()
+    t.equal(await c.node('a').daemon.stop('SIGKILL'), null, 'a is killed')
+    await c.start('a')
+    const restartMs = Date.now() - killedAt
+    t.comment(`a answered again ${restartMs} ms after its kill -9 (TTL ${TTL} s)`)
+    t.ok(restartMs < TTL * 1000, 'within the TTL')
+    t.equal((JSON.parse(readFileSync(leaseFile, 'utf8')) as { leaseId: string }).leaseId, leaseBefore, 'a re-attached to its lease')
+    // Past the TTL of the lease the dead process kept alive: had it expired, own/ would be gone and re-made by an adopter.
+    await sleep(TTL * 1000 + SETTLE_MS)
+    const ownAfter = etcdKey(c, `own/${runId}`)
+    t.same(ownAfter, ownBefore, 'the same owner key: value a, same lease, never re-created (no adoption)')
+    const shown = await show('b', runId)
+    t.equal(shown.state, 'armed', 'the run is still armed')
+    t.equal(shown.owner, 'a')
+    t.ok(existsSync(env.NXF_SECRETS_FILE!), 'its secrets file is still there')
+    t.equal(revokes(runId).length, 0, 'no run.revoke audit line on any node')
+    t.equal((await c.cli('a', ['runs', 'revoke', runId], { user: 'alice' })).code, 0)
+  })
+
+  await t.test('8: quorum lost for 3 x TTL: arms fail with 69, a run ended on its owner is still revoked, nothing taken over, the journal flushed', async t => {
+    const { runId, env } = await arm('a', launchDir('proj8'), ['--ttl', '1h'])
+    const other = await arm('b', launchDir('proj8b'), ['--ttl', '1h'])
+    await until('the owner keys', () => etcdKey(c, `own/${runId}`) !== null && etcdKey(c, `own/${other.runId}`) !== null)
+    const owners = [etcdKey(c, `own/${runId}`), etcdKey(c, `own/${other.runId}`)]
+    const dirsBefore = c.runDirs().length
+    const lostAt = Date.now()
+    await c.etcd.kill(1)
+    await c.etcd.kill(2)
+
+    const refused = await c.cli('a', ['arm', '--all', '--dir', launchDir('proj8-refused'), '--format', 'json'], { user: 'alice' })
+    t.equal(refused.code, 69, 'arm exits 69')
+    t.equal(errorCode(refused.stderr), 'NFS_ERR_CLUSTER_UNAVAILABLE')
+    t.equal(c.runDirs().length, dirsBefore, 'no run dir left by the refused arm')
+    const write = await c.cli('c', ['secrets', 'add', 'DURING_OUTAGE'], { user: 'alice', input: 'x\n' })
+    t.equal(write.code, 69, 'a secret write exits 69')
+    t.equal(errorCode(write.stderr), 'NFS_ERR_CLUSTER_UNAVAILABLE')
+    const st = json<{ cluster: { etcd: { healthy: boolean } } }>((await c.cli('a', ['status', '--json'])).stdout)
+    t.equal(st.cluster.etcd.healthy, false, 'status says etcd is not healthy')
+
+    // The owner ends its run (an explicit revoke on a): the secrets go now, the ledger learns it later.
+    const ended = await c.cli('a', ['runs', 'revoke', runId], { user: 'alice' })
+    t.equal(ended.code, 0, ended.stderr)
+    t.notOk(existsSync(env.NXF_SECRETS_FILE!), 'its secrets file is gone during the outage')
+    t.equal(revokes(runId).length, 1, 'one run.revoke audit line (on a)')
+
+    const left = 3 * TTL * 1000 - (Date.now() - lostAt)
+    if (left > 0) await sleep(left)
+    t.comment(`quorum lost for ${Date.now() - lostAt} ms`)
+    await c.etcd.restart(1)
+    await c.etcd.restart(2)
+    await c.etcd.healthy()
+
+    await until('the ended run to reach etcd (the journal flushed)', () => {
+      const row = etcdKey(c, `runs/${runId}`)
+      if (row === null) return false
+      const rec = JSON.parse(row.value) as { state: string, targets: Record<string, { state: string }> }
+      return rec.state === 'killed' && Object.values(rec.targets).every(tr => tr.state === 'revoked')
+    }, 60_000)
+    t.pass('the end and the revoke made during the outage are in etcd')
+    t.same(etcdKey(c, `own/${other.runId}`), owners[1], 'b\'s run: the same owner key (nothing taken over)')
+    t.ok(existsSync(other.env.NXF_SECRETS_FILE!), 'b\'s run keeps its secrets')
+    t.equal(revokes(other.runId).length, 0)
+    t.equal(revokes(runId).length, 1, 'still one run.revoke line for the ended run')
+    const again = await c.cli('a', ['arm', '--all', '--dir', launchDir('proj8-after'), '--format', 'json'], { user: 'alice' })
+    t.equal(again.code, 0, 'arming works again')
+    t.equal((await c.cli('b', ['runs', 'revoke', other.runId], { user: 'alice' })).code, 0)
   })
 })
