@@ -7,7 +7,7 @@
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import type { HistoryRecord } from '../nextflow/history.js'
-import { ownRecord, scanHistory } from '../watch/history-file.js'
+import { ownRecord, scanHistory } from '../nextflow/history-file.js'
 import { parseLogMarkers, type LogMarkers } from '../nextflow/log-markers.js'
 import { readOwned } from '../os/read-owned.js'
 import { sessionLockHolder } from './liveness/session-lock.js'

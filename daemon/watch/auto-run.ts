@@ -16,7 +16,7 @@ import type { Monitor } from '../runs/monitor.js'
 import type { RunLifecycle } from '../runs/service.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
-import { scanHistory } from './history-file.js'
+import { scanHistory } from '../nextflow/history-file.js'
 import { openDir } from '../os/read-owned.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */

@@ -13,7 +13,8 @@
 import { basename, dirname } from 'node:path'
 import type { Stats } from 'node:fs'
 import { FSWatcher } from 'chokidar'
-import { CACHE_DIR, HISTORY, LAUNCH_FILES, skippedName } from './walk.js'
+import { CACHE_DIR, HISTORY, LAUNCH_FILES } from '../nextflow/file-names.js'
+import { skippedName } from './walk.js'
 
 /**
  * Paths per shard during a walk (half launch dirs, half their `.nextflow`). Measured at 10,000 launch dirs: 2,048 ->

@@ -8,7 +8,8 @@ import type { Logger } from '../logger.js'
 import { SHARD_PATHS } from './chokidar-shards.js'
 import { LaunchDir } from './launch-dir.js'
 import type { ReadWhat } from './read-scheduler.js'
-import { CACHE_DIR, HISTORY, isPlainFile, walkTree, type TreeDir, type WalkFs, type WalkOptions } from './walk.js'
+import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
+import { isPlainFile, walkTree, type TreeDir, type WalkFs, type WalkOptions } from './walk.js'
 
 /** The part of a watch group that discovery reads and fills. */
 export interface DiscoveryGroup {

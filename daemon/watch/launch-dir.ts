@@ -5,7 +5,7 @@
 // events marked untrusted: no auto-run comes of them, and a Goodbye in such a log is ignored.
 import { join } from 'node:path'
 import type { HistoryRecord, HistoryStatus } from '../nextflow/history.js'
-import { MAX_RECORDS, own, ownRecord, readHistoryTail } from './history-file.js'
+import { MAX_RECORDS, own, ownRecord, readHistoryTail } from '../nextflow/history-file.js'
 import { parseLogMarkers } from '../nextflow/log-markers.js'
 import { HEAD_BYTES, openDir, readOwned } from '../os/read-owned.js'
 

@@ -5,6 +5,7 @@
 import type { Dirent, Stats } from 'node:fs'
 import { promises as fsp } from 'node:fs'
 import { basename, join } from 'node:path'
+import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
 
 export interface WalkFs {
   readdir (dir: string): Promise<Dirent[]>
@@ -15,11 +16,6 @@ export const nodeWalkFs: WalkFs = {
   readdir: async (dir) => await fsp.readdir(dir, { withFileTypes: true }),
   lstat: async (path) => await fsp.lstat(path)
 }
-
-/** The files of a launch dir the daemon reads; nothing else in it is ever opened. */
-export const LAUNCH_FILES = new Set(['.nextflow.log', '.nextflow.log.1', '.nextflow.pid'])
-export const CACHE_DIR = '.nextflow'
-export const HISTORY = 'history'
 
 /** Names the walk and the watcher never enter: Nextflow's work dir, and dot-dirs but `.nextflow`. Pure. */
 export function skippedName (name: string): boolean {

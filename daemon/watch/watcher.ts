@@ -11,7 +11,8 @@ import { openShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from
 import { LaunchDirDiscovery, seedCutoff } from './discovery.js'
 import type { LaunchDir, LaunchEvent } from './launch-dir.js'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
-import { CACHE_DIR, HISTORY, LAUNCH_FILES, nodeWalkFs, type WalkFs } from './walk.js'
+import { CACHE_DIR, HISTORY, LAUNCH_FILES } from '../nextflow/file-names.js'
+import { nodeWalkFs, type WalkFs } from './walk.js'
 
 export interface GroupOptions {
   poll: boolean

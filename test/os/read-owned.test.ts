@@ -5,7 +5,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { dirWritableByOthers, privateGroupOf, readOwned, writableByOthers } from '../../daemon/os/read-owned.js'
-import { readHistoryTail } from '../../daemon/watch/history-file.js'
+import { readHistoryTail } from '../../daemon/nextflow/history-file.js'
 import { ensureUsers } from '../helpers/users.js'
 
 const [alice, bob] = ensureUsers(['alice', 'bob'])

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { LaunchDir, MAX_KNOWN } from '../../daemon/watch/launch-dir.js'
-import { HISTORY_TAIL, MAX_LINE, MAX_RECORDS, historyWindow, own } from '../../daemon/watch/history-file.js'
+import { HISTORY_TAIL, MAX_LINE, MAX_RECORDS, historyWindow, own } from '../../daemon/nextflow/history-file.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void

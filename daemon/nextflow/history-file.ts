@@ -9,9 +9,9 @@
 import { constants, promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import { StringDecoder } from 'node:string_decoder'
-import { parseHistory, parseHistoryLine, type HistoryRecord, type ParsedHistory } from '../nextflow/history.js'
+import { parseHistory, parseHistoryLine, type HistoryRecord, type ParsedHistory } from './history.js'
 import { atFd, dirWritableByOthers, openDir, readOwnedAt, writableByOthers } from '../os/read-owned.js'
-import { CACHE_DIR, HISTORY } from './walk.js'
+import { CACHE_DIR, HISTORY } from './file-names.js'
 
 /** Bytes of a history the watcher reads: its end, where new lines and rewritten statuses are. */
 export const HISTORY_TAIL = 64 * 1024
