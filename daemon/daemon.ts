@@ -91,7 +91,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   const audit: AuditLog = await openAuditLog(join(config.stateDir, 'audit.log'))
   const events = new EventBus()
   const daemonUid = process.getuid?.() ?? 0
-  const users = new UserDirectory({ mode: config.mode, adminGroup: config.adminGroup, daemonUid })
+  const users = new UserDirectory({ mode: config.mode, adminGroup: config.adminGroup, daemonUid, nss: native() })
   const host = hostname()
   const clock = (): Date => new Date()
   const ledger = cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json'))

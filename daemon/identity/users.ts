@@ -1,8 +1,13 @@
 // From a uid the kernel vouched for to a Caller: user name and every group, through NSS (so LDAP/sssd users
 // resolve). Lookups are cached briefly: a login node may ask sssd thousands of times a minute otherwise.
+// The lookups and the cache's clock are handed in (daemon.ts gives the addon's): tests give a table
+// (test/helpers/nss.ts), so a route test needs neither root nor real accounts.
 import { nfsError } from '../errors.js'
 import type { Caller, Mode } from '../types.js'
-import { native, type PeerCred, type PasswdEntry } from './native.js'
+import { native, type NativeAddon, type PeerCred, type PasswdEntry } from './native.js'
+
+/** The NSS lookups the directory makes: the native addon's in the daemon. */
+export type NssLookups = Pick<NativeAddon, 'getpwuid' | 'getpwnam' | 'getgrgid' | 'getgrnam' | 'getgrouplist'>
 
 export interface IdentityOptions {
   mode: Mode
@@ -10,23 +15,30 @@ export interface IdentityOptions {
   /** the daemon's own uid: in user mode the only peer served */
   daemonUid: number
   cacheMs?: number
+  /** where users and groups are looked up; the native addon (loaded on first use) when left out */
+  nss?: NssLookups
+  /** milliseconds since the epoch, for the cache */
+  now?: () => number
 }
 
 interface Cached { at: number, user: PasswdEntry | null, groups: string[], gids: number[] }
 
 export class UserDirectory {
-  readonly #opts: Required<IdentityOptions>
+  readonly #opts: Required<Omit<IdentityOptions, 'nss'>>
+  readonly #nss: (() => NssLookups)
   readonly #byUid = new Map<number, Cached>()
 
   constructor (opts: IdentityOptions) {
-    this.#opts = { cacheMs: 30_000, ...opts }
+    const { nss, ...rest } = opts
+    this.#opts = { cacheMs: 30_000, now: Date.now, ...rest }
+    this.#nss = nss === undefined ? native : () => nss
   }
 
   #lookup (uid: number): Cached {
-    const now = Date.now()
+    const now = this.#opts.now()
     const hit = this.#byUid.get(uid)
     if (hit !== undefined && now - hit.at < this.#opts.cacheMs) return hit
-    const n = native()
+    const n = this.#nss()
     const user = n.getpwuid(uid)
     let gids: number[] = []
     let groups: string[] = []
@@ -53,7 +65,7 @@ export class UserDirectory {
 
   /** A user by name, for member management and auto-runs; null when NSS does not know it. */
   userByName (name: string): PasswdEntry | null {
-    return native().getpwnam(name)
+    return this.#nss().getpwnam(name)
   }
 
   userByUid (uid: number): PasswdEntry | null {
@@ -61,7 +73,7 @@ export class UserDirectory {
   }
 
   groupExists (name: string): boolean {
-    return native().getgrnam(name) !== null
+    return this.#nss().getgrnam(name) !== null
   }
 
   /** A Caller for a user the daemon acts for by itself (auto-runs), from NSS alone. */

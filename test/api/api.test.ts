@@ -3,9 +3,6 @@ import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { appFixture } from '../helpers/app.js'
-import { requireUsers } from '../helpers/requires.js'
-
-requireUsers(t, ['alice', 'bob', 'carol'])
 
 type Json = Record<string, unknown>
 

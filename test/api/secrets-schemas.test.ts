@@ -6,9 +6,6 @@ import { BodyCache, etagMatches, etagOf } from '../../daemon/api/body-cache.js'
 import { ResolvedList, SecretList } from '../../daemon/api/secret-schemas.js'
 import { resolveSecrets } from '../../daemon/resolve.js'
 import { appFixture } from '../helpers/app.js'
-import { requireUsers } from '../helpers/requires.js'
-
-requireUsers(t, ['alice', 'bob'])
 
 t.test('list and resolution bodies equal JSON.stringify of the same objects', async t => {
   const f = await appFixture(t)

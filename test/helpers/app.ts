@@ -1,6 +1,7 @@
 // buildServer on a real store, ledger and audit log in a temp dir, for app.inject() tests. Identity: in production
 // it comes from SO_PEERCRED only; here a test picks the caller with the `x-test-user` header, which exists only in
-// this helper's identify() and is never read by the daemon.
+// this helper's identify() and is never read by the daemon. Users and groups come from a table (helpers/nss.ts), so
+// these tests need neither root nor the test accounts.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
@@ -18,6 +19,7 @@ import { openAuditLog } from '../../daemon/store/audit-log.js'
 import { openRunLedger } from '../../daemon/store/run-ledger.js'
 import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
 import type { Caller, TargetName } from '../../daemon/types.js'
+import { tableNss } from './nss.js'
 import { fakeProbes } from './runs.js'
 
 export interface Teardown { teardown: (fn: () => void | Promise<void>) => void }
@@ -72,7 +74,7 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
     events: bus,
     identify,
     runs,
-    users: new UserDirectory({ mode: 'system', adminGroup: config.adminGroup, daemonUid: 0 }),
+    users: new UserDirectory({ mode: 'system', adminGroup: config.adminGroup, daemonUid: 0, nss: tableNss() }),
     clock: () => new Date(),
     version: '0.0.0-test',
     startedAt: new Date()
