@@ -14,6 +14,7 @@ import { readMountFsType } from './hpc/fs-type.js'
 import { closedComponents, probeHardLinks } from './hpc/probes.js'
 import { runsRootWarnings } from './hpc/status-warnings.js'
 import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
+import { createSecretsFiles } from './hpc/secrets-file.js'
 import {
   CLEANUP_DEADLINE_MS, ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath,
   writeRunMarker, writeStoreAndHandOver
@@ -61,6 +62,19 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   let closed = false
   const perUser = isPerUserRoot(opts.runsRoot) ? createPerUserRoots({ template: opts.runsRoot, privileged, nodeId, host, log }) : null
 
+  // A rerun's `.nf-<hash>.secrets` file at the path its task names (hpc/secrets-file.ts).
+  const secretsFiles = createSecretsFiles({
+    privileged,
+    nodeId,
+    host,
+    cleanupDeadlineMs,
+    sharedUserDir: async (user) => {
+      const base = await root(false)
+      return base === null ? null : await ensureUserDir(base, user, privileged, false)
+    },
+    perUserRoot: perUser === null ? null : run => perUser.rootOf(run)
+  })
+
   // The runs root, checked (and created) on every call: an admin may have changed its modes since.
   async function root (create: boolean): Promise<string | null> {
     if (privileged) return await resolveTrustedDir(opts.runsRoot, create)
@@ -102,6 +116,11 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     let making: string | null = null
     let created = false
     try {
+      if (run.secretsFile !== undefined) {
+        const placed = await secretsFiles.provision(run, run.secretsFile, secrets, opts.ready)
+        log.info({ runId: run.runId, user: run.user, count: secrets.size }, 'hpc rerun secrets file provisioned')
+        return placed
+      }
       if (perUser !== null) {
         const content = formatNextflowStore([...secrets].map(([name, v]) => ({ name, value: v.reveal() })))
         const storePath = await perUser.provision(run, content, opts.ready, () => { created = true })
@@ -168,7 +187,9 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   async function revoke (run: TargetRun): Promise<void> {
     checkRun(run)
     try {
-      const removed = perUser !== null ? await perUser.remove(run) : await removeRun(run.user, run.runId)
+      const removed = run.secretsFile !== undefined
+        ? await secretsFiles.revoke(run, run.secretsFile)
+        : perUser !== null ? await perUser.remove(run) : await removeRun(run.user, run.runId)
       log.info({ runId: run.runId, user: run.user, removed }, 'hpc store revoked')
     } catch (err) {
       log.warn({ runId: run.runId, user: run.user, err }, 'hpc revoke failed')

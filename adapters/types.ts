@@ -15,6 +15,8 @@ export interface TargetRun {
   host: string
   /** names the run gets; revoke uses them to find what to remove even after a crash */
   names: string[]
+  /** a rerun's (SPEC 11 `rerun TASK_DIR`): the `.nf-<hash>.secrets` path its task sources, where hpc writes the names */
+  secretsFile?: string
 }
 
 export interface Placement {

@@ -105,6 +105,8 @@ export interface RunRecord {
    * Names only (SPEC: no value in the ledger); absent when there are none.
    */
   dollarNames?: string[]
+  /** a rerun's (`nf-secrets rerun`): the `.nf-<hash>.secrets` path its task sources, the hpc target's only placement */
+  secretsFile?: string
   /** what the user should know about the run, once each: `nextflow-dollar` (see monitor.ts) */
   warnings?: string[]
   version: number

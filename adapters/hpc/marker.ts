@@ -13,3 +13,13 @@ export function parseRunMarker (text: string): string | null {
     return null
   }
 }
+
+/** Pure: the run id of the rerun a marker says made the run dir again (secrets-file.ts), or null. */
+export function parseRerunMark (text: string): string | null {
+  try {
+    const rerun = (JSON.parse(text) as { rerun?: unknown }).rerun
+    return typeof rerun === 'string' && rerun !== '' ? rerun : null
+  } catch {
+    return null
+  }
+}

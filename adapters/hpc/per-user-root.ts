@@ -35,9 +35,30 @@ export interface PerUserRootOptions {
   log: Logger
 }
 
-export function createPerUserRoots (opts: PerUserRootOptions) {
-  const script = (): string => join(packageRoot(), 'dist', 'adapters', 'hpc', 'user-tree.js')
+/**
+ * One request to user-tree.ts as `u`: a child with u's uid and gid when `privileged` (the request on its stdin, values
+ * included, never argv), in-process otherwise. A refusal comes back as NFS_ERR_UNSAFE_PATH, a failed call as its errno.
+ */
+export async function askTree (privileged: boolean, u: TreeUser, req: TreeRequest): Promise<TreeAnswer & { ok: true }> {
+  let answer: TreeAnswer
+  if (!privileged) {
+    answer = await handleTreeRequest(req)
+  } else {
+    const script = join(packageRoot(), 'dist', 'adapters', 'hpc', 'user-tree.js')
+    const r = await runChild(process.execPath, [script], { uid: u.uid, gid: u.gid, input: JSON.stringify(req), deadlineMs: CHILD_DEADLINE_MS })
+    if (r.timedOut) throw Object.assign(new Error('child timed out'), { code: 'ETIMEDOUT', syscall: `user-tree ${req.op}` })
+    try {
+      answer = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as TreeAnswer
+    } catch {
+      throw Object.assign(new Error('child failed'), { code: 'ECHILD', syscall: `user-tree ${req.op} exited ${String(r.code ?? r.signal)}` })
+    }
+  }
+  if (answer.ok) return answer
+  if (answer.code === 'NFS_ERR_UNSAFE_PATH') throw nfsError('NFS_ERR_UNSAFE_PATH', [answer.path, answer.why])
+  throw Object.assign(new Error(answer.errno), { code: answer.errno, ...(answer.syscall !== undefined ? { syscall: answer.syscall } : {}) })
+}
 
+export function createPerUserRoots (opts: PerUserRootOptions) {
   function rootOf (u: TreeUser): string {
     let home = ''
     if (opts.template.includes('{home}')) {
@@ -51,23 +72,7 @@ export function createPerUserRoots (opts: PerUserRootOptions) {
     return root
   }
 
-  async function ask (u: TreeUser, req: TreeRequest): Promise<TreeAnswer & { ok: true }> {
-    let answer: TreeAnswer
-    if (!opts.privileged) {
-      answer = await handleTreeRequest(req)
-    } else {
-      const r = await runChild(process.execPath, [script()], { uid: u.uid, gid: u.gid, input: JSON.stringify(req), deadlineMs: CHILD_DEADLINE_MS })
-      if (r.timedOut) throw Object.assign(new Error('child timed out'), { code: 'ETIMEDOUT', syscall: `user-tree ${req.op}` })
-      try {
-        answer = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as TreeAnswer
-      } catch {
-        throw Object.assign(new Error('child failed'), { code: 'ECHILD', syscall: `user-tree ${req.op} exited ${String(r.code ?? r.signal)}` })
-      }
-    }
-    if (answer.ok) return answer
-    if (answer.code === 'NFS_ERR_UNSAFE_PATH') throw nfsError('NFS_ERR_UNSAFE_PATH', [answer.path, answer.why])
-    throw Object.assign(new Error(answer.errno), { code: answer.errno, ...(answer.syscall !== undefined ? { syscall: answer.syscall } : {}) })
-  }
+  const ask = async (u: TreeUser, req: TreeRequest): Promise<TreeAnswer & { ok: true }> => await askTree(opts.privileged, u, req)
 
   return {
     /** Makes the run dir and the staged store; `store.json` appears once `ready` settles. Returns the store's path. */
@@ -78,6 +83,9 @@ export function createPerUserRoots (opts: PerUserRootOptions) {
       await ready
       return (await ask(run, { op: 'place', root, runId: run.runId })).storePath!
     },
+
+    /** The user's runs root (its template filled in), as the child resolves it. */
+    rootOf,
 
     async remove (run: TreeUser & { runId: string }): Promise<boolean> {
       return (await ask(run, { op: 'remove', root: rootOf(run), runId: run.runId })).removed === true

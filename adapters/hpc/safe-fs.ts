@@ -151,11 +151,11 @@ export { MARKER_NAME, parseRunMarker } from './marker.js'
  * holds no secret), handed to `owner` with the dir. A runs root shared by several daemons is swept by each for
  * run dirs marked with its own node id only (readRunMarker).
  */
-export async function writeRunMarker (runDir: string, nodeId: string, host: string, owner: Owner | null): Promise<void> {
+export async function writeRunMarker (runDir: string, nodeId: string, host: string, owner: Owner | null, rerun?: string): Promise<void> {
   const fh = await open(join(runDir, MARKER_NAME), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644)
   try {
     await fh.chmod(0o644)
-    await fh.writeFile(`${JSON.stringify({ node: nodeId, host })}\n`)
+    await fh.writeFile(`${JSON.stringify({ node: nodeId, host, ...(rerun !== undefined ? { rerun } : {}) })}\n`)
     if (owner !== null) await fh.chown(owner.uid, owner.gid)
   } finally {
     await fh.close()
@@ -199,8 +199,8 @@ async function placeNoClobber (from: string, to: string): Promise<void> {
  * `store.json`, the path the run is given, appears only after it (placeNoClobber, in the dir still the daemon's own).
  * `content` is zeroed afterwards. On failure (`ready` rejecting too) the caller removes the run dir with removeRunDir.
  */
-export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null, ready?: Promise<void>): Promise<string> {
-  const storePath = join(runDir, 'store.json')
+export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null, ready?: Promise<void>, fileName = 'store.json'): Promise<string> {
+  const storePath = join(runDir, fileName)
   const staged = join(runDir, STAGED_NAME)
   const dir = await open(runDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
   try {

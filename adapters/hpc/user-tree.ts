@@ -10,9 +10,10 @@
 // alice's stores.
 import { constants } from 'node:fs'
 import { chmod, link, lstat, mkdir, open, readdir, readlink, rm, unlink } from 'node:fs/promises'
-import { dirname, isAbsolute, join } from 'node:path'
+import { basename, dirname, isAbsolute, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { MARKER_NAME, parseRunMarker } from './marker.js'
+import { MARKER_NAME, parseRerunMark, parseRunMarker } from './marker.js'
+import { rerunMarkLine } from '../../daemon/nextflow/secrets-env-file.js'
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
 const STAGED_NAME = '.store.json.staged'
@@ -23,6 +24,9 @@ export type TreeRequest =
   | { op: 'place', root: string, runId: string }
   | { op: 'remove', root: string, runId: string }
   | { op: 'list', root: string }
+  // A rerun's secrets file (secrets-file.ts): in a run dir of `root` made again for it, or elsewhere in the user's tree.
+  | { op: 'secrets-file', root: string | null, path: string, runId: string, node: string, host: string, content: string }
+  | { op: 'secrets-file-remove', root: string | null, path: string, runId: string }
 
 export type TreeAnswer =
   | { ok: true, runDir?: string, storePath?: string, removed?: boolean, runs?: Array<{ runId: string, node: string | null }> }
@@ -114,6 +118,47 @@ async function readMarker (runDir: string): Promise<string | null> {
   }
 }
 
+async function readSmall (path: string, parse: (text: string) => string | null): Promise<string | null> {
+  try {
+    // O_NONBLOCK: a fifo planted under the name must not hang the child.
+    const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+    try {
+      const st = await fh.stat()
+      if (!st.isFile()) return null
+      const buf = Buffer.alloc(Math.min(st.size, 4096))
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0)
+      return parse(buf.subarray(0, bytesRead).toString('utf8'))
+    } finally {
+      await fh.close()
+    }
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Where a rerun's secrets file goes: `{ runDir }` when its directory is a run dir (by name) right under the trusted
+ * per-user root `root` (the task ran under nf-secrets, whose run dir went with its run), else `{ runDir: null }`.
+ */
+async function rerunPlace (root: string | null, path: string): Promise<{ runDir: string | null }> {
+  const dir = dirname(path)
+  if (root === null || !RUN_ID_RE.test(basename(dir))) return { runDir: null }
+  const trusted = await trustedRoot(root, false)
+  return { runDir: trusted !== null && dirname(dir) === trusted ? dir : null }
+}
+
+/** A rerun's file: O_CREAT|O_EXCL|O_NOFOLLOW, so a symlink or anything else already at `path` is refused, never followed. */
+async function writeSecretsFile (path: string, content: string): Promise<void> {
+  try {
+    await writeNew(path, content, 0o600)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST') throw new Unsafe(path, 'something is already there (a file this rerun did not make, or a symlink)')
+    if (code === 'ELOOP') throw new Unsafe(path, 'a symlink')
+    throw err
+  }
+}
+
 function runDirOf (root: string, runId: string): string {
   if (!RUN_ID_RE.test(runId)) throw new Unsafe(runId, 'not a run id')
   return join(root, runId)
@@ -145,6 +190,31 @@ export async function handleTreeRequest (req: TreeRequest): Promise<TreeAnswer> 
         const root = await trustedRoot(req.root, false)
         if (root === null) return { ok: true, removed: false }
         return { ok: true, removed: await removeTree(runDirOf(root, req.runId)) }
+      }
+      case 'secrets-file': {
+        const { runDir } = await rerunPlace(req.root, req.path)
+        if (runDir !== null) {
+          // The run dir of the task's own run, made again for the rerun: it must not exist (a live run's, or another's).
+          await mkdir(runDir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+            if (err.code === 'EEXIST') throw new Unsafe(runDir, 'the run directory is still there')
+            throw err
+          })
+          await chmod(runDir, 0o700)
+          await writeNew(join(runDir, MARKER_NAME), `${JSON.stringify({ node: req.node, host: req.host, rerun: req.runId })}\n`, 0o644)
+        }
+        await writeSecretsFile(req.path, req.content)
+        return { ok: true, storePath: req.path }
+      }
+      case 'secrets-file-remove': {
+        const { runDir } = await rerunPlace(req.root, req.path)
+        // Only what this rerun made: its run dir by the mark inside, its file by its first line.
+        if (runDir !== null) {
+          if (await readSmall(join(runDir, MARKER_NAME), parseRerunMark) !== req.runId) return { ok: true, removed: false }
+          return { ok: true, removed: await removeTree(runDir) }
+        }
+        if (await readSmall(req.path, t => t.split('\n', 1)[0] ?? null) !== rerunMarkLine(req.runId)) return { ok: true, removed: false }
+        await unlink(req.path)
+        return { ok: true, removed: true }
       }
       case 'list': {
         const root = await trustedRoot(req.root, false)

@@ -13,6 +13,7 @@ const CreateBody = Type.Object({
   // The pipeline's referenced names (least privilege): Nextflow's name shape, so a refusal can name them safely.
   names: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', maxLength: 100 }), { maxItems: 1000 })),
   allowMissing: Type.Optional(Type.Boolean()),
+  secretsFile: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   mode: Type.Union([Type.Literal('run'), Type.Literal('arm'), Type.Literal('launch')]),
   ttlSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
   slurmJobId: Type.Optional(Type.String({ pattern: '^[0-9]+(_[0-9]+)?$', maxLength: 40 })),

@@ -18,6 +18,7 @@ export const GROUPS: readonly CommandGroup[] = [
   { words: ['events'], load: async () => (await import('./events.js')).eventsCommands },
   { words: ['watch'], load: async () => (await import('./watch.js')).watchCommands },
   { words: ['run', 'arm', 'runs'], load: async () => (await import('./runs.js')).runsCommands },
+  { words: ['rerun'], load: async () => (await import('./rerun.js')).rerunCommands },
   { words: ['shell-init'], load: async () => [(await import('./shell-init.js')).shellInitCommand] },
   { words: ['launch', 'attach'], load: async () => (await import('./launch.js')).launchCommands },
   { words: ['sbatch'], load: async () => (await import('./sbatch.js')).sbatchCommands },

@@ -7,7 +7,7 @@ import type { Command, CommandContext, OptionSpecs } from './args.js'
 import { cell, renderFields, renderTable, safeText, shortTime } from './output.js'
 import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, pipelineRequest, scanRequestOf } from './least-privilege.js'
 
-interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
+export interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface RunView {
   runId: string,
   state: string,
@@ -77,13 +77,22 @@ function createBody (ctx: CommandContext, mode: 'run' | 'arm', launchDir: string
 
 /** Run CMD with the run's env, forward signals, report its end, return its status (128+N for signal N). */
 async function runCommand (ctx: CommandContext): Promise<number> {
-  const [file, ...args] = ctx.args
+  const [file] = ctx.args
   if (file === undefined) throw nfsError('NFS_ERR_USAGE', ['run needs a command: nf-secrets run [--target T] [--only A,B] [--] CMD ...'])
-  const client = ctx.client()
   const body = { ...createBody(ctx, 'run', ctx.io.cwd), ...leastPrivilege(ctx, scanRequestOf(ctx.args, ctx.io.cwd, ctx.io.env)) }
-  const created = await client.request<CreatedRun>('POST', '/runs', { body })
+  const created = await ctx.client().request<CreatedRun>('POST', '/runs', { body })
   ctx.io.stderr.write(`nf-secrets: run ${created.runId} provisioned ${created.secrets.length} secret(s) to ${created.targets.join(',')}\n`)
-  const child = spawn(file, args, { stdio: 'inherit', env: { ...ctx.io.env, ...created.env }, cwd: ctx.io.cwd })
+  return await superviseCommand(ctx, created.runId, ctx.args, { ...ctx.io.env, ...created.env }, ctx.io.cwd)
+}
+
+/**
+ * Run `argv` (no shell) with `env` in `cwd` for the run `runId`, stdio inherited and signals forwarded; report its end
+ * to the daemon, which then revokes the run. Resolves with its status (128+N for signal N; 127 when it cannot start).
+ */
+export async function superviseCommand (ctx: CommandContext, runId: string, argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Promise<number> {
+  const [file, ...args] = argv
+  const client = ctx.client()
+  const child = spawn(file!, args, { stdio: 'inherit', env, cwd })
   // Terminal signals (Ctrl-C) already reach the child, which shares our process group; forwarding SIGINT then would
   // count twice in Nextflow's "third Ctrl-C exits at once" rule. Signals sent to us alone are passed on.
   const forward = (sig: NodeJS.Signals): void => {
@@ -94,18 +103,18 @@ async function runCommand (ctx: CommandContext): Promise<number> {
   for (const s of sigs) process.on(s, forward)
   const end = await new Promise<{ exitCode?: number, signal?: string }>((resolveEnd) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
-      ctx.io.stderr.write(`nf-secrets: cannot start ${safeText(file)}: ${err.code ?? 'error'}\n`)
+      ctx.io.stderr.write(`nf-secrets: cannot start ${safeText(file!)}: ${err.code ?? 'error'}\n`)
       resolveEnd({ exitCode: 127 })
     })
     child.once('exit', (code, signal) => resolveEnd(signal !== null ? { signal } : { exitCode: code ?? 1 }))
   })
   for (const s of sigs) process.off(s, forward)
   try {
-    const v = await client.request<RunView>('POST', `/runs/${created.runId}/finish`, { body: end })
-    if (v.state === 'running') ctx.io.stderr.write(`nf-secrets: run ${created.runId} stays provisioned while its Nextflow session lives\n`)
+    const v = await client.request<RunView>('POST', `/runs/${runId}/finish`, { body: end })
+    if (v.state === 'running') ctx.io.stderr.write(`nf-secrets: run ${runId} stays provisioned while its Nextflow session lives\n`)
   } catch (err) {
     // The daemon's monitor ends the run anyway once the process is gone; say so rather than fail the command.
-    ctx.io.stderr.write(`nf-secrets: could not report the end of run ${created.runId} (${(err as { code?: string }).code ?? 'error'}); the daemon will end it\n`)
+    ctx.io.stderr.write(`nf-secrets: could not report the end of run ${runId} (${(err as { code?: string }).code ?? 'error'}); the daemon will end it\n`)
   }
   if (end.signal !== undefined) return 128 + (constants.signals[end.signal as NodeJS.Signals] ?? 0)
   return end.exitCode ?? 1

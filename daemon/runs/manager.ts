@@ -26,6 +26,7 @@ import { LiveRunQuota, ownsRun } from './quota.js'
 import { Monitor, type MonitorOptions } from './monitor.js'
 import { localOwnership, type RunOwnership } from './ownership.js'
 import { sweepTargets } from './sweep.js'
+import { checkRerun } from './rerun.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -159,6 +160,7 @@ export class RunManager implements RunLifecycle {
 
   async #create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
     const { store, ledger, clock, config, events, audit, probes } = this.#deps
+    if (req.secretsFile !== undefined) req = await checkRerun(caller, req, ledger, this.#deps.targets)
     const wsName = req.workspace === undefined || req.workspace === '' ? PERSONAL : req.workspace
     const ws = wsName === PERSONAL ? null : store.getWorkspace(wsName)
     if (wsName !== PERSONAL && ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(wsName.slice(0, 80))])

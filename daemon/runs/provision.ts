@@ -75,7 +75,8 @@ export function intentRecord (n: NewRun): Omit<RunRecord, 'version'> {
     pidStart: n.pidStart,
     slurmJobId: n.req.slurmJobId ?? null,
     runName: null,
-    historyMark: n.historyMark
+    historyMark: n.historyMark,
+    ...(n.req.secretsFile !== undefined ? { secretsFile: n.req.secretsFile } : {})
   }
 }
 

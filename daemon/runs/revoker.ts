@@ -43,7 +43,8 @@ export function targetRun (run: RunRecord): TargetRun {
     workspace: run.workspace,
     launchDir: run.launchDir,
     host: run.host,
-    names: run.names
+    names: run.names,
+    ...(run.secretsFile !== undefined ? { secretsFile: run.secretsFile } : {})
   }
 }
 

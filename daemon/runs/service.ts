@@ -17,6 +17,11 @@ export interface CreateRunRequest {
    */
   names?: string[]
   allowMissing?: boolean
+  /**
+   * `nf-secrets rerun TASK_DIR`: the `.nf-<hash>.secrets` path the task's `.command.run` sources; the run gets exactly
+   * `names` there (hpc only), and `launchDir` is the task dir, which must be the caller's own (rerun.ts)
+   */
+  secretsFile?: string
   mode: RunMode
   ttlSeconds?: number
   slurmJobId?: string

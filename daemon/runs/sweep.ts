@@ -2,6 +2,7 @@
 // was written). Only runs/ calls the targets, so the sweep lives here; the daemon only schedules it. Each target
 // already sweeps only what this node made (the hpc marker's node id, the aws host tag); what it asks here is whether
 // a run it finds traces of may go.
+import { basename, dirname } from 'node:path'
 import type { RunLiveness, Target } from '../../adapters/types.js'
 import type { Logger } from '../logger.js'
 import type { RunLedger } from '../store/run-ledger.js'
@@ -32,7 +33,9 @@ export async function sweepTargets (deps: SweepDeps, settle = true): Promise<voi
   // "Unknown" must come from a view that holds every run acknowledged so far: a shared ledger's replica may lag
   // behind another node's intent (CLUSTER.md: never because the local node does not know it). Free on one node.
   if (settle) await ledger.settle()
-  const liveness = (runId: string): RunLiveness => sweepLiveness(ledger.get(runId), provisioning(runId))
+  // A rerun makes the run dir of an earlier run again (adapters/hpc/secrets-file.ts): live while the rerun holds it.
+  const rerunDirs = new Set(ledger.all().filter(r => r.secretsFile !== undefined && sweepLiveness(r, false) === 'live').map(r => basename(dirname(r.secretsFile!))))
+  const liveness = (runId: string): RunLiveness => rerunDirs.has(runId) ? 'live' : sweepLiveness(ledger.get(runId), provisioning(runId))
   for (const [name, target] of targets) {
     if (!(await target.status()).usable) continue
     try {

@@ -4,7 +4,7 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { chmodSync, chownSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs'
 import { spawn } from 'node:child_process'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
 import { expandRunsRoot, isPerUserRoot } from '../../adapters/hpc/per-user-root.js'
@@ -148,4 +148,33 @@ t.test('no value in the argv or environment of any process while children provis
   const report = JSON.parse(out.split('\n').filter(l => l.startsWith('{'))[0] ?? '{}') as { passes: number, hits: string[] }
   t.ok(report.passes > 3, `scanned /proc ${report.passes} times`)
   t.same(report.hits, [], 'no process carried the value in argv or environment')
+})
+
+t.test('a rerun\'s secrets file in a per-user root: its old run dir made again by alice\'s child, removed only by its mark', { skip: childUnreachable }, async t => {
+  const s = scratch(t)
+  const target = createHpcTarget({ runsRoot: join(s, '{user}', 'runs'), privileged: true, nodeId: 'n1', knownUsers: () => ['alice'], logger: pino({ level: 'silent' }) })
+  const old = (await target.provision(runOf(alice, 'RoldRun0000001'), secrets())).env.NXF_SECRETS_FILE!
+  await target.revoke(runOf(alice, 'RoldRun0000001'))
+  const file = join(dirname(old), `.nf-${'a'.repeat(32)}.secrets`)
+  const rerun = { ...runOf(alice, 'RrerunRun00001'), secretsFile: file }
+  const placed = await target.provision(rerun, secrets())
+  t.same(placed.refs, [{ name: 'TOKEN', ref: file }])
+  t.same([statSync(file).uid, statSync(file).mode & 0o777], [alice.uid, 0o600])
+  t.same([statSync(join(file, '..')).uid, statSync(join(file, '..')).mode & 0o777], [alice.uid, 0o700])
+  // Another run's revoke (the old run's again, or a different rerun's) leaves it; its own removes the dir.
+  await target.revoke({ ...runOf(alice, 'RotherRerun001'), secretsFile: file })
+  t.ok(existsSync(file), 'not removed by a rerun that did not make it')
+  await target.revoke(rerun)
+  t.notOk(existsSync(join(file, '..')), 'the run dir made again is gone')
+
+  // Outside the runs root: written as alice, O_EXCL|O_NOFOLLOW; a symlink there is refused and left alone.
+  const home = join(s, 'alice', 'nxf')
+  mkdirSync(home, { mode: 0o700 })
+  chownSync(home, alice.uid, alice.gid)
+  const planted = join(home, `.nf-${'b'.repeat(32)}.secrets`)
+  symlinkSync('/etc/passwd', planted)
+  lchownSync(planted, alice.uid, alice.gid)
+  await t.rejects(target.provision({ ...runOf(alice, 'RsymlinkRun001'), secretsFile: planted }, secrets()), { code: 'NFS_ERR_UNSAFE_PATH' })
+  await target.revoke({ ...runOf(alice, 'RsymlinkRun001'), secretsFile: planted })
+  t.ok(readdirSync(home).includes(`.nf-${'b'.repeat(32)}.secrets`), 'the symlink is left as it was')
 })
