@@ -4,7 +4,7 @@ import { nfsError } from '../errors.js'
 import type { SecretMeta } from '../types.js'
 import type { Resolved } from '../resolve.js'
 import type { Command, CommandContext } from './args.js'
-import { CliError } from './client.js'
+import { CliError, type ApiClient } from './client.js'
 import { renderTable, safeText, shortTime } from './output.js'
 import { readValue, VALUE_IN_ARGV } from './read-value.js'
 import { resolvePipeline } from './resolve-pipeline.js'
@@ -44,6 +44,9 @@ export function resolvedTable (rows: Resolved[], workspace: string | undefined):
   return renderTable(['NAME', 'SOURCE', 'SCOPE'], rows.map(r => [r.name, r.source, r.scope]))
 }
 
+/** SPEC 4: the workspace every user has, their user secrets alone (daemon/access.ts PERSONAL, not imported: CLI speed). */
+const PERSONAL_WORKSPACE = 'personal'
+
 const VALUE_OPTIONS = {
   'value-file': { type: 'string', description: 'read the value from this file (one trailing newline is dropped)' },
   base64: { type: 'boolean', description: 'store the bytes base64-encoded (binary or multi-line values; 48 KiB at most)' },
@@ -51,17 +54,51 @@ const VALUE_OPTIONS = {
   value: { type: 'string', description: 'refused: a value on the command line is visible to every user (ps)' }
 } as const
 
-async function write (ctx: CommandContext, kind: 'add' | 'update'): Promise<number> {
+async function valueOf (ctx: CommandContext, name: string): Promise<string> {
   if (ctx.options.value !== undefined) throw new CliError('NFS_ERR_USAGE', VALUE_IN_ARGV)
-  const name = ctx.args[0]!
   const valueFile = ctx.options['value-file']
-  const value = await readValue({
+  return await readValue({
     name: safeText(name),
     ...(typeof valueFile === 'string' ? { valueFile } : {}),
     base64: ctx.options.base64 === true,
     stdin: ctx.io.stdin,
     prompt: ctx.io.stderr
   })
+}
+
+/** How many times `secrets set` reads and writes again when another writer got in between. */
+export const SET_ATTEMPTS = 3
+
+/**
+ * `secrets set`: create or overwrite (Nextflow's verb). Each attempt reads the secret's version and writes against it:
+ * absent -> POST (refused if someone created it meanwhile), present -> PUT with If-Match: that version (refused if it
+ * changed or went); a refused attempt starts again from the read, so a value never silently replaces one it did not see.
+ */
+export async function setSecret (client: ApiClient, name: string, value: string, workspace: string | undefined): Promise<{ meta: SecretMeta, created: boolean }> {
+  const ws = workspace === PERSONAL_WORKSPACE ? undefined : workspace
+  for (let attempt = 1; ; attempt++) {
+    const rows = await client.request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ws } })
+    const cur = pickSecret(rows, name, ws)
+    try {
+      if (cur === undefined) {
+        return { meta: await client.request<SecretMeta>('POST', '/secrets', { body: { name, value, ...(ws !== undefined ? { workspace: ws } : {}) } }), created: true }
+      }
+      const meta = await client.request<SecretMeta>('PUT', `/secrets/${encodeURIComponent(name)}`, {
+        body: { value, ...(ws !== undefined ? { workspace: ws } : {}) },
+        headers: { 'if-match': `"${cur.version}"` }
+      })
+      return { meta, created: false }
+    } catch (err) {
+      const code = (err as { code?: unknown }).code
+      if (attempt < SET_ATTEMPTS && (code === 'NFS_ERR_SECRET_EXISTS' || code === 'NFS_ERR_CONFLICT')) continue
+      throw err
+    }
+  }
+}
+
+async function write (ctx: CommandContext, kind: 'add' | 'update'): Promise<number> {
+  const name = ctx.args[0]!
+  const value = await valueOf(ctx, name)
   const workspace = ctx.global.workspace
   const ifVersion = ctx.options['if-version']
   if (ifVersion !== undefined && (typeof ifVersion !== 'string' || !/^[1-9][0-9]{0,15}$/.test(ifVersion))) throw new CliError('NFS_ERR_USAGE', '--if-version takes the version number secrets show printed, e.g. 3')
@@ -125,6 +162,20 @@ export const secretsCommands: Command[] = [
     positionals: [1, 1],
     extraPositionals: VALUE_IN_ARGV,
     run: async (ctx) => await write(ctx, 'update')
+  },
+  {
+    path: ['secrets', 'set'],
+    usage: valueUsage,
+    summary: 'create a secret or replace its value (Nextflow\'s verb): in WORKSPACE with -w, else your personal one',
+    options: VALUE_OPTIONS,
+    positionals: [1, 1],
+    extraPositionals: VALUE_IN_ARGV,
+    async run (ctx) {
+      const name = ctx.args[0]!
+      const { meta, created } = await setSecret(ctx.client(), name, await valueOf(ctx, name), ctx.global.workspace)
+      ctx.out.result(meta, () => `${created ? 'Created' : 'Updated'} ${safeText(meta.name)} in ${safeText(meta.scope)} (version ${meta.version}).`)
+      return 0
+    }
   },
   {
     path: ['secrets', 'delete'],
