@@ -21,6 +21,7 @@ import { Revoker, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, EndState, RunLifecycle, RunView } from './service.js'
 import { withRun } from './transition.js'
 import { sessionAlive } from './liveness/session.js'
+import { headHere } from './liveness/reach.js'
 import { intentRecord, provisionRun } from './provision.js'
 import { LiveRunQuota, ownsRun } from './quota.js'
 import { Monitor, type MonitorOptions } from './monitor.js'
@@ -80,6 +81,7 @@ export class RunManager implements RunLifecycle {
       logger: this.#log,
       clock: deps.clock,
       retry: { initialMs: deps.config.runs.revokeRetryInitialMs, maxMs: deps.config.runs.revokeRetryMaxMs },
+      ownership: this.#ownership,
       ...(deps.observer !== undefined ? { observer: deps.observer } : {})
     })
   }
@@ -244,7 +246,7 @@ export class RunManager implements RunLifecycle {
         t.revokedAt = this.#deps.clock().toISOString()
       }
       return r
-    })
+    }, { asOwner: true })
   }
 
   list (caller: Caller, all: boolean): RunView[] {
@@ -330,7 +332,9 @@ export class RunManager implements RunLifecycle {
     const run = this.#visible(caller, runId)
     if (isTerminal(run.state)) return view(run)
     // A `-bg` Nextflow outlives its wrapper: while its session is alive the run stays; the monitor ends it later.
-    if (await sessionAlive(this.#deps.probes, run, this.#deps.host)) {
+    // The pid and the session lock are read only on the head's own host (reach.ts).
+    const here = headHere(run, this.#deps.host)
+    if (await sessionAlive(this.#deps.probes, run, this.#deps.host, { pid: here, lock: here })) {
       const kept = await withRun(this.#deps.ledger, runId, r => {
         if (isTerminal(r.state)) return null
         r.exitCode = end.exitCode ?? null
@@ -371,7 +375,7 @@ export class RunManager implements RunLifecycle {
   }
 
   localHeads (): RunRecord[] {
-    return this.live().filter(r => r.host === this.#deps.host && this.#ownership.owns(r))
+    return this.live().filter(r => headHere(r, this.#deps.host) && this.#ownership.owns(r))
   }
 
   hasTarget (name: string): boolean {

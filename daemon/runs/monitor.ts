@@ -17,6 +17,8 @@ import { dollarWarning, isExpired, verdict } from './policy.js'
 import type { Probes } from './probes.js'
 import { warnRun } from './warn.js'
 import { sessionSignals } from './liveness/session.js'
+import { endSignals } from './liveness/reach.js'
+import { hostDeadEnd } from './host-dead.js'
 
 export interface MonitorOptions {
   intervalMs: number
@@ -63,6 +65,7 @@ export class Monitor {
   #slurmAsk: Promise<void> | null = null
   // Whether Slurm answered the last question: its outages are logged when they begin and end, not on every pass.
   #slurmAnswered = true
+  #unfollow: (() => void) | null = null
 
   constructor (deps: MonitorDeps, opts: MonitorOptions) {
     this.#deps = deps
@@ -76,6 +79,13 @@ export class Monitor {
 
   start (): void {
     if (this.#timer !== null) return
+    // A run ended elsewhere (an explicit revoke on a node that does not own it, CLUSTER.md) reaches its owner as a
+    // ledger change: its revoke is queued at once rather than at the next pass. On one node the change is this
+    // node's own end, whose revoke is already under way (Revoker.revoke runs once per run at a time).
+    this.#unfollow = this.#deps.ledger.onChange(c => {
+      const run = this.#deps.ledger.get(c.runId)
+      if (run !== undefined && this.#mine(run) && this.#deps.revoker.isDue(run, this.#deps.clock())) this.#queueRevoke(run.user)
+    })
     this.#timer = setInterval(() => {
       this.#pass(false).catch((err: unknown) => this.#log.error({ err }, 'monitor pass failed'))
     }, this.#opts.intervalMs)
@@ -85,6 +95,8 @@ export class Monitor {
   async stop (): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#timer = null
+    this.#unfollow?.()
+    this.#unfollow = null
     await Promise.all([this.idle(), this.#housekeeping, this.#slurmAsk])
     // A last try for records the revoke path kept in memory (a full disk); what still fails is redone after a start.
     await this.#safe('-', () => this.#deps.revoker.retryRecords())
@@ -112,7 +124,8 @@ export class Monitor {
     const { ledger } = this.#deps
     // A run whose provisioning was interrupted by the crash never reached its caller: it ends here.
     for (const run of ledger.all()) {
-      if (!isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')) {
+      // Only this node's: another node's run may be provisioning right now.
+      if (this.#mine(run) && !isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')) {
         await this.#safe(run.runId, () => this.#end(run, 'failed', 'provisioning interrupted by a daemon restart'))
       }
     }
@@ -147,6 +160,11 @@ export class Monitor {
     }
   }
 
+  /** Is the run this node's to probe, end and revoke (RunOwnership: on one node, every run)? */
+  #mine (run: RunRecord): boolean {
+    return this.#deps.ownership.owns(run)
+  }
+
   async #safe (runId: string, fn: () => Promise<unknown>): Promise<void> {
     try {
       await fn()
@@ -162,7 +180,7 @@ export class Monitor {
     await this.#housekeep(() => this.#deps.revoker.retryRecords())
     this.#askSlurm()
     const users = new Set<string>()
-    for (const run of ledger.all()) if (!isTerminal(run.state)) users.add(run.user)
+    for (const run of ledger.all()) if (!isTerminal(run.state) && this.#mine(run)) users.add(run.user)
     const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate)))
     for (const run of this.#deps.revoker.due(clock())) this.#queueRevoke(run.user)
     await Promise.all(checks)
@@ -177,7 +195,7 @@ export class Monitor {
 
   async #checkUser (user: string, immediate: boolean): Promise<void> {
     for (const run of this.#deps.ledger.all()) {
-      if (run.user !== user || isTerminal(run.state)) continue
+      if (run.user !== user || isTerminal(run.state) || !this.#mine(run)) continue
       await this.#checkOnce(run.runId, immediate)
     }
   }
@@ -213,7 +231,7 @@ export class Monitor {
    */
   #askSlurm (): void {
     if (this.#slurmAsk !== null) return
-    const bound = this.#deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null)
+    const bound = this.#deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null && this.#mine(r))
     if (bound.length === 0) return
     this.#slurmAsk = (async () => {
       const answered = await this.#probes.slurmRefresh(bound.map(r => r.slurmJobId!))
@@ -230,11 +248,21 @@ export class Monitor {
   }
 
   async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
-    const host = this.#deps.host
-    let signals = await sessionSignals(this.#probes, run, host)
+    const { host, ownership } = this.#deps
+    // What this node may read of the run (reach.ts): nothing of another node's run, only the shared files, Slurm and
+    // the TTL of a run adopted from another host, everything of a run whose head runs here.
+    const seen = endSignals(run, { host, owns: ownership.owns(run) })
+    if (seen.size === 0) {
+      this.#suspect.delete(run.runId)
+      return
+    }
+    const read = { pid: seen.has('pid'), lock: seen.has('lock') }
+    let signals = await sessionSignals(this.#probes, run, host, read)
     // The history is read before the log: a Goodbye read with the line still `-` may be an update landing between
     // the two reads (the line is written first), so one more reading settles which ends the run.
-    if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host)
+    if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host, read)
+    // An adopted run whose head was a process of a host with no live node for hostDeadAfterSeconds (host-dead.ts).
+    const hostDead = seen.has('hostDead') ? hostDeadEnd(run, host, h => ownership.hostAlive(h)) : null
     const warning = dollarWarning(run, signals.version)
     if (warning !== null) await warnRun(this.#deps, this.#log, run.runId, warning)
     if (run.state === 'armed') {
@@ -247,6 +275,8 @@ export class Monitor {
         await this.#end(run, 'expired', 'no start seen within the TTL', {}, r => isExpired(r, now))
       } else if (signals.slurm === 'gone') {
         await this.#end(run, 'expired', 'the Slurm job ended before Nextflow started')
+      } else if (hostDead !== null) {
+        await this.#end(run, hostDead.state, hostDead.reason)
       }
       return
     }
@@ -260,16 +290,18 @@ export class Monitor {
     }
     // A launched command's host ends its run with the command's own status (it polls a command adopted after a
     // restart every second): a dead pid read here first would end it as killed, without that status.
-    if (run.mode === 'launch' && this.#deps.lifecycle.hostHolds(run.runId)) {
+    if (seen.has('launched') && run.mode === 'launch' && this.#deps.lifecycle.hostHolds(run.runId)) {
       this.#suspect.delete(run.runId)
       return
     }
     const probes = [...signals.probes]
-    if (run.pid !== null) probes.push(await this.#probes.processAlive(run.pid, run.pidStart))
+    if (seen.has('pid') && run.pid !== null) probes.push(await this.#probes.processAlive(run.pid, run.pidStart))
     const wrapperExit = run.exitCode !== null || run.signal !== null ? { exitCode: run.exitCode, signal: run.signal } : null
     const v = verdict({ history: signals.history, probes }, wrapperExit)
     if (v.kind !== 'ended') {
       this.#suspect.delete(run.runId)
+      // Nothing visible from here ends it (an adopted head on another host): only its host's death does.
+      if (hostDead !== null) await this.#end(run, hostDead.state, hostDead.reason)
       return
     }
     // A history line, or Slurm's own record that the job ended, is no odd read: it ends the run at once.
@@ -286,7 +318,7 @@ export class Monitor {
     const { ledger } = this.#deps
     const horizon = now.getTime() - this.#opts.retentionDays * 86_400_000
     const old = ledger.all().filter(r =>
-      isTerminal(r.state) && r.endedAt !== null && Date.parse(r.endedAt) < horizon &&
+      this.#mine(r) && isTerminal(r.state) && r.endedAt !== null && Date.parse(r.endedAt) < horizon &&
       Object.values(r.targets).every(t => t === undefined || t.state === 'revoked'))
     if (old.length > 0) {
       const n = await ledger.remove(old.map(r => r.runId))

@@ -15,6 +15,8 @@ export interface RunOwnership {
   hostAlive: (host: string) => boolean
   /** take over the live runs whose owner is gone; the ids adopted (none on a single node) */
   adoptOrphans: () => Promise<string[]>
+  /** wait until owns() reflects every change acknowledged so far (a shared view may lag a claim just made) */
+  settle?: () => Promise<void>
 }
 
 /** One node, one ledger: this node owns every run and its own host is the only one. */

@@ -135,7 +135,7 @@ export async function provisionRun (
         t.refs = placement.refs
         r.env = { ...r.env, ...placement.env }
         return r
-      })
+      }, { asOwner: true })
       deps.observe?.(name, true)
     } catch (err) {
       deps.observe?.(name, false)

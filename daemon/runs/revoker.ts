@@ -5,14 +5,17 @@
 // Revocation is idempotent, so it never waits for the ledger: when a record cannot be written (a full state
 // disk), the secrets are removed all the same, the new state is kept in memory, and retryRecords() (the monitor's
 // pass) writes it once space returns. A restart before that revokes again, which finds nothing and succeeds.
+// Only the run's owner revokes (ownership.ts; CLUSTER.md "Ownership"): a run another node owns is left to it, and
+// every write of a revoke is an owner's write, which a shared ledger refuses once this node no longer owns the run.
 import type { Target, TargetRun } from '../../adapters/types.js'
-import { isCoded } from '../errors.js'
+import { isCoded, nfsError } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { Logger } from '../logger.js'
 import type { RunLedger } from '../store/run-ledger.js'
 import type { AuditEntry, AuditLog } from '../store/audit-log.js'
 import type { RunRecord, TargetName } from '../types.js'
 import { needsRevoke, retryDelayMs } from './policy.js'
+import { localOwnership, type RunOwnership } from './ownership.js'
 import { recordRun } from './transition.js'
 import { failpoint } from '../failpoints.js'
 
@@ -31,7 +34,12 @@ export interface RevokerDeps {
   clock: () => Date
   retry: { initialMs: number, maxMs: number }
   observer?: RevokeObserver
+  /** which runs are this node's to revoke; default: all (one node) */
+  ownership?: RunOwnership
 }
+
+/** A revoke step found the run no longer this node's: it stops there, quietly (its owner revokes it). */
+class NotOwner extends Error {}
 
 export function targetRun (run: RunRecord): TargetRun {
   return {
@@ -55,8 +63,25 @@ export class Revoker {
   /** How many records were kept in memory because the disk refused them (ledger records and audit lines). */
   readonly deferredCounts = { ledger: 0, audit: 0 }
 
+  readonly #ownership: RunOwnership
+
   constructor (deps: RevokerDeps) {
     this.#deps = deps
+    this.#ownership = deps.ownership ?? localOwnership('')
+  }
+
+  /** Does the run hold something in a target whose revoke is due now? Pure but for the clock handed in. */
+  isDue (run: RunRecord, now: Date): boolean {
+    return run.endedAt !== null && Object.values(run.targets).some(t =>
+      t !== undefined && needsRevoke(t.state) && (t.nextAttemptAt === null || Date.parse(t.nextAttemptAt) <= now.getTime()))
+  }
+
+  /** Is the run this node's to revoke now? A negative answer is checked again on a settled view of the owners. */
+  async #owns (run: RunRecord): Promise<boolean> {
+    if (this.#ownership.owns(run)) return true
+    // Just armed here: a shared view of owners may not show this node's claim yet.
+    await this.#ownership.settle?.()
+    return this.#ownership.owns(this.#deps.ledger.get(run.runId) ?? run)
   }
 
   /** Revoke every target of the run that still needs it. `force` ignores the retry due time. */
@@ -68,19 +93,17 @@ export class Revoker {
     return p
   }
 
-  /** Runs with a revoke due now (terminal runs whose targets still hold something). */
+  /** This node's runs with a revoke due now (terminal runs whose targets still hold something). */
   due (now: Date): RunRecord[] {
-    return this.#deps.ledger.all().filter(r =>
-      r.endedAt !== null && Object.values(r.targets).some(t =>
-        t !== undefined && needsRevoke(t.state) && (t.nextAttemptAt === null || Date.parse(t.nextAttemptAt) <= now.getTime())))
+    return this.#deps.ledger.all().filter(r => this.isDue(r, now) && this.#ownership.owns(r))
   }
 
   /**
    * Record a change of the run even when the ledger cannot be written (see the top of this file). `why` names the
    * step for the log; a change kept in memory only is logged and counted.
    */
-  async record (runId: string, why: string, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord> {
-    const { run, durable } = await recordRun(this.#deps.ledger, runId, change)
+  async record (runId: string, why: string, change: (run: RunRecord) => RunRecord | null, opts: { asOwner?: boolean } = {}): Promise<RunRecord> {
+    const { run, durable } = await recordRun(this.#deps.ledger, runId, change, opts)
     if (!durable) {
       this.deferredCounts.ledger++
       this.#deps.observer?.deferred?.('ledger')
@@ -108,12 +131,42 @@ export class Revoker {
   }
 
   async #revoke (runId: string, force: boolean): Promise<RunRecord> {
-    const { ledger, targets, logger, clock, retry, events, observer } = this.#deps
-    const log = logger.child({ runId })
-    let run = ledger.get(runId)!
+    const log = this.#deps.logger.child({ runId })
+    const run = this.#deps.ledger.get(runId)
+    if (run === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+    if (!(await this.#owns(run))) {
+      log.debug('not this node\'s run: its owner revokes it')
+      return run
+    }
+    try {
+      return await this.#revokeOwned(run, force, log)
+    } catch (err) {
+      if (!(err instanceof NotOwner)) throw err
+      log.warn('this node stopped owning the run during its revoke; its new owner finishes it')
+      return this.#deps.ledger.get(runId) ?? run
+    }
+  }
+
+  /** An owner's write: refused (a conflict) once the run is no longer this node's, which ends the revoke here. */
+  async #ownerRecord (runId: string, why: string, change: (run: RunRecord) => RunRecord | null): Promise<RunRecord> {
+    try {
+      return await this.record(runId, why, change, { asOwner: true })
+    } catch (err) {
+      const now = this.#deps.ledger.get(runId)
+      if (isCoded(err, 'NFS_ERR_CONFLICT') && now !== undefined && !this.#ownership.owns(now)) throw new NotOwner()
+      throw err
+    }
+  }
+
+  async #revokeOwned (start: RunRecord, force: boolean, log: Logger): Promise<RunRecord> {
+    const { targets, clock, retry, events, observer } = this.#deps
+    const runId = start.runId
+    let run = start
     for (const name of Object.keys(run.targets) as TargetName[]) {
       const t = run.targets[name]!
       if (!needsRevoke(t.state)) continue
+      // Checked before each target: ownership can move (a fenced node) between two slow revokes.
+      if (!this.#ownership.owns(run)) throw new NotOwner()
       if (!force && t.nextAttemptAt !== null && Date.parse(t.nextAttemptAt) > clock().getTime()) continue
       const target = targets.get(name)
       if (target === undefined) {
@@ -124,7 +177,7 @@ export class Revoker {
       // An end marks its targets `revoking` already, and a retry of revoke_failed keeps that state until it is
       // settled; only a target still `provisioned` (a run ended by an older daemon) gets its own write first.
       if (t.state === 'provisioned' || t.state === 'provisioning') {
-        run = await this.record(runId, 'revoking', r => {
+        run = await this.#ownerRecord(runId, 'revoking', r => {
           r.targets[name]!.state = 'revoking'
           return r
         })
@@ -141,7 +194,7 @@ export class Revoker {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9
       observer?.revoked(name, failure === null, seconds)
       if (failure === null) {
-        run = await this.record(runId, 'revoked', r => {
+        run = await this.#ownerRecord(runId, 'revoked', r => {
           const rec = r.targets[name]!
           rec.state = 'revoked'
           rec.revokedAt = clock().toISOString()
@@ -154,7 +207,7 @@ export class Revoker {
         continue
       }
       const code = isCoded(failure) ? failure.code : 'NFS_ERR_REVOKE_FAILED'
-      run = await this.record(runId, 'revoke_failed', r => {
+      run = await this.#ownerRecord(runId, 'revoke_failed', r => {
         const rec = r.targets[name]!
         rec.state = 'revoke_failed'
         rec.attempts += 1

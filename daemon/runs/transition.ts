@@ -1,7 +1,7 @@
 // Compare-and-swap on a run record, retried when another writer got there first (the watcher and the API may both
 // try to end the same run): the change is re-applied to the fresh record, and may decline by returning null.
 import { isCoded } from '../errors.js'
-import type { RunLedger } from '../store/run-ledger.js'
+import type { RunLedger, UpdateOptions } from '../store/run-ledger.js'
 import type { RunRecord } from '../types.js'
 
 type Change = (run: RunRecord) => RunRecord | null
@@ -22,14 +22,14 @@ async function retried<T> (ledger: RunLedger, runId: string, step: (version: num
 }
 
 /** A durable change: it counts only once written (a storage error rejects and leaves the record as it was). */
-export async function withRun (ledger: RunLedger, runId: string, change: Change): Promise<RunRecord> {
-  return await retried(ledger, runId, async version => await ledger.update(runId, version, change))
+export async function withRun (ledger: RunLedger, runId: string, change: Change, opts?: UpdateOptions): Promise<RunRecord> {
+  return await retried(ledger, runId, async version => await ledger.update(runId, version, change, opts))
 }
 
 /**
  * A change that must hold even when the ledger cannot be written (a full disk): the revoke path, which is
  * idempotent and must not wait for space. `durable: false` says the change lives in memory only for now.
  */
-export async function recordRun (ledger: RunLedger, runId: string, change: Change): Promise<{ run: RunRecord, durable: boolean }> {
-  return await retried(ledger, runId, async version => await ledger.updateBestEffort(runId, version, change))
+export async function recordRun (ledger: RunLedger, runId: string, change: Change, opts?: UpdateOptions): Promise<{ run: RunRecord, durable: boolean }> {
+  return await retried(ledger, runId, async version => await ledger.updateBestEffort(runId, version, change, opts))
 }

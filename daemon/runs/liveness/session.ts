@@ -7,23 +7,27 @@ import { logPidOnHost } from '../observe.js'
 import type { Probes } from '../probes.js'
 import type { SlurmJobState } from './slurm.js'
 
+/** Which host-only signals to read (reach.ts): both on the head's own host, neither for a head elsewhere. */
+export interface HostSignals { pid: boolean, lock: boolean }
+const ALL: HostSignals = { pid: true, lock: true }
+
 /**
  * Is the run's Nextflow session alive, apart from the wrapper? The session lock held, the Nextflow pid of our
  * session alive (from the log on this host, or a `-bg` pid file written since the run began), or its Slurm job.
  */
-export async function sessionAlive (probes: Probes, run: RunRecord, host: string): Promise<boolean> {
-  const signals = await sessionSignals(probes, run, host)
+export async function sessionAlive (probes: Probes, run: RunRecord, host: string, read: HostSignals = ALL): Promise<boolean> {
+  const signals = await sessionSignals(probes, run, host, read)
   return signals.probes.some(p => p === true) && signals.history !== 'OK' && signals.history !== 'ERR'
 }
 
-export async function sessionSignals (probes: Probes, run: RunRecord, host: string): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, slurm: SlurmJobState | null, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null, version: string | null }> {
+export async function sessionSignals (probes: Probes, run: RunRecord, host: string, read: HostSignals = ALL): Promise<{ history: 'running' | 'OK' | 'ERR' | null, probes: Array<boolean | null>, slurm: SlurmJobState | null, runName: string | null, pid: number | null, goodbye: { aborted: boolean } | null, version: string | null }> {
   const obs = await probes.observe({ launchDir: run.launchDir, uid: run.uid, sessionId: run.sessionId, historyMark: run.historyMark, runName: run.runName })
   const out: Array<boolean | null> = []
   const sessionId = obs.history?.sessionId ?? run.sessionId
-  out.push((await probes.sessionLock(run.launchDir, sessionId, run.uid)).held)
-  let pid = logPidOnHost(obs.log, host, run.slurmJobId !== null)
+  if (read.lock) out.push((await probes.sessionLock(run.launchDir, sessionId, run.uid)).held)
+  let pid = read.pid ? logPidOnHost(obs.log, host, run.slurmJobId !== null) : null
   if (pid !== null) out.push(await probes.processAlive(pid, null))
-  if (obs.pidFile !== null && obs.pidFile.mtimeMs >= Date.parse(run.createdAt) - 2000) {
+  if (read.pid && obs.pidFile !== null && obs.pidFile.mtimeMs >= Date.parse(run.createdAt) - 2000) {
     out.push(await probes.processAlive(obs.pidFile.pid, null))
     pid ??= obs.pidFile.pid
   }
