@@ -2,6 +2,7 @@
 // the pacing has to be one bucket for the whole daemon, not one per run: a burst of runs starting together must
 // queue behind each other instead of each believing it has the full rate to itself.
 import { performance } from 'node:perf_hooks'
+import { realTimers, type TimerHandle, type Timers } from '../../daemon/os/timers.js'
 
 export interface TokenBucketOptions {
   /** how many calls may go out back to back after an idle spell; 1 paces every call evenly */
@@ -12,7 +13,8 @@ export interface TokenBucketOptions {
    * head room keeps the count per second at the far end at or below the configured rate.
    */
   slack?: number
-  now?: () => number
+  /** the clock and timers (tests move them by hand); by default performance.now() and the process's timers */
+  timers?: Timers
 }
 
 /**
@@ -23,18 +25,18 @@ export interface TokenBucketOptions {
 export class TokenBucket {
   readonly #intervalMs: number
   readonly #toleranceMs: number
-  readonly #now: () => number
+  readonly #timers: Timers
   readonly #queue: Array<() => void> = []
   /** theoretical arrival time of the next call */
   #tat = -Infinity
-  #timer: NodeJS.Timeout | undefined
+  #timer: TimerHandle | undefined
 
   constructor (ratePerSecond: number, opts: TokenBucketOptions = {}) {
     if (!(ratePerSecond > 0)) throw new RangeError('ratePerSecond must be positive')
     const burst = Math.max(1, Math.floor(opts.burst ?? 1))
     this.#intervalMs = (1000 / ratePerSecond) * (1 + (opts.slack ?? 0.05))
     this.#toleranceMs = (burst - 1) * this.#intervalMs
-    this.#now = opts.now ?? (() => performance.now())
+    this.#timers = opts.timers ?? { ...realTimers, now: () => performance.now() }
   }
 
   /** Resolves when the caller may make one call. */
@@ -48,11 +50,11 @@ export class TokenBucket {
   #pump (): void {
     if (this.#timer !== undefined) return
     while (this.#queue.length > 0) {
-      const now = this.#now()
+      const now = this.#timers.now()
       const tat = Math.max(this.#tat, now)
       const wait = tat - this.#toleranceMs - now
       if (wait > 0) {
-        this.#timer = setTimeout(() => { this.#timer = undefined; this.#pump() }, Math.ceil(wait))
+        this.#timer = this.#timers.setTimeout(() => { this.#timer = undefined; this.#pump() }, Math.ceil(wait))
         return
       }
       this.#tat = tat + this.#intervalMs

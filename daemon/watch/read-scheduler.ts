@@ -4,6 +4,7 @@
 // last), a torn read asks for another (history is rewritten in place), and a dir with a live run is read again every
 // interval, so that an event lost under load (or never raised, as on a network filesystem) cannot hide its end.
 // One scheduler per watch group; stop() cancels every timer it set.
+import { realTimers, type TimerHandle, type Timers } from '../os/timers.js'
 
 export interface ReadWhat { history: boolean, log: boolean }
 
@@ -20,23 +21,27 @@ export interface ReadSchedulerOptions {
   /** read the dir; null when it is no longer watched */
   read: (dir: string, what: ReadWhat) => Promise<ReadOutcome | null>
   onError: (dir: string, err: unknown) => void
+  /** the clock and timers (tests move them by hand); the process's own when left out */
+  timers?: Timers
 }
 
-interface Pending extends ReadWhat { timer: NodeJS.Timeout, tries: number }
+interface Pending extends ReadWhat { timer: TimerHandle, tries: number }
 
 /** Torn reads retried at most this many times in a row. */
 const MAX_RETRIES = 5
 
 export class ReadScheduler {
   readonly #o: ReadSchedulerOptions
+  readonly #t: Timers
   readonly #pending = new Map<string, Pending>()
   readonly #reads = new Map<string, Promise<void>>()
   readonly #lastRead = new Map<string, number>()
-  readonly #recheck = new Map<string, NodeJS.Timeout>()
+  readonly #recheck = new Map<string, TimerHandle>()
   #stopped = false
 
   constructor (o: ReadSchedulerOptions) {
     this.#o = o
+    this.#t = o.timers ?? realTimers
   }
 
   schedule (dir: string, what: ReadWhat, tries = 0): void {
@@ -48,12 +53,12 @@ export class ReadScheduler {
       p.tries = Math.max(p.tries, tries)
       return
     }
-    const since = Date.now() - (this.#lastRead.get(dir) ?? 0)
+    const since = this.#t.now() - (this.#lastRead.get(dir) ?? 0)
     const entry: Pending = {
       history: what.history,
       log: what.log,
       tries,
-      timer: setTimeout(() => { this.#queue(dir, entry) }, Math.max(0, this.#o.debounceMs - since))
+      timer: this.#t.setTimeout(() => { this.#queue(dir, entry) }, Math.max(0, this.#o.debounceMs - since))
     }
     this.#pending.set(dir, entry)
   }
@@ -61,18 +66,18 @@ export class ReadScheduler {
   /** The dir is no longer watched: drop what is waiting for it. */
   forget (dir: string): void {
     const p = this.#pending.get(dir)
-    if (p !== undefined) clearTimeout(p.timer)
+    if (p !== undefined) this.#t.clearTimeout(p.timer)
     this.#pending.delete(dir)
     const r = this.#recheck.get(dir)
-    if (r !== undefined) clearTimeout(r)
+    if (r !== undefined) this.#t.clearTimeout(r)
     this.#recheck.delete(dir)
     this.#lastRead.delete(dir)
   }
 
   stop (): void {
     this.#stopped = true
-    for (const p of this.#pending.values()) clearTimeout(p.timer)
-    for (const r of this.#recheck.values()) clearTimeout(r)
+    for (const p of this.#pending.values()) this.#t.clearTimeout(p.timer)
+    for (const r of this.#recheck.values()) this.#t.clearTimeout(r)
     this.#pending.clear()
     this.#recheck.clear()
   }
@@ -88,12 +93,12 @@ export class ReadScheduler {
 
   async #read (dir: string, p: Pending): Promise<void> {
     if (this.#stopped) return
-    this.#lastRead.set(dir, Date.now())
+    this.#lastRead.set(dir, this.#t.now())
     const out = await this.#o.read(dir, { history: p.history, log: p.log })
     if (out === null || this.#stopped) return
     if (out.retry && p.tries < MAX_RETRIES) this.schedule(dir, { history: true, log: false }, p.tries + 1)
     if (out.live && !this.#recheck.has(dir)) {
-      const timer = setTimeout(() => {
+      const timer = this.#t.setTimeout(() => {
         this.#recheck.delete(dir)
         this.schedule(dir, { history: true, log: true })
       }, this.#o.intervalMs())

@@ -6,6 +6,7 @@ import t from 'tap'
 import { buildTags, requestToken, runIdFromName, secretName, isValidPrefix } from '../../adapters/aws/naming.js'
 import { backoffMs, describeError, isRetryable, isThrottle, withRetry } from '../../adapters/aws/retry.js'
 import { Semaphore, TokenBucket } from '../../adapters/aws/throttle.js'
+import { ManualTimers } from '../helpers/manual-timers.js'
 
 const awsError = (name: string, status?: number, extra: object = {}): Error =>
   Object.assign(new Error('some text that must not matter'), { name, ...(status !== undefined ? { $metadata: { httpStatusCode: status } } : {}), ...extra })
@@ -74,16 +75,17 @@ t.test('names, run ids and request tokens', async (t) => {
 })
 
 t.test('token bucket: a burst, then one call per interval timed from the grant', async (t) => {
-  let now = 1000
-  const bucket = new TokenBucket(10, { burst: 2, slack: 0, now: () => now })
+  const timers = new ManualTimers(1000)
+  const bucket = new TokenBucket(10, { burst: 2, slack: 0, timers })
   const granted: number[] = []
   const takes = [0, 1, 2, 3].map(async (i) => { await bucket.take(); granted.push(i) })
-  await new Promise((resolve) => setImmediate(resolve))
+  await timers.advance(0)
   t.same(granted, [0, 1], 'the burst goes at once, the rest waits')
-  now += 100
-  await new Promise((resolve) => setTimeout(resolve, 150))
+  await timers.advance(99)
+  t.same(granted, [0, 1], 'not before its time')
+  await timers.advance(1)
   t.same(granted, [0, 1, 2], 'one more per 100 ms of the clock')
-  now += 100
+  await timers.advance(100)
   await Promise.all(takes)
   t.same(granted, [0, 1, 2, 3], 'in arrival order')
 })
@@ -106,16 +108,18 @@ t.test('token bucket: 40/s with a burst of 10 lets 10 go at once and never more 
 })
 
 t.test('token bucket: a late grant pushes the next one back instead of bunching', async (t) => {
-  let now = 0
-  const bucket = new TokenBucket(10, { slack: 0, now: () => now })
+  const timers = new ManualTimers(0)
+  const bucket = new TokenBucket(10, { slack: 0, timers })
   const granted: string[] = []
   const takes = ['a', 'b', 'c'].map(async (i) => { await bucket.take(); granted.push(i) })
-  await new Promise((resolve) => setImmediate(resolve))
+  await timers.advance(0)
   t.same(granted, ['a'])
-  now = 350 // the loop was busy well past the slots b and c were queued for
-  await new Promise((resolve) => setTimeout(resolve, 250))
-  t.same(granted, ['a', 'b'], 'b goes late, and c still waits a full interval after it')
-  now = 450
+  timers.skip(350) // the loop was busy well past the slots b and c were queued for
+  await timers.advance(0)
+  t.same(granted, ['a', 'b'], 'b goes late')
+  await timers.advance(99)
+  t.same(granted, ['a', 'b'], 'and c still waits a full interval after it')
+  await timers.advance(1)
   await Promise.all(takes)
   t.same(granted, ['a', 'b', 'c'])
 })

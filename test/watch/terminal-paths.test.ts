@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { caller } from '../helpers/runs.js'
+import { realProbes, type Probes } from '../../daemon/runs/probes.js'
 import { waitFor, watchFixture, type WatchFixture } from '../helpers/watch.js'
 import { whyNoSlurm } from '../helpers/requires.js'
 
@@ -72,7 +73,9 @@ for (const poll of [false, true]) {
     const nf = await startFakeNextflow({ launchDir: r.launchDir, sessionId: r.sessionId })
     t.teardown(() => nf.close())
     await waitFor('running', () => state(f, r.runId) === 'running')
-    await new Promise(resolve => setTimeout(resolve, 400))
+    // Two whole passes of the monitor, waited for (a run must look dead on two in a row to be ended): no sleep.
+    await f.monitor.tick()
+    await f.monitor.tick()
     t.equal(state(f, r.runId), 'running', 'a live session (lock held, pid alive) is left alone')
     await nf.kill()
     await ended(f, r.runId, 'killed')
@@ -81,7 +84,11 @@ for (const poll of [false, true]) {
   })
 
   t.test(`${mode}: a head in a Slurm job: alive while the job runs, killed when it is gone`, { skip: whyNoSlurm() }, async t => {
-    const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }], monitorMs: 150 })
+    // Slurm's answers counted, so the test knows when the monitor has heard of the job running (it asks off its pass).
+    const probes = realProbes()
+    let answers = 0
+    const counted: Probes = { ...probes, slurmRefresh: async (ids) => { const ok = await probes.slurmRefresh(ids); if (ok) answers++; return ok } }
+    const f = await watchFixture(t, { watch: [{ poll, intervalMs: 200 }], monitorMs: 150, probes: counted })
     const job = execFileSync('sbatch', ['--parsable', '--output=/dev/null', '--wrap', 'sleep 120'], { encoding: 'utf8' }).trim().split(';')[0]!
     t.teardown(() => { try { execFileSync('scancel', [job]) } catch {} })
     const r = await armed(f, 'proj-slurm', { slurmJobId: job })
@@ -91,7 +98,11 @@ for (const poll of [false, true]) {
     // The head's JVM on a compute node is invisible from here: only the job says whether it lives.
     await nf.kill()
     await waitFor('the job to run', () => execFileSync('squeue', ['-h', '-j', job, '-o', '%T'], { encoding: 'utf8' }).trim() === 'RUNNING', 15_000, 100)
-    await new Promise(resolve => setTimeout(resolve, 500))
+    // An answer asked for after the job ran, then two whole passes reading it (dead twice in a row would end the run).
+    const seen = answers
+    await waitFor('Slurm to answer again', () => answers >= seen + 2, 15_000)
+    await f.monitor.tick()
+    await f.monitor.tick()
     t.equal(state(f, r.runId), 'running', 'the Slurm job still runs: the run stays')
     execFileSync('scancel', [job])
     await ended(f, r.runId, 'killed', 20_000)
