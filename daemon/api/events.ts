@@ -11,7 +11,7 @@ import { keepAlive, pingInterval } from './ws-heartbeat.js'
 /**
  * Pure visibility rule: what of `event` the caller may see, or null. Admins see all, users their own events; a
  * workspace member sees another member's events of that workspace, but a run's `names` only as far as the workspace
- * itself holds them: the rest came from that member's personal secrets, which nobody else may list (SPEC 4).
+ * itself holds them: the rest came from that member's user secrets, which nobody else may list (SPEC 4).
  */
 export function eventFor (caller: Caller, event: NfsEvent, store: Pick<SecretsStore, 'getWorkspace' | 'listSecrets'>): NfsEvent | null {
   if (caller.isAdmin || event.user === caller.user) return event

@@ -23,7 +23,7 @@ const UpdateBody = Type.Object({
   workspace: Type.Optional(Type.String({ maxLength: 200 }))
 }, { additionalProperties: false })
 
-/** The workspace a request names, checked to exist; null for the caller's personal scope. */
+/** The workspace a request names, checked to exist; null for the caller's user secrets (scope user:NAME; the implicit workspace `personal`). */
 export function workspaceOf (deps: ServerDeps, name: string | undefined): Workspace | null {
   if (name === undefined || name === '' || name === PERSONAL) return null
   const ws = deps.store.getWorkspace(name)
@@ -75,7 +75,7 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
       readable(caller, ws)
       scopes.push(workspaceScope(ws.name))
     } else if (workspace === undefined) {
-      // No workspace named: the caller's own secrets and those of every workspace they may read.
+      // No workspace named: the caller's user secrets and those of every workspace they may read.
       for (const ws of deps.store.listWorkspaces()) {
         if (can(caller, 'secrets.read', ws)) scopes.push(workspaceScope(ws.name))
       }

@@ -20,7 +20,7 @@ export type OptionValues = Record<string, string | boolean | string[] | boolean[
 export const GLOBAL_OPTIONS = {
   socket: { type: 'string', description: 'the daemon\'s socket (default: NF_SECRETS_SOCKET, your user daemon\'s, the system one)' },
   json: { type: 'boolean', description: 'answers, and errors on stderr, as JSON' },
-  workspace: { type: 'string', short: 'w', description: 'the workspace (default: NF_SECRETS_WORKSPACE; none: your personal secrets)' },
+  workspace: { type: 'string', short: 'w', description: 'the workspace (default: NF_SECRETS_WORKSPACE; none: your user secrets)' },
   help: { type: 'boolean', short: 'h', description: 'this help' },
   version: { type: 'boolean', description: 'the version of nf-secrets' }
 } as const satisfies OptionSpecs

@@ -8,7 +8,7 @@ import { EXIT } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
 import { checkedConnection, CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText } from './output.js'
-import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, scanRequestOf } from './least-privilege.js'
+import { leastPrivilege, PROVISION_OPTIONS, scanRequestOf } from './least-privilege.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface ExitMessage { type: 'exit', state: string, exitCode: number | null, signal: string | null }
@@ -169,7 +169,7 @@ export const launchCommands: Command[] = [
     path: ['launch'],
     usage: '[--target hpc,aws] [--only A,B | --all] [--allow-missing] [-w W] [--detach] [--] CMD ...',
     summary: 'the daemon runs CMD under a terminal as you, in this dir, with the run\'s secrets; attaches unless --detach',
-    options: { target: { type: 'string' }, only: { type: 'string' }, ...LEAST_PRIVILEGE_OPTIONS, detach: { type: 'boolean' } },
+    options: { ...PROVISION_OPTIONS, detach: { type: 'boolean', description: 'print the run id and return; attach later with nf-secrets attach RUN' } },
     positionals: [1, Infinity],
     passthrough: true,
     run: launchCommand

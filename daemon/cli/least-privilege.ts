@@ -22,8 +22,15 @@ import { safeText } from './output.js'
 
 /** The options every provisioning command takes for least privilege. */
 export const LEAST_PRIVILEGE_OPTIONS: OptionSpecs = {
-  all: { type: 'boolean' },
-  'allow-missing': { type: 'boolean' }
+  all: { type: 'boolean', description: 'every secret that resolves, not only those the pipeline references' },
+  'allow-missing': { type: 'boolean', description: 'run even when a referenced secret resolves to nothing' }
+}
+
+/** The options of every command that provisions a run (run, arm, launch, sbatch). */
+export const PROVISION_OPTIONS: OptionSpecs = {
+  target: { type: 'string', description: 'where the secrets go: hpc, aws or both, comma-separated (default: the daemon\'s runs.defaultTargets)' },
+  only: { type: 'string', description: 'exactly these secrets, comma-separated (wins over the pipeline scan and --all)' },
+  ...LEAST_PRIVILEGE_OPTIONS
 }
 
 /** A pipeline file is source code: anything larger is not read (and not scanned). */

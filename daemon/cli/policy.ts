@@ -39,11 +39,11 @@ export const policyCommands: Command[] = [
     usage: 'NAME --account ID --region R [--execution-role NAME] [--prefix P] [--kms-key ARN]',
     summary: 'print a ready IAM policy document (prefix and region default to the daemon\'s aws config)',
     options: {
-      account: { type: 'string' },
-      region: { type: 'string' },
-      'execution-role': { type: 'string' },
-      prefix: { type: 'string' },
-      'kms-key': { type: 'string' }
+      account: { type: 'string', description: 'the AWS account id' },
+      region: { type: 'string', description: 'the AWS region (default: the daemon\'s aws.region)' },
+      'execution-role': { type: 'string', description: 'the Batch execution role\'s name, for the policies that name it' },
+      prefix: { type: 'string', description: 'the secrets\' name prefix (default: the daemon\'s aws.prefix)' },
+      'kms-key': { type: 'string', description: 'the KMS key ARN, when the secrets use a key of your account\'s' }
     },
     positionals: [1, 1],
     async run (ctx) {

@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { resolve } from 'node:path'
 import { nfsError } from '../errors.js'
-import type { Command, CommandContext, OptionSpecs } from './args.js'
+import type { Command, CommandContext } from './args.js'
 import { cell, renderFields, renderTable, safeText, shortTime } from './output.js'
-import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, pipelineRequest, scanRequestOf } from './least-privilege.js'
+import { leastPrivilege, pipelineRequest, PROVISION_OPTIONS, scanRequestOf } from './least-privilege.js'
 
 export interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface RunView {
@@ -27,12 +27,6 @@ interface RunView {
   host?: string,
   owner?: string | null
   targets: Record<string, { state: string, attempts: number, lastError: { code: string } | null, refs: Array<{ name: string, ref: string }> }>
-}
-
-const PROVISION_OPTIONS: OptionSpecs = {
-  target: { type: 'string' },
-  only: { type: 'string' },
-  ...LEAST_PRIVILEGE_OPTIONS
 }
 
 function list (v: unknown): string[] | undefined {
@@ -162,7 +156,13 @@ export const runsCommands: Command[] = [
     path: ['arm'],
     usage: '[--target ...] [--only A,B | --all] [--allow-missing] [--pipeline P] [--ttl 15m] [--dir D] [--format sh|json] [-w W]',
     summary: 'provision a run for the next Nextflow start in D and print export lines for eval',
-    options: { ...PROVISION_OPTIONS, pipeline: { type: 'string' }, ttl: { type: 'string' }, dir: { type: 'string' }, format: { type: 'string' } },
+    options: {
+      ...PROVISION_OPTIONS,
+      pipeline: { type: 'string', description: 'the pipeline to scan for the secrets it references (default: the one in D)' },
+      ttl: { type: 'string', description: 'revoke if Nextflow has not started by then: 90, 90s, 15m, 2h (default: the daemon\'s runs.defaultTtlSeconds, 15m)' },
+      dir: { type: 'string', description: 'the launch dir Nextflow will start in (default: this dir)' },
+      format: { type: 'string', description: 'sh: export lines for eval (default); json: the run as JSON' }
+    },
     positionals: [0, 0],
     async run (ctx) {
       const format = (ctx.options.format as string | undefined) ?? (ctx.global.json ? 'json' : 'sh')
@@ -179,7 +179,7 @@ export const runsCommands: Command[] = [
     path: ['runs', 'list'],
     usage: '[--all]',
     summary: 'your runs that are live or still hold secrets (--all: every run in the ledger)',
-    options: { all: { type: 'boolean' } },
+    options: { all: { type: 'boolean', description: 'every run in the ledger, ended ones too' } },
     positionals: [0, 0],
     async run (ctx) {
       const rows = await ctx.client().request<RunView[]>('GET', '/runs', { query: { all: ctx.options.all === true ? 'true' : undefined } })

@@ -15,7 +15,7 @@ import { resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
 import { safeText } from './output.js'
-import { leastPrivilege, LEAST_PRIVILEGE_OPTIONS, pipelineRequest } from './least-privilege.js'
+import { leastPrivilege, pipelineRequest, PROVISION_OPTIONS } from './least-privilege.js'
 
 interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 
@@ -150,7 +150,11 @@ export const sbatchCommands: Command[] = [
     path: ['sbatch'],
     usage: '[--target hpc,aws] [--only A,B | --all] [--allow-missing] [--pipeline P] [--dir D] [-w W] [SBATCH OPTIONS] SCRIPT [ARGS]',
     summary: 'submit a Nextflow head job with a run tied to it: the job id on stdout (as sbatch --parsable), the run id on stderr',
-    options: { target: { type: 'string' }, only: { type: 'string' }, ...LEAST_PRIVILEGE_OPTIONS, pipeline: { type: 'string' }, dir: { type: 'string' } },
+    options: {
+      ...PROVISION_OPTIONS,
+      pipeline: { type: 'string', description: 'the pipeline to scan for the secrets it references (default: the one in D)' },
+      dir: { type: 'string', description: 'the launch dir the job\'s Nextflow runs in (default: this dir)' }
+    },
     positionals: [0, Infinity],
     passthrough: 'options',
     run: sbatchCommand

@@ -145,7 +145,11 @@ export const secretsImportCommands: Command[] = [
     path: ['secrets', 'import'],
     usage: '--from-nextflow [FILE] [-w W] [--overwrite] [--shred]',
     summary: 'import Nextflow\'s plaintext store (default $NXF_SECRETS_FILE, else ~/.nextflow/secrets/store.json), all or nothing; --shred then removes it and the .nf-*.secrets files beside it',
-    options: { 'from-nextflow': { type: 'boolean' }, overwrite: { type: 'boolean' }, shred: { type: 'boolean' } },
+    options: {
+      'from-nextflow': { type: 'boolean', description: 'FILE is in Nextflow\'s store format (the only format there is)' },
+      overwrite: { type: 'boolean', description: 'replace a secret you already have, instead of skipping it' },
+      shred: { type: 'boolean', description: 'once stored: zero-fill and remove FILE and every .nf-*.secrets beside it' }
+    },
     positionals: [0, 1],
     run: importCommand
   }

@@ -18,8 +18,8 @@ export function secretsTable (rows: SecretMeta[]): string {
 }
 
 /**
- * Pure: with -w W only W's secrets (the daemon's answer also holds the caller's personal ones, which `secrets list -w`
- * mixed in without saying so); without -w, every row (personal and each workspace's, the scope column tells them apart).
+ * Pure: with -w W only W's secrets (the daemon's answer also holds the caller's user secrets, which `secrets list -w`
+ * mixed in without saying so); without -w, every row (user secrets and each workspace's, the scope column tells them apart).
  */
 export function onlyScope (rows: SecretMeta[], workspace: string | undefined): SecretMeta[] {
   return workspace === undefined ? rows : rows.filter(s => s.scope === `workspace:${workspace}`)
@@ -27,7 +27,7 @@ export function onlyScope (rows: SecretMeta[], workspace: string | undefined): S
 
 /**
  * Pure: the one secret `secrets show NAME` means among the rows of GET /secrets: with -w W the workspace's own, else
- * the caller's personal one (scope user:...).
+ * the caller's user secret (scope user:NAME).
  */
 export function pickSecret (rows: readonly SecretMeta[], name: string, workspace: string | undefined): SecretMeta | undefined {
   return rows.find(s => s.name === name && (workspace === undefined ? s.scope.startsWith('user:') : s.scope === `workspace:${workspace}`))
@@ -40,7 +40,7 @@ export function secretDetail (s: SecretMeta): string {
 }
 
 export function resolvedTable (rows: Resolved[], workspace: string | undefined): string {
-  if (rows.length === 0) return `A run in ${workspace ?? 'personal'} would get no secrets.\n`
+  if (rows.length === 0) return `A run ${workspace !== undefined ? `in workspace ${workspace}` : 'with your user secrets alone'} would get no secrets.\n`
   return renderTable(['NAME', 'SOURCE', 'SCOPE'], rows.map(r => [r.name, r.source, r.scope]))
 }
 
@@ -115,7 +115,7 @@ export const secretsCommands: Command[] = [
   {
     path: ['secrets', 'list'],
     usage: '[-w WORKSPACE]',
-    summary: 'names and metadata of your secrets and your workspaces\' (with -w: that workspace\'s only); never values',
+    summary: 'names and metadata of your user secrets and your workspaces\' secrets (with -w: that workspace\'s only); never values',
     positionals: [0, 0],
     async run (ctx) {
       const all = await ctx.client().request<SecretMeta[]>('GET', '/secrets', { query: { workspace: ctx.global.workspace } })
@@ -144,7 +144,7 @@ export const secretsCommands: Command[] = [
   {
     path: ['secrets', 'add'],
     usage: valueUsage,
-    summary: 'create a secret: in WORKSPACE with -w, else your own',
+    summary: 'create a secret: in WORKSPACE with -w, else one of your user secrets',
     options: VALUE_OPTIONS,
     positionals: [1, 1],
     extraPositionals: VALUE_IN_ARGV,
@@ -166,7 +166,7 @@ export const secretsCommands: Command[] = [
   {
     path: ['secrets', 'set'],
     usage: valueUsage,
-    summary: 'create a secret or replace its value (Nextflow\'s verb): in WORKSPACE with -w, else your personal one',
+    summary: 'create a secret or replace its value (Nextflow\'s verb): in WORKSPACE with -w, else one of your user secrets',
     options: VALUE_OPTIONS,
     positionals: [1, 1],
     extraPositionals: VALUE_IN_ARGV,
@@ -192,8 +192,8 @@ export const secretsCommands: Command[] = [
   {
     path: ['secrets', 'resolve'],
     usage: '[-w WORKSPACE] [--pipeline PATH]',
-    summary: 'what a run in WORKSPACE would get: each name and whether it comes from your user or the workspace; with --pipeline, a run of that pipeline, and the names it references that resolve to nothing',
-    options: { pipeline: { type: 'string' } },
+    summary: 'what a run in WORKSPACE would get: each name and whether it comes from your user secrets or the workspace; with --pipeline, a run of that pipeline, and the names it references that resolve to nothing',
+    options: { pipeline: { type: 'string', description: 'a pipeline (a main script or its dir): only the secrets it references' } },
     positionals: [0, 0],
     async run (ctx) {
       if (typeof ctx.options.pipeline === 'string') return await resolvePipeline(ctx, ctx.options.pipeline)

@@ -34,7 +34,12 @@ export const watchCommands: Command[] = [
     path: ['watch', 'add'],
     usage: 'DIR [--target aws,...] [--poll] [--interval MS] [--depth N] [-w W]',
     summary: 'watch DIR for Nextflow runs (--poll on NFS, Lustre, GPFS); with targets, unclaimed starts become auto-runs',
-    options: { target: { type: 'string', multiple: true }, poll: { type: 'boolean' }, interval: { type: 'string' }, depth: { type: 'string' } },
+    options: {
+      target: { type: 'string', multiple: true, description: 'targets of the auto-runs of unclaimed starts (none: watch only)' },
+      poll: { type: 'boolean', description: 'poll instead of inotify (NFS, Lustre, GPFS: writes from other nodes raise no event)' },
+      interval: { type: 'string', description: 'the poll interval in ms (100 to 600000; at least the daemon\'s limit for non-admins)' },
+      depth: { type: 'string', description: 'how many levels below DIR to look for launch dirs (0 to 16)' }
+    },
     positionals: [1, 1],
     async run (ctx) {
       const targets = targetList(ctx.options.target)

@@ -61,7 +61,7 @@ export const workspacesCommands: Command[] = [
     path: ['workspaces', 'create'],
     usage: 'W [--owner USER]',
     summary: 'create a workspace (system admins)',
-    options: { owner: { type: 'string' } },
+    options: { owner: { type: 'string', description: 'make USER its owner at once' } },
     positionals: [1, 1],
     async run (ctx) {
       const owner = ctx.options.owner
