@@ -12,7 +12,7 @@ import type { RunLedger } from '../store/run-ledger.js'
 import { Lanes } from './lanes.js'
 import type { RunOwnership } from './ownership.js'
 import type { Revoker } from './revoker.js'
-import type { EndRequest, EndState, RunLifecycle } from './service.js'
+import type { EndRequest, EndState, RunChecks, RunLifecycle } from './service.js'
 import { dollarWarning, isExpired, verdict } from './policy.js'
 import type { Probes } from './probes.js'
 import { warnRun } from './warn.js'
@@ -46,7 +46,7 @@ export interface MonitorDeps {
   logger: Logger
 }
 
-export class Monitor {
+export class Monitor implements RunChecks {
   readonly #deps: MonitorDeps
   readonly #probes: Probes
   readonly #log: Logger

@@ -75,6 +75,12 @@ export interface RunQueries {
   hasTarget (name: string): boolean
 }
 
+/** The monitor as the watcher sees it: a file event in a launch dir asks for a check of its live runs now. */
+export interface RunChecks {
+  /** check one live run now, serialised with the monitor's pass (a run another node owns is left alone) */
+  checkRun (runId: string): Promise<void>
+}
+
 /** The end of a run as a door reports it: the state it ends in (never back to armed or running). */
 export type EndState = Exclude<RunState, 'armed' | 'running'>
 

@@ -12,8 +12,7 @@ import { isCoded } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
-import type { Monitor } from '../runs/monitor.js'
-import type { RunLifecycle } from '../runs/service.js'
+import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from '../nextflow/history-file.js'
@@ -69,7 +68,7 @@ async function withFileIndex (launchDir: string, uid: number, record: HistoryRec
 
 export interface AutoRunDeps {
   runs: RunLifecycle
-  monitor: Monitor
+  monitor: RunChecks
   users: UserDirectory
   events: EventBus
   logger: Logger

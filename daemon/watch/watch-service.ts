@@ -13,8 +13,7 @@ import { isCoded, nfsError } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
-import type { Monitor } from '../runs/monitor.js'
-import type { RunLifecycle } from '../runs/service.js'
+import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js'
 import type { Caller } from '../types.js'
@@ -29,7 +28,7 @@ export interface WatchServiceDeps {
   runs: RunLifecycle
   /** the store's own face, for the workspace a watch names */
   workspaces: Pick<SecretsStore, 'getWorkspace'>
-  monitor: Monitor
+  monitor: RunChecks
   users: UserDirectory
   events: EventBus
   logger: Logger
