@@ -10,6 +10,9 @@ import { loadKey } from './store/key.js'
 import { rotateKey, type RotateKeyResult } from './store/secrets-store.js'
 
 export async function rotateKeyCommand (config: Config, newKeyFile: string | undefined): Promise<RotateKeyResult> {
+  // The cluster's secrets are in etcd, not in this state dir: re-encrypting store.json would leave etcd under the old
+  // key while this node loads the new one (and then refuses to start, NFS_ERR_KEY). Not supported yet (docs/cluster.md).
+  if (config.cluster !== undefined) throw nfsError('NFS_ERR_CONFIG', [config.configFile ?? 'the config', 'rotate-key works on a single node\'s store.json only; in cluster mode the key cannot be rotated yet (docs/cluster.md)'])
   if (await probeSocket(config.socket)) throw nfsError('NFS_ERR_CONFLICT', [`the daemon is running on ${config.socket}; stop it before rotate-key`])
   // A daemon on another socket (or another node) would write the store back under the old key: its lock says so.
   const lock = await lockStateDir(config.stateDir, hostname())
