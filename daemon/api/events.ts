@@ -1,9 +1,9 @@
 // GET /events: a WebSocket of domain events, one JSON object a message, filtered to what concerns the caller.
 import type { FastifyInstance } from 'fastify'
-import { roleIn } from '../access.js'
+import { roleIn } from '../rules/access.js'
 import type { Caller } from '../types.js'
 import type { NfsEvent } from '../events.js'
-import { workspaceScope } from '../resolve.js'
+import { workspaceScope } from '../rules/resolve.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { upgradeRequired } from '../client-errors.js'
 import { keepAlive, pingInterval } from './ws-heartbeat.js'

@@ -3,7 +3,7 @@
 // body by accident, and the output is byte for byte what JSON.stringify gave for the same objects (the order is
 // that of toMeta() and resolveSecrets(); a test compares the two).
 import { Type, type Static } from '@sinclair/typebox'
-import type { Resolved } from '../resolve.js'
+import type { Resolved } from '../rules/resolve.js'
 import type { Scope, SecretMeta } from '../types.js'
 
 // `type: [string, null]` rather than a union: fast-json-stringify serialises a type list inline, while an anyOf

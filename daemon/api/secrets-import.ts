@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import { nfsError } from '../errors.js'
 import { SecretValue } from '../secret-value.js'
-import { checkSecretName, checkSecretValue } from '../validate.js'
+import { checkSecretName, checkSecretValue } from '../rules/validate.js'
 import { workspaceOf, writableScope } from './secrets.js'
 
 const ImportBody = Type.Object({

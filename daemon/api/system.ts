@@ -1,6 +1,6 @@
 // GET /health, /whoami, /status.
 import type { FastifyInstance } from 'fastify'
-import { rolesOf } from '../access.js'
+import { rolesOf } from '../rules/access.js'
 
 export default async function systemApi (api: FastifyInstance): Promise<void> {
   const { deps } = api

@@ -1,9 +1,9 @@
 // /workspaces: create and delete (system admins), members and Unix-group mappings (workspace owners and admins).
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
-import { can, isRole, PERSONAL, roleIn } from '../access.js'
+import { can, isRole, PERSONAL, roleIn } from '../rules/access.js'
 import { nfsError } from '../errors.js'
-import { checkWorkspaceName } from '../validate.js'
+import { checkWorkspaceName } from '../rules/validate.js'
 import type { Role, Workspace } from '../types.js'
 
 const WsParams = Type.Object({ ws: Type.String({ maxLength: 200 }) })

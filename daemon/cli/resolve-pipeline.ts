@@ -1,6 +1,6 @@
 // `secrets resolve --pipeline PATH`: what a run of that pipeline would get (least privilege, SPEC 11), and which of
 // the names it references resolve to nothing (such a run would stop with NFS_ERR_SECRET_MISSING).
-import type { Resolved } from '../resolve.js'
+import type { Resolved } from '../rules/resolve.js'
 import { scanPipeline } from '../nextflow/pipeline-scan.js'
 import type { CommandContext } from './args.js'
 import { CliError } from './client.js'

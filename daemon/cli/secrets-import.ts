@@ -8,7 +8,7 @@ import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, readdi
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { SecretMeta } from '../types.js'
-import { checkSecretValue, isValidSecretName } from '../validate.js'
+import { checkSecretValue, isValidSecretName } from '../rules/validate.js'
 import type { Command, CommandContext } from './args.js'
 import { CliError } from './client.js'
 import { nxfHome } from './least-privilege.js'

@@ -2,7 +2,7 @@
 // the daemon answers with metadata only.
 import { nfsError } from '../errors.js'
 import type { SecretMeta } from '../types.js'
-import type { Resolved } from '../resolve.js'
+import type { Resolved } from '../rules/resolve.js'
 import type { Command, CommandContext } from './args.js'
 import { CliError, type ApiClient } from './client.js'
 import { renderTable, safeText, shortTime } from './output.js'

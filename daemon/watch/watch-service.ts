@@ -7,7 +7,7 @@
 // Admins (uid 0, the admin group) and the config's roots are not limited.
 import { lstat, realpath } from 'node:fs/promises'
 import { isAbsolute, join, resolve, sep } from 'node:path'
-import { can, PERSONAL } from '../access.js'
+import { can, PERSONAL } from '../rules/access.js'
 import type { Config, WatchRoot } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'
 import type { EventBus } from '../events.js'

@@ -4,7 +4,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { BodyCache, etagMatches, etagOf } from '../../daemon/api/body-cache.js'
 import { ResolvedList, SecretList } from '../../daemon/api/secret-schemas.js'
-import { resolveSecrets } from '../../daemon/resolve.js'
+import { resolveSecrets } from '../../daemon/rules/resolve.js'
 import { appFixture } from '../helpers/app.js'
 
 t.test('list and resolution bodies equal JSON.stringify of the same objects', async t => {

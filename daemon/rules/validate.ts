@@ -1,6 +1,6 @@
 // Name and value rules (SPEC section 3), pure. Nextflow hands values to grid tasks as `export NAME="value"` with only
 // `$` escaped, so characters that break or execute inside double quotes are refused, not escaped.
-import { nfsError } from './errors.js'
+import { nfsError } from '../errors.js'
 
 // Nextflow's SecretsHelper.NAME_REGEX, plus its `__` prefix rule and our length bound.
 const NAME_RE = /^[A-Za-z_](?:[0-9A-Za-z]+|(_)(?!\1)){1,49}$/

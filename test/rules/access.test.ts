@@ -1,5 +1,5 @@
 import t from 'tap'
-import { can, roleIn, rolesOf, type Action } from '../../daemon/access.js'
+import { can, roleIn, rolesOf, type Action } from '../../daemon/rules/access.js'
 import { ROLES, type Role, type Workspace } from '../../daemon/types.js'
 
 const ACTIONS: Action[] = ['secrets.read', 'secrets.write', 'runs.launch', 'members.manage', 'workspaces.manage']

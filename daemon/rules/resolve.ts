@@ -1,6 +1,6 @@
 // What a run launched by a user in a workspace gets: every workspace secret, with the user's own secret winning
 // where both have the same name. Pure.
-import type { Scope, SecretMeta } from './types.js'
+import type { Scope, SecretMeta } from '../types.js'
 
 export interface Resolved {
   name: string

@@ -1,5 +1,5 @@
 // The role matrix of SPEC section 4, as pure functions. Every route asks `can()` and nothing else decides access.
-import { ROLES, type Caller, type Role, type Workspace } from './types.js'
+import { ROLES, type Caller, type Role, type Workspace } from '../types.js'
 
 export const PERSONAL = 'personal'
 

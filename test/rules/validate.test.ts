@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkSecretName, checkSecretValue, checkWorkspaceName, isValidSecretName } from '../../daemon/validate.js'
+import { checkSecretName, checkSecretValue, checkWorkspaceName, isValidSecretName } from '../../daemon/rules/validate.js'
 
 function code (fn: () => unknown): string | undefined {
   try {
