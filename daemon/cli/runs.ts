@@ -121,7 +121,7 @@ function runsTable (rows: RunView[]): string {
       Object.entries(r.targets).map(([n, t]) => `${n}:${t.state}`).join(','), shortTime(r.createdAt), r.launchDir]))
 }
 
-/** The line `runs show` prints for a warning code (daemon/runs/policy.ts). */
+/** The line `runs show` prints for a warning code (daemon/runs/run-rules.ts). */
 function warningText (code: string, r: RunView): string {
   if (code === 'nextflow-dollar') return `this run's Nextflow is older than 24.04.2 and expands $ in ${(r.dollarNames ?? []).join(', ')} (see docs/usage.md)`
   return code

@@ -6,7 +6,7 @@ import type { RunLedger } from '../store/run-ledger.js'
 import { withRun } from './transition.js'
 
 export interface Warning {
-  /** stable, kept on the record: `nextflow-dollar` (policy.ts dollarWarning) */
+  /** stable, kept on the record: `nextflow-dollar` (run-rules.ts dollarWarning) */
   code: string
   reason: string
   names: string[]

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { chmodSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { bindToJob, isExpired } from '../../daemon/runs/policy.js'
+import { bindToJob, isExpired } from '../../daemon/runs/run-rules.js'
 import { intentRecord } from '../../daemon/runs/provision.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { canTransition, isExpired, retryDelayMs, stateForExit, verdict } from '../../daemon/runs/policy.js'
+import { canTransition, isExpired, retryDelayMs, stateForExit, verdict } from '../../daemon/runs/run-rules.js'
 import { exportLine, parseDuration, shellQuote } from '../../daemon/cli/runs.js'
 
 t.test('exit status to state', async t => {
