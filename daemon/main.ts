@@ -5,7 +5,7 @@ import { EXIT, exitCodeFor, isCoded } from './errors.js'
 import { loadConfig, type Flags } from './config.js'
 import { packageVersion } from './os/package-root.js'
 import { startDaemon } from './daemon.js'
-import { rotateKeyCommand } from './rotate-key.js'
+import { rotateKeyCommand } from './store/rotate-key-command.js'
 
 const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P] [--state-dir D] [--log-level L] [--node-name N]
        nf-secretsd check-config [same flags]

@@ -2,7 +2,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyError, type FastifyRequest } from 'fastify'
 import websocket from '@fastify/websocket'
 import { isCoded, nfsError } from './errors.js'
-import { clientErrorHandler, frameworkErrors } from './client-errors.js'
+import { clientErrorHandler, frameworkErrors } from './api/client-errors.js'
 import type { ServerDeps } from './deps.js'
 import type { Caller } from './types.js'
 import systemApi from './api/system.js'

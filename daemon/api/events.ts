@@ -5,7 +5,7 @@ import type { Caller } from '../types.js'
 import type { NfsEvent } from '../events.js'
 import { workspaceScope } from '../rules/resolve.js'
 import type { SecretsStore } from '../store/secrets-store.js'
-import { upgradeRequired } from '../client-errors.js'
+import { upgradeRequired } from './client-errors.js'
 import { keepAlive, pingInterval } from './ws-heartbeat.js'
 
 /**

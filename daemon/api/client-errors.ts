@@ -4,7 +4,7 @@
 // coded shape of SPEC section 7, with fixed messages (a rejected request is never echoed: it may hold a value).
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { nfsError } from './errors.js'
+import { nfsError } from '../errors.js'
 
 function codedBody (reason: string): string {
   const err = nfsError('NFS_ERR_BAD_REQUEST', [reason])

@@ -2,12 +2,12 @@
 // would write the store back under the old key from memory.
 import { hostname } from 'node:os'
 import { join } from 'node:path'
-import type { Config } from './config.js'
-import { nfsError } from './errors.js'
-import { probeSocket } from './os/socket.js'
-import { lockStateDir } from './os/state-dir.js'
-import { loadKey } from './store/key.js'
-import { rotateKey, type RotateKeyResult } from './store/secrets-store.js'
+import type { Config } from '../config.js'
+import { nfsError } from '../errors.js'
+import { probeSocket } from '../os/socket.js'
+import { lockStateDir } from '../os/state-dir.js'
+import { loadKey } from './key.js'
+import { rotateKey, type RotateKeyResult } from './secrets-store.js'
 
 export async function rotateKeyCommand (config: Config, newKeyFile: string | undefined): Promise<RotateKeyResult> {
   // The cluster's secrets are in etcd, not in this state dir: re-encrypting store.json would leave etcd under the old
