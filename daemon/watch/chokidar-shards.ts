@@ -8,8 +8,9 @@
 //   instance, hence one instance per batch);
 // - a run's launch dir gets a shard of its own, closed when the run ends, instead of chokidar's unwatch(), which keeps
 //   an ignore matcher per removed path for the life of the instance.
-// In native mode only directories are handed to chokidar: its per-file fs.watch (one more inotify watch and handle per
-// history and log file) is replaced by the directory watches' raw events, which name the file that changed.
+// In native mode only directories are watched: a per-file fs.watch (one more inotify watch and handle per history and
+// log file) is replaced by the directory watches' raw events, which name the file that changed. Native shards are plain
+// fs.watch handles (native-shards.ts, same Shard shape); chokidar does the polling mode.
 import { basename, dirname } from 'node:path'
 import type { Stats } from 'node:fs'
 import { FSWatcher } from 'chokidar'
@@ -37,10 +38,13 @@ export interface ShardHost {
 }
 
 export interface Shard {
-  fsw: FSWatcher
   paths: Set<string>
   /** resolved once the watches are set (or the shard is closed) */
   ready: Promise<void>
+  /** stop watching one of `paths` */
+  unwatch (path: string): void
+  /** dir -> the names watched in it */
+  watched (): Record<string, string[]>
   close (): Promise<void>
 }
 
@@ -64,7 +68,7 @@ export function ignoredPath (h: ShardHost, path: string, stats?: Stats): boolean
 }
 
 /** A chokidar instance watching `paths` (depth 0 each); await `ready` for its watches to be set. */
-export function openShard (h: ShardHost, paths: string[]): Shard {
+export function openChokidarShard (h: ShardHost, paths: string[]): Shard {
   const fsw = new FSWatcher({
     depth: 0,
     // Initial events are taken: a dir or `.nextflow` made between the walk and the watch still comes as an addDir.
@@ -93,14 +97,14 @@ export function openShard (h: ShardHost, paths: string[]): Shard {
   })
   fsw.once('ready', done)
   fsw.add(paths)
-  return { fsw, paths: new Set(paths), ready, close: async () => { done(); await fsw.close() } }
+  return { paths: new Set(paths), ready, unwatch: (path) => { fsw.unwatch(path) }, watched: () => fsw.getWatched(), close: async () => { done(); await fsw.close() } }
 }
 
 /** Union of what the shards watch: dir -> names chokidar tracks in it (tests and diagnostics). */
 export function watchedPaths (shards: Iterable<Shard>): Record<string, string[]> {
   const out: Record<string, Set<string>> = {}
   for (const s of shards) {
-    for (const [dir, names] of Object.entries(s.fsw.getWatched())) {
+    for (const [dir, names] of Object.entries(s.watched())) {
       const set = out[dir] ?? new Set<string>()
       for (const n of names) set.add(n)
       out[dir] = set

@@ -62,6 +62,10 @@ export function readAfterOpen (seed: boolean, dirty: boolean, changedSinceSeed: 
   return !seed || dirty || changedSinceSeed
 }
 
+/** Walks of dirs that appeared together, at once (unbudgeted groups), and first reads of launch dirs in flight. */
+const WALK_FANOUT = 32
+const READ_FANOUT = 32
+
 export class LaunchDirDiscovery<G extends DiscoveryGroup> {
   readonly #h: DiscoveryHost<G>
 
@@ -71,14 +75,44 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
 
   /** Walk `start` (at `level`) down to the group's depth, watch what is new and read the launch dirs in it. */
   async addTree (g: G, start: string, level: number, seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
-    const found = await walkTree(start, level, g.maxDepth, this.#h.fs, this.#h.walkOptions(g))
-    if (found.truncated) this.#h.onTruncated(g, found.dirs.length)
-    if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
-    // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
-    const fresh = unknownDirs(found.dirs, g.dirs)
-    for (const d of fresh) g.dirs.set(d.path, d.level)
-    await this.addLaunchDirs(g, fresh.map(d => d.path), seed, new Set(found.cacheDirs))
-    return { launchDirs: found.launchDirs.length, dirs: found.dirs.length }
+    return await this.addTrees(g, [{ path: start, level }], seed)
+  }
+
+  /**
+   * addTree for several starts at once (dirs that appeared together: a burst of `mkdir`s or a `mv` of many runs into
+   * a root): all that is new is watched in shards of SHARD_PATHS, not in one shard a start. Under a dir budget the
+   * starts are walked one after the other, each charged (its dirs and their `.nextflow`) before the next one asks how
+   * far it may go, as one addTree after another was; without one, WALK_FANOUT at a time.
+   */
+  async addTrees (g: G, starts: readonly TreeDir[], seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
+    const fresh: string[] = []
+    const cacheDirs = new Set<string>()
+    let launchDirs = 0
+    let dirs = 0
+    const todo = starts.filter(s => !g.dirs.has(s.path))
+    for (let i = 0; i < todo.length;) {
+      if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
+      const opts = this.#h.walkOptions(g)
+      // the `.nextflow` dirs of this batch's walks count against the budget before addLaunchDirs watches them
+      if (opts.limit !== undefined) opts.limit = Math.max(0, opts.limit - [...cacheDirs].filter(d => !g.dirs.has(join(d, CACHE_DIR))).length)
+      const chunk = todo.slice(i, i + (opts.limit === undefined ? WALK_FANOUT : 1))
+      i += chunk.length
+      const walked = await Promise.all(chunk.map(async s => await walkTree(s.path, s.level, g.maxDepth, this.#h.fs, opts)))
+      if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
+      for (const found of walked) {
+        if (found.truncated) this.#h.onTruncated(g, found.dirs.length)
+        // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
+        for (const d of unknownDirs(found.dirs, g.dirs)) {
+          g.dirs.set(d.path, d.level)
+          fresh.push(d.path)
+        }
+        for (const c of found.cacheDirs) cacheDirs.add(c)
+        launchDirs += found.launchDirs.length
+        dirs += found.dirs.length
+      }
+    }
+    await this.addLaunchDirs(g, fresh, seed, cacheDirs)
+    return { launchDirs, dirs }
   }
 
   /**
@@ -87,6 +121,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
    * to hold a `.nextflow` (from a walk); without it each dir is looked at.
    */
   async addLaunchDirs (g: G, dirs: string[], seed: boolean, withCache?: Set<string>): Promise<void> {
+    const reading = new Set<Promise<void>>()
     for (let i = 0; i < dirs.length && this.#h.live(g); i += SHARD_PATHS / 2) {
       const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
       const caches: string[] = []
@@ -99,11 +134,15 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
         if (!g.launch.has(dir)) g.opening.set(dir, g.opening.get(dir) ?? false)
       }
       await this.#h.watch(g, [...chunk, ...caches.map(d => join(d, CACHE_DIR))])
-      // A bounded fan-out: each first read opens files, and a walk can bring thousands at once.
-      for (let j = 0; j < caches.length; j += 32) {
-        await Promise.all(caches.slice(j, j + 32).map(async dir => await this.#open(g, dir, seed)))
+      // The next shard is set up while these first reads go on, READ_FANOUT at most in flight: each opens files, and
+      // a walk can bring thousands at once.
+      for (const dir of caches) {
+        while (reading.size >= READ_FANOUT) await Promise.race(reading)
+        const p: Promise<void> = this.#open(g, dir, seed).catch((err: unknown) => { this.#h.log.warn({ dir, err }, 'reading a launch dir failed') }).finally(() => { reading.delete(p) })
+        reading.add(p)
       }
     }
+    await Promise.all(reading)
   }
 
   /** `<dir>/.nextflow` appeared while watched: watch it, then take `dir` as a launch dir once history is there. */

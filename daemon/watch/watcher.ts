@@ -1,13 +1,15 @@
 // The one chokidar wrapper (STYLE habit 8). It watches, per group (a root, or the launch dirs of runs), exactly:
 // the dirs of a root's tree down to its depth (to see launch dirs appear), and in each launch dir the dir itself and
-// `.nextflow/` (natively: two inotify watches a launch dir; the files are known from the dirs' events). chokidar looks
-// at depth 0 of each and a filter hides every other name, so work/ is never listed, stat'ed inside or watched. How
-// chokidar instances are cut and awaited: chokidar-shards.ts. Out come domain events: launch-dir-found, run-started,
+// `.nextflow/` (natively: two inotify watches a launch dir; the files are known from the dirs' events). Each watch
+// looks at depth 0 and a filter hides every other name, so work/ is never listed, stat'ed inside or watched. How the
+// watches are cut into shards and awaited: chokidar-shards.ts (polling, chokidar) and native-shards.ts (a plain
+// fs.watch a dir: chokidar's native mode cost a second per 1,000 new dirs, bench/README.md). Out come domain events: launch-dir-found, run-started,
 // run-ended, activity, degraded. How launch dirs are found (walks, dirs and histories that appear, first reads):
 // discovery.ts. When a launch dir is read (leading and trailing edge, rechecks): read-scheduler.ts. stop() is awaited.
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../logger.js'
-import { openShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
+import { openChokidarShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
+import { openNativeShard } from './native-shards.js'
 import { LaunchDirDiscovery, seedCutoff } from './discovery.js'
 import type { LaunchDir, LaunchEvent } from './launch-dir.js'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
@@ -54,6 +56,9 @@ class Group {
   readonly shardOf = new Map<string, Shard>()
   /** a history changed after this (ms) was written while the daemon watched: not a seed */
   walkStartedAt = Number.POSITIVE_INFINITY
+  /** dirs that appeared while an earlier batch was being added: added together once it is done */
+  readonly newTrees = new Map<string, number>()
+  addingTrees = false
 
   constructor (key: string, opts: GroupOptions, maxDepth: number, reads: (g: Group) => ReadScheduler) {
     this.key = key
@@ -131,10 +136,10 @@ export class RunDirWatcher {
     }
   }
 
-  /** Hand `paths` to a new shard and wait until chokidar has set their watches. */
+  /** Hand `paths` to a new shard and wait until their watches are set. */
   async #watch (g: Group, paths: string[]): Promise<void> {
     if (paths.length === 0 || !this.#live(g)) return
-    const shard = openShard(this.#host(g), paths)
+    const shard = (g.opts.poll ? openChokidarShard : openNativeShard)(this.#host(g), paths)
     g.shards.add(shard)
     for (const p of paths) g.shardOf.set(p, shard)
     await shard.ready
@@ -146,7 +151,7 @@ export class RunDirWatcher {
     if (shard === undefined) return
     shard.paths.delete(path)
     if (shard.paths.size > 0) {
-      shard.fsw.unwatch(path)
+      shard.unwatch(path)
       return
     }
     g.shards.delete(shard)
@@ -206,7 +211,7 @@ export class RunDirWatcher {
     return [...this.#groups.values()].map(g => ({ key: g.key, launchDirs: g.launch.size, dirs: g.dirs.size, degraded: g.degraded, limited: g.limited, poll: g.opts.poll }))
   }
 
-  /** chokidar's own list of watched paths, per group: for tests and diagnostics. */
+  /** The watched paths, per group, as the shards hold them: for tests and diagnostics. */
   watched (key: string): Record<string, string[]> {
     const g = this.#groups.get(key)
     return g === undefined ? {} : watchedPaths(g.shards)
@@ -237,7 +242,7 @@ export class RunDirWatcher {
         if (g.dirs.has(path)) return
         if (name === CACHE_DIR) await this.#discovery.watchCache(g, parent)
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
-        else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#discovery.addTree(g, path, (g.dirs.get(parent) ?? 0) + 1, false)
+        else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addNewTree(g, path, (g.dirs.get(parent) ?? 0) + 1)
       } else if (event === 'unlinkDir') {
         for (const d of [...g.dirs.keys()]) {
           if (d === path || d.startsWith(`${path}/`)) { this.#unwatch(g, d); g.dirs.delete(d); g.launch.delete(d); g.reads.forget(d) }
@@ -250,6 +255,30 @@ export class RunDirWatcher {
       }
     } catch (err) {
       this.#log.warn({ group: g.key, err }, 'watch event handling failed')
+    }
+  }
+
+  /**
+   * A dir made while watched. The first of a burst is added at once; those that come while it is being added wait and
+   * go in together (a `mv` of 1,000 runs into a root: a few shards instead of a chokidar instance each, 2.3 s -> see
+   * bench/README.md "discovery").
+   */
+  async #addNewTree (g: Group, path: string, level: number): Promise<void> {
+    g.newTrees.set(path, level)
+    if (g.addingTrees) return
+    g.addingTrees = true
+    try {
+      while (g.newTrees.size > 0 && this.#live(g)) {
+        const batch = [...g.newTrees].map(([p, l]) => ({ path: p, level: l }))
+        g.newTrees.clear()
+        try {
+          await this.#discovery.addTrees(g, batch, false)
+        } catch (err) {
+          this.#log.warn({ group: g.key, err, dirs: batch.length }, 'watch event handling failed')
+        }
+      }
+    } finally {
+      g.addingTrees = false
     }
   }
 

@@ -2,7 +2,8 @@
 // dirs under one root, and the promise that matters on a cluster: work/ is never listed, stat'ed inside or watched.
 import t from 'tap'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { pino } from 'pino'
@@ -104,6 +105,45 @@ t.test('1,000 launch dirs under one root are discovered, and a start in any of t
     t.comment(`start in p${i} seen after ${Date.now() - s0} ms`)
     await nf.finish('OK')
   }
+})
+
+t.test('a burst: 1,000 launch dirs moved into a watched root at once are each found once, and a start in one is seen', async t => {
+  const root = tempDir(t)
+  const side = tempDir(t)
+  const { w, events } = watcher(t)
+  await w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 2 })
+  const moved: string[] = []
+  for (let i = 0; i < 1000; i++) {
+    // Every tenth one one level deeper, inside a plain dir: the walk of a new tree, not only a new launch dir.
+    const d = i % 10 === 0 ? join(side, `g${i}`, 'p') : join(side, `p${i}`)
+    launchDir(d)
+    moved.push(d)
+  }
+  for (const name of readdirSync(side)) renameSync(join(side, name), join(root, name))
+  const inRoot = moved.map(d => join(root, relative(side, d)))
+  await waitFor('all 1,000 found', () => w.groups()[0]?.launchDirs === 1000, 30_000)
+  const found = events.filter(e => e.type === 'launch-dir-found').map(e => (e as { launchDir: string }).launchDir)
+  t.same([...found].sort(), [...inRoot].sort(), 'each launch dir found, once')
+  const nf = await startFakeNextflow({ launchDir: inRoot[500]! })
+  t.teardown(() => nf.close())
+  await waitFor('the start', () => events.some(e => e.type === 'run-started' && e.record.runName === nf.runName))
+  await nf.finish('OK')
+})
+
+t.test('a burst of new dirs under a dir budget watches no more than the budget', async t => {
+  const root = tempDir(t)
+  const side = tempDir(t)
+  const { w } = watcher(t)
+  const budget = { key: 'uid:test', limit: 50, owner: process.getuid!() }
+  await w.addGroup('root', { poll: false, intervalMs: 200, budget }, { path: root, depth: 1 })
+  for (let i = 0; i < 100; i++) launchDir(join(side, `p${i}`))
+  for (const name of readdirSync(side)) renameSync(join(side, name), join(root, name))
+  await waitFor('the budget reached', () => w.groups()[0]?.limited !== null, 30_000)
+  await sleep(300)
+  const g = w.groups()[0]!
+  // A walk checks the budget before a dir, which may bring its `.nextflow` along: one over at most, as before bursts.
+  t.ok(g.dirs <= budget.limit + 1, `${g.dirs} dirs watched (tree dirs and .nextflow together)`)
+  t.ok(g.launchDirs > 0 && g.launchDirs < 100, `${g.launchDirs} of 100 launch dirs`)
 })
 
 interface Touches { paths: string[] }

@@ -1,0 +1,102 @@
+// The native (inotify) half of the watcher's shards: one plain fs.watch a directory, no chokidar. Natively the watcher
+// only ever watches directories at depth 0 and learns of files from their dirs' events (chokidar-shards.ts), so of
+// chokidar it used the inotify watch, a lstat of each name an event brings (to tell addDir from unlinkDir) and an
+// initial listing; done here directly, a shard of 128 dirs costs their inotify_add_watch calls and a listing of the
+// tree dirs only. Measured with 1,000 launch dirs moved into a watched root at once: see bench/README.md "discovery".
+// chokidar still does polling (its stat loops are what that mode needs) behind the same Shard shape.
+import { watch, type FSWatcher } from 'node:fs'
+import { lstat, readdir } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { ignoredPath, type Shard, type ShardHost } from './chokidar-shards.js'
+import { CACHE_DIR } from '../nextflow/file-names.js'
+
+/**
+ * What a 'rename' event for `name` in watched dir `dir` means to the watcher: a dir to add (it exists, is a directory
+ * the filter lets through), one to drop (gone, and was watched), or nothing. Everything else comes through onRaw.
+ */
+async function dirEvent (h: ShardHost, path: string): Promise<'addDir' | 'unlinkDir' | null> {
+  if (!h.dirs.has(path) && ignoredPath(h, path)) return null
+  try {
+    const st = await lstat(path)
+    return st.isDirectory() && !ignoredPath(h, path, st) ? 'addDir' : null
+  } catch {
+    return h.dirs.has(path) ? 'unlinkDir' : null
+  }
+}
+
+/**
+ * What chokidar's initial scan gave: an addDir for each dir that appeared between the walk and the watch. A tree dir
+ * above the depth is listed (a new subdir); a launch dir is only asked for its `.nextflow`; a `.nextflow` has no dirs
+ * the watcher wants. The watcher ignores addDirs of dirs it knows.
+ */
+async function initialDirs (h: ShardHost, path: string): Promise<string[]> {
+  const level = h.dirs.get(path)
+  if (level === undefined || (basename(path) === CACHE_DIR && h.dirs.has(dirname(path)))) return []
+  try {
+    if (level >= 0 && level < h.maxDepth) {
+      const entries = await readdir(path, { withFileTypes: true })
+      return entries.map(e => ({ p: join(path, e.name), e })).filter(({ p, e }) => e.isDirectory() && !ignoredPath(h, p, e as never)).map(({ p }) => p)
+    }
+    const cache = join(path, CACHE_DIR)
+    if (h.dirs.has(cache)) return []
+    return (await lstat(cache)).isDirectory() ? [cache] : []
+  } catch {
+    return []
+  }
+}
+
+/** One fs.watch for each of `paths` (directories); `ready` once every watch is set and the initial addDirs are out. */
+export function openNativeShard (h: ShardHost, paths: string[]): Shard {
+  const watchers = new Map<string, FSWatcher>()
+  let closed = false
+  let failed: NodeJS.ErrnoException | null = null
+  for (const p of paths) {
+    let w: FSWatcher
+    try {
+      w = watch(p, { persistent: true }, (event, file) => {
+        if (closed) return
+        const name = typeof file === 'string' && file !== '' ? file : null
+        h.onRaw(name, p)
+        if (event !== 'rename' || name === null) return
+        const child = join(p, name)
+        void dirEvent(h, child).then(kind => { if (kind !== null && !closed) h.onAll(kind, child) })
+      })
+    } catch (err) {
+      // A dir gone meanwhile is no error. ENOSPC (the inotify budget) stops the shard: the watcher falls back to polling,
+      // told once the shard is registered (it closes every shard of the group, this one included).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue
+      failed = err as NodeJS.ErrnoException
+      break
+    }
+    w.on('error', (err) => { if (!closed) h.onError(err as NodeJS.ErrnoException) })
+    watchers.set(p, w)
+  }
+  const ready = (async () => {
+    if (failed !== null) {
+      await Promise.resolve()
+      if (!closed) h.onError(failed)
+      return
+    }
+    const found = await Promise.all([...watchers.keys()].map(async p => await initialDirs(h, p)))
+    for (const d of found.flat()) if (!closed) h.onAll('addDir', d)
+  })()
+  return {
+    paths: new Set(paths),
+    ready,
+    unwatch: (path) => {
+      watchers.get(path)?.close()
+      watchers.delete(path)
+    },
+    watched: () => {
+      const out: Record<string, string[]> = {}
+      for (const p of watchers.keys()) out[p] = []
+      for (const p of watchers.keys()) out[dirname(p)]?.push(basename(p))
+      return out
+    },
+    close: async () => {
+      closed = true
+      for (const w of watchers.values()) w.close()
+      watchers.clear()
+    }
+  }
+}
