@@ -30,23 +30,30 @@ async function waitWatched (daemon: BenchDaemon, dir: string, timeoutMs = 10_000
   throw new Error(`the daemon did not start watching ${dir}`)
 }
 
+/**
+ * The pauses between a run's steps, so that each write is read on its own (the watcher reads the first event of a burst
+ * at once, then at most once per 50 ms window): after the arm, after the log head, between the start and the end.
+ */
+export interface Pacing { afterArmMs: number, gapMs: number, beforeEndMs: number }
+export const DETECT_PACING: Pacing = { afterArmMs: 300, gapMs: 300, beforeEndMs: 200 }
+
 /** One run through its life in `dir`. `covered`: the dir sits under a watch root, so no per-run watch appears. */
-export async function playOne (daemon: BenchDaemon, tracker: EventTracker, dir: string, covered: boolean): Promise<Sample> {
+export async function playOne (daemon: BenchDaemon, tracker: EventTracker, dir: string, covered: boolean, pace: Pacing = DETECT_PACING): Promise<Sample> {
   const r = await callJson(daemon.socket, 'POST', '/api/v1/runs', { mode: 'arm', launchDir: dir, targets: ['hpc'], only: userSecretNames(20) })
   if (r.status !== 201) throw new Error(`POST /runs answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`)
   const { runId, sessionId } = r.body as { runId: string, sessionId: string }
   if (!covered) await waitWatched(daemon, dir)
-  await sleep(300)
+  await sleep(pace.afterArmMs)
   const run = new PlayedRun(dir, sessionId, sampleCounter++)
   run.writeLogHead()
-  await sleep(300)
+  await sleep(pace.gapMs)
   const probe = inotifyProbe(join(dir, '.nextflow'))
   run.start()
   const t0 = nowMs()
   probe.armed()
   const started = await tracker.waitFor(runId, 'run.started')
   const floorMs = await probe.delay()
-  await sleep(200)
+  await sleep(pace.beforeEndMs)
   const runDir = join(daemon.runsRoot, userInfo().username, runId)
   run.finishHistory()
   const t1 = nowMs()

@@ -1,7 +1,7 @@
 // POST /runs (arm, target hpc, 20 secrets, durable) one at a time, against the floor: writing the daemon's own
 // store.json once with write+fsync+rename (+ the dir fsync), through the same writeFileAtomic the store uses, into a
 // dir on the same filesystem. A run's creation writes the ledger twice (the intent, then `provisioned`, each one such
-// write of runs.json), the run's store file and an audit line; the target allows five floors.
+// write of runs.json), the run's store file and an audit line; two floors are the limit, the target allows 2.5.
 // The two are measured in turn, one arm then one floor write, so that a burst of disk or CPU load from elsewhere on
 // the machine hits both alike (measured one after the other, the floor could be taken in a quiet second and the
 // arms in a busy one, or the reverse). Enough samples that p99 is a percentile, not the single slowest request.
@@ -55,6 +55,6 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
   const a = summarize(alone)
   return [
     { figure: 'POST /runs arm hpc 20 secrets p50 ms', value: c.p50, baselineLabel: 'store.json write+fsync+rename p50', baseline: f.p50, ratio: ratio(c.p50, f.p50), target: '-', met: null },
-    { figure: 'POST /runs arm hpc 20 secrets p99 ms', value: c.p99, baselineLabel: 'store.json write+fsync+rename p99', baseline: f.p99, ratio: ratio(c.p99, f.p99), target: 'p99 < 5 x floor', met: c.p99 < 5 * f.p99, note: `${c.n} requests and floor writes in turn, store.json ${Math.round(storeText.length / 1024)} KiB; the floor written back to back alone after them: p50 ${round(a.p50)} / p99 ${round(a.p99)} ms (arm p99 ${round(ratio(c.p99, a.p99), 1)} x that)` }
+    { figure: 'POST /runs arm hpc 20 secrets p99 ms', value: c.p99, baselineLabel: 'store.json write+fsync+rename p99', baseline: f.p99, ratio: ratio(c.p99, f.p99), target: 'p99 < 2.5 x floor', met: c.p99 < 2.5 * f.p99, note: `${c.n} requests and floor writes in turn, store.json ${Math.round(storeText.length / 1024)} KiB; the floor written back to back alone after them: p50 ${round(a.p50)} / p99 ${round(a.p99)} ms (arm p99 ${round(ratio(c.p99, a.p99), 1)} x that)` }
   ]
 }

@@ -1,20 +1,23 @@
-// Scale figures: a watch root holding N launch dirs, each with a `work/` of 1,000 entries, at N = 1, 100, 1,000 and
-// 10,000: start -> running p99, the daemon's RSS once settled, and its idle CPU, each against the 1-dir figure.
+// Scale figures: a watch root holding N launch dirs, each with a `work/` of 1,000 entries, at N = 1, 1,000 and 10,000:
+// start-up to ready, the daemon's RSS once walked and settled, its idle CPU, start -> running and terminal -> run dir
+// gone over 100 runs, each against the 1-dir figure; at the largest N, the discovery of 1,000 more launch dirs.
 // 10,000 x 1,000 is ten million directory entries: far too many to create in a benchmark's time on a small machine
 // (about 40 us a link here), so the tree is built once into a cache outside the repository (hard links to 1,000
 // template files; only the dirs cost inodes) and reused by every later run. Dirs are moved into the watched root
 // by rename, which costs nothing, and moved back at the end.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
+import { lstat, readdir } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { userInfo } from 'node:os'
-import { cpuPercent, rssMb, settle, startDaemon } from './daemon.js'
-import { playOne } from './detect-bench.js'
+import { callJson, cpuPercent, rssMb, settle, startDaemon, type BenchDaemon } from './daemon.js'
+import { playOne, type Pacing } from './detect-bench.js'
 import { prepareLaunchDir } from './nextflow-files.js'
 import { EventTracker } from './observe.js'
 import { ratio, type Figure } from './report.js'
 import { seedState } from './seed.js'
-import { nowMs, summarize } from './stats.js'
+import { nowMs, round, summarize, type Summary } from './stats.js'
 
 export const WORK_ENTRIES = 1000
 
@@ -66,13 +69,55 @@ function restore (cache: string): void {
   for (const name of readdirSync(root)) renameSync(join(root, name), join(cache, 'pool', name))
 }
 
-interface ScalePoint { n: number, readyMs: number, settleMs: number, rss: number, cpu: number, p99: number, samples: number }
+interface ScalePoint { n: number, readyMs: number, settleMs: number, rss: number, cpu: number, start: Summary, end: Summary }
+interface Discovery { n: number, ms: number, floorMs: number }
 
-async function measure (n: number, dir: string, samples: number, idleMs: number): Promise<ScalePoint> {
+/** The pauses of a scale sample: long enough that each write is read on its own (a 50 ms window), no longer. */
+const SCALE_PACING: Pacing = { afterArmMs: 0, gapMs: 80, beforeEndMs: 80 }
+/** New launch dirs moved into the watched root at once for the discovery figure. */
+export const DISCOVER_DIRS = 1000
+
+const poolName = (i: number): string => `d${String(i).padStart(5, '0')}`
+
+/** The root's launch dirs as the daemon counts them (GET /watches). */
+async function launchDirCount (daemon: BenchDaemon, root: string): Promise<number> {
+  const r = await callJson(daemon.socket, 'GET', '/api/v1/watches')
+  return (r.body as Array<{ root: string, launchDirs: number }>).find(w => w.root === root)?.launchDirs ?? -1
+}
+
+/**
+ * The floor of discovery: this process reading what the daemon must at least read of each new dir (the dir, and
+ * whether `.nextflow/history` is a file), 32 at a time.
+ */
+async function walkFloor (dirs: string[]): Promise<number> {
+  const t = nowMs()
+  for (let i = 0; i < dirs.length; i += 32) {
+    await Promise.all(dirs.slice(i, i + 32).map(async d => { await readdir(d); await lstat(join(d, '.nextflow', 'history')) }))
+  }
+  return nowMs() - t
+}
+
+/** 1,000 launch dirs moved into the watched root at once (rename: instant): time until the daemon counts them all. */
+async function discover (daemon: BenchDaemon, root: string, n: number): Promise<Discovery> {
+  const cache = cacheDir()
+  const names = Array.from({ length: DISCOVER_DIRS }, (_, i) => poolName(n + i))
+  const floorMs = await walkFloor(names.map(name => join(cache, 'pool', name)))
+  const t = nowMs()
+  for (const name of names) renameSync(join(cache, 'pool', name), join(root, name))
+  let ms = Number.NaN
+  while (nowMs() - t < 60_000) {
+    if (await launchDirCount(daemon, root) >= n + DISCOVER_DIRS) { ms = nowMs() - t; break }
+    await sleep(5)
+  }
+  // Moved back by measure()'s finally, with the others.
+  return { n, ms, floorMs }
+}
+
+async function measure (n: number, dir: string, samples: number, idleMs: number, discovery: boolean): Promise<{ point: ScalePoint, discovered: Discovery | null }> {
   const cache = cacheDir()
   const root = join(cache, 'root')
   mkdirSync(root, { recursive: true })
-  const names = Array.from({ length: n }, (_, i) => `d${String(i).padStart(5, '0')}`)
+  const names = Array.from({ length: n }, (_, i) => poolName(i))
   for (const name of names) renameSync(join(cache, 'pool', name), join(root, name))
   try {
     // Fresh history in the dirs the samples use; the rest keep their empty one.
@@ -85,42 +130,65 @@ async function measure (n: number, dir: string, samples: number, idleMs: number)
     seedState({ stateDir: join(d, 'state'), runsRoot: join(d, 'runs'), user: me.username, uid: me.uid, gid: me.gid, userSecrets: 20, workspaceSecrets: 0, runs: 0 })
     const daemon = await startDaemon(d, { config: { watch: [{ root, depth: 1 }] } })
     try {
-      // chokidar sets its watches up after /health answers: wait for the daemon to go quiet before measuring.
-      const settleMs = await settle(daemon.pid)
+      // /health answers before the root is walked: wait for the walk to be done and the daemon to go quiet.
+      const t = nowMs()
+      while (await launchDirCount(daemon, root) < n && nowMs() - t < 120_000) await sleep(20)
+      const settleMs = nowMs() - t + await settle(daemon.pid)
       const rss = rssMb(daemon.pid)
       const cpu = await cpuPercent(daemon.pid, idleMs)
       const tracker = await EventTracker.open(daemon.socket)
-      const lat: number[] = []
+      const started: number[] = []
+      const ended: number[] = []
       try {
-        for (let i = 0; i < samples; i++) lat.push((await playOne(daemon, tracker, join(root, names[i % n]!), true)).startMs)
+        // Alternate over the first dirs, so that one dir's history does not grow with every sample.
+        const used = Math.min(n, 10)
+        for (let i = 0; i < samples + 2; i++) {
+          const s = await playOne(daemon, tracker, join(root, names[i % used]!), true, SCALE_PACING)
+          // The first two warm the JIT; not counted.
+          if (i < 2) continue
+          started.push(s.startMs)
+          ended.push(s.endMs)
+        }
       } finally {
         tracker.close()
       }
-      return { n, readyMs: daemon.readyMs, settleMs, rss, cpu, p99: summarize(lat).p99, samples }
+      const discovered = discovery ? await discover(daemon, root, n) : null
+      return { point: { n, readyMs: daemon.readyMs, settleMs, rss, cpu, start: summarize(started), end: summarize(ended) }, discovered }
     } finally {
       await daemon.stop()
     }
   } finally {
-    for (const name of names) renameSync(join(root, name), join(cache, 'pool', name))
+    for (const name of readdirSync(root)) renameSync(join(root, name), join(cache, 'pool', name))
   }
 }
 
 export async function scaleFigures (o: { dir: string, sizes: number[], samples: number, idleMs: number }): Promise<Figure[]> {
-  const built = buildPool(Math.max(...o.sizes))
+  const top = Math.max(...o.sizes)
+  const built = buildPool(top + DISCOVER_DIRS)
   const points: ScalePoint[] = []
-  for (const n of o.sizes) points.push(await measure(n, o.dir, o.samples, o.idleMs))
+  let discovered: Discovery | null = null
+  for (const n of o.sizes) {
+    const m = await measure(n, o.dir, o.samples, o.idleMs, n === top)
+    points.push(m.point)
+    discovered = m.discovered ?? discovered
+  }
   const base = points[0]!
-  const top = points[points.length - 1]!
   const out: Figure[] = []
   for (const p of points) {
-    const judged = p === top && p.n >= 10_000
-    const note = `ready ${Math.round(p.readyMs)} ms, settled after ${Math.round(p.settleMs)} ms, ${p.samples} samples` +
+    // Judged at 10,000 dirs only (the full run); a quick run's largest size is reported, not judged.
+    const judged = p.n === top && p.n >= 10_000
+    const note = `ready ${Math.round(p.readyMs)} ms, walked and settled ${Math.round(p.settleMs)} ms later, ${p.start.n} samples (p50 ${round(p.start.p50)} ms)` +
       (p === base && built.made > 0 ? `; the launch-dir pool was built first (${built.made} dirs in ${Math.round(built.seconds)} s, cached in ${cacheDir()})` : '')
     out.push(
-      { figure: `@${p.n} dirs: start -> running p99 ms`, value: p.p99, baselineLabel: '1 dir', baseline: base.p99, ratio: ratio(p.p99, base.p99), target: 'grows < 2x to 10,000', met: judged ? p.p99 < 2 * base.p99 : null, note },
-      { figure: `@${p.n} dirs: daemon RSS MB`, value: p.rss, baselineLabel: '1 dir', baseline: base.rss, ratio: ratio(p.rss, base.rss), target: '< 250 MB at 10,000', met: judged ? p.rss < 250 : null },
-      { figure: `@${p.n} dirs: idle CPU % of a core`, value: p.cpu, baselineLabel: '1 dir', baseline: base.cpu, ratio: ratio(p.cpu, base.cpu), target: '< 2% at 10,000', met: judged ? p.cpu < 2 : null }
+      { figure: `@${p.n} dirs: start -> running p99 ms`, value: p.start.p99, baselineLabel: '1 dir', baseline: base.start.p99, ratio: ratio(p.start.p99, base.start.p99), target: '< 2 x 1 dir at 10,000', met: judged ? p.start.p99 < 2 * base.start.p99 : null, note },
+      { figure: `@${p.n} dirs: terminal -> run dir gone p99 ms`, value: p.end.p99, baselineLabel: '1 dir', baseline: base.end.p99, ratio: ratio(p.end.p99, base.end.p99), target: '< 25 ms at 10,000', met: judged ? p.end.p99 < 25 : null, note: `p50 ${round(p.end.p50)} ms` },
+      { figure: `@${p.n} dirs: start-up to ready ms`, value: p.readyMs, baselineLabel: '1 dir', baseline: base.readyMs, ratio: ratio(p.readyMs, base.readyMs), target: '< 1.15 x 1 dir (not walking first)', met: judged ? p.readyMs < 1.15 * base.readyMs : null },
+      { figure: `@${p.n} dirs: daemon RSS MB`, value: p.rss, baselineLabel: '1 dir', baseline: base.rss, ratio: ratio(p.rss, base.rss), target: '< 150 MB at 10,000', met: judged ? p.rss < 150 : null },
+      { figure: `@${p.n} dirs: idle CPU % of a core`, value: p.cpu, baselineLabel: '1 dir', baseline: base.cpu, ratio: ratio(p.cpu, base.cpu), target: '< 1% at 10,000', met: judged ? p.cpu < 1 : null }
     )
+  }
+  if (discovered !== null) {
+    out.push({ figure: `discovery of ${DISCOVER_DIRS} new launch dirs @${discovered.n} ms`, value: discovered.ms, baselineLabel: 'this process reading them', baseline: discovered.floorMs, ratio: ratio(discovered.ms, discovered.floorMs), target: '< 1000 ms', met: Number.isFinite(discovered.ms) ? discovered.ms < 1000 : false, note: `${DISCOVER_DIRS} dirs renamed into a root already holding ${discovered.n}; clock from the first rename to GET /watches counting them all` })
   }
   return out
 }
