@@ -118,7 +118,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // Runs of a node that left are taken over here too; an adopted run is checked at once, then with the others.
   cluster?.startAdopting(ids => { for (const id of ids) void monitor.checkRun(id) })
   // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
-  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock })
+  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock, deferWalks: true })
 
   const app = await buildServer({
     config,
@@ -180,6 +180,8 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     ownSocket = config.socket
     log.info({ socket: config.socket, mode: config.mode, host: hostname() }, 'listening')
   }
+  // The watch roots are walked from now on, however large: /health answers first.
+  watches.startWalks()
 
   // Sweeps ask remote services (AWS): they run in the background, at start and then periodically.
   const sweep = (): void => { runs.sweep().catch((err: unknown) => log.warn({ err }, 'sweep failed; it runs again later')) }

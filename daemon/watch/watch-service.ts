@@ -37,6 +37,8 @@ export interface WatchServiceDeps {
   runPollMs?: number
   debounceMs?: number
   fs?: WalkFs
+  /** walk the roots only once startWalks() is called (the daemon: once it serves), not from open() */
+  deferWalks?: boolean
 }
 
 interface Root {
@@ -67,6 +69,9 @@ export class DirWatchService implements WatchService {
   readonly #walking = new Map<string, Promise<void>>()
   #unsubscribe: () => void = () => {}
   #syncing: Promise<void> = Promise.resolve()
+  /** resolved once walks may begin (at once, or at startWalks) */
+  readonly #mayWalk: Promise<void>
+  #letWalk: () => void = () => {}
 
   private constructor (deps: WatchServiceDeps, store: WatchRootStore) {
     this.#deps = deps
@@ -74,6 +79,16 @@ export class DirWatchService implements WatchService {
     this.#log = deps.logger.child({ room: 'watch' })
     this.watcher = new RunDirWatcher({ logger: deps.logger, ...(deps.debounceMs !== undefined ? { debounceMs: deps.debounceMs } : {}), ...(deps.fs !== undefined ? { fs: deps.fs } : {}) })
     this.#auto = new AutoRuns(deps)
+    this.#mayWalk = deps.deferWalks === true ? new Promise(resolve => { this.#letWalk = resolve }) : Promise.resolve()
+  }
+
+  /**
+   * Begin the walks of the roots known at open() (deferWalks). The daemon calls it once it listens: a root of 10,000
+   * launch dirs is read while /health and the API already answer, not before (its readdirs and first reads fill the
+   * thread pool the start-up's own file reads wait on). Until then those roots say `walking`.
+   */
+  startWalks (): void {
+    this.#letWalk()
   }
 
   static async open (deps: WatchServiceDeps): Promise<DirWatchService> {
@@ -83,7 +98,7 @@ export class DirWatchService implements WatchService {
     const runPoll = deps.runPollMs ?? 1000
     await svc.watcher.addGroup(RUNS_NATIVE, { poll: false, intervalMs: runPoll }, null)
     await svc.watcher.addGroup(RUNS_POLL, { poll: true, intervalMs: runPoll }, null)
-    // The roots are walked in the background: the daemon answers while a root of 10,000 launch dirs is read.
+    // The roots are walked in the background (from startWalks when deferred): the daemon answers meanwhile.
     for (const w of deps.config.watch) void svc.#start(await svc.#fromConfig(w))
     for (const w of store.all()) {
       if (svc.#roots.has(w.root)) continue
@@ -127,7 +142,10 @@ export class DirWatchService implements WatchService {
   /** Start watching a root; resolved once its first walk is done (status says `walking` until then). */
   #start (r: Root): Promise<void> {
     this.#roots.set(r.root, r)
-    const walk = this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth }).then(({ launchDirs, dirs }) => {
+    const walk = this.#mayWalk.then(async () => {
+      this.#log.debug({ root: r.root, walk: 'begin' }, 'walking a watch root')
+      return await this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth })
+    }).then(({ launchDirs, dirs }) => {
       this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
     }, (err: unknown) => {
       this.#log.error({ root: r.root, err }, 'walking a watch root failed')
@@ -339,7 +357,8 @@ export class DirWatchService implements WatchService {
     this.#unsubscribe()
     await this.#syncing
     await this.watcher.stop()
-    // a walk still going ends at its next step once the watcher is stopped
+    // a walk still going ends at its next step once the watcher is stopped; one not begun finds it stopped
+    this.#letWalk()
     await Promise.allSettled([...this.#walking.values()])
   }
 }
