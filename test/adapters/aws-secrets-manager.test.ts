@@ -10,6 +10,7 @@ import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { renderPolicy } from '../../policies/render.js'
 import { startFaultProxy } from '../helpers/fault-proxy.js'
+import { waitFor } from '../helpers/wait.js'
 import { isAllowed, permissionsFor, type PolicyDocument, type RecordedCall } from '../helpers/iam-eval.js'
 import { MOTO_ACCOUNT, MOTO_CREDENTIALS, MOTO_REGION, getValue, listAll, smCall, startMoto, type MotoSecret } from '../helpers/moto.js'
 import { recordCalls } from '../helpers/record-calls.js'
@@ -232,10 +233,12 @@ t.test('with ready pending (the intent being written) nothing reaches AWS; a ref
   const tgt = target(t)
   const r = run(['TOKEN', 'DB_PASS'])
   let open!: () => void
-  const ready = new Promise<void>(resolve => { open = resolve })
+  const gate = new Promise<void>(resolve => { open = resolve })
+  // A thenable, not a promise: `await` calls its then(), which tells the test the target has reached the gate.
+  let waiting = false
+  const ready = { then: (ok: () => void, fail: (err: unknown) => void) => { waiting = true; return gate.then(ok, fail) } } as unknown as Promise<void>
   const placing = tgt.provision(r, values(r.names), { ready })
-  // Long enough for credentials and region to be resolved and any call to land in moto.
-  await new Promise(resolve => setTimeout(resolve, 300))
+  await waitFor('the target to wait for ready', () => waiting)
   t.same(ofRun(await listAll(moto.endpoint), r.runId), [], 'nothing in moto while the intent is pending')
   open()
   await placing

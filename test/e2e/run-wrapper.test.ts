@@ -68,7 +68,8 @@ t.test('a SIGKILLed wrapper: the run stays while the Nextflow session lives, and
   const runId = runs[0]!.runId
   wrapper.kill('SIGKILL')
   await new Promise(resolve => wrapper.once('exit', resolve))
-  // Several monitor passes go by with the wrapper dead and the session lock held.
+  // Several monitor passes go by with the wrapper dead and the session lock held. A bounded wait, kept on purpose:
+  // this is the real daemon in its own process, whose passes (every 200 ms here) nothing outside it can count.
   await new Promise(resolve => setTimeout(resolve, 1500))
   const kept = JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string, launchDir: string }
   t.equal(kept.state, 'running', 'the session is alive: the run and its secrets stay')

@@ -127,6 +127,8 @@ t.test('300 runs tied to jobs cost one squeue per pass, and a stuck squeue does 
 
   // Passes go on: every squeue call the daemon makes now is a pass's, and names all 30 jobs.
   rmSync(callLog, { force: true })
+  // A window of real time, kept on purpose: what is measured is how many squeue calls a real daemon makes per pass
+  // interval (a rate), counted from the fake squeue's own log.
   const windowMs = 3000
   await new Promise(resolve => setTimeout(resolve, windowMs))
   const calls = readFileSync(callLog, 'utf8').trim().split('\n')

@@ -18,6 +18,8 @@ import { DirWatchService } from '../../daemon/watch/watch-service.js'
 import type { WalkFs } from '../../daemon/watch/walk.js'
 import { runsFixture, type RunsFixture, type Teardown } from './runs.js'
 
+export { waitFor } from './wait.js'
+
 export interface WatchFixture extends RunsFixture {
   root: string
   runsRoot: string
@@ -42,14 +44,6 @@ export interface WatchFixtureOptions {
   memory?: MemoryTarget
   /** over the defaults of the config's `limits` section */
   limits?: Partial<Config['limits']>
-}
-
-export async function waitFor (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 10_000, stepMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, stepMs))
-  }
 }
 
 export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {}): Promise<WatchFixture> {
