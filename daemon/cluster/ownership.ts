@@ -2,17 +2,24 @@
 // lease, so etcd deletes it when the node dies. Arming puts it in the same transaction as the intent row (claimOps);
 // a node owns a run while its key says so and its membership is not fenced. Takeover is one transaction per run:
 // create_revision(own/<id>) == 0 AND mod_revision(runs/<id>) == the revision this node read, so that a run already
-// ended and revoked by a first adopter is never adopted, and revoked, a second time. A little jitter parts adopters.
+// ended and revoked by a first adopter is never adopted, and revoked, a second time. Each orphan has a preferred
+// adopter (adopter.ts) so that survivors do not all race for every run; a little jitter parts the rest.
 import type { Namespace } from 'etcd3'
 import { isTerminal, type RunRecord } from '../types.js'
 import type { RunOwnership } from '../runs/ownership.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { Replica } from '../store/etcd/replica.js'
+import { inPool, preferredAdopter } from './adopter.js'
 import { HostWatch } from './host-watch.js'
 import type { Membership, NodeInfo } from './membership.js'
 
 const OWN = 'own/'
 const NODES = 'nodes/'
+/** how long a node leaves an orphan to its preferred adopter before trying itself */
+export const ADOPT_GRACE_MS = 2000
+const ADOPT_IN_FLIGHT = 8
+
+const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
 export interface EtcdOwnershipOptions {
   ns: Namespace
@@ -32,6 +39,7 @@ export class EtcdOwnership implements RunOwnership {
   readonly #replica: Replica
   readonly #jitter: () => number
   readonly #hosts: HostWatch
+  #failedAdoptions = 0
 
   private constructor (opts: EtcdOwnershipOptions, replica: Replica) {
     this.#opts = opts
@@ -121,18 +129,49 @@ export class EtcdOwnership implements RunOwnership {
 
   /**
    * Adopt every run that still needs an owner (not terminal, or a target not yet revoked) and has none. Called when
-   * own/ keys are deleted, every 30 s and after a watch reconnect; each try after its own jitter.
+   * own/ keys are deleted, every 30 s and after a watch reconnect. The runs this node is the preferred adopter of
+   * (adopter.ts) go first, after one jitter; the rest after ADOPT_GRACE_MS and a jitter of its own, if still
+   * orphaned then. At most ADOPT_IN_FLIGHT transactions at a time: a herd must not push etcd past its deadlines.
+   * A transaction that fails (etcd slow or out of reach) is left to the next sweep; the ids adopted are returned.
    */
   async adoptOrphans (): Promise<string[]> {
     if (!this.#opts.membership.unfenced) return []
-    const orphans = this.#opts.runs().filter(({ run }) => needsOwner(run) && this.ownerOf(run.runId) === null)
+    // A dead node's keys all go in one revision, delivered as one batch: let the whole batch land in the mirror
+    // before reading it, or the first delete alone would start a sweep that sees one orphan and the dead node alive.
+    await new Promise(resolve => setImmediate(resolve))
     const adopted: string[] = []
-    await Promise.all(orphans.map(async ({ run, mod }) => {
-      await new Promise(resolve => setTimeout(resolve, this.#jitter()))
+    const orphans = (): Array<{ run: RunRecord, mod: number }> =>
+      this.#opts.runs().filter(({ run }) => needsOwner(run) && this.ownerOf(run.runId) === null)
+    const all = orphans()
+    // Every release of a revoked run is a delete of own/ too: most sweeps find nothing and stop here, cheaply.
+    if (all.length === 0) return adopted
+    const live = this.nodes().map(n => ({ name: n.name, host: n.host }))
+    const first = all.filter(({ run }) => preferredAdopter(run, live) === this.node)
+    const rest = new Set(all.filter(({ run }) => preferredAdopter(run, live) !== this.node).map(o => o.run.runId))
+    const tryOne = async ({ run, mod }: { run: RunRecord, mod: number }): Promise<void> => {
       if (this.ownerOf(run.runId) !== null) return
-      if (await this.adopt(run.runId, mod)) adopted.push(run.runId)
-    }))
+      try {
+        if (await this.adopt(run.runId, mod)) adopted.push(run.runId)
+      } catch {
+        this.#failedAdoptions++
+      }
+    }
+    if (first.length > 0) {
+      await sleep(this.#jitter())
+      await inPool(first, ADOPT_IN_FLIGHT, tryOne)
+    }
+    if (rest.size > 0) {
+      await sleep(ADOPT_GRACE_MS + this.#jitter())
+      // Read again: the preferred adopters took most, and a mod read before the grace would only fail the compare.
+      // Runs orphaned meanwhile are the next sweep's (it starts after this one), with their own grace.
+      if (this.#opts.membership.unfenced) await inPool(orphans().filter(o => rest.has(o.run.runId)), ADOPT_IN_FLIGHT, tryOne)
+    }
     return adopted
+  }
+
+  /** adoption transactions that failed on an etcd error since start (left to the next sweep) */
+  get failedAdoptions (): number {
+    return this.#failedAdoptions
   }
 
   /** Call back when a run loses its owner (its node's lease expired): the moment to adopt. */

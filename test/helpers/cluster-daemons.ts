@@ -42,7 +42,7 @@ export interface DaemonCluster {
    * start a node (again, in its own dir: its state dir and lease file kept); `config` merged into its config; `wrap`
    * execs the daemon (e.g. `['unshare', '--uts', 'sh', '-c', 'hostname h2 && exec "$@"', 'sh']` for a host of its own)
    */
-  start: (name: string, opts?: { config?: Record<string, unknown>, wait?: boolean, wrap?: string[] }) => Promise<ClusterNode>
+  start: (name: string, opts?: { config?: Record<string, unknown>, wait?: boolean, wrap?: string[], env?: NodeJS.ProcessEnv }) => Promise<ClusterNode>
   /** the CLI against one node's socket, as `opts.user` (root when absent) */
   cli: (name: string, args: string[], opts?: RunOptions) => Promise<RunResult>
   /** one API request to a node as root */
@@ -60,6 +60,8 @@ export interface ClusterDaemonsOptions {
   leaseTtlSeconds?: number
   /** merged into every node's config */
   config?: Record<string, unknown>
+  /** merged into every node's `cluster` section (e.g. hostDeadAfterSeconds) */
+  cluster?: Record<string, unknown>
 }
 
 /** Start etcd and prepare the shared parts; nodes are started with start(). Null (the test skipped) without root or etcd. */
@@ -105,11 +107,11 @@ export async function startClusterDaemons (t: Test, opts: ClusterDaemonsOptions 
         logLevel: 'info',
         hpc: { runsRoot },
         runs: { livenessIntervalMs: 500 },
-        cluster: { etcd: { endpoints: etcd.endpoints, prefix }, leaseTtlSeconds: opts.leaseTtlSeconds ?? 5 },
+        cluster: { etcd: { endpoints: etcd.endpoints, prefix }, leaseTtlSeconds: opts.leaseTtlSeconds ?? 5, ...opts.cluster },
         ...opts.config,
         ...o.config
       }
-      const daemon = await startTestDaemon(t, { mode: 'system', dir, config, args: ['--node-name', name], ...(o.wait === false ? { wait: false } : {}), ...(o.wrap !== undefined ? { wrap: o.wrap } : {}) })
+      const daemon = await startTestDaemon(t, { mode: 'system', dir, config, args: ['--node-name', name], ...(o.wait === false ? { wait: false } : {}), ...(o.wrap !== undefined ? { wrap: o.wrap } : {}), ...(o.env !== undefined ? { env: o.env } : {}) })
       const n: ClusterNode = { name, dir, daemon, socket: daemon.socket, stateDir: daemon.stateDir }
       nodes.set(name, n)
       return n
