@@ -66,12 +66,19 @@ export function refusals (entries: readonly Entry[]): Refusal[] {
   return out
 }
 
-/** Overwrite a regular file of ours with zeros, flush it, remove it. A symlink is refused (O_NOFOLLOW). */
+const myUid = (): number | undefined => process.getuid?.()
+
+/**
+ * Overwrite a regular file of ours with zeros, flush it, remove it. A symlink is refused (O_NOFOLLOW), and so is a file
+ * of another user's (its owner read on the open fd, before a byte is written): a store dir others can write into may
+ * hold their files, writable or hard-linked, and --shred is for the caller's own plaintext only.
+ */
 function shred (path: string): void {
   const fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   try {
     const st = fstatSync(fd)
     if (!st.isFile()) throw nfsError('NFS_ERR_INVALID_PATH', [`${path}: not a regular file`])
+    if (st.uid !== myUid()) throw nfsError('NFS_ERR_FORBIDDEN', [`${path} is not yours; nothing of it was shredded`])
     const zeros = Buffer.alloc(Math.min(st.size, 1 << 20))
     for (let off = 0; off < st.size; off += zeros.length) writeSync(fd, zeros, 0, Math.min(zeros.length, st.size - off), off)
     fsyncSync(fd)
@@ -81,25 +88,47 @@ function shred (path: string): void {
   unlinkSync(path)
 }
 
-/** The store file and every `.nf-*.secrets` beside it (regular files only: a symlink is never followed). */
+/**
+ * The store file and every `.nf-*.secrets` beside it: regular files of the caller's only (a symlink is never followed;
+ * another user's file in a shared dir is left alone, and shred() checks the owner again on the fd).
+ */
 export function shredTargets (store: string): string[] {
   const dir = dirname(store)
-  const envFiles = readdirSync(dir).filter(n => /^\.nf-.+\.secrets$/.test(n)).map(n => join(dir, n)).filter(p => lstatSync(p).isFile())
+  const envFiles = readdirSync(dir).filter(n => /^\.nf-.+\.secrets$/.test(n)).map(n => join(dir, n)).filter(p => {
+    const st = lstatSync(p)
+    return st.isFile() && st.uid === myUid()
+  })
   return [store, ...envFiles.sort()]
+}
+
+/**
+ * The store's text, read through one fd opened without following a symlink: a regular file of the caller's own.
+ * Another user's store is refused before a byte is read, even one left readable (Nextflow itself wants 0600).
+ */
+function readStore (path: string): string {
+  let fd
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EACCES') throw nfsError('NFS_ERR_FORBIDDEN', [`${safeText(path)} is not yours to read`])
+    throw nfsError('NFS_ERR_INVALID_PATH', [`${safeText(path)}: ${code === 'ELOOP' ? 'a symlink, not a regular file' : 'no such file'}`])
+  }
+  try {
+    const st = fstatSync(fd)
+    if (!st.isFile()) throw nfsError('NFS_ERR_INVALID_PATH', [`${safeText(path)}: not a regular file`])
+    if (st.uid !== myUid()) throw nfsError('NFS_ERR_FORBIDDEN', [`${safeText(path)} is not yours (owner uid ${st.uid})`])
+    return readFileSync(fd, 'utf8')
+  } finally {
+    closeSync(fd)
+  }
 }
 
 async function importCommand (ctx: CommandContext): Promise<number> {
   if (ctx.options['from-nextflow'] !== true) throw new CliError('NFS_ERR_USAGE', 'secrets import needs --from-nextflow (the only source there is)')
   const path = storePath(ctx.args[0], ctx.io.cwd, ctx.io.env)
   const shredding = ctx.options.shred === true
-  let st
-  try {
-    st = lstatSync(path)
-  } catch {
-    throw nfsError('NFS_ERR_INVALID_PATH', [`${safeText(path)}: no such file`])
-  }
-  if (!st.isFile()) throw nfsError('NFS_ERR_INVALID_PATH', [`${safeText(path)}: not a regular file`])
-  const entries = parseStore(readFileSync(path, 'utf8'))
+  const entries = parseStore(readStore(path))
   const refused = refusals(entries)
   if (refused.length > 0) {
     if (ctx.global.json) ctx.io.stdout.write(`${JSON.stringify({ imported: [], skipped: [], refused })}\n`)
