@@ -7,25 +7,12 @@ import { PassThrough } from 'node:stream'
 import { apiPath, discoverSocket, errorFromBody, openClient, wsUrl } from '../../daemon/cli/client.js'
 import { runCli } from '../../daemon/cli/main.js'
 import { SYSTEM_SOCKET } from '../../daemon/config.js'
+import { captureIo as io } from '../helpers/cli-io.js'
 
 function tmp (t: { teardown: (fn: () => void) => void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'nfs-client-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-function io (env: NodeJS.ProcessEnv = {}): { io: Parameters<typeof runCli>[1], out: () => string, err: () => string } {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const o: Buffer[] = []
-  const e: Buffer[] = []
-  stdout.on('data', (c: Buffer) => o.push(c))
-  stderr.on('data', (c: Buffer) => e.push(c))
-  return {
-    io: { stdin: new PassThrough() as unknown as NodeJS.ReadStream, stdout, stderr, env, cwd: '/' },
-    out: () => Buffer.concat(o).toString(),
-    err: () => Buffer.concat(e).toString()
-  }
 }
 
 t.test('socket discovery: flag, env, user socket if present, system socket', async t => {

@@ -2,24 +2,10 @@
 // API's error object on one stderr line, NF_SECRETS_WORKSPACE as the default of -w. Asserts on exit codes and
 // structure, never on prose.
 import t from 'tap'
-import { PassThrough } from 'node:stream'
 import type { Command } from '../../daemon/cli/args.js'
 import { runCli } from '../../daemon/cli/main.js'
 import { closest, editDistance } from '../../daemon/cli/suggest.js'
-
-function io (env: NodeJS.ProcessEnv = {}): { io: Parameters<typeof runCli>[1], out: () => string, err: () => string } {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  const o: Buffer[] = []
-  const e: Buffer[] = []
-  stdout.on('data', (c: Buffer) => o.push(c))
-  stderr.on('data', (c: Buffer) => e.push(c))
-  return {
-    io: { stdin: new PassThrough() as unknown as NodeJS.ReadStream, stdout, stderr, env, cwd: '/' },
-    out: () => Buffer.concat(o).toString(),
-    err: () => Buffer.concat(e).toString()
-  }
-}
+import { captureIo as io } from '../helpers/cli-io.js'
 
 t.test('edit distance and the nearest word', async t => {
   const cases: Array<[string, string, number]> = [['list', 'lsit', 1], ['secrets', 'secrest', 1], ['add', 'add', 0], ['show', 'set', 3], ['', 'ab', 2]]

@@ -14,19 +14,11 @@ import { realProbes } from '../../daemon/runs/probes.js'
 import { processStartTime } from '../../daemon/runs/liveness/process.js'
 import { caller, runsFixture } from '../helpers/runs.js'
 import { requireUsers } from '../helpers/requires.js'
+import { codeOf } from '../helpers/code-of.js'
 
 const [alice] = requireUsers(t, ['alice'])
 const setpriv = findSetpriv()
 const identity = { uid: alice!.uid, gid: alice!.gid, gids: [alice!.gid] }
-
-async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p
-    return undefined
-  } catch (err) {
-    return (err as { code?: string }).code
-  }
-}
 
 t.test('checks as the caller: an enterable dir and a command on her PATH', async t => {
   t.ok(setpriv, 'setpriv is installed')

@@ -7,15 +7,7 @@ import type { Target } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import type { TargetName } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
-
-async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p
-  } catch (err) {
-    return (err as { code?: string }).code
-  }
-  return undefined
-}
+import { codeOf } from '../helpers/code-of.js'
 
 t.test('arm: user over workspace, --only, lastUsed, events without values', async t => {
   const f = await runsFixture(t)

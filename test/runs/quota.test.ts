@@ -5,15 +5,7 @@ import { chmodSync } from 'node:fs'
 import { liveRunsOf, mayStart, ownsRun } from '../../daemon/runs/quota.js'
 import type { RunState } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
-
-async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p
-  } catch (err) {
-    return (err as { code?: string }).code
-  }
-  return undefined
-}
+import { codeOf } from '../helpers/code-of.js'
 
 t.test('mayStart and liveRunsOf, by table', async t => {
   const cases: Array<[number, number, number, boolean, boolean]> = [

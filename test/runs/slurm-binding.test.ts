@@ -7,15 +7,7 @@ import { bindToJob, isExpired } from '../../daemon/runs/run-rules.js'
 import { intentRecord } from '../../daemon/runs/provision.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
-
-async function codeOf (p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p
-  } catch (err) {
-    return (err as { code?: string }).code
-  }
-  return undefined
-}
+import { codeOf } from '../helpers/code-of.js'
 
 t.test('a slurmJobId that is not a job of the caller is refused before anything is placed', async t => {
   const f = await runsFixture(t)

@@ -3,48 +3,16 @@
 import t from 'tap'
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { pino } from 'pino'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { buildServer } from '../../daemon/server.js'
-import { openAuditLog } from '../../daemon/store/audit-log.js'
-import { UserDirectory } from '../../daemon/identity/users.js'
-import type { Caller } from '../../daemon/types.js'
 import type { WatchView } from '../../daemon/watch/service.js'
 import { requireUsers } from '../helpers/requires.js'
-import { watchFixture, type WatchFixture } from '../helpers/watch.js'
+import { watchFixture } from '../helpers/watch.js'
+import { as, watchApp } from '../helpers/watch-app.js'
 import { targetList, intOption } from '../../daemon/cli/watch.js'
 import { commandsFor } from '../../daemon/cli/commands.js'
 
 const COMMANDS = await commandsFor(undefined)
 
 const [alice, bob] = requireUsers(t, ['alice', 'bob'])
-const users = new UserDirectory({ mode: 'system', adminGroup: 'nf-secrets-admin', daemonUid: 0 })
-
-async function server (t: { teardown: (fn: () => unknown) => void }, f: WatchFixture): Promise<FastifyInstance> {
-  const audit = await openAuditLog(join(f.dir, `audit-${Date.now()}.log`))
-  const identify = (request: FastifyRequest): Caller => {
-    const who = String(request.headers['x-test-user'] ?? 'root')
-    return users.callerFor({ pid: 0, uid: who === 'root' ? 0 : who === 'alice' ? alice!.uid : bob!.uid, gid: 0 })
-  }
-  const app = await buildServer({
-    config: f.config,
-    logger: pino({ level: 'silent' }),
-    store: f.store,
-    audit,
-    events: f.bus,
-    users,
-    identify,
-    clock: () => new Date(),
-    version: 'test',
-    startedAt: new Date(),
-    runs: f.runs,
-    watches: f.service
-  })
-  t.teardown(async () => { await app.close(); await audit.close() })
-  return app
-}
-
-const as = (user: string): { 'x-test-user': string } => ({ 'x-test-user': user })
 
 t.test('watch add/list/remove: ownership, persistence, codes', async t => {
   let f = await watchFixture(t, { mode: 'system' })
@@ -55,7 +23,7 @@ t.test('watch add/list/remove: ownership, persistence, codes', async t => {
   mkdirSync(theirs)
   chownSync(mine, alice!.uid, alice!.gid)
   chownSync(theirs, bob!.uid, bob!.gid)
-  let app = await server(t, f)
+  let app = await watchApp(t, f, { alice: alice!.uid, bob: bob!.uid })
 
   let res = await app.inject({ method: 'POST', url: '/api/v1/watches', headers: as('alice'), payload: { root: theirs } })
   t.equal(res.statusCode, 403)
@@ -87,7 +55,7 @@ t.test('watch add/list/remove: ownership, persistence, codes', async t => {
   // A restart: the API watches come back from watches.json.
   await app.close()
   f = await f.restart()
-  app = await server(t, f)
+  app = await watchApp(t, f, { alice: alice!.uid, bob: bob!.uid })
   t.same(await rootsOf('root'), [mine, theirs].sort(), 'the watches survive a restart')
   res = await app.inject({ method: 'DELETE', url: `/api/v1/watches?root=${encodeURIComponent(mine)}`, headers: as('alice') })
   t.equal(res.statusCode, 204)

@@ -6,43 +6,14 @@ import t from 'tap'
 import { chownSync, mkdirSync } from 'node:fs'
 import type { Dirent } from 'node:fs'
 import { join } from 'node:path'
-import { pino } from 'pino'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { buildServer } from '../../daemon/server.js'
-import { openAuditLog } from '../../daemon/store/audit-log.js'
-import { UserDirectory } from '../../daemon/identity/users.js'
-import type { Caller } from '../../daemon/types.js'
 import type { WatchView } from '../../daemon/watch/service.js'
 import { nodeWalkFs, type WalkFs } from '../../daemon/watch/walk.js'
 import { ensureUsers } from '../helpers/users.js'
-import { waitFor, watchFixture, type WatchFixture } from '../helpers/watch.js'
+import { waitFor, watchFixture } from '../helpers/watch.js'
+import { as, watchApp } from '../helpers/watch-app.js'
 
 const [alice, bob, carol] = ensureUsers(['alice', 'bob', 'carol'])
-const users = new UserDirectory({ mode: 'system', adminGroup: 'nf-secrets-admin', daemonUid: 0 })
 const uids: Record<string, number> = { root: 0, alice: alice!.uid, bob: bob!.uid, carol: carol!.uid }
-
-async function server (t: { teardown: (fn: () => unknown) => void }, f: WatchFixture): Promise<FastifyInstance> {
-  const audit = await openAuditLog(join(f.dir, `audit-${Date.now()}.log`))
-  const identify = (request: FastifyRequest): Caller => users.callerFor({ pid: 0, uid: uids[String(request.headers['x-test-user'] ?? 'root')]!, gid: 0 })
-  const app = await buildServer({
-    config: f.config,
-    logger: pino({ level: 'silent' }),
-    store: f.store,
-    audit,
-    events: f.bus,
-    users,
-    identify,
-    clock: () => new Date(),
-    version: 'test',
-    startedAt: new Date(),
-    runs: f.runs,
-    watches: f.service
-  })
-  t.teardown(async () => { await app.close(); await audit.close() })
-  return app
-}
-
-const as = (user: string): { 'x-test-user': string } => ({ 'x-test-user': user })
 
 function tree (root: string, owner: { uid: number, gid: number }, n: number): void {
   mkdirSync(root, { recursive: true })
@@ -55,7 +26,7 @@ function tree (root: string, owner: { uid: number, gid: number }, n: number): vo
 
 t.test('roots per user, poll interval, dirs per user across roots; admins unlimited', async t => {
   const f = await watchFixture(t, { mode: 'system', limits: { watchRootsPerUser: 2, watchedDirsPerUser: 15, minPollIntervalMs: 1000 } })
-  const app = await server(t, f)
+  const app = await watchApp(t, f, uids)
   const [a, b, c] = ['a', 'b', 'c'].map(n => join(f.dir, `bob-${n}`)) as [string, string, string]
   tree(a, bob!, 10)
   tree(b, bob!, 10)
@@ -104,7 +75,7 @@ t.test('roots per user, poll interval, dirs per user across roots; admins unlimi
 
 t.test('a user\'s walk enters only their own dirs', async t => {
   const f = await watchFixture(t, { mode: 'system' })
-  const app = await server(t, f)
+  const app = await watchApp(t, f, uids)
   const root = join(f.dir, 'bob-share')
   tree(root, bob!, 2)
   // alice's launch dir inside bob's tree (a shared dir): bob's watch does not walk into it
@@ -140,7 +111,7 @@ t.test('GET /status: a non-admin sees only their own roots walking, degraded or 
   }
   const f = await watchFixture(t, { mode: 'system', fs, limits: { watchedDirsPerUser: 3 } })
   t.teardown(release)
-  const app = await server(t, f)
+  const app = await watchApp(t, f, uids)
   const slow = join(f.dir, 'bob-slow')
   const big = join(f.dir, 'alice-big')
   tree(slow, bob!, 1)
