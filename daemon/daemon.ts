@@ -21,6 +21,7 @@ import { openAuditLog, type AuditLog } from './store/audit-log.js'
 import { packageVersion } from './os/package-root.js'
 import { listenFds } from './os/listen-fds.js'
 import { openRunLedger } from './store/run-ledger.js'
+import { DeferredRecords } from './runs/deferred-records.js'
 import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
 import { DirWatchService } from './watch/watch-service.js'
@@ -94,7 +95,11 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   const users = new UserDirectory({ mode: config.mode, adminGroup: config.adminGroup, daemonUid, nss: native() })
   const host = hostname()
   const clock = (): Date => new Date()
-  const ledger = cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json'))
+  // The revoke path's records wait in memory while the ledger cannot write them (DeferredRecords: a full disk, a
+  // cluster without quorum); the ledgers themselves only write.
+  const ledger = await DeferredRecords.open(cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json')))
+  // secret.* and run.* events come from the change feeds, whichever node wrote the change.
+  events.follow({ store, ledger })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))
   const probes = realProbes()
   // The watcher is read through the server's deps at scrape time: whoever wires it hands it to buildServer.

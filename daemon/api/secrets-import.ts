@@ -3,6 +3,8 @@
 // `overwrite`. If a write fails part-way, the ones already made are undone: created ones deleted, overwritten ones
 // given back their old value (read sealed in the daemon; it never leaves it). The reply names each imported and each
 // skipped secret, never a value.
+// Its events come from the store's change feed: one secret.created or secret.updated per secret written, and an
+// import undone part-way shows its undoing too (secret.deleted, secret.updated), as any other client may have seen it.
 import type { FastifyInstance } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import { nfsError } from '../errors.js'
@@ -68,13 +70,6 @@ export default async function secretsImportApi (api: FastifyInstance): Promise<v
     }
     for (const i of reply.imported) {
       await deps.audit.append({ action: i.action === 'created' ? 'secret.create' : 'secret.update', actor: caller.user, scope, name: i.name })
-    }
-    if (reply.imported.length > 0) {
-      const ws = scope.startsWith('workspace:') ? scope.slice('workspace:'.length) : undefined
-      for (const type of ['secret.created', 'secret.updated'] as const) {
-        const names = reply.imported.filter(i => i.action === (type === 'secret.created' ? 'created' : 'updated')).map(i => i.name)
-        if (names.length > 0) deps.events.publish({ type, user: caller.user, ...(ws !== undefined ? { workspace: ws } : {}), names })
-      }
     }
     return reply
   })

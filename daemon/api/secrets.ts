@@ -1,4 +1,5 @@
 // /secrets: metadata, writes and resolution. Values come in, never go out: no route returns a stored value.
+// The secret.* events come from the store's change feed (events.ts), not from here.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
 import { can, PERSONAL } from '../rules/access.js'
@@ -6,7 +7,7 @@ import { nfsError } from '../errors.js'
 import { resolveSecrets, userScope, workspaceScope } from '../rules/resolve.js'
 import { SecretValue } from '../secret-value.js'
 import { checkSecretName, checkSecretValue } from '../rules/validate.js'
-import type { Caller, Scope, SecretMeta, Workspace } from '../types.js'
+import type { Caller, Scope, Workspace } from '../types.js'
 import type { ServerDeps } from '../deps.js'
 import { BodyCache, sendCached, type CachedBody } from './body-cache.js'
 import { ResolvedList, SecretList } from './secret-schemas.js'
@@ -61,11 +62,6 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
   const cachedBody = (key: string, reply: FastifyReply, build: () => unknown): CachedBody =>
     bodies.get(key, deps.store.revision, () => reply.serialize(build()))
 
-  function emit (type: 'secret.created' | 'secret.updated' | 'secret.deleted', request: FastifyRequest, meta: SecretMeta): void {
-    const ws = meta.scope.startsWith('workspace:') ? meta.scope.slice('workspace:'.length) : undefined
-    deps.events.publish({ type, user: request.caller.user, ...(ws !== undefined ? { workspace: ws } : {}), names: [meta.name] })
-  }
-
   api.get('/secrets', { schema: { querystring: WsQuery, response: { 200: SecretList } } }, async (request, reply) => {
     const { workspace } = request.query as Static<typeof WsQuery>
     const caller = request.caller
@@ -104,7 +100,6 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     checkSecretValue(body.value)
     const meta = await deps.store.createSecret(scope, name, new SecretValue(body.value), request.caller.user)
     await deps.audit.append({ action: 'secret.create', actor: request.caller.user, scope, name })
-    emit('secret.created', request, meta)
     return reply.code(201).send(meta)
   })
 
@@ -115,7 +110,6 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     checkSecretValue(body.value)
     const meta = await deps.store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user, ifMatch(request))
     await deps.audit.append({ action: 'secret.update', actor: request.caller.user, scope, name })
-    emit('secret.updated', request, meta)
     return meta
   })
 
@@ -123,9 +117,8 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     const name = checkSecretName((request.params as Static<typeof NameParams>).name)
     const { workspace } = request.query as Static<typeof WsQuery>
     const scope = writableScope(request.caller, workspaceOf(deps, workspace))
-    const meta = await deps.store.deleteSecret(scope, name, request.caller.user, ifMatch(request))
+    await deps.store.deleteSecret(scope, name, request.caller.user, ifMatch(request))
     await deps.audit.append({ action: 'secret.delete', actor: request.caller.user, scope, name })
-    emit('secret.deleted', request, meta)
     return { deleted: name, scope }
   })
 }

@@ -87,11 +87,9 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
     closers.push(async () => { await ownership.close() })
     ledger = await openEtcdRunLedger({ ns: conn.ns, node, owner: { claimOp: id => ownership.claimOp(id), key: id => `own/${id}`, node } })
     const openedLedger = ledger
-    closers.push(async () => {
-      // What the revoke path kept in memory gets a last chance to reach etcd before the ledger goes.
-      if (openedLedger.unsynced().length > 0) await openedLedger.sync().catch((err: unknown) => { log.warn({ err, runs: openedLedger.unsynced().length }, 'ledger changes not yet in etcd at stop') })
-      await openedLedger.close()
-    })
+    // What the revoke path kept while etcd was out of reach is DeferredRecords' (daemon.ts wraps this ledger): its
+    // close() gives it a last chance before this one.
+    closers.push(async () => { await openedLedger.close() })
     const store = await openEtcdSecretsStore({ ns: conn.ns, node, key: opts.key, logger: logger.child({ room: 'store' }) })
     closers.push(async () => { await store.close() })
 

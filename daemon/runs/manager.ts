@@ -11,12 +11,12 @@ import type { Logger } from '../logger.js'
 import { resolveSecrets, userScope, workspaceScope } from '../rules/resolve.js'
 import type { SecretValue } from '../secret-value.js'
 import type { AuditLog } from '../store/audit-log.js'
-import type { RunLedger } from '../store/run-ledger.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName } from '../types.js'
 import { newRunId, newSessionId } from './ids.js'
 import { bindToJob, canTransition, stateForExit } from './run-rules.js'
 import type { Probes } from './probes.js'
+import type { DeferredLedger } from './deferred-records.js'
 import { Revoker, type RevokeObserver } from './revoker.js'
 import type { CreateRunRequest, CreatedRun, EndRequest, EndState, RunLifecycle, RunView } from './service.js'
 import { withRun } from './transition.js'
@@ -35,7 +35,8 @@ export interface RunObserver extends RevokeObserver {
 
 export interface RunManagerDeps {
   config: Config
-  ledger: RunLedger
+  /** the run ledger, wrapped so that the revoke path's records can wait for a full disk (DeferredRecords) */
+  ledger: DeferredLedger
   store: SecretsStore
   audit: AuditLog
   events: EventBus
@@ -76,7 +77,6 @@ export class RunManager implements RunLifecycle {
     this.revoker = new Revoker({
       ledger: deps.ledger,
       targets: deps.targets,
-      events: deps.events,
       audit: deps.audit,
       logger: this.#log,
       clock: deps.clock,
@@ -161,7 +161,7 @@ export class RunManager implements RunLifecycle {
   }
 
   async #create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun> {
-    const { store, ledger, clock, config, events, audit, probes } = this.#deps
+    const { store, ledger, clock, config, audit, probes } = this.#deps
     if (req.secretsFile !== undefined) req = await checkRerun(caller, req, ledger, this.#deps.targets)
     const wsName = req.workspace === undefined || req.workspace === '' ? PERSONAL : req.workspace
     const ws = wsName === PERSONAL ? null : store.getWorkspace(wsName)
@@ -229,9 +229,6 @@ export class RunManager implements RunLifecycle {
     }, record, targets, values, auditEntry).finally(() => { this.#provisioning.delete(runId) })
     // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
     await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
-    const evt = { user: run.user, workspace: run.workspace, runId, names: run.names }
-    events.publish({ ...evt, type: 'run.provisioned', state: run.state })
-    events.publish({ ...evt, type: run.state === 'armed' ? 'run.armed' : 'run.started', state: run.state })
     log.info({ state: run.state }, 'provisioned')
     return { runId, sessionId, env, secrets: run.names, targets }
   }
@@ -276,7 +273,6 @@ export class RunManager implements RunLifecycle {
     })
     if (before.state === 'armed' && run.state === 'running') {
       this.#log.info({ runId, runName: run.runName }, 'run started')
-      this.#deps.events.publish({ type: 'run.started', user: run.user, workspace: run.workspace, runId, state: 'running' })
     }
     return run
   }
@@ -323,7 +319,6 @@ export class RunManager implements RunLifecycle {
     })
     if (!isTerminal(before.state) && isTerminal(run.state)) {
       this.#log.info({ runId, state, reason }, 'run ended')
-      this.#deps.events.publish({ type: `run.${state}`, user: run.user, workspace: run.workspace, runId, state, reason })
     }
     return run
   }

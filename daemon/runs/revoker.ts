@@ -3,15 +3,15 @@
 // backoff until it succeeds, across restarts. The run's end already marks its targets `revoking` (one write, see
 // RunManager), so a revoke right after an end touches the target first and writes once, after.
 // Revocation is idempotent, so it never waits for the ledger: when a record cannot be written (a full state
-// disk), the secrets are removed all the same, the new state is kept in memory, and retryRecords() (the monitor's
-// pass) writes it once space returns. A restart before that revokes again, which finds nothing and succeeds.
+// disk), the secrets are removed all the same, the new state is kept in memory (deferred-records.ts), and
+// retryRecords() (the monitor's pass) writes it once space returns. A restart before that revokes again, which finds
+// nothing and succeeds. Its events come from the ledger's change feed (events.ts), kept records included.
 // Only the run's owner revokes (ownership.ts; CLUSTER.md "Ownership"): a run another node owns is left to it, and
 // every write of a revoke is an owner's write, which a shared ledger refuses once this node no longer owns the run.
 import type { Target, TargetRun } from '../../adapters/types.js'
 import { isCoded, nfsError } from '../errors.js'
-import type { EventBus } from '../events.js'
 import type { Logger } from '../logger.js'
-import type { RunLedger } from '../store/run-ledger.js'
+import type { DeferredLedger } from './deferred-records.js'
 import type { AuditEntry, AuditLog } from '../store/audit-log.js'
 import type { RunRecord, TargetName } from '../types.js'
 import { needsRevoke, retryDelayMs } from './run-rules.js'
@@ -26,9 +26,8 @@ export interface RevokeObserver {
 }
 
 export interface RevokerDeps {
-  ledger: RunLedger
+  ledger: DeferredLedger
   targets: ReadonlyMap<TargetName, Target>
-  events: EventBus
   audit: AuditLog
   logger: Logger
   clock: () => Date
@@ -117,7 +116,7 @@ export class Revoker {
     const { ledger, audit, logger } = this.#deps
     const pending = ledger.unsynced()
     if (pending.length > 0) {
-      await ledger.sync()
+      await ledger.flush()
       logger.info({ runs: pending.length }, 'run ledger records kept in memory are written')
     }
     await audit.flushKept()
@@ -159,7 +158,7 @@ export class Revoker {
   }
 
   async #revokeOwned (start: RunRecord, force: boolean, log: Logger): Promise<RunRecord> {
-    const { targets, clock, retry, events, observer } = this.#deps
+    const { targets, clock, retry, observer } = this.#deps
     const runId = start.runId
     let run = start
     for (const name of Object.keys(run.targets) as TargetName[]) {
@@ -216,10 +215,7 @@ export class Revoker {
         return r
       })
       log.warn({ target: name, err: failure, attempts: run.targets[name]!.attempts, next: run.targets[name]!.nextAttemptAt }, 'revoke failed; will retry')
-      events.publish({ type: 'run.revoke_failed', user: run.user, workspace: run.workspace, runId, target: name, state: 'revoke_failed' })
     }
-    const all = Object.values(run.targets).every(t => t === undefined || t.state === 'revoked')
-    if (all) events.publish({ type: 'run.revoked', user: run.user, workspace: run.workspace, runId, names: run.names, state: run.state })
     return run
   }
 }

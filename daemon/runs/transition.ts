@@ -3,6 +3,7 @@
 import { isCoded } from '../errors.js'
 import type { RunLedger, UpdateOptions } from '../store/run-ledger.js'
 import type { RunRecord } from '../types.js'
+import type { DeferredLedger } from './deferred-records.js'
 
 type Change = (run: RunRecord) => RunRecord | null
 
@@ -27,9 +28,9 @@ export async function withRun (ledger: RunLedger, runId: string, change: Change,
 }
 
 /**
- * A change that must hold even when the ledger cannot be written (a full disk): the revoke path, which is
- * idempotent and must not wait for space. `durable: false` says the change lives in memory only for now.
+ * A change that must hold even when the ledger cannot be written (a full disk, a cluster without quorum): the revoke
+ * path, which is idempotent and must not wait. `durable: false` says the change is kept in memory only for now.
  */
-export async function recordRun (ledger: RunLedger, runId: string, change: Change, opts?: UpdateOptions): Promise<{ run: RunRecord, durable: boolean }> {
-  return await retried(ledger, runId, async version => await ledger.updateBestEffort(runId, version, change, opts))
+export async function recordRun (ledger: DeferredLedger, runId: string, change: Change, opts?: UpdateOptions): Promise<{ run: RunRecord, durable: boolean }> {
+  return await retried(ledger, runId, async version => await ledger.recordBestEffort(runId, version, change, opts))
 }

@@ -1,11 +1,9 @@
 // The run ledger (runs.json): durable, write-ahead record of every run and every target it touched. Each change is
 // written (temp, fsync, rename) before it counts, and names the version it expects to replace, so a shared
-// implementation (etcd) can drop in later with compare-and-swap semantics.
-// One exception to "written before it counts": updateBestEffort, for steps that must go ahead when the disk is
-// full (revoking is idempotent, so it need not wait for its record); memory then runs ahead of disk until a
-// later write succeeds, and a restart before that redoes the step.
+// implementation (etcd) drops in with compare-and-swap semantics. What to do when a write cannot be made (a full
+// disk) is not the ledger's business: runs/deferred-records.ts keeps the revoke path's records meanwhile.
 import { Low } from 'lowdb'
-import { isCoded, nfsError } from '../errors.js'
+import { nfsError } from '../errors.js'
 import type { RunRecord } from '../types.js'
 import { AtomicJsonFile } from './atomic-file.js'
 
@@ -20,8 +18,23 @@ interface LedgerData {
  */
 export interface UpdateOptions { asOwner?: boolean }
 
-/** One change of a run record, in revision order: what the event bus and caches (and later other nodes) follow. */
-export interface LedgerChange { revision: number, op: 'put' | 'delete', runId: string, version: number }
+/**
+ * One change of a run record, in revision order: what the event bus and caches (and other nodes) follow. It carries
+ * the record before and after (records hold names, never values), so a follower needs no read of its own, which on
+ * a shared ledger could already reflect a later change.
+ */
+export interface LedgerChange {
+  revision: number
+  op: 'put' | 'delete'
+  runId: string
+  version: number
+  /** the record after the change; null when it was removed */
+  run: RunRecord | null
+  /** the record before the change as this node knew it; null for an insert */
+  previous: RunRecord | null
+  /** false: a record kept in memory because it could not be written yet (runs/deferred-records.ts); its revision is not raised */
+  durable?: boolean
+}
 
 /**
  * The run ledger. Reads are synchronous and reflect `revision`; a read that must not be stale (the retry of a
@@ -44,15 +57,6 @@ export interface RunLedger {
    * `change` returns the next record (without bumping the version: the ledger does) or null for no change.
    */
   update (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, opts?: UpdateOptions): Promise<RunRecord>
-  /**
-   * update, except that a write refused by the storage (NFS_ERR_STORAGE: disk full, EIO) still makes the change the
-   * truth in memory, with `durable: false`. Any later successful write of the ledger, or sync(), puts it on disk.
-   */
-  updateBestEffort (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, opts?: UpdateOptions): Promise<{ run: RunRecord, durable: boolean }>
-  /** Runs whose latest state is in memory only (updateBestEffort could not write it). */
-  unsynced (): string[]
-  /** Write the ledger if memory is ahead of disk. Storage errors reject (and keep memory ahead). */
-  sync (): Promise<void>
   remove (runIds: string[]): Promise<number>
   close (): Promise<void>
 }
@@ -106,9 +110,9 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
   const byId = new Map(data.runs.map(r => [r.runId, r]))
   let revision = 0
   const listeners = new Set<(change: LedgerChange) => void>()
-  // Called once a change is the truth in memory (durable, or kept by updateBestEffort).
-  const emit = (op: LedgerChange['op'], rec: RunRecord): void => {
-    const change: LedgerChange = { revision: ++revision, op, runId: rec.runId, version: rec.version }
+  // Called once a change is the truth (written).
+  const emit = (op: LedgerChange['op'], rec: RunRecord, previous: RunRecord | null): void => {
+    const change: LedgerChange = { revision: ++revision, op, runId: rec.runId, version: rec.version, run: op === 'delete' ? null : rec, previous }
     for (const l of listeners) {
       try { l(change) } catch { /* a listener's bug must not fail a write that already counts */ }
     }
@@ -116,42 +120,15 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
   // One mutation at a time: each computes the next snapshot, writes it, and only then makes it the truth in memory,
   // so a failed write (disk full) leaves memory and disk as they were.
   let queue: Promise<unknown> = Promise.resolve()
-  // Runs changed in memory by updateBestEffort whose change no write has carried yet.
-  const unsynced = new Set<string>()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const next = queue.then(fn, fn)
     queue = next.catch(() => {})
     return next
   }
 
-  // Every write carries the whole map, so one that succeeds also carries whatever was unsynced.
   async function commit (next: Map<string, RunRecord>): Promise<void> {
     db.data = { format: 1, runs: [...next.values()] }
     await db.write()
-    unsynced.clear()
-  }
-
-  async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, bestEffort: boolean): Promise<{ run: RunRecord, durable: boolean }> {
-    const cur = byId.get(runId)
-    if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
-    if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
-    const changed = change(structuredClone(cur))
-    if (changed === null) return { run: cur, durable: !unsynced.has(runId) }
-    const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
-    const next = new Map(byId)
-    next.set(runId, rec)
-    try {
-      await commit(next)
-    } catch (err) {
-      if (!bestEffort || !isCoded(err, 'NFS_ERR_STORAGE')) throw err
-      byId.set(runId, rec)
-      unsynced.add(runId)
-      emit('put', rec)
-      return { run: rec, durable: false }
-    }
-    byId.set(runId, rec)
-    emit('put', rec)
-    return { run: rec, durable: true }
   }
 
   return {
@@ -170,14 +147,22 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       next.set(rec.runId, rec)
       await commit(next)
       byId.set(rec.runId, rec)
-      emit('put', rec)
+      emit('put', rec, null)
       return rec
     }),
-    update: (runId, expectedVersion, change) => serial(async () => (await apply(runId, expectedVersion, change, false)).run),
-    updateBestEffort: (runId, expectedVersion, change) => serial(async () => await apply(runId, expectedVersion, change, true)),
-    unsynced: () => [...unsynced],
-    sync: () => serial(async () => {
-      if (unsynced.size > 0) await commit(new Map(byId))
+    update: (runId, expectedVersion, change) => serial(async () => {
+      const cur = byId.get(runId)
+      if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+      if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
+      const changed = change(structuredClone(cur))
+      if (changed === null) return cur
+      const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
+      const next = new Map(byId)
+      next.set(runId, rec)
+      await commit(next)
+      byId.set(runId, rec)
+      emit('put', rec, cur)
+      return rec
     }),
     remove: (runIds) => serial(async () => {
       const next = new Map(byId)
@@ -189,14 +174,12 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
         const gone = byId.get(id)
         if (gone === undefined) continue
         byId.delete(id)
-        emit('delete', gone)
+        emit('delete', gone, gone)
       }
       return n
     }),
     close: async () => {
       await queue
-      // Last chance for changes kept in memory only; if the disk is still full, the next start redoes them.
-      if (unsynced.size > 0) await commit(new Map(byId)).catch(() => {})
       await adapter.flush()
     }
   }

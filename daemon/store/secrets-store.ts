@@ -28,11 +28,12 @@ export type { RotateKeyOptions, RotateKeyResult } from './rotate-key.js'
 export interface WriteOptions { ifVersion?: number | null }
 
 /**
- * One change a reader can see, in revision order: what the event bus, derived caches and (later) other nodes follow.
- * Never a value: a change names the record, the store's revision after it and the record's new version.
+ * One change a reader can see, in revision order: what the event bus, derived caches and other nodes follow.
+ * Never a value: a change names the record, the store's revision after it and the record's new version, and `by`,
+ * who made a put or a delete (absent for a lastUsed mark and for the secrets a workspace's deletion takes along).
  */
 export type StoreChange =
-  | { revision: number, kind: 'secret', op: 'put' | 'delete' | 'used', scope: Scope, name: string, version: number }
+  | { revision: number, kind: 'secret', op: 'put' | 'delete' | 'used', scope: Scope, name: string, version: number, by?: string }
   | { revision: number, kind: 'workspace', op: 'put' | 'delete', name: string, version: number }
 
 /**
@@ -200,7 +201,7 @@ class LowSecretsStore implements SecretsStore {
         version: 1,
         sealed: seal(this.#key, scope, name, value)
       }
-      return { next: casSecret(data, null, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: 1 }] }
+      return { next: casSecret(data, null, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: 1, by }] }
     })
   }
 
@@ -217,17 +218,17 @@ class LowSecretsStore implements SecretsStore {
         version: cur!.version + 1,
         sealed: seal(this.#key, scope, name, value)
       }
-      return { next: casSecret(data, cur!, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: rec.version }] }
+      return { next: casSecret(data, cur!, rec, scope, name), result: toMeta(rec), changes: [{ kind: 'secret', op: 'put', scope, name, version: rec.version, by }] }
     })
   }
 
-  async deleteSecret (scope: Scope, name: string, _by: string, opts?: WriteOptions): Promise<SecretMeta> {
+  async deleteSecret (scope: Scope, name: string, by: string, opts?: WriteOptions): Promise<SecretMeta> {
     checkEntry(scope, name)
     return await this.#mutate(data => {
       const cur = data.secrets.find(s => s.scope === scope && s.name === name)
       if (cur === undefined && opts?.ifVersion == null) throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [`${scope}/${name}`])
       expectVersion(opts, cur, `secret ${scope}/${name}`)
-      return { next: casSecret(data, cur!, null, scope, name), result: toMeta(cur!), changes: [{ kind: 'secret', op: 'delete', scope, name, version: cur!.version }] }
+      return { next: casSecret(data, cur!, null, scope, name), result: toMeta(cur!), changes: [{ kind: 'secret', op: 'delete', scope, name, version: cur!.version, by }] }
     })
   }
 

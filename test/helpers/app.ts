@@ -17,6 +17,7 @@ import { RunManager } from '../../daemon/runs/manager.js'
 import { buildServer } from '../../daemon/server.js'
 import { openAuditLog } from '../../daemon/store/audit-log.js'
 import { openRunLedger } from '../../daemon/store/run-ledger.js'
+import { DeferredRecords } from '../../daemon/runs/deferred-records.js'
 import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
 import type { Caller, TargetName } from '../../daemon/types.js'
 import { tableNss } from './nss.js'
@@ -54,10 +55,11 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
   const logger = pino({ level: 'info' }, { write: (line: string) => { logs.push(JSON.parse(line) as Record<string, unknown>) } })
   const store = await openSecretsStore({ path: join(config.stateDir, 'store.json'), key: randomBytes(32), logger })
   const audit = await openAuditLog(join(config.stateDir, 'audit.log'))
-  const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
+  const ledger = await DeferredRecords.open(await openRunLedger(join(config.stateDir, 'runs.json')))
   const bus = new EventBus()
   const events: NfsEvent[] = []
   bus.subscribe(e => events.push(e))
+  bus.follow({ store, ledger })
   const memory = createMemoryTarget()
   const targets = new Map<TargetName, Target>([['memory', memory]])
   const runs = new RunManager({ config, ledger, store, audit, events: bus, targets, logger, clock: () => new Date(), host: 'vm', probes: fakeProbes() })

@@ -14,7 +14,8 @@ import type { Probes } from '../../daemon/runs/probes.js'
 import type { Observation } from '../../daemon/runs/observe.js'
 import type { RunOwnership } from '../../daemon/runs/ownership.js'
 import { openAuditLog } from '../../daemon/store/audit-log.js'
-import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
+import { openRunLedger } from '../../daemon/store/run-ledger.js'
+import { DeferredRecords, type DeferredLedger } from '../../daemon/runs/deferred-records.js'
 import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
 import type { Caller, TargetName } from '../../daemon/types.js'
 import { randomBytes } from 'node:crypto'
@@ -58,7 +59,7 @@ export interface RunsFixture {
   launchDir: string
   config: Config
   store: SecretsStore
-  ledger: RunLedger
+  ledger: DeferredLedger
   runs: RunManager
   monitor: Monitor
   memory: MemoryTarget
@@ -102,11 +103,12 @@ export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): 
   const logger = pino({ level: 'silent' })
   const key = opts.key ?? randomBytes(32)
   const store = await openSecretsStore({ path: join(config.stateDir, 'store.json'), key, logger })
-  const ledger = await openRunLedger(join(config.stateDir, 'runs.json'))
+  const ledger = await DeferredRecords.open(await openRunLedger(join(config.stateDir, 'runs.json')))
   const audit = await openAuditLog(join(config.stateDir, 'audit.log'))
   const bus = new EventBus()
   const events: NfsEvent[] = []
   bus.subscribe(e => events.push(e))
+  bus.follow({ store, ledger })
   const memory = opts.memory ?? createMemoryTarget()
   const targets = opts.targets ?? new Map<TargetName, Target>([['memory', memory]])
   const probes = opts.probes ?? fakeProbes()

@@ -1,6 +1,6 @@
 // The secrets store on a real 3-member etcd: the shared contract (test/store/contract/), plus what only a shared
 // store has: two nodes (two stores on one prefix) see each other's writes, race on one secret with exactly one
-// winner, and refuse a node that holds another master key.
+// winner, refuse a node that holds another master key, and show every node's secret events with who made them.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
@@ -8,6 +8,7 @@ import { openEtcdSecretsStore } from '../../daemon/store/etcd/etcd-secrets-store
 import { generateKey } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import type { SecretsStore } from '../../daemon/store/secrets-store.js'
+import { EventBus, type NfsEvent } from '../../daemon/events.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { secretsStoreContract } from './contract/secrets-store-contract.js'
 import { silentLogger } from './helpers.js'
@@ -37,6 +38,38 @@ t.test('etcd secrets store', async t => {
       t.teardown(async () => { await store.close() })
       return { store, reopen: async () => await node(prefix, key, 'a') }
     }
+  })
+
+  t.test('events on every node: each node\'s bus shows every secret change once, with who made it', async t => {
+    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const key = generateKey()
+    const a = await node(prefix, key, 'a')
+    const b = await node(prefix, key, 'b')
+    t.teardown(async () => { await a.close(); await b.close() })
+    const follow = (store: SecretsStore): NfsEvent[] => {
+      const bus = new EventBus()
+      const got: NfsEvent[] = []
+      bus.subscribe(e => got.push(e))
+      bus.follow({ store })
+      return got
+    }
+    const onA = follow(a)
+    const onB = follow(b)
+    await a.createWorkspace('lab', 'root', { owner: 'alice' })
+    await a.createSecret('workspace:lab', 'TOKEN', new SecretValue('CANARY-events-1'), 'alice')
+    await b.settle()
+    await b.updateSecret('workspace:lab', 'TOKEN', new SecretValue('CANARY-events-2'), 'bob')
+    await a.settle()
+    await a.markUsed([{ scope: 'workspace:lab', name: 'TOKEN' }], '2030-01-01T00:00:00.000Z')
+    await a.deleteSecret('workspace:lab', 'TOKEN', 'carol')
+    await a.createSecret('workspace:lab', 'OTHER', new SecretValue('x'), 'alice')
+    await a.deleteWorkspace('lab')
+    await a.settle()
+    await b.settle()
+    const want = [['secret.created', 'alice', 'TOKEN'], ['secret.updated', 'bob', 'TOKEN'], ['secret.deleted', 'carol', 'TOKEN'], ['secret.created', 'alice', 'OTHER']]
+    t.same(onA.map(e => [e.type, e.user, e.names?.[0]]), want, 'a: its own and b\'s; no event for a use mark or a workspace\'s deletion')
+    t.same(onB.map(e => [e.type, e.user, e.names?.[0]]), want, 'b: the same')
+    t.notMatch(JSON.stringify([onA, onB]), 'CANARY', 'no value in any event')
   })
 
   t.test('two nodes on one prefix: writes propagate, a race has one winner, another key is refused', async t => {

@@ -1,11 +1,10 @@
 // The run ledger on etcd (CLUSTER.md "Keys"): runs/<runId> holds a run's record (never a value). Reads come from a
 // Replica; insert is create-only, update compares the mod revision of the record whose version the caller named,
-// remove deletes. Same contract as the file ledger (test/store/contract/). The revoke path's best-effort writes
-// (updateBestEffort) keep a change in memory when the cluster cannot be reached and write it at the next sync():
-// the node goes on revoking during a quorum loss and the ledger learns it once quorum returns (CLUSTER.md "Engine
+// remove deletes. Same contract as the file ledger (test/store/contract/). Records the cluster cannot take now (a
+// quorum loss) are kept by runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine
 // outage").
 import type { Namespace } from 'etcd3'
-import { isCoded, nfsError } from '../../errors.js'
+import { nfsError } from '../../errors.js'
 import type { RunRecord } from '../../types.js'
 import type { LedgerChange, RunLedger } from '../run-ledger.js'
 import { clusterError } from './etcd-client.js'
@@ -32,8 +31,6 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
   await replica.start()
   const parsed = new Map<string, RunRecord>()
   for (const [k, e] of replica.list(RUNS)) parsed.set(k.slice(RUNS.length), JSON.parse(e.value.toString()) as RunRecord)
-  // Changes made while etcd was out of reach: the truth for this node until a write carries them.
-  const pending = new Map<string, RunRecord>()
   const listeners = new Set<(c: LedgerChange) => void>()
   let closed = false
 
@@ -44,20 +41,19 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
   }
   replica.onChange((c: ReplicaChange) => {
     const runId = c.key.slice(RUNS.length)
+    // The record before, as this node's mirror had it (after a resync, maybe several writes back).
+    const previous = parsed.get(runId) ?? null
     if (c.entry === null) {
-      const gone = parsed.get(runId)
       parsed.delete(runId)
-      if (gone !== undefined) emit({ revision: c.revision, op: 'delete', runId, version: gone.version })
+      if (previous !== null) emit({ revision: c.revision, op: 'delete', runId, version: previous.version, run: null, previous })
     } else {
       const rec = JSON.parse(c.entry.value.toString()) as RunRecord
       parsed.set(runId, rec)
-      const mine = pending.get(runId)
-      if (mine !== undefined && mine.version <= rec.version) pending.delete(runId)
-      emit({ revision: c.revision, op: 'put', runId, version: rec.version })
+      emit({ revision: c.revision, op: 'put', runId, version: rec.version, run: rec, previous })
     }
   })
 
-  const current = (runId: string): RunRecord | undefined => pending.get(runId) ?? parsed.get(runId)
+  const current = (runId: string): RunRecord | undefined => parsed.get(runId)
 
   // This node's writes of one run go one after another (the file ledger's queue, per record).
   const queues = new Map<string, Promise<unknown>>()
@@ -85,9 +81,9 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     return res.succeeded
   }
 
-  async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, bestEffort: boolean, asOwner = false): Promise<{ run: RunRecord, durable: boolean }> {
+  async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, asOwner = false): Promise<RunRecord> {
     let cur = current(runId)
-    if (cur !== undefined && cur.version !== expectedVersion && !pending.has(runId)) {
+    if (cur !== undefined && cur.version !== expectedVersion) {
       // The mirror may lag a write the caller has seen: read fresh before calling it a conflict.
       await replica.barrier()
       cur = current(runId)
@@ -95,19 +91,11 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
     if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
     const changed = change(structuredClone(cur))
-    if (changed === null) return { run: cur, durable: !pending.has(runId) }
+    if (changed === null) return cur
     const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
     const base = replica.get(RUNS + runId)
-    try {
-      if (!(await commit(runId, base?.mod ?? 0, rec, asOwner))) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed on another node, or this node no longer owns it`])
-    } catch (err) {
-      if (!bestEffort || !isCoded(err, 'NFS_ERR_CLUSTER_UNAVAILABLE')) throw err
-      pending.set(runId, rec)
-      emit({ revision: replica.revision, op: 'put', runId, version: rec.version })
-      return { run: rec, durable: false }
-    }
-    pending.delete(runId)
-    return { run: rec, durable: true }
+    if (!(await commit(runId, base?.mod ?? 0, rec, asOwner))) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed on another node, or this node no longer owns it`])
+    return rec
   }
 
   return {
@@ -123,37 +111,17 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
       listeners.add(listener)
       return () => { listeners.delete(listener) }
     },
-    all: () => {
-      const out = new Map(parsed)
-      for (const [id, r] of pending) out.set(id, r)
-      return [...out.values()]
-    },
+    all: () => [...parsed.values()],
     get: current,
     insert: async (run) => await serial(run.runId, async () => {
       const rec: RunRecord = { ...run, version: 1 }
       if (!(await commit(run.runId, 0, rec))) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
       return rec
     }),
-    update: async (runId, expectedVersion, change, o) => await serial(runId, async () => (await apply(runId, expectedVersion, change, false, o?.asOwner)).run),
-    updateBestEffort: async (runId, expectedVersion, change, o) => await serial(runId, async () => await apply(runId, expectedVersion, change, true, o?.asOwner)),
+    update: async (runId, expectedVersion, change, o) => await serial(runId, async () => await apply(runId, expectedVersion, change, o?.asOwner)),
     entries: () => [...parsed].map(([id, run]) => ({ run, mod: replica.get(RUNS + id)?.mod ?? 0 })),
-    unsynced: () => [...pending.keys()],
-    sync: async () => {
-      for (const [runId, rec] of [...pending]) {
-        await serial(runId, async () => {
-          if (pending.get(runId) !== rec) return
-          const base = replica.get(RUNS + runId)
-          // Another node moved the run on meanwhile: its record wins and ours is dropped (revoking is idempotent).
-          if (base !== undefined && (JSON.parse(base.value.toString()) as RunRecord).version >= rec.version) {
-            pending.delete(runId)
-            return
-          }
-          if (await commit(runId, base?.mod ?? 0, rec)) pending.delete(runId)
-        })
-      }
-    },
     remove: async (runIds) => {
-      const present = runIds.filter(id => parsed.has(id) || pending.has(id))
+      const present = runIds.filter(id => parsed.has(id))
       if (present.length === 0) return 0
       let res
       try {
@@ -163,7 +131,6 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
         throw clusterError(err, 'removing runs')
       }
       await replica.waitFor(Number(res.header.revision))
-      for (const id of present) pending.delete(id)
       return present.length
     },
     close: async () => {

@@ -1,5 +1,7 @@
 // The secrets store on etcd (CLUSTER.md "Keys"): smeta/<scope>/<name> holds a secret's metadata, sval/<scope>/<name>
-// its ciphertext (the key never enters etcd), ws/<name> a workspace, meta/store the key id every node must share.
+// its ciphertext (the key never enters etcd), ws/<name> a workspace, meta/store the key id every node must share,
+// sdel/<scope>/<name> who deleted a secret last (written with the delete, so that every node's change feed, and
+// so its secret.deleted event, can say who: a watch's delete carries no value).
 // Reads come from a Replica; every write is one transaction comparing the mod revision of the keys it read, a
 // secret's metadata and value change together, and a workspace's secrets go with it. Same contract as the file
 // store (test/store/contract/): If-Match that really fails, unconditioned writes retried on a fresh read.
@@ -17,6 +19,7 @@ import { Replica, type Entry, type ReplicaChange } from './replica.js'
 const META = 'smeta/'
 const VAL = 'sval/'
 const WS = 'ws/'
+const GONE = 'sdel/'
 const STORE_META = 'meta/store'
 /** conflicts of an unconditioned write retried on a fresh read before giving up */
 const RETRIES = 10
@@ -42,6 +45,8 @@ class EtcdSecretsStore implements SecretsStore {
   // Parsed records, kept in step with the replica so that a read never parses JSON.
   readonly #meta = new Map<string, SecretMeta>()
   readonly #ws = new Map<string, Workspace>()
+  // The tombstones: who deleted each secret last, and at which revision.
+  readonly #gone = new Map<string, { by: string, mod: number }>()
   // This node's writes to one record go one after another: racing itself would only burn conflict retries.
   readonly #queues = new Map<string, Promise<unknown>>()
   #closed = false
@@ -54,21 +59,31 @@ class EtcdSecretsStore implements SecretsStore {
     this.#logger = opts.logger
     for (const [k, e] of replica.list(META)) this.#meta.set(k, JSON.parse(e.value.toString()) as SecretMeta)
     for (const [k, e] of replica.list(WS)) this.#ws.set(k, JSON.parse(e.value.toString()) as Workspace)
+    for (const [k, e] of replica.list(GONE)) this.#gone.set(k.slice(GONE.length), { by: (JSON.parse(e.value.toString()) as { by: string }).by, mod: e.mod })
     replica.onChange(c => { this.#apply(c) })
   }
 
   #apply (c: ReplicaChange): void {
     let change: StoreChange | null = null
-    if (c.key.startsWith(META)) {
+    if (c.key.startsWith(GONE)) {
+      // A delete's transaction puts its tombstone before it deletes the secret: the watch (and a resync) tell it first.
+      if (c.entry === null) this.#gone.delete(c.key.slice(GONE.length))
+      else this.#gone.set(c.key.slice(GONE.length), { by: (JSON.parse(c.entry.value.toString()) as { by: string }).by, mod: c.entry.mod })
+    } else if (c.key.startsWith(META)) {
       const before = this.#meta.get(c.key)
       if (c.entry === null) {
         this.#meta.delete(c.key)
-        if (before !== undefined) change = { revision: c.revision, kind: 'secret', op: 'delete', scope: before.scope, name: before.name, version: before.version }
+        // A tombstone newer than the secret's last write is this delete's; none: a workspace's deletion took it.
+        const tomb = this.#gone.get(c.key.slice(META.length))
+        const by = tomb !== undefined && tomb.mod > (c.previous?.mod ?? 0) ? { by: tomb.by } : {}
+        if (before !== undefined) change = { revision: c.revision, kind: 'secret', op: 'delete', scope: before.scope, name: before.name, version: before.version, ...by }
       } else {
         const m = JSON.parse(c.entry.value.toString()) as SecretMeta
         this.#meta.set(c.key, m)
         const used = before !== undefined && before.version === m.version
-        change = { revision: c.revision, kind: 'secret', op: used ? 'used' : 'put', scope: m.scope, name: m.name, version: m.version }
+        change = used
+          ? { revision: c.revision, kind: 'secret', op: 'used', scope: m.scope, name: m.name, version: m.version }
+          : { revision: c.revision, kind: 'secret', op: 'put', scope: m.scope, name: m.name, version: m.version, by: m.updatedBy }
       }
     } else if (c.key.startsWith(WS)) {
       const before = this.#ws.get(c.key)
@@ -172,7 +187,7 @@ class EtcdSecretsStore implements SecretsStore {
     try {
       return await this.#cas(`secret ${k}`, { ifVersion: null }, () => ({
         compare: [[META + k, 0]],
-        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(JSON.stringify(sealed))],
+        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(JSON.stringify(sealed)), this.#ns.delete().key(GONE + k)],
         result: { ...meta }
       }))
     } catch (err) {
@@ -201,7 +216,7 @@ class EtcdSecretsStore implements SecretsStore {
     }, () => this.#meta.get(META + k))
   }
 
-  async deleteSecret (scope: Scope, name: string, _by: string, opts?: WriteOptions): Promise<SecretMeta> {
+  async deleteSecret (scope: Scope, name: string, by: string, opts?: WriteOptions): Promise<SecretMeta> {
     checkEntry(scope, name)
     const k = `${scope}/${name}`
     return await this.#cas(`secret ${k}`, opts, () => {
@@ -211,7 +226,8 @@ class EtcdSecretsStore implements SecretsStore {
         if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`secret ${k} is gone`])
         throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [k])
       }
-      return { compare: [[META + k, entry.mod]], ops: [this.#ns.delete().key(META + k), this.#ns.delete().key(VAL + k)], result: { ...cur } }
+      const tomb = this.#ns.put(GONE + k).value(JSON.stringify({ by, version: cur.version }))
+      return { compare: [[META + k, entry.mod]], ops: [tomb, this.#ns.delete().key(META + k), this.#ns.delete().key(VAL + k)], result: { ...cur } }
     }, () => this.#meta.get(META + k))
   }
 
@@ -272,7 +288,7 @@ class EtcdSecretsStore implements SecretsStore {
       const scope = `workspace:${name}/`
       return {
         compare: [[WS + name, entry.mod]],
-        ops: [this.#ns.delete().prefix(META + scope), this.#ns.delete().prefix(VAL + scope), this.#ns.delete().key(WS + name)],
+        ops: [this.#ns.delete().prefix(META + scope), this.#ns.delete().prefix(VAL + scope), this.#ns.delete().prefix(GONE + scope), this.#ns.delete().key(WS + name)],
         result: undefined
       }
     }, () => this.#ws.get(WS + name))
@@ -325,7 +341,7 @@ function isStep<R> (x: unknown): x is { compare: Array<[string, number]>, ops: u
  * otherwise), and every value is decrypted once before anything is served, as the file store does.
  */
 export async function openEtcdSecretsStore (opts: EtcdSecretsStoreOptions): Promise<SecretsStore> {
-  const replica = new Replica(opts.ns, [META, VAL, WS, 'meta/'], opts.node)
+  const replica = new Replica(opts.ns, [META, VAL, WS, GONE, 'meta/'], opts.node)
   await replica.start()
   const id = keyId(opts.key)
   let stored = replica.get(STORE_META)

@@ -3,7 +3,7 @@
 // caller read and really fail, racing updaters of which exactly one wins each round, a change that declines (null)
 // writes nothing, removals, a revision that only grows and that settle() reaches, a change feed in revision order,
 // and a reopened ledger that holds what was acknowledged. Disk-full and crash behaviour are backend-specific
-// (test/store/run-ledger.test.ts).
+// (test/store/run-ledger.test.ts); records kept while a backend cannot write, test/runs/deferred-records.test.ts.
 import type { Test } from 'tap'
 import type { LedgerChange, RunLedger } from '../../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../../daemon/types.js'
@@ -109,6 +109,9 @@ export function runLedgerContract (t: Test, backend: LedgerBackend): void {
     t.same(seen.map(c => `${c.op} ${c.runId}@${c.version}`), [
       `put ${a.runId}@1`, `put ${intentRecord(4).runId}@1`, `put ${a.runId}@2`, `delete ${intentRecord(4).runId}@1`
     ], 'one change per visible write; refused and declined writes are silent; nothing after unsubscribe')
+    t.same(seen.map(c => [c.previous?.version ?? null, c.previous?.state ?? null, c.run?.version ?? null, c.run?.state ?? null]), [
+      [null, null, 1, 'armed'], [null, null, 1, 'armed'], [1, 'armed', 2, 'running'], [1, 'armed', null, null]
+    ], 'each change carries the record before and after it (what the event bus derives events from)')
     const revs = seen.map(c => c.revision)
     t.same(revs, [...revs].sort((x, y) => x - y), 'in revision order (one write\'s changes may share its revision)')
   })

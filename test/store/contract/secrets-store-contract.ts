@@ -87,9 +87,11 @@ export function secretsStoreContract (t: Test, backend: StoreBackend): void {
     t.ok(after > r0, 'writes raise the revision')
     t.ok(await store.settle() >= after, 'settle() reflects every acknowledged write')
     t.ok(await store.settle(after) >= after, 'settle(atLeast) resolves once there')
-    await store.updateSecret('workspace:lab', 'KEY_A', v(CANARY), 'alice')
+    await store.updateSecret('workspace:lab', 'KEY_A', v(CANARY), 'bob')
     await store.markUsed([{ scope: 'workspace:lab', name: 'KEY_B' }], '2030-01-01T00:00:00.000Z')
     t.equal(store.getSecret('workspace:lab', 'KEY_B')?.version, 1, 'a use mark is not a new version')
+    await store.createSecret('workspace:lab', 'KEY_C', v(CANARY), 'alice')
+    await store.deleteSecret('workspace:lab', 'KEY_C', 'carol')
     await store.deleteWorkspace('lab')
     stop()
     await store.createSecret('user:alice', 'AFTER_STOP', v('x'), 'alice')
@@ -104,10 +106,14 @@ export function secretsStoreContract (t: Test, backend: StoreBackend): void {
       'put workspace:lab/KEY_B@1',
       'put workspace:lab/KEY_A@2',
       'used workspace:lab/KEY_B@1',
+      'put workspace:lab/KEY_C@1',
+      'delete workspace:lab/KEY_C@1',
       'delete workspace:lab/KEY_A@2',
       'delete workspace:lab/KEY_B@1',
       'delete ws lab@1'
     ], 'every visible change once; a workspace\'s secrets go with it; nothing after unsubscribe')
+    t.same(changes.filter(c => c.kind === 'secret').map(c => c.kind === 'secret' ? c.by ?? null : null), ['alice', 'alice', 'bob', null, 'alice', 'carol', null, null],
+      'who wrote each put and delete (the event bus names them); none for a use mark or a workspace\'s deletion')
     t.notMatch(JSON.stringify(changes), CANARY, 'no value in a change')
   })
 

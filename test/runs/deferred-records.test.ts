@@ -1,0 +1,137 @@
+// DeferredRecords: the revoke path's records while the ledger cannot write them. Over the real file ledger: on a real
+// full tmpfs (root), and with a ledger whose backend the test takes away (NFS_ERR_CLUSTER_UNAVAILABLE, as an etcd
+// ledger answers without quorum). The wrapper is the RunLedger the lifecycle uses, so it passes the ledger contract.
+import t from 'tap'
+import { readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { nfsError } from '../../daemon/errors.js'
+import { DeferredRecords, type DeferredEntry, type DeferredJournal } from '../../daemon/runs/deferred-records.js'
+import { openRunLedger, type LedgerChange, type RunLedger } from '../../daemon/store/run-ledger.js'
+import type { RunRecord } from '../../daemon/types.js'
+import { fillDisk } from '../helpers/fill-disk.js'
+import { whyNotRoot } from '../helpers/requires.js'
+import { intentRecord, runLedgerContract } from '../store/contract/run-ledger-contract.js'
+import { tempDir, tinyTmpfs, type Teardown } from '../store/helpers.js'
+
+const onDisk = (path: string): RunRecord[] => (JSON.parse(readFileSync(path, 'utf8')) as { runs: RunRecord[] }).runs
+
+/** The file ledger, with a switch that makes its writes fail as an etcd ledger's do without quorum. */
+function switchable (ledger: RunLedger): RunLedger & { down: boolean } {
+  const refuse = (): never => { throw nfsError('NFS_ERR_CLUSTER_UNAVAILABLE', ['etcd has no quorum']) }
+  const l = {
+    down: false,
+    get revision () { return ledger.revision },
+    settle: async (n?: number) => await ledger.settle(n),
+    onChange: (f: (c: LedgerChange) => void) => ledger.onChange(f),
+    all: () => ledger.all(),
+    get: (id: string) => ledger.get(id),
+    insert: async (r: Omit<RunRecord, 'version'>) => l.down ? refuse() : await ledger.insert(r),
+    update: async (...a: Parameters<RunLedger['update']>) => l.down ? refuse() : await ledger.update(...a),
+    remove: async (ids: string[]) => l.down ? refuse() : await ledger.remove(ids),
+    close: async () => { await ledger.close() }
+  }
+  return l
+}
+
+async function open (t: Teardown, journal?: DeferredJournal): Promise<{ path: string, inner: RunLedger & { down: boolean }, records: DeferredRecords, changes: LedgerChange[] }> {
+  const path = join(tempDir(t), 'runs.json')
+  const inner = switchable(await openRunLedger(path))
+  const records = await DeferredRecords.open(inner, journal !== undefined ? { journal } : {})
+  t.teardown(async () => { await records.close() })
+  const changes: LedgerChange[] = []
+  records.onChange(c => changes.push(c))
+  return { path, inner, records, changes }
+}
+
+const kill = (r: RunRecord): RunRecord => ({ ...r, state: 'killed', endReason: 'revoked by alice' })
+const revoked = (r: RunRecord): RunRecord => ({ ...r, targets: { hpc: { ...r.targets.hpc!, state: 'revoked' } } })
+
+t.test('while the backend cannot write: kept, read back, followed; the next write that succeeds carries it', async t => {
+  const { path, inner, records, changes } = await open(t)
+  const a = await records.insert(intentRecord(1))
+  inner.down = true
+  await t.rejects(records.update(a.runId, 1, kill), { code: 'NFS_ERR_CLUSTER_UNAVAILABLE' }, 'a plain update is refused')
+  t.equal(records.get(a.runId)?.state, 'armed', 'and changes nothing')
+  const k1 = await records.recordBestEffort(a.runId, 1, kill)
+  const k2 = await records.recordBestEffort(a.runId, 2, revoked)
+  t.same([k1.durable, k2.durable, k2.run.version], [false, false, 3])
+  t.same([records.get(a.runId)?.state, records.get(a.runId)?.targets.hpc?.state], ['killed', 'revoked'], 'reads show it')
+  t.same(records.all().map(r => r.version), [3])
+  t.same(records.unsynced(), [a.runId])
+  t.equal(onDisk(path)[0]?.state, 'armed', 'the file does not have it')
+  t.same(changes.slice(1).map(c => [c.durable, c.previous?.state, c.run?.state, c.run?.version]), [[false, 'armed', 'killed', 2], [false, 'killed', 'killed', 3]],
+    'followers (the event bus) see each kept record, with its record before')
+  await t.rejects(records.recordBestEffort(a.runId, 2, r => r), { code: 'NFS_ERR_CONFLICT' }, 'a stale version is still a conflict')
+  await t.rejects(records.flush(), { code: 'NFS_ERR_CLUSTER_UNAVAILABLE' }, 'flush fails while the backend is away')
+
+  inner.down = false
+  await records.insert(intentRecord(2))
+  t.same(records.unsynced(), [], 'the insert carried the kept record')
+  const rec = onDisk(path).find(r => r.runId === a.runId)
+  t.same([rec?.state, rec?.targets.hpc?.state, rec?.version], ['killed', 'revoked', 2], 'written in one write on top of what the ledger had')
+  t.same(records.get(a.runId), rec, 'reads and the file agree again')
+})
+
+t.test('a record the ledger moved past meanwhile (another node wrote the run) is dropped, not written over it', async t => {
+  const { inner, records } = await open(t)
+  const a = await records.insert(intentRecord(1))
+  inner.down = true
+  await records.recordBestEffort(a.runId, 1, kill)
+  inner.down = false
+  // Written around the wrapper, as another node's write reaches a shared ledger.
+  await inner.update(a.runId, 1, r => ({ ...r, state: 'completed', endReason: 'history OK' }))
+  t.same(records.unsynced(), [], 'dropped as soon as the ledger moved on')
+  await records.flush()
+  t.equal(records.get(a.runId)?.state, 'completed', 'the other write stands')
+})
+
+t.test('a journal keeps what memory keeps, and a reopen writes it', async t => {
+  const saved: DeferredEntry[][] = []
+  const journal: DeferredJournal = { load: async () => saved.at(-1) ?? [], save: async (e) => { saved.push(structuredClone(e)) } }
+  const { path, inner, records } = await open(t, journal)
+  const a = await records.insert(intentRecord(1))
+  inner.down = true
+  await records.recordBestEffort(a.runId, 1, kill)
+  await records.close()
+  t.same(saved.at(-1)?.map(e => [e.run.state, e.base]), [['killed', 1]], 'saved with the version it was made on')
+  const again = await DeferredRecords.open(await openRunLedger(path), { journal })
+  t.teardown(async () => { await again.close() })
+  t.equal(again.get(a.runId)?.state, 'killed', 'taken back at open')
+  await again.flush()
+  t.equal(onDisk(path)[0]?.state, 'killed', 'and written')
+  await again.close()
+  t.same(saved.at(-1), [], 'the journal is emptied once written')
+})
+
+t.test('on a real full disk: memory moves on, disk stays, the first write that fits carries it', { skip: whyNotRoot() }, async t => { // a tmpfs mount
+  const dir = tinyTmpfs(t, '64k')
+  const path = join(dir, 'runs.json')
+  const records = await DeferredRecords.open(await openRunLedger(path))
+  t.teardown(async () => { await records.close() })
+  const a = await records.insert(intentRecord(1))
+  const filler = fillDisk(dir)
+  const before = readFileSync(path, 'utf8')
+  await t.rejects(records.update(a.runId, a.version, r => ({ ...r, state: 'running' })), { code: 'NFS_ERR_STORAGE' }, 'a plain update is refused')
+  t.equal(records.get(a.runId)?.state, 'armed', 'and leaves memory as it was')
+  const kept = await records.recordBestEffort(a.runId, a.version, kill)
+  t.same([kept.durable, kept.run.state, records.get(a.runId)?.state], [false, 'killed', 'killed'])
+  t.same(records.unsynced(), [a.runId])
+  t.equal(readFileSync(path, 'utf8'), before, 'disk unchanged')
+  await t.rejects(records.flush(), { code: 'NFS_ERR_STORAGE' }, 'flush fails while the disk is full')
+  await t.rejects(records.insert(intentRecord(2)), { code: 'NFS_ERR_STORAGE' })
+  t.equal(records.all().length, 1, 'the refused insert left nothing in memory')
+  rmSync(filler)
+  await records.flush()
+  t.same(records.unsynced(), [])
+  t.same(onDisk(path).map(r => [r.runId, r.state, r.version]), [[a.runId, 'killed', a.version + 1]])
+})
+
+// The wrapper is the ledger the lifecycle uses: it keeps the ledger's contract.
+runLedgerContract(t, {
+  open: async (t) => {
+    const path = join(tempDir(t), 'runs.json')
+    const ledger = await DeferredRecords.open(await openRunLedger(path))
+    t.teardown(async () => { await ledger.close() })
+    return { ledger, reopen: async () => await DeferredRecords.open(await openRunLedger(path)) }
+  }
+})
