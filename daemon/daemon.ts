@@ -22,6 +22,7 @@ import { packageVersion } from './os/package-root.js'
 import { listenFds } from './os/listen-fds.js'
 import { openRunLedger } from './store/run-ledger.js'
 import { DeferredRecords } from './runs/deferred-records.js'
+import { fileJournal } from './store/deferred-journal.js'
 import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
 import { DirWatchService } from './watch/watch-service.js'
@@ -97,7 +98,9 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   const clock = (): Date => new Date()
   // The revoke path's records wait in memory while the ledger cannot write them (DeferredRecords: a full disk, a
   // cluster without quorum); the ledgers themselves only write.
-  const ledger = await DeferredRecords.open(cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json')))
+  // In a cluster they are journaled too: a restart during a quorum loss must not forget a revoke done meanwhile.
+  const journal = cluster !== null ? { journal: fileJournal(join(config.stateDir, 'ledger-journal.json')), onJournalError: (err: unknown) => { log.error({ err }, 'ledger journal not written; the records stay in memory') } } : {}
+  const ledger = await DeferredRecords.open(cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json')), journal)
   // secret.* and run.* events come from the change feeds, whichever node wrote the change.
   events.follow({ store, ledger })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))

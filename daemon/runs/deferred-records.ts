@@ -5,22 +5,24 @@
 // nothing left and succeeds. The ledgers themselves only make plain record-level writes; this wraps any of them and
 // is the RunLedger the lifecycle uses.
 import { isCoded, nfsError } from '../errors.js'
+import type { RecordJournal } from '../store/deferred-journal.js'
 import type { LedgerChange, RunLedger, UpdateOptions } from '../store/run-ledger.js'
 import type { RunRecord } from '../types.js'
 
 type Change = (run: RunRecord) => RunRecord | null
 
 /** A record kept in memory, and the ledger's version of the run it was made on. */
-export interface DeferredEntry { run: RunRecord, base: number }
+interface Kept { run: RunRecord, base: number }
 
-/**
- * Where kept records also go, so that a restart (or a node's, while its cluster is out of reach) does not forget
- * them: save() gets every kept record each time that set changes (an empty list once all are written); load() is
- * read once at open.
- */
-export interface DeferredJournal {
-  load (): Promise<DeferredEntry[]>
-  save (entries: DeferredEntry[]): Promise<void>
+/** What DeferredRecords needs besides the ledger. */
+export interface DeferredOptions {
+  /**
+   * Where kept records also go, so that a restart while the cluster is out of reach does not forget them
+   * (store/deferred-journal.ts): save() gets every kept record each time that set changes, load() is read at open.
+   */
+  journal?: RecordJournal
+  /** told when the journal could not be written (memory still holds the records) */
+  onJournalError?: (err: unknown) => void
 }
 
 /** A write the backend cannot make now, as opposed to one it refuses (a conflict, a missing run). */
@@ -43,16 +45,16 @@ export interface DeferredLedger extends RunLedger {
 
 export class DeferredRecords implements DeferredLedger {
   readonly #ledger: RunLedger
-  readonly #journal: DeferredJournal | null
-  readonly #kept = new Map<string, DeferredEntry>()
+  readonly #opts: DeferredOptions
+  readonly #kept = new Map<string, Kept>()
   readonly #listeners = new Set<(c: LedgerChange) => void>()
   readonly #unfollow: () => void
   #saving: Promise<void> = Promise.resolve()
   #closed = false
 
-  constructor (ledger: RunLedger, opts: { journal?: DeferredJournal } = {}) {
+  constructor (ledger: RunLedger, opts: DeferredOptions = {}) {
     this.#ledger = ledger
-    this.#journal = opts.journal ?? null
+    this.#opts = opts
     this.#unfollow = ledger.onChange(c => {
       // The ledger moved past the version a kept record was made on: written by us (a flush, a later write) or,
       // in a cluster, by another node, whose record then wins (revoking is idempotent).
@@ -65,10 +67,16 @@ export class DeferredRecords implements DeferredLedger {
     })
   }
 
-  /** Open over `ledger`, taking back what `journal` kept; they are written by the next flush or write. */
-  static async open (ledger: RunLedger, opts: { journal?: DeferredJournal } = {}): Promise<DeferredRecords> {
+  /**
+   * Open over `ledger`, taking back what the journal kept; they are written by the next flush or write. A journaled
+   * record is taken as made on the ledger's version of the run now, unless the ledger is already at or past it.
+   */
+  static async open (ledger: RunLedger, opts: DeferredOptions = {}): Promise<DeferredRecords> {
     const records = new DeferredRecords(ledger, opts)
-    for (const e of await opts.journal?.load() ?? []) if (ledger.get(e.run.runId) !== undefined) records.#kept.set(e.run.runId, e)
+    for (const run of await opts.journal?.load() ?? []) {
+      const now = ledger.get(run.runId)
+      if (now !== undefined && now.version < run.version) records.#kept.set(run.runId, { run, base: now.version })
+    }
     return records
   }
 
@@ -173,12 +181,12 @@ export class DeferredRecords implements DeferredLedger {
   }
 
   #save (): void {
-    const journal = this.#journal
-    if (journal === null) return
+    const { journal, onJournalError } = this.#opts
+    if (journal === undefined) return
     // One save after another, each of the set as it was then. The journal is a second copy of what memory holds:
-    // failing to write it loses nothing memory does not hold.
-    const entries = [...this.#kept.values()]
-    this.#saving = this.#saving.then(async () => { await journal.save(entries) }).catch(() => {})
+    // failing to write it (a full disk) loses nothing memory does not hold, and never fails a revoke.
+    const records = [...this.#kept.values()].map(k => k.run)
+    this.#saving = this.#saving.then(async () => { await journal.save(records) }).catch((err: unknown) => { onJournalError?.(err) })
   }
 
   #emit (c: LedgerChange): void {

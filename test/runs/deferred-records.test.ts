@@ -5,7 +5,8 @@ import t from 'tap'
 import { readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
-import { DeferredRecords, type DeferredEntry, type DeferredJournal } from '../../daemon/runs/deferred-records.js'
+import { DeferredRecords } from '../../daemon/runs/deferred-records.js'
+import type { RecordJournal } from '../../daemon/store/deferred-journal.js'
 import { openRunLedger, type LedgerChange, type RunLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { fillDisk } from '../helpers/fill-disk.js'
@@ -33,7 +34,7 @@ function switchable (ledger: RunLedger): RunLedger & { down: boolean } {
   return l
 }
 
-async function open (t: Teardown, journal?: DeferredJournal): Promise<{ path: string, inner: RunLedger & { down: boolean }, records: DeferredRecords, changes: LedgerChange[] }> {
+async function open (t: Teardown, journal?: RecordJournal): Promise<{ path: string, inner: RunLedger & { down: boolean }, records: DeferredRecords, changes: LedgerChange[] }> {
   const path = join(tempDir(t), 'runs.json')
   const inner = switchable(await openRunLedger(path))
   const records = await DeferredRecords.open(inner, journal !== undefined ? { journal } : {})
@@ -86,14 +87,14 @@ t.test('a record the ledger moved past meanwhile (another node wrote the run) is
 })
 
 t.test('a journal keeps what memory keeps, and a reopen writes it', async t => {
-  const saved: DeferredEntry[][] = []
-  const journal: DeferredJournal = { load: async () => saved.at(-1) ?? [], save: async (e) => { saved.push(structuredClone(e)) } }
+  const saved: RunRecord[][] = []
+  const journal: RecordJournal = { load: async () => saved.at(-1) ?? [], save: async (e) => { saved.push(structuredClone(e)) } }
   const { path, inner, records } = await open(t, journal)
   const a = await records.insert(intentRecord(1))
   inner.down = true
   await records.recordBestEffort(a.runId, 1, kill)
   await records.close()
-  t.same(saved.at(-1)?.map(e => [e.run.state, e.base]), [['killed', 1]], 'saved with the version it was made on')
+  t.same(saved.at(-1)?.map(r => [r.state, r.version]), [['killed', 2]], 'saved')
   const again = await DeferredRecords.open(await openRunLedger(path), { journal })
   t.teardown(async () => { await again.close() })
   t.equal(again.get(a.runId)?.state, 'killed', 'taken back at open')
@@ -101,6 +102,25 @@ t.test('a journal keeps what memory keeps, and a reopen writes it', async t => {
   t.equal(onDisk(path)[0]?.state, 'killed', 'and written')
   await again.close()
   t.same(saved.at(-1), [], 'the journal is emptied once written')
+})
+
+t.test('a journal that cannot be written fails no record; a journaled record the ledger is already past is dropped', async t => {
+  const errors: unknown[] = []
+  const broken: RecordJournal = { load: async () => [], save: async () => { throw nfsError('NFS_ERR_STORAGE', ['journal', 'disk full']) } }
+  const path = join(tempDir(t), 'runs.json')
+  const inner = switchable(await openRunLedger(path))
+  const records = await DeferredRecords.open(inner, { journal: broken, onJournalError: err => errors.push(err) })
+  t.teardown(async () => { await records.close() })
+  const a = await records.insert(intentRecord(1))
+  inner.down = true
+  const kept = await records.recordBestEffort(a.runId, 1, kill)
+  t.equal(kept.durable, false, 'kept all the same')
+  await records.close()
+  t.ok(errors.length > 0, 'the journal\'s failure is told')
+  const stale: RecordJournal = { load: async () => [{ ...a, state: 'killed', version: 1 }], save: async () => {} }
+  const again = await DeferredRecords.open(await openRunLedger(path), { journal: stale })
+  t.teardown(async () => { await again.close() })
+  t.same([again.unsynced(), again.get(a.runId)?.state], [[], 'armed'], 'a record not newer than the ledger\'s is not taken back')
 })
 
 t.test('on a real full disk: memory moves on, disk stays, the first write that fits carries it', { skip: whyNotRoot() }, async t => { // a tmpfs mount
