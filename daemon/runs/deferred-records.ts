@@ -11,8 +11,12 @@ import type { RunRecord } from '../types.js'
 
 type Change = (run: RunRecord) => RunRecord | null
 
-/** A record kept in memory, and the ledger's version of the run it was made on. */
-interface Kept { run: RunRecord, base: number }
+/**
+ * A kept record's version is the one the ledger would have given it. A write the backend called unavailable may still
+ * have been applied (etcd commits a proposal once quorum returns): so a ledger behind that version is written over
+ * with the kept record, and a ledger at or past it (another node went on) wins.
+ */
+const behind = (ledger: RunRecord | undefined, kept: RunRecord): boolean => ledger !== undefined && ledger.version < kept.version
 
 /** What DeferredRecords needs besides the ledger. */
 export interface DeferredOptions {
@@ -46,7 +50,9 @@ export interface DeferredLedger extends RunLedger {
 export class DeferredRecords implements DeferredLedger {
   readonly #ledger: RunLedger
   readonly #opts: DeferredOptions
-  readonly #kept = new Map<string, Kept>()
+  readonly #kept = new Map<string, RunRecord>()
+  // Runs whose kept record was an owner's write: written as one later too (a node that lost the run writes nothing).
+  readonly #asOwner = new Set<string>()
   readonly #listeners = new Set<(c: LedgerChange) => void>()
   readonly #unfollow: () => void
   #saving: Promise<void> = Promise.resolve()
@@ -56,26 +62,22 @@ export class DeferredRecords implements DeferredLedger {
     this.#ledger = ledger
     this.#opts = opts
     this.#unfollow = ledger.onChange(c => {
-      // The ledger moved past the version a kept record was made on: written by us (a flush, a later write) or,
-      // in a cluster, by another node, whose record then wins (revoking is idempotent).
+      // The ledger reached a kept record's version: another node went on (in a cluster), and its record wins
+      // (revoking is idempotent). A run removed is gone for us too.
       const k = this.#kept.get(c.runId)
-      if (k !== undefined && (c.run === null || c.run.version > k.base)) {
-        this.#kept.delete(c.runId)
-        this.#save()
-      }
+      if (k !== undefined && (c.run === null || !behind(c.run, k))) this.#forget(c.runId)
       this.#emit(c)
     })
   }
 
   /**
-   * Open over `ledger`, taking back what the journal kept; they are written by the next flush or write. A journaled
-   * record is taken as made on the ledger's version of the run now, unless the ledger is already at or past it.
+   * Open over `ledger`, taking back what the journal kept and the ledger has not reached; they are written by the next
+   * flush or write.
    */
   static async open (ledger: RunLedger, opts: DeferredOptions = {}): Promise<DeferredRecords> {
     const records = new DeferredRecords(ledger, opts)
     for (const run of await opts.journal?.load() ?? []) {
-      const now = ledger.get(run.runId)
-      if (now !== undefined && now.version < run.version) records.#kept.set(run.runId, { run, base: now.version })
+      if (behind(ledger.get(run.runId), run)) records.#kept.set(run.runId, run)
     }
     return records
   }
@@ -89,12 +91,12 @@ export class DeferredRecords implements DeferredLedger {
   }
 
   get (runId: string): RunRecord | undefined {
-    return this.#kept.get(runId)?.run ?? this.#ledger.get(runId)
+    return this.#kept.get(runId) ?? this.#ledger.get(runId)
   }
 
   all (): readonly RunRecord[] {
     if (this.#kept.size === 0) return this.#ledger.all()
-    return this.#ledger.all().map(r => this.#kept.get(r.runId)?.run ?? r)
+    return this.#ledger.all().map(r => this.#kept.get(r.runId) ?? r)
   }
 
   async insert (run: Omit<RunRecord, 'version'>): Promise<RunRecord> {
@@ -111,10 +113,10 @@ export class DeferredRecords implements DeferredLedger {
       await this.#carry()
       return rec
     }
-    if (k.run.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${k.run.version}, expected ${expectedVersion})`])
-    const next = change(structuredClone(k.run))
-    if (next === null) return k.run
-    const rec = await this.#ledger.update(runId, k.base, () => next, opts)
+    if (k.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${k.version}, expected ${expectedVersion})`])
+    const next = change(structuredClone(k))
+    if (next === null) return k
+    const rec = await this.#writeOver(runId, next, opts)
     await this.#carry()
     return rec
   }
@@ -131,7 +133,8 @@ export class DeferredRecords implements DeferredLedger {
     const next = change(structuredClone(cur))
     if (next === null) return { run: cur, durable: !this.#kept.has(runId) }
     const rec: RunRecord = { ...next, runId, version: cur.version + 1 }
-    this.#kept.set(runId, { run: rec, base: this.#kept.get(runId)?.base ?? this.#ledger.get(runId)!.version })
+    this.#kept.set(runId, rec)
+    if (opts?.asOwner === true) this.#asOwner.add(runId)
     this.#save()
     // Followers (the event bus) see it now: its revision is the ledger's, not raised, as nothing was written.
     this.#emit({ revision: this.#ledger.revision, op: 'put', runId, version: rec.version, run: rec, previous: cur, durable: false })
@@ -145,22 +148,33 @@ export class DeferredRecords implements DeferredLedger {
   async flush (): Promise<void> {
     for (const [runId, k] of [...this.#kept]) {
       if (this.#kept.get(runId) !== k) continue
-      const { version: _v, ...rec } = k.run
       try {
-        await this.#ledger.update(runId, k.base, () => ({ ...rec, version: k.base }))
+        await this.#writeOver(runId, k, this.#asOwner.has(runId) ? { asOwner: true } : undefined)
       } catch (err) {
         if (cannotWriteNow(err)) throw err
-        // The run moved on without us (another node wrote it) or is gone: nothing of ours is left to write.
-        if (this.#kept.get(runId) === k) this.#kept.delete(runId)
-        this.#save()
+        // The run went on without us (another node wrote it meanwhile) or is gone: nothing of ours is left to write.
+        if (this.#kept.get(runId) === k) this.#forget(runId)
       }
     }
   }
 
+  /**
+   * Write `next` over the ledger's record of a run with a kept record (compare-and-swap on the ledger's version as
+   * read now), and forget the kept record. A ledger that reached the kept version meanwhile is not written over.
+   */
+  async #writeOver (runId: string, next: RunRecord, opts?: UpdateOptions): Promise<RunRecord> {
+    const k = this.#kept.get(runId)
+    const now = this.#ledger.get(runId)
+    if (now === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+    if (k !== undefined && !behind(now, k)) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} went on to version ${now.version} on the ledger`])
+    const rec = await this.#ledger.update(runId, now.version, () => next, opts)
+    if (this.#kept.get(runId) === k) this.#forget(runId)
+    return rec
+  }
+
   async remove (runIds: string[]): Promise<number> {
     const n = await this.#ledger.remove(runIds)
-    for (const id of runIds) this.#kept.delete(id)
-    if (n > 0) this.#save()
+    for (const id of runIds) if (this.#kept.has(id)) this.#forget(id)
     return n
   }
 
@@ -180,12 +194,18 @@ export class DeferredRecords implements DeferredLedger {
     if (this.#kept.size > 0) await this.flush().catch(() => {})
   }
 
+  #forget (runId: string): void {
+    this.#kept.delete(runId)
+    this.#asOwner.delete(runId)
+    this.#save()
+  }
+
   #save (): void {
     const { journal, onJournalError } = this.#opts
     if (journal === undefined) return
     // One save after another, each of the set as it was then. The journal is a second copy of what memory holds:
     // failing to write it (a full disk) loses nothing memory does not hold, and never fails a revoke.
-    const records = [...this.#kept.values()].map(k => k.run)
+    const records = [...this.#kept.values()]
     this.#saving = this.#saving.then(async () => { await journal.save(records) }).catch((err: unknown) => { onJournalError?.(err) })
   }
 

@@ -86,6 +86,20 @@ t.test('a record the ledger moved past meanwhile (another node wrote the run) is
   t.equal(records.get(a.runId)?.state, 'completed', 'the other write stands')
 })
 
+t.test('a write reported unavailable but applied later (etcd commits it once quorum returns) does not lose a later record', async t => {
+  const { inner, records } = await open(t)
+  const a = await records.insert(intentRecord(1))
+  inner.down = true
+  await records.recordBestEffort(a.runId, 1, kill)
+  await records.recordBestEffort(a.runId, 2, revoked)
+  inner.down = false
+  // The end's write, which the backend had answered with "unavailable", lands after all.
+  await inner.update(a.runId, 1, kill)
+  t.same(records.unsynced(), [a.runId], 'the kept revoke is newer: still kept')
+  await records.flush()
+  t.same([records.unsynced(), inner.get(a.runId)?.state, inner.get(a.runId)?.targets.hpc?.state], [[], 'killed', 'revoked'], 'and written over it')
+})
+
 t.test('a journal keeps what memory keeps, and a reopen writes it', async t => {
   const saved: RunRecord[][] = []
   const journal: RecordJournal = { load: async () => saved.at(-1) ?? [], save: async (e) => { saved.push(structuredClone(e)) } }
