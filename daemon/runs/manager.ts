@@ -57,6 +57,9 @@ export interface RunHost {
   holds (runId: string): boolean
 }
 
+/** how long an explicit revoke on a node that does not own the run waits for the owner's revoke */
+const OWNER_REVOKE_WAIT_MS = 10_000
+
 export class RunManager implements RunLifecycle {
   // Private: the doors see the lifecycle through RunLifecycle and RunQueries (service.ts), the monitor gets what it
   // needs from createMonitor, and nothing reaches through to the ledger, store or targets.
@@ -347,7 +350,32 @@ export class RunManager implements RunLifecycle {
   async revoke (caller: Caller, runId: string): Promise<RunView> {
     const run = this.#visible(caller, runId)
     if (!isTerminal(run.state) && run.mode === 'launch' && this.#host !== null) await this.#host.stop(runId)
-    return view(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {}))
+    return view(await this.#ownersOutcome(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {})))
+  }
+
+  /**
+   * An explicit revoke on a node that does not own the run only records its end; the owner revokes it when the ledger
+   * change reaches it (CLUSTER.md "Ownership"), within milliseconds. The caller waits for that outcome, not for the
+   * hand-over: `nf-secrets runs revoke` on any node then says revoked (exit 0) as on the owner. Bounded: an owner that
+   * is gone leaves the run `revoking` until a node adopts it, and the answer says so.
+   */
+  async #ownersOutcome (run: RunRecord): Promise<RunRecord> {
+    const settled = (r: RunRecord | undefined): boolean => r === undefined || Object.values(r.targets).every(t => t === undefined || t.state === 'revoked' || t.state === 'revoke_failed')
+    // No owner (its node left, nobody adopted it yet): nobody to wait for; the adopter revokes it later.
+    if (settled(run) || this.#ownership.owns(run) || (this.#ownership.ownerOf?.(run.runId) ?? null) === null) return run
+    const { ledger } = this.#deps
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(done, OWNER_REVOKE_WAIT_MS)
+      timer.unref()
+      const off = ledger.onChange(c => { if (c.runId === run.runId && settled(ledger.get(run.runId))) done() })
+      function done (): void {
+        clearTimeout(timer)
+        off()
+        resolve()
+      }
+      if (settled(ledger.get(run.runId))) done()
+    })
+    return ledger.get(run.runId) ?? run
   }
 
   /** The monitor of this lifecycle, handed what it needs (it never reaches through the manager). */

@@ -17,6 +17,8 @@ export interface RunOwnership {
   adoptOrphans: () => Promise<string[]>
   /** wait until owns() reflects every change acknowledged so far (a shared view may lag a claim just made) */
   settle?: () => Promise<void>
+  /** the node answering for the run now; null: none (its node left and nobody adopted it yet) */
+  ownerOf?: (runId: string) => string | null
 }
 
 /** One node, one ledger: this node owns every run and its own host is the only one. */

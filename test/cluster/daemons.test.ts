@@ -35,7 +35,7 @@ async function until (what: string, check: () => Promise<boolean> | boolean, tim
 t.test('three nodes share one store', async t => {
   const c = await startClusterDaemons(t, { leaseTtlSeconds: TTL })
   if (c === null) return
-  const [alice] = ensureUsers(['alice'])
+  const [alice] = ensureUsers(['alice', 'bob'])
   /** a launch dir of alice's in the shared work dir */
   const launchDir = (name: string): string => {
     const d = join(c.work, name)
@@ -138,9 +138,7 @@ t.test('three nodes share one store', async t => {
     t.equal((await c.cli('a', ['runs', 'revoke', runId], { user: 'alice' })).code, 0)
   })
 
-  // todo until the lifecycle revokes only as owner (face) and events come from the ledger's feed (feeds): today b and
-  // the owner both revoke (2 audit lines) and a's /events never hears of b's revoke.
-  await t.test('3: armed on a, shown on c, revoked on b: revoked once, dir gone, one run.revoked event on every node', { todo: 'needs issue 15: ownership in the revoker, events from the feeds' }, async t => {
+  await t.test('3: armed on a, shown on c, revoked on b: revoked once, dir gone, one run.revoked event on every node', async t => {
     const streams = await Promise.all(['a', 'b', 'c'].map(async n => await c.events(n)))
     const { runId, env } = await arm('a', launchDir('proj3'))
     const store = env.NXF_SECRETS_FILE!
@@ -149,10 +147,21 @@ t.test('three nodes share one store', async t => {
     for (let i = 0; i < 50 && shown.owner !== 'a'; i++) shown = await show('c', runId)
     t.equal(shown.state, 'armed', 'c shows it armed')
     t.equal(shown.owner, 'a', 'owned by a')
+    // Attack: bob, on another node than the one that armed it, with the run's id: absent to him (exit 3), untouched.
+    for (const args of [['runs', 'revoke', runId], ['runs', 'show', runId], ['runs', 'list', '--all', '--json']]) {
+      const b = await c.cli('b', args, { user: 'bob' })
+      if (args[1] === 'list') t.same(json(b.stdout), [], 'bob lists none of alice\'s runs on b')
+      else t.equal(errorCode(b.stderr), 'NFS_ERR_RUN_NOT_FOUND', `bob: ${args.join(' ')} -> not found`)
+    }
+    t.equal((await show('c', runId)).state, 'armed', 'still armed after bob\'s tries')
+    t.ok(existsSync(store), 'its file is still there')
     const r = await c.cli('b', ['runs', 'revoke', runId], { user: 'alice' })
-    t.equal(r.code, 0, r.stderr)
+    t.equal(r.code, 0, `alice's revoke on b waits for the owner's revoke and exits 0: ${r.stderr}`)
+    t.notOk(existsSync(store), 'the run dir is gone when the revoke on b answers')
     await until('the run dir to go', () => !existsSync(store))
-    for (const [i, s] of streams.entries()) await s.waitFor(e => e.type === 'run.revoked' && e.runId === runId, 30_000).catch((err: Error) => { t.fail(`node ${'abc'[i]}: ${err.message}`) })
+    // todo until the event bus follows the ledger's change feed (issue 15, feeds): only the revoking node publishes.
+    const EVENTS_TODO = { todo: 'events from the ledger feed (issue 15)' }
+    for (const s of streams) await s.waitFor(e => e.type === 'run.revoked' && e.runId === runId, 3_000).catch(() => {})
     await until('every node to show it revoked', async () => {
       for (const n of ['a', 'b', 'c']) if (Object.values((await show(n, runId)).targets).some(tr => tr.state !== 'revoked')) return false
       return true
@@ -162,7 +171,7 @@ t.test('three nodes share one store', async t => {
     const lines = revokes(runId)
     t.equal(lines.length, 1, 'one run.revoke audit line over all nodes')
     t.equal(lines[0]?.node, 'a', 'by the owner')
-    for (const [i, s] of streams.entries()) t.equal(s.all().filter(e => e.type === 'run.revoked' && e.runId === runId).length, 1, `one run.revoked event on ${'abc'[i]}`)
+    for (const [i, s] of streams.entries()) t.equal(s.all().filter(e => e.type === 'run.revoked' && e.runId === runId).length, 1, `one run.revoked event on ${'abc'[i]}`, EVENTS_TODO)
   })
 
   await t.test('5: kill -9 and restart within the TTL: no adoption, nothing revoked', async t => {
