@@ -109,6 +109,20 @@ t.test('a task of a run nf-secrets provisioned: its run dir made again, as alice
   t.notOk(existsSync(dirname(file)), 'the run dir is gone again')
 })
 
+t.test('a task of a workspace run: the earlier run\'s workspace is the rerun\'s', async t => {
+  t.equal((await runCli(['workspaces', 'create', 'lab', '--owner', 'alice'], { env: { NF_SECRETS_SOCKET: d.socket } })).code, 0)
+  t.equal((await as('alice', ['secrets', 'add', 'LAB_ONLY', '-w', 'lab'], { input: 'lab-value' })).code, 0)
+  const launch = own(alice!, join(aliceHome, 'launch-lab'))
+  const armed = json<{ runId: string, env: { NXF_SECRETS_FILE: string } }>((await as('alice', ['arm', '--all', '-w', 'lab', '--dir', launch, '--json'])).stdout)
+  t.equal((await as('alice', ['runs', 'revoke', armed.runId])).code, 0)
+  const file = join(dirname(armed.env.NXF_SECRETS_FILE), `.nf-${HASH}.secrets`)
+  const taskDir = writeTask(join(aliceHome, 'work', 'la', 'b00001'), { secretsFile: file, names: ['LAB_ONLY'], script: 'test "$LAB_ONLY" = lab-value', owner: alice! })
+  const r = await as('alice', ['rerun', taskDir])
+  t.equal(r.code, 0, r.stderr)
+  t.equal(readFileSync(join(taskDir, '.exitcode'), 'utf8'), '0', 'the task got the workspace\'s secret without -w')
+  t.notOk(existsSync(dirname(file)))
+})
+
 t.test('the command fails, or its CLI is killed: the file is gone all the same', async t => {
   const file = join(aliceStoreDir, `.nf-${'1'.repeat(32)}.secrets`)
   const taskDir = task(alice!, join(aliceHome, 'work', 'fa', 'il0001'), file)
