@@ -79,8 +79,10 @@ export interface OpenSecretsStoreOptions {
   lastUsedFlushMs?: number
 }
 
-/** lastUsed marks wait at most this long for a store write (see markUsed). */
+/** lastUsed marks are written once no mark has come for this long (see markUsed). */
 export const LAST_USED_FLUSH_MS = 5000
+/** ... and at the latest this many quiet windows after the first mark not yet on disk. */
+export const LAST_USED_MAX_WINDOWS = 12
 
 /** `data` with the pending lastUsed marks (entryKey -> time) laid over it; the same object when there are none. */
 function withUsed (data: StoreData, used: ReadonlyMap<string, string>): StoreData {
@@ -114,6 +116,8 @@ class LowSecretsStore implements SecretsStore {
   // lastUsed marks not yet on disk, and the timer that writes them (markUsed).
   readonly #used = new Map<string, string>()
   #usedTimer: NodeJS.Timeout | null = null
+  /** when the oldest mark not yet on disk was made (ms), null when none is pending */
+  #usedSince: number | null = null
   readonly #usedOpts: { flushMs: number, logger: Pick<Logger, 'warn'> }
 
   constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date, usedOpts: { flushMs: number, logger: Pick<Logger, 'warn'> }) {
@@ -141,6 +145,7 @@ class LowSecretsStore implements SecretsStore {
         const used = new Map(this.#used)
         await this.#adapter.write(next)
         for (const [k, at] of used) if (this.#used.get(k) === at) this.#used.delete(k)
+        if (this.#used.size === 0) this.#usedSince = null
         this.#db.data = withUsed(next, this.#used)
         this.#emit(changes)
       }
@@ -243,8 +248,9 @@ class LowSecretsStore implements SecretsStore {
 
   // lastUsed is bookkeeping, not a change of the secret: it keeps the version, which counts value changes. It is
   // advisory metadata, so an arm does not wait for a durable rewrite of the whole store for it: the mark is made
-  // in memory at once (listings show it) and reaches disk with the store's next write, or by a write of its own at
-  // most LAST_USED_FLUSH_MS later, or at close. A crash can lose the last few seconds of marks, nothing else.
+  // in memory at once (listings show it) and reaches disk with the store's next write, or by a write of its own once
+  // no mark has come for LAST_USED_FLUSH_MS (at most LAST_USED_MAX_WINDOWS of them after the first), or at close.
+  // A crash can lose the marks of the last minute at most, nothing else.
   async markUsed (entries: Array<{ scope: Scope, name: string }>, at: string): Promise<void> {
     const wanted = new Set(entries.map(e => entryKey(e.scope, e.name)))
     const data = this.#db.data
@@ -257,7 +263,14 @@ class LowSecretsStore implements SecretsStore {
     }
     this.#db.data = withUsed(data, this.#used)
     this.#emit(marked)
-    this.#usedTimer ??= setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs).unref()
+    // Written once arming goes quiet (each mark pushes the write back, up to LAST_USED_MAX_WINDOWS windows): a burst
+    // of arms does not share the disk and the event loop with a rewrite of the whole store (issue 18: these writes
+    // made the arm's p99 in bench/ 'runs').
+    const now = Date.now()
+    this.#usedSince ??= now
+    if (this.#usedTimer !== null) clearTimeout(this.#usedTimer)
+    const latest = this.#usedSince + this.#usedOpts.flushMs * LAST_USED_MAX_WINDOWS
+    this.#usedTimer = setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, Math.max(0, Math.min(this.#usedOpts.flushMs, latest - now))).unref()
   }
 
   /** Write pending lastUsed marks; a failure (full disk) keeps them for the next write or a later try. */

@@ -1,7 +1,7 @@
 // lastUsed is advisory metadata kept off the arm's path: marked in memory at once, written by the store's next
 // write, by a coalesced write of its own, or at close; a full disk keeps the marks for a later write.
 import t from 'tap'
-import { readFileSync, rmSync } from 'node:fs'
+import { readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { openSecretsStore } from '../../daemon/store/secrets-store.js'
@@ -43,6 +43,21 @@ t.test('a mark shows at once, reaches disk within the flush interval, and keeps 
   t.equal(onDisk(path), AT, 'the flush wrote it')
   t.equal(onDisk(path, 'OTHER'), null, 'only the marked secret')
   t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.version, 1)
+})
+
+t.test('a burst of marks is written once it goes quiet, not in the middle of it; and no later than its bound', async t => {
+  const { path, store } = await fresh(t, 1000)
+  const ino = (): number => statSync(path).ino
+  const before = ino()
+  // 30 marks 50 ms apart: 1.5 s, longer than the 1 s window, with no gap of 1 s in it.
+  for (let i = 0; i < 30; i++) {
+    await store.markUsed([TOKEN], `2030-01-01T00:00:${String(i).padStart(2, '0')}.000Z`)
+    if (i < 29) await sleep(50)
+  }
+  t.equal(ino(), before, 'store.json was not rewritten during the burst (each write makes a new file)')
+  const deadline = Date.now() + 10_000
+  while (onDisk(path) !== '2030-01-01T00:00:29.000Z' && Date.now() < deadline) await sleep(20)
+  t.equal(onDisk(path), '2030-01-01T00:00:29.000Z', 'written once the burst went quiet, with its last mark')
 })
 
 t.test('marks ride along with the next store write, and one made during a write is not lost', async t => {
