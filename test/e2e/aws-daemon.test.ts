@@ -12,6 +12,7 @@ import { errorCode, json, runCli, spawnCli } from '../helpers/cli.js'
 import { MOTO_ACCOUNT, MOTO_REGION, getValue, listAll, smCall, startMoto } from '../helpers/moto.js'
 import { AWS_ENV, addSecrets, awsConfig, tagsOf, waitForMoto } from '../helpers/aws-daemon.js'
 import { requireMoto } from '../helpers/requires.js'
+import { waitFor } from '../helpers/wait.js'
 
 // Many daemon and CLI processes: on a loaded CI machine this file takes minutes, not tap's default two.
 t.setTimeout(900_000)
@@ -52,7 +53,7 @@ t.test('run --target hpc,aws: the command gets both; at its exit moto and the ru
   const script = `printf '%s\\n' "$NXF_SECRETS_FILE" "$NF_SECRETS_AWS_PREFIX" "$NF_SECRETS_RUN_ID" > ${envFile}; ` +
     `while [ ! -e ${go} ]; do sleep 0.05; done; exit 7`
   const run = spawnCli(t, ['--socket', d.socket, 'run', '--target', 'hpc,aws', '--', 'sh', '-c', script], { cwd: work })
-  await waitFor(() => existsSync(envFile) && readFileSync(envFile, 'utf8').split('\n').length >= 4)
+  await waitFor('the env file', () => existsSync(envFile) && readFileSync(envFile, 'utf8').split('\n').length >= 4, 30_000, 50)
   const [storeFile, awsPrefix, runId] = readFileSync(envFile, 'utf8').split('\n') as [string, string, string]
   t.match(runId, /^[0-9A-Za-z]{14}$/)
   t.equal(storeFile, join(d.dir, 'runs', me, runId, 'store.json'), 'NXF_SECRETS_FILE is the run\'s hpc store')
@@ -198,11 +199,3 @@ t.test('orphan sweep: at start and on its timer, only this host\'s secrets of un
   await cli(second, ['runs', 'revoke', arm.runId])
   t.same((await listAll(moto.endpoint)).filter(armed), [])
 })
-
-async function waitFor (ok: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('timed out')
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}

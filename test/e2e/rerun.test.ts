@@ -13,6 +13,7 @@ import { call, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daem
 import { errorCode, json, runCli, spawnCli, type RunOptions, type RunResult } from '../helpers/cli.js'
 import { rawRequest } from '../helpers/raw-request.js'
 import { writeTask } from '../helpers/task-wrapper.js'
+import { waitFor } from '../helpers/wait.js'
 
 t.setTimeout(600_000)
 const [alice, bob] = requireUsers(t, ['alice', 'bob'])
@@ -47,13 +48,6 @@ function as (user: string, args: string[], opts: RunOptions = {}): Promise<RunRe
 function task (u: { uid: number, gid: number }, path: string, secretsFile: string, mode = 0o755): string {
   return writeTask(path, { secretsFile, names: ['TOKEN', 'DB_PASS'], script: 'printf %s "$TOKEN" | sha256sum | cut -d" " -f1\ntest -n "$DB_PASS"', owner: u, mode })
 }
-async function until (what: string, pred: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
 async function runOf (secretsFile: string): Promise<{ runId: string, pid: number, state: string, targets: { hpc: { state: string } } } | undefined> {
   const all = (await call(d.socket, 'GET', '/api/v1/runs?all=true')).body as Array<{ runId: string, pid: number, state: string, secretsFile?: string, targets: { hpc: { state: string } } }>
   return all.filter(r => r.secretsFile === secretsFile).pop()
@@ -72,11 +66,11 @@ t.test('a task of Nextflow\'s own store: the names it sources, at its path, 0600
   // While the command runs: what the file is, and no process's argv holds the value.
   const probe = `stat -c %a:%U ${file} > .seen-stat; grep -c '^export ' ${file} > .seen-count; bash .command.run; while [ ! -e .go ]; do sleep 0.05; done`
   const cli = spawnCli(t, ['rerun', taskDir, '--', 'bash', '-c', probe], { user: 'alice', cwd: aliceHome, env: { NF_SECRETS_SOCKET: d.socket } })
-  await until('the task to run', () => existsSync(join(taskDir, '.exitcode')))
+  await waitFor('the task to run', () => existsSync(join(taskDir, '.exitcode')), 30_000, 50)
   const argvs = readdirSync('/proc').filter(p => /^\d+$/.test(p)).map(p => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') } catch { return '' } })
   t.notOk(argvs.some(a => a.includes(CANARY)), 'no argv holds the value')
   writeFileSync(join(taskDir, '.go'), '')
-  await until('the CLI to end', () => cli.child.exitCode !== null)
+  await waitFor('the CLI to end', () => cli.child.exitCode !== null, 30_000, 50)
   const r = await cli.stop()
   t.equal(r.code, 0, r.stderr)
   t.equal(readFileSync(join(taskDir, '.exitcode'), 'utf8'), '0')
@@ -136,7 +130,7 @@ t.test('the command fails, or its CLI is killed: the file is gone all the same',
   t.ok(existsSync(file))
   const run = (await runOf(file))!
   process.kill(run.pid, 'SIGKILL')
-  await until('the killed CLI\'s run to be revoked', async () => !existsSync(file) && (await runOf(file))?.targets.hpc.state === 'revoked')
+  await waitFor('the killed CLI\'s run to be revoked', async () => !existsSync(file) && (await runOf(file))?.targets.hpc.state === 'revoked', 30_000, 50)
   t.match(await runOf(file), { runId: run.runId, targets: { hpc: { state: 'revoked' } } })
   writeFileSync(join(taskDir, '.go'), '')
   await cli.stop()
@@ -216,7 +210,7 @@ t.test('a daemon restart: a rerun whose CLI died meanwhile is revoked, its file 
   await cli.stop()
   t.ok(existsSync(file), 'still there while the daemon is down')
   d = await startTestDaemon(t, { mode: 'system', dir, config, build: false })
-  await until('the revoke after the restart', async () => !existsSync(file) && (await runOf(file))?.targets.hpc.state === 'revoked')
+  await waitFor('the revoke after the restart', async () => !existsSync(file) && (await runOf(file))?.targets.hpc.state === 'revoked', 30_000, 50)
   t.match(await runOf(file), { runId: run.runId, targets: { hpc: { state: 'revoked' } } })
 })
 

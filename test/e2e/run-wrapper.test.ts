@@ -7,16 +7,9 @@ import { join, resolve } from 'node:path'
 import { CLI_BIN, ROOT, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 import { ME } from '../helpers/users.js'
+import { waitFor } from '../helpers/wait.js'
 
 const MINI_NEXTFLOW = join(ROOT, 'test', 'fixtures', 'mini-nextflow.py')
-
-async function waitFor (what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
 
 /** Every process's argv, as /proc shows it to anyone on the host. */
 function allCmdlines (): string {
@@ -63,7 +56,7 @@ t.test('a SIGKILLed wrapper: the run stays while the Nextflow session lives, and
     cwd: dir, stdio: 'ignore', env: { PATH: process.env.PATH, HOME: process.env.HOME }
   })
   t.teardown(() => { writeFileSync(join(dir, 'finish'), '') })
-  await waitFor('the session to start', () => existsSync(join(dir, 'store-seen.txt')))
+  await waitFor('the session to start', () => existsSync(join(dir, 'store-seen.txt')), 60_000, 50)
   const runs = JSON.parse((await socketGet(d.socket, '/api/v1/runs')).body) as Array<{ runId: string, state: string }>
   const runId = runs[0]!.runId
   wrapper.kill('SIGKILL')
@@ -75,8 +68,8 @@ t.test('a SIGKILLed wrapper: the run stays while the Nextflow session lives, and
   t.equal(kept.state, 'running', 'the session is alive: the run and its secrets stay')
   t.equal(readdirSync(join(dir, 'runs', ME)).length, 1)
   writeFileSync(join(dir, 'finish'), '')
-  await waitFor('the run to end', async () => (JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string }).state === 'completed')
-  await waitFor('the run dir to go', () => readdirSync(join(dir, 'runs', ME)).length === 0)
+  await waitFor('the run to end', async () => (JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string }).state === 'completed', 60_000, 50)
+  await waitFor('the run dir to go', () => readdirSync(join(dir, 'runs', ME)).length === 0, 60_000, 50)
   t.pass('completed and revoked after the session ended')
   t.equal(resolve(kept.launchDir), resolve(dir))
 })

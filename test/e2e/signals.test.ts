@@ -9,6 +9,7 @@ import { once } from 'node:events'
 import WebSocket from 'ws'
 import { call, startTestDaemon, tempDir, writeConfig, type LogLine, type TestDaemon } from '../helpers/daemon.js'
 import { ME } from '../helpers/users.js'
+import { waitFor } from '../helpers/wait.js'
 
 t.setTimeout(300_000)
 
@@ -17,14 +18,6 @@ function openEvents (socket: string): Promise<{ ws: WebSocket, messages: Array<R
   const messages: Array<Record<string, unknown>> = []
   ws.on('message', (data) => { messages.push(JSON.parse(String(data)) as Record<string, unknown>) })
   return once(ws, 'open').then(() => ({ ws, messages }))
-}
-
-async function until (what: string, ok: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
 }
 
 function ledger (d: TestDaemon): { runs: Array<Record<string, any>> } {
@@ -118,7 +111,7 @@ t.test('SIGHUP: reloads the log level without dropping connections; a broken con
   t.equal(second.reused, true, 'the keep-alive connection made before the reload still serves')
   t.equal(events.ws.readyState, WebSocket.OPEN, 'the WebSocket stays open')
   t.equal((await call(daemon.socket, 'POST', '/api/v1/secrets', { name: 'AFTER_RELOAD', value: 'hup-canary-value' }, { agent })).status, 201)
-  await until('the event on the old WebSocket', () => events.messages.some(m => m.type === 'secret.created'))
+  await waitFor('the event on the old WebSocket', () => events.messages.some(m => m.type === 'secret.created'), 15_000, 50)
   t.ok(events.messages.some(m => m.type === 'secret.created' && JSON.stringify(m).includes('AFTER_RELOAD')), 'events still flow on it')
 
   // A broken file: logged, the running config kept (still warn), the daemon still serves.

@@ -12,20 +12,13 @@ import { ensureUsers } from '../helpers/users.js'
 import * as needs from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { errorCode, json, runCli, runNode } from '../helpers/cli.js'
+import { waitFor } from '../helpers/wait.js'
 
 const INTERVAL_MS = 500
 
 function requireSlurm (): void {
   const r = spawnSync('sinfo', ['-h', '-o', '%T'], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error('Slurm is not running: run scripts/ci/start-slurm.sh (as root) first')
-}
-
-async function until (what: string, fn: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
 }
 
 /** Held jobs of `user` (never scheduled), cancelled in teardown. */
@@ -116,7 +109,7 @@ t.test('bob cannot tie a run to alice\'s job, nor to a made-up one', async t => 
   const store = json<{ env: Record<string, string> }>(mine.stdout).env.NXF_SECRETS_FILE!
   t.ok(existsSync(store))
   execFileSync('scancel', [aliceJob!])
-  await until('alice\'s run to end with her job', () => !existsSync(dirname(store)), 20_000)
+  await waitFor('alice\'s run to end with her job', () => !existsSync(dirname(store)), 20_000, 100)
 })
 
 t.test('300 runs tied to jobs cost one squeue per pass, and a stuck squeue does not delay alice\'s TTL', async t => {
@@ -141,7 +134,7 @@ t.test('300 runs tied to jobs cost one squeue per pass, and a stuck squeue does 
   // squeue gets stuck (a controller that does not answer): alice arms with a 2 s TTL.
   writeFileSync(slowFlag, '')
   t.teardown(() => rmSync(slowFlag, { force: true }))
-  await until('a stuck call', () => readFileSync(callLog, 'utf8').trim().split('\n').length > calls.length, 5000)
+  await waitFor('a stuck call', () => readFileSync(callLog, 'utf8').trim().split('\n').length > calls.length, 5000, 100)
   const stuckCalls = readFileSync(callLog, 'utf8').trim().split('\n').length
   const arm = await runCli(['arm', '--ttl', '2s', '--dir', launch.alice!, '--format', 'json'], { user: 'alice', env: { NF_SECRETS_SOCKET: daemon.socket } })
   t.equal(arm.code, 0, arm.stderr)
@@ -152,7 +145,7 @@ t.test('300 runs tied to jobs cost one squeue per pass, and a stuck squeue does 
   const expiresAt = Date.parse(json<{ expiresAt: string }>(show.stdout).expiresAt)
   // Bound: the TTL, one pass, and 2 s for the revoke (the same bound as for any run when Slurm is well).
   const bound = expiresAt + INTERVAL_MS + 2000
-  await until('alice\'s run to expire', () => !existsSync(dirname(store)), Math.max(0, bound - Date.now()))
+  await waitFor('alice\'s run to expire', () => !existsSync(dirname(store)), Math.max(0, bound - Date.now()), 100)
   const after = json<{ state: string }>((await runCli(['runs', 'show', run.runId, '--json'], { user: 'alice', env: { NF_SECRETS_SOCKET: daemon.socket } })).stdout)
   t.equal(after.state, 'expired', 'alice\'s run expired on time while squeue was stuck')
   t.equal(readFileSync(callLog, 'utf8').trim().split('\n').length, stuckCalls, 'no second squeue while the stuck one is out')

@@ -13,6 +13,7 @@ import { CLI_BIN, startTestDaemon, socketGet } from '../helpers/daemon.js'
 import { forOthers } from '../helpers/for-others.js'
 import { runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+import { waitFor } from '../helpers/wait.js'
 
 needs.requireRoot(t)
 needs.requireSlurm(t)
@@ -29,14 +30,6 @@ function systemConfig (t: { teardown: (fn: () => void) => void }): Record<string
 function requireSlurm (): void {
   const r = spawnSync('sinfo', ['-h', '-o', '%T'], { encoding: 'utf8' })
   if (r.status !== 0) throw new Error('Slurm is not running: run scripts/ci/start-slurm.sh (as root) first')
-}
-
-async function waitFor (what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 200))
-  }
 }
 
 /** Submit a bash job script as `user` and wait for it to end. */
@@ -93,10 +86,10 @@ t.test('a Slurm job of alice reads her run\'s secret through Nextflow\'s export 
   const nf = await startFakeNextflow({ launchDir: aliceDir, sessionId: run.sessionId, uid: alice!.uid, gid: alice!.gid })
   t.teardown(() => nf.close())
   const state = async (): Promise<string> => (JSON.parse((await socketGet(d.socket, `/api/v1/runs/${run.runId}`)).body) as { state: string }).state
-  await waitFor('running', async () => (await state()) === 'running')
+  await waitFor('running', async () => (await state()) === 'running', 60_000, 200)
   await nf.finish('OK')
-  await waitFor('completed', async () => (await state()) === 'completed')
-  await waitFor('run dir removed', () => !existsSync(runDir))
+  await waitFor('completed', async () => (await state()) === 'completed', 60_000, 200)
+  await waitFor('run dir removed', () => !existsSync(runDir), 60_000, 200)
   t.notOk(existsSync(exportFile), 'the export file went with the run dir')
   t.notMatch(d.log(), canary, 'the value is not in the daemon log')
   t.notMatch(readFileSync(join(d.stateDir, 'runs.json'), 'utf8'), canary, 'nor in the ledger')
@@ -117,6 +110,6 @@ t.test('armed inside an sbatch job: the run follows the Slurm job (SLURM_JOB_ID)
   const armed = JSON.parse(readFileSync(join(dir, 'armed.json'), 'utf8')) as { runId: string, env: Record<string, string> }
   const view = async (): Promise<{ state: string, slurmJobId: string | null }> => JSON.parse((await socketGet(d.socket, `/api/v1/runs/${armed.runId}`)).body)
   t.match((await view()).slurmJobId, /^\d+$/, 'the job id was recorded')
-  await waitFor('expired once the job is gone', async () => (await view()).state === 'expired')
-  await waitFor('run dir removed', () => !existsSync(dirname(armed.env.NXF_SECRETS_FILE!)))
+  await waitFor('expired once the job is gone', async () => (await view()).state === 'expired', 60_000, 200)
+  await waitFor('run dir removed', () => !existsSync(dirname(armed.env.NXF_SECRETS_FILE!)), 60_000, 200)
 })

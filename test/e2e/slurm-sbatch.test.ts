@@ -13,6 +13,7 @@ import * as needs from '../helpers/requires.js'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { json, runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+import { waitFor } from '../helpers/wait.js'
 
 const INTERVAL_MS = 500
 const PROMPT_MS = INTERVAL_MS + 2000
@@ -39,14 +40,6 @@ const ledgerRun = (runId: string): LedgerRun | undefined =>
   json<{ runs: LedgerRun[] }>(readFileSync(join(daemon.stateDir, 'runs.json'), 'utf8')).runs.find(r => r.runId === runId)
 const revokeLines = (runId: string): number => readFileSync(join(daemon.stateDir, 'audit.log'), 'utf8').split('\n')
   .filter(l => l.includes(`"runId":"${runId}"`) && l.includes('"action":"run.revoke"')).length
-
-async function until (what: string, fn: () => boolean, timeoutMs: number, stepMs = 100): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, stepMs))
-  }
-}
 
 function jobState (jobId: string): string {
   return execFileSync('squeue', ['-h', '-t', 'all', '-j', jobId, '-o', '%T'], { encoding: 'utf8' }).trim()
@@ -75,8 +68,8 @@ async function submit (t: Test, name: string, sbatchArgs: string[], body: string
 
 /** The job leaves the queue (seen here at G): the run must be revoked by G + interval + 2 s. */
 async function revokedPromptly (t: Test, name: string, s: Submitted, leaveTimeoutMs = 60_000): Promise<void> {
-  await until(`${name}: job ${s.jobId} leaves the queue`, () => !inQueue(s.jobId), leaveTimeoutMs, 200)
-  await until(`${name}: run revoked within ${PROMPT_MS} ms of the job leaving`, () => ledgerRun(s.runId)?.targets.hpc?.state === 'revoked', PROMPT_MS, 50)
+  await waitFor(`${name}: job ${s.jobId} leaves the queue`, () => !inQueue(s.jobId), leaveTimeoutMs, 200)
+  await waitFor(`${name}: run revoked within ${PROMPT_MS} ms of the job leaving`, () => ledgerRun(s.runId)?.targets.hpc?.state === 'revoked', PROMPT_MS, 50)
   t.notOk(existsSync(dirname(s.store)), `${name}: the run dir is gone`)
   t.match(ledgerRun(s.runId)?.state, /^(expired|completed|failed|killed)$/, `${name}: the run ended`)
 }
@@ -90,7 +83,7 @@ t.test('sbatch-hosted heads: each way a job leaves the queue revokes its run onc
   const cancelled = await submit(t, 'cancel-running', [], 'sleep 600')
 
   const running = (async () => {
-    await until('cancel-running runs', () => jobState(cancelled.jobId) === 'RUNNING', 120_000, 200)
+    await waitFor('cancel-running runs', () => jobState(cancelled.jobId) === 'RUNNING', 120_000, 200)
     t.equal(ledgerRun(cancelled.runId)?.state, 'armed', 'a running job keeps its run')
     execFileSync('scancel', [cancelled.jobId])
     await revokedPromptly(t, 'cancelled while running', cancelled)
@@ -134,12 +127,12 @@ t.test('its Nextflow ending ends the run while the job is still queued, once', a
   // What the head does on a compute node: Nextflow starts with the run's NXF_UUID in that dir and ends OK.
   const nf = await startFakeNextflow({ launchDir: headDir, sessionId: shown.sessionId, uid: alice!.uid, gid: alice!.gid })
   t.teardown(() => nf.close())
-  await until('running', () => ledgerRun(runId)?.state === 'running', 20_000)
+  await waitFor('running', () => ledgerRun(runId)?.state === 'running', 20_000, 100)
   await nf.finish('OK')
-  await until('completed and revoked', () => ledgerRun(runId)?.targets.hpc?.state === 'revoked', 20_000)
+  await waitFor('completed and revoked', () => ledgerRun(runId)?.targets.hpc?.state === 'revoked', 20_000, 100)
   t.equal(ledgerRun(runId)?.state, 'completed')
   execFileSync('scancel', [jobId])
-  await until('the job leaves the queue', () => !inQueue(jobId), 20_000, 200)
+  await waitFor('the job leaves the queue', () => !inQueue(jobId), 20_000, 200)
   t.equal(revokeLines(runId), 1, 'the job leaving later revokes nothing more')
 })
 
