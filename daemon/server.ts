@@ -5,6 +5,7 @@ import { isCoded, nfsError } from './errors.js'
 import { clientErrorHandler, frameworkErrors } from './api/client-errors.js'
 import type { ServerDeps } from './deps.js'
 import type { Caller } from './types.js'
+import type { TypeBoxTypeProvider } from './api/type-provider.js'
 import systemApi from './api/system.js'
 import secretsApi from './api/secrets.js'
 import secretsImportApi from './api/secrets-import.js'
@@ -69,6 +70,7 @@ function httpReason (status: number): string {
 }
 
 export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
+  // The type provider gives each route's request the types of its schemas (api/type-provider.ts): no casts.
   const app = Fastify({
     loggerInstance: deps.logger.child({ room: 'api' }) as unknown as FastifyBaseLogger,
     bodyLimit: deps.config.api.bodyLimit,
@@ -79,7 +81,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     clientErrorHandler,
     frameworkErrors
-  })
+  }).withTypeProvider<TypeBoxTypeProvider>()
   app.decorate('deps', deps)
   app.decorateRequest('caller', null as unknown as Caller)
 

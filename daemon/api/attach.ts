@@ -3,16 +3,15 @@
 // In: text frames `{type:'input', data}` (keystrokes) and `{type:'resize', cols, rows}`. Closing detaches; the run
 // goes on. Only the run's owner may attach; anyone else, and any unknown id, gets NFS_ERR_RUN_NOT_FOUND before
 // the upgrade.
-import type { FastifyInstance } from 'fastify'
-import { Type, type Static } from '@sinclair/typebox'
 import type { WebSocket } from 'ws'
 import { nfsError } from '../errors.js'
 import { upgradeRequired } from './client-errors.js'
 import type { Attachment } from '../pty/host.js'
 import type { AttachClient } from '../pty/session.js'
 import { keepAlive, pingInterval } from './ws-heartbeat.js'
+import { RunIdParams } from '../contract/runs.js'
+import type { ApiInstance } from './type-provider.js'
 
-const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) })
 // A client that cannot keep up is let go rather than buffered without bound.
 const MAX_BUFFERED = 16 * 1024 * 1024
 
@@ -51,7 +50,7 @@ function clientOf (socket: WebSocket): AttachClient {
   }
 }
 
-export default async function attachApi (api: FastifyInstance): Promise<void> {
+export default async function attachApi (api: ApiInstance): Promise<void> {
   const { deps } = api
   const host = (): NonNullable<typeof deps.pty> => {
     if (deps.pty === undefined) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['launch', 'launched runs are not enabled'])
@@ -62,13 +61,13 @@ export default async function attachApi (api: FastifyInstance): Promise<void> {
     method: 'GET',
     url: '/runs/:id/attach',
     handler: upgradeRequired,
-    schema: { params: IdParams },
+    schema: { params: RunIdParams },
     // Refusals are plain HTTP answers with a code, before any upgrade.
     preValidation: async (request) => {
-      host().checkAttach(request.caller, (request.params as Static<typeof IdParams>).id)
+      host().checkAttach(request.caller, request.params.id)
     },
     wsHandler: (socket, request) => {
-      const runId = (request.params as Static<typeof IdParams>).id
+      const runId = request.params.id
       keepAlive(socket, pingInterval(deps.config.limits.idleTimeoutSeconds))
       let attachment: Attachment | null = null
       let closed = false

@@ -1,5 +1,5 @@
 // GET /events: a WebSocket of domain events, one JSON object a message, filtered to what concerns the caller.
-import type { FastifyInstance } from 'fastify'
+import type { ApiInstance } from './type-provider.js'
 import { roleIn } from '../rules/access.js'
 import type { Caller } from '../types.js'
 import type { NfsEvent } from '../events.js'
@@ -24,7 +24,7 @@ export function eventFor (caller: Caller, event: NfsEvent, store: Pick<SecretsSt
   return { ...event, names: event.names.filter(n => shared.has(n)) }
 }
 
-export default async function eventsApi (api: FastifyInstance): Promise<void> {
+export default async function eventsApi (api: ApiInstance): Promise<void> {
   const { deps } = api
   api.route({
     method: 'GET',

@@ -1,20 +1,11 @@
 // GET /policies and /policies/:name: the IAM templates of policies/, rendered for an account. Read-only and free of
 // secrets, so every caller may use them; the renderer is pure and does all the validation.
-import type { FastifyInstance } from 'fastify'
-import { Type, type Static } from '@sinclair/typebox'
+import type { Static } from '@sinclair/typebox'
 import { nfsError } from '../errors.js'
 import type { Config } from '../config.js'
 import { listPolicies, renderPolicy, type PolicyParams } from '../../policies/render.js'
-
-const NameParams = Type.Object({ name: Type.String({ minLength: 1, maxLength: 64 }) })
-// Unknown keys are refused: a misspelt `execution_role` must not silently render a policy without it.
-const RenderQuery = Type.Object({
-  account: Type.Optional(Type.String({ maxLength: 64 })),
-  region: Type.Optional(Type.String({ maxLength: 64 })),
-  executionRole: Type.Optional(Type.String({ maxLength: 128 })),
-  prefix: Type.Optional(Type.String({ maxLength: 300 })),
-  kmsKey: Type.Optional(Type.String({ maxLength: 2048 }))
-}, { additionalProperties: false })
+import { PolicyNameParams, RenderQuery } from '../contract/policies.js'
+import type { ApiInstance } from './type-provider.js'
 
 /**
  * The renderer's parameters: what the caller gave, else the daemon's own `aws.prefix` and `aws.region`, so that a
@@ -34,15 +25,15 @@ export function renderParams (query: Static<typeof RenderQuery>, aws: Pick<Confi
   return params
 }
 
-export default async function policiesApi (api: FastifyInstance): Promise<void> {
+export default async function policiesApi (api: ApiInstance): Promise<void> {
   const { deps } = api
 
   api.get('/policies', async () => listPolicies())
 
-  api.get('/policies/:name', { schema: { params: NameParams, querystring: RenderQuery } }, async (request) => {
-    const { name } = request.params as Static<typeof NameParams>
+  api.get('/policies/:name', { schema: { params: PolicyNameParams, querystring: RenderQuery } }, async (request) => {
+    const { name } = request.params
     // Checked here so that the error quotes a bounded, escaped name rather than whatever was in the URL.
     if (!listPolicies().some(p => p.name === name)) throw nfsError('NFS_ERR_POLICY_NOT_FOUND', [JSON.stringify(name.slice(0, 64))])
-    return renderPolicy(name, renderParams(request.query as Static<typeof RenderQuery>, deps.config.aws))
+    return renderPolicy(name, renderParams(request.query, deps.config.aws))
   })
 }

@@ -5,29 +5,17 @@
 // skipped secret, never a value.
 // Its events come from the store's change feed: one secret.created or secret.updated per secret written, and an
 // import undone part-way shows its undoing too (secret.deleted, secret.updated), as any other client may have seen it.
-import type { FastifyInstance } from 'fastify'
-import { Type, type Static } from '@sinclair/typebox'
 import { nfsError } from '../errors.js'
 import { SecretValue } from '../secret-value.js'
 import { checkSecretName, checkSecretValue } from '../rules/validate.js'
 import { workspaceOf, writableScope } from './secrets.js'
+import { ImportSecretsBody, type ImportReply } from '../contract/secrets.js'
+import type { ApiInstance } from './type-provider.js'
 
-const ImportBody = Type.Object({
-  workspace: Type.Optional(Type.String({ maxLength: 200 })),
-  secrets: Type.Array(Type.Object({ name: Type.String({ maxLength: 200 }), value: Type.String() }, { additionalProperties: false }), { maxItems: 10_000 }),
-  overwrite: Type.Optional(Type.Boolean())
-}, { additionalProperties: false })
-
-export interface ImportReply {
-  scope: string
-  imported: Array<{ name: string, action: 'created' | 'updated', version: number }>
-  skipped: Array<{ name: string, reason: 'exists' }>
-}
-
-export default async function secretsImportApi (api: FastifyInstance): Promise<void> {
+export default async function secretsImportApi (api: ApiInstance): Promise<void> {
   const { deps } = api
-  api.post('/secrets/import', { schema: { body: ImportBody } }, async (request) => {
-    const body = request.body as Static<typeof ImportBody>
+  api.post('/secrets/import', { schema: { body: ImportSecretsBody } }, async (request) => {
+    const body = request.body
     const caller = request.caller
     const scope = writableScope(caller, workspaceOf(deps, body.workspace))
     const seen = new Set<string>()

@@ -1,7 +1,6 @@
 // /secrets: metadata, writes and resolution. Values come in, never go out: no route returns a stored value.
 // The secret.* events come from the store's change feed (events.ts), not from here.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Type, type Static } from '@sinclair/typebox'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { can, PERSONAL } from '../rules/access.js'
 import { nfsError } from '../errors.js'
 import { resolveSecrets, userScope, workspaceScope } from '../rules/resolve.js'
@@ -10,19 +9,8 @@ import { checkSecretName, checkSecretValue } from '../rules/validate.js'
 import type { Caller, Scope, Workspace } from '../types.js'
 import type { ServerDeps } from '../deps.js'
 import { BodyCache, sendCached, type CachedBody } from './body-cache.js'
-import { ResolvedList, SecretList } from './secret-schemas.js'
-
-const WsQuery = Type.Object({ workspace: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false })
-const NameParams = Type.Object({ name: Type.String({ maxLength: 200 }) })
-const CreateBody = Type.Object({
-  name: Type.String({ maxLength: 200 }),
-  value: Type.String(),
-  workspace: Type.Optional(Type.String({ maxLength: 200 }))
-}, { additionalProperties: false })
-const UpdateBody = Type.Object({
-  value: Type.String(),
-  workspace: Type.Optional(Type.String({ maxLength: 200 }))
-}, { additionalProperties: false })
+import { CreateSecretBody, ResolvedList, SecretList, SecretNameParams, UpdateSecretBody, WorkspaceQuery } from '../contract/secrets.js'
+import type { ApiInstance } from './type-provider.js'
 
 /** The workspace a request names, checked to exist; null for the caller's user secrets (scope user:NAME; the implicit workspace `personal`). */
 export function workspaceOf (deps: ServerDeps, name: string | undefined): Workspace | null {
@@ -54,7 +42,7 @@ function readable (caller: Caller, ws: Workspace): void {
   if (!can(caller, 'secrets.read', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`you are not a member of workspace ${ws.name}`])
 }
 
-export default async function secretsApi (api: FastifyInstance): Promise<void> {
+export default async function secretsApi (api: ApiInstance): Promise<void> {
   const { deps } = api
   // One cache per server instance. Keys are the route and the exact scopes the body is built from (NUL cannot occur
   // in a scope); the caller's right to read those scopes is checked before every lookup.
@@ -62,8 +50,8 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
   const cachedBody = (key: string, reply: FastifyReply, build: () => unknown): CachedBody =>
     bodies.get(key, deps.store.revision, () => reply.serialize(build()))
 
-  api.get('/secrets', { schema: { querystring: WsQuery, response: { 200: SecretList } } }, async (request, reply) => {
-    const { workspace } = request.query as Static<typeof WsQuery>
+  api.get('/secrets', { schema: { querystring: WorkspaceQuery, response: { 200: SecretList } } }, async (request, reply) => {
+    const { workspace } = request.query
     const caller = request.caller
     const scopes: Scope[] = [userScope(caller.user)]
     if (workspace !== undefined && workspace !== '' && workspace !== PERSONAL) {
@@ -79,8 +67,8 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     return sendCached(request, reply, cachedBody(`list\0${scopes.join('\0')}`, reply, () => deps.store.listSecrets(scopes)))
   })
 
-  api.get('/secrets/resolve', { schema: { querystring: WsQuery, response: { 200: ResolvedList } } }, async (request, reply) => {
-    const { workspace } = request.query as Static<typeof WsQuery>
+  api.get('/secrets/resolve', { schema: { querystring: WorkspaceQuery, response: { 200: ResolvedList } } }, async (request, reply) => {
+    const { workspace } = request.query
     const caller = request.caller
     const ws = workspaceOf(deps, workspace)
     if (ws !== null) readable(caller, ws)
@@ -93,8 +81,8 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     )))
   })
 
-  api.post('/secrets', { schema: { body: CreateBody } }, async (request, reply) => {
-    const body = request.body as Static<typeof CreateBody>
+  api.post('/secrets', { schema: { body: CreateSecretBody } }, async (request, reply) => {
+    const body = request.body
     const name = checkSecretName(body.name)
     const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
     checkSecretValue(body.value)
@@ -103,9 +91,9 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     return reply.code(201).send(meta)
   })
 
-  api.put('/secrets/:name', { schema: { params: NameParams, body: UpdateBody } }, async (request) => {
-    const body = request.body as Static<typeof UpdateBody>
-    const name = checkSecretName((request.params as Static<typeof NameParams>).name)
+  api.put('/secrets/:name', { schema: { params: SecretNameParams, body: UpdateSecretBody } }, async (request) => {
+    const body = request.body
+    const name = checkSecretName(request.params.name)
     const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
     checkSecretValue(body.value)
     const meta = await deps.store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user, ifMatch(request))
@@ -113,9 +101,9 @@ export default async function secretsApi (api: FastifyInstance): Promise<void> {
     return meta
   })
 
-  api.delete('/secrets/:name', { schema: { params: NameParams, querystring: WsQuery } }, async (request) => {
-    const name = checkSecretName((request.params as Static<typeof NameParams>).name)
-    const { workspace } = request.query as Static<typeof WsQuery>
+  api.delete('/secrets/:name', { schema: { params: SecretNameParams, querystring: WorkspaceQuery } }, async (request) => {
+    const name = checkSecretName(request.params.name)
+    const { workspace } = request.query
     const scope = writableScope(request.caller, workspaceOf(deps, workspace))
     await deps.store.deleteSecret(scope, name, request.caller.user, ifMatch(request))
     await deps.audit.append({ action: 'secret.delete', actor: request.caller.user, scope, name })

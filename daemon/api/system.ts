@@ -1,8 +1,8 @@
 // GET /health, /whoami, /status.
-import type { FastifyInstance } from 'fastify'
+import type { ApiInstance } from './type-provider.js'
 import { rolesOf } from '../rules/access.js'
 
-export default async function systemApi (api: FastifyInstance): Promise<void> {
+export default async function systemApi (api: ApiInstance): Promise<void> {
   const { deps } = api
 
   api.get('/health', async () => ({ status: 'ok' }))

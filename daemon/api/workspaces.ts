@@ -1,27 +1,19 @@
 // /workspaces: create and delete (system admins), members and Unix-group mappings (workspace owners and admins).
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { Type, type Static } from '@sinclair/typebox'
+import type { FastifyRequest } from 'fastify'
 import { can, isRole, PERSONAL, roleIn } from '../rules/access.js'
 import { nfsError } from '../errors.js'
 import { checkWorkspaceName } from '../rules/validate.js'
 import type { Role, Workspace } from '../types.js'
-
-const WsParams = Type.Object({ ws: Type.String({ maxLength: 200 }) })
-const MemberParams = Type.Object({ ws: Type.String({ maxLength: 200 }), user: Type.String({ maxLength: 200 }) })
-const GroupParams = Type.Object({ ws: Type.String({ maxLength: 200 }), group: Type.String({ maxLength: 200 }) })
-const RoleBody = Type.Object({ role: Type.String({ maxLength: 20 }) }, { additionalProperties: false })
-const CreateBody = Type.Object({
-  name: Type.String({ maxLength: 200 }),
-  owner: Type.Optional(Type.String({ maxLength: 200 }))
-}, { additionalProperties: false })
+import { CreateWorkspaceBody, GroupParams, MemberParams, RoleBody, WorkspaceParams, type WorkspaceView } from '../contract/workspaces.js'
+import type { ApiInstance } from './type-provider.js'
 
 // Unix user and group names: what useradd and sssd accept in practice, and nothing that could be a path.
 const PRINCIPAL_RE = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,127}$/
 
-export default async function workspacesApi (api: FastifyInstance): Promise<void> {
+export default async function workspacesApi (api: ApiInstance): Promise<void> {
   const { deps } = api
 
-  function view (ws: Workspace, request: FastifyRequest): Record<string, unknown> {
+  function view (ws: Workspace, request: FastifyRequest): WorkspaceView {
     return { name: ws.name, role: roleIn(request.caller, ws), members: ws.members, groups: ws.groups, createdAt: ws.createdAt, createdBy: ws.createdBy, version: ws.version }
   }
 
@@ -37,8 +29,8 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
     return ws
   }
 
-  function role (body: unknown): Role {
-    const r = (body as Static<typeof RoleBody>).role
+  function role (body: { role: string }): Role {
+    const r = body.role
     if (!isRole(r)) throw nfsError('NFS_ERR_INVALID_ROLE', [JSON.stringify(r)])
     return r
   }
@@ -55,14 +47,14 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
     return visible.map(ws => view(ws, request))
   })
 
-  api.get('/workspaces/:ws', { schema: { params: WsParams } }, async (request) => {
-    const ws = existing((request.params as Static<typeof WsParams>).ws)
+  api.get('/workspaces/:ws', { schema: { params: WorkspaceParams } }, async (request) => {
+    const ws = existing(request.params.ws)
     if (!request.caller.isAdmin && roleIn(request.caller, ws) === null) throw nfsError('NFS_ERR_FORBIDDEN', [`you are not a member of workspace ${ws.name}`])
     return view(ws, request)
   })
 
-  api.post('/workspaces', { schema: { body: CreateBody } }, async (request, reply) => {
-    const body = request.body as Static<typeof CreateBody>
+  api.post('/workspaces', { schema: { body: CreateWorkspaceBody } }, async (request, reply) => {
+    const body = request.body
     if (!can(request.caller, 'workspaces.manage', null)) throw nfsError('NFS_ERR_FORBIDDEN', ['creating workspaces needs a system admin'])
     const name = checkWorkspaceName(body.name)
     if (name === PERSONAL) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [PERSONAL])
@@ -73,16 +65,16 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
     return reply.code(201).send(view(ws, request))
   })
 
-  api.delete('/workspaces/:ws', { schema: { params: WsParams } }, async (request) => {
+  api.delete('/workspaces/:ws', { schema: { params: WorkspaceParams } }, async (request) => {
     if (!can(request.caller, 'workspaces.manage', null)) throw nfsError('NFS_ERR_FORBIDDEN', ['deleting workspaces needs a system admin'])
-    const ws = existing((request.params as Static<typeof WsParams>).ws)
+    const ws = existing(request.params.ws)
     await deps.store.deleteWorkspace(ws.name)
     await deps.audit.append({ action: 'workspace.delete', actor: request.caller.user, workspace: ws.name })
     return { deleted: ws.name }
   })
 
   api.put('/workspaces/:ws/members/:user', { schema: { params: MemberParams, body: RoleBody } }, async (request) => {
-    const p = request.params as Static<typeof MemberParams>
+    const p = request.params
     const ws = manageable(request, p.ws)
     const r = role(request.body)
     const updated = await deps.store.setMember(ws.name, principal(p.user, 'user'), r)
@@ -91,7 +83,7 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
   })
 
   api.delete('/workspaces/:ws/members/:user', { schema: { params: MemberParams } }, async (request) => {
-    const p = request.params as Static<typeof MemberParams>
+    const p = request.params
     const ws = manageable(request, p.ws)
     const updated = await deps.store.setMember(ws.name, p.user, null)
     await deps.audit.append({ action: 'member.remove', actor: request.caller.user, workspace: ws.name, detail: { user: p.user } })
@@ -99,7 +91,7 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
   })
 
   api.put('/workspaces/:ws/groups/:group', { schema: { params: GroupParams, body: RoleBody } }, async (request) => {
-    const p = request.params as Static<typeof GroupParams>
+    const p = request.params
     const ws = manageable(request, p.ws)
     const r = role(request.body)
     const updated = await deps.store.setGroup(ws.name, principal(p.group, 'group'), r)
@@ -108,7 +100,7 @@ export default async function workspacesApi (api: FastifyInstance): Promise<void
   })
 
   api.delete('/workspaces/:ws/groups/:group', { schema: { params: GroupParams } }, async (request) => {
-    const p = request.params as Static<typeof GroupParams>
+    const p = request.params
     const ws = manageable(request, p.ws)
     const updated = await deps.store.setGroup(ws.name, p.group, null)
     await deps.audit.append({ action: 'group.remove', actor: request.caller.user, workspace: ws.name, detail: { group: p.group } })

@@ -3,7 +3,7 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { BodyCache, etagMatches, etagOf } from '../../daemon/api/body-cache.js'
-import { ResolvedList, SecretList } from '../../daemon/api/secret-schemas.js'
+import { ResolvedList, SecretList } from '../../daemon/contract/secrets.js'
 import { resolveSecrets } from '../../daemon/rules/resolve.js'
 import { appFixture } from '../helpers/app.js'
 
