@@ -8,7 +8,7 @@ import type { AuditLog } from './store/audit-log.js'
 import type { UserDirectory } from './identity/users.js'
 import type { Caller } from './types.js'
 import type { RunService } from './runs/service.js'
-import type { WatchService } from './watch/service.js'
+import type { WatchService } from './watch/watch-service.js'
 import type { PtyHost } from './pty/host.js'
 import type { StatusWarning } from '../adapters/types.js'
 

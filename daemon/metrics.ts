@@ -9,7 +9,7 @@ import type { MetricsEndpoint } from './deps.js'
 import type { RunObserver } from './runs/manager.js'
 import type { RunLedger } from './store/run-ledger.js'
 import { LIVE_STATES, TERMINAL_STATES, type Mode, type TargetName, type TargetState } from './types.js'
-import type { WatchSummary } from './watch/service.js'
+import type { WatchSummary } from './contract/watches.js'
 
 export const METRIC_PREFIX = 'nfsecretsd_'
 

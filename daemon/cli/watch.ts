@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Command } from './args.js'
 import { renderTable } from './output.js'
-import type { WatchView } from '../watch/service.js'
+import type { WatchView } from '../contract/watches.js'
 
 /** `--target aws,memory` (or repeated) -> ['aws', 'memory']. Pure. */
 export function targetList (v: unknown): string[] | undefined {

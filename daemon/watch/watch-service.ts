@@ -19,9 +19,18 @@ import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js
 import type { Caller } from '../types.js'
 import { AutoRuns } from './auto-run.js'
 import { openDir, sameFile } from '../os/read-owned.js'
-import type { WatchService, WatchSummary, WatchView } from './service.js'
+import type { WatchSummary, WatchView } from '../contract/watches.js'
 import { RunDirWatcher, type GroupOptions, type WatcherEvent } from './watcher.js'
 import { skippedName, type WalkFs } from './walk.js'
+
+/** The watch room's face to the API and status. */
+export interface WatchService {
+  /** what `caller` may see (a non-admin: the config's roots and their own); everything without a caller */
+  summary (caller?: Caller): WatchSummary
+  list (caller: Caller): WatchView[]
+  add (caller: Caller, req: { root: string, depth?: number, workspace?: string, targets?: string[], poll?: boolean, intervalMs?: number }): Promise<WatchView>
+  remove (caller: Caller, root: string): Promise<void>
+}
 
 export interface WatchServiceDeps {
   config: Config

@@ -1,7 +1,7 @@
 // `watch list` as people read it: a root still walked at start-up says so beside its (partial) launch-dir count.
 import t from 'tap'
 import { watchTable } from '../../daemon/cli/watch.js'
-import type { WatchView } from '../../daemon/watch/service.js'
+import type { WatchView } from '../../daemon/contract/watches.js'
 
 const view = (root: string, walking: boolean): WatchView => ({
   root, depth: 2, workspace: null, targets: [], poll: false, intervalMs: 1000, owner: 'config', source: 'config', launchDirs: 42, degraded: null, walking

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import type { WatchView } from '../../daemon/watch/service.js'
+import type { WatchView } from '../../daemon/contract/watches.js'
 import { requireUsers } from '../helpers/requires.js'
 import { watchFixture } from '../helpers/watch.js'
 import { as, watchApp } from '../helpers/watch-app.js'
