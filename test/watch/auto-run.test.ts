@@ -39,7 +39,8 @@ t.test('an unclaimed start becomes an auto-run of the owner, revoked at its end;
     const u = who === 'bob' ? bob! : alice!
     chownSync(d, u.uid, u.gid)
   }
-  await new Promise(resolve => setTimeout(resolve, 200))
+  // Each new dir is watched before Nextflow writes in it (not a fixed pause).
+  await waitFor('the new dirs to be watched', () => Object.values(dirs).every(d => f.service.watcher.watched(`root:${f.root}`)[d] !== undefined))
 
   const nf = await startFakeNextflow({ launchDir: dirs.alice, uid: alice!.uid, gid: alice!.gid })
   t.teardown(() => nf.close())

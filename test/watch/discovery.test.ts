@@ -65,7 +65,8 @@ t.test('a launch dir made later is found and its start seen; log rotation; OK an
   await w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 2 })
   const dir = join(root, 'group', 'proj')
   mkdirSync(dir, { recursive: true })
-  await new Promise(resolve => setTimeout(resolve, 100))
+  // The new dir is watched before Nextflow writes in it (not a fixed pause): its start is then seen by event.
+  await waitFor('the new dir to be watched', () => w.watched('root')[dir] !== undefined)
   const first = await startFakeNextflow({ launchDir: dir })
   t.teardown(() => first.close())
   await waitFor('launch-dir-found', () => events.some(e => e.type === 'launch-dir-found' && e.launchDir === dir))

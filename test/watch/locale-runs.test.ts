@@ -35,7 +35,8 @@ async function fixture (t: Teardown, monitorMs?: number) {
 t.test('a start written in New York\'s wall clock, read by a daemon in UTC, becomes an auto-run', async t => {
   // the monitor's pass too, as in the daemon: this test is about the start, whichever path sees the end
   const { f, dir } = await fixture(t, 500)
-  await new Promise(resolve => setTimeout(resolve, 200))
+  // The new dir is watched before Nextflow writes in it (not a fixed pause).
+  await waitFor('the new dir to be watched', () => f.service.watcher.watched(`root:${f.root}`)[dir] !== undefined)
   const nf = await startFakeNextflow({ launchDir: dir, uid: alice!.uid, gid: alice!.gid, jvm: { historyZone: 'America/New_York' } })
   t.teardown(() => nf.close())
   const line = readFileSync(join(dir, '.nextflow', 'history'), 'utf8')
