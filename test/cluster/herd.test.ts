@@ -36,7 +36,7 @@ t.test('herd: 20 nodes, 1,000 orphaned runs: 0 duplicates, 0 left', { timeout: 6
   for (let i = 0; i < RUNS + SLURM_RUNS; i += 50) {
     const batch = await Promise.all(Array.from({ length: Math.min(50, RUNS + SLURM_RUNS - i) }, async (_, j) => {
       const n = i + j
-      return await d.ledger.insert(intentRecord(n, { host: 'hd', state: 'running', slurmJobId: n < RUNS ? null : String(9000 + n) }))
+      return await d.ledger.insert(intentRecord(n, { user: `u${n % 50}`, host: 'hd', state: 'running', slurmJobId: n < RUNS ? null : String(9000 + n) }))
     }))
     ids.push(...batch.map(r => r.runId))
   }

@@ -10,6 +10,7 @@ import type { Test } from 'tap'
 import { call, startTestDaemon, tempDir, type Reply, type TestDaemon } from './daemon.js'
 import { runCli, spawnCli, type RunOptions, type RunResult, type StreamingCli } from './cli.js'
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js'
+import type { NetLab } from './netlab.js'
 import { whyNoEtcd, whyNotRoot } from './requires.js'
 
 export interface ClusterNode {
@@ -62,6 +63,11 @@ export interface ClusterDaemonsOptions {
   config?: Record<string, unknown>
   /** merged into every node's `cluster` section (e.g. hostDeadAfterSeconds) */
   cluster?: Record<string, unknown>
+  /**
+   * a network lab (netlab.ts) for partitions: etcd runs in its services namespace, and each node started with a name
+   * of the lab runs in that node's namespace under its own host name, reaching etcd through its own link
+   */
+  lab?: NetLab
 }
 
 /** Start etcd and prepare the shared parts; nodes are started with start(). Null (the test skipped) without root or etcd. */
@@ -71,7 +77,8 @@ export async function startClusterDaemons (t: Test, opts: ClusterDaemonsOptions 
     t.plan(0, why)
     return null
   }
-  const etcd = await startEtcdCluster(t)
+  const lab = opts.lab
+  const etcd = await startEtcdCluster(t, 3, lab !== undefined ? { wrap: lab.inServices() } : {})
   if (etcd === null) return null
   const base = tempDir(t, 'nfs-cluster-')
   const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
@@ -107,11 +114,11 @@ export async function startClusterDaemons (t: Test, opts: ClusterDaemonsOptions 
         logLevel: 'info',
         hpc: { runsRoot },
         runs: { livenessIntervalMs: 500 },
-        cluster: { etcd: { endpoints: etcd.endpoints, prefix }, leaseTtlSeconds: opts.leaseTtlSeconds ?? 5, ...opts.cluster },
+        cluster: { etcd: { endpoints: lab?.nodes.has(name) === true ? etcd.endpointsVia(lab.node(name).servicesAddr) : etcd.endpoints, prefix }, leaseTtlSeconds: opts.leaseTtlSeconds ?? 5, ...opts.cluster },
         ...opts.config,
         ...o.config
       }
-      const daemon = await startTestDaemon(t, { mode: 'system', dir, config, args: ['--node-name', name], ...(o.wait === false ? { wait: false } : {}), ...(o.wrap !== undefined ? { wrap: o.wrap } : {}), ...(o.env !== undefined ? { env: o.env } : {}) })
+      const daemon = await startTestDaemon(t, { mode: 'system', dir, config, args: ['--node-name', name], ...(o.wait === false ? { wait: false } : {}), ...(o.wrap !== undefined ? { wrap: o.wrap } : lab?.nodes.has(name) === true ? { wrap: lab.wrap(name) } : {}), ...(o.env !== undefined ? { env: o.env } : {}) })
       const n: ClusterNode = { name, dir, daemon, socket: daemon.socket, stateDir: daemon.stateDir }
       nodes.set(name, n)
       return n

@@ -116,22 +116,24 @@ export async function startOwnershipNode (opts: OwnershipNodeOptions): Promise<O
       busy.delete(run.runId)
     }
   }
-  // A few at a time, as the daemon's per-user lanes do (one user's revokes go one after another).
+  // As the daemon's per-user lanes do: one user's runs one after another, users side by side (up to 16 here).
   let inFlight = 0
-  const run = (key: string, fn: () => Promise<void>): void => {
-    if (inFlight >= 4 || busy.has(key)) return
+  const lanes = new Set<string>()
+  const run = (key: string, user: string, fn: () => Promise<void>): void => {
+    if (inFlight >= 16 || busy.has(key) || lanes.has(user)) return
+    lanes.add(user)
     inFlight++
-    void fn().finally(() => { inFlight-- })
+    void fn().finally(() => { inFlight--; lanes.delete(user) })
   }
   const pass = (): void => {
     if (stopped) return
     for (const r of led.all()) {
-      if (inFlight >= 4) return
+      if (inFlight >= 16) return
       if (ownership.ownerOf(r.runId) !== opts.name) continue
       const revoked = Object.values(r.targets).every(tr => tr === undefined || tr.state === 'revoked')
-      if (!isTerminal(r.state) || !revoked) run(r.runId, async () => { await step(r) })
+      if (!isTerminal(r.state) || !revoked) run(r.runId, r.user, async () => { await step(r) })
       // A revoked run whose release failed is let go on a later pass.
-      else run(`release:${r.runId}`, async () => { await ownership.release(r.runId).catch(() => {}) })
+      else run(`release:${r.runId}`, r.user, async () => { await ownership.release(r.runId).catch(() => {}) })
     }
   }
   const passTimer = setInterval(pass, opts.passMs ?? 250)
