@@ -122,25 +122,17 @@ export class Membership {
   }
 
   async #beat (): Promise<void> {
-    // The last beat went unanswered: ask a member whether the cluster has a leader (Status is answered by the member
-    // itself, without quorum). "None" means a quorum loss, not a partition of this node.
-    if (this.#now() - this.#lastAnswered > this.#every * 1.5) {
-      try {
-        const status = await this.#opts.client.maintenance.status()
-        if (status.leader === '0') this.#leaderlessAt = this.#now()
-        else this.#leaderlessAt = null
-      } catch {
-        this.#leaderlessAt = null
-      }
-    } else {
-      this.#leaderlessAt = null
-    }
+    const at = this.#now()
     try {
       if (this.#stream === null) {
         const stream = await this.#opts.client.leaseClient.leaseKeepAlive()
         stream.on('data', (res) => {
-          if (Number(res.TTL) > 0) this.#lastAnswered = this.#now()
-          else this.#expired = true
+          if (Number(res.TTL) > 0) {
+            this.#lastAnswered = this.#now()
+            this.#leaderlessAt = null
+          } else {
+            this.#expired = true
+          }
         })
         const drop = (): void => { if (this.#stream === stream) this.#stream = null }
         stream.on('error', drop)
@@ -151,6 +143,20 @@ export class Membership {
     } catch {
       // Unreachable: the fencing rule above takes over; the next beat tries a new stream.
       this.#stream = null
+    }
+    // A keepalive is answered within milliseconds: one still unanswered a moment later asks a member whether the
+    // cluster has a leader (Status is answered by the member itself, without quorum). "None" means a quorum loss,
+    // not a partition of this node. Asked well before the fencing window ends, so that an owner never stops revoking.
+    const check = setTimeout(() => { if (this.#lastAnswered < at && !this.#closed) void this.#checkLeader() }, Math.min(1000, this.#every / 2))
+    check.unref()
+  }
+
+  async #checkLeader (): Promise<void> {
+    try {
+      const status = await this.#opts.client.maintenance.status()
+      this.#leaderlessAt = status.leader === '0' ? this.#now() : null
+    } catch {
+      this.#leaderlessAt = null
     }
   }
 

@@ -48,8 +48,8 @@ export interface DaemonCluster {
   cli: (name: string, args: string[], opts?: RunOptions) => Promise<RunResult>
   /** one API request to a node as root */
   call: (name: string, method: string, path: string, body?: unknown) => Promise<Reply>
-  /** follow a node's /events as root (an admin sees every user's events) */
-  events: (name: string) => Promise<EventStream>
+  /** follow a node's /events as root (an admin sees every user's events), or as `user` */
+  events: (name: string, user?: string) => Promise<EventStream>
   /** the audit lines of every node with this action, each with the node that wrote it */
   audit: (action: string) => Array<{ node: string } & Record<string, unknown>>
   /** run dirs (not hidden) in the shared runs root, over every user's subdir */
@@ -125,8 +125,8 @@ export async function startClusterDaemons (t: Test, opts: ClusterDaemonsOptions 
     },
     cli: async (name, args, o = {}) => await runCli(args, { timeoutMs: 60_000, ...o, env: { NF_SECRETS_SOCKET: node(name).socket, ...o.env } }),
     call: async (name, method, path, body) => await call(node(name).socket, method, `/api/v1${path}`, body, { timeoutMs: 30_000 }),
-    events: async (name) => {
-      const s: StreamingCli = spawnCli(t, ['events', '--json'], { env: { NF_SECRETS_SOCKET: node(name).socket } })
+    events: async (name, user) => {
+      const s: StreamingCli = spawnCli(t, ['events', '--json'], { env: { NF_SECRETS_SOCKET: node(name).socket }, ...(user !== undefined ? { user } : {}) })
       await s.waitFor('stderr', /streaming events/)
       const all = (): Array<Record<string, unknown>> => s.stdout().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as Record<string, unknown>)
       const stream: EventStream = {
