@@ -12,6 +12,13 @@ module.exports = {
       to: { path: '^(adapters/|daemon/(api|cli|cluster|pty|runs|store|watch)/|daemon/(daemon|server|main)\\.ts$)' }
     },
     {
+      name: 'cli-through-the-socket-only',
+      severity: 'error',
+      comment: "the CLI talks to the daemon through the socket: it shares the API's contract and error codes, never a room",
+      from: { path: '^daemon/cli/' },
+      to: { path: '^(adapters/|daemon/(api|cluster|pty|runs|store|watch)/|daemon/(daemon|server|deps)\\.ts$)' }
+    },
+    {
       name: 'targets-never-import-the-lifecycle',
       severity: 'error',
       comment: 'a target places and removes values; the run lifecycle calls it, never the other way (STYLE.md)',

@@ -11,6 +11,7 @@ import type { RunService } from './runs/service.js'
 import type { WatchService } from './watch/watch-service.js'
 import type { PtyHost } from './pty/host.js'
 import type { StatusWarning } from '../adapters/types.js'
+import type { ClusterStatus } from './contract/system.js'
 
 export interface MetricsEndpoint {
   contentType: string
@@ -34,7 +35,7 @@ export interface ServerDeps {
   pty?: Pick<PtyHost, 'launch' | 'attach' | 'checkAttach'>
   metrics?: MetricsEndpoint
   /** cluster mode: the `cluster` part of status; the node answering for a run's end (`owner` in runs show) */
-  cluster?: { status: () => Promise<unknown>, ownerOf: (runId: string) => string | null }
+  cluster?: { status: () => Promise<ClusterStatus>, ownerOf: (runId: string) => string | null }
   /** this node's name: a single node answers for every run it has */
   node?: string
   /** what `status` says about the daemon's own setup (the state dir), found at start */

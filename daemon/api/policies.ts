@@ -4,7 +4,7 @@ import type { Static } from '@sinclair/typebox'
 import { nfsError } from '../errors.js'
 import type { Config } from '../config.js'
 import { listPolicies, renderPolicy, type PolicyParams } from '../../policies/render.js'
-import { PolicyNameParams, RenderQuery } from '../contract/policies.js'
+import { PolicyNameParams, RenderQuery, type PolicyInfo } from '../contract/policies.js'
 import type { ApiInstance } from './type-provider.js'
 
 /**
@@ -28,7 +28,7 @@ export function renderParams (query: Static<typeof RenderQuery>, aws: Pick<Confi
 export default async function policiesApi (api: ApiInstance): Promise<void> {
   const { deps } = api
 
-  api.get('/policies', async () => listPolicies())
+  api.get('/policies', async (): Promise<PolicyInfo[]> => listPolicies())
 
   api.get('/policies/:name', { schema: { params: PolicyNameParams, querystring: RenderQuery } }, async (request) => {
     const { name } = request.params

@@ -1,7 +1,7 @@
 // /runs: provision a run (run, arm, launch), list and show runs, report a wrapper's end, tie a run to its Slurm job, revoke.
 import { nfsError } from '../errors.js'
 import type { TargetName } from '../types.js'
-import { CreateRunBody, FinishBody, ListRunsQuery, RunIdParams, SlurmJobBody } from '../contract/runs.js'
+import { CreateRunBody, FinishBody, ListRunsQuery, RunIdParams, SlurmJobBody, type RunDetail } from '../contract/runs.js'
 import type { ApiInstance } from './type-provider.js'
 
 export default async function runsApi (api: ApiInstance): Promise<void> {
@@ -26,7 +26,7 @@ export default async function runsApi (api: ApiInstance): Promise<void> {
     return runs().list(request.caller, all === 'true' || all === '1')
   })
 
-  api.get('/runs/:id', { schema: { params: RunIdParams } }, async (request) => {
+  api.get('/runs/:id', { schema: { params: RunIdParams } }, async (request): Promise<RunDetail> => {
     const run = runs().get(request.caller, request.params.id)
     // The node answering for the run's end, beside the head's host (CLUSTER.md); null: its node left, not yet adopted.
     return { ...run, owner: deps.cluster !== undefined ? deps.cluster.ownerOf(run.runId) : (deps.node ?? run.host) }

@@ -9,7 +9,7 @@ import { checkSecretName, checkSecretValue } from '../rules/validate.js'
 import type { Caller, Scope, Workspace } from '../types.js'
 import type { ServerDeps } from '../deps.js'
 import { BodyCache, sendCached, type CachedBody } from './body-cache.js'
-import { CreateSecretBody, ResolvedList, SecretList, SecretNameParams, UpdateSecretBody, WorkspaceQuery } from '../contract/secrets.js'
+import { CreateSecretBody, ResolvedList, SecretList, SecretNameParams, UpdateSecretBody, WorkspaceQuery, type DeletedSecret } from '../contract/secrets.js'
 import type { ApiInstance } from './type-provider.js'
 
 /** The workspace a request names, checked to exist; null for the caller's user secrets (scope user:NAME; the implicit workspace `personal`). */
@@ -101,7 +101,7 @@ export default async function secretsApi (api: ApiInstance): Promise<void> {
     return meta
   })
 
-  api.delete('/secrets/:name', { schema: { params: SecretNameParams, querystring: WorkspaceQuery } }, async (request) => {
+  api.delete('/secrets/:name', { schema: { params: SecretNameParams, querystring: WorkspaceQuery } }, async (request): Promise<DeletedSecret> => {
     const name = checkSecretName(request.params.name)
     const { workspace } = request.query
     const scope = writableScope(request.caller, workspaceOf(deps, workspace))

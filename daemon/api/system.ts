@@ -1,5 +1,6 @@
 // GET /health, /whoami, /status.
 import type { ApiInstance } from './type-provider.js'
+import type { StatusView, WhoamiView } from '../contract/system.js'
 import { rolesOf } from '../rules/access.js'
 
 export default async function systemApi (api: ApiInstance): Promise<void> {
@@ -7,7 +8,7 @@ export default async function systemApi (api: ApiInstance): Promise<void> {
 
   api.get('/health', async () => ({ status: 'ok' }))
 
-  api.get('/whoami', async (request) => {
+  api.get('/whoami', async (request): Promise<WhoamiView> => {
     const c = request.caller
     return {
       user: c.user,
@@ -19,7 +20,7 @@ export default async function systemApi (api: ApiInstance): Promise<void> {
     }
   })
 
-  api.get('/status', async (request) => {
+  api.get('/status', async (request): Promise<StatusView> => {
     const counts = deps.store.counts()
     return {
       version: deps.version,

@@ -4,7 +4,7 @@ import { can, isRole, PERSONAL, roleIn } from '../rules/access.js'
 import { nfsError } from '../errors.js'
 import { checkWorkspaceName } from '../rules/validate.js'
 import type { Role, Workspace } from '../types.js'
-import { CreateWorkspaceBody, GroupParams, MemberParams, RoleBody, WorkspaceParams, type WorkspaceView } from '../contract/workspaces.js'
+import { CreateWorkspaceBody, GroupParams, MemberParams, RoleBody, WorkspaceParams, type DeletedWorkspace, type WorkspaceView } from '../contract/workspaces.js'
 import type { ApiInstance } from './type-provider.js'
 
 // Unix user and group names: what useradd and sssd accept in practice, and nothing that could be a path.
@@ -65,7 +65,7 @@ export default async function workspacesApi (api: ApiInstance): Promise<void> {
     return reply.code(201).send(view(ws, request))
   })
 
-  api.delete('/workspaces/:ws', { schema: { params: WorkspaceParams } }, async (request) => {
+  api.delete('/workspaces/:ws', { schema: { params: WorkspaceParams } }, async (request): Promise<DeletedWorkspace> => {
     if (!can(request.caller, 'workspaces.manage', null)) throw nfsError('NFS_ERR_FORBIDDEN', ['deleting workspaces needs a system admin'])
     const ws = existing(request.params.ws)
     await deps.store.deleteWorkspace(ws.name)

@@ -9,8 +9,8 @@ import type { Command, CommandContext } from './args.js'
 import { checkedConnection, CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText } from './output.js'
 import { leastPrivilege, PROVISION_OPTIONS, scanRequestOf } from './least-privilege.js'
+import type { CreatedRun } from '../contract/runs.js'
 
-interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
 interface ExitMessage { type: 'exit', state: string, exitCode: number | null, signal: string | null }
 
 /** The detach key, Ctrl-] (as telnet and docker use). */

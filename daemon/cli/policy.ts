@@ -2,8 +2,7 @@
 // region) so that what an admin attaches matches the names that daemon creates.
 import type { Command, CommandContext } from './args.js'
 import { renderTable } from './output.js'
-
-export interface PolicyInfo { name: string, description: string }
+import type { PolicyInfo } from '../contract/policies.js'
 
 export function policiesTable (rows: PolicyInfo[]): string {
   if (rows.length === 0) return 'No policy templates.\n'

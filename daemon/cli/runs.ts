@@ -7,27 +7,8 @@ import type { Command, CommandContext } from './args.js'
 import { cell, renderFields, renderTable, safeText, shortTime } from './output.js'
 import { leastPrivilege, pipelineRequest, PROVISION_OPTIONS, scanRequestOf } from './least-privilege.js'
 
-export interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
-interface RunView {
-  runId: string,
-  state: string,
-  user: string,
-  workspace: string,
-  launchDir: string,
-  mode: string,
-  names: string[],
-  createdAt: string,
-  startedAt: string | null,
-  endedAt: string | null,
-  endReason: string | null,
-  exitCode: number | null,
-  warnings?: string[],
-  dollarNames?: string[]
-  /** the head's host, and the node answering for the run's end (cluster mode; null: its node left, not yet adopted) */
-  host?: string,
-  owner?: string | null
-  targets: Record<string, { state: string, attempts: number, lastError: { code: string } | null, refs: Array<{ name: string, ref: string }> }>
-}
+import type { CreatedRun, RunDetail, RunView } from '../contract/runs.js'
+export type { CreatedRun }
 
 function list (v: unknown): string[] | undefined {
   if (typeof v !== 'string' || v === '') return undefined
@@ -127,7 +108,7 @@ function warningText (code: string, r: RunView): string {
   return code
 }
 
-function runText (r: RunView): string {
+function runText (r: RunView & Partial<Pick<RunDetail, 'owner'>>): string {
   const fields = renderFields([
     ['run', r.runId], ['state', r.state], ['user', r.user], ['workspace', r.workspace], ['mode', r.mode],
     ['host', r.host ?? null], ['owner', r.owner ?? null],
@@ -193,7 +174,7 @@ export const runsCommands: Command[] = [
     summary: 'one run: state, targets and where each secret went (ARNs for aws)',
     positionals: [1, 1],
     async run (ctx) {
-      const r = await ctx.client().request<RunView>('GET', `/runs/${encodeURIComponent(ctx.args[0]!)}`)
+      const r = await ctx.client().request<RunDetail>('GET', `/runs/${encodeURIComponent(ctx.args[0]!)}`)
       ctx.out.result(r, () => runText(r))
       return 0
     }

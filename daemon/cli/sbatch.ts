@@ -16,8 +16,7 @@ import { nfsError } from '../errors.js'
 import type { Command, CommandContext } from './args.js'
 import { safeText } from './output.js'
 import { leastPrivilege, pipelineRequest, PROVISION_OPTIONS } from './least-privilege.js'
-
-interface CreatedRun { runId: string, sessionId: string, env: Record<string, string>, secrets: string[], targets: string[] }
+import type { CreatedRun } from '../contract/runs.js'
 
 /** How long an armed run waits for its job id before it expires by itself. */
 export const BIND_WINDOW_S = 180

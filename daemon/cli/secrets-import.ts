@@ -8,6 +8,7 @@ import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, readdi
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { SecretMeta } from '../types.js'
+import type { ImportReply } from '../contract/secrets.js'
 import { checkSecretValue, isValidSecretName } from '../rules/validate.js'
 import type { Command, CommandContext } from './args.js'
 import { CliError } from './client.js'
@@ -16,7 +17,6 @@ import { safeText } from './output.js'
 
 interface Entry { name: string, value: string }
 export interface Refusal { name: string, code: string, reason: string }
-interface ImportReply { scope: string, imported: Array<{ name: string, action: string, version: number }>, skipped: Array<{ name: string, reason: string }> }
 
 /** Nextflow's store path: FILE, else $NXF_SECRETS_FILE (relative to $NXF_HOME, as Nextflow does), else the default. */
 export function storePath (file: string | undefined, cwd: string, env: NodeJS.ProcessEnv): string {

@@ -2,6 +2,7 @@
 // the daemon answers with metadata only.
 import { nfsError } from '../errors.js'
 import type { SecretMeta } from '../types.js'
+import type { DeletedSecret } from '../contract/secrets.js'
 import type { Resolved } from '../rules/resolve.js'
 import type { Command, CommandContext } from './args.js'
 import { CliError, type ApiClient } from './client.js'
@@ -184,7 +185,7 @@ export const secretsCommands: Command[] = [
     positionals: [1, 1],
     async run (ctx) {
       const name = ctx.args[0]!
-      const res = await ctx.client().request<{ deleted: string, scope: string }>('DELETE', `/secrets/${encodeURIComponent(name)}`, { query: { workspace: ctx.global.workspace } })
+      const res = await ctx.client().request<DeletedSecret>('DELETE', `/secrets/${encodeURIComponent(name)}`, { query: { workspace: ctx.global.workspace } })
       ctx.out.result(res, () => `Deleted ${safeText(res.deleted)} from ${safeText(res.scope)}.`)
       return 0
     }

@@ -1,23 +1,7 @@
 // nf-secrets status | whoami.
+import type { StatusView, WhoamiView } from '../contract/system.js'
 import type { Command } from './args.js'
 import { formatDuration, renderFields, renderMap, renderTable, safeText, shortTime } from './output.js'
-
-export interface StatusView {
-  version: string
-  mode: string
-  pid: number
-  startedAt: string
-  uptimeSeconds: number
-  secrets: number
-  workspaces: number
-  runs: Record<string, number>
-  targets: Record<string, { usable?: boolean, detail?: string, warnings?: unknown[] } | unknown>
-  /** misconfigurations of the daemon itself (the state dir), each `{code, message}` */
-  warnings?: unknown[]
-  watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[], limited?: string[] }
-  /** cluster mode only (CLUSTER.md) */
-  cluster?: { node: string, nodes: Array<{ name: string, alive: boolean, runs: number }>, etcd: { endpoints: string[], healthy: boolean, revision: number } }
-}
 
 /** The cluster part of status: this node, etcd's health, and one line per node. */
 function clusterLines (c: NonNullable<StatusView['cluster']>): string {
@@ -26,15 +10,6 @@ function clusterLines (c: NonNullable<StatusView['cluster']>): string {
     ['etcd', `${c.etcd.healthy ? 'healthy' : 'NOT HEALTHY (arms and secret writes are refused)'}, revision ${c.etcd.revision}, ${c.etcd.endpoints.join(' ')}`]
   ])
   return head + 'nodes:\n' + c.nodes.map(n => `  ${safeText(n.name)}: ${n.alive ? 'alive' : 'gone'}, owns ${n.runs} run(s)\n`).join('')
-}
-
-export interface WhoamiView {
-  user: string
-  uid: number
-  gid: number
-  groups: string[]
-  admin: boolean
-  roles: Record<string, string>
 }
 
 /** A warning from /status: `{code, message}` (older daemons: a string). */

@@ -1,18 +1,8 @@
 // nf-secrets workspaces list|create|delete|members|member-set|member-remove|group-set|group-remove.
 import type { Role } from '../types.js'
+import type { DeletedWorkspace, WorkspaceView } from '../contract/workspaces.js'
 import type { Command, CommandContext } from './args.js'
 import { renderTable, safeText, shortTime } from './output.js'
-
-/** A workspace as GET /workspaces/:ws answers it; `role` is the caller's own. */
-export interface WorkspaceView {
-  name: string
-  role: Role | null
-  members: Record<string, Role>
-  groups: Record<string, Role>
-  createdAt: string
-  createdBy: string
-  version: number
-}
 
 export function workspacesTable (rows: WorkspaceView[]): string {
   if (rows.length === 0) return 'No workspaces.\n'
@@ -76,7 +66,7 @@ export const workspacesCommands: Command[] = [
     summary: 'delete a workspace and its secrets (system admins)',
     positionals: [1, 1],
     async run (ctx) {
-      const res = await ctx.client().request<{ deleted: string }>('DELETE', `/workspaces/${seg(ctx.args[0]!)}`)
+      const res = await ctx.client().request<DeletedWorkspace>('DELETE', `/workspaces/${seg(ctx.args[0]!)}`)
       ctx.out.result(res, () => `Deleted workspace ${safeText(res.deleted)}.`)
       return 0
     }

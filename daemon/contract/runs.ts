@@ -1,5 +1,6 @@
-// The runs routes' contract: what POST /runs and the routes of one run accept.
+// The runs routes' contract: what POST /runs and the routes of one run accept, and what they answer.
 import { Type } from '@sinclair/typebox'
+import type { RunRecord, TargetName } from '../types.js'
 
 const Name = Type.String({ minLength: 1, maxLength: 100 })
 const SlurmJobId = Type.String({ pattern: '^[0-9]+(_[0-9]+)?$', maxLength: 40 })
@@ -28,3 +29,18 @@ export const FinishBody = Type.Object({
   exitCode: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
   signal: Type.Optional(Type.String({ pattern: '^SIG[A-Z0-9]+$', maxLength: 16 }))
 }, { additionalProperties: false })
+
+/** POST /runs: what the wrapper needs to start Nextflow (`env`), and the names placed, never a value. */
+export interface CreatedRun {
+  runId: string
+  sessionId: string
+  env: Record<string, string>
+  secrets: string[]
+  targets: TargetName[]
+}
+
+/** What the API shows of a run: the ledger record without anything a caller should not see. */
+export type RunView = Omit<RunRecord, 'version'>
+
+/** GET /runs/:id: the run, and the node answering for its end (cluster mode: null while its node is gone, not yet adopted). */
+export type RunDetail = RunView & { owner: string | null }

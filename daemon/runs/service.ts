@@ -4,6 +4,9 @@
 // the store, the targets and the clock stay behind this face (STYLE: one narrow face per layer).
 import type { TargetStatus } from '../../adapters/types.js'
 import type { Caller, RunMode, RunRecord, RunState, TargetName } from '../types.js'
+// What the API answers is the API's contract, shared with the CLI.
+import type { CreatedRun, RunView } from '../contract/runs.js'
+export type { CreatedRun, RunView }
 
 export interface CreateRunRequest {
   workspace?: string
@@ -33,21 +36,10 @@ export interface CreateRunRequest {
   rows?: number
 }
 
-export interface CreatedRun {
-  runId: string
-  sessionId: string
-  env: Record<string, string>
-  secrets: string[]
-  targets: TargetName[]
-}
-
 export interface EndRequest {
   exitCode?: number
   signal?: string
 }
-
-/** What the API shows of a run: the ledger record without anything a caller should not see. */
-export type RunView = Omit<RunRecord, 'version'>
 
 export interface RunService {
   create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun>
