@@ -110,7 +110,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     await api.register(eventsApi)
     await api.register(runsApi)
     await api.register(watchesApi)
-    await api.register(policiesApi)
+    await api.register(policiesApi, { aws: deps.config.aws })
     await api.register(attachApi)
   }, { prefix: '/api/v1' })
   if (deps.metrics !== undefined) {

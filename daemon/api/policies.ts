@@ -5,7 +5,7 @@ import { nfsError } from '../errors.js'
 import type { Config } from '../config.js'
 import { listPolicies, renderPolicy, type PolicyParams } from '../../policies/render.js'
 import { PolicyNameParams, RenderQuery, type PolicyInfo } from '../contract/policies.js'
-import type { ApiInstance } from './type-provider.js'
+import type { ApiPlugin } from './type-provider.js'
 
 /**
  * The renderer's parameters: what the caller gave, else the daemon's own `aws.prefix` and `aws.region`, so that a
@@ -25,15 +25,20 @@ export function renderParams (query: Static<typeof RenderQuery>, aws: Pick<Confi
   return params
 }
 
-export default async function policiesApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
+export interface PoliciesApiOptions {
+  /** the daemon's own prefix and region, the defaults of a rendering */
+  aws: Pick<Config['aws'], 'prefix' | 'region'>
+}
 
+const policiesApi: ApiPlugin<PoliciesApiOptions> = async (api, { aws }) => {
   api.get('/policies', async (): Promise<PolicyInfo[]> => listPolicies())
 
   api.get('/policies/:name', { schema: { params: PolicyNameParams, querystring: RenderQuery } }, async (request) => {
     const { name } = request.params
     // Checked here so that the error quotes a bounded, escaped name rather than whatever was in the URL.
     if (!listPolicies().some(p => p.name === name)) throw nfsError('NFS_ERR_POLICY_NOT_FOUND', [JSON.stringify(name.slice(0, 64))])
-    return renderPolicy(name, renderParams(request.query, deps.config.aws))
+    return renderPolicy(name, renderParams(request.query, aws))
   })
 }
+
+export default policiesApi

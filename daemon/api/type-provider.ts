@@ -2,7 +2,7 @@
 // route casts what it validated. These are the few lines of @fastify/type-provider-typebox 5.x (the line that
 // supports our TypeBox 0.34) that we use; its runtime part (a re-export of TypeBox, a TypeBox validator compiler)
 // we do not, since fastify's own ajv validates the same JSON Schema.
-import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyTypeProvider, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync, FastifyPluginOptions, FastifyTypeProvider, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify'
 import type { Static, TSchema } from '@sinclair/typebox'
 
 export interface TypeBoxTypeProvider extends FastifyTypeProvider {
@@ -13,5 +13,5 @@ export interface TypeBoxTypeProvider extends FastifyTypeProvider {
 /** The instance every api/ plugin is handed. */
 export type ApiInstance = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>
 
-/** An api/ plugin: its options are exactly what its routes use. */
-export type ApiPlugin<Options extends Record<string, unknown> = Record<never, never>> = FastifyPluginAsync<Options, RawServerDefault, TypeBoxTypeProvider>
+/** An api/ plugin whose options are exactly what its routes use (STYLE: give each plugin its options, not a bag). */
+export type ApiPlugin<Options extends FastifyPluginOptions> = FastifyPluginAsync<Options, RawServerDefault, TypeBoxTypeProvider>
