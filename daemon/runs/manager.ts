@@ -27,6 +27,7 @@ import { LiveRunQuota, ownsRun } from './quota.js'
 import { Monitor, type MonitorOptions } from './monitor.js'
 import { localOwnership, type RunOwnership } from './ownership.js'
 import { sweepTargets } from './sweep.js'
+import { awaitOwnerRevoke, ownerAnswered, OWNER_REVOKE_WAIT_MS } from './owner-wait.js'
 import { checkRerun } from './rerun.js'
 
 export interface RunObserver extends RevokeObserver {
@@ -48,6 +49,8 @@ export interface RunManagerDeps {
   observer?: RunObserver
   /** which runs this node answers for; default: all of them (one node, localOwnership) */
   ownership?: RunOwnership
+  /** how long an end on a node that does not own the run waits for its owner's revoke (owner-wait.ts) */
+  ownerRevokeWaitMs?: number
 }
 
 /** Something that hosts a run's process and must stop it before its secrets go (launched runs). */
@@ -56,9 +59,6 @@ export interface RunHost {
   /** The host still holds the run's command, alive or just gone: it ends the run itself, with the command's status. */
   holds (runId: string): boolean
 }
-
-/** how long an explicit revoke on a node that does not own the run waits for the owner's revoke */
-const OWNER_REVOKE_WAIT_MS = 10_000
 
 export class RunManager implements RunLifecycle {
   // Private: the doors see the lifecycle through RunLifecycle and RunQueries (service.ts), the monitor gets what it
@@ -344,38 +344,25 @@ export class RunManager implements RunLifecycle {
       this.#log.info({ runId }, 'wrapper exited; the Nextflow session is still alive, keeping the run')
       return view(kept)
     }
-    return view(await this.#endAndRevoke(runId, stateForExit(end.exitCode, end.signal), 'command exited', end))
+    return view(await this.#ownersAnswer(await this.#endAndRevoke(runId, stateForExit(end.exitCode, end.signal), 'command exited', end)))
+  }
+
+  /**
+   * An end (explicit revoke, wrapper's exit) on a node that does not own the run only records it; the owner revokes it
+   * when the ledger change reaches it (CLUSTER.md "Ownership"), within milliseconds. The caller waits for that outcome
+   * (owner-wait.ts), so `nf-secrets runs revoke` on any node says revoked (exit 0) as on the owner. On the owner, and
+   * on one node, it answers at once. No owner (its node left, nobody adopted it yet): nobody to wait for.
+   */
+  async #ownersAnswer (run: RunRecord): Promise<RunRecord> {
+    if (!isTerminal(run.state) || this.#ownership.owns(run) || ownerAnswered(run)) return run
+    if (this.#ownership.ownerOf?.(run.runId) === null) return run
+    return await awaitOwnerRevoke(this.#deps.ledger, run.runId, this.#deps.ownerRevokeWaitMs ?? OWNER_REVOKE_WAIT_MS) ?? run
   }
 
   async revoke (caller: Caller, runId: string): Promise<RunView> {
     const run = this.#visible(caller, runId)
     if (!isTerminal(run.state) && run.mode === 'launch' && this.#host !== null) await this.#host.stop(runId)
-    return view(await this.#ownersOutcome(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {})))
-  }
-
-  /**
-   * An explicit revoke on a node that does not own the run only records its end; the owner revokes it when the ledger
-   * change reaches it (CLUSTER.md "Ownership"), within milliseconds. The caller waits for that outcome, not for the
-   * hand-over: `nf-secrets runs revoke` on any node then says revoked (exit 0) as on the owner. Bounded: an owner that
-   * is gone leaves the run `revoking` until a node adopts it, and the answer says so.
-   */
-  async #ownersOutcome (run: RunRecord): Promise<RunRecord> {
-    const settled = (r: RunRecord | undefined): boolean => r === undefined || Object.values(r.targets).every(t => t === undefined || t.state === 'revoked' || t.state === 'revoke_failed')
-    // No owner (its node left, nobody adopted it yet): nobody to wait for; the adopter revokes it later.
-    if (settled(run) || this.#ownership.owns(run) || (this.#ownership.ownerOf?.(run.runId) ?? null) === null) return run
-    const { ledger } = this.#deps
-    await new Promise<void>(resolve => {
-      const timer = setTimeout(done, OWNER_REVOKE_WAIT_MS)
-      timer.unref()
-      const off = ledger.onChange(c => { if (c.runId === run.runId && settled(ledger.get(run.runId))) done() })
-      function done (): void {
-        clearTimeout(timer)
-        off()
-        resolve()
-      }
-      if (settled(ledger.get(run.runId))) done()
-    })
-    return ledger.get(run.runId) ?? run
+    return view(await this.#ownersAnswer(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {})))
   }
 
   /** The monitor of this lifecycle, handed what it needs (it never reaches through the manager). */

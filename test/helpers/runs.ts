@@ -86,6 +86,7 @@ export interface RunsFixtureOptions {
   /** change the config the lifecycle gets */
   configure?: (config: Config) => Config
   ownership?: RunOwnership
+  ownerRevokeWaitMs?: number
   host?: string
   memory?: MemoryTarget
   limits?: Partial<Config['limits']>
@@ -125,7 +126,8 @@ export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): 
     clock,
     host: opts.host ?? 'vm',
     probes: opts.runProbes ?? probes,
-    ...(opts.ownership !== undefined ? { ownership: opts.ownership } : {})
+    ...(opts.ownership !== undefined ? { ownership: opts.ownership } : {}),
+    ...(opts.ownerRevokeWaitMs !== undefined ? { ownerRevokeWaitMs: opts.ownerRevokeWaitMs } : {})
   })
   const monitor = runs.createMonitor({ intervalMs: 60_000, retentionDays: config.runs.retentionDays })
   t.teardown(async () => {

@@ -86,9 +86,14 @@ t.test('an end recorded on a node that does not own the run: targets untouched t
   const f = await fixture(t)
   const run = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
   f.others.add(run.runId)
-  const ended = await f.runs.revoke(caller(), run.runId)
-  t.equal(ended.state, 'killed', 'the end is recorded')
-  t.equal(ended.targets.memory?.state, 'revoking', 'due for its owner')
+  const ended = new Promise<void>(resolve => {
+    const off = f.ledger.onChange(c => { if (c.runId === run.runId && f.ledger.get(run.runId)?.state === 'killed') { off(); resolve() } })
+  })
+  // The explicit revoke answers once the owner has revoked (or its wait is over): it is pending meanwhile.
+  const answer = f.runs.revoke(caller(), run.runId)
+  await ended
+  const rec = f.ledger.get(run.runId)!
+  t.equal(rec.targets.memory?.state, 'revoking', 'the end is recorded, due for its owner')
   t.ok(f.memory.placed.has(run.runId), 'the non-owner did not touch the target')
   t.same(f.runs.revoker.due(new Date(f.now.t)), [], 'and does not count it as its due revoke')
   await f.monitor.tick()
@@ -97,7 +102,20 @@ t.test('an end recorded on a node that does not own the run: targets untouched t
   f.others.delete(run.runId)
   await f.monitor.tick()
   t.notOk(f.memory.placed.has(run.runId), 'the owner revokes it')
-  t.equal(f.ledger.get(run.runId)?.targets.memory?.state, 'revoked')
+  const answered = await answer
+  t.equal(answered.state, 'killed')
+  t.equal(answered.targets.memory?.state, 'revoked', 'and the caller on the other node is answered with the owner\'s revoke')
+})
+
+t.test('a non-owner\'s revoke whose owner does not answer in time: the record as it is', async t => {
+  const s = split()
+  const f = await runsFixture(t, { ownership: s.ownership, ownerRevokeWaitMs: 50 })
+  const run = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  s.others.add(run.runId)
+  const answered = await f.runs.revoke(caller(), run.runId)
+  t.equal(answered.state, 'killed')
+  t.equal(answered.targets.memory?.state, 'revoking', 'still its owner\'s to revoke')
+  t.ok(f.memory.placed.has(run.runId))
 })
 
 t.test('a revoke that finds the run no longer this node\'s stops before the target', async t => {
