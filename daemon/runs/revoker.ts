@@ -78,8 +78,9 @@ export class Revoker {
   /** Is the run this node's to revoke now? A negative answer is checked again on a settled view of the owners. */
   async #owns (run: RunRecord): Promise<boolean> {
     if (this.#ownership.owns(run)) return true
-    // Just armed here: a shared view of owners may not show this node's claim yet.
-    await this.#ownership.settle?.()
+    // Just armed here: a shared view of owners may not show this node's claim yet. A view that cannot be refreshed
+    // (no quorum) is taken as it is: the revoke is then left to the next pass, not failed.
+    await this.#ownership.settle?.().catch(() => {})
     return this.#ownership.owns(this.#deps.ledger.get(run.runId) ?? run)
   }
 
