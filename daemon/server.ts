@@ -109,7 +109,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     await api.register(workspacesApi)
     await api.register(eventsApi)
     await api.register(runsApi)
-    await api.register(watchesApi)
+    if (deps.watches !== undefined) await api.register(watchesApi, { watches: deps.watches })
     await api.register(policiesApi, { aws: deps.config.aws })
     await api.register(attachApi)
   }, { prefix: '/api/v1' })

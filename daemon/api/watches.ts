@@ -1,22 +1,23 @@
 // /watches: list, add and remove watch roots. A user may watch only dirs they own; admins any (the service decides).
 import { nfsError } from '../errors.js'
 import { AddWatchBody, RemoveWatchQuery } from '../contract/watches.js'
-import type { ApiInstance } from './type-provider.js'
+import type { ApiPlugin } from './type-provider.js'
+import type { WatchService } from '../watch/watch-service.js'
 
 // Checked by hand below, not by a schema: DELETE may come with no body at all.
 interface RemoveBody { root: string }
 
-export default async function watchesApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
-  const watches = (): NonNullable<typeof deps.watches> => {
-    if (deps.watches === undefined) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['watches', 'watching is not enabled'])
-    return deps.watches
-  }
+export interface WatchesApiOptions {
+  watches: WatchService
+}
 
-  api.get('/watches', async (request) => watches().list(request.caller))
+// Registered only where the daemon watches: without a watch service there is no /watches route (404), rather than
+// a route that answers with a target's error code.
+const watchesApi: ApiPlugin<WatchesApiOptions> = async (api, { watches }) => {
+  api.get('/watches', async (request) => watches.list(request.caller))
 
   api.post('/watches', { schema: { body: AddWatchBody } }, async (request, reply) => {
-    const view = await watches().add(request.caller, request.body)
+    const view = await watches.add(request.caller, request.body)
     return reply.code(201).send(view)
   })
 
@@ -32,7 +33,9 @@ export default async function watchesApi (api: ApiInstance): Promise<void> {
       root = body.root
     }
     if (root === undefined) throw nfsError('NFS_ERR_BAD_REQUEST', ['which root? send {"root": "<dir>"} or ?root='])
-    await watches().remove(request.caller, root)
+    await watches.remove(request.caller, root)
     return reply.code(204).send()
   })
 }
+
+export default watchesApi

@@ -1,0 +1,15 @@
+// Each api/ plugin is registered with exactly what it uses (STYLE: its options, not a bag). A plugin whose service
+// this daemon does not run is not registered: its routes are absent (404 NFS_ERR_NOT_FOUND), not answered with a
+// target's error code (the old guard answered GET /watches with NFS_ERR_TARGET_UNAVAILABLE, as if watching were a
+// target).
+import t from 'tap'
+import { appFixture } from '../helpers/app.js'
+
+t.test('a server built without a watch service has no /watches routes', async t => {
+  const { app, as } = await appFixture(t)
+  for (const [method, url] of [['GET', '/api/v1/watches'], ['POST', '/api/v1/watches'], ['DELETE', '/api/v1/watches?root=/tmp']] as const) {
+    const res = await app.inject({ method, url, headers: as('alice'), ...(method === 'POST' ? { payload: { root: '/tmp' } } : {}) })
+    t.equal(res.statusCode, 404, `${method} ${url}`)
+    t.equal(res.json().code, 'NFS_ERR_NOT_FOUND', `${method} ${url}`)
+  }
+})
