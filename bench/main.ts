@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util'
 import { apiFigures } from './api-bench.js'
 import { awsFigures } from './aws-bench.js'
 import { cliFigures } from './cli-bench.js'
+import { clusterFigures } from './cluster-bench.js'
 import { repoRoot, startDaemon } from './daemon.js'
 import { detectFigures, POLL_INTERVAL_MS, preparePollDirs } from './detect-bench.js'
 import { formatTable, machineAtStart, writeResults, type Figure, type Results } from './report.js'
@@ -16,7 +17,7 @@ import { seedState } from './seed.js'
 import { idleRssFigures, startupFigures } from './startup-bench.js'
 import { nowMs, round } from './stats.js'
 
-const SECTIONS = ['api', 'cli', 'runs', 'detect', 'aws', 'startup', 'idle', 'scale'] as const
+const SECTIONS = ['api', 'cli', 'runs', 'detect', 'aws', 'startup', 'idle', 'scale', 'cluster'] as const
 type Section = typeof SECTIONS[number]
 
 function plan (quick: boolean): Record<string, number | number[]> {
@@ -75,6 +76,8 @@ async function main (): Promise<void> {
     await section('startup', async () => await startupFigures({ dir, repeats: p.startRepeats as number, runs: 10_000, secrets: 5000 }))
     await section('idle', async () => await idleRssFigures(dir, p.idleWaitMs as number))
     await section('scale', async () => await scaleFigures({ dir, sizes: p.scaleSizes as number[], samples: p.scaleSamples as number, idleMs: p.scaleIdleMs as number }))
+    // A real 3-member etcd and several lease TTLs: not in --quick (run it with --only cluster).
+    if (!quick || values.only !== undefined) await section('cluster', async () => await clusterFigures({ dir, samples: quick ? 20 : 200, takeovers: quick ? 1 : 3 }))
   } finally {
     if (values.keep !== true) rmSync(dir, { recursive: true, force: true })
   }
