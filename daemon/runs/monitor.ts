@@ -318,7 +318,8 @@ export class Monitor implements RunChecks {
     const { ledger } = this.#deps
     const horizon = now.getTime() - this.#opts.retentionDays * 86_400_000
     const old = ledger.all().filter(r =>
-      this.#mine(r) && isTerminal(r.state) && r.endedAt !== null && Date.parse(r.endedAt) < horizon &&
+      // Its owner's to prune, or anyone's once no node owns it (its node left; a terminal, revoked run is never adopted).
+      (this.#mine(r) || this.#deps.ownership.ownerOf?.(r.runId) === null) && isTerminal(r.state) && r.endedAt !== null && Date.parse(r.endedAt) < horizon &&
       Object.values(r.targets).every(t => t === undefined || t.state === 'revoked'))
     if (old.length > 0) {
       const n = await ledger.remove(old.map(r => r.runId))

@@ -210,3 +210,25 @@ t.test('the PTY host adopts only launched runs of this host that this node owns'
   t.equal(f.ledger.get(theirs)?.state, 'running', 'another node\'s launched run is left to it')
   t.equal(f.ledger.get(elsewhere)?.state, 'running', 'a command on another host is not this host\'s to poll')
 })
+
+t.test('prune: this node\'s old runs, and those no node owns any more; never another live node\'s', async t => {
+  const f = await fixture(t)
+  const owner = new Map<string, string | null>()
+  f.ownership.ownerOf = id => owner.has(id) ? owner.get(id)! : 'a'
+  const ids: string[] = []
+  for (let i = 0; i < 3; i++) {
+    const { runId } = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+    await f.runs.revoke(caller(), runId)
+    ids.push(runId)
+  }
+  const [mine, theirs, orphan] = ids as [string, string, string]
+  f.others.add(theirs)
+  f.others.add(orphan)
+  owner.set(theirs, 'b')
+  owner.set(orphan, null)
+  f.now.t += (f.config.runs.retentionDays + 1) * 86_400_000
+  await f.monitor.tick()
+  t.equal(f.ledger.get(mine), undefined, 'mine pruned')
+  t.equal(f.ledger.get(orphan), undefined, 'an owner-less one pruned')
+  t.ok(f.ledger.get(theirs), 'another node\'s kept for it')
+})
