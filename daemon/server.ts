@@ -111,7 +111,7 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     await api.register(runsApi)
     if (deps.watches !== undefined) await api.register(watchesApi, { watches: deps.watches })
     await api.register(policiesApi, { aws: deps.config.aws })
-    await api.register(attachApi)
+    if (deps.pty !== undefined) await api.register(attachApi, { pty: deps.pty, idleTimeoutSeconds: deps.config.limits.idleTimeoutSeconds })
   }, { prefix: '/api/v1' })
   if (deps.metrics !== undefined) {
     const metrics = deps.metrics

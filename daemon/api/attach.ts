@@ -4,13 +4,12 @@
 // goes on. Only the run's owner may attach; anyone else, and any unknown id, gets NFS_ERR_RUN_NOT_FOUND before
 // the upgrade.
 import type { WebSocket } from 'ws'
-import { nfsError } from '../errors.js'
 import { upgradeRequired } from './client-errors.js'
-import type { Attachment } from '../pty/host.js'
+import type { Attachment, PtyHost } from '../pty/host.js'
 import type { AttachClient } from '../pty/session.js'
 import { keepAlive, pingInterval } from './ws-heartbeat.js'
 import { RunIdParams } from '../contract/runs.js'
-import type { ApiInstance } from './type-provider.js'
+import type { ApiPlugin } from './type-provider.js'
 
 // A client that cannot keep up is let go rather than buffered without bound.
 const MAX_BUFFERED = 16 * 1024 * 1024
@@ -50,13 +49,14 @@ function clientOf (socket: WebSocket): AttachClient {
   }
 }
 
-export default async function attachApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
-  const host = (): NonNullable<typeof deps.pty> => {
-    if (deps.pty === undefined) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['launch', 'launched runs are not enabled'])
-    return deps.pty
-  }
+export interface AttachApiOptions {
+  pty: Pick<PtyHost, 'attach' | 'checkAttach'>
+  /** limits.idleTimeoutSeconds: the pings keep an attached terminal's connection from looking idle */
+  idleTimeoutSeconds: number
+}
 
+// Registered only where the daemon launches runs: without a PTY host there is no attach route (404).
+const attachApi: ApiPlugin<AttachApiOptions> = async (api, { pty, idleTimeoutSeconds }) => {
   api.route({
     method: 'GET',
     url: '/runs/:id/attach',
@@ -64,11 +64,11 @@ export default async function attachApi (api: ApiInstance): Promise<void> {
     schema: { params: RunIdParams },
     // Refusals are plain HTTP answers with a code, before any upgrade.
     preValidation: async (request) => {
-      host().checkAttach(request.caller, request.params.id)
+      pty.checkAttach(request.caller, request.params.id)
     },
     wsHandler: (socket, request) => {
       const runId = request.params.id
-      keepAlive(socket, pingInterval(deps.config.limits.idleTimeoutSeconds))
+      keepAlive(socket, pingInterval(idleTimeoutSeconds))
       let attachment: Attachment | null = null
       let closed = false
       const early: InMessage[] = []
@@ -87,7 +87,7 @@ export default async function attachApi (api: ApiInstance): Promise<void> {
         closed = true
         attachment?.detach()
       })
-      host().attach(request.caller, runId, clientOf(socket)).then((a) => {
+      pty.attach(request.caller, runId, clientOf(socket)).then((a) => {
         attachment = a
         if (closed) return a.detach()
         for (const m of early.splice(0)) apply(a, m)
@@ -98,3 +98,5 @@ export default async function attachApi (api: ApiInstance): Promise<void> {
     }
   })
 }
+
+export default attachApi

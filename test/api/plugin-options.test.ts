@@ -1,7 +1,7 @@
 // Each api/ plugin is registered with exactly what it uses (STYLE: its options, not a bag). A plugin whose service
 // this daemon does not run is not registered: its routes are absent (404 NFS_ERR_NOT_FOUND), not answered with a
 // target's error code (the old guard answered GET /watches with NFS_ERR_TARGET_UNAVAILABLE, as if watching were a
-// target).
+// target); so is GET /runs/:id/attach without a PTY host.
 import t from 'tap'
 import { appFixture } from '../helpers/app.js'
 
@@ -12,4 +12,11 @@ t.test('a server built without a watch service has no /watches routes', async t 
     t.equal(res.statusCode, 404, `${method} ${url}`)
     t.equal(res.json().code, 'NFS_ERR_NOT_FOUND', `${method} ${url}`)
   }
+})
+
+t.test('a server built without a PTY host has no attach route', async t => {
+  const { app, as } = await appFixture(t)
+  const res = await app.inject({ method: 'GET', url: '/api/v1/runs/r1/attach', headers: as('alice') })
+  t.equal(res.statusCode, 404)
+  t.equal(res.json().code, 'NFS_ERR_NOT_FOUND')
 })
