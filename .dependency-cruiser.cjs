@@ -16,7 +16,7 @@ module.exports = {
       severity: 'error',
       comment: "the CLI talks to the daemon through the socket: it shares the API's contract and error codes, never a room",
       from: { path: '^daemon/cli/' },
-      to: { path: '^(adapters/|daemon/(api|cluster|pty|runs|store|watch)/|daemon/(daemon|server|deps)\\.ts$)' }
+      to: { path: '^(adapters/|daemon/(api|cluster|pty|runs|store|watch)/|daemon/(daemon|server|deps|events)\\.ts$)' }
     },
     {
       name: 'targets-never-import-the-lifecycle',

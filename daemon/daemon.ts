@@ -105,11 +105,12 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   events.follow({ store, ledger })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))
   const probes = realProbes()
-  // The watcher is read through the server's deps at scrape time: whoever wires it hands it to buildServer.
+  // The watcher is made after the metrics (it reports to them) and read at scrape time.
+  const watched: { service?: DirWatchService } = {}
   const metrics = createMetrics({
     ledger,
     aws: () => aws.stats(),
-    watches: () => app.deps.watches?.summary(),
+    watches: () => watched.service?.summary(),
     targets: [...targets.keys()],
     version: packageVersion(),
     mode: config.mode
@@ -127,6 +128,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   cluster?.startAdopting(ids => { for (const id of ids) void monitor.checkRun(id) })
   // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
   const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock, deferWalks: true })
+  watched.service = watches
 
   const app = await buildServer({
     config,

@@ -7,23 +7,8 @@ import type { LedgerChange, RunLedger } from './store/run-ledger.js'
 import type { SecretsStore, StoreChange } from './store/secrets-store.js'
 import { isTerminal, type RunRecord, type TargetRecord } from './types.js'
 
-export type EventType =
-  | 'secret.created' | 'secret.updated' | 'secret.deleted'
-  | 'run.armed' | 'run.started' | 'run.provisioned' | 'run.completed' | 'run.failed' | 'run.killed'
-  | 'run.expired' | 'run.revoked' | 'run.revoke_failed' | 'run.skipped' | 'run.warning'
-  | 'watch.added' | 'watch.removed' | 'watch.degraded'
-
-export interface NfsEvent {
-  type: EventType
-  at: string
-  user: string
-  workspace?: string
-  runId?: string
-  names?: string[]
-  target?: string
-  state?: string
-  reason?: string
-}
+import type { NfsEvent } from './contract/events.js'
+export type { EventType, NfsEvent } from './contract/events.js'
 
 export type FeedEvent = Omit<NfsEvent, 'at'>
 

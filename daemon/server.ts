@@ -20,9 +20,6 @@ declare module 'fastify' {
   interface FastifyRequest {
     caller: Caller
   }
-  interface FastifyInstance {
-    deps: ServerDeps
-  }
 }
 
 let reqCounter = 0
@@ -82,7 +79,6 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
     clientErrorHandler,
     frameworkErrors
   }).withTypeProvider<TypeBoxTypeProvider>()
-  app.decorate('deps', deps)
   app.decorateRequest('caller', null as unknown as Caller)
 
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -103,12 +99,27 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
 
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } })
   await app.register(async (api) => {
-    await api.register(systemApi)
-    await api.register(secretsApi)
-    await api.register(secretsImportApi)
-    await api.register(workspacesApi)
-    await api.register(eventsApi)
-    await api.register(runsApi)
+    const { store, audit, cluster } = deps
+    await api.register(systemApi, {
+      store,
+      mode: deps.config.mode,
+      version: deps.version,
+      startedAt: deps.startedAt,
+      clock: deps.clock,
+      ...(deps.runs !== undefined ? { runs: deps.runs } : {}),
+      ...(deps.watches !== undefined ? { watches: deps.watches } : {}),
+      ...(deps.stateWarnings !== undefined ? { stateWarnings: deps.stateWarnings } : {}),
+      ...(cluster !== undefined ? { cluster: cluster.status } : {})
+    })
+    await api.register(secretsApi, { store, audit })
+    await api.register(secretsImportApi, { store, audit })
+    await api.register(workspacesApi, { store, audit, users: deps.users })
+    await api.register(eventsApi, { events: deps.events, store, identify: deps.identify, idleTimeoutSeconds: deps.config.limits.idleTimeoutSeconds })
+    if (deps.runs !== undefined) {
+      // The node answering for a run's end, beside the head's host (CLUSTER.md): a single node answers for all its runs.
+      const ownerOf = cluster !== undefined ? (runId: string) => cluster.ownerOf(runId) : (_runId: string, host: string) => deps.node ?? host
+      await api.register(runsApi, { runs: deps.runs, ownerOf, ...(deps.pty !== undefined ? { pty: deps.pty } : {}) })
+    }
     if (deps.watches !== undefined) await api.register(watchesApi, { watches: deps.watches })
     await api.register(policiesApi, { aws: deps.config.aws })
     if (deps.pty !== undefined) await api.register(attachApi, { pty: deps.pty, idleTimeoutSeconds: deps.config.limits.idleTimeoutSeconds })

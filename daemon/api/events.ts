@@ -1,8 +1,9 @@
 // GET /events: a WebSocket of domain events, one JSON object a message, filtered to what concerns the caller.
-import type { ApiInstance } from './type-provider.js'
+import type { FastifyRequest } from 'fastify'
+import type { ApiPlugin } from './type-provider.js'
 import { roleIn } from '../rules/access.js'
 import type { Caller } from '../types.js'
-import type { NfsEvent } from '../events.js'
+import type { EventBus, NfsEvent } from '../events.js'
 import { workspaceScope } from '../rules/resolve.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { upgradeRequired } from './client-errors.js'
@@ -24,28 +25,35 @@ export function eventFor (caller: Caller, event: NfsEvent, store: Pick<SecretsSt
   return { ...event, names: event.names.filter(n => shared.has(n)) }
 }
 
-export default async function eventsApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
+export interface EventsApiOptions {
+  events: Pick<EventBus, 'subscribe'>
+  /** read again for every event: rights may change while a stream is open */
+  store: Pick<SecretsStore, 'getWorkspace' | 'listSecrets'>
+  identify: (request: FastifyRequest) => Caller
+  idleTimeoutSeconds: number
+}
+
+const eventsApi: ApiPlugin<EventsApiOptions> = async (api, { events, store, identify, idleTimeoutSeconds }) => {
   api.route({
     method: 'GET',
     url: '/events',
     handler: upgradeRequired,
     wsHandler: (socket, request) => {
-      keepAlive(socket, pingInterval(deps.config.limits.idleTimeoutSeconds))
-      const unsubscribe = deps.events.subscribe((event) => {
+      keepAlive(socket, pingInterval(idleTimeoutSeconds))
+      const unsubscribe = events.subscribe((event) => {
         if (socket.readyState !== socket.OPEN) return
         // Rights are asked again for every event (NSS answers from a short cache, workspaces from memory): a user
         // taken out of the admin group or a workspace stops seeing its events, not only at the next connection.
         let caller: Caller
         try {
-          caller = deps.identify(request)
+          caller = identify(request)
         } catch {
           socket.close(1008, 'caller no longer identified')
           return
         }
         // A listener runs inside whoever published (a run's provision): a failure here is this stream's alone.
         try {
-          const shown = eventFor(caller, event, deps.store)
+          const shown = eventFor(caller, event, store)
           if (shown !== null) socket.send(JSON.stringify(shown))
         } catch (err) {
           request.log.error({ err }, 'event stream failed; closing it')
@@ -57,3 +65,5 @@ export default async function eventsApi (api: ApiInstance): Promise<void> {
     }
   })
 }
+
+export default eventsApi

@@ -2,46 +2,53 @@
 import { nfsError } from '../errors.js'
 import type { TargetName } from '../types.js'
 import { CreateRunBody, FinishBody, ListRunsQuery, RunIdParams, SlurmJobBody, type RunDetail } from '../contract/runs.js'
-import type { ApiInstance } from './type-provider.js'
+import type { RunService } from '../runs/service.js'
+import type { PtyHost } from '../pty/host.js'
+import type { ApiPlugin } from './type-provider.js'
 
-export default async function runsApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
-  const runs = (): NonNullable<typeof deps.runs> => {
-    if (deps.runs === undefined) throw nfsError('NFS_ERR_TARGET_UNAVAILABLE', ['runs', 'the run lifecycle is not enabled'])
-    return deps.runs
-  }
+export interface RunsApiOptions {
+  runs: RunService
+  /** launched runs (`mode: launch`); absent where the daemon launches nothing */
+  pty?: Pick<PtyHost, 'launch'>
+  /** the node answering for a run's end (`owner` in runs show, CLUSTER.md); null: its node left, not yet adopted */
+  ownerOf: (runId: string, host: string) => string | null
+}
 
+// Registered only where the daemon has a run lifecycle: without one there is no /runs route (404), rather than a route
+// that answers with a target's error code.
+const runsApi: ApiPlugin<RunsApiOptions> = async (api, { runs, pty, ownerOf }) => {
   api.post('/runs', { schema: { body: CreateRunBody } }, async (request, reply) => {
     const body = request.body
     if (body.mode === 'launch' && (body.command === undefined || body.command.length === 0)) throw nfsError('NFS_ERR_BAD_REQUEST', ['mode launch needs a command'])
     const req = { ...body, targets: body.targets as TargetName[] | undefined }
     // A launched run is provisioned and started by the PTY host, which also undoes the run if the start fails.
-    if (body.mode === 'launch' && deps.pty === undefined) throw nfsError('NFS_ERR_LAUNCH_FAILED', ['launched runs are not enabled in this daemon'])
-    const created = body.mode === 'launch' ? await deps.pty!.launch(request.caller, req) : await runs().create(request.caller, req)
+    if (body.mode === 'launch' && pty === undefined) throw nfsError('NFS_ERR_LAUNCH_FAILED', ['launched runs are not enabled in this daemon'])
+    const created = body.mode === 'launch' ? await pty!.launch(request.caller, req) : await runs.create(request.caller, req)
     return reply.code(201).send(created)
   })
 
   api.get('/runs', { schema: { querystring: ListRunsQuery } }, async (request) => {
     const { all } = request.query
-    return runs().list(request.caller, all === 'true' || all === '1')
+    return runs.list(request.caller, all === 'true' || all === '1')
   })
 
   api.get('/runs/:id', { schema: { params: RunIdParams } }, async (request): Promise<RunDetail> => {
-    const run = runs().get(request.caller, request.params.id)
-    // The node answering for the run's end, beside the head's host (CLUSTER.md); null: its node left, not yet adopted.
-    return { ...run, owner: deps.cluster !== undefined ? deps.cluster.ownerOf(run.runId) : (deps.node ?? run.host) }
+    const run = runs.get(request.caller, request.params.id)
+    return { ...run, owner: ownerOf(run.runId, run.host) }
   })
 
   api.post('/runs/:id/finish', { schema: { params: RunIdParams, body: FinishBody } }, async (request) => {
-    return await runs().finish(request.caller, request.params.id, request.body)
+    return await runs.finish(request.caller, request.params.id, request.body)
   })
 
   // `nf-secrets sbatch`: the run armed before the submission is tied to the job sbatch gave back.
   api.post('/runs/:id/slurm-job', { schema: { params: RunIdParams, body: SlurmJobBody } }, async (request) => {
-    return await runs().bindSlurmJob(request.caller, request.params.id, request.body.jobId)
+    return await runs.bindSlurmJob(request.caller, request.params.id, request.body.jobId)
   })
 
   api.delete('/runs/:id', { schema: { params: RunIdParams } }, async (request) => {
-    return await runs().revoke(request.caller, request.params.id)
+    return await runs.revoke(request.caller, request.params.id)
   })
 }
+
+export default runsApi

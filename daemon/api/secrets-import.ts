@@ -10,14 +10,20 @@ import { SecretValue } from '../secret-value.js'
 import { checkSecretName, checkSecretValue } from '../rules/validate.js'
 import { workspaceOf, writableScope } from './secrets.js'
 import { ImportSecretsBody, type ImportReply } from '../contract/secrets.js'
-import type { ApiInstance } from './type-provider.js'
+import type { SecretsStore } from '../store/secrets-store.js'
+import type { AuditLog } from '../store/audit-log.js'
+import type { ApiPlugin } from './type-provider.js'
 
-export default async function secretsImportApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
+export interface SecretsImportApiOptions {
+  store: SecretsStore
+  audit: AuditLog
+}
+
+const secretsImportApi: ApiPlugin<SecretsImportApiOptions> = async (api, { store, audit }) => {
   api.post('/secrets/import', { schema: { body: ImportSecretsBody } }, async (request) => {
     const body = request.body
     const caller = request.caller
-    const scope = writableScope(caller, workspaceOf(deps, body.workspace))
+    const scope = writableScope(caller, workspaceOf(store, body.workspace))
     const seen = new Set<string>()
     for (const s of body.secrets) {
       checkSecretName(s.name)
@@ -25,7 +31,7 @@ export default async function secretsImportApi (api: ApiInstance): Promise<void>
       if (seen.has(s.name)) throw nfsError('NFS_ERR_BAD_REQUEST', [`${s.name} is given twice`])
       seen.add(s.name)
     }
-    const existing = new Map(deps.store.listSecrets([scope]).map(m => [m.name, m.version]))
+    const existing = new Map(store.listSecrets([scope]).map(m => [m.name, m.version]))
     const reply: ImportReply = { scope, imported: [], skipped: [] }
     const undo: Array<() => Promise<unknown>> = []
     try {
@@ -36,13 +42,13 @@ export default async function secretsImportApi (api: ApiInstance): Promise<void>
           continue
         }
         if (version === undefined) {
-          const meta = await deps.store.createSecret(scope, s.name, new SecretValue(s.value), caller.user)
-          undo.push(async () => await deps.store.deleteSecret(scope, s.name, caller.user, { ifVersion: meta.version }))
+          const meta = await store.createSecret(scope, s.name, new SecretValue(s.value), caller.user)
+          undo.push(async () => await store.deleteSecret(scope, s.name, caller.user, { ifVersion: meta.version }))
           reply.imported.push({ name: s.name, action: 'created', version: meta.version })
         } else {
-          const old = deps.store.readValues([{ scope, name: s.name }]).get(`${scope}\0${s.name}`)!
-          const meta = await deps.store.updateSecret(scope, s.name, new SecretValue(s.value), caller.user, { ifVersion: version })
-          undo.push(async () => await deps.store.updateSecret(scope, s.name, old, caller.user, { ifVersion: meta.version }))
+          const old = store.readValues([{ scope, name: s.name }]).get(`${scope}\0${s.name}`)!
+          const meta = await store.updateSecret(scope, s.name, new SecretValue(s.value), caller.user, { ifVersion: version })
+          undo.push(async () => await store.updateSecret(scope, s.name, old, caller.user, { ifVersion: meta.version }))
           reply.imported.push({ name: s.name, action: 'updated', version: meta.version })
         }
       }
@@ -57,8 +63,10 @@ export default async function secretsImportApi (api: ApiInstance): Promise<void>
       throw err
     }
     for (const i of reply.imported) {
-      await deps.audit.append({ action: i.action === 'created' ? 'secret.create' : 'secret.update', actor: caller.user, scope, name: i.name })
+      await audit.append({ action: i.action === 'created' ? 'secret.create' : 'secret.update', actor: caller.user, scope, name: i.name })
     }
     return reply
   })
 }
+
+export default secretsImportApi

@@ -7,15 +7,16 @@ import { resolveSecrets, userScope, workspaceScope } from '../rules/resolve.js'
 import { SecretValue } from '../secret-value.js'
 import { checkSecretName, checkSecretValue } from '../rules/validate.js'
 import type { Caller, Scope, Workspace } from '../types.js'
-import type { ServerDeps } from '../deps.js'
+import type { SecretsStore } from '../store/secrets-store.js'
+import type { AuditLog } from '../store/audit-log.js'
 import { BodyCache, sendCached, type CachedBody } from './body-cache.js'
 import { CreateSecretBody, ResolvedList, SecretList, SecretNameParams, UpdateSecretBody, WorkspaceQuery, type DeletedSecret } from '../contract/secrets.js'
-import type { ApiInstance } from './type-provider.js'
+import type { ApiPlugin } from './type-provider.js'
 
 /** The workspace a request names, checked to exist; null for the caller's user secrets (scope user:NAME; the implicit workspace `personal`). */
-export function workspaceOf (deps: ServerDeps, name: string | undefined): Workspace | null {
+export function workspaceOf (store: Pick<SecretsStore, 'getWorkspace'>, name: string | undefined): Workspace | null {
   if (name === undefined || name === '' || name === PERSONAL) return null
-  const ws = deps.store.getWorkspace(name)
+  const ws = store.getWorkspace(name)
   if (ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(name.slice(0, 80))])
   return ws
 }
@@ -42,71 +43,77 @@ function readable (caller: Caller, ws: Workspace): void {
   if (!can(caller, 'secrets.read', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`you are not a member of workspace ${ws.name}`])
 }
 
-export default async function secretsApi (api: ApiInstance): Promise<void> {
-  const { deps } = api
+export interface SecretsApiOptions {
+  store: SecretsStore
+  audit: AuditLog
+}
+
+const secretsApi: ApiPlugin<SecretsApiOptions> = async (api, { store, audit }) => {
   // One cache per server instance. Keys are the route and the exact scopes the body is built from (NUL cannot occur
   // in a scope); the caller's right to read those scopes is checked before every lookup.
   const bodies = new BodyCache()
   const cachedBody = (key: string, reply: FastifyReply, build: () => unknown): CachedBody =>
-    bodies.get(key, deps.store.revision, () => reply.serialize(build()))
+    bodies.get(key, store.revision, () => reply.serialize(build()))
 
   api.get('/secrets', { schema: { querystring: WorkspaceQuery, response: { 200: SecretList } } }, async (request, reply) => {
     const { workspace } = request.query
     const caller = request.caller
     const scopes: Scope[] = [userScope(caller.user)]
     if (workspace !== undefined && workspace !== '' && workspace !== PERSONAL) {
-      const ws = workspaceOf(deps, workspace)!
+      const ws = workspaceOf(store, workspace)!
       readable(caller, ws)
       scopes.push(workspaceScope(ws.name))
     } else if (workspace === undefined) {
       // No workspace named: the caller's user secrets and those of every workspace they may read.
-      for (const ws of deps.store.listWorkspaces()) {
+      for (const ws of store.listWorkspaces()) {
         if (can(caller, 'secrets.read', ws)) scopes.push(workspaceScope(ws.name))
       }
     }
-    return sendCached(request, reply, cachedBody(`list\0${scopes.join('\0')}`, reply, () => deps.store.listSecrets(scopes)))
+    return sendCached(request, reply, cachedBody(`list\0${scopes.join('\0')}`, reply, () => store.listSecrets(scopes)))
   })
 
   api.get('/secrets/resolve', { schema: { querystring: WorkspaceQuery, response: { 200: ResolvedList } } }, async (request, reply) => {
     const { workspace } = request.query
     const caller = request.caller
-    const ws = workspaceOf(deps, workspace)
+    const ws = workspaceOf(store, workspace)
     if (ws !== null) readable(caller, ws)
     const mineScope = userScope(caller.user)
     const theirScope = ws !== null ? workspaceScope(ws.name) : null
     const key = `resolve\0${mineScope}\0${theirScope ?? ''}`
     return sendCached(request, reply, cachedBody(key, reply, () => resolveSecrets(
-      deps.store.listSecrets([mineScope]),
-      theirScope !== null ? deps.store.listSecrets([theirScope]) : []
+      store.listSecrets([mineScope]),
+      theirScope !== null ? store.listSecrets([theirScope]) : []
     )))
   })
 
   api.post('/secrets', { schema: { body: CreateSecretBody } }, async (request, reply) => {
     const body = request.body
     const name = checkSecretName(body.name)
-    const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
+    const scope = writableScope(request.caller, workspaceOf(store, body.workspace))
     checkSecretValue(body.value)
-    const meta = await deps.store.createSecret(scope, name, new SecretValue(body.value), request.caller.user)
-    await deps.audit.append({ action: 'secret.create', actor: request.caller.user, scope, name })
+    const meta = await store.createSecret(scope, name, new SecretValue(body.value), request.caller.user)
+    await audit.append({ action: 'secret.create', actor: request.caller.user, scope, name })
     return reply.code(201).send(meta)
   })
 
   api.put('/secrets/:name', { schema: { params: SecretNameParams, body: UpdateSecretBody } }, async (request) => {
     const body = request.body
     const name = checkSecretName(request.params.name)
-    const scope = writableScope(request.caller, workspaceOf(deps, body.workspace))
+    const scope = writableScope(request.caller, workspaceOf(store, body.workspace))
     checkSecretValue(body.value)
-    const meta = await deps.store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user, ifMatch(request))
-    await deps.audit.append({ action: 'secret.update', actor: request.caller.user, scope, name })
+    const meta = await store.updateSecret(scope, name, new SecretValue(body.value), request.caller.user, ifMatch(request))
+    await audit.append({ action: 'secret.update', actor: request.caller.user, scope, name })
     return meta
   })
 
   api.delete('/secrets/:name', { schema: { params: SecretNameParams, querystring: WorkspaceQuery } }, async (request): Promise<DeletedSecret> => {
     const name = checkSecretName(request.params.name)
     const { workspace } = request.query
-    const scope = writableScope(request.caller, workspaceOf(deps, workspace))
-    await deps.store.deleteSecret(scope, name, request.caller.user, ifMatch(request))
-    await deps.audit.append({ action: 'secret.delete', actor: request.caller.user, scope, name })
+    const scope = writableScope(request.caller, workspaceOf(store, workspace))
+    await store.deleteSecret(scope, name, request.caller.user, ifMatch(request))
+    await audit.append({ action: 'secret.delete', actor: request.caller.user, scope, name })
     return { deleted: name, scope }
   })
 }
+
+export default secretsApi

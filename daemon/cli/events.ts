@@ -2,7 +2,7 @@
 // event until Ctrl-C or the daemon closes it. With --json each line is the event's JSON object, as the daemon sent it.
 import type { IncomingMessage } from 'node:http'
 import type WebSocket from 'ws'
-import type { NfsEvent } from '../events.js'
+import type { NfsEvent } from '../contract/events.js'
 import type { Command, CommandContext } from './args.js'
 import { checkedConnection, CliError, refusalFrom, unreachable, wsUrl } from './client.js'
 import { safeText, shortTime } from './output.js'

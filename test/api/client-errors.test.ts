@@ -61,6 +61,6 @@ t.test('a WebSocket route asked without an upgrade answers coded, and still upgr
   t.teardown(() => ws.terminate())
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
   const got = new Promise<string>(resolve => ws.once('message', d => resolve(String(d))))
-  f.app.deps.events.publish({ type: 'watch.added', user: 'root' })
+  f.bus.publish({ type: 'watch.added', user: 'root' })
   t.match(JSON.parse(await got), { type: 'watch.added' }, 'the upgrade still streams events')
 })

@@ -20,3 +20,21 @@ t.test('a server built without a PTY host has no attach route', async t => {
   t.equal(res.statusCode, 404)
   t.equal(res.json().code, 'NFS_ERR_NOT_FOUND')
 })
+
+t.test('a server built without a run lifecycle has no /runs routes; status still answers, with no runs', async t => {
+  const { app, as } = await appFixture(t, {}, { lifecycle: false })
+  for (const [method, url] of [['GET', '/api/v1/runs'], ['POST', '/api/v1/runs'], ['GET', '/api/v1/runs/r1'], ['DELETE', '/api/v1/runs/r1']] as const) {
+    const res = await app.inject({ method, url, headers: as('alice'), ...(method === 'POST' ? { payload: { launchDir: '/tmp', mode: 'arm' } } : {}) })
+    t.equal(res.statusCode, 404, `${method} ${url}`)
+    t.equal(res.json().code, 'NFS_ERR_NOT_FOUND', `${method} ${url}`)
+  }
+  const status = await app.inject({ method: 'GET', url: '/api/v1/status', headers: as('alice') })
+  t.equal(status.statusCode, 200)
+  t.same(status.json().runs, {})
+  t.same(status.json().targets, {})
+})
+
+t.test('no plugin is handed the whole bag: the server has no deps decorator', async t => {
+  const { app } = await appFixture(t)
+  t.equal(app.hasDecorator('deps'), false)
+})

@@ -36,6 +36,8 @@ export interface AppFixture {
   app: FastifyInstance
   store: SecretsStore
   events: NfsEvent[]
+  /** the daemon's event bus, to publish what no route makes */
+  bus: EventBus
   /** the daemon's log lines (pino JSON, info and up), parsed */
   logs: Array<Record<string, unknown>>
   memory: MemoryTarget
@@ -44,7 +46,8 @@ export interface AppFixture {
   as: (user: string) => { 'x-test-user': string }
 }
 
-export async function appFixture (t: Teardown, over: Partial<Config> = {}): Promise<AppFixture> {
+/** `lifecycle: false` builds the server without a run lifecycle, as a daemon that provisions nothing would be. */
+export async function appFixture (t: Teardown, over: Partial<Config> = {}, opts: { lifecycle?: boolean } = {}): Promise<AppFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'nfs-app-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const base = defaults('system', { uid: 0, home: dir, env: {} })
@@ -75,7 +78,7 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
     audit,
     events: bus,
     identify,
-    runs,
+    ...(opts.lifecycle === false ? {} : { runs }),
     users: new UserDirectory({ mode: 'system', adminGroup: config.adminGroup, daemonUid: 0, nss: tableNss() }),
     clock: () => new Date(),
     version: '0.0.0-test',
@@ -87,5 +90,5 @@ export async function appFixture (t: Teardown, over: Partial<Config> = {}): Prom
     await store.close()
     await audit.close()
   })
-  return { app, store, events, logs, memory, dir, config, as: (user) => ({ 'x-test-user': user }) }
+  return { app, store, events, bus, logs, memory, dir, config, as: (user) => ({ 'x-test-user': user }) }
 }
