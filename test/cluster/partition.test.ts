@@ -13,6 +13,7 @@ import { errorCode, json } from '../helpers/cli.js'
 import { startNetLab, whyNoNetns } from '../helpers/netlab.js'
 import { requireEtcd, skipFile } from '../helpers/requires.js'
 import { ensureUsers } from '../helpers/users.js'
+import { waitFor } from '../helpers/wait.js'
 
 requireEtcd(t)
 const why = whyNoNetns()
@@ -63,7 +64,15 @@ t.test('9: a partitioned node\'s dead-head runs are taken over; after the heal i
 
   // Heal: a is back on the network, its lease long gone. Its owner writes of those runs must be refused.
   lab.heal('a')
-  await sleep(2000)
+  // a's view catches up once its watch reconnects; the client's reconnect backoff after a long cut can take seconds
+  // (2 s was not enough in a clean CI run). Until then a answers from its stale view, and refuses to act as owner.
+  const healedAt = Date.now()
+  const caughtUp = async (): Promise<boolean> => {
+    for (const id of ids) if ((await show('a', id))?.state !== 'killed') return false
+    return true
+  }
+  await waitFor('a\'s view after the heal', caughtUp, 60_000, 250).catch(() => {})
+  t.comment(`a's view caught up ${Date.now() - healedAt} ms after the heal`)
   for (const id of ids) {
     // a's own view after the heal: the run ended by the others, not a's any more; its revoke changes nothing.
     const seen = await show('a', id)
