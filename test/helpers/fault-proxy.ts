@@ -1,7 +1,7 @@
 // An HTTP proxy of the tests' own between the SDK and moto. It injects what a busy AWS account does to a client
 // (throttling, 5xx, slow answers, connections cut before or after the upstream acted) and counts the requests
 // that arrive in each wall-clock second, which is how AWS enforces its per-second quota.
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 // `invalid-request` is AWS's answer to creating a name that is scheduled for deletion (moto says
@@ -21,7 +21,7 @@ export interface FaultRates {
 }
 
 /** Decides a fault for one request from its operation and JSON body; undefined falls through to the rates. */
-export type FaultRule = (op: string, body: Record<string, unknown>) => Fault | undefined
+export type FaultRule = (op: string, body: Record<string, unknown>, headers: IncomingHttpHeaders) => Fault | undefined
 
 export interface FaultProxy {
   endpoint: string
@@ -82,8 +82,8 @@ export async function startFaultProxy (t: Teardown, upstream: string, opts: { se
   const ops: Record<string, number> = {}
   const injected: Record<Fault, number> = { throttle: 0, 'server-error': 0, denied: 0, 'invalid-request': 0, 'drop-before': 0, 'drop-after': 0 }
 
-  function pick (op: string, body: Record<string, unknown>): Fault | undefined {
-    const ruled = rule?.(op, body)
+  function pick (op: string, body: Record<string, unknown>, headers: IncomingHttpHeaders): Fault | undefined {
+    const ruled = rule?.(op, body, headers)
     if (ruled !== undefined) return ruled
     let r = random()
     for (const [fault, rate] of [['throttle', rates.throttle], ['server-error', rates.serverError],
@@ -113,7 +113,7 @@ export async function startFaultProxy (t: Teardown, upstream: string, opts: { se
       ops[op] = (ops[op] ?? 0) + 1
       let parsed: Record<string, unknown> = {}
       try { parsed = JSON.parse(raw.toString() || '{}') as Record<string, unknown> } catch {}
-      const fault = pick(op, parsed)
+      const fault = pick(op, parsed, req.headers)
       if (fault !== undefined) injected[fault]++
       if (rates.latencyMs !== undefined) {
         const [lo, hi] = rates.latencyMs
