@@ -18,6 +18,7 @@ import { openEtcdSecretsStore } from '../daemon/store/etcd/etcd-secrets-store.js
 import { openRunLedger, type RunLedger } from '../daemon/store/run-ledger.js'
 import type { RunRecord } from '../daemon/types.js'
 import { startEtcdCluster } from '../test/helpers/etcd-cluster.js'
+import { intentRecord } from '../test/store/contract/run-ledger-contract.js'
 import { ratio, type Figure } from './report.js'
 import { nowMs, round, summarize } from './stats.js'
 
@@ -25,35 +26,19 @@ export interface ClusterOptions { dir: string, samples: number, takeovers: numbe
 
 const TTL = 5
 
+// The ledger contract's record, as a bench run: written as an intent (its hpc target still provisioning).
 function intent (i: number): Omit<RunRecord, 'version'> {
-  const at = new Date().toISOString()
-  return {
+  return intentRecord(i, {
     runId: `bench${String(i).padStart(9, '0')}`,
-    sessionId: '0b7e9a52-1111-4222-8333-444455556666',
     user: 'bench',
     uid: 1000,
     gid: 1000,
-    workspace: 'personal',
     launchDir: '/tmp/bench',
     host: 'h-a',
-    mode: 'arm',
-    names: ['TOKEN'],
     targets: { hpc: { state: 'provisioning', attempts: 0, nextAttemptAt: null, lastError: null, refs: [], revokedAt: null } },
-    state: 'armed',
     env: {},
-    createdAt: at,
-    startedAt: null,
-    endedAt: null,
-    expiresAt: null,
-    endReason: null,
-    exitCode: null,
-    signal: null,
-    pid: null,
-    pidStart: null,
-    slurmJobId: null,
-    runName: null,
-    historyMark: 0
-  }
+    createdAt: new Date().toISOString()
+  })
 }
 
 async function armWrites (ledger: RunLedger, i: number): Promise<number> {
