@@ -6,6 +6,7 @@
 // Plain lease RPCs, not the client's Lease helper: that one emits `lost` only after 2 x TTL and cannot re-attach.
 import { readFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import type { Etcd3, Namespace } from 'etcd3'
 import { nfsError } from '../errors.js'
@@ -76,12 +77,21 @@ export class Membership {
       if (leaseId === null) leaseId = String((await lc.leaseGrant({ TTL: opts.ttlSeconds, ID: 0 })).ID)
       const info: NodeInfo = { host: opts.host ?? hostname(), pid: process.pid, version: opts.version, startedAt: new Date(now()).toISOString() }
       const key = NODES + opts.node
-      const res = await opts.ns.if(key, 'Create', '==', 0).then(opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId))
-        .else(opts.ns.get(key)).commit()
-      if (!res.succeeded) {
-        // Taken: by ourselves before a restart (same lease: take it back), or by another live daemon.
+      // A lease that has just expired still holds its keys until the leader revokes it (a moment later): a restart in
+      // that window read its own old lease as dead and found the name taken (exit 78, the cluster chaos part). So the
+      // name is refused only while its holder's lease is alive; a dead holder's is waited for, at most one TTL.
+      const deadline = Date.now() + opts.ttlSeconds * 1000
+      for (;;) {
+        const res = await opts.ns.if(key, 'Create', '==', 0).then(opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId))
+          .else(opts.ns.get(key)).commit()
+        if (res.succeeded) break
+        // Taken: by ourselves before a restart (same lease: take it back), or by another daemon.
         const held = await opts.ns.if(key, 'Lease', '==', leaseId).then(opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId)).commit()
-        if (!held.succeeded) throw nfsError('NFS_ERR_CONFIG', ['cluster.nodeName', `node name ${JSON.stringify(opts.node)} is held by another live daemon; node names must be unique`])
+        if (held.succeeded) break
+        const holder = res.responses[0]?.response_range?.kvs[0]?.lease
+        const alive = holder === undefined || Number((await lc.leaseTimeToLive({ ID: holder })).TTL) > 0
+        if (alive || Date.now() >= deadline) throw nfsError('NFS_ERR_CONFIG', ['cluster.nodeName', `node name ${JSON.stringify(opts.node)} is held by another live daemon; node names must be unique`])
+        await sleep(200)
       }
     } catch (err) {
       throw clusterError(err, 'joining the cluster')
