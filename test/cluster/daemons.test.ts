@@ -186,7 +186,7 @@ t.test('three nodes share one store', async t => {
     await c.start('a')
     const restartMs = Date.now() - killedAt
     t.comment(`a answered again ${restartMs} ms after its kill -9 (TTL ${TTL} s)`)
-    t.ok(restartMs < TTL * 1000, 'within the TTL')
+    // No assertion on the restart's wall time: the re-attach below is the property, and fails if the restart came too late.
     t.equal((JSON.parse(readFileSync(leaseFile, 'utf8')) as { leaseId: string }).leaseId, leaseBefore, 'a re-attached to its lease')
     // Past the TTL of the lease the dead process kept alive: had it expired, own/ would be gone and re-made by an adopter.
     await sleep(TTL * 1000 + SETTLE_MS)
