@@ -74,7 +74,7 @@ export function intentRecord (n: NewRun): Omit<RunRecord, 'version'> {
     pid,
     pidStart: n.pidStart,
     slurmJobId: n.req.slurmJobId ?? null,
-    runName: null,
+    runName: n.req.mode === 'auto' ? n.req.runName ?? null : null,
     historyMark: n.historyMark,
     ...(n.req.secretsFile !== undefined ? { secretsFile: n.req.secretsFile } : {})
   }

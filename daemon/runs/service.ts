@@ -26,6 +26,12 @@ export interface CreateRunRequest {
    */
   secretsFile?: string
   mode: RunMode
+  /**
+   * mode `auto` only: the runName of the history line Nextflow already wrote (auto-run.ts). The run is born with it:
+   * a live run whose line cannot be found (its own session id is not Nextflow's, its mark is past the line) reads as
+   * dead to the monitor, which ended auto-runs as killed while they were being provisioned.
+   */
+  runName?: string
   ttlSeconds?: number
   slurmJobId?: string
   /** the wrapper's or the launched child's pid, for liveness */

@@ -66,6 +66,18 @@ async function withFileIndex (launchDir: string, uid: number, record: HistoryRec
   return scan === null || index === null ? null : { ...record, index }
 }
 
+/**
+ * What became of one start: `provisioned` an auto-run (runId); `claimed` by a live run of the dir (its runId);
+ * `skipped` with a run.skipped event saying why; `ignored` as no start of this watch's (no targets, another user's
+ * dir, a leftover, already handled, a dir gone). A test waits for it to show that a start did NOT become an auto-run.
+ */
+export interface AutoRunDecision {
+  launchDir: string
+  runName: string
+  outcome: 'provisioned' | 'claimed' | 'skipped' | 'ignored'
+  runId: string | null
+}
+
 export interface AutoRunDeps {
   runs: RunLifecycle
   monitor: RunChecks
@@ -73,7 +85,13 @@ export interface AutoRunDeps {
   events: EventBus
   logger: Logger
   clock: () => Date
+  /** told of every decision once it is made (and acted on) */
+  onAutoRun?: (d: AutoRunDecision) => void
 }
+
+type Outcome = Pick<AutoRunDecision, 'outcome' | 'runId'>
+const IGNORED: Outcome = { outcome: 'ignored', runId: null }
+const SKIPPED: Outcome = { outcome: 'skipped', runId: null }
 
 export class AutoRuns {
   readonly #deps: AutoRunDeps
@@ -93,24 +111,31 @@ export class AutoRuns {
 
   /**
    * A start seen in `launchDir` under `watch`: provision an auto-run unless a run claims it. `trusted`: the history
-   * could be written by its owner (and root) alone.
+   * could be written by its owner (and root) alone. Resolves to the auto-run's id, if one was made.
    */
   async started (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, trusted = true): Promise<string | null> {
+    const decided = await this.#decide(watch, launchDir, seen, trusted)
+    this.#deps.onAutoRun?.({ launchDir, runName: seen.runName, ...decided })
+    return decided.outcome === 'provisioned' ? decided.runId : null
+  }
+
+  async #decide (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, trusted: boolean): Promise<Outcome> {
     const { runs, users, clock } = this.#deps
-    if (seen.status !== 'running' || watch.targets.length === 0) return null
+    if (seen.status !== 'running' || watch.targets.length === 0) return IGNORED
     const uid = await ownerOf(launchDir)
-    if (uid === null) return null
+    if (uid === null) return IGNORED
     if (!mayAutoRun(watch, uid)) {
       this.#log.debug({ root: watch.root, uid }, 'a start in a dir of another user: not an auto-run of this watch')
-      return null
+      return IGNORED
     }
     // A run armed here and not yet started claims the first line after its mark: the mark counts the whole file.
     const marks = runs.live(launchDir).some(r => r.runName === null && r.historyMark !== null)
     const record = marks ? await withFileIndex(launchDir, uid, seen) : seen
-    if (record === null) return null
-    if (claimedBy(runs.live(launchDir), launchDir, record) !== null) return null
+    if (record === null) return IGNORED
+    const claimer = claimedBy(runs.live(launchDir), launchDir, record)
+    if (claimer !== null) return { outcome: 'claimed', runId: claimer.runId }
     const key = `${launchDir}\0${record.runName}`
-    if (this.#handled.has(key)) return null
+    if (this.#handled.has(key)) return IGNORED
     this.#handled.add(key)
     if (this.#handled.size > 10_000) this.#handled.delete(this.#handled.values().next().value as string)
     // A leftover (a tree moved in, a run killed long ago) is not a start. Judged by the history's mtime: the line's
@@ -118,44 +143,45 @@ export class AutoRuns {
     // Gregorian (history.ts). lstat: `.nextflow` must not lead elsewhere (observe.ts checks the same).
     try {
       const cache = await lstat(join(launchDir, '.nextflow'))
-      if (!cache.isDirectory()) return null
-      if (isLeftover((await lstat(join(launchDir, '.nextflow', 'history'))).mtimeMs, clock().getTime())) return null
+      if (!cache.isDirectory()) return IGNORED
+      if (isLeftover((await lstat(join(launchDir, '.nextflow', 'history'))).mtimeMs, clock().getTime())) return IGNORED
     } catch {
-      return null
+      return IGNORED
     }
 
     const owner = users.userByUid(uid)?.name ?? `uid:${uid}`
     if (!trusted) {
       this.#skip(owner, watch, 'the history is writable by others than its owner (group or world): no auto-run from it; chmod go-w the .nextflow dir and its history')
-      return null
+      return SKIPPED
     }
     const targets = lateTargets(watch.targets)
     if (targets.length === 0) {
       this.#skip(owner, watch, `no target of this watch helps a run that has started (${watch.targets.join(',')})`)
-      return null
+      return SKIPPED
     }
     let caller
     try {
       caller = users.callerForUid(uid)
     } catch (err) {
       this.#skip(owner, watch, isCoded(err) ? err.code : 'the owner of the launch dir is unknown')
-      return null
+      return SKIPPED
     }
     try {
+      // Nextflow chose its own UUID: the runName pins the history line (and through it the session lock and log). The
+      // run is born with it: the monitor may check it while it is still being provisioned.
       const created = await runs.create(caller, {
         mode: 'auto',
         launchDir,
         targets,
+        runName: record.runName,
         ...(watch.workspace !== null ? { workspace: watch.workspace } : {})
       })
-      // Nextflow chose its own UUID: the runName pins the history line (and through it the session lock and log).
-      await runs.markStarted(created.runId, { runName: record.runName })
       this.#log.info({ runId: created.runId, user: caller.user, runName: record.runName }, 'auto-run provisioned')
       await this.#deps.monitor.checkRun(created.runId)
-      return created.runId
+      return { outcome: 'provisioned', runId: created.runId }
     } catch (err) {
       this.#skip(owner, watch, isCoded(err) ? `${err.code}: ${err.message}` : 'provisioning failed')
-      return null
+      return SKIPPED
     }
   }
 }

@@ -17,7 +17,7 @@ import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js'
 import type { Caller } from '../types.js'
-import { AutoRuns } from './auto-run.js'
+import { AutoRuns, type AutoRunDecision } from './auto-run.js'
 import { openDir, sameFile } from '../os/read-owned.js'
 import type { WatchSummary, WatchView } from '../contract/watches.js'
 import { RunDirWatcher, type GroupOptions, type WatcherEvent } from './watcher.js'
@@ -48,6 +48,8 @@ export interface WatchServiceDeps {
   fs?: WalkFs
   /** walk the roots only once startWalks() is called (the daemon: once it serves), not from open() */
   deferWalks?: boolean
+  /** told what became of each start seen under a root (auto-run.ts); tests wait for it */
+  onAutoRun?: (d: AutoRunDecision) => void
 }
 
 interface Root {

@@ -101,7 +101,7 @@ export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): 
   const plain = { ...base, stateDir: join(dir, 'state'), limits: { ...base.limits, ...opts.limits }, runs: { ...base.runs, defaultTargets: ['memory' as const], revokeRetryInitialMs: 10, revokeRetryMaxMs: 100 }, mode: 'user' as const, configFile: null }
   const config = opts.configure !== undefined ? opts.configure(plain) : plain
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 })
-  const logger = pino({ level: 'silent' })
+  const logger = pino({ level: process.env.NFS_TEST_LOG ?? 'silent' })
   const key = opts.key ?? randomBytes(32)
   const store = await openSecretsStore({ path: join(config.stateDir, 'store.json'), key, logger })
   const ledger = await DeferredRecords.open(await openRunLedger(join(config.stateDir, 'runs.json')))

@@ -2,7 +2,7 @@
 // target, the real liveness probes, a Monitor and the DirWatchService over real dirs. The monitor's timer is off
 // unless asked for, so a test shows that a file event alone ended a run.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -13,12 +13,16 @@ import type { Config, WatchRoot } from '../../daemon/config.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import type { Monitor } from '../../daemon/runs/monitor.js'
 import { realProbes, type Probes } from '../../daemon/runs/probes.js'
+import { SecretValue } from '../../daemon/secret-value.js'
 import type { TargetName } from '../../daemon/types.js'
+import type { AutoRunDecision } from '../../daemon/watch/auto-run.js'
 import { DirWatchService } from '../../daemon/watch/watch-service.js'
 import type { WalkFs } from '../../daemon/watch/walk.js'
 import { runsFixture, type RunsFixture, type Teardown } from './runs.js'
 
-export { waitFor } from './wait.js'
+import { waitFor } from './wait.js'
+
+export { waitFor }
 
 export interface WatchFixture extends RunsFixture {
   root: string
@@ -26,6 +30,8 @@ export interface WatchFixture extends RunsFixture {
   monitor: Monitor
   service: DirWatchService
   memory: MemoryTarget
+  /** what became of each start seen under a root, in order (auto-run.ts) */
+  autoRuns: AutoRunDecision[]
   /** stop the service and the monitor, reopen store and ledger, start both again (a daemon restart) */
   restart: () => Promise<WatchFixture>
 }
@@ -69,6 +75,7 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
   await monitor.reconcile()
   if (opts.monitorMs !== undefined) monitor.start()
   const users = new UserDirectory({ mode: config.mode, adminGroup: 'nf-secrets-admin', daemonUid: process.getuid!() })
+  const autoRuns: AutoRunDecision[] = []
   const service = await DirWatchService.open({
     config,
     runs: f.runs,
@@ -80,6 +87,7 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
     clock,
     runPollMs: opts.runPollMs ?? 200,
     debounceMs: 30,
+    onAutoRun: d => { autoRuns.push(d) },
     ...(opts.fs !== undefined ? { fs: opts.fs } : {})
   })
   let stopped = false
@@ -97,6 +105,7 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
     monitor,
     service,
     memory,
+    autoRuns,
     restart: async () => {
       await stop()
       await f.ledger.close()
@@ -104,4 +113,27 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
       return await watchFixture(t, { ...opts, dir, memory, key })
     }
   }
+}
+
+/**
+ * As root in system mode: the config watches the fixture's root for workspace `lab` with `targets`, alice may launch
+ * in lab, and lab holds LAB_TOKEN = lab-secret-1. The fixture's dirs are opened (0755) for users' project dirs below.
+ */
+export async function labWatchFixture (t: Teardown, targets: TargetName[], opts: WatchFixtureOptions = {}): Promise<WatchFixture> {
+  const f = await watchFixture(t, { mode: 'system', watch: [{ workspace: 'lab', targets, depth: 2 }], ...opts })
+  chmodSync(f.dir, 0o755)
+  chmodSync(f.root, 0o755)
+  await f.store.createWorkspace('lab', 'root')
+  await f.store.setMember('lab', 'alice', 'launch')
+  await f.store.createSecret('workspace:lab', 'LAB_TOKEN', new SecretValue('lab-secret-1'), 'root')
+  return f
+}
+
+/** A user's new project dir under the fixture's root, waited for until the watcher watches it (not a fixed pause). */
+export async function projectDir (f: WatchFixture, name: string, owner: { uid: number, gid: number }): Promise<string> {
+  const dir = join(f.root, name)
+  mkdirSync(dir)
+  chownSync(dir, owner.uid, owner.gid)
+  await waitFor(`${name} to be watched`, () => f.service.watcher.watched(`root:${f.root}`)[dir] !== undefined)
+  return dir
 }

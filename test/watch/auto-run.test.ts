@@ -1,13 +1,14 @@
 // Auto-runs (SPEC section 8) as root in system mode with real users: a start nobody armed, in a watched dir whose
 // watch names targets, is provisioned for the dir's owner to the targets that still help (memory here; hpc is
-// dropped) and revoked at its end; a non-member gets a run.skipped event and nothing else; an armed run claims its start.
+// dropped) and revoked at its end; a non-member gets a run.skipped event and nothing else; an armed run claims its
+// start; an auto-run is not read as dead while it is being provisioned.
 import t from 'tap'
-import { chmodSync, chownSync, mkdirSync } from 'node:fs'
+import { chownSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { SecretValue } from '../../daemon/secret-value.js'
+import { createMemoryTarget } from '../../adapters/memory.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { requireUsers } from '../helpers/requires.js'
-import { waitFor, watchFixture } from '../helpers/watch.js'
+import { labWatchFixture, projectDir, waitFor } from '../helpers/watch.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import { claimedBy, lateTargets } from '../../daemon/watch/auto-run.js'
 
@@ -27,12 +28,7 @@ t.test('lateTargets and claimedBy are pure rules', async t => {
 })
 
 t.test('an unclaimed start becomes an auto-run of the owner, revoked at its end; a non-member is refused with an event', async t => {
-  const f = await watchFixture(t, { mode: 'system', watch: [{ workspace: 'lab', targets: ['hpc', 'memory'], depth: 2 }] })
-  chmodSync(f.dir, 0o755)
-  chmodSync(f.root, 0o755)
-  await f.store.createWorkspace('lab', 'root')
-  await f.store.setMember('lab', 'alice', 'launch')
-  await f.store.createSecret('workspace:lab', 'LAB_TOKEN', new SecretValue('lab-secret-1'), 'root')
+  const f = await labWatchFixture(t, ['hpc', 'memory'])
   const dirs = { alice: join(f.root, 'alice-proj'), bob: join(f.root, 'bob-proj'), armed: join(f.root, 'alice-armed') }
   for (const [who, d] of Object.entries(dirs)) {
     mkdirSync(d)
@@ -68,6 +64,41 @@ t.test('an unclaimed start becomes an auto-run of the owner, revoked at its end;
   const na = await startFakeNextflow({ launchDir: dirs.armed, uid: alice!.uid, gid: alice!.gid, sessionId: created.sessionId })
   t.teardown(() => na.close())
   await waitFor('the armed run starts', () => f.ledger.get(created.runId)?.state === 'running')
-  await new Promise(resolve => setTimeout(resolve, 200))
+  // The auto-run room's decision on this start, once it is made: only then can the absence of an auto-run be told.
+  await waitFor('the decision on the armed start', () => f.autoRuns.some(d => d.launchDir === dirs.armed && d.runName === na.runName))
+  t.same(f.autoRuns.filter(d => d.launchDir === dirs.armed).map(d => ({ outcome: d.outcome, runId: d.runId })), [{ outcome: 'claimed', runId: created.runId }], 'claimed by the armed run')
   t.equal(f.ledger.all().filter(r => r.launchDir === dirs.armed).length, 1, 'the armed run claims its start: no auto-run')
+})
+
+t.test('an auto-run checked while it is still being provisioned is not read as dead', async t => {
+  // Provisioning held open by the test: the monitor checks the run meanwhile, as its pass or a file event may.
+  const memory = createMemoryTarget()
+  const place = memory.provision.bind(memory)
+  let entered: (runId: string) => void = () => {}
+  const provisioning = new Promise<string>(resolve => { entered = resolve })
+  let release: () => void = () => {}
+  const gate = new Promise<void>(resolve => { release = resolve })
+  memory.provision = async (run, secrets, opts) => {
+    await opts?.ready
+    entered(run.runId)
+    await gate
+    return await place(run, secrets)
+  }
+  const f = await labWatchFixture(t, ['memory'], { memory })
+  const dir = await projectDir(f, 'alice-proj', alice!)
+  const nf = await startFakeNextflow({ launchDir: dir, uid: alice!.uid, gid: alice!.gid })
+  t.teardown(() => { release(); return nf.close() })
+  const runId = await provisioning
+  // Two readings in a row: a run that looks dead on both is ended (monitor.ts). Before the fix the run had neither
+  // its runName (set only after provisioning) nor Nextflow's session, so both said dead and it was killed, revoked.
+  await f.monitor.checkRun(runId)
+  await f.monitor.checkRun(runId)
+  t.equal(f.ledger.get(runId)?.state, 'running', 'still running while being provisioned')
+  t.equal(f.ledger.get(runId)?.runName, nf.runName, 'born with the runName of its history line')
+  release()
+  await waitFor('the decision', () => f.autoRuns.some(d => d.launchDir === dir))
+  t.same(f.autoRuns.map(d => ({ outcome: d.outcome, runId: d.runId })), [{ outcome: 'provisioned', runId }])
+  t.equal(f.memory.placed.get(runId)?.get('LAB_TOKEN'), 'lab-secret-1', 'provisioned')
+  await nf.finish('OK')
+  await waitFor('the end', () => f.ledger.get(runId)?.state === 'completed' && f.ledger.get(runId)?.targets.memory?.state === 'revoked')
 })

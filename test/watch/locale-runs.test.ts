@@ -2,14 +2,13 @@
 // the daemon's. The daemon here runs in UTC; the fake JVM writes its history in New York's wall clock, or its log
 // and history in Persian (logback 1.2's SimpleDateFormat: Persian digits), with a host name that does not resolve.
 import t from 'tap'
-import { chmodSync, chownSync, mkdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SecretValue } from '../../daemon/secret-value.js'
 import { UserDirectory } from '../../daemon/identity/users.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import type { Teardown } from '../helpers/runs.js'
 import { requireUsers } from '../helpers/requires.js'
-import { waitFor, watchFixture } from '../helpers/watch.js'
+import { labWatchFixture, projectDir, waitFor, type WatchFixture } from '../helpers/watch.js'
 
 // The daemon's zone. Node reads TZ again whenever it changes; nothing has formatted a local date yet.
 process.env.TZ = 'UTC'
@@ -19,24 +18,14 @@ const [alice] = requireUsers(t, ['alice'])
 interface Case { locale: string, zone: string, log: string, logLegacy: string, history: string }
 const cases = (JSON.parse(readFileSync(new URL('../fixtures/nextflow-locales/formats.json', import.meta.url), 'utf8')) as { cases: Case[] }).cases
 
-async function fixture (t: Teardown, monitorMs?: number) {
-  const f = await watchFixture(t, { mode: 'system', watch: [{ workspace: 'lab', targets: ['memory'], depth: 2 }], ...(monitorMs !== undefined ? { monitorMs } : {}) })
-  chmodSync(f.dir, 0o755)
-  chmodSync(f.root, 0o755)
-  await f.store.createWorkspace('lab', 'root')
-  await f.store.setMember('lab', 'alice', 'launch')
-  await f.store.createSecret('workspace:lab', 'LAB_TOKEN', new SecretValue('lab-secret-1'), 'root')
-  const dir = join(f.root, 'alice-proj')
-  mkdirSync(dir)
-  chownSync(dir, alice!.uid, alice!.gid)
-  return { f, dir }
+async function fixture (t: Teardown, monitorMs: number): Promise<{ f: WatchFixture, dir: string }> {
+  const f = await labWatchFixture(t, ['memory'], { monitorMs })
+  return { f, dir: await projectDir(f, 'alice-proj', alice!) }
 }
 
 t.test('a start written in New York\'s wall clock, read by a daemon in UTC, becomes an auto-run', async t => {
   // the monitor's pass too, as in the daemon: this test is about the start, whichever path sees the end
   const { f, dir } = await fixture(t, 500)
-  // The new dir is watched before Nextflow writes in it (not a fixed pause).
-  await waitFor('the new dir to be watched', () => f.service.watcher.watched(`root:${f.root}`)[dir] !== undefined)
   const nf = await startFakeNextflow({ launchDir: dir, uid: alice!.uid, gid: alice!.gid, jvm: { historyZone: 'America/New_York' } })
   t.teardown(() => nf.close())
   const line = readFileSync(join(dir, '.nextflow', 'history'), 'utf8')
