@@ -63,6 +63,14 @@ export class ReadScheduler {
     this.#pending.set(dir, entry)
   }
 
+  /**
+   * Resolves once no read is running or queued behind one; timers not yet due are not waited for. With timers a test
+   * moves by hand, advancing past every deadline and then this proves that no further read comes (no sleep).
+   */
+  async idle (): Promise<void> {
+    while (this.#reads.size > 0) await Promise.all([...this.#reads.values()])
+  }
+
   /** The dir is no longer watched: drop what is waiting for it. */
   forget (dir: string): void {
     const p = this.#pending.get(dir)

@@ -15,6 +15,7 @@ import type { LaunchDir, LaunchEvent } from './launch-dir.js'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
 import { CACHE_DIR, HISTORY, LAUNCH_FILES } from '../nextflow/file-names.js'
 import { nodeWalkFs, type WalkFs } from './walk.js'
+import { realTimers, type Timers } from '../os/timers.js'
 
 export interface GroupOptions {
   poll: boolean
@@ -37,6 +38,8 @@ export interface WatcherOptions {
   /** at most one read of a launch dir per this window; the first event of a burst is read at once */
   debounceMs?: number
   fs?: WalkFs
+  /** the read scheduling's clock and timers (tests move them by hand); the process's own when left out */
+  timers?: Timers
 }
 
 /** A group: its dirs, its launch dirs and the chokidar shards that watch them. */
@@ -72,6 +75,7 @@ export class RunDirWatcher {
   readonly #log: Logger
   readonly #debounceMs: number
   readonly #fs: WalkFs
+  readonly #timers: Timers
   readonly #groups = new Map<string, Group>()
   readonly #listeners = new Set<(e: WatcherEvent) => void>()
   readonly #discovery: LaunchDirDiscovery<Group>
@@ -81,6 +85,7 @@ export class RunDirWatcher {
     this.#log = opts.logger.child({ room: 'watch' })
     this.#debounceMs = opts.debounceMs ?? 50
     this.#fs = opts.fs ?? nodeWalkFs
+    this.#timers = opts.timers ?? realTimers
     this.#discovery = new LaunchDirDiscovery<Group>({
       fs: this.#fs,
       log: this.#log,
@@ -163,12 +168,14 @@ export class RunDirWatcher {
     if (this.#stopped || this.#groups.has(key)) return { launchDirs: 0, dirs: 0 }
     const g = new Group(key, opts, root?.depth ?? -1, (gg) => new ReadScheduler({
       debounceMs: this.#debounceMs,
+      timers: this.#timers,
       intervalMs: () => gg.opts.intervalMs,
       read: async (dir, what) => await this.#read(gg, dir, what),
       onError: (dir, err) => { this.#log.warn({ dir, err }, 'scanning a launch dir failed') }
     }))
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
+    // The wall clock, not the timers: it is compared with the histories' mtimes.
     g.walkStartedAt = seedCutoff(Date.now())
     return await this.#discovery.addTree(g, root.path, 0, true)
   }
@@ -314,6 +321,11 @@ export class RunDirWatcher {
     const all = [...g.dirs.keys()]
     for (let i = 0; i < all.length; i += SHARD_PATHS) await this.#watch(g, all.slice(i, i + SHARD_PATHS))
     for (const dir of g.launch.keys()) g.reads.schedule(dir, { history: true, log: true })
+  }
+
+  /** Resolves once no launch dir read is running or queued (ReadScheduler.idle): what a test awaits after moving the timers. */
+  async idle (): Promise<void> {
+    await Promise.all([...this.#groups.values()].map(async g => { await g.reads.idle() }))
   }
 
   async stop (): Promise<void> {

@@ -5,10 +5,11 @@ import t from 'tap'
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { RunDirWatcher, type WatcherEvent } from '../../daemon/watch/watcher.js'
+import { nodeWalkFs, type WalkFs } from '../../daemon/watch/walk.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+import { ManualTimers } from '../helpers/manual-timers.js'
 import { caller, type Teardown } from '../helpers/runs.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 
@@ -40,8 +41,9 @@ function startLine (runName: string, i: number): string {
   return `${ts}\t-\t${runName}\t-\tabc\t${session}\tnextflow run x\n`
 }
 
-function watcher (t: Teardown, debounceMs: number): { w: RunDirWatcher, events: WatcherEvent[] } {
-  const w = new RunDirWatcher({ logger, debounceMs })
+/** A watcher whose reads run on `timers`: moved by hand, nothing is read until the test says (ManualTimers). */
+function watcher (t: Teardown, debounceMs: number, timers?: ManualTimers, fs?: WalkFs): { w: RunDirWatcher, events: WatcherEvent[] } {
+  const w = new RunDirWatcher({ logger, debounceMs, ...(timers !== undefined ? { timers } : {}), ...(fs !== undefined ? { fs } : {}) })
   const events: WatcherEvent[] = []
   w.on(e => events.push(e))
   t.teardown(() => w.stop())
@@ -49,23 +51,37 @@ function watcher (t: Teardown, debounceMs: number): { w: RunDirWatcher, events: 
 }
 
 const starts = (events: WatcherEvent[], name: string): number => events.filter(e => e.type === 'run-started' && e.record.runName === name).length
+const reads = (events: WatcherEvent[]): number => events.filter(e => e.type === 'activity').length
 
 t.test('starts written while the root is being walked are seen; the lines already there are not starts', async t => {
   const root = tempDir(t)
   const dirs = launchDirs(root, 600)
-  const { w, events } = watcher(t, 30)
+  // Two starts written when the walk has read half the root: one in a dir it may have passed, one in the last made.
+  let listed = 0
+  const fs: WalkFs = {
+    ...nodeWalkFs,
+    readdir: async (dir) => {
+      if (++listed === 300) {
+        appendFileSync(join(dirs[300]!, '.nextflow', 'history'), startLine('middle_run', 2))
+        appendFileSync(join(dirs[599]!, '.nextflow', 'history'), startLine('late_run', 3))
+      }
+      return await nodeWalkFs.readdir(dir)
+    }
+  }
+  const timers = new ManualTimers()
+  const { w, events } = watcher(t, 30, timers, fs)
   const walk = w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 1 })
-  // One start before the walk can have reached the dir, one while it is under way, one in the last dir read.
+  // and one before the walk can have reached the dir
   appendFileSync(join(dirs[0]!, '.nextflow', 'history'), startLine('early_run', 1))
-  await sleep(5)
-  appendFileSync(join(dirs[300]!, '.nextflow', 'history'), startLine('middle_run', 2))
-  appendFileSync(join(dirs[599]!, '.nextflow', 'history'), startLine('late_run', 3))
   const found = await walk
+  t.ok(listed > 300, 'the starts were written while the walk was under way')
   t.equal(found.launchDirs, 600)
   for (const name of ['early_run', 'middle_run', 'late_run']) {
-    await waitFor(name, () => starts(events, name) > 0)
+    await waitFor(name, async () => { await timers.advance(30); return starts(events, name) > 0 })
   }
-  await sleep(200)
+  // Every read due by then (debounce, rechecks of the live dirs) fired and done: none raised a start again.
+  await timers.advance(1000)
+  await w.idle()
   for (const name of ['early_run', 'middle_run', 'late_run']) t.equal(starts(events, name), 1, `${name}: seen once`)
   t.equal(starts(events, 'old_run'), 0, 'a line older than the walk is a seed, not a start')
 })
@@ -93,30 +109,44 @@ t.test('leading edge: the first event is read at once, a burst costs two reads, 
   const root = tempDir(t)
   const [dir] = launchDirs(root, 1)
   const history = join(dir!, '.nextflow', 'history')
-  // A window far longer than waitFor's limit: only a read at the first event can see this start in time.
-  const slow = watcher(t, 60_000)
+  // The clock never moves here: only a read at the first event (a timer of 0 ms) can see this start.
+  const still = new ManualTimers()
+  const slow = watcher(t, 60_000, still)
   await slow.w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 1 })
   appendFileSync(history, startLine('first_run', 5))
-  await waitFor('the start, read at the first event', () => starts(slow.events, 'first_run') === 1, 5000)
+  await waitFor('the start, read at the first event', async () => { await still.advance(0); return starts(slow.events, 'first_run') === 1 })
   await slow.w.stop()
 
-  const { w, events } = watcher(t, 400)
+  const timers = new ManualTimers()
+  const { w, events } = watcher(t, 400, timers)
   await w.addGroup('root2', { poll: false, intervalMs: 60_000 }, { path: root, depth: 1 })
-  await sleep(500)
+  // past the window of any read at the watch's start
+  await timers.advance(400)
+  await w.idle()
+  const r0 = reads(events)
   const names = Array.from({ length: 20 }, (_, i) => `burst_${i}`)
   for (const [i, name] of names.entries()) appendFileSync(history, startLine(name, 100 + i))
-  await waitFor('every start of the burst', () => names.every(n => starts(events, n) === 1))
-  const reads = events.filter(e => e.type === 'activity').length
-  t.ok(reads >= 1 && reads <= 3, `20 writes, ${reads} reads (leading, trailing, maybe one retry)`)
+  // The clock stands still: every event after the first waits for the window's end, however late it comes.
+  await waitFor('the read at the first event', async () => { await timers.advance(0); return reads(events) === r0 + 1 })
+  await w.idle()
+  t.equal(reads(events) - r0, 1, 'one read while the window lasts')
+  t.ok(names.every(n => starts(events, n) === 1), 'that read saw the whole burst')
+  await timers.advance(400)
+  await w.idle()
+  t.ok(reads(events) - r0 <= 2, `at the window's end at most one more read (trailing edge): ${reads(events) - r0} in all`)
 
   // Nextflow ends a run by truncating the history and writing it whole again: a read between the two sees it empty.
-  await sleep(500)
   const text = readFileSync(history, 'utf8')
   truncateSync(history, 0)
-  await sleep(150)
+  const before = reads(events)
+  await waitFor('a read of the emptied history', async () => { await timers.advance(400); return reads(events) > before })
+  await w.idle()
+  t.notOk(events.some(e => e.type === 'run-ended'), 'an empty history ends nothing')
   writeFileSync(history, text.replace(/\t-\tburst_0\t-\t/, '\t3s\tburst_0\tOK\t'))
-  await waitFor('the end', () => events.some(e => e.type === 'run-ended' && e.runName === 'burst_0'))
-  await sleep(600)
+  await waitFor('the end', async () => { await timers.advance(400); return events.some(e => e.type === 'run-ended' && e.runName === 'burst_0') })
+  // Every read still due (retries, the live dir's recheck) fired and done: none raises the end or a start again.
+  await timers.advance(60_000)
+  await w.idle()
   t.equal(events.filter(e => e.type === 'run-ended' && e.runName === 'burst_0').length, 1, 'one end')
   t.ok(names.every(n => starts(events, n) === 1), 'no start raised again by the torn read')
 })
