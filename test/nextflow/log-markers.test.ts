@@ -6,21 +6,19 @@ const fixture = (name: string): string =>
   readFileSync(new URL(`../fixtures/nextflow/${name}`, import.meta.url), 'utf8')
 
 t.test('fixture logs', async (t) => {
+  const running: LogMarkers = {
+    sessionId: 'c0ffee00-1234-4abc-8def-0123456789ab',
+    runName: 'jolly_galois',
+    pid: 731,
+    host: 'hpc-login2',
+    ip: '192.168.10.21',
+    version: '26.08.0-edge',
+    aborted: false,
+    goodbye: false,
+    launching: { script: 'https://github.com/nf-core/demo', runName: 'jolly_galois', revision: '0f9e8d7c6b' }
+  }
   const cases: Array<{ file: string, want: LogMarkers }> = [
-    {
-      file: 'log-running.log',
-      want: {
-        sessionId: 'c0ffee00-1234-4abc-8def-0123456789ab',
-        runName: 'jolly_galois',
-        pid: 731,
-        host: 'hpc-login2',
-        ip: '192.168.10.21',
-        version: '26.08.0-edge',
-        aborted: false,
-        goodbye: false,
-        launching: { script: 'https://github.com/nf-core/demo', runName: 'jolly_galois', revision: '0f9e8d7c6b' }
-      }
-    },
+    { file: 'log-running.log', want: running },
     {
       file: 'log-success.log',
       want: {
@@ -64,21 +62,8 @@ t.test('fixture logs', async (t) => {
         launching: { script: 'https://github.com/nextflow-io/hello', runName: 'witty_ramanujan', revision: '7588c46ffe' }
       }
     },
-    {
-      // SIGKILL: the log stops mid-line, no Goodbye
-      file: 'log-killed.log',
-      want: {
-        sessionId: 'c0ffee00-1234-4abc-8def-0123456789ab',
-        runName: 'jolly_galois',
-        pid: 731,
-        host: 'hpc-login2',
-        ip: '192.168.10.21',
-        version: '26.08.0-edge',
-        aborted: false,
-        goodbye: false,
-        launching: { script: 'https://github.com/nf-core/demo', runName: 'jolly_galois', revision: '0f9e8d7c6b' }
-      }
-    }
+    // SIGKILL: the log stops mid-line, with no Goodbye: it says what it said while the run was running
+    { file: 'log-killed.log', want: running }
   ]
   for (const c of cases) t.strictSame(parseLogMarkers(fixture(c.file)), c.want, c.file)
 })
