@@ -10,7 +10,7 @@ import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
 import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
 import { formatNextflowStore, isValidSecretName } from '../daemon/nextflow/secrets-file.js'
-import { readMountFsType } from './hpc/fs-type.js'
+import { readMountFsType } from '../daemon/os/fs-type.js'
 import { closedComponents, probeHardLinks } from './hpc/probes.js'
 import { runsRootWarnings } from './hpc/status-warnings.js'
 import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
@@ -20,7 +20,7 @@ import {
   writeRunMarker, writeStoreAndHandOver
 } from './hpc/safe-fs.js'
 
-export { isSharedFsType } from './hpc/fs-type.js'
+export { isSharedFsType } from '../daemon/os/fs-type.js'
 
 export interface HpcTargetOptions {
   runsRoot: string

@@ -1,7 +1,7 @@
 // The one interface every target implements. A target places a run's secrets where the run reads them and
 // removes them again. runs/ is the only caller; a target never imports the lifecycle.
 import type { SecretValue } from '../daemon/secret-value.js'
-import type { SecretRef, TargetName } from '../daemon/types.js'
+import type { SecretRef, StatusWarning, TargetName } from '../daemon/types.js'
 
 /** What a target needs to know about a run: identity and owner, never the ledger record itself. */
 export interface TargetRun {
@@ -38,11 +38,8 @@ export interface ProvisionOptions {
   ready?: Promise<void>
 }
 
-/** A misconfiguration `status` can explain: `code` is stable (NFS_WARN_*, docs/config.md), `message` is for people. */
-export interface StatusWarning {
-  code: string
-  message: string
-}
+// A target's warnings have the shape of the daemon's own (a state dir on shared storage): one type, below both.
+export type { StatusWarning }
 
 export interface TargetStatus {
   usable: boolean

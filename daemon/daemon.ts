@@ -29,7 +29,7 @@ import { DirWatchService } from './watch/watch-service.js'
 import { realProbes } from './runs/probes.js'
 import { PtyHost } from './pty/host.js'
 import { createMetrics } from './metrics.js'
-import { readMountFsType } from '../adapters/hpc/fs-type.js'
+import { readMountFsType } from './os/fs-type.js'
 import type { ClusterBackend } from './cluster/backend.js'
 
 /** Cluster mode (CLUSTER.md): the etcd backends, loaded only with a `cluster` section; null keeps the local files. */

@@ -43,6 +43,12 @@ export interface Workspace {
   version: number
 }
 
+/** A misconfiguration `status` can explain: `code` is stable (NFS_WARN_*, docs/config.md), `message` is for people. */
+export interface StatusWarning {
+  code: string
+  message: string
+}
+
 export const TARGET_NAMES = ['hpc', 'aws', 'memory'] as const
 export type TargetName = typeof TARGET_NAMES[number]
 

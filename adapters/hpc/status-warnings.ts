@@ -1,7 +1,7 @@
 // What `nf-secrets status` says about the hpc runs root: each misconfiguration the daemon can see, with a stable code.
 // Gathering the facts touches the filesystem (hpc.ts); judging them is pure, so it is tested with a table.
 import type { StatusWarning } from '../types.js'
-import { isSharedFsType } from './fs-type.js'
+import { isSharedFsType } from '../../daemon/os/fs-type.js'
 import { unsafeRunsRootCharacter } from '../../daemon/config.js'
 
 export interface RunsRootFacts {

@@ -6,7 +6,7 @@
 // share moves). The others wait a grace period and then try what is still orphaned: the preference only saves work,
 // the transaction's compares still decide, so two nodes that disagree about who is alive stay safe. Pure.
 import { createHash } from 'node:crypto'
-import { sameHost } from './host-watch.js'
+import { sameHost } from '../rules/host-name.js'
 
 function score (runId: string, node: string): string {
   return createHash('sha1').update(runId).update('\0').update(node).digest('hex')

@@ -3,15 +3,7 @@
 // node saw its last live node go; a host this node has never seen alive counts from when this node started watching
 // (it cannot know earlier, and erring late only delays a revoke, while erring early would revoke the secrets of a
 // head that still runs). A host with several nodes is alive while any one of them is. The clock is injected.
-
-/** One host under two spellings: `login1` and `Login1.cluster.example` (the first label, case-insensitively). */
-export function hostKey (host: string): string {
-  return (host.split('.')[0] ?? host).toLowerCase()
-}
-
-export function sameHost (a: string, b: string): boolean {
-  return hostKey(a) === hostKey(b)
-}
+import { hostKey } from '../rules/host-name.js'
 
 export class HostWatch {
   readonly #now: () => number

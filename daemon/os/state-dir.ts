@@ -4,8 +4,8 @@ import { closeSync, constants, fchmodSync, fstatSync, ftruncateSync, openSync, r
 import { chmod, lstat, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { isAbsolute, join, relative } from 'node:path'
 import { nfsError } from '../errors.js'
-import type { StatusWarning } from '../../adapters/types.js'
-import { isSharedFsType } from '../../adapters/hpc/fs-type.js'
+import type { StatusWarning } from '../types.js'
+import { isSharedFsType } from './fs-type.js'
 import { native } from '../identity/native.js'
 
 /**

@@ -5,7 +5,7 @@
 // (squeue/sacct answer from any node); a terminal history line, an explicit revoke and the arm TTL end a run
 // earlier through the usual verdicts. Pure: how long a host has been dead is the caller's clock and membership view
 // (cluster/host-watch.ts), handed in as `hostAlive`.
-import { sameHost } from '../cluster/host-watch.js'
+import { sameHost } from '../rules/host-name.js'
 import { isTerminal, type RunRecord } from '../types.js'
 
 /** Is the run's head a process only its host can see? A Slurm job's state is readable from every node. */

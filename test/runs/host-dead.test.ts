@@ -1,7 +1,8 @@
 // The hostDeadAfterSeconds rule (runs/host-dead.ts) as a table, and the watch that feeds it (cluster/host-watch.ts)
 // as a sequence of membership views on an injected clock.
 import t from 'tap'
-import { HostWatch, sameHost } from '../../daemon/cluster/host-watch.js'
+import { HostWatch } from '../../daemon/cluster/host-watch.js'
+import { sameHost } from '../../daemon/rules/host-name.js'
 import { HOST_DEAD_REASON, hostDeadEnd } from '../../daemon/runs/host-dead.js'
 import type { RunRecord } from '../../daemon/types.js'
 

@@ -7,7 +7,7 @@
 //   explicit revoke. The pid, a `-bg` pid file's pid and the session lock (/proc/locks) would be read in THIS host's
 //   /proc and say "dead" of a head that still runs elsewhere. When that host counts dead (ownership.hostAlive false:
 //   the hostDeadAfterSeconds rule, host-dead.ts), a local head ends as killed ('hostDead').
-import { sameHost } from '../../cluster/host-watch.js'
+import { sameHost } from '../../rules/host-name.js'
 import type { RunRecord } from '../../types.js'
 import { headIsLocal } from '../host-dead.js'
 

@@ -1,5 +1,6 @@
 // Which filesystem a path lives on, from /proc/self/mountinfo. Grid tasks on compute nodes read the run's
-// `.nf-<hash>.secrets` file, so the runs root must sit on storage they share; `status` warns otherwise.
+// `.nf-<hash>.secrets` file, so the hpc target's runs root must sit on storage they share; `status` warns otherwise,
+// and of a state dir on shared storage too (state-dir.ts). OS plumbing: the target and the daemon both ask.
 // Parsing is pure so it can be tested with a table; only readMountFsType touches /proc.
 import { readFile } from 'node:fs/promises'
 
