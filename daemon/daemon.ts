@@ -13,7 +13,7 @@ import { ensureNodeId, ensureStateDir, lockStateDir, stateDirWarnings, runsRootI
 import { prepareSocketPath, removeSocket, socketMode } from './os/socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, readPeer } from './identity/peer.js'
-import { native } from './identity/native.js'
+import { native } from './os/native.js'
 import { ConnectionGate } from './os/connection-gate.js'
 import { loadKey } from './store/key.js'
 import { openSecretsStore, type SecretsStore } from './store/secrets-store.js'

@@ -14,7 +14,7 @@
 // The promise rejects only when the child could not be started; every ended child resolves, whatever its status.
 import { spawn, type ChildProcess } from 'node:child_process'
 import type { Readable, Writable } from 'node:stream'
-import { native } from '../identity/native.js'
+import { native } from '../os/native.js'
 
 /** The environment a child gets when the caller passes none. */
 export const CHILD_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' })

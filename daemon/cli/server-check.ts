@@ -8,7 +8,7 @@ import { connect, type Socket } from 'node:net'
 import { nfsError, type CodedError } from '../errors.js'
 import { SYSTEM_SOCKET } from '../os/paths.js'
 // The one libc call Node lacks; the addon ships with the CLI in the same package.
-import { native } from '../identity/native.js'
+import { native } from '../os/native.js'
 
 /** Pure: the uids that may serve `path` to a CLI running as `myUid`. */
 export function allowedServers (path: string, myUid: number): number[] {

@@ -4,7 +4,7 @@ import type { Server, IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { nfsError } from '../errors.js'
 import type { Caller } from '../types.js'
-import { native, type PeerCred } from './native.js'
+import { native, type PeerCred } from '../os/native.js'
 import type { UserDirectory } from './users.js'
 
 const creds = new WeakMap<Socket, PeerCred>()

@@ -4,7 +4,7 @@
 // (test/helpers/nss.ts), so a route test needs neither root nor real accounts.
 import { nfsError } from '../errors.js'
 import type { Caller, Mode } from '../types.js'
-import { native, type NativeAddon, type PeerCred, type PasswdEntry } from './native.js'
+import { native, type NativeAddon, type PeerCred, type PasswdEntry } from '../os/native.js'
 
 /** The NSS lookups the directory makes: the native addon's in the daemon. */
 export type NssLookups = Pick<NativeAddon, 'getpwuid' | 'getpwnam' | 'getgrgid' | 'getgrnam' | 'getgrouplist'>

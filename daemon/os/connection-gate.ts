@@ -8,7 +8,7 @@ import type { Server, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { nfsError } from '../errors.js'
 import type { Logger } from '../logger.js'
-import type { PeerCred } from '../identity/native.js'
+import type { PeerCred } from './native.js'
 
 /** The uid a connection is counted under when the kernel could not name its peer. */
 export const UNKNOWN_UID = -1

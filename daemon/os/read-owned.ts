@@ -10,7 +10,7 @@
 // The watcher and the run monitor both read through here.
 import { constants, promises as fsp, type BigIntStats, type Stats } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import { native } from '../identity/native.js'
+import { native } from './native.js'
 
 export const HEAD_BYTES = 256 * 1024
 export const TAIL_BYTES = 64 * 1024

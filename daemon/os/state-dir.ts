@@ -6,7 +6,7 @@ import { isAbsolute, join, relative } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { StatusWarning } from '../types.js'
 import { isSharedFsType } from './fs-type.js'
-import { native } from '../identity/native.js'
+import { native } from './native.js'
 
 /**
  * Make the state dir and hold it to `mode`. 0700 unless the runs root lives inside it (system mode's default

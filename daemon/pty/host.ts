@@ -6,7 +6,7 @@ import { spawn as ptySpawn, type IPty, type IPtyForkOptions } from './node-pty.j
 import type { FileHandle } from 'node:fs/promises'
 import type { Config } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'
-import { native } from '../identity/native.js'
+import { native } from '../os/native.js'
 import type { Logger } from '../logger.js'
 import type { RunHost } from '../runs/manager.js'
 import type { Probes } from '../runs/probes.js'

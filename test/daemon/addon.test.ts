@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { addonFile, loadNative } from '../../daemon/identity/native.js'
+import { addonFile, loadNative } from '../../daemon/os/native.js'
 import { ensureBuilt, ROOT, tempDir } from '../helpers/daemon.js'
 import { errorCode, runNode } from '../helpers/cli.js'
 

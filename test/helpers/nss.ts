@@ -1,7 +1,7 @@
 // A table in place of NSS for UserDirectory (daemon/identity/users.ts), so route tests know alice, bob and carol
 // without root and without accounts on the machine. Real NSS stays under test in test/daemon/identity.test.ts and in
 // every test that runs something as another user (those need the real accounts anyway).
-import type { GroupEntry, PasswdEntry } from '../../daemon/identity/native.js'
+import type { GroupEntry, PasswdEntry } from '../../daemon/os/native.js'
 import type { NssLookups } from '../../daemon/identity/users.js'
 
 export interface NssTable { users: PasswdEntry[], groups: GroupEntry[] }

@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { nfsError } from '../errors.js'
-import { packageRoot } from '../os/package-root.js'
+import { packageRoot } from './package-root.js'
 
 export interface PeerCred { pid: number, uid: number, gid: number }
 export interface PasswdEntry { name: string, uid: number, gid: number, home: string, shell: string }
