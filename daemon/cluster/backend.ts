@@ -83,7 +83,7 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
     // The lease is left to expire by itself: a restart within the TTL re-attaches and nothing is taken over.
     closers.push(async () => { await membership.close() })
     let ledger: EtcdRunLedger | null = null
-    const ownership = await EtcdOwnership.open({ ns: conn.ns, membership, runs: () => ledger?.entries() ?? [], hostDeadAfterMs: cluster.hostDeadAfterSeconds * 1000 })
+    const ownership = await EtcdOwnership.open({ ns: conn.ns, membership, runs: () => ledger?.entries() ?? [], entry: id => ledger?.entry(id), hostDeadAfterMs: cluster.hostDeadAfterSeconds * 1000 })
     closers.push(async () => { await ownership.close() })
     ledger = await openEtcdRunLedger({ ns: conn.ns, node, owner: { claimOp: id => ownership.claimOp(id), key: id => `own/${id}`, node } })
     const openedLedger = ledger

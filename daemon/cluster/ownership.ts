@@ -5,8 +5,9 @@
 // ended and revoked by a first adopter is never adopted, and revoked, a second time. Each orphan has a preferred
 // adopter (adopter.ts) so that survivors do not all race for every run; a little jitter parts the rest.
 import type { Namespace } from 'etcd3'
-import { isTerminal, type RunRecord } from '../types.js'
+import type { RunRecord } from '../types.js'
 import type { RunOwnership } from '../runs/ownership.js'
+import { needsOwner } from '../runs/run-rules.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { Replica } from '../store/etcd/replica.js'
 import { inPool, preferredAdopter } from './adopter.js'
@@ -26,6 +27,8 @@ export interface EtcdOwnershipOptions {
   membership: Membership
   /** the runs this node's ledger mirror knows, with the mod revision it read each at */
   runs: () => Array<{ run: RunRecord, mod: number }>
+  /** one run of that mirror with its mod revision (default: looked up in runs()) */
+  entry?: (runId: string) => { run: RunRecord, mod: number } | undefined
   /** 0-500 ms by default (CLUSTER.md) */
   jitterMs?: () => number
   /** cluster.hostDeadAfterSeconds in ms (default 300 s): how long a host has no live node before it counts dead */
@@ -108,10 +111,25 @@ export class EtcdOwnership implements RunOwnership {
     return this.#opts.ns.put(OWN + runId).value(this.node).lease(this.#opts.membership.leaseId)
   }
 
-  /** Give up a run that needs no owner any more (terminal and revoked): its key would otherwise live as long as the node. */
-  async release (runId: string): Promise<void> {
-    await this.#opts.ns.if(OWN + runId, 'Value', '==', this.node).then(this.#opts.ns.delete().key(OWN + runId)).commit()
-      .catch((err: unknown) => { throw clusterError(err, `releasing run ${runId}`) })
+  /**
+   * Give up a run that needs no owner any more (terminal, every target revoked): its key would otherwise live as long
+   * as the node, one per run ever armed. Decided on the record as etcd has it, and compared on that record's mod
+   * revision in the same transaction: a revoke this node keeps only in memory (a quorum loss, deferred-records.ts)
+   * is not in etcd yet, and releasing then would let another node adopt the run and revoke it a second time.
+   * True if released; false if the run still needs its owner, is not this node's, or moved on meanwhile.
+   */
+  async release (runId: string): Promise<boolean> {
+    if (this.ownerOf(runId) !== this.node) return false
+    const entry = this.#opts.entry !== undefined ? this.#opts.entry(runId) : this.#opts.runs().find(e => e.run.runId === runId)
+    if (entry === undefined || needsOwner(entry.run)) return false
+    try {
+      const res = await this.#opts.ns.if(OWN + runId, 'Value', '==', this.node).and(`runs/${runId}`, 'Mod', '==', entry.mod)
+        .then(this.#opts.ns.delete().key(OWN + runId)).commit()
+      if (res.succeeded) await this.#replica.waitFor(Number(res.header.revision))
+      return res.succeeded
+    } catch (err) {
+      throw clusterError(err, `releasing run ${runId}`)
+    }
   }
 
   /** One takeover: true if this node now owns the run, false if another node did or the run moved on. */
@@ -182,8 +200,4 @@ export class EtcdOwnership implements RunOwnership {
   async close (): Promise<void> {
     await this.#replica.close()
   }
-}
-
-function needsOwner (run: RunRecord): boolean {
-  return !isTerminal(run.state) || Object.values(run.targets).some(tr => tr !== undefined && tr.state !== 'revoked')
 }

@@ -13,7 +13,7 @@ import { Lanes } from './lanes.js'
 import type { RunOwnership } from './ownership.js'
 import type { Revoker } from './revoker.js'
 import type { EndRequest, EndState, RunChecks, RunLifecycle } from './service.js'
-import { dollarWarning, isExpired, verdict } from './run-rules.js'
+import { dollarWarning, isExpired, needsOwner, verdict } from './run-rules.js'
 import type { Probes } from './probes.js'
 import { warnRun } from './warn.js'
 import { sessionSignals } from './liveness/session.js'
@@ -185,6 +185,7 @@ export class Monitor implements RunChecks {
     for (const run of this.#deps.revoker.due(clock())) this.#queueRevoke(run.user)
     await Promise.all(checks)
     await this.#housekeep(() => this.#prune(clock()))
+    await this.#housekeep(() => this.#release())
   }
 
   async #housekeep (fn: () => Promise<void>): Promise<void> {
@@ -312,6 +313,18 @@ export class Monitor implements RunChecks {
     }
     this.#suspect.delete(run.runId)
     await this.#end(run, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})
+  }
+
+  /**
+   * The owner keys this node still holds for runs that need no owner (a release right after the revoke failed, or the
+   * run was revoked by a daemon that did not release): given up here, one pass after another until etcd takes it.
+   */
+  async #release (): Promise<void> {
+    const { ledger, ownership, revoker } = this.#deps
+    if (ownership.release === undefined || ownership.ownerOf === undefined) return
+    for (const r of ledger.all()) {
+      if (!needsOwner(r) && ownership.ownerOf(r.runId) === ownership.node) await revoker.releaseDone(r.runId)
+    }
   }
 
   async #prune (now: Date): Promise<void> {

@@ -17,8 +17,13 @@ export interface RunOwnership {
   adoptOrphans: () => Promise<string[]>
   /** wait until owns() reflects every change acknowledged so far (a shared view may lag a claim just made) */
   settle?: () => Promise<void>
-  /** the node answering for the run now; null: none (its node left and nobody adopted it yet) */
+  /** the node answering for the run now; null: none (its node left and nobody adopted it yet, or it needs none) */
   ownerOf?: (runId: string) => string | null
+  /**
+   * give up a run that needs no owner any more (run-rules.ts needsOwner), so that a shared ledger does not keep an
+   * owner key per run ever armed; true if released. Absent on one node: nothing to give up.
+   */
+  release?: (runId: string) => Promise<boolean>
 }
 
 /** One node, one ledger: this node owns every run and its own host is the only one. */

@@ -14,7 +14,7 @@ import type { Logger } from '../logger.js'
 import type { DeferredLedger } from './deferred-records.js'
 import type { AuditEntry, AuditLog } from '../store/audit-log.js'
 import type { RunRecord, TargetName } from '../types.js'
-import { needsRevoke, retryDelayMs } from './run-rules.js'
+import { needsOwner, needsRevoke, retryDelayMs } from './run-rules.js'
 import { localOwnership, type RunOwnership } from './ownership.js'
 import { recordRun } from './transition.js'
 import { failpoint } from '../failpoints.js'
@@ -139,11 +139,27 @@ export class Revoker {
       return run
     }
     try {
-      return await this.#revokeOwned(run, force, log)
+      const done = await this.#revokeOwned(run, force, log)
+      if (!needsOwner(done)) await this.releaseDone(runId)
+      return done
     } catch (err) {
       if (!(err instanceof NotOwner)) throw err
       log.warn('this node stopped owning the run during its revoke; its new owner finishes it')
       return this.#deps.ledger.get(runId) ?? run
+    }
+  }
+
+  /**
+   * Give up the owner key of a run that needs no owner any more (CLUSTER.md "Keys": own/ keys are for runs that need
+   * one; a shared ledger must not keep one per run ever armed). Best effort: one that fails (etcd out of reach, the
+   * revoke's record still kept in memory) is tried again by the monitor's pass. Nothing to do on one node.
+   */
+  async releaseDone (runId: string): Promise<void> {
+    if (this.#ownership.release === undefined) return
+    try {
+      if (await this.#ownership.release(runId)) this.#deps.logger.debug({ runId }, 'released the owner key of a revoked run')
+    } catch (err) {
+      this.#deps.logger.warn({ runId, err }, 'releasing the owner key of a revoked run failed; the next pass tries again')
     }
   }
 

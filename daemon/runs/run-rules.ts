@@ -37,6 +37,14 @@ export function needsRevoke (state: TargetState): boolean {
   return state !== 'revoked'
 }
 
+/**
+ * Does the run still need a node to answer for its end (CLUSTER.md "Ownership")? While it is live, or a target still
+ * holds something. Once not, its owner key is given up (released) and no node ever adopts it again.
+ */
+export function needsOwner (run: Pick<RunRecord, 'state' | 'targets'>): boolean {
+  return !isTerminal(run.state) || Object.values(run.targets).some(t => t !== undefined && needsRevoke(t.state))
+}
+
 export interface LivenessSignals {
   /** the history line of the run, if one was found */
   history: 'running' | 'OK' | 'ERR' | null

@@ -23,7 +23,10 @@ export interface EtcdRunLedgerOptions {
 }
 
 /** The etcd ledger, with what cluster ownership needs beyond the interface: each run's mod revision as mirrored. */
-export type EtcdRunLedger = RunLedger & { entries: () => Array<{ run: RunRecord, mod: number }> }
+export type EtcdRunLedger = RunLedger & {
+  entries: () => Array<{ run: RunRecord, mod: number }>
+  entry: (runId: string) => { run: RunRecord, mod: number } | undefined
+}
 
 export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<EtcdRunLedger> {
   const { ns } = opts
@@ -120,6 +123,10 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     }),
     update: async (runId, expectedVersion, change, o) => await serial(runId, async () => await apply(runId, expectedVersion, change, o?.asOwner)),
     entries: () => [...parsed].map(([id, run]) => ({ run, mod: replica.get(RUNS + id)?.mod ?? 0 })),
+    entry: (runId) => {
+      const run = parsed.get(runId)
+      return run === undefined ? undefined : { run, mod: replica.get(RUNS + runId)?.mod ?? 0 }
+    },
     remove: async (runIds) => {
       const present = runIds.filter(id => parsed.has(id))
       if (present.length === 0) return 0
