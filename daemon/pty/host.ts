@@ -83,6 +83,7 @@ export class PtyHost implements RunHost {
   readonly #spawn: SpawnFn
   readonly #systemdRun: string | null
   readonly #sessions = new Map<string, LaunchSession>()
+  #unfollow: (() => void) | null = null
   #poll: NodeJS.Timeout | null = null
   #prune: NodeJS.Timeout | null = null
   #closed = false
@@ -95,6 +96,19 @@ export class PtyHost implements RunHost {
     this.#spawn = deps.spawn ?? ptySpawn
     this.#systemdRun = deps.systemdRun !== undefined ? deps.systemdRun : detectSystemdRun()
     this.files = new LaunchFiles(deps.config.stateDir, deps.daemonUid)
+    // A run can be ended as killed on another node (cluster mode: a revoke there, or its owner's end once the head's
+    // host counted dead): the command this host runs for it must stop then too, or it goes on after its secrets are
+    // gone. The owner revokes meanwhile. Only `killed`: a run ended as completed or failed (its log's Goodbye, its
+    // history line) is a command finishing by itself, which is left to finish, as on one node. On one node a revoke
+    // stops the command itself first (RunManager.revoke), so this finds it stopping already.
+    this.#unfollow = deps.runs.onEnded(run => { if (run.state === 'killed' && run.mode === 'launch') void this.#endedElsewhere(run.runId) })
+  }
+
+  async #endedElsewhere (runId: string): Promise<void> {
+    const s = this.#sessions.get(runId)
+    if (this.#closed || s === undefined || s.ended !== null || s.stopping || s.isGone) return
+    this.#log.info({ runId, pid: s.pid }, 'the run was ended as killed elsewhere; stopping its command')
+    await this.stop(runId).catch((err: unknown) => { this.#log.error({ runId, err }, 'stopping the command of a run ended elsewhere failed') })
   }
 
   /** setpriv when the daemon is root and the caller is not; never run a user's command as root. */
@@ -261,10 +275,14 @@ export class PtyHost implements RunHost {
    */
   async adopt (): Promise<number> {
     let n = 0
-    // Only runs whose command runs on this host, and that this node owns (RunQueries.localHeads): a run another node
-    // adopted while this daemon was down is that node's to end, from the signals it can see.
-    for (const run of this.#deps.runs.localHeads()) {
+    // Every live run whose command runs on this host (RunQueries.hostedHere), also one another node adopted while this
+    // daemon was down: that node revokes it, but only this host can see its command go (and record its end, which the
+    // owner then revokes) or stop it when the run ends on another node (#endedElsewhere). Such a run is this daemon's
+    // only if it launched it (its output log is in this state dir): two daemons on one host share a host name.
+    const owned = new Set(this.#deps.runs.localHeads().map(r => r.runId))
+    for (const run of this.#deps.runs.hostedHere()) {
       if (run.mode !== 'launch' || run.pid === null || this.#sessions.has(run.runId)) continue
+      if (!owned.has(run.runId) && !(await this.files.hasLog(run, run.runId))) continue
       const paths = this.files.paths(run, run.runId)
       const session = new LaunchSession({
         runId: run.runId, user: run.user, uid: run.uid, pid: run.pid, paths, replayBytes: this.#deps.config.launch.replayBytes, logger: this.#log, pty: null, log: null
@@ -343,6 +361,7 @@ export class PtyHost implements RunHost {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#unfollow?.()
     if (this.#poll !== null) clearInterval(this.#poll)
     if (this.#prune !== null) clearInterval(this.#prune)
     for (const s of this.#sessions.values()) await s.detachTerminal()

@@ -97,6 +97,15 @@ export class LaunchFiles {
     }
   }
 
+  /** Did this daemon launch the run: is its output log in this state dir? */
+  async hasLog (owner: Pick<RunFilesOwner, 'user' | 'uid'>, runId: string): Promise<boolean> {
+    try {
+      return (await lstat(this.paths(owner, runId).log)).isFile()
+    } catch {
+      return false
+    }
+  }
+
   /** The last `bytes` bytes of a run's log (a replay for runs that outlived a daemon restart). */
   async logTail (owner: Pick<RunFilesOwner, 'user' | 'uid'>, runId: string, bytes: number): Promise<Buffer> {
     let fh: FileHandle | null = null

@@ -49,6 +49,7 @@ export class LaunchSession {
   readonly #logger: Logger
   #end: ExitMessage | null = null
   #stopping = false
+  #goneSeen = false
   readonly #gone: Promise<void>
   #markGone: () => void = () => {}
 
@@ -88,7 +89,13 @@ export class LaunchSession {
   }
 
   processGone (): void {
+    this.#goneSeen = true
     this.#markGone()
+  }
+
+  /** The process is known to be gone (its end is being recorded or was). */
+  get isGone (): boolean {
+    return this.#goneSeen
   }
 
   output (data: Buffer): void {

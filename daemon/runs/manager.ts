@@ -388,6 +388,16 @@ export class RunManager implements RunLifecycle {
     return this.live().filter(r => headHere(r, this.#deps.host) && this.#ownership.owns(r))
   }
 
+  hostedHere (): RunRecord[] {
+    return this.live().filter(r => headHere(r, this.#deps.host))
+  }
+
+  onEnded (listener: (run: RunRecord) => void): () => void {
+    return this.#deps.ledger.onChange(c => {
+      if (c.run !== null && isTerminal(c.run.state) && (c.previous === null || !isTerminal(c.previous.state))) listener(c.run)
+    })
+  }
+
   hasTarget (name: string): boolean {
     return (TARGET_NAMES as readonly string[]).includes(name) && this.#deps.targets.has(name as TargetName)
   }

@@ -69,6 +69,13 @@ export interface RunQueries {
   live (launchDir?: string): RunRecord[]
   /** live runs whose head runs on this host and that this node owns: the ones whose local signals are its to read */
   localHeads (): RunRecord[]
+  /**
+   * live runs whose head runs on this host, whoever owns them (cluster mode: a run another node adopted while this
+   * daemon was down): a launched command among them is still this host's to stop, and its end this host's to see
+   */
+  hostedHere (): RunRecord[]
+  /** call back when a run turns terminal in the ledger, whichever node ended it (cluster mode: its change feed) */
+  onEnded (listener: (run: RunRecord) => void): () => void
   /** is this target configured on this node */
   hasTarget (name: string): boolean
 }

@@ -1,12 +1,13 @@
 // What a run's end leaves behind in cluster mode, with real daemons on one real 3-member etcd: its owner key goes
 // once it needs no owner (CLUSTER.md "Keys": own/<runId> is for runs that need one; without the release etcd kept
 // one key per run ever armed, for as long as its node lived). Counted from outside: etcdctl reads the keys, the
-// audit lines of every node count the revokes.
+// audit lines of every node count the revokes. And a launched command stops when its run is revoked on another node.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { alive, PATH } from '../helpers/attach.js'
 import { startClusterDaemons, type DaemonCluster } from '../helpers/cluster-daemons.js'
 import { json } from '../helpers/cli.js'
 import { ensureUsers } from '../helpers/users.js'
@@ -71,3 +72,66 @@ t.test('a run that needs no owner any more gives its owner key up', async t => {
   await waitFor('the last owner key to go', () => etcdKeys(c, 'own/').length === 0, 30_000, 200).catch(() => {})
   t.same(etcdKeys(c, 'own/'), [], 'no owner key left once every run is over')
 })
+
+// A launched command runs on the host of the node that launched it; its run may be ended elsewhere: revoked on another
+// node, or revoked by the node that adopted it while the launching daemon was down. The command must stop then too
+// (the launching node sees the end on the ledger's change feed), or it goes on after its secrets are gone.
+t.test('a launched command stops when its run is revoked on another node', async t => {
+  const c = await startClusterDaemons(t, { leaseTtlSeconds: TTL })
+  if (c === null) return
+  await Promise.all(['a', 'b'].map(async n => await c.start(n)))
+  let dirs = 0
+  const launch = async (node: string): Promise<{ runId: string, pid: number }> => {
+    const d = join(c.work, `l${dirs++}`)
+    mkdirSync(d)
+    const r = await c.call(node, 'POST', '/runs', { mode: 'launch', launchDir: d, command: ['sleep', '600'], env: { PATH }, cols: 80, rows: 24 })
+    if (r.status !== 201) throw new Error(`launch on ${node}: ${r.text}`)
+    const runId = String((r.body as { runId: string }).runId)
+    let pid = 0
+    await waitFor('the command\'s pid in the ledger', async () => {
+      pid = Number(((await c.call(node, 'GET', `/runs/${runId}`)).body as { pid: number | null }).pid ?? 0)
+      return pid > 0
+    }, 10_000, 100)
+    return { runId, pid }
+  }
+  const revokeOn = async (node: string, runId: string): Promise<{ state: string, targets: Record<string, { state: string }> }> => {
+    const r = await c.call(node, 'DELETE', `/runs/${runId}`)
+    if (r.status !== 200) throw new Error(`revoke on ${node}: ${r.text}`)
+    return r.body as { state: string, targets: Record<string, { state: string }> }
+  }
+
+  await t.test('launched on a, revoked on b', async t => {
+    const { runId, pid } = await launch('a')
+    t.ok(alive(pid), 'the command runs')
+    const r = await revokeOn('b', runId)
+    t.equal(r.state, 'killed')
+    t.comment(`b answered with the targets ${JSON.stringify(Object.values(r.targets).map(x => x.state))}`)
+    await waitFor('the run to be revoked', async () => {
+      const v = (await c.call('b', 'GET', `/runs/${runId}`)).body as { targets: Record<string, { state: string }> }
+      return Object.values(v.targets).every(x => x.state === 'revoked')
+    }, 20_000, 100)
+    await waitFor('the command to stop', () => !alive(pid), 20_000, 100).catch(() => {})
+    t.notOk(alive(pid), 'the command on a is stopped')
+    t.same(c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node), ['a'], 'revoked once, by a')
+  })
+
+  await t.test('launched on a, adopted by b while a was down, revoked on b after a came back', async t => {
+    const { runId, pid } = await launch('a')
+    t.equal(await c.node('a').daemon.stop('SIGKILL'), null, 'a is killed')
+    t.ok(alive(pid), 'the command outlives its daemon')
+    await waitFor('b to adopt the run', () => etcdOwner(c, runId) === 'b', 30_000, 200)
+    await c.start('a')
+    t.ok(alive(pid), 'still running after a is back (a run is not revoked for being adopted)')
+    const r = await revokeOn('b', runId)
+    t.equal(r.state, 'killed')
+    await waitFor('the command to stop', () => !alive(pid), 20_000, 100).catch(() => {})
+    t.notOk(alive(pid), 'the command on a\'s host is stopped by a')
+    t.same(c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node), ['b'], 'revoked once, by its owner b')
+  })
+})
+
+function etcdOwner (c: DaemonCluster, runId: string): string | null {
+  const r = spawnSync('etcdctl', ['--endpoints', c.etcd.endpoints.join(','), 'get', `${c.prefix}own/${runId}`, '--print-value-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 })
+  const v = r.stdout.trim()
+  return v === '' ? null : v
+}
