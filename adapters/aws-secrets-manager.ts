@@ -12,7 +12,7 @@ import type { SecretValue } from '../daemon/secret-value.js'
 import type { SecretRef } from '../daemon/types.js'
 import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
 import {
-  DEFAULT_PREFIX, TAG_HOST, TAG_RUN, buildTags, isValidPrefix, requestToken, runIdFromName, runPrefix, secretName,
+  DEFAULT_PREFIX, TAG_HOST, TAG_NODE, TAG_RUN, buildTags, isValidPrefix, requestToken, runIdFromName, runPrefix, secretName,
   tagValue
 } from './aws/naming.js'
 import { DEFAULT_RETRY, backoffMs, describeError, errorName, isThrottle, withRetry, type RetryPolicy } from './aws/retry.js'
@@ -32,8 +32,14 @@ export interface AwsTargetOptions {
   rateLimitPerSecond?: number
   /** calls that may leave back to back after a quiet spell (a run's revoke); 1 paces every call */
   burst?: number
-  /** this host's name, written in a tag so that the sweep only touches what this host made */
+  /** this host's name, written in a tag (for people reading AWS; the sweep goes by `node`) */
   host: string
+  /**
+   * this daemon's name, written in a tag so that the sweep only touches what this daemon made: the cluster node name
+   * (unique in a cluster), or the state dir's node id on one node (two daemons on one host are two nodes). Default:
+   * the host.
+   */
+  node?: string
   logger: Logger
   /** explicit credentials (tests); otherwise the SDK's default chain */
   credentials?: AwsCredentials
@@ -69,6 +75,7 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
   const bucket = new TokenBucket(opts.rateLimitPerSecond ?? 40, { burst: opts.burst ?? 1 })
   const gate = new Semaphore(opts.maxConcurrency ?? 8)
   const resolveTimeoutMs = opts.resolveTimeoutMs ?? 3000
+  const node = opts.node ?? opts.host
   const counters: AwsStats = { calls: 0, throttles: 0, retries: 0 }
   let closed = false
 
@@ -151,7 +158,7 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
           ClientRequestToken: requestToken(run.runId, name),
           Description: `nf-secretsd run ${run.runId}`,
           ...(opts.kmsKeyId !== undefined ? { KmsKeyId: opts.kmsKeyId } : {}),
-          Tags: buildTags({ ...run, host: opts.host }, opts.tags)
+          Tags: buildTags({ ...run, host: opts.host, node }, opts.tags)
         })))
         return out.ARN ?? id
       } catch (err) {
@@ -219,22 +226,31 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
     log.info({ runId: run.runId, count: run.names.length }, 'aws secrets revoked')
   }
 
+  /**
+   * The secrets this daemon made: tagged with its node. A secret made before node tags (an older daemon) has only the
+   * host tag: it is this daemon's if it names this host, as then (they are swept only when their run is over or
+   * unknown to the ledger, so a leftover goes once and no new secret is ever made without the node tag).
+   */
   async function listOurs (): Promise<SecretListEntry[]> {
-    const found: SecretListEntry[] = []
-    let token: string | undefined
-    do {
-      // The filters are prefix matches ANDed key by key, not a key=value pair: the exact check is below.
-      const out = await call('ListSecrets', async () => await client.send(new ListSecretsCommand({
-        Filters: [{ Key: 'tag-key', Values: [TAG_HOST] }, { Key: 'tag-value', Values: [opts.host] }, { Key: 'name', Values: [prefix] }],
-        MaxResults: 100,
-        NextToken: token
-      })))
-      for (const s of out.SecretList ?? []) {
-        if (tagValue(s.Tags, TAG_HOST) === opts.host && s.Name?.startsWith(prefix) === true) found.push(s)
-      }
-      token = out.NextToken
-    } while (token !== undefined && token !== '')
-    return found
+    const found = new Map<string, SecretListEntry>()
+    const list = async (tagKey: string, tagValue: string, ours: (s: SecretListEntry) => boolean): Promise<void> => {
+      let token: string | undefined
+      do {
+        // The filters are prefix matches ANDed key by key, not a key=value pair: the exact check is `ours`.
+        const out = await call('ListSecrets', async () => await client.send(new ListSecretsCommand({
+          Filters: [{ Key: 'tag-key', Values: [tagKey] }, { Key: 'tag-value', Values: [tagValue] }, { Key: 'name', Values: [prefix] }],
+          MaxResults: 100,
+          NextToken: token
+        })))
+        for (const s of out.SecretList ?? []) {
+          if (s.Name?.startsWith(prefix) === true && ours(s)) found.set(s.ARN ?? s.Name, s)
+        }
+        token = out.NextToken
+      } while (token !== undefined && token !== '')
+    }
+    await list(TAG_NODE, node, s => tagValue(s.Tags, TAG_NODE) === node)
+    await list(TAG_HOST, opts.host, s => tagValue(s.Tags, TAG_NODE) === undefined && tagValue(s.Tags, TAG_HOST) === opts.host)
+    return [...found.values()]
   }
 
   async function sweep (liveness: (runId: string) => RunLiveness): Promise<number> {

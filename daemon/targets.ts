@@ -33,6 +33,9 @@ export function buildTargets (config: Config, logger: Logger, host: string, node
     rateLimitPerSecond: config.aws.rateLimitPerSecond,
     burst: config.aws.burst,
     host,
+    // The sweep's scope: what this daemon made (CLUSTER.md "Shared runs root": a node never sweeps because it does
+    // not know a run). The node name in a cluster, which a node keeps across a lost state dir; else the state dir's id.
+    ...(config.cluster !== undefined ? { node: config.cluster.nodeName } : nodeId !== undefined ? { node: nodeId } : {}),
     logger
   })
   targets.set('aws', aws)

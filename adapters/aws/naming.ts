@@ -6,6 +6,8 @@ export const DEFAULT_PREFIX = 'nf-secrets/'
 
 export const TAG_RUN = 'nf-secretsd:run'
 export const TAG_HOST = 'nf-secretsd:host'
+/** the daemon that made the secret: its cluster node name, or its state dir's node id on one node (the sweep's scope) */
+export const TAG_NODE = 'nf-secretsd:node'
 export const TAG_USER = 'nf-secretsd:user'
 export const TAG_WORKSPACE = 'nf-secretsd:workspace'
 
@@ -48,6 +50,7 @@ export function requestToken (runId: string, name: string): string {
 export interface TagOwner {
   runId: string
   host: string
+  node: string
   user: string
   workspace: string
 }
@@ -57,6 +60,7 @@ export function buildTags (owner: TagOwner, extra: Record<string, string> = {}):
   const tags = new Map(Object.entries(extra))
   tags.set(TAG_RUN, owner.runId)
   tags.set(TAG_HOST, owner.host)
+  tags.set(TAG_NODE, owner.node)
   tags.set(TAG_USER, owner.user)
   tags.set(TAG_WORKSPACE, owner.workspace)
   return [...tags].map(([Key, Value]) => ({ Key, Value }))

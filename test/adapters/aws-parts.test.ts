@@ -68,9 +68,9 @@ t.test('names, run ids and request tokens', async (t) => {
   t.not(requestToken('Ab13', 'TOKEN'), tok)
   t.ok(isValidPrefix('tower-') && isValidPrefix('a/b.c@d'))
   t.notOk(isValidPrefix('a*') || isValidPrefix('') || isValidPrefix('a b'))
-  const tags = buildTags({ runId: 'R', host: 'h', user: 'u', workspace: 'w' }, { 'nf-secretsd:run': 'evil', team: 't' })
+  const tags = buildTags({ runId: 'R', host: 'h', node: 'n', user: 'u', workspace: 'w' }, { 'nf-secretsd:run': 'evil', 'nf-secretsd:node': 'evil', team: 't' })
   t.same(Object.fromEntries(tags.map((x) => [x.Key, x.Value])), {
-    team: 't', 'nf-secretsd:run': 'R', 'nf-secretsd:host': 'h', 'nf-secretsd:user': 'u', 'nf-secretsd:workspace': 'w'
+    team: 't', 'nf-secretsd:run': 'R', 'nf-secretsd:host': 'h', 'nf-secretsd:node': 'n', 'nf-secretsd:user': 'u', 'nf-secretsd:workspace': 'w'
   })
 })
 

@@ -89,7 +89,7 @@ t.test('provision places each value under <prefix><runId>/<NAME> with the tags, 
     t.equal(ref.ref, s.ARN, `${ref.name}: the ref is the ARN`)
     t.equal(await getValue(moto.endpoint, s.ARN), secrets.get(ref.name)!.reveal(), `${ref.name}: the value`)
     t.same(tagsOf(s), {
-      team: 'bio', 'nf-secretsd:run': r.runId, 'nf-secretsd:host': 'login-1', 'nf-secretsd:user': 'alice', 'nf-secretsd:workspace': 'genomics'
+      team: 'bio', 'nf-secretsd:run': r.runId, 'nf-secretsd:host': 'login-1', 'nf-secretsd:node': 'login-1', 'nf-secretsd:user': 'alice', 'nf-secretsd:workspace': 'genomics'
     }, 'our tags win over configured ones')
     const described = await smCall<{ KmsKeyId?: string }>(moto.endpoint, 'DescribeSecret', { SecretId: s.ARN })
     t.equal(described.KmsKeyId, KMS_KEY, 'the KMS key id is passed through')
@@ -158,6 +158,30 @@ t.test('sweep deletes secrets of terminal and unknown runs tagged with this host
   const left = (await listAll(moto.endpoint, true)).map((s) => s.Name).sort()
   t.same(left, [`manual/${lost.runId}/Y1`, `nf-secrets/${elsewhere.runId}/W1`, `nf-secrets/${live.runId}/Z1`].sort())
   t.equal(await tgt.sweep(() => 'live'), 0)
+})
+
+t.test('sweep is scoped by node, not host: two daemons on one host sweep only their own secrets', async (t) => {
+  // Two daemons on login-2 (two nodes of a cluster, or two state dirs): each sees the other's fresh run as unknown
+  // (not yet in its view of the ledger, or in another ledger). By host tag each would sweep the other's secrets.
+  const [a, b] = [target(t, { host: 'login-2', node: 'node-a' }), target(t, { host: 'login-2', node: 'node-b' })]
+  const [ofA, ofB] = [run(['A1'], { host: 'login-2' }), run(['B1'], { host: 'login-2' })]
+  await a.provision(ofA, values(ofA.names))
+  await b.provision(ofB, values(ofB.names))
+  // A secret of an older daemon (host tag only): its host's daemons still sweep it.
+  const old = run(['O1'], { host: 'login-2' })
+  await smCall(moto.endpoint, 'CreateSecret', {
+    Name: `nf-secrets/${old.runId}/O1`, SecretString: 'x', Tags: [{ Key: 'nf-secretsd:host', Value: 'login-2' }, { Key: 'nf-secretsd:run', Value: old.runId }]
+  })
+  const tagged = (await listAll(moto.endpoint)).find((s) => s.Name === `nf-secrets/${ofA.runId}/A1`)!
+  t.equal(tagsOf(tagged)['nf-secretsd:node'], 'node-a', 'a secret names the node that made it')
+  const askedA: string[] = []
+  t.equal(await a.sweep((id) => { askedA.push(id); return 'unknown' }), 2, 'a removes its own and the old one')
+  t.same(askedA.sort(), [ofA.runId, old.runId].sort(), 'a never asks about b\'s run')
+  const left = (await listAll(moto.endpoint, true)).map((s) => s.Name)
+  t.ok(left.includes(`nf-secrets/${ofB.runId}/B1`), 'b\'s secret is untouched by a\'s sweep')
+  t.notOk(left.includes(`nf-secrets/${ofA.runId}/A1`))
+  t.equal(await b.sweep(() => 'unknown'), 1, 'b removes its own')
+  t.same((await listAll(moto.endpoint, true)).filter((s) => s.Name.includes(ofB.runId) || s.Name.includes(old.runId)), [])
 })
 
 t.test('sweep pages through ListSecrets', async (t) => {
