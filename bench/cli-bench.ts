@@ -3,7 +3,7 @@
 // is the kernel's maxrss of the finished process, read through GNU time's %M (the one number Node cannot give for a
 // child). Figures never gate anything.
 import { spawn } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { repoRoot, type BenchDaemon } from './daemon.js'
 import { ratio, type Figure } from './report.js'
@@ -33,7 +33,9 @@ function once (argv: string[], env: NodeJS.ProcessEnv): Promise<Sample> {
 }
 
 export async function cliFigures (o: { daemon: BenchDaemon, samples: number }): Promise<Figure[]> {
-  const cli = [process.execPath, join(repoRoot(), 'dist', 'daemon', 'cli', 'main.js'), '--socket', o.daemon.socket, 'whoami']
+  // The bin the package ships (package.json's `nf-secrets`: the bundle of scripts/bundle-cli.mjs), not tsc's main.js.
+  const pkg = JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { bin: Record<string, string> }
+  const cli = [process.execPath, join(repoRoot(), pkg.bin['nf-secrets']!), '--socket', o.daemon.socket, 'whoami']
   const bare = [process.execPath, '-e', '0']
   const env = { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8' }
   // One warm-up each: the first run pays for the page cache.

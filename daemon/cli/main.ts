@@ -100,7 +100,9 @@ function isMain (): boolean {
 
 if (isMain()) {
   runCli(process.argv.slice(2), {
-    stdin: process.stdin,
+    // A getter: process.stdin is made on first use, and making it for a file or /dev/null loads fs streams,
+    // fs/promises and readline (about a fifth of a bare node's start-up), which only the commands that read stdin need.
+    get stdin () { return process.stdin },
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,

@@ -40,7 +40,7 @@ t.test('npm pack, npm install -g into a temporary prefix, run both bins and the 
   const [info] = JSON.parse(packed.stdout) as Array<{ filename: string, files: Array<{ path: string }> }>
   const files = new Set(info!.files.map(f => f.path))
   for (const needed of ['binding.gyp', 'native/nfs_native.c', 'native/source-hash.mjs',
-    'prebuilds/linux-x64/nf-secretsd.glibc.node', 'prebuilds/linux-arm64/nf-secretsd.glibc.node', 'dist/daemon/main.js', 'dist/daemon/cli/main.js', 'dist/daemon/metrics.js',
+    'prebuilds/linux-x64/nf-secretsd.glibc.node', 'prebuilds/linux-arm64/nf-secretsd.glibc.node', 'dist/daemon/main.js', 'dist/daemon/cli/nf-secrets.cjs', 'dist/daemon/metrics.js',
     'systemd/nf-secretsd.service', 'systemd/nf-secretsd.socket', 'systemd/user/nf-secretsd.service', 'policies/launcher.json',
     'docs/install.md', 'docs/errors.md', 'docs/config.md', 'docs/security.md', 'docs/usage.md']) {
     t.ok(files.has(needed), `the tarball holds ${needed}`)
@@ -86,6 +86,9 @@ t.test('npm pack, npm install -g into a temporary prefix, run both bins and the 
   }
   t.equal(who?.status, 200, 'the installed daemon answers')
   t.equal(who?.body.uid, process.getuid!(), 'and knows who called through SO_PEERCRED')
+  // The installed CLI (one bundled file, scripts/bundle-cli.mjs) finds the addon and node-gyp-build from its install.
+  const cliWho = await exec(bin('nf-secrets'), ['--socket', socket, 'whoami', '--json'], { env })
+  t.equal((JSON.parse(cliWho.stdout) as { uid: number }).uid, process.getuid!(), 'the installed nf-secrets asks it, its peer checked by the addon')
   daemon.kill('SIGTERM')
   t.same(await exited, [0, null], 'and stops cleanly')
 })

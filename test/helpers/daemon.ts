@@ -12,7 +12,8 @@ import { forOthers } from './for-others.js'
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const DAEMON_BIN = join(ROOT, 'dist', 'daemon', 'main.js')
-export const CLI_BIN = join(ROOT, 'dist', 'daemon', 'cli', 'main.js')
+/** The CLI as the package ships it: package.json's `nf-secrets` bin (the bundle of scripts/bundle-cli.mjs). */
+export const CLI_BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['nf-secrets']!)
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -52,7 +53,9 @@ export function ensureBuilt (): void {
       if (built() >= sources) return
       // tsc emits even when some file has a type error (another engineer's half-done edit); the bins are what count.
       const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' })
-      if (!existsSync(CLI_BIN) || !existsSync(DAEMON_BIN)) throw new Error(`build failed:\n${r.stdout}${r.stderr}`)
+      // The CLI's bin is a bundle of tsc's output (`npm run build`'s second step): made again from what tsc emitted.
+      const b = spawnSync(process.execPath, [join(ROOT, 'scripts', 'bundle-cli.mjs')], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } })
+      if (!existsSync(CLI_BIN) || !existsSync(DAEMON_BIN) || b.status !== 0) throw new Error(`build failed:\n${r.stdout}${r.stderr}${b.stdout}${b.stderr}`)
       chmodSync(CLI_BIN, 0o755)
       chmodSync(DAEMON_BIN, 0o755)
       return

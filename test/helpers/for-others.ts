@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url'
 
 // As daemon.ts has them (not imported: daemon.ts imports this file).
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const CLI_BIN = join(ROOT, 'dist', 'daemon', 'cli', 'main.js')
+const CLI_BIN = join(ROOT, (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['nf-secrets']!)
 const DAEMON_BIN = join(ROOT, 'dist', 'daemon', 'main.js')
 
 const POINTER = join(ROOT, 'dist', '.for-others')
