@@ -33,13 +33,16 @@ const NODES = 'nodes/'
 
 export class Membership {
   readonly node: string
-  readonly leaseId: string
   readonly #opts: MembershipOptions
   readonly #now: () => number
   #lastAnswered: number
   #timer: NodeJS.Timeout | null = null
   #stream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | null = null
+  #leaseId: string
+  readonly #startedAt: string
+  /** the lease was found gone (a keepalive answered TTL 0): fenced until #regain() holds a new one */
   #expired = false
+  #regaining = false
   #closed = false
   /** when a member last said it knows no leader (null: not since the last answered keepalive) */
   #leaderlessAt: number | null = null
@@ -54,10 +57,14 @@ export class Membership {
   private constructor (opts: MembershipOptions, leaseId: string, answeredAt: number) {
     this.#opts = opts
     this.node = opts.node
-    this.leaseId = leaseId
+    this.#leaseId = leaseId
     this.#now = opts.now ?? Date.now
     this.#lastAnswered = answeredAt
+    this.#startedAt = new Date(answeredAt).toISOString()
   }
+
+  /** the lease this node's keys live on now (a new one after #regain()) */
+  get leaseId (): string { return this.#leaseId }
 
   /**
    * Join: re-attach to the lease of an earlier run of this node if it is still alive, else grant a new one; then
@@ -142,6 +149,7 @@ export class Membership {
             this.#leaderlessAt = null
           } else {
             this.#expired = true
+            void this.#regain()
           }
         })
         const drop = (): void => { if (this.#stream === stream) this.#stream = null }
@@ -149,7 +157,8 @@ export class Membership {
         stream.on('end', drop)
         this.#stream = stream
       }
-      this.#stream.write({ ID: this.leaseId })
+      if (this.#expired) void this.#regain()
+      else this.#stream.write({ ID: this.#leaseId })
     } catch {
       // Unreachable: the fencing rule above takes over; the next beat tries a new stream.
       this.#stream = null
@@ -159,6 +168,42 @@ export class Membership {
     // not a partition of this node. Asked well before the fencing window ends, so that an owner never stops revoking.
     const check = setTimeout(() => { if (this.#lastAnswered < at && !this.#closed) void this.#checkLeader() }, Math.min(1000, this.#every / 2))
     check.unref()
+  }
+
+  /**
+   * The lease is gone while this daemon lives (a stall or a cut longer than the TTL, or a restart that re-attached to
+   * a lease about to expire): etcd deleted its keys, so the others adopt its runs. Without a new lease the node could
+   * never own anything again, and every arm on it failed (the lease of its own/ key not found) until a restart. So it
+   * takes a new lease and its node name again, and starts as a new owner (it owns none of its old runs: their keys
+   * went with the old lease, and the others adopt them).
+   */
+  async #regain (): Promise<void> {
+    if (this.#regaining || this.#closed) return
+    this.#regaining = true
+    try {
+      const lc = this.#opts.client.leaseClient
+      // The new lease's TTL runs from its grant: the window counts from before the asking.
+      const asked = this.#now()
+      const leaseId = String((await lc.leaseGrant({ TTL: this.#opts.ttlSeconds, ID: 0 })).ID)
+      const info: NodeInfo = { host: this.#opts.host ?? hostname(), pid: process.pid, version: this.#opts.version, startedAt: this.#startedAt }
+      const key = NODES + this.node
+      // The old lease's keys are gone with it, nodes/<node> included; a name held now is another daemon's.
+      const res = await this.#opts.ns.if(key, 'Create', '==', 0).then(this.#opts.ns.put(key).value(JSON.stringify(info)).lease(leaseId)).commit()
+      if (!res.succeeded) {
+        await lc.leaseRevoke({ ID: leaseId }).catch(() => {})
+        return
+      }
+      await new AtomicJsonFile<LeaseFile>(join(this.#opts.stateDir, 'cluster-lease.json'), { mode: 0o600 }).write({ node: this.node, leaseId })
+      if (this.#closed) return
+      this.#leaseId = leaseId
+      this.#lastAnswered = asked
+      this.#leaderlessAt = null
+      this.#expired = false
+    } catch {
+      // etcd out of reach or the state dir refused: the next beat tries again.
+    } finally {
+      this.#regaining = false
+    }
   }
 
   async #checkLeader (): Promise<void> {
