@@ -154,8 +154,8 @@ export { MARKER_NAME, parseRunMarker } from './marker.js'
 export async function writeRunMarker (runDir: string, nodeId: string, host: string, owner: Owner | null, rerun?: string): Promise<void> {
   const fh = await open(join(runDir, MARKER_NAME), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644)
   try {
-    await fh.chmod(0o644)
-    await fh.writeFile(`${JSON.stringify({ node: nodeId, host, ...(rerun !== undefined ? { rerun } : {}) })}\n`)
+    // Together: two round trips of the thread pool become one, on the arm's path (issue 18).
+    await Promise.all([fh.chmod(0o644), fh.writeFile(`${JSON.stringify({ node: nodeId, host, ...(rerun !== undefined ? { rerun } : {}) })}\n`)])
     if (owner !== null) await fh.chown(owner.uid, owner.gid)
   } finally {
     await fh.close()
@@ -212,8 +212,8 @@ export async function writeStoreAndHandOver (runDir: string, content: Buffer, ow
     // too (the ledger, which is durable, is what gets the dir removed afterwards). On NFS, close() flushes for
     // close-to-open consistency, which is what a compute node reading it needs.
     try {
-      await fh.chmod(0o600) // the umask may have narrowed it; Nextflow wants exactly rw-------
-      await fh.writeFile(content)
+      // The umask may have narrowed the mode; Nextflow wants exactly rw-------. Set beside the write (issue 18).
+      await Promise.all([fh.chmod(0o600), fh.writeFile(content)])
       if (owner !== null) await fh.chown(owner.uid, owner.gid)
     } finally {
       content.fill(0)

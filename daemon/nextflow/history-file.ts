@@ -101,7 +101,8 @@ export async function scanHistory (launchDir: string, uid: number, visit: (r: Hi
     let count = 0
     let carry = ''
     let skipping = false
-    const buf = Buffer.alloc(64 * 1024)
+    // Only the bytes read are used: no need to zero it, nor to make it larger than the file.
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(64 * 1024, st.size)))
     const utf8 = new StringDecoder('utf8')
     const line = (l: string): void => {
       const rec = parseHistoryLine(l)
@@ -126,7 +127,7 @@ export async function scanHistory (launchDir: string, uid: number, visit: (r: Hi
   } catch {
     return null
   } finally {
-    await fh?.close()
-    await dir.close()
+    // Together: each close is a round trip through the thread pool, and an arm waits for this scan (issue 18).
+    await Promise.all([fh?.close(), dir.close()])
   }
 }

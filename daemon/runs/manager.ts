@@ -174,6 +174,15 @@ export class RunManager implements RunLifecycle {
     await this.#checkLaunchDir(caller, req.launchDir)
     if (req.slurmJobId !== undefined) await this.#checkSlurmJob(caller, req.slurmJobId)
 
+    // The launch dir's history (and the process's start time) are read in the thread pool while the event loop
+    // resolves and decrypts below: the arm waits for the longer of the two, not their sum (issue 18).
+    const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
+    const probed = Promise.all([
+      pid !== null && pid > 0 ? probes.processStart(pid) : null,
+      probes.historyMark(req.launchDir, caller.uid)
+    ])
+    // Awaited below; a resolution that fails first must not leave it unhandled.
+    probed.catch(() => {})
     // Resolution: every workspace secret, the user's own winning by name; --only narrows it, and a name that is
     // not there fails before anything is placed.
     const resolved = resolveSecrets(store.listSecrets([userScope(caller.user)]), ws != null ? store.listSecrets([workspaceScope(ws.name)]) : [])
@@ -202,11 +211,7 @@ export class RunManager implements RunLifecycle {
     const runId = newRunId()
     const sessionId = newSessionId()
     const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
-    const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
-    const [pidStart, historyMark] = await Promise.all([
-      pid !== null && pid > 0 ? probes.processStart(pid) : null,
-      probes.historyMark(req.launchDir, caller.uid)
-    ])
+    const [pidStart, historyMark] = await probed
     const record = intentRecord({
       runId, sessionId, caller, workspace: wsName, host: this.#deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark
     })
