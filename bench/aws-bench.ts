@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { CreateSecretCommand, DeleteSecretCommand, ListSecretsCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager'
 import { startMoto, MOTO_CREDENTIALS, MOTO_REGION } from '../test/helpers/moto.js'
+import { TokenBucket } from '../adapters/aws/throttle.js'
 import { callJson, startDaemon } from './daemon.js'
 import { prepareLaunchDir } from './nextflow-files.js'
 import { ratio, type Figure } from './report.js'
@@ -138,24 +139,51 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
     const concurrency = 8
     const rtts: number[] = []
     const floors: number[] = []
+    const pacedFloors: number[] = []
+    // 20 deletes of our own, 8 at a time; with `bucket`, each waits for a token first, as the daemon's calls do.
+    // moto under load now and then answers a concurrent call with an HTML error page (seen on main's bench too): such a
+    // sample is taken again, not counted, so that the floor stays a clean measurement.
+    const deleteTwenty = async (name: string, bucket: (() => TokenBucket) | null): Promise<number> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await deleteTwentyOnce(`${name}/${attempt}`, bucket === null ? null : bucket())
+        } catch (err) {
+          if (attempt >= 3) throw err
+        }
+      }
+    }
+    const deleteTwentyOnce = async (name: string, bucket: TokenBucket | null): Promise<number> => {
+      const ids = Array.from({ length: 20 }, (_, j) => `${name}/${j}`)
+      for (const id of ids) await sm.send(new CreateSecretCommand({ Name: id, SecretString: 'x' }))
+      const r = nowMs()
+      const queue = [...ids]
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+          await bucket?.take()
+          await sm.send(new DeleteSecretCommand({ SecretId: id, ForceDeleteWithoutRecovery: true }))
+        }
+      }))
+      return nowMs() - r
+    }
     for (let i = 0; i < 5; i++) {
       await sm.send(new CreateSecretCommand({ Name: `bench-rtt/${i}`, SecretString: 'x' }))
       const t = nowMs()
       await sm.send(new DeleteSecretCommand({ SecretId: `bench-rtt/${i}`, ForceDeleteWithoutRecovery: true }))
       rtts.push(nowMs() - t)
-      const ids = Array.from({ length: 20 }, (_, j) => `bench-floor/${i}/${j}`)
-      for (const id of ids) await sm.send(new CreateSecretCommand({ Name: id, SecretString: 'x' }))
-      const r = nowMs()
-      const queue = [...ids]
-      await Promise.all(Array.from({ length: concurrency }, async () => {
-        for (let id = queue.shift(); id !== undefined; id = queue.shift()) await sm.send(new DeleteSecretCommand({ SecretId: id, ForceDeleteWithoutRecovery: true }))
-      }))
-      floors.push(nowMs() - r)
+      floors.push(await deleteTwenty(`bench-floor/${i}`, null))
+      // The pacing-aware floor: the daemon's own token bucket (adapters/aws/throttle.ts) at the default pacing, fresh
+      // (full) as the daemon's is after the pause before each revoke: 10 calls leave at once, the other 10 at the rate.
+      pacedFloors.push(await deleteTwenty(`bench-paced-floor/${i}`, () => new TokenBucket(o.rate, { burst })))
     }
     const single = median(rtts)
     const floor = median(floors)
+    const pacedFloor = median(pacedFloors)
     const targetMs = 3 * floor
     const target = `p99 < 3 x floor = ${Math.round(targetMs)} ms`
+    // At the default pacing the floor is the paced one; the daemon is allowed the same slack on top of it as without
+    // pacing (2 unpaced floors): 3 x the paced floor would allow hundreds of ms of the daemon's own.
+    const pacedTargetMs = pacedFloor + 2 * floor
+    const pacedTarget = `p99 < paced floor + 2 x floor = ${Math.round(pacedTargetMs)} ms`
     // Default pacing: 40/s with a burst of 10, so 10 deletes leave at once and 10 more at the rate.
     const measured = runIdsOf(replies, o.revokes)
     const paced = summarize(await revokeAlone(daemon, proxy, measured, (burst / o.rate) * 1000 + 250))
@@ -168,8 +196,8 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
     const unpacedLeft = await leftInMoto(sm, freeIds)
     sm.destroy()
     out.push(
-      { figure: 'terminal -> 20 AWS secrets deleted p50 ms', value: paced.p50, baselineLabel: '20 DeleteSecret, 8 at once', baseline: floor, ratio: ratio(paced.p50, floor), target: '-', met: null, note: `floor: 20 DeleteSecret of the bench's own through the same proxy, 8 at a time (median of 5); one alone takes ${round(single, 1)} ms, so 3 x 20/8 single round trips would be ${Math.round(7.5 * single)} ms` },
-      { figure: 'terminal -> 20 AWS secrets deleted p99 ms', value: paced.p99, baselineLabel: '20 DeleteSecret, 8 at once', baseline: floor, ratio: ratio(paced.p99, floor), target, met: paced.p99 < targetMs, note: `${paced.n} runs at the default pacing (${o.rate}/s, burst ${burst}); ${pacedLeft} of their secrets left in moto; the pacing alone puts the 20th call at >= ${Math.round(rateFloor)} ms: the target's formula leaves the rate limit out` },
+      { figure: 'terminal -> 20 AWS secrets deleted p50 ms', value: paced.p50, baselineLabel: '20 DeleteSecret, 8 at once, paced', baseline: pacedFloor, ratio: ratio(paced.p50, pacedFloor), target: '-', met: null, note: `paced floor: 20 DeleteSecret of the bench's own through the same proxy, 8 at a time, each after a token of the daemon's TokenBucket at ${o.rate}/s burst ${burst} (median of 5); unpaced ${Math.round(floor)} ms; one alone takes ${round(single, 1)} ms` },
+      { figure: 'terminal -> 20 AWS secrets deleted p99 ms', value: paced.p99, baselineLabel: '20 DeleteSecret, 8 at once, paced', baseline: pacedFloor, ratio: ratio(paced.p99, pacedFloor), target: pacedTarget, met: paced.p99 < pacedTargetMs, note: `${paced.n} runs at the default pacing (${o.rate}/s, burst ${burst}); ${pacedLeft} of their secrets left in moto; the pacing alone puts the 20th call at >= ${Math.round(rateFloor)} ms after the first, which the paced floor includes` },
       { figure: 'terminal -> 20 AWS deleted, rate limit lifted, p99 ms', value: unpaced.p99, baselineLabel: '20 DeleteSecret, 8 at once', baseline: floor, ratio: ratio(unpaced.p99, floor), target, met: unpaced.p99 < targetMs, note: `${unpaced.n} runs with rateLimitPerSecond 5000, burst 1000 (p50 ${Math.round(unpaced.p50)} ms); ${unpacedLeft} of their secrets left in moto` }
     )
     return out
