@@ -16,7 +16,7 @@ import { peerIdentifier, readPeer } from './identity/peer.js'
 import { native } from './os/native.js'
 import { ConnectionGate } from './os/connection-gate.js'
 import { loadKey } from './store/key.js'
-import { openSecretsStore, type SecretsStore } from './store/secrets-store.js'
+import { openSecretsStoreAside, type SecretsStore } from './store/secrets-store.js'
 import { openAuditLog, type AuditLog } from './store/audit-log.js'
 import { packageVersion } from './os/package-root.js'
 import { listenFds } from './os/listen-fds.js'
@@ -89,7 +89,10 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   })
   log.info({ source: key.source, generated: key.generated }, 'encryption key loaded')
   const cluster = await openCluster(config, key.key, logger)
-  const store: SecretsStore = cluster?.store ?? await openSecretsStore({ path: storePath, key: key.key, logger: logger.child({ room: 'store' }) })
+  // A big store's values are verified in a worker while the ledger loads (verify-aside.ts); awaited below, before
+  // anything acts on runs: a broken store still stops the start with exit 78, the socket never made.
+  const opened = cluster !== null ? { store: cluster.store, verified: Promise.resolve() } : await openSecretsStoreAside({ path: storePath, key: key.key, logger: logger.child({ room: 'store' }) })
+  const store: SecretsStore = opened.store
   const audit: AuditLog = await openAuditLog(join(config.stateDir, 'audit.log'))
   const events = new EventBus()
   const daemonUid = process.getuid?.() ?? 0
@@ -101,6 +104,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // In a cluster they are journaled too: a restart during a quorum loss must not forget a revoke done meanwhile.
   const journal = cluster !== null ? { journal: fileJournal(join(config.stateDir, 'ledger-journal.json')), onJournalError: (err: unknown) => { log.error({ err }, 'ledger journal not written; the records stay in memory') } } : {}
   const ledger = await DeferredRecords.open(cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json')), journal)
+  await opened.verified
   // secret.* and run.* events come from the change feeds, whichever node wrote the change.
   events.follow({ store, ledger })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))

@@ -143,6 +143,11 @@ function isAlive (pid: number): boolean {
 
 /** Read and parse a JSON file: null when missing, NFS_ERR_STORE_UNREADABLE when unreadable or not JSON. */
 export async function readJsonFile<T> (path: string): Promise<T | null> {
+  return (await readJsonFileText<T>(path))?.value ?? null
+}
+
+/** readJsonFile, with the text it was parsed from (for a second reader of exactly the same bytes). */
+export async function readJsonFileText<T> (path: string): Promise<{ value: T, text: string } | null> {
   let text: string
   try {
     text = await fsp.readFile(path, 'utf8')
@@ -151,7 +156,7 @@ export async function readJsonFile<T> (path: string): Promise<T | null> {
     throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, errnoCode(err)], err)
   }
   try {
-    return JSON.parse(text) as T
+    return { value: JSON.parse(text) as T, text }
   } catch (err) {
     throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not valid JSON'], err)
   }

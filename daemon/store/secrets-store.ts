@@ -13,9 +13,10 @@ import type { Logger } from 'pino'
 import { nfsError } from '../errors.js'
 import type { SecretValue } from '../secret-value.js'
 import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
-import { AtomicJsonFile, sweepTempFiles } from './atomic-file.js'
+import { AtomicJsonFile, readJsonFileText, sweepTempFiles } from './atomic-file.js'
+import { verifyAside } from './verify-aside.js'
 import { keyId, open, seal } from './crypto.js'
-import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore, verifyStore } from './store-format.js'
+import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
 
 export { rotateKey } from './rotate-key.js'
@@ -372,19 +373,35 @@ class LowSecretsStore implements SecretsStore {
  * before anything is served; on any problem the file is left byte for byte as it was.
  */
 export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<SecretsStore> {
+  const { store, verified } = await openSecretsStoreAside(opts)
+  // A store that fails is dropped unclosed: it has no timer yet, and closing could write.
+  await verified
+  return store
+}
+
+/**
+ * openSecretsStore, except that the values of a big store are verified in a worker thread (verify-aside.ts) while
+ * the caller goes on: `verified` settles with the outcome, and until it resolves nothing may be served or written
+ * (the daemon awaits it before it acts on runs). A malformed file or a wrong key id still rejects at once.
+ */
+export async function openSecretsStoreAside (opts: OpenSecretsStoreOptions): Promise<{ store: SecretsStore, verified: Promise<void> }> {
   const adapter = new AtomicJsonFile<StoreData>(opts.path, { mode: 0o600 })
   const id = keyId(opts.key)
   const db = new Low<StoreData>(adapter, emptyStore(id))
   const removed = await sweepTempFiles(opts.path)
   if (removed.length > 0) opts.logger.warn({ file: opts.path, removed }, 'removed temp files left by an interrupted write')
-  const raw = await adapter.read()
+  const raw = await readJsonFileText<unknown>(opts.path)
+  let verified = Promise.resolve()
   if (raw === null) {
     // Written at once so the file records which key the store belongs to from its first start.
     await adapter.write(db.data)
   } else {
-    db.data = validateStore(raw, opts.path)
-    verifyStore(db.data, opts.key, opts.path)
+    db.data = validateStore(raw.value, opts.path)
+    verified = verifyAside(db.data, raw.text, opts.key, opts.path)
+    // Awaited by the caller; handled here so that a rejection before then is not an unhandled one.
+    verified.catch(() => {})
   }
   opts.logger.info({ file: opts.path, keyId: id, secrets: db.data.secrets.length, workspaces: db.data.workspaces.length }, 'secrets store opened')
-  return new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()), { flushMs: opts.lastUsedFlushMs ?? LAST_USED_FLUSH_MS, logger: opts.logger })
+  const store = new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()), { flushMs: opts.lastUsedFlushMs ?? LAST_USED_FLUSH_MS, logger: opts.logger })
+  return { store, verified }
 }

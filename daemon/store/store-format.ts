@@ -103,16 +103,24 @@ export function validateStore (raw: unknown, file: string): StoreData {
  * corruption, NFS_ERR_STORE_UNREADABLE. Both name the file and never a value.
  */
 export function verifyStore (data: StoreData, key: Buffer, file: string): void {
+  verifyKeyId(data, key, file)
+  for (const s of data.secrets) verifySecret(s, key, file)
+}
+
+/** The store's key id is the loaded key's: NFS_ERR_KEY naming the file otherwise (verifyStore's first step). */
+export function verifyKeyId (data: StoreData, key: Buffer, file: string): void {
   const id = keyId(key)
   if (data.keyId !== id) {
     throw nfsError('NFS_ERR_KEY', [file, `it was encrypted with key id ${data.keyId} but the key loaded has id ${id}`])
   }
-  for (const s of data.secrets) {
-    try {
-      open(key, s.scope, s.name, s.sealed)
-    } catch (err) {
-      throw nfsError('NFS_ERR_STORE_UNREADABLE', [file, `secret ${s.scope}/${s.name} fails authentication (altered or moved)`], err)
-    }
+}
+
+/** One record's sealed value decrypts under `key` (plaintext dropped): NFS_ERR_STORE_UNREADABLE naming it otherwise. */
+export function verifySecret (s: SecretRecord, key: Buffer, file: string): void {
+  try {
+    open(key, s.scope, s.name, s.sealed)
+  } catch (err) {
+    throw nfsError('NFS_ERR_STORE_UNREADABLE', [file, `secret ${s.scope}/${s.name} fails authentication (altered or moved)`], err)
   }
 }
 

@@ -9,6 +9,10 @@ import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'no
 import { dirname, join } from 'node:path'
 import { daemonArgs, daemonPaths, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { errorCode, json, runCli, runDaemon } from '../helpers/cli.js'
+import { seal } from '../../daemon/store/crypto.js'
+import { parseKey } from '../../daemon/store/key.js'
+import type { StoreData } from '../../daemon/store/store-format.js'
+import { SecretValue } from '../../daemon/secret-value.js'
 
 t.setTimeout(600_000)
 
@@ -40,6 +44,30 @@ t.test('a corrupt store.json stops the daemon with 78, names the file, and is le
   t.equal(r.code, 78, r.stderr)
   t.equal(errorCode(r.stderr), 'NFS_ERR_STORE_UNREADABLE')
   t.ok(r.stderr.includes(store), 'the message names the file')
+  t.equal(sha256(store), before, 'byte for byte unchanged')
+  t.notOk(existsSync(p.socket), 'it never listened')
+})
+
+t.test('a big store with one value moved stops the daemon with 78 too (its values are verified in a worker)', async t => {
+  // 600 secrets: over VERIFY_ASIDE_MIN, so the values are checked in a worker thread while the ledger loads
+  // (verify-aside.ts); the answer must be the same as a check on the daemon's own thread, and come before listening.
+  const p = await populatedStateDir(t)
+  const store = join(p.stateDir, 'store.json')
+  const key = parseKey(readFileSync(join(p.stateDir, 'master.key'), 'utf8'), 'master.key')
+  const data = JSON.parse(readFileSync(store, 'utf8')) as StoreData
+  const at = new Date().toISOString()
+  for (let i = 0; i < 600; i++) {
+    const name = `BIG_${i}`
+    data.secrets.push({ name, scope: data.secrets[0]!.scope, createdAt: at, createdBy: 'x', updatedAt: at, updatedBy: 'x', lastUsed: null, version: 1, sealed: seal(key, data.secrets[0]!.scope, name, new SecretValue(`v${i}`)) })
+  }
+  // The 451st value is the 450th's: it decrypts, but not under its own name (moved), deep inside the worker's share.
+  data.secrets[451]!.sealed = data.secrets[450]!.sealed
+  writeFileSync(store, JSON.stringify(data) + '\n', { mode: 0o600 })
+  const before = sha256(store)
+  const r = await startMustFail(p)
+  t.equal(r.code, 78, r.stderr)
+  t.equal(errorCode(r.stderr), 'NFS_ERR_STORE_UNREADABLE')
+  t.ok(r.stderr.includes(`${data.secrets[451]!.scope}/BIG_450`), 'the message names the secret that fails')
   t.equal(sha256(store), before, 'byte for byte unchanged')
   t.notOk(existsSync(p.socket), 'it never listened')
 })
