@@ -1,7 +1,11 @@
 // The secrets store on etcd (CLUSTER.md "Keys"): smeta/<scope>/<name> holds a secret's metadata, sval/<scope>/<name>
 // its ciphertext (the key never enters etcd), ws/<name> a workspace, meta/store the key id every node must share,
 // sdel/<scope>/<name> who deleted a secret last (written with the delete, so that every node's change feed, and
-// so its secret.deleted event, can say who: a watch's delete carries no value).
+// so its secret.deleted event, can say who: a watch's delete carries no value). A tombstone is needed only until every
+// node's watch has told the delete: it lives on a short lease (TOMBSTONE_TTL_S, one lease a node shares between its
+// deletes and grants again as it runs out), and each node forgets it once its own feed has used it, so neither etcd
+// nor any node's memory grows with every name ever deleted. A node cut off for longer reads the tombstone's put back
+// from the watch history on reconnect (the put carries its value), so its event still says who.
 // Reads come from a Replica; every write is one transaction comparing the mod revision of the keys it read, a
 // secret's metadata and value change together, and a workspace's secrets go with it. Same contract as the file
 // store (test/store/contract/): If-Match that really fails, unconditioned writes retried on a fresh read.
@@ -23,6 +27,10 @@ const GONE = 'sdel/'
 const STORE_META = 'meta/store'
 /** conflicts of an unconditioned write retried on a fresh read before giving up */
 const RETRIES = 10
+/** how long a deletion's tombstone lives in etcd, in seconds (its lease's TTL) */
+export const TOMBSTONE_TTL_S = 300
+/** tombstones kept in memory at most (each is forgotten once used; this bounds those whose delete never came) */
+export const TOMBSTONES_MAX = 10_000
 
 const byScopeThenName = (a: SecretMeta, b: SecretMeta): number =>
   a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0
@@ -33,6 +41,14 @@ export interface EtcdSecretsStoreOptions {
   key: Buffer
   logger: Pick<Logger, 'info' | 'warn'>
   now?: () => Date
+  /** TOMBSTONE_TTL_S by default; tests make it short */
+  tombstoneTtlSeconds?: number
+}
+
+/** The etcd store, with what tests read beyond the interface. */
+export type EtcdSecretsStoreHandle = SecretsStore & {
+  /** tombstones this node holds in memory now */
+  readonly tombstones: number
 }
 
 class EtcdSecretsStore implements SecretsStore {
@@ -50,6 +66,10 @@ class EtcdSecretsStore implements SecretsStore {
   // This node's writes to one record go one after another: racing itself would only burn conflict retries.
   readonly #queues = new Map<string, Promise<unknown>>()
   #closed = false
+  readonly #tombTtlS: number
+  // The lease this node puts its tombstones on, and when it runs out by this node's clock (from before the grant).
+  #tombLease: { id: string, until: number } | null = null
+  #tombGrant: Promise<string> | null = null
 
   constructor (opts: EtcdSecretsStoreOptions, replica: Replica) {
     this.#ns = opts.ns
@@ -57,9 +77,10 @@ class EtcdSecretsStore implements SecretsStore {
     this.#key = opts.key
     this.#now = opts.now ?? (() => new Date())
     this.#logger = opts.logger
+    this.#tombTtlS = opts.tombstoneTtlSeconds ?? TOMBSTONE_TTL_S
     for (const [k, e] of replica.list(META)) this.#meta.set(k, JSON.parse(e.value.toString()) as SecretMeta)
     for (const [k, e] of replica.list(WS)) this.#ws.set(k, JSON.parse(e.value.toString()) as Workspace)
-    for (const [k, e] of replica.list(GONE)) this.#gone.set(k.slice(GONE.length), { by: (JSON.parse(e.value.toString()) as { by: string }).by, mod: e.mod })
+    for (const [k, e] of replica.list(GONE)) this.#remember(k.slice(GONE.length), { by: (JSON.parse(e.value.toString()) as { by: string }).by, mod: e.mod })
     replica.onChange(c => { this.#apply(c) })
   }
 
@@ -68,7 +89,7 @@ class EtcdSecretsStore implements SecretsStore {
     if (c.key.startsWith(GONE)) {
       // A delete's transaction puts its tombstone before it deletes the secret: the watch (and a resync) tell it first.
       if (c.entry === null) this.#gone.delete(c.key.slice(GONE.length))
-      else this.#gone.set(c.key.slice(GONE.length), { by: (JSON.parse(c.entry.value.toString()) as { by: string }).by, mod: c.entry.mod })
+      else this.#remember(c.key.slice(GONE.length), { by: (JSON.parse(c.entry.value.toString()) as { by: string }).by, mod: c.entry.mod })
     } else if (c.key.startsWith(META)) {
       const before = this.#meta.get(c.key)
       if (c.entry === null) {
@@ -76,6 +97,8 @@ class EtcdSecretsStore implements SecretsStore {
         // A tombstone newer than the secret's last write is this delete's; none: a workspace's deletion took it.
         const tomb = this.#gone.get(c.key.slice(META.length))
         const by = tomb !== undefined && tomb.mod > (c.previous?.mod ?? 0) ? { by: tomb.by } : {}
+        // Used: this delete was the one it was written for (the next delete of the name writes its own).
+        if (tomb !== undefined) this.#gone.delete(c.key.slice(META.length))
         if (before !== undefined) change = { revision: c.revision, kind: 'secret', op: 'delete', scope: before.scope, name: before.name, version: before.version, ...by }
       } else {
         const m = JSON.parse(c.entry.value.toString()) as SecretMeta
@@ -100,6 +123,36 @@ class EtcdSecretsStore implements SecretsStore {
     for (const l of this.#listeners) {
       try { l(change) } catch { /* not the writer's problem */ }
     }
+  }
+
+  #remember (key: string, tomb: { by: string, mod: number }): void {
+    this.#gone.delete(key)
+    this.#gone.set(key, tomb)
+    // The oldest first (a Map keeps insertion order): one whose delete never reached this node.
+    if (this.#gone.size > TOMBSTONES_MAX) this.#gone.delete(this.#gone.keys().next().value!)
+  }
+
+  get tombstones (): number { return this.#gone.size }
+
+  /**
+   * The lease for a new tombstone: this node's current one while it has more than 40% of its TTL left (so a tombstone
+   * always lives a good while), else a new one. Grants are shared by concurrent deletes. etcd only ever extends a
+   * lease (a leader change renews them), so the local estimate errs on the safe side.
+   */
+  async #tombstoneLease (): Promise<string> {
+    const cur = this.#tombLease
+    if (cur !== null && cur.until - Date.now() > this.#tombTtlS * 400) return cur.id
+    this.#tombGrant ??= (async () => {
+      const asked = Date.now()
+      try {
+        const res = await this.#ns.leaseClient.leaseGrant({ TTL: this.#tombTtlS, ID: 0 })
+        this.#tombLease = { id: String(res.ID), until: asked + Number(res.TTL) * 1000 }
+        return this.#tombLease.id
+      } catch (err) {
+        throw clusterError(err, 'granting a lease for deletion tombstones')
+      }
+    })().finally(() => { this.#tombGrant = null })
+    return await this.#tombGrant
   }
 
   get revision (): number { return this.#replica.revision }
@@ -219,6 +272,7 @@ class EtcdSecretsStore implements SecretsStore {
   async deleteSecret (scope: Scope, name: string, by: string, opts?: WriteOptions): Promise<SecretMeta> {
     checkEntry(scope, name)
     const k = `${scope}/${name}`
+    const lease = await this.#tombstoneLease()
     return await this.#cas(`secret ${k}`, opts, () => {
       const cur = this.#meta.get(META + k)
       const entry = this.#replica.get(META + k)
@@ -226,9 +280,13 @@ class EtcdSecretsStore implements SecretsStore {
         if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`secret ${k} is gone`])
         throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [k])
       }
-      const tomb = this.#ns.put(GONE + k).value(JSON.stringify({ by, version: cur.version }))
+      const tomb = this.#ns.put(GONE + k).value(JSON.stringify({ by, version: cur.version })).lease(lease)
       return { compare: [[META + k, entry.mod]], ops: [tomb, this.#ns.delete().key(META + k), this.#ns.delete().key(VAL + k)], result: { ...cur } }
-    }, () => this.#meta.get(META + k))
+    }, () => this.#meta.get(META + k)).catch((err: unknown) => {
+      // A lease gone sooner than this node counted (it cannot be, but a failed write costs a grant at most): a new one next time.
+      if (isCoded(err, 'NFS_ERR_CLUSTER_UNAVAILABLE')) this.#tombLease = null
+      throw err
+    })
   }
 
   readValues (entries: Array<{ scope: Scope, name: string }>): Map<string, SecretValue> {
@@ -340,7 +398,7 @@ function isStep<R> (x: unknown): x is { compare: Array<[string, number]>, ops: u
  * Open the store under `ns`. The first node writes the key id; every later one must hold the same key (NFS_ERR_KEY
  * otherwise), and every value is decrypted once before anything is served, as the file store does.
  */
-export async function openEtcdSecretsStore (opts: EtcdSecretsStoreOptions): Promise<SecretsStore> {
+export async function openEtcdSecretsStore (opts: EtcdSecretsStoreOptions): Promise<EtcdSecretsStoreHandle> {
   const replica = new Replica(opts.ns, [META, VAL, WS, GONE, 'meta/'], opts.node)
   await replica.start()
   const id = keyId(opts.key)
