@@ -75,13 +75,21 @@ export class Membership {
     const file = new AtomicJsonFile<LeaseFile>(join(opts.stateDir, 'cluster-lease.json'), { mode: 0o600 })
     const lc = opts.client.leaseClient
     let leaseId: string | null = null
+    // When the lease last had its full TTL by this node's clock: the fencing window counts from there.
+    let answeredAt = now()
     try {
       const saved = await readSaved(join(opts.stateDir, 'cluster-lease.json'))
       if (saved !== null && saved.node === opts.node) {
-        const ttl = await lc.leaseTimeToLive({ ID: saved.leaseId })
-        if (Number(ttl.TTL) > 0) leaseId = saved.leaseId
+        // Renewed at once, not only looked at: a lease re-attached with a second or two left would otherwise run out
+        // while the daemon opens its replicas and reconciles, before its first regular keepalive (TTL/3 later), and
+        // the others would adopt every run of a node that only restarted.
+        answeredAt = now()
+        if (await keepAliveOnce(opts.client, saved.leaseId) > 0) leaseId = saved.leaseId
       }
-      if (leaseId === null) leaseId = String((await lc.leaseGrant({ TTL: opts.ttlSeconds, ID: 0 })).ID)
+      if (leaseId === null) {
+        answeredAt = now()
+        leaseId = String((await lc.leaseGrant({ TTL: opts.ttlSeconds, ID: 0 })).ID)
+      }
       const info: NodeInfo = { host: opts.host ?? hostname(), pid: process.pid, version: opts.version, startedAt: new Date(now()).toISOString() }
       const key = NODES + opts.node
       // A lease that has just expired still holds its keys until the leader revokes it (a moment later): a restart in
@@ -104,8 +112,9 @@ export class Membership {
       throw clusterError(err, 'joining the cluster')
     }
     await file.write({ node: opts.node, leaseId })
-    const m = new Membership(opts, leaseId, now())
-    m.#schedule()
+    const m = new Membership(opts, leaseId, answeredAt)
+    // The first keepalive now: the name's claim may have waited for a dead holder, up to a TTL of the new lease's.
+    m.#schedule(0)
     return m
   }
 
@@ -132,9 +141,9 @@ export class Membership {
     return this.#now() - this.#lastAnswered
   }
 
-  #schedule (): void {
+  #schedule (delayMs = this.#every): void {
     if (this.#closed) return
-    this.#timer = setTimeout(() => { void this.#beat().finally(() => { this.#schedule() }) }, this.#every)
+    this.#timer = setTimeout(() => { void this.#beat().finally(() => { this.#schedule() }) }, delayMs)
     this.#timer.unref()
   }
 
@@ -226,6 +235,23 @@ export class Membership {
     try { this.#stream?.end() } catch {}
     this.#stream = null
     if (opts.revoke === true) await this.#opts.client.leaseClient.leaseRevoke({ ID: this.leaseId }).catch(() => {})
+  }
+}
+
+/** Keep a lease alive once and wait for etcd's answer: the TTL it has now (0: the lease is gone). */
+async function keepAliveOnce (client: Etcd3, leaseId: string, timeoutMs = 2000): Promise<number> {
+  const stream = await client.leaseClient.leaseKeepAlive()
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      let done = false
+      const settle = (fn: () => void): void => { if (!done) { done = true; clearTimeout(timer); fn() } }
+      const timer = setTimeout(() => { settle(() => { reject(new Error('no keepalive answer within the deadline')) }) }, timeoutMs)
+      stream.on('data', (res) => { settle(() => { resolve(Number(res.TTL)) }) })
+      stream.on('error', (err: unknown) => { settle(() => { reject(err) }) })
+      stream.write({ ID: leaseId })
+    })
+  } finally {
+    try { stream.end() } catch {}
   }
 }
 

@@ -51,3 +51,37 @@ t.test('membership', async t => {
   t.same(await nodes(), ['nodes/login1'], 'leaving for good removes the node at once')
   await a2.close({ revoke: true })
 })
+
+// CLUSTER.md "Restart within the TTL": a lease re-attached with little left is renewed at once by the join itself, not
+// at the first regular keepalive TTL/3 later: a daemon's start-up (replicas, reconcile) takes longer than the rest of a
+// lease re-attached late, and the others would then adopt every run of a node that only restarted.
+t.test('a re-attached lease is renewed at once', async t => {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
+  t.teardown(() => { conn.close() })
+  const stateDir = mkdtempSync(join(tmpdir(), 'nfs-member-r-'))
+  const TTL = 6
+  const join1 = async (): Promise<Membership> => await Membership.join({ client: conn.client, ns: conn.ns, node: 'login3', ttlSeconds: TTL, stateDir, version: '0.0.0-test' })
+  const left = async (leaseId: string): Promise<number> => Number((await conn.client.leaseClient.leaseTimeToLive({ ID: leaseId })).TTL)
+
+  const first = await join1()
+  await first.close()
+  // The daemon is gone (kill -9): its lease counts down; the restart comes late, with 2 s or less left.
+  let before = await left(first.leaseId)
+  while (before > 2) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+    before = await left(first.leaseId)
+  }
+  const again = await join1()
+  t.teardown(async () => { await again.close({ revoke: true }) })
+  const after = await left(again.leaseId)
+  t.comment(`lease TTL left before the re-attach ${before} s, right after the join ${after} s (TTL ${TTL} s)`)
+  t.equal(again.leaseId, first.leaseId, 're-attached to the same lease')
+  t.ok(after > before, 'the join renewed it at once')
+  // Past what was left, and before the first regular keepalive would have come: the node is still there.
+  await new Promise(resolve => setTimeout(resolve, (before + 0.5) * 1000))
+  t.ok(await left(again.leaseId) > 0, 'the lease lives on')
+  t.same(await conn.ns.getAll().prefix('nodes/').keys(), ['nodes/login3'], 'and so does the node')
+})
