@@ -255,14 +255,22 @@ class LowSecretsStore implements SecretsStore {
   async markUsed (entries: Array<{ scope: Scope, name: string }>, at: string): Promise<void> {
     const wanted = new Set(entries.map(e => entryKey(e.scope, e.name)))
     const data = this.#db.data
-    if (this.#closed || !data.secrets.some(s => wanted.has(entryKey(s.scope, s.name)))) return
+    if (this.#closed) return
+    // The committed data already carries every earlier mark (withUsed after each write), so only the records marked
+    // now are replaced: one pass, one key a record, instead of three passes over the whole store on the arm's path.
+    let secrets: SecretRecord[] | null = null
     const marked: Array<DistributiveOmit<StoreChange, 'revision'>> = []
-    for (const s of data.secrets) {
-      if (!wanted.has(entryKey(s.scope, s.name))) continue
-      this.#used.set(entryKey(s.scope, s.name), at)
+    for (let i = 0; i < data.secrets.length; i++) {
+      const s = data.secrets[i]!
+      const k = entryKey(s.scope, s.name)
+      if (!wanted.has(k)) continue
+      this.#used.set(k, at)
+      secrets ??= data.secrets.slice()
+      secrets[i] = { ...s, lastUsed: at }
       marked.push({ kind: 'secret', op: 'used', scope: s.scope, name: s.name, version: s.version })
     }
-    this.#db.data = withUsed(data, this.#used)
+    if (secrets === null) return
+    this.#db.data = { ...data, secrets }
     this.#emit(marked)
     // Written once arming goes quiet (each mark pushes the write back, up to LAST_USED_MAX_WINDOWS windows): a burst
     // of arms does not share the disk and the event loop with a rewrite of the whole store (issue 18: these writes
