@@ -13,7 +13,7 @@ import type { SecretValue } from '../secret-value.js'
 import type { AuditLog } from '../store/audit-log.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName } from '../types.js'
-import { newRunId, newSessionId } from './ids.js'
+import { autoRunId, newRunId, newSessionId } from './ids.js'
 import { bindToJob, canTransition, stateForExit } from './run-rules.js'
 import type { Probes } from './probes.js'
 import type { DeferredLedger } from './deferred-records.js'
@@ -208,7 +208,7 @@ export class RunManager implements RunLifecycle {
     for (const r of chosen) values.set(r.name, sealed.get(`${r.scope}\0${r.name}`)!)
 
     const now = clock()
-    const runId = newRunId()
+    const runId = req.mode === 'auto' && req.autoSessionId !== undefined && req.runName !== undefined ? autoRunId(req.launchDir, req.autoSessionId, req.runName) : newRunId()
     const sessionId = newSessionId()
     const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
     const [pidStart, historyMark] = await probed
@@ -383,6 +383,10 @@ export class RunManager implements RunLifecycle {
 
   run (runId: string): RunRecord | undefined {
     return this.#deps.ledger.get(runId)
+  }
+
+  async settle (): Promise<void> {
+    await this.#deps.ledger.settle()
   }
 
   live (launchDir?: string): RunRecord[] {

@@ -32,6 +32,11 @@ export interface CreateRunRequest {
    * dead to the monitor, which ended auto-runs as killed while they were being provisioned.
    */
   runName?: string
+  /**
+   * mode `auto` only: the session UUID of the history line; with the launch dir and runName it gives the run its id
+   * (ids.ts autoRunId), so that two nodes seeing one start make one run
+   */
+  autoSessionId?: string
   ttlSeconds?: number
   slurmJobId?: string
   /** the wrapper's or the launched child's pid, for liveness */
@@ -65,6 +70,8 @@ export interface RunService {
 export interface RunQueries {
   /** one run as the ledger has it now */
   run (runId: string): RunRecord | undefined
+  /** wait until run() reflects every run acknowledged so far, on any node (a shared ledger's view may lag) */
+  settle (): Promise<void>
   /** the live (not terminal) runs, those of one launch dir when given */
   live (launchDir?: string): RunRecord[]
   /** live runs whose head runs on this host and that this node owns: the ones whose local signals are its to read */

@@ -17,6 +17,7 @@ import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from '../nextflow/history-file.js'
 import { openDir } from '../os/read-owned.js'
+import { autoRunId } from '../runs/ids.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
 export function lateTargets (targets: readonly string[]): TargetName[] {
@@ -174,12 +175,20 @@ export class AutoRuns {
         launchDir,
         targets,
         runName: record.runName,
+        autoSessionId: record.sessionId,
         ...(watch.workspace !== null ? { workspace: watch.workspace } : {})
       })
       this.#log.info({ runId: created.runId, user: caller.user, runName: record.runName }, 'auto-run provisioned')
       await this.#deps.monitor.checkRun(created.runId)
       return { outcome: 'provisioned', runId: created.runId }
     } catch (err) {
+      // Another node saw the same start and made its run first (the id is the start's: ids.ts autoRunId). Its insert
+      // is acknowledged, but this node's view of the ledger may not show it yet: settle before looking.
+      if (isCoded(err, 'NFS_ERR_CONFLICT')) {
+        await runs.settle().catch(() => {})
+        const made = runs.run(autoRunId(launchDir, record.sessionId, record.runName))
+        if (made !== undefined) return { outcome: 'claimed', runId: made.runId }
+      }
       this.#skip(owner, watch, isCoded(err) ? `${err.code}: ${err.message}` : 'provisioning failed')
       return SKIPPED
     }
