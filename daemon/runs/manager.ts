@@ -360,7 +360,13 @@ export class RunManager implements RunLifecycle {
    */
   async #ownersAnswer (run: RunRecord): Promise<RunRecord> {
     if (!isTerminal(run.state) || this.#ownership.owns(run) || ownerAnswered(run)) return run
-    if (this.#ownership.ownerOf?.(run.runId) === null) return run
+    if (this.#ownership.ownerOf?.(run.runId) === null) {
+      // No owner: its node left and nobody adopted it yet, or it needs none any more: its owner revoked it and gave
+      // its key up a moment ago (cluster/ownership.ts release), which the `run` in hand, read before, does not show
+      // yet. Answer with the record as the settled ledger has it, not with that stale one.
+      await this.#deps.ledger.settle().catch(() => {})
+      return this.#deps.ledger.get(run.runId) ?? run
+    }
     return await awaitOwnerRevoke(this.#deps.ledger, run.runId, this.#deps.ownerRevokeWaitMs ?? OWNER_REVOKE_WAIT_MS) ?? run
   }
 

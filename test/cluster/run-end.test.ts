@@ -105,11 +105,9 @@ t.test('a launched command stops when its run is revoked on another node', async
     t.ok(alive(pid), 'the command runs')
     const r = await revokeOn('b', runId)
     t.equal(r.state, 'killed')
-    t.comment(`b answered with the targets ${JSON.stringify(Object.values(r.targets).map(x => x.state))}`)
-    await waitFor('the run to be revoked', async () => {
-      const v = (await c.call('b', 'GET', `/runs/${runId}`)).body as { targets: Record<string, { state: string }> }
-      return Object.values(v.targets).every(x => x.state === 'revoked')
-    }, 20_000, 100)
+    // Answered once the owner has revoked, even when the owner has given its key up already (it did, and b answered
+    // with the record it had read before: 'revoking', in 2 of 5 runs here).
+    t.same(Object.values(r.targets).map(x => x.state), ['revoked'], 'b answers with the owner\'s revoke')
     await waitFor('the command to stop', () => !alive(pid), 20_000, 100).catch(() => {})
     t.notOk(alive(pid), 'the command on a is stopped')
     t.same(c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node), ['a'], 'revoked once, by a')
