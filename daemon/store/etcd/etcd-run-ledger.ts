@@ -137,8 +137,11 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
       } catch (err) {
         throw clusterError(err, 'removing runs')
       }
-      await replica.waitFor(Number(res.header.revision))
-      return present.length
+      // Keys another node removed first make a delete that changes nothing, and no event will carry the answer's
+      // revision: wait only for what this transaction changed.
+      const deleted = res.responses.reduce((n, r) => n + Number(r.response_delete_range?.deleted ?? 0), 0)
+      if (deleted > 0) await replica.waitFor(Number(res.header.revision))
+      return deleted
     },
     close: async () => {
       if (closed) return

@@ -85,13 +85,23 @@ export class Replica {
     const builder = this.#ns.watch().prefix('').startRevision(String(from)).withPreviousKV()
     const watcher = await builder.create()
     this.#watcher = watcher
+    // The client resumes a broken watch from the revision after the last response's header (etcd3 lib/watch.js,
+    // Watcher.updateRevision, on 'connected' and on 'data'). A header is not a promise that every change up to it
+    // was delivered: a re-created watch's first answer carries the member's current revision before its catch-up
+    // events, and a catch-up answer carries the current revision with at most 1,000 revisions of events (etcd's
+    // syncWatchers). A second break in between resumed past changes never delivered, and the mirror missed them for
+    // good (seen: a node's mirror held a run's end but not its revoke after a quorum loss). Both our handlers run
+    // after the client's own, so the resume point is always the revision after the last change applied here.
+    watcher.on('connected', () => { this.#resumeAfterApplied(watcher) })
     watcher.on('data', (res) => {
+      let last = 0
       for (const ev of res.events ?? []) {
         const kv = ev.kv as unknown as RawKv
         const key = kv.key.toString()
+        const mod = Number(kv.mod_revision)
+        if (mod > last) last = mod
         if (key.startsWith(SYNC)) continue
         if (!this.#prefixes.some(p => key.startsWith(p))) continue
-        const mod = Number(kv.mod_revision)
         const prev = this.#entries.get(key) ?? null
         if (ev.type === 'Delete') {
           if (prev === null) continue
@@ -104,13 +114,21 @@ export class Replica {
           this.#emit({ key, op: 'put', entry, previous: prev, revision: mod })
         }
       }
-      this.#advance(Number(res.header.revision))
+      // With events, the mirror has applied changes up to the last one's revision, and no further (the header may
+      // be ahead, above). Without events the answer is a progress notification, which etcd sends only to a watcher
+      // that has caught up: its header holds.
+      this.#advance(last > 0 ? last : Number(res.header.revision))
+      this.#resumeAfterApplied(watcher)
     })
     watcher.on('error', (err) => {
       // A compacted start revision cannot be watched: read everything again, diff, and watch from there.
       if (this.#closed) return
       if (/compact/i.test(String((err as Error).message))) void this.#resync()
     })
+  }
+
+  #resumeAfterApplied (watcher: Watcher): void {
+    if (this.#revision > 0) watcher.request.start_revision = String(this.#revision + 1)
   }
 
   async #resync (): Promise<void> {

@@ -1,0 +1,72 @@
+// The etcd mirror (store/etcd/replica.ts) against the etcd3 client's own resume rule. The client resumes a broken
+// watch from the revision after the last answer's header (lib/watch.js, Watcher.updateRevision, on 'connected' and on
+// 'data'); a header can be ahead of the changes delivered (a re-created watch's first answer, a catch-up answer
+// capped at 1,000 revisions). A second break in that window resumed past changes never delivered: in a clean CI run,
+// after a quorum loss a node's mirror held a run's end record but never its revoke (test/store/etcd-run-ledger.test.ts,
+// "b reads it"). Here the real client's Watcher receives such answers (emitted on it, so its own handler runs first,
+// as for a real answer), and the mirror must neither claim a revision it has not applied nor let the client resume
+// past it; then real writes go on flowing. Real 3-member etcd.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import type { Namespace, Watcher, WatchBuilder } from 'etcd3'
+import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
+import { Replica } from '../../daemon/store/etcd/replica.js'
+import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { requireEtcd } from '../helpers/requires.js'
+
+requireEtcd(t)
+
+/** The namespace as it is, but the watcher it creates is kept for the test. */
+function capturing (ns: Namespace): { ns: Namespace, watcher: () => Watcher } {
+  let created: Watcher | null = null
+  const wrapped = new Proxy(ns, {
+    get (target, p, receiver) {
+      if (p !== 'watch') return Reflect.get(target, p, receiver) as unknown
+      return () => {
+        const builder: WatchBuilder = target.watch()
+        const create = builder.create.bind(builder)
+        builder.create = async () => { created = await create(); return created }
+        return builder
+      }
+    }
+  })
+  return { ns: wrapped, watcher: () => { if (created === null) throw new Error('no watcher yet'); return created } }
+}
+
+t.test('a header ahead of the changes delivered moves neither the mirror nor the resume point', async t => {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
+  t.teardown(() => { conn.close() })
+  const { ns, watcher } = capturing(conn.ns)
+  const replica = new Replica(ns, ['runs/'], 'b')
+  await replica.start()
+  t.teardown(async () => { await replica.close() })
+
+  const put = await conn.ns.put('runs/r1').value('one').exec()
+  const r1 = Number(put.header.revision)
+  await replica.waitFor(r1)
+  t.equal(replica.get('runs/r1')?.value.toString(), 'one', 'a real write reaches the mirror')
+  const applied = replica.revision
+  const w = watcher()
+
+  // A re-created watch's first answer: the member's revision, its catch-up events still to come.
+  w.emit('connected', { header: { revision: String(applied + 50) } })
+  t.equal(w.request.start_revision, String(applied + 1), 'after a created answer the client resumes after what the mirror applied')
+  t.equal(replica.revision, applied, 'and the mirror claims nothing more')
+
+  // A catch-up answer: the current revision in its header, events up to an earlier one (here the last change the
+  // mirror has, delivered again as a resumed watch does; a made-up revision would collide with the next real one).
+  const kv = { key: Buffer.from(`${prefix}runs/r1`), value: Buffer.from('one'), create_revision: String(r1), mod_revision: String(r1), version: '1', lease: '0' }
+  w.emit('data', { header: { revision: String(applied + 80) }, events: [{ type: 'Put', kv, prev_kv: null }] })
+  t.equal(replica.revision, applied, 'the mirror reflects the last change it applied, not the header')
+  t.equal(w.request.start_revision, String(applied + 1), 'and the client would resume right after it')
+
+  // Real writes still flow, and a barrier still answers.
+  const again = await conn.ns.put('runs/r3').value('three').exec()
+  await replica.waitFor(Number(again.header.revision))
+  t.equal(replica.get('runs/r3')?.value.toString(), 'three', 'a later real write arrives')
+  const reached = await replica.barrier()
+  t.ok(reached >= Number(again.header.revision), 'a barrier answers')
+})
