@@ -79,7 +79,7 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
   }
   try {
     await reachable(conn, log, opts.startWaitMs ?? START_WAIT_MS)
-    const membership = await Membership.join({ client: conn.client, ns: conn.ns, node, ttlSeconds: cluster.leaseTtlSeconds, stateDir: opts.stateDir, version: opts.version })
+    const membership = await Membership.join({ client: conn.client, ns: conn.ns, node, ttlSeconds: cluster.leaseTtlSeconds, stateDir: opts.stateDir, version: opts.version, logger: log })
     // The lease is left to expire by itself: a restart within the TTL re-attaches and nothing is taken over.
     closers.push(async () => { await membership.close() })
     let ledger: EtcdRunLedger | null = null

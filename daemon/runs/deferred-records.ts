@@ -122,10 +122,15 @@ export class DeferredRecords implements DeferredLedger {
   }
 
   async recordBestEffort (runId: string, expectedVersion: number, change: Change, opts?: UpdateOptions): Promise<{ run: RunRecord, durable: boolean }> {
-    try {
-      return { run: await this.update(runId, expectedVersion, change, opts), durable: true }
-    } catch (err) {
-      if (!cannotWriteNow(err)) throw err
+    // A run with a kept record waits for the next flush as a whole: its later records (a revoke after its end) join
+    // the kept one instead of trying the backend again. Without quorum each try costs the request deadline, and the
+    // end and its revoke then reach the journal together, so a restart never finds the one without the other.
+    if (!this.#kept.has(runId)) {
+      try {
+        return { run: await this.update(runId, expectedVersion, change, opts), durable: true }
+      } catch (err) {
+        if (!cannotWriteNow(err)) throw err
+      }
     }
     const cur = this.get(runId)
     if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
@@ -135,7 +140,9 @@ export class DeferredRecords implements DeferredLedger {
     const rec: RunRecord = { ...next, runId, version: cur.version + 1 }
     this.#kept.set(runId, rec)
     if (opts?.asOwner === true) this.#asOwner.add(runId)
-    this.#save()
+    // In the journal before the caller goes on: what follows a revoke's record (its audit line, the answer) must never
+    // be seen by anyone while a crash would still forget the record and revoke again.
+    await this.#save()
     // Followers (the event bus) see it now: its revision is the ledger's, not raised, as nothing was written.
     this.#emit({ revision: this.#ledger.revision, op: 'put', runId, version: rec.version, run: rec, previous: cur, durable: false })
     return { run: rec, durable: false }
@@ -197,16 +204,18 @@ export class DeferredRecords implements DeferredLedger {
   #forget (runId: string): void {
     this.#kept.delete(runId)
     this.#asOwner.delete(runId)
-    this.#save()
+    void this.#save()
   }
 
-  #save (): void {
+  /** Save the kept set as it is now; resolves once saved (never rejects). */
+  #save (): Promise<void> {
     const { journal, onJournalError } = this.#opts
-    if (journal === undefined) return
+    if (journal === undefined) return Promise.resolve()
     // One save after another, each of the set as it was then. The journal is a second copy of what memory holds:
     // failing to write it (a full disk) loses nothing memory does not hold, and never fails a revoke.
     const records = [...this.#kept.values()]
     this.#saving = this.#saving.then(async () => { await journal.save(records) }).catch((err: unknown) => { onJournalError?.(err) })
+    return this.#saving
   }
 
   #emit (c: LedgerChange): void {

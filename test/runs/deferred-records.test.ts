@@ -118,6 +118,27 @@ t.test('a journal keeps what memory keeps, and a reopen writes it', async t => {
   t.same(saved.at(-1), [], 'the journal is emptied once written')
 })
 
+t.test('a revoke after a kept end joins it: no second try of the backend, and in the journal before the caller goes on', async t => {
+  // A slow journal (an fsync on a loaded disk): what the caller does next (the revoke's audit line) must find the
+  // record saved, or a kill -9 right after forgets the revoke and the restart revokes again (cluster test 8).
+  const saved: RunRecord[][] = []
+  const journal: RecordJournal = { load: async () => [], save: async (e) => { await new Promise(resolve => setTimeout(resolve, 50)); saved.push(structuredClone(e)) } }
+  const { inner, records } = await open(t, journal)
+  const a = await records.insert(intentRecord(1))
+  let tries = 0
+  const update = inner.update
+  inner.update = async (...args) => { tries++; return await update(...args) }
+  inner.down = true
+  await records.recordBestEffort(a.runId, 1, kill)
+  t.same(saved.at(-1)?.map(r => [r.state, r.version]), [['killed', 2]], 'the end is in the journal when its record returns')
+  await records.recordBestEffort(a.runId, 2, revoked)
+  t.same(saved.at(-1)?.map(r => [r.state, r.targets.hpc?.state, r.version]), [['killed', 'revoked', 3]], 'the end and its revoke are in the journal, as one record, when the revoke\'s record returns')
+  t.equal(tries, 1, 'the backend was tried once (for the end), not again for the revoke (each try costs etcd\'s deadline without quorum)')
+  inner.down = false
+  await records.flush()
+  t.same([records.unsynced(), inner.get(a.runId)?.targets.hpc?.state], [[], 'revoked'], 'the next flush writes both')
+})
+
 t.test('a journal that cannot be written fails no record; a journaled record the ledger is already past is dropped', async t => {
   const errors: unknown[] = []
   const broken: RecordJournal = { load: async () => [], save: async () => { throw nfsError('NFS_ERR_STORAGE', ['journal', 'disk full']) } }
