@@ -15,6 +15,7 @@ import type { SecretValue } from '../secret-value.js'
 import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
 import { AtomicJsonFile, readJsonFileText, sweepTempFiles } from './atomic-file.js'
 import { verifyAside } from './verify-aside.js'
+import { realTimers, type TimerHandle, type Timers } from '../os/timers.js'
 import { keyId, open, seal } from './crypto.js'
 import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
@@ -78,12 +79,16 @@ export interface OpenSecretsStoreOptions {
   now?: () => Date
   /** how long lastUsed marks may wait in memory before a store write of their own (default 5 s) */
   lastUsedFlushMs?: number
+  /** the timers of that write (tests move them by hand) */
+  timers?: Timers
 }
 
 /** lastUsed marks are written once no mark has come for this long (see markUsed). */
 export const LAST_USED_FLUSH_MS = 5000
 /** ... and at the latest this many quiet windows after the first mark not yet on disk. */
 export const LAST_USED_MAX_WINDOWS = 12
+
+interface UsedOptions { flushMs: number, logger: Pick<Logger, 'warn'>, timers: Timers }
 
 /** `data` with the pending lastUsed marks (entryKey -> time) laid over it; the same object when there are none. */
 function withUsed (data: StoreData, used: ReadonlyMap<string, string>): StoreData {
@@ -116,12 +121,12 @@ class LowSecretsStore implements SecretsStore {
 
   // lastUsed marks not yet on disk, and the timer that writes them (markUsed).
   readonly #used = new Map<string, string>()
-  #usedTimer: NodeJS.Timeout | null = null
+  #usedTimer: TimerHandle | null = null
   /** when the oldest mark not yet on disk was made (ms), null when none is pending */
   #usedSince: number | null = null
-  readonly #usedOpts: { flushMs: number, logger: Pick<Logger, 'warn'> }
+  readonly #usedOpts: UsedOptions
 
-  constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date, usedOpts: { flushMs: number, logger: Pick<Logger, 'warn'> }) {
+  constructor (db: Low<StoreData>, adapter: AtomicJsonFile<StoreData>, key: Buffer, now: () => Date, usedOpts: UsedOptions) {
     this.#usedOpts = usedOpts
     this.#db = db
     this.#adapter = adapter
@@ -275,11 +280,13 @@ class LowSecretsStore implements SecretsStore {
     // Written once arming goes quiet (each mark pushes the write back, up to LAST_USED_MAX_WINDOWS windows): a burst
     // of arms does not share the disk and the event loop with a rewrite of the whole store (issue 18: these writes
     // made the arm's p99 in bench/ 'runs').
-    const now = Date.now()
+    const { timers, flushMs } = this.#usedOpts
+    const now = timers.now()
     this.#usedSince ??= now
-    if (this.#usedTimer !== null) clearTimeout(this.#usedTimer)
-    const latest = this.#usedSince + this.#usedOpts.flushMs * LAST_USED_MAX_WINDOWS
-    this.#usedTimer = setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, Math.max(0, Math.min(this.#usedOpts.flushMs, latest - now))).unref()
+    if (this.#usedTimer !== null) timers.clearTimeout(this.#usedTimer)
+    const latest = this.#usedSince + flushMs * LAST_USED_MAX_WINDOWS
+    this.#usedTimer = timers.setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, Math.max(0, Math.min(flushMs, latest - now)))
+    this.#usedTimer.unref()
   }
 
   /** Write pending lastUsed marks; a failure (full disk) keeps them for the next write or a later try. */
@@ -289,7 +296,10 @@ class LowSecretsStore implements SecretsStore {
       await this.#mutate(data => ({ next: this.#used.size > 0 ? { ...data } : data, result: undefined, changes: [] }))
     } catch (err) {
       this.#usedOpts.logger.warn({ err, pending: this.#used.size }, 'lastUsed not written; kept for a later write')
-      if (!this.#closed) this.#usedTimer ??= setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs).unref()
+      if (!this.#closed && this.#usedTimer === null) {
+        this.#usedTimer = this.#usedOpts.timers.setTimeout(() => { this.#usedTimer = null; void this.#flushUsed() }, this.#usedOpts.flushMs)
+        this.#usedTimer.unref()
+      }
     }
   }
 
@@ -366,7 +376,7 @@ class LowSecretsStore implements SecretsStore {
 
   async close (): Promise<void> {
     if (this.#closed) return
-    if (this.#usedTimer !== null) clearTimeout(this.#usedTimer)
+    if (this.#usedTimer !== null) this.#usedOpts.timers.clearTimeout(this.#usedTimer)
     this.#usedTimer = null
     await this.#flushUsed()
     await this.#chain
@@ -410,6 +420,6 @@ export async function openSecretsStoreAside (opts: OpenSecretsStoreOptions): Pro
     verified.catch(() => {})
   }
   opts.logger.info({ file: opts.path, keyId: id, secrets: db.data.secrets.length, workspaces: db.data.workspaces.length }, 'secrets store opened')
-  const store = new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()), { flushMs: opts.lastUsedFlushMs ?? LAST_USED_FLUSH_MS, logger: opts.logger })
+  const store = new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()), { flushMs: opts.lastUsedFlushMs ?? LAST_USED_FLUSH_MS, logger: opts.logger, timers: opts.timers ?? realTimers })
   return { store, verified }
 }

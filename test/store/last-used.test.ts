@@ -3,8 +3,7 @@
 import t from 'tap'
 import { readFileSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { openSecretsStore } from '../../daemon/store/secrets-store.js'
+import { LAST_USED_MAX_WINDOWS, openSecretsStore } from '../../daemon/store/secrets-store.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import type { StoreData } from '../../daemon/store/store-format.js'
@@ -12,14 +11,16 @@ import { silentLogger, tempDir, tinyTmpfs } from './helpers.js'
 import type { Teardown } from './helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
 import { whyNotRoot } from '../helpers/requires.js'
+import { ManualTimers } from '../helpers/manual-timers.js'
+import { waitFor } from '../helpers/wait.js'
 
 const AT = '2030-01-01T00:00:00.000Z'
 const LATER = '2030-01-02T00:00:00.000Z'
 const TOKEN = { scope: 'user:alice' as const, name: 'TOKEN' }
 
-async function fresh (t: Teardown, flushMs: number, dir = tempDir(t)): Promise<{ path: string, store: Awaited<ReturnType<typeof openSecretsStore>> }> {
+async function fresh (t: Teardown, flushMs: number, dir = tempDir(t), timers?: ManualTimers): Promise<{ path: string, store: Awaited<ReturnType<typeof openSecretsStore>> }> {
   const path = join(dir, 'store.json')
-  const store = await openSecretsStore({ path, key: generateKey(), logger: silentLogger(), lastUsedFlushMs: flushMs })
+  const store = await openSecretsStore({ path, key: generateKey(), logger: silentLogger(), lastUsedFlushMs: flushMs, ...(timers !== undefined ? { timers } : {}) })
   t.teardown(async () => { await store.close() })
   await store.createSecret(TOKEN.scope, TOKEN.name, new SecretValue('v'), 'alice')
   await store.createSecret('user:alice', 'OTHER', new SecretValue('w'), 'alice')
@@ -31,33 +32,52 @@ function onDisk (path: string, name = TOKEN.name): string | null | undefined {
   return data.secrets.find(s => s.name === name)?.lastUsed
 }
 
-t.test('a mark shows at once, reaches disk within the flush interval, and keeps the version', async t => {
-  const { path, store } = await fresh(t, 150)
+t.test('a mark shows at once, reaches disk when its flush interval has passed, and keeps the version', async t => {
+  const timers = new ManualTimers()
+  const { path, store } = await fresh(t, 150, undefined, timers)
   const gen = store.revision
   await store.markUsed([TOKEN], AT)
   t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.lastUsed, AT, 'listings show it at once')
   t.ok(store.revision > gen, 'derived caches see a change')
   t.equal(onDisk(path), null, 'the arm did not wait for a store write')
-  const deadline = Date.now() + 5000
-  while (onDisk(path) !== AT && Date.now() < deadline) await sleep(20)
+  await timers.advance(149)
+  t.equal(onDisk(path), null, 'not written before the interval has passed')
+  await timers.advance(1)
+  await waitFor('the flush to reach the disk', () => onDisk(path) === AT)
   t.equal(onDisk(path), AT, 'the flush wrote it')
   t.equal(onDisk(path, 'OTHER'), null, 'only the marked secret')
   t.equal(store.getSecret(TOKEN.scope, TOKEN.name)?.version, 1)
 })
 
 t.test('a burst of marks is written once it goes quiet, not in the middle of it; and no later than its bound', async t => {
-  const { path, store } = await fresh(t, 1000)
+  const timers = new ManualTimers()
+  const { path, store } = await fresh(t, 1000, undefined, timers)
   const ino = (): number => statSync(path).ino
   const before = ino()
+  const mark = (i: number): string => `2030-01-01T00:${String(Math.floor(i / 60)).padStart(2, '0')}:${String(i % 60).padStart(2, '0')}.000Z`
   // 30 marks 50 ms apart: 1.5 s, longer than the 1 s window, with no gap of 1 s in it.
   for (let i = 0; i < 30; i++) {
-    await store.markUsed([TOKEN], `2030-01-01T00:00:${String(i).padStart(2, '0')}.000Z`)
-    if (i < 29) await sleep(50)
+    await store.markUsed([TOKEN], mark(i))
+    if (i < 29) await timers.advance(50)
   }
-  t.equal(ino(), before, 'store.json was not rewritten during the burst (each write makes a new file)')
-  const deadline = Date.now() + 10_000
-  while (onDisk(path) !== '2030-01-01T00:00:29.000Z' && Date.now() < deadline) await sleep(20)
-  t.equal(onDisk(path), '2030-01-01T00:00:29.000Z', 'written once the burst went quiet, with its last mark')
+  await timers.advance(999)
+  t.equal(ino(), before, 'store.json was not rewritten during the burst nor 999 ms after it (each write makes a new file)')
+  await timers.advance(1)
+  await waitFor('the quiet burst to be written', () => onDisk(path) === mark(29))
+  t.equal(onDisk(path), mark(29), 'written once the burst went quiet, with its last mark')
+
+  // Marks that never go quiet (one every 500 ms) are written when LAST_USED_MAX_WINDOWS windows have passed.
+  const bound = 1000 * LAST_USED_MAX_WINDOWS
+  const written = ino()
+  let i = 100
+  for (let at = 0; at < bound; at += 500) {
+    await store.markUsed([TOKEN], mark(i++))
+    await timers.advance(at + 500 < bound ? 500 : 499)
+  }
+  t.equal(ino(), written, `not rewritten before ${bound} ms of marks`)
+  await timers.advance(1)
+  await waitFor('the bounded write', () => onDisk(path) === mark(i - 1))
+  t.equal(onDisk(path), mark(i - 1), 'written at the bound, with the last mark so far')
 })
 
 t.test('marks ride along with the next store write, and one made during a write is not lost', async t => {
