@@ -9,6 +9,7 @@ import type { RunRecord } from '../types.js'
 import type { RunOwnership } from '../runs/ownership.js'
 import { needsOwner } from '../runs/run-rules.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
+import { ownWriteRevision, readBack, type Written } from '../store/etcd/own-write.js'
 import { Replica } from '../store/etcd/replica.js'
 import { inPool, preferredAdopter } from './adopter.js'
 import { HostWatch } from './host-watch.js'
@@ -132,14 +133,26 @@ export class EtcdOwnership implements RunOwnership {
     }
   }
 
-  /** One takeover: true if this node now owns the run, false if another node did or the run moved on. */
+  /**
+   * One takeover: true if this node now owns the run, false if another node did or the run moved on. A takeover
+   * whose answer was lost after it committed is tried again by the client and fails its compare on its own owner key:
+   * the key holding this node's name on this node's lease, with the run still at the revision read, is this takeover's
+   * (own-write.ts). Reported as lost, the run would stay owned by this node and handled by none. A run this node's
+   * mirror already shows owned is not tried (its own earlier takeover would read back as this one).
+   */
   async adopt (runId: string, runMod: number): Promise<boolean> {
-    if (!this.#opts.membership.unfenced) return false
+    if (!this.#opts.membership.unfenced || this.ownerOf(runId) !== null) return false
+    const mine: Written[] = [
+      { key: OWN + runId, value: this.node, lease: this.#opts.membership.leaseId },
+      { key: `runs/${runId}`, mod: runMod }
+    ]
     try {
       const res = await this.#opts.ns.if(OWN + runId, 'Create', '==', 0).and(`runs/${runId}`, 'Mod', '==', runMod)
-        .then(this.claimOp(runId)).commit()
-      if (res.succeeded) await this.#replica.waitFor(Number(res.header.revision))
-      return res.succeeded
+        .then(this.claimOp(runId)).else(...readBack(this.#opts.ns, mine)).commit()
+      const revision = res.succeeded ? Number(res.header.revision) : ownWriteRevision(res, mine)
+      if (revision === null) return false
+      await this.#replica.waitFor(revision)
+      return true
     } catch (err) {
       throw clusterError(err, `adopting run ${runId}`)
     }

@@ -59,7 +59,8 @@ export function connectEtcd (opts: EtcdConnectOptions): EtcdConnection {
     faultHandling: { watchBackoff: cappedBackoff(50, 1000) }
     // The client's default fault handling stays: a circuit breaker per member and three tries across members,
     // so a call to a dead member goes on to a live one. Every write we send is a compare-and-swap or idempotent,
-    // so a try repeated after a lost answer cannot apply twice.
+    // so a try repeated after a lost answer cannot apply twice; and a compare-and-swap repeated after its own commit
+    // fails its compare on its own write, which it then reads back and knows as its own (own-write.ts).
   })
   return { client, ns: client.namespace(opts.prefix), close: () => { client.close() } }
 }

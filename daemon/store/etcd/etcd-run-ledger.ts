@@ -2,12 +2,14 @@
 // Replica; insert is create-only, update compares the mod revision of the record whose version the caller named,
 // remove deletes. Same contract as the file ledger (test/store/contract/). Records the cluster cannot take now (a
 // quorum loss) are kept by runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine
-// outage").
+// outage"). An insert or an owner's update whose answer was lost after it committed, and that the client tried again,
+// is known by what it left (own-write.ts): the row's exact bytes and, with ownership, this node's name on the owner key.
 import type { Namespace } from 'etcd3'
 import { nfsError } from '../../errors.js'
 import type { RunRecord } from '../../types.js'
 import type { LedgerChange, RunLedger } from '../run-ledger.js'
 import { clusterError } from './etcd-client.js'
+import { ownWriteRevision, readBack, type Written } from './own-write.js'
 import { Replica, type ReplicaChange } from './replica.js'
 
 const RUNS = 'runs/'
@@ -68,20 +70,40 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     return await mine
   }
 
+  /**
+   * Our own write after a lost answer: an insert's row (a run id is new, and the record names its creation's
+   * millisecond), with this node's name on the owner key it claimed; an owner's update, whose owner key only this
+   * node writes. Other updates are not told apart from another node's identical change (a record names no writer):
+   * they stay conflicts, and runs/transition.ts reads again and finds its change there.
+   */
+  const ownMarks = (runId: string, bytes: string, insert: boolean, asOwner: boolean): Written[] => {
+    if (!insert && !(asOwner && opts.owner !== undefined)) return []
+    const row: Written = { key: RUNS + runId, value: bytes }
+    return opts.owner === undefined ? [row] : [row, { key: opts.owner.key(runId), value: opts.owner.node }]
+  }
+
   async function commit (runId: string, compareMod: number, rec: RunRecord, asOwner = false): Promise<boolean> {
     if (closed) throw nfsError('NFS_ERR_STORAGE', ['the cluster ledger', 'it is closed'])
+    const bytes = JSON.stringify(rec)
+    const mine = ownMarks(runId, bytes, compareMod === 0, asOwner)
     let res
     try {
       let txn = ns.if(RUNS + runId, compareMod === 0 ? 'Create' : 'Mod', '==', compareMod)
-      const ops: unknown[] = [ns.put(RUNS + runId).value(JSON.stringify(rec))]
+      const ops: unknown[] = [ns.put(RUNS + runId).value(bytes)]
       if (opts.owner !== undefined && compareMod === 0) ops.push(opts.owner.claimOp(runId))
       if (opts.owner !== undefined && asOwner) txn = txn.and(opts.owner.key(runId), 'Value', '==', opts.owner.node)
-      res = await txn.then(...(ops as never[])).commit()
+      res = await txn.then(...(ops as never[])).else(...readBack(ns, mine)).commit()
     } catch (err) {
       throw clusterError(err, `writing run ${runId}`)
     }
-    if (res.succeeded) await replica.waitFor(Number(res.header.revision))
-    return res.succeeded
+    if (res.succeeded) {
+      await replica.waitFor(Number(res.header.revision))
+      return true
+    }
+    const own = ownWriteRevision(res, mine)
+    if (own === null) return false
+    await replica.waitFor(own)
+    return true
   }
 
   async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, asOwner = false): Promise<RunRecord> {
@@ -117,6 +139,10 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     all: () => [...parsed.values()],
     get: current,
     insert: async (run) => await serial(run.runId, async () => {
+      // A run this node already has is refused here: the same record inserted again by this node would otherwise read
+      // back as its own write below (its bytes and its owner key are this node's). Read fresh before calling it taken.
+      if (parsed.has(run.runId)) await replica.barrier()
+      if (parsed.has(run.runId)) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
       const rec: RunRecord = { ...run, version: 1 }
       if (!(await commit(run.runId, 0, rec))) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
       return rec

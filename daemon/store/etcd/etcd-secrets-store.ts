@@ -8,7 +8,9 @@
 // from the watch history on reconnect (the put carries its value), so its event still says who.
 // Reads come from a Replica; every write is one transaction comparing the mod revision of the keys it read, a
 // secret's metadata and value change together, and a workspace's secrets go with it. Same contract as the file
-// store (test/store/contract/): If-Match that really fails, unconditioned writes retried on a fresh read.
+// store (test/store/contract/): If-Match that really fails, unconditioned writes retried on a fresh read. A write
+// whose answer was lost after it committed, and that the client tried again, is known by what it left (own-write.ts):
+// a secret's sealed value holds a fresh random nonce, a tombstone sits on this node's lease.
 import type { Namespace } from 'etcd3'
 import type { Logger } from 'pino'
 import { isCoded, nfsError } from '../../errors.js'
@@ -18,6 +20,7 @@ import { keyId, open, seal, type Sealed } from '../crypto.js'
 import type { SecretsStore, StoreChange, WriteOptions } from '../secrets-store.js'
 import { checkEntry, copyWorkspace } from '../store-format.js'
 import { clusterError } from './etcd-client.js'
+import { ownWriteRevision, readBack, type Written } from './own-write.js'
 import { Replica, type Entry, type ReplicaChange } from './replica.js'
 
 const META = 'smeta/'
@@ -182,9 +185,10 @@ class EtcdSecretsStore implements SecretsStore {
 
   /**
    * One compare-and-swap write, retried on a fresh read when the caller named no version. `attempt` reads the
-   * current record from the mirror, says which mod revision it expects (0: absent) and what to write.
+   * current record from the mirror, says which mod revision it expects (0: absent), what to write, and by which keys
+   * a failed compare can still be this write's own success (`mine`: a retry by the client after a lost answer).
    */
-  async #cas<R> (what: string, opts: WriteOptions | undefined, attempt: () => { compare: Array<[string, number]>, ops: unknown[], result: R } | R, current?: () => { version: number } | undefined): Promise<R> {
+  async #cas<R> (what: string, opts: WriteOptions | undefined, attempt: () => Step<R> | R, current?: () => { version: number } | undefined): Promise<R> {
     const run = async (): Promise<R> => {
       // The If-Match check runs in the queue, against the record as this node's earlier writes left it.
       if (current !== undefined) await this.#expect(opts, current, what)
@@ -198,7 +202,7 @@ class EtcdSecretsStore implements SecretsStore {
     return await mine
   }
 
-  async #casNow<R> (what: string, opts: WriteOptions | undefined, attempt: () => { compare: Array<[string, number]>, ops: unknown[], result: R } | R): Promise<R> {
+  async #casNow<R> (what: string, opts: WriteOptions | undefined, attempt: () => Step<R> | R): Promise<R> {
     if (this.#closed) throw nfsError('NFS_ERR_STORAGE', ['the cluster store', 'it is closed'])
     for (let i = 0; ; i++) {
       const step = attempt()
@@ -207,12 +211,17 @@ class EtcdSecretsStore implements SecretsStore {
       try {
         let txn = this.#ns.if(step.compare[0]![0], step.compare[0]![1] === 0 ? 'Create' : 'Mod', '==', step.compare[0]![1])
         for (const [k, mod] of step.compare.slice(1)) txn = txn.and(k, mod === 0 ? 'Create' : 'Mod', '==', mod)
-        res = await txn.then(...(step.ops as never[])).commit()
+        res = await txn.then(...(step.ops as never[])).else(...readBack(this.#ns, step.mine ?? [])).commit()
       } catch (err) {
         throw clusterError(err, `writing ${what}`)
       }
       if (res.succeeded) {
         await this.#replica.waitFor(Number(res.header.revision))
+        return step.result
+      }
+      const own = ownWriteRevision(res, step.mine ?? [])
+      if (own !== null) {
+        await this.#replica.waitFor(own)
         return step.result
       }
       if (opts?.ifVersion !== undefined || i >= RETRIES) throw nfsError('NFS_ERR_CONFLICT', [`${what} changed concurrently`])
@@ -236,13 +245,15 @@ class EtcdSecretsStore implements SecretsStore {
     const k = `${scope}/${name}`
     const at = this.#now().toISOString()
     const meta: SecretMeta = { name, scope, createdAt: at, createdBy: by, updatedAt: at, updatedBy: by, lastUsed: null, version: 1 }
-    const sealed = seal(this.#key, scope, name, value)
+    const sealed = JSON.stringify(seal(this.#key, scope, name, value))
     try {
       return await this.#cas(`secret ${k}`, { ifVersion: null }, () => ({
         compare: [[META + k, 0]],
-        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(JSON.stringify(sealed)), this.#ns.delete().key(GONE + k)],
-        result: { ...meta }
-      }))
+        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(sealed), this.#ns.delete().key(GONE + k)],
+        result: { ...meta },
+        // The sealed value's nonce is fresh: those bytes in sval/ are this write's (its metadata may have moved on).
+        mine: [{ key: VAL + k, value: sealed }]
+      }), () => this.#meta.get(META + k))
     } catch (err) {
       if (isCoded(err, 'NFS_ERR_CONFLICT')) throw nfsError('NFS_ERR_SECRET_EXISTS', [name, scope])
       throw err
@@ -252,7 +263,7 @@ class EtcdSecretsStore implements SecretsStore {
   async updateSecret (scope: Scope, name: string, value: SecretValue, by: string, opts?: WriteOptions): Promise<SecretMeta> {
     checkEntry(scope, name)
     const k = `${scope}/${name}`
-    const sealed = seal(this.#key, scope, name, value)
+    const sealed = JSON.stringify(seal(this.#key, scope, name, value))
     return await this.#cas(`secret ${k}`, opts, () => {
       const cur = this.#meta.get(META + k)
       const entry = this.#replica.get(META + k)
@@ -263,8 +274,9 @@ class EtcdSecretsStore implements SecretsStore {
       const meta: SecretMeta = { ...cur, updatedAt: this.#now().toISOString(), updatedBy: by, version: cur.version + 1 }
       return {
         compare: [[META + k, entry.mod]],
-        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(JSON.stringify(sealed))],
-        result: meta
+        ops: [this.#ns.put(META + k).value(JSON.stringify(meta)), this.#ns.put(VAL + k).value(sealed)],
+        result: meta,
+        mine: [{ key: VAL + k, value: sealed }]
       }
     }, () => this.#meta.get(META + k))
   }
@@ -280,8 +292,15 @@ class EtcdSecretsStore implements SecretsStore {
         if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`secret ${k} is gone`])
         throw nfsError('NFS_ERR_SECRET_NOT_FOUND', [k])
       }
-      const tomb = this.#ns.put(GONE + k).value(JSON.stringify({ by, version: cur.version })).lease(lease)
-      return { compare: [[META + k, entry.mod]], ops: [tomb, this.#ns.delete().key(META + k), this.#ns.delete().key(VAL + k)], result: { ...cur } }
+      const tomb = JSON.stringify({ by, version: cur.version })
+      return {
+        compare: [[META + k, entry.mod]],
+        ops: [this.#ns.put(GONE + k).value(tomb).lease(lease), this.#ns.delete().key(META + k), this.#ns.delete().key(VAL + k)],
+        result: { ...cur },
+        // The secret gone and a tombstone naming this version on this node's lease: this delete's (this node's deletes
+        // of one secret go one after another).
+        mine: [{ key: META + k, value: null }, { key: GONE + k, value: tomb, lease }]
+      }
     }, () => this.#meta.get(META + k)).catch((err: unknown) => {
       // A lease gone sooner than this node counted (it cannot be, but a failed write costs a grant at most): a new one next time.
       if (isCoded(err, 'NFS_ERR_CLUSTER_UNAVAILABLE')) this.#tombLease = null
@@ -325,10 +344,14 @@ class EtcdSecretsStore implements SecretsStore {
     if (typeof name !== 'string' || !/^[^\0\s/]{1,256}$/.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
     const owner = opts?.owner ?? null
     const ws: Workspace = { name, members: owner === null ? {} : { [owner]: 'owner' }, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
+    const bytes = JSON.stringify(ws)
     try {
+      // The record names its creator and the millisecond: the same bytes from another node would be the same create.
+      // This node's own earlier create of the name is refused before the write (the If-None-Match check, on its
+      // mirror), so it cannot read back as this one.
       return await this.#cas(`workspace ${name}`, { ifVersion: null }, () => ({
-        compare: [[WS + name, 0]], ops: [this.#ns.put(WS + name).value(JSON.stringify(ws))], result: copyWorkspace(ws)
-      }))
+        compare: [[WS + name, 0]], ops: [this.#ns.put(WS + name).value(bytes)], result: copyWorkspace(ws), mine: [{ key: WS + name, value: bytes }]
+      }), () => this.#ws.get(WS + name))
     } catch (err) {
       if (isCoded(err, 'NFS_ERR_CONFLICT')) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [name])
       throw err
@@ -366,7 +389,9 @@ class EtcdSecretsStore implements SecretsStore {
         map[who] = role
       }
       const ws: Workspace = { ...cur, [field]: map, version: cur.version + 1 }
-      return { compare: [[WS + wsName, entry.mod]], ops: [this.#ns.put(WS + wsName).value(JSON.stringify(ws))], result: copyWorkspace(ws) }
+      const bytes = JSON.stringify(ws)
+      // The same bytes written by another node are the same change from the same version: the result is the same.
+      return { compare: [[WS + wsName, entry.mod]], ops: [this.#ns.put(WS + wsName).value(bytes)], result: copyWorkspace(ws), mine: [{ key: WS + wsName, value: bytes }] }
     }, () => this.#ws.get(WS + wsName))
   }
 
@@ -390,7 +415,9 @@ class EtcdSecretsStore implements SecretsStore {
   }
 }
 
-function isStep<R> (x: unknown): x is { compare: Array<[string, number]>, ops: unknown[], result: R } {
+interface Step<R> { compare: Array<[string, number]>, ops: unknown[], result: R, mine?: Written[] }
+
+function isStep<R> (x: unknown): x is Step<R> {
   return typeof x === 'object' && x !== null && 'compare' in x && 'ops' in x
 }
 

@@ -1,0 +1,61 @@
+// Loses the answer of one etcd transaction after etcd applied it, as a member killed mid-answer or a connection cut
+// before the answer does: the transaction goes to etcd for real, and the client is then told UNAVAILABLE (gRPC code
+// 14) instead of the answer. It is done at the gRPC client of each member inside the etcd3 client, below its fault
+// handling, so the client's own retry runs as it would (the member's connections reset, the next try on another
+// member). A TCP proxy cannot pick one call out of a member's single HTTP/2 connection (the watch, keepalives and
+// other calls share it); this hook picks it by the key it writes.
+import type { Etcd3 } from 'etcd3'
+
+type Callback = (err: Error | null | undefined, res?: unknown) => void
+type Call = (payload: unknown, metadata: unknown, options: unknown, cb: Callback) => unknown
+interface Host { getServiceClient: (name: string) => object }
+interface TxnRequest { success?: Array<{ request_put?: { key?: Buffer } }> }
+
+export interface LostAnswers {
+  /** Lose the answer of the next transaction that puts a key ending in `keySuffix` (after a namespace's prefix), once. */
+  loseNext: (keySuffix: string) => void
+  /** answers lost so far */
+  readonly lost: number
+}
+
+export function loseAnswers (client: Etcd3): LostAnswers {
+  const hosts = (client as unknown as { pool: { hosts: Host[] } }).pool.hosts
+  let armed: { suffix: string } | null = null
+  let lost = 0
+  const picks = (payload: unknown): boolean =>
+    armed !== null && ((payload as TxnRequest).success ?? []).some(op => op.request_put?.key?.toString().endsWith(armed!.suffix) === true)
+  for (const host of hosts) {
+    const real = host.getServiceClient.bind(host)
+    host.getServiceClient = (name: string) => {
+      const service = real(name)
+      if (name !== 'KV') return service
+      return new Proxy(service, {
+        get (target, prop) {
+          const v = Reflect.get(target, prop, target) as unknown
+          if (typeof v !== 'function') return v
+          if (prop !== 'txn') return v.bind(target)
+          const call = v as Call
+          return (payload: unknown, metadata: unknown, options: unknown, cb: Callback) => {
+            if (!picks(payload)) return call.call(target, payload, metadata, options, cb)
+            const was = armed!
+            armed = null
+            return call.call(target, payload, metadata, options, (err, res) => {
+              if (err != null) {
+                // It did not get through: lose the next one instead.
+                armed = was
+                cb(err, res)
+                return
+              }
+              lost++
+              cb(Object.assign(new Error('14 UNAVAILABLE: answer lost (injected by the test)'), { code: 14 }))
+            })
+          }
+        }
+      })
+    }
+  }
+  return {
+    loseNext: (keySuffix) => { armed = { suffix: keySuffix } },
+    get lost () { return lost }
+  }
+}
