@@ -131,7 +131,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // Runs of a node that left are taken over here too; an adopted run is checked at once, then with the others.
   cluster?.startAdopting(ids => { for (const id of ids) void monitor.checkRun(id) })
   // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
-  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock, deferWalks: true })
+  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock, deferWalks: true, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
   watched.service = watches
 
   const app = await buildServer({

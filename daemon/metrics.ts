@@ -155,7 +155,7 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
       }
     }))
   }
-  watchGauge('watch_roots', 'Watched roots (from the config and from `watch add`)', s => s.roots)
+  watchGauge('watch_roots', 'Watched roots (from the config and from `watch add`; in a cluster, those this node polls)', s => s.polledHere ?? s.roots)
   watchGauge('watched_launch_dirs', 'Nextflow launch dirs found under the watched roots', s => s.launchDirs)
   watchGauge('watch_degraded_roots', 'Watched roots that cannot be watched as asked (missing, unreadable, over a limit)', s => s.degraded.length)
 

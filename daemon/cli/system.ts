@@ -42,7 +42,7 @@ export function statusText (s: StatusView): string {
     ['secrets', s.secrets],
     ['workspaces', s.workspaces],
     ['runs', renderMap(s.runs)],
-    ['watches', s.watches !== undefined ? `${s.watches.roots} roots, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}${(s.watches.walking?.length ?? 0) > 0 ? `, ${s.watches.walking!.length} still walking` : ''}${(s.watches.limited?.length ?? 0) > 0 ? `, ${s.watches.limited!.length} at the dir limit` : ''}` : '-']
+    ['watches', s.watches !== undefined ? `${s.watches.roots} roots${s.watches.polledHere !== undefined ? ` (${s.watches.polledHere} polled here)` : ''}, ${s.watches.launchDirs} launch dirs${s.watches.degraded.length > 0 ? `, ${s.watches.degraded.length} degraded` : ''}${(s.watches.walking?.length ?? 0) > 0 ? `, ${s.watches.walking!.length} still walking` : ''}${(s.watches.limited?.length ?? 0) > 0 ? `, ${s.watches.limited!.length} at the dir limit` : ''}` : '-']
   ])
   const targets = targetLines(s.targets)
   const warnings = (s.warnings ?? []).map(w => `  warning: ${warningText(w)}\n`).join('')

@@ -20,13 +20,16 @@ export function intOption (v: unknown, name: string, min: number, max: number): 
   return n
 }
 
-/** The `watch list` table. Pure. */
+/** The `watch list` table; in a cluster (rows that say who polls) a POLLER column. Pure. */
 export function watchTable (rows: WatchView[]): string {
   if (rows.length === 0) return 'No watches.\n'
-  return renderTable(['ROOT', 'SOURCE', 'OWNER', 'DEPTH', 'WORKSPACE', 'TARGETS', 'MODE', 'LAUNCH DIRS', 'DEGRADED'],
+  const cluster = rows.some(w => w.poller !== undefined)
+  return renderTable(['ROOT', 'SOURCE', 'OWNER', 'DEPTH', 'WORKSPACE', 'TARGETS', 'MODE', 'LAUNCH DIRS', 'DEGRADED', ...(cluster ? ['POLLER'] : [])],
     rows.map(w => [w.root, w.source, w.owner, w.depth, w.workspace ?? '-', w.targets.join(',') || '-',
       // A root still being walked at start-up is still finding its launch dirs: its count is a floor.
-      w.poll ? `poll ${w.intervalMs}ms` : 'native', w.walking ? `${w.launchDirs} (walking)` : w.launchDirs, w.degraded ?? w.limited ?? '-']))
+      w.poll ? `poll ${w.intervalMs}ms` : 'native', w.walking ? `${w.launchDirs} (walking)` : w.launchDirs, w.degraded ?? w.limited ?? '-',
+      // Another node's root: its launch dirs are counted there, not here.
+      ...(cluster ? [w.poller ?? '-'] : [])]))
 }
 
 export const watchCommands: Command[] = [

@@ -15,6 +15,7 @@ import { openEtcdRunLedger, type EtcdRunLedger } from '../store/etcd/etcd-run-le
 import { openEtcdSecretsStore } from '../store/etcd/etcd-secrets-store.js'
 import { Membership } from './membership.js'
 import { EtcdOwnership } from './ownership.js'
+import { EtcdWatchRoots } from './watch-roots.js'
 
 /** how long a start waits for etcd before it gives up with exit 69 */
 export const START_WAIT_MS = 30_000
@@ -33,6 +34,8 @@ export interface ClusterBackend {
   ledger: EtcdRunLedger
   ownership: EtcdOwnership
   membership: Membership
+  /** the shared watch roots and which node polls each (the watch service follows them) */
+  watchRoots: EtcdWatchRoots
   /** the node that answers for the run's end now (null: none, its lease is gone and nobody adopted it yet) */
   ownerOf: (runId: string) => string | null
   status: () => Promise<ClusterStatus>
@@ -92,6 +95,8 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
     closers.push(async () => { await openedLedger.close() })
     const store = await openEtcdSecretsStore({ ns: conn.ns, node, key: opts.key, logger: logger.child({ room: 'store' }) })
     closers.push(async () => { await store.close() })
+    const watchRoots = await EtcdWatchRoots.open({ ns: conn.ns, membership, ttlSeconds: cluster.leaseTtlSeconds, logger: logger.child({ room: 'watch', node }) })
+    closers.push(async () => { await watchRoots.close() })
 
     // Nodes seen alive since this daemon started: a node that left stays listed, not alive, until the next restart.
     const seen = new Set<string>([node])
@@ -107,6 +112,7 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
       ledger,
       ownership,
       membership,
+      watchRoots,
       ownerOf: id => ownership.ownerOf(id),
       status: async () => {
         const counts = ownership.ownedCounts()

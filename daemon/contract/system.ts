@@ -17,7 +17,7 @@ export interface StatusView {
   targets: Record<string, { usable?: boolean, detail?: string, warnings?: unknown[] } | unknown>
   /** misconfigurations of the daemon itself (the state dir), each `{code, message}` */
   warnings?: unknown[]
-  watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[], limited?: string[] }
+  watches: { roots: number, launchDirs: number, degraded: unknown[], walking?: string[], limited?: string[], polledHere?: number }
   /** cluster mode only (CLUSTER.md) */
   cluster?: ClusterStatus
 }

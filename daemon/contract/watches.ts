@@ -29,6 +29,8 @@ export interface WatchView {
   limited?: string | null
   /** the root's first walk is still going: launch dirs are still being found */
   walking: boolean
+  /** cluster mode only: the node that walks and polls the root (null: none now); its other nodes list it, not poll it */
+  poller?: string | null
 }
 
 /** The watches part of GET /status. */
@@ -40,4 +42,6 @@ export interface WatchSummary {
   walking?: string[]
   /** roots a walk of which stopped at limits.watchedDirsPerUser */
   limited?: string[]
+  /** cluster mode only: how many of `roots` this node walks and polls (another node polls the others) */
+  polledHere?: number
 }

@@ -15,6 +15,8 @@ export interface StoredWatch {
   user: string
   createdAt: string
   version: number
+  /** cluster mode: the node it was added on (watch roots are shared there) */
+  node?: string
 }
 
 interface WatchFileData {
@@ -31,6 +33,41 @@ export interface WatchRootStore {
   add (w: Omit<StoredWatch, 'version'>, maxPerUid?: number): Promise<StoredWatch>
   /** false when there was none */
   remove (root: string): Promise<boolean>
+}
+
+/**
+ * The watch roots as the watch service takes them: the API's roots (a store) and which of all the roots this node
+ * walks and polls. On one node every root is its own (localWatchRoots); in a cluster the API's roots are shared and
+ * one node polls each (cluster/watch-roots.ts).
+ */
+export interface WatchRoots extends WatchRootStore {
+  /** this node's name where roots are shared between nodes; null on one node (then nothing says who polls) */
+  readonly node: string | null
+  /** may this node walk and poll `root` now? (a root no other node shares: yes) */
+  mine: (root: string) => boolean
+  /** the node that polls a shared root now (null: none does) */
+  pollerOf: (root: string) => string | null
+  /**
+   * Taken over from a poller that is gone: the time (ms) from which a history written counts as new in the first
+   * walk (Nextflow starts nobody polled meanwhile still become auto-runs). Undefined: now, as at a daemon's start.
+   */
+  seedsSince: (root: string) => number | undefined
+  /** told when roots come or go on other nodes, or who polls one changes */
+  onChange: (listener: () => void) => () => void
+}
+
+/** One node: its watches.json, and every root is its own. */
+export function localWatchRoots (store: WatchRootStore): WatchRoots {
+  return {
+    node: null,
+    all: () => store.all(),
+    add: async (w, maxPerUid) => await store.add(w, maxPerUid),
+    remove: async (root) => await store.remove(root),
+    mine: () => true,
+    pollerOf: () => null,
+    seedsSince: () => undefined,
+    onChange: () => () => {}
+  }
 }
 
 function valid (raw: unknown): raw is WatchFileData {

@@ -15,7 +15,7 @@ import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
 import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import type { SecretsStore } from '../store/secrets-store.js'
-import { openWatchRootStore, type WatchRootStore } from '../store/watch-roots.js'
+import { localWatchRoots, openWatchRootStore, type StoredWatch, type WatchRoots } from '../store/watch-roots.js'
 import type { Caller } from '../types.js'
 import { AutoRuns, type AutoRunDecision } from './auto-run.js'
 import { openDir, sameFile } from '../os/read-owned.js'
@@ -50,6 +50,8 @@ export interface WatchServiceDeps {
   deferWalks?: boolean
   /** told what became of each start seen under a root (auto-run.ts); tests wait for it */
   onAutoRun?: (d: AutoRunDecision) => void
+  /** the API's roots and which roots this node polls (cluster mode: shared, one poller each); default watches.json, all mine */
+  roots?: WatchRoots
 }
 
 interface Root {
@@ -72,19 +74,24 @@ export class DirWatchService implements WatchService {
   readonly watcher: RunDirWatcher
   readonly #deps: WatchServiceDeps
   readonly #log: Logger
-  readonly #store: WatchRootStore
+  readonly #store: WatchRoots
   readonly #roots = new Map<string, Root>()
+  /** the roots this node walks and watches (in a cluster, the others are polled by another node) */
+  readonly #active = new Set<string>()
   readonly #auto: AutoRuns
   readonly #runDirs = new Map<string, string>()
   /** roots whose first walk is still going (the daemon serves meanwhile) */
   readonly #walking = new Map<string, Promise<void>>()
   #unsubscribe: () => void = () => {}
+  #unsubscribeRoots: () => void = () => {}
   #syncing: Promise<void> = Promise.resolve()
+  /** changes of which roots this node polls, one at a time */
+  #roster: Promise<void> = Promise.resolve()
   /** resolved once walks may begin (at once, or at startWalks) */
   readonly #mayWalk: Promise<void>
   #letWalk: () => void = () => {}
 
-  private constructor (deps: WatchServiceDeps, store: WatchRootStore) {
+  private constructor (deps: WatchServiceDeps, store: WatchRoots) {
     this.#deps = deps
     this.#store = store
     this.#log = deps.logger.child({ room: 'watch' })
@@ -103,18 +110,20 @@ export class DirWatchService implements WatchService {
   }
 
   static async open (deps: WatchServiceDeps): Promise<DirWatchService> {
-    const store = await openWatchRootStore(join(deps.config.stateDir, 'watches.json'))
+    const store = deps.roots ?? localWatchRoots(await openWatchRootStore(join(deps.config.stateDir, 'watches.json')))
     const svc = new DirWatchService(deps, store)
     svc.watcher.on(e => svc.#onWatch(e))
     const runPoll = deps.runPollMs ?? 1000
     await svc.watcher.addGroup(RUNS_NATIVE, { poll: false, intervalMs: runPoll }, null)
     await svc.watcher.addGroup(RUNS_POLL, { poll: true, intervalMs: runPoll }, null)
     // The roots are walked in the background (from startWalks when deferred): the daemon answers meanwhile.
-    for (const w of deps.config.watch) void svc.#start(await svc.#fromConfig(w))
+    for (const w of deps.config.watch) svc.#track(await svc.#fromConfig(w))
     for (const w of store.all()) {
       if (svc.#roots.has(w.root)) continue
-      void svc.#start({ root: w.root, depth: w.depth, workspace: w.workspace, targets: w.targets, poll: w.poll, intervalMs: w.intervalMs, source: 'api', owner: w.user, uid: w.uid })
+      svc.#track(fromStored(w))
     }
+    // In a cluster, roots come and go on other nodes, and who polls one changes (a poller died, this node fenced).
+    svc.#unsubscribeRoots = store.onChange(() => { svc.#reconcile() })
     // Runs come and go through the lifecycle's events: keep their launch dirs watched while they live.
     svc.#unsubscribe = deps.events.subscribe(e => { if (e.type.startsWith('run.')) svc.#syncRuns() })
     svc.#syncRuns()
@@ -150,12 +159,27 @@ export class DirWatchService implements WatchService {
     }
   }
 
+  /** Know a root, and watch it if this node is the one to poll it. */
+  #track (r: Root): void {
+    this.#roots.set(r.root, r)
+    if (this.#store.mine(r.root)) void this.#ensureStarted(r)
+  }
+
+  /** Watch a root unless this node watches it already; resolved once its first walk is done. */
+  async #ensureStarted (r: Root): Promise<void> {
+    if (this.#active.has(r.root)) return await this.#walking.get(r.root)
+    return await this.#start(r)
+  }
+
   /** Start watching a root; resolved once its first walk is done (status says `walking` until then). */
   #start (r: Root): Promise<void> {
     this.#roots.set(r.root, r)
+    this.#active.add(r.root)
+    // A root taken over from a poller that is gone: starts written since it stopped are not seeds.
+    const since = this.#store.seedsSince(r.root)
     const walk = this.#mayWalk.then(async () => {
       this.#log.debug({ root: r.root, walk: 'begin' }, 'walking a watch root')
-      return await this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth })
+      return await this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth, ...(since !== undefined ? { seedsSince: since } : {}) })
     }).then(({ launchDirs, dirs }) => {
       this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
     }, (err: unknown) => {
@@ -179,14 +203,46 @@ export class DirWatchService implements WatchService {
 
   async #stopRoot (root: string): Promise<void> {
     this.#roots.delete(root)
+    await this.#deactivate(root)
+  }
+
+  /** Stop walking and watching a root this node still lists (another node polls it, or this node is fenced). */
+  async #deactivate (root: string): Promise<void> {
+    this.#active.delete(root)
     await this.watcher.removeGroup(`root:${root}`)
   }
 
-  /** The root a launch dir sits under (the deepest one). */
+  /**
+   * Follow the shared roots (cluster mode): list the ones added on other nodes, drop the ones removed there, and walk
+   * exactly the roots this node is to poll now. The watch list's roots stay listed whoever polls them.
+   */
+  #reconcile (): void {
+    this.#roster = this.#roster.then(async () => {
+      const shared = new Map(this.#store.all().map(w => [w.root, w]))
+      for (const r of [...this.#roots.values()]) {
+        if (r.source !== 'api' || shared.has(r.root)) continue
+        await this.#stopRoot(r.root)
+        this.#log.info({ root: r.root }, 'a shared watch root was removed: not watching it any more')
+      }
+      for (const w of shared.values()) if (!this.#roots.has(w.root)) this.#roots.set(w.root, fromStored(w))
+      for (const r of [...this.#roots.values()]) {
+        const mine = this.#store.mine(r.root)
+        if (mine && !this.#active.has(r.root)) {
+          void this.#ensureStarted(r)
+        } else if (!mine && this.#active.has(r.root)) {
+          await this.#deactivate(r.root)
+          this.#log.info({ root: r.root, poller: this.#store.pollerOf(r.root) }, 'not polling a shared watch root here any more')
+        }
+      }
+      this.#syncRuns()
+    }).catch((err: unknown) => { this.#log.error({ err }, 'following the shared watch roots failed') })
+  }
+
+  /** The root a launch dir sits under (the deepest one this node watches). */
   #rootOf (dir: string): Root | null {
     let best: Root | null = null
     for (const r of this.#roots.values()) {
-      if ((dir === r.root || dir.startsWith(r.root.endsWith(sep) ? r.root : r.root + sep)) && (best === null || r.root.length > best.root.length)) best = r
+      if (this.#active.has(r.root) && (dir === r.root || dir.startsWith(r.root.endsWith(sep) ? r.root : r.root + sep)) && (best === null || r.root.length > best.root.length)) best = r
     }
     return best
   }
@@ -245,8 +301,11 @@ export class DirWatchService implements WatchService {
       return r !== undefined && this.#visible(caller, r)
     }
     const mine = groups.filter(g => seen(g.key))
+    const visible = [...this.#roots.values()].filter(r => this.#visible(caller, r))
     return {
-      roots: [...this.#roots.values()].filter(r => this.#visible(caller, r)).length,
+      roots: visible.length,
+      // in a cluster: how many of them this node walks and polls (another node polls the rest)
+      ...(this.#store.node !== null ? { polledHere: visible.filter(r => this.#active.has(r.root)).length } : {}),
       launchDirs: mine.reduce((n, g) => n + g.launchDirs, 0),
       degraded: mine.filter(g => g.degraded !== null).map(g => `${g.key.replace(/^root:/, '')}: ${g.degraded}`),
       walking: [...this.#walking.keys()].filter(root => seen(`root:${root}`)),
@@ -256,14 +315,23 @@ export class DirWatchService implements WatchService {
 
   #view (r: Root): WatchView {
     const g = this.watcher.groups().find(x => x.key === `root:${r.root}`)
-    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: this.#groupOptions(r).intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null, limited: g?.limited ?? null, walking: this.#walking.has(r.root) }
+    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: this.#groupOptions(r).intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null, limited: g?.limited ?? null, walking: this.#walking.has(r.root), ...this.#poller(r.root) }
+  }
+
+  /** Cluster mode: the node that polls the root, as this node knows it (itself only while it really watches it). */
+  #poller (root: string): { poller?: string | null } {
+    const node = this.#store.node
+    if (node === null) return {}
+    if (this.#active.has(root)) return { poller: node }
+    const p = this.#store.pollerOf(root)
+    return { poller: p === node ? null : p }
   }
 
   list (caller: Caller): WatchView[] {
     const roots = [...this.#roots.values()].filter(r => this.#visible(caller, r)).map(r => this.#view(r))
     const mine = new Set(this.#deps.runs.live().filter(r => caller.isAdmin || r.uid === caller.uid).map(r => r.launchDir))
     const runs = [...this.#runDirs].filter(([dir]) => mine.has(dir)).map(([dir, group]): WatchView => ({
-      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null, limited: null, walking: false
+      root: dir, depth: 0, workspace: null, targets: [], poll: group === RUNS_POLL, intervalMs: this.#deps.runPollMs ?? 1000, owner: caller.user, source: 'run', launchDirs: 1, degraded: null, limited: null, walking: false, ...(this.#store.node !== null ? { poller: this.#store.node } : {})
     }))
     return [...roots, ...runs]
   }
@@ -330,7 +398,9 @@ export class DirWatchService implements WatchService {
       createdAt: this.#deps.clock().toISOString()
     }, caller.isAdmin ? undefined : limits.watchRootsPerUser)
     const r: Root = { root, depth: stored.depth, workspace, targets, poll: stored.poll, intervalMs: stored.intervalMs, source: 'api', owner: caller.user, uid: caller.uid }
-    await this.#start(r)
+    this.#roots.set(root, r)
+    // In a cluster the adding node polls it (claimed in the same transaction), unless it is fenced right now.
+    if (this.#store.mine(root)) await this.#ensureStarted(r)
     this.#syncRuns()
     this.#deps.events.publish({ type: 'watch.added', user: caller.user, ...(workspace !== null ? { workspace } : {}), reason: root })
     return this.#view(r)
@@ -358,18 +428,28 @@ export class DirWatchService implements WatchService {
     }
     for (const r of next.values()) {
       if (this.#roots.has(r.root)) continue
-      void this.#start(r)
+      this.#track(r)
     }
+    // In a cluster, a config root dropped here may still be a shared one: list it again as such.
+    if (this.#store.node !== null) this.#reconcile()
+    await this.#roster
     this.#syncRuns()
     await this.#syncing
   }
 
   async stop (): Promise<void> {
     this.#unsubscribe()
+    this.#unsubscribeRoots()
+    await this.#roster
     await this.#syncing
     await this.watcher.stop()
     // a walk still going ends at its next step once the watcher is stopped; one not begun finds it stopped
     this.#letWalk()
     await Promise.allSettled([...this.#walking.values()])
   }
+}
+
+/** A root of the API as the store keeps it. Pure. */
+function fromStored (w: StoredWatch): Root {
+  return { root: w.root, depth: w.depth, workspace: w.workspace, targets: w.targets, poll: w.poll, intervalMs: w.intervalMs, source: 'api', owner: w.user, uid: w.uid }
 }

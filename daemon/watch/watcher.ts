@@ -163,8 +163,11 @@ export class RunDirWatcher {
     void shard.close()
   }
 
-  /** Start watching a group: a root's tree (depth >= 0) or, with `root: null`, nothing until addLaunchDir. */
-  async addGroup (key: string, opts: GroupOptions, root: { path: string, depth: number } | null): Promise<{ launchDirs: number, dirs: number }> {
+  /**
+   * Start watching a group: a root's tree (depth >= 0) or, with `root: null`, nothing until addLaunchDir. `seedsSince`
+   * (ms): histories written from then on are read as new, not as seeds (a root taken over from a node that is gone).
+   */
+  async addGroup (key: string, opts: GroupOptions, root: { path: string, depth: number, seedsSince?: number } | null): Promise<{ launchDirs: number, dirs: number }> {
     if (this.#stopped || this.#groups.has(key)) return { launchDirs: 0, dirs: 0 }
     const g = new Group(key, opts, root?.depth ?? -1, (gg) => new ReadScheduler({
       debounceMs: this.#debounceMs,
@@ -176,7 +179,7 @@ export class RunDirWatcher {
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
     // The wall clock, not the timers: it is compared with the histories' mtimes.
-    g.walkStartedAt = seedCutoff(Date.now())
+    g.walkStartedAt = seedCutoff(Math.min(Date.now(), root.seedsSince ?? Number.POSITIVE_INFINITY))
     return await this.#discovery.addTree(g, root.path, 0, true)
   }
 

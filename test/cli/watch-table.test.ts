@@ -14,3 +14,13 @@ t.test('a root being walked is marked, a walked one is not', async t => {
   t.ok(row('/scratch/b').includes('42'))
   t.notOk(row('/scratch/b').some(c => c.includes('walking')))
 })
+
+t.test('in a cluster each root says which node polls it; on one node there is no such column', async t => {
+  const shared = { ...view('/shared/a', false), poller: 'login2' }
+  const none = { ...view('/shared/b', false), poller: null }
+  const rows = watchTable([shared, none]).split('\n')
+  t.match(rows[0], /POLLER$/)
+  t.match(rows.find(r => r.startsWith('/shared/a')), /login2$/)
+  t.match(rows.find(r => r.startsWith('/shared/b')), /-$/)
+  t.notMatch(watchTable([view('/scratch/a', false)]), /POLLER/)
+})

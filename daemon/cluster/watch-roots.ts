@@ -1,0 +1,246 @@
+// Watch roots in cluster mode (CLUSTER.md "Keys"): a root added through the API is shared, under watches/<hash(root)>
+// (its options and who added it, no lease), so `watch list` on every node shows it; and one node polls it, the one
+// whose name is in wown/<hash(root)> on that node's lease. The others neither walk nor poll it. When the poller dies
+// its lease expires, etcd deletes its wown/ keys, and another node that can see the root's path claims it with a
+// create-only transaction, after the same 0-500 ms jitter as adoption. A fenced node (membership.ts) stops polling
+// until it holds its lease again: the others may be claiming its roots meanwhile. A root in a node's own config that
+// is also under watches/ is shared like the others; a root only in the config stays that node's.
+import { createHash } from 'node:crypto'
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import type { Namespace } from 'etcd3'
+import { nfsError } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { clusterError } from '../store/etcd/etcd-client.js'
+import { Replica } from '../store/etcd/replica.js'
+import type { StoredWatch, WatchRoots } from '../store/watch-roots.js'
+import type { Membership } from './membership.js'
+
+const WATCHES = 'watches/'
+const WOWN = 'wown/'
+/** how often the node looks at its fencing and at roots nobody polls (a path mounted later, a failed claim) */
+const TICK_MS = 1000
+
+/** The key part of a root: a stable hash of its normalised path (paths may be long and hold any byte). Pure. */
+export function rootHash (root: string): string {
+  return createHash('sha256').update(resolve(root)).digest('hex')
+}
+
+/** Can this node see the root (a directory at that path)? A node where it is not mounted does not claim it. */
+async function visible (root: string): Promise<boolean> {
+  try {
+    return (await stat(root)).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+export interface EtcdWatchRootsOptions {
+  ns: Namespace
+  membership: Pick<Membership, 'node' | 'leaseId' | 'unfenced'>
+  /** the lease TTL: a dead poller may have stopped that long before etcd deleted its keys */
+  ttlSeconds: number
+  logger: Pick<Logger, 'info' | 'warn'>
+  /** 0-500 ms by default, as adoption's */
+  jitterMs?: () => number
+  canSee?: (root: string) => Promise<boolean>
+  now?: () => number
+  tickMs?: number
+}
+
+export class EtcdWatchRoots implements WatchRoots {
+  readonly node: string
+  readonly #opts: EtcdWatchRootsOptions
+  readonly #replica: Replica
+  readonly #listeners = new Set<() => void>()
+  readonly #now: () => number
+  /** when this node saw a root lose its poller (hash -> ms): the next poller's first walk counts starts from before */
+  readonly #orphanedAt = new Map<string, number>()
+  #timer: NodeJS.Timeout | null = null
+  /** the roots this node polled at the last look, to tell a change (fenced, unfenced) */
+  #lastMine = ''
+  #claiming = false
+  #claimAgain = false
+  /** a failed claim was logged: the next failures are not, until one succeeds (etcd out of reach for a while) */
+  #warned = false
+  #closed = false
+
+  private constructor (opts: EtcdWatchRootsOptions, replica: Replica) {
+    this.#opts = opts
+    this.node = opts.membership.node
+    this.#replica = replica
+    this.#now = opts.now ?? Date.now
+  }
+
+  static async open (opts: EtcdWatchRootsOptions): Promise<EtcdWatchRoots> {
+    const replica = new Replica(opts.ns, [WATCHES, WOWN], opts.membership.node)
+    await replica.start()
+    const roots = new EtcdWatchRoots(opts, replica)
+    replica.onChange(c => { roots.#changed(c.key, c.op, c.entry?.value.toString() ?? null, c.previous?.value.toString() ?? null) })
+    roots.#lastMine = roots.#mineKey()
+    roots.#timer = setInterval(() => { roots.#tick() }, opts.tickMs ?? TICK_MS)
+    roots.#timer.unref()
+    roots.#claim()
+    return roots
+  }
+
+  #changed (key: string, op: 'put' | 'delete', value: string | null, previous: string | null): void {
+    if (key.startsWith(WOWN)) {
+      const hash = key.slice(WOWN.length)
+      if (op === 'delete' && previous !== null) {
+        this.#orphanedAt.set(hash, this.#now())
+        this.#claim()
+      }
+      // Another node took it: a later takeover counts from its own orphaning, not from this one.
+      if (op === 'put' && value !== this.node) this.#orphanedAt.delete(hash)
+    }
+    if (key.startsWith(WATCHES) && op === 'put') this.#claim()
+    if (key.startsWith(WATCHES) && op === 'delete') this.#orphanedAt.delete(key.slice(WATCHES.length))
+    this.#lastMine = this.#mineKey()
+    this.#emit()
+  }
+
+  #tick (): void {
+    const now = this.#mineKey()
+    if (now !== this.#lastMine) {
+      this.#lastMine = now
+      this.#emit()
+    }
+    // Roots nobody polls (a path mounted later, a claim that failed): one pass a look, not back to back.
+    if (!this.#claiming && this.#unpolled().length > 0) this.#claim()
+  }
+
+  #emit (): void {
+    for (const l of this.#listeners) {
+      try { l() } catch { /* a listener's bug must not stop the others */ }
+    }
+  }
+
+  #mineKey (): string {
+    return this.#opts.membership.unfenced ? this.#replica.list(WOWN).filter(([, e]) => e.value.toString() === this.node).map(([k]) => k).join() : ''
+  }
+
+  #stored (): Array<{ hash: string, w: StoredWatch, mod: number }> {
+    const out: Array<{ hash: string, w: StoredWatch, mod: number }> = []
+    for (const [k, e] of this.#replica.list(WATCHES)) {
+      // A value that is not ours (written by hand): not a root this node can watch.
+      let w: Partial<StoredWatch> | null = null
+      try { w = JSON.parse(e.value.toString()) as Partial<StoredWatch> } catch {}
+      if (w === null || typeof w !== 'object' || typeof w.root !== 'string' || typeof w.depth !== 'number' || typeof w.uid !== 'number') continue
+      out.push({ hash: k.slice(WATCHES.length), w: w as StoredWatch, mod: e.mod })
+    }
+    return out
+  }
+
+  #unpolled (): Array<{ hash: string, w: StoredWatch, mod: number }> {
+    return this.#stored().filter(s => this.#replica.get(WOWN + s.hash) === undefined)
+  }
+
+  /** Claim the shared roots nobody polls that this node can see; one pass at a time, another after it if asked. */
+  #claim (): void {
+    if (this.#closed) return
+    if (this.#claiming) { this.#claimAgain = true; return }
+    this.#claiming = true
+    this.#claimPass().then(() => { this.#warned = false }, (err: unknown) => {
+      if (!this.#warned) this.#opts.logger.warn({ err }, 'claiming watch roots failed; the next look tries again')
+      this.#warned = true
+    }).finally(() => {
+      this.#claiming = false
+      if (this.#claimAgain) { this.#claimAgain = false; this.#claim() }
+    })
+  }
+
+  async #claimPass (): Promise<void> {
+    if (!this.#opts.membership.unfenced || this.#unpolled().length === 0) return
+    const jitter = this.#opts.jitterMs?.() ?? Math.random() * 500
+    await new Promise(resolve => setTimeout(resolve, jitter))
+    for (const { hash, w, mod } of this.#unpolled()) {
+      if (this.#closed || !this.#opts.membership.unfenced) return
+      if (!await (this.#opts.canSee ?? visible)(w.root)) continue
+      // Only the root as read (its mod revision: not one removed meanwhile), and only while nobody polls it.
+      const res = await this.#opts.ns.if(WOWN + hash, 'Create', '==', 0).and(WATCHES + hash, 'Mod', '==', mod)
+        .then(this.#ownOp(hash)).commit()
+      if (!res.succeeded) continue
+      await this.#replica.waitFor(Number(res.header.revision))
+      this.#opts.logger.info({ root: w.root }, 'polling a shared watch root')
+    }
+  }
+
+  #ownOp (hash: string): ReturnType<Namespace['put']> {
+    return this.#opts.ns.put(WOWN + hash).value(this.node).lease(this.#opts.membership.leaseId)
+  }
+
+  all (): readonly StoredWatch[] {
+    return this.#stored().map(s => s.w)
+  }
+
+  /**
+   * Add a shared root; this node polls it from the same transaction (it has just resolved the path, so it sees it).
+   * The per-user limit counts the roots of the whole cluster after a barrier; two adds of one user at the very same
+   * moment on two nodes may each pass it once (as liveRunsPerUser).
+   */
+  async add (w: Omit<StoredWatch, 'version'>, maxPerUid?: number): Promise<StoredWatch> {
+    const hash = rootHash(w.root)
+    const rec: StoredWatch = { ...w, version: 1, node: this.node }
+    try {
+      await this.#replica.barrier()
+      if (maxPerUid !== undefined && this.all().filter(x => x.uid === w.uid).length >= maxPerUid) {
+        throw nfsError('NFS_ERR_LIMIT', [`limits.watchRootsPerUser (${maxPerUid}): ${w.user} holds ${maxPerUid} watch roots`])
+      }
+      const ops = [this.#opts.ns.put(WATCHES + hash).value(JSON.stringify(rec))]
+      if (this.#opts.membership.unfenced) ops.push(this.#ownOp(hash))
+      const res = await this.#opts.ns.if(WATCHES + hash, 'Create', '==', 0).then(...ops).commit()
+      if (!res.succeeded) throw nfsError('NFS_ERR_WATCH_EXISTS', [w.root])
+      await this.#replica.waitFor(Number(res.header.revision))
+      return rec
+    } catch (err) {
+      throw clusterError(err, 'adding a watch root')
+    }
+  }
+
+  /** Remove a shared root and its poller's key in one transaction: the poller sees both go and stops. */
+  async remove (root: string): Promise<boolean> {
+    const hash = rootHash(root)
+    try {
+      const res = await this.#opts.ns.if(WATCHES + hash, 'Create', '>', 0)
+        .then(this.#opts.ns.delete().key(WATCHES + hash), this.#opts.ns.delete().key(WOWN + hash)).commit()
+      if (res.succeeded) await this.#replica.waitFor(Number(res.header.revision))
+      return res.succeeded
+    } catch (err) {
+      throw clusterError(err, 'removing a watch root')
+    }
+  }
+
+  #shared (root: string): boolean {
+    return this.#replica.get(WATCHES + rootHash(root)) !== undefined
+  }
+
+  mine (root: string): boolean {
+    if (!this.#shared(root)) return true
+    return this.#opts.membership.unfenced && this.pollerOf(root) === this.node
+  }
+
+  pollerOf (root: string): string | null {
+    if (!this.#shared(root)) return this.node
+    return this.#replica.get(WOWN + rootHash(root))?.value.toString() ?? null
+  }
+
+  seedsSince (root: string): number | undefined {
+    const at = this.#orphanedAt.get(rootHash(root))
+    // The dead poller kept its key up to a TTL after its last keepalive, and fenced itself 2 s before that.
+    return at !== undefined ? at - this.#opts.ttlSeconds * 1000 - 2000 : undefined
+  }
+
+  onChange (listener: () => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  /** The wown/ keys stay on the lease: a restart within the TTL polls its roots again, nobody takes them over. */
+  async close (): Promise<void> {
+    this.#closed = true
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#listeners.clear()
+    await this.#replica.close()
+  }
+}

@@ -1,0 +1,87 @@
+// The claims behind one poller per shared watch root (cluster/watch-roots.ts), on a real 3-member etcd with two
+// registries as two nodes would hold them: real leases, a membership whose fencing the test sets by hand. What the
+// daemons' test (watch-roots.test.ts) cannot show cheaply: a fenced node stops polling while its key still stands
+// (and nobody else claims it then), a node that cannot see the root's path never claims it, and a takeover counts the
+// starts written since the dead poller stopped as new.
+import t from 'tap'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EtcdWatchRoots } from '../../daemon/cluster/watch-roots.js'
+import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
+import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { newPrefix } from '../helpers/ownership-nodes.js'
+import { waitFor } from '../helpers/wait.js'
+import { silentLogger } from '../store/helpers.js'
+
+const root = mkdtempSync(join(tmpdir(), 'nfs-shared-root-'))
+const other = mkdtempSync(join(tmpdir(), 'nfs-shared-root-'))
+t.teardown(() => { for (const d of [root, other]) rmSync(d, { recursive: true, force: true }) })
+
+t.test('one poller per shared root: fencing, a path not mounted, takeover', async t => {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const prefix = newPrefix()
+  const node = async (name: string, canSee: (r: string) => boolean): Promise<{ roots: EtcdWatchRoots, m: { node: string, leaseId: string, unfenced: boolean }, changes: () => number, asked: (r: string) => number, die: () => Promise<void> }> => {
+    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
+    // A long lease nobody keeps alive: the test ends it by hand, as etcd does when a node dies.
+    const leaseId = String((await conn.client.leaseClient.leaseGrant({ TTL: 60, ID: 0 })).ID)
+    const m = { node: name, leaseId, unfenced: true }
+    const asked = new Map<string, number>()
+    const see = async (r: string): Promise<boolean> => { asked.set(r, (asked.get(r) ?? 0) + 1); return canSee(r) }
+    const roots = await EtcdWatchRoots.open({ ns: conn.ns, membership: m, ttlSeconds: 5, logger: silentLogger(), jitterMs: () => 0, tickMs: 100, canSee: see })
+    let n = 0
+    roots.onChange(() => { n++ })
+    t.teardown(async () => { await roots.close(); conn.close() })
+    return { roots, m, changes: () => n, asked: r => asked.get(r) ?? 0, die: async () => { await conn.client.leaseClient.leaseRevoke({ ID: leaseId }) } }
+  }
+  const a = await node('a', () => true)
+  const b = await node('b', () => true)
+  // The third node has `root` not mounted; it sees `other`.
+  const blind = await node('blind', r => r !== root)
+  const w = { root, depth: 2, workspace: null, targets: ['memory'], poll: false, intervalMs: 1000, uid: 0, user: 'root', createdAt: new Date().toISOString() }
+  await a.roots.add(w)
+  await t.rejects(b.roots.add(w), { code: 'NFS_ERR_WATCH_EXISTS' }, 'the same root cannot be added twice')
+  await waitFor('b lists the root', () => b.roots.all().some(x => x.root === root), 10_000)
+  t.equal(b.roots.all().find(x => x.root === root)?.node, 'a', 'with the node that added it')
+  t.ok(a.roots.mine(root), 'a polls it')
+  t.notOk(b.roots.mine(root), 'b does not')
+  t.equal(b.roots.pollerOf(root), 'a', 'b knows who does')
+  t.equal(b.roots.seedsSince(root), undefined, 'a root never orphaned: a first walk reads from now, as at a start')
+  t.ok(b.roots.mine('/not/shared'), 'a root nobody shares (the config\'s) stays every node\'s own')
+
+  // Fenced: a stops polling at its next look, and nobody claims the root while a's key stands.
+  const before = a.changes()
+  a.m.unfenced = false
+  await waitFor('a is told it polls nothing now', () => a.changes() > before, 5000)
+  t.notOk(a.roots.mine(root), 'a fenced does not poll')
+  t.equal(b.roots.pollerOf(root), 'a', 'its key still stands: nobody else takes it yet')
+  a.m.unfenced = true
+  await waitFor('a polls again once unfenced', () => a.roots.mine(root), 5000)
+
+  // a dies: b claims the root (the blind node never does), and counts starts from before a stopped.
+  await a.die()
+  await waitFor('b polls the dead node\'s root', () => b.roots.mine(root), 10_000)
+  const claimedBy = Date.now()
+  t.equal(blind.roots.pollerOf(root), 'b', 'b took it over, seen from the third node')
+  t.notOk(blind.roots.mine(root), 'the node that cannot see the path did not claim it')
+  const since = b.roots.seedsSince(root)
+  // The dead poller may have stopped up to a TTL before etcd dropped its key: the first walk reads from before that.
+  t.ok(since !== undefined && since <= claimedBy - 5000, 'the new poller reads starts written since before the old one stopped as new')
+
+  // b dies too: only the blind node is left. It claims `other` (added on b) and never `root`: its claim loop asked
+  // about `root` twice since, and a claim made at the first ask would have been committed before the second one.
+  await b.roots.add({ ...w, root: other })
+  await waitFor('the blind node lists the second root', () => blind.roots.pollerOf(other) === 'b', 10_000)
+  await b.die()
+  await waitFor('the blind node claims the root it sees', () => blind.roots.mine(other), 10_000)
+  const asked = blind.asked(root)
+  await waitFor('the blind node asked about the root it cannot see twice more', () => blind.asked(root) >= asked + 2, 10_000)
+  t.equal(blind.roots.pollerOf(root), null, 'no poller for the root only a blind node is left for')
+
+  // Removed: both keys go in one transaction.
+  t.ok(await blind.roots.remove(root), 'removed')
+  t.ok(await blind.roots.remove(other), 'removed')
+  t.same(blind.roots.all(), [], 'no root left')
+  t.notOk(await blind.roots.remove(other), 'a root removed already: false')
+})

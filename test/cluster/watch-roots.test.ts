@@ -1,0 +1,111 @@
+// CLUSTER.md "Keys", watches/ and wown/: a watch root added through the API on one node is listed on every node, and
+// exactly one node walks and polls it. Two real daemons on a real 3-member etcd, one shared dir. Who watches a root is
+// counted from outside the daemons too: the inotify watches each daemon's process holds on the root's inode
+// (/proc/<pid>/fdinfo), beside what each node's GET /watches and /status say. Then the poller is killed (-9): the
+// other node claims the root once the dead node's lease is gone, and a Nextflow start written after the kill, before
+// that claim, still becomes one auto-run. A root removed on b is no longer watched by a, its poller.
+import t from 'tap'
+import { chownSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import type { WatchView } from '../../daemon/contract/watches.js'
+import { errorCode } from '../helpers/cli.js'
+import { startClusterDaemons } from '../helpers/cluster-daemons.js'
+import { startFakeNextflow } from '../helpers/fake-nextflow.js'
+import { ensureUsers } from '../helpers/users.js'
+import { waitFor } from '../helpers/wait.js'
+
+/** Does process `pid` hold an inotify watch on `dir`'s inode? Read from /proc, not asked of the daemon. */
+function inotifyOn (pid: number, dir: string): boolean {
+  const ino = statSync(dir).ino.toString(16)
+  let fds: string[]
+  try {
+    fds = readdirSync(`/proc/${pid}/fdinfo`)
+  } catch {
+    return false
+  }
+  for (const fd of fds) {
+    let text: string
+    try {
+      text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
+    } catch {
+      continue
+    }
+    for (const m of text.matchAll(/^inotify wd:\S+ ino:([0-9a-f]+) /gm)) if (m[1] === ino) return true
+  }
+  return false
+}
+
+t.test('a watch root added on a: listed on b, polled by one node, taken over after kill -9, removed from b', async t => {
+  const c = await startClusterDaemons(t, { leaseTtlSeconds: 5 })
+  if (c === null) return
+  const [alice] = ensureUsers(['alice', 'bob'])
+  const nodes = ['a', 'b']
+  // The memory target (a test fake) is offered only where the config names it.
+  const config = { runs: { livenessIntervalMs: 500, defaultTargets: ['memory'] } }
+  await Promise.all(nodes.map(async n => await c.start(n, { config })))
+  t.equal((await c.cli('a', ['secrets', 'add', 'AUTO_TOKEN'], { user: 'alice', input: 'auto-1\n' })).code, 0)
+
+  const kept = join(c.work, 'kept')
+  const dropped = join(c.work, 'dropped')
+  const launch = join(kept, 'l0')
+  for (const d of [kept, dropped, launch]) mkdirSync(d)
+  chownSync(launch, alice!.uid, alice!.gid)
+  for (const d of [kept, dropped]) {
+    const r = await c.cli('a', ['watch', 'add', d, '--target', 'memory', '--depth', '2'])
+    t.equal(r.code, 0, `watch add ${d} on a`, { stderr: r.stderr })
+  }
+
+  const row = async (n: string, root: string): Promise<WatchView | undefined> =>
+    ((await c.call(n, 'GET', '/watches')).body as WatchView[]).find(w => w.root === root)
+  const pid = (n: string): number => c.node(n).daemon.process.pid!
+  const watching = (root: string, among = nodes): string[] => among.filter(n => inotifyOn(pid(n), root))
+  const saysItPolls = async (root: string, among = nodes): Promise<string[]> => {
+    const out: string[] = []
+    for (const n of among) if ((await row(n, root))?.poller === n) out.push(n)
+    return out
+  }
+
+  // Listed on b with its poller, a (the node that added it claims it in the same transaction).
+  await waitFor('b lists both roots, polled by a', async () => (await row('b', kept))?.poller === 'a' && (await row('b', dropped))?.poller === 'a', 15_000, 100)
+  for (const root of [kept, dropped]) {
+    t.same(await saysItPolls(root), ['a'], `${root}: a says it polls it, b does not`)
+    t.same(watching(root), ['a'], `${root}: only a's process watches it (inotify, from /proc)`)
+  }
+  for (const [n, polled] of [['a', 2], ['b', 0]] as const) {
+    const s = (await c.call(n, 'GET', '/status')).body as { watches: { roots: number, polledHere?: number } }
+    t.equal(s.watches.roots, 2, `${n}: status lists both roots`)
+    t.equal(s.watches.polledHere, polled, `${n}: status says it polls ${polled}`)
+  }
+  t.match((await c.cli('b', ['watch', 'list'])).stdout, /POLLER/, 'watch list on b has the poller column')
+  // Another user, on the node that did not add it: an admin's root is neither shown to bob nor removable by him.
+  const bobList = await c.cli('b', ['watch', 'list', '--json'], { user: 'bob' })
+  t.equal(bobList.code, 0)
+  t.notOk(bobList.stdout.includes(kept), 'bob\'s watch list on b does not show the admin\'s root')
+  const bobRemove = await c.cli('b', ['watch', 'remove', dropped], { user: 'bob' })
+  t.equal(bobRemove.code, 3, 'bob cannot remove it on b (exit 3)')
+  t.equal(errorCode(bobRemove.stderr), 'NFS_ERR_WATCH_NOT_FOUND')
+  t.same(watching(dropped), ['a'], 'and a still watches it')
+
+  // Removed on b: a, its poller, stops watching it.
+  t.equal((await c.cli('b', ['watch', 'remove', dropped])).code, 0, 'watch remove on b')
+  await waitFor('a no longer lists or watches the removed root', async () => (await row('a', dropped)) === undefined && watching(dropped, ['a']).length === 0, 15_000, 100)
+  t.equal(await row('b', dropped), undefined, 'b no longer lists it')
+  t.ok(c.node('a').daemon.log().includes('a shared watch root was removed'), 'a logged why it stopped')
+  t.same(watching(kept), ['a'], 'the other root is still watched by a alone')
+
+  // kill -9 of the poller; a start written right after, while nobody polls the root.
+  const killedAt = Date.now()
+  await c.node('a').daemon.stop('SIGKILL')
+  const nf = await startFakeNextflow({ launchDir: launch, uid: alice!.uid, gid: alice!.gid })
+  t.teardown(() => nf.close())
+  await waitFor('b polls the root of the dead node', async () => (await saysItPolls(kept, ['b'])).length === 1 && watching(kept, ['b']).length === 1, 30_000, 100)
+  t.comment(`takeover of the watch root: ${Date.now() - killedAt} ms after the kill (lease TTL 5 s)`)
+  t.ok(c.node('b').daemon.log().includes('polling a shared watch root'), 'b logged the claim')
+
+  const autoRuns = async (): Promise<Array<{ runId: string, launchDir: string, runName: string | null }>> =>
+    ((await c.call('b', 'GET', '/runs?all=true')).body as Array<{ runId: string, mode: string, launchDir: string, runName: string | null }>).filter(r => r.mode === 'auto' && r.launchDir === launch)
+  await waitFor('an auto-run for the start written after the kill', async () => (await autoRuns()).length > 0, 30_000, 200).catch(() => {})
+  const runs = await autoRuns()
+  t.equal(runs.length, 1, 'one auto-run for the start')
+  t.equal(runs[0]?.runName, nf.runName, 'with its run name')
+})
