@@ -10,7 +10,7 @@ import { createLogger, type Logger } from './logger.js'
 import { EventBus } from './events.js'
 import { buildServer } from './server.js'
 import { ensureNodeId, ensureStateDir, lockStateDir, stateDirWarnings, runsRootInside, type StateDirLock } from './os/state-dir.js'
-import { prepareSocketPath, removeSocket, socketMode } from './os/socket.js'
+import { listenInPlace, prepareSocketPath, removeSocket } from './os/socket.js'
 import { UserDirectory } from './identity/users.js'
 import { peerIdentifier, readPeer } from './identity/peer.js'
 import { native } from './os/native.js'
@@ -182,15 +182,9 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
     log.info({ fd: inherited[0] }, 'listening on a socket from systemd')
   } else {
     await prepareSocketPath(config.socket, config.mode)
-    // The socket is created with the process umask: make it private from the first instant, then open it up in
-    // system mode, where every caller is told apart by uid.
-    const old = process.umask(0o177)
-    try {
-      await app.listen({ path: config.socket })
-    } finally {
-      process.umask(old)
-    }
-    await socketMode(config.socket, config.mode)
+    // Private from the first instant, opened up in system mode (every caller is told apart by uid), and at its path
+    // only once it has that mode.
+    await listenInPlace(config.socket, config.mode, async (at) => { await app.listen({ path: at }) })
     ownSocket = config.socket
     log.info({ socket: config.socket, mode: config.mode, host: hostname() }, 'listening')
   }

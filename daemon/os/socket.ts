@@ -1,8 +1,8 @@
 // The socket is private by construction (STYLE habit 7): its dir exists with the right mode before we listen, a live
 // daemon's socket is never taken over, a stale one is replaced, and it is removed again on close.
 import { connect } from 'node:net'
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { chmod, link, lstat, mkdir, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Mode } from '../types.js'
 
@@ -43,6 +43,33 @@ export async function prepareSocketPath (path: string, mode: Mode): Promise<void
 
 export async function socketMode (path: string, mode: Mode): Promise<void> {
   await chmod(path, mode === 'user' ? 0o600 : 0o666)
+}
+
+/**
+ * Listen so that `path` is never seen with another mode than its own: the socket is bound under a temporary name in
+ * the same dir with umask 0177 (private from its first instant), given its mode, and only then linked at `path`
+ * (link, not rename: a socket someone made at `path` meanwhile is not replaced, it fails as listen would). Before, a
+ * system daemon's socket sat at 0600 between listen and chmod: other users were refused for that moment, while
+ * root's health check already got through (a clean CI run saw 0600 after /health answered).
+ */
+export async function listenInPlace (path: string, mode: Mode, listen: (at: string) => Promise<void>): Promise<void> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}.new`)
+  await removeSocket(temp)
+  const old = process.umask(0o177)
+  try {
+    await listen(temp)
+  } finally {
+    process.umask(old)
+  }
+  try {
+    await socketMode(temp, mode)
+    await link(temp, path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw nfsError('NFS_ERR_SOCKET_IN_USE', [path])
+    throw err
+  } finally {
+    await removeSocket(temp)
+  }
 }
 
 export async function removeSocket (path: string): Promise<void> {
