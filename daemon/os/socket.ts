@@ -1,7 +1,7 @@
 // The socket is private by construction (STYLE habit 7): its dir exists with the right mode before we listen, a live
 // daemon's socket is never taken over, a stale one is replaced, and it is removed again on close.
 import { connect } from 'node:net'
-import { chmod, link, lstat, mkdir, unlink } from 'node:fs/promises'
+import { chmod, link, lstat, mkdir, readdir, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { nfsError } from '../errors.js'
 import type { Mode } from '../types.js'
@@ -29,6 +29,11 @@ export async function prepareSocketPath (path: string, mode: Mode): Promise<void
   if (!st.isDirectory()) throw nfsError('NFS_ERR_UNSAFE_PATH', [dir, 'the socket directory is not a directory'])
   if (st.uid !== process.getuid?.()) throw nfsError('NFS_ERR_UNSAFE_PATH', [dir, 'the socket directory belongs to another user'])
   if ((st.mode & 0o777) !== dirMode) await chmod(dir, dirMode)
+  // A start killed between bind and link (listenInPlace) leaves its temporary socket; a later start has another pid.
+  const stale = `.${basename(path)}.`
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(stale) && name.endsWith('.new')) await removeSocket(join(dir, name))
+  }
   let existing
   try {
     existing = await lstat(path)

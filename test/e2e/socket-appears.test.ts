@@ -4,10 +4,10 @@
 // the path in a tight loop while the daemon starts, five times over, and every mode it saw must be 0666. (On the old
 // order this is a race the watcher wins only sometimes; bad-store's check after /health is the other half.)
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { daemonPaths, startTestDaemon, tempDir } from '../helpers/daemon.js'
 
 const WATCHER = `
@@ -43,4 +43,17 @@ t.test('the system socket is never seen at its path with another mode than 0666'
     t.same(modes.map(m => m.toString(8)), ['666'], `round ${round}: every mode seen at the path`)
     await d.stop()
   }
+})
+
+t.test('a temporary socket left by a start killed between bind and link is removed by the next start', async t => {
+  const dir = tempDir(t)
+  const socket = daemonPaths(dir).socket
+  mkdirSync(dirname(socket), { recursive: true, mode: 0o700 })
+  const stale = join(dirname(socket), `.${basename(socket)}.99999.new`)
+  // A socket file with nobody behind it, as a SIGKILLed start leaves it.
+  const made = spawnSync('python3', ['-c', 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', stale])
+  t.equal(made.status, 0, 'the stale socket is made')
+  t.ok(existsSync(stale))
+  await startTestDaemon(t, { mode: 'user', dir })
+  t.notOk(existsSync(stale), 'gone after the next start')
 })
