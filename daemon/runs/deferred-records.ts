@@ -171,12 +171,22 @@ export class DeferredRecords implements DeferredLedger {
    */
   async #writeOver (runId: string, next: RunRecord, opts?: UpdateOptions): Promise<RunRecord> {
     const k = this.#kept.get(runId)
-    const now = this.#ledger.get(runId)
-    if (now === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
-    if (k !== undefined && !behind(now, k)) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} went on to version ${now.version} on the ledger`])
-    const rec = await this.#ledger.update(runId, now.version, () => next, opts)
-    if (this.#kept.get(runId) === k) this.#forget(runId)
-    return rec
+    for (let tries = 1; ; tries++) {
+      const now = this.#ledger.get(runId)
+      if (now === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
+      if (k !== undefined && !behind(now, k)) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} went on to version ${now.version} on the ledger`])
+      try {
+        const rec = await this.#ledger.update(runId, now.version, () => next, opts)
+        if (this.#kept.get(runId) === k) this.#forget(runId)
+        return rec
+      } catch (err) {
+        // A conflict can be this node's own earlier write, answered "unavailable" and committed once quorum returned,
+        // that its view of the ledger has not reached yet: read fresh (a barrier) and judge again. Bounded, as a node
+        // that lost the run's ownership keeps meeting a conflict.
+        if (tries >= 3 || !isCoded(err, 'NFS_ERR_CONFLICT')) throw err
+        await this.#ledger.settle()
+      }
+    }
   }
 
   async remove (runIds: string[]): Promise<number> {
