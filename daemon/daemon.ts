@@ -106,7 +106,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   const ledger = await DeferredRecords.open(cluster?.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json')), journal)
   await opened.verified
   // secret.* and run.* events come from the change feeds, whichever node wrote the change.
-  events.follow({ store, ledger })
+  events.follow({ store, ledger, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))
   const probes = realProbes()
   // The watcher is made after the metrics (it reports to them) and read at scrape time.

@@ -2,9 +2,11 @@
 // what concerns it (its own user's events and those of workspaces it belongs to; admins see all).
 // secret.* and run.* events are not published by the code that writes: they are derived from the store's and the
 // ledger's change feeds (follow; which events a change makes: secretEvents and runEvents, pure), so a node shows every change, its own and (in cluster mode) every other node's.
+// In cluster mode watch.added/removed come from the shared watch roots' feed the same way.
 import { EventEmitter } from 'node:events'
 import type { LedgerChange, RunLedger } from './store/run-ledger.js'
 import type { SecretsStore, StoreChange } from './store/secrets-store.js'
+import type { RootChange } from './store/watch-roots.js'
 import { isTerminal, type RunRecord, type TargetRecord } from './types.js'
 
 import type { NfsEvent } from './contract/events.js'
@@ -21,6 +23,15 @@ export function secretEvents (c: StoreChange): FeedEvent[] {
   const type = c.op === 'delete' ? 'secret.deleted' : c.version === 1 ? 'secret.created' : 'secret.updated'
   const ws = c.scope.startsWith('workspace:') ? c.scope.slice('workspace:'.length) : undefined
   return [{ type, user: c.by, ...(ws !== undefined ? { workspace: ws } : {}), names: [c.name] }]
+}
+
+/**
+ * watch.added, watch.removed: named for the root's owner (as run events are for the run's), the root as the reason.
+ * Cluster mode derives them from the shared roots' feed (one node announces its own changes itself). Pure.
+ */
+export function watchEvent (c: { op: RootChange['op'], watch: Pick<RootChange['watch'], 'root' | 'user' | 'workspace'> }): FeedEvent {
+  const w = c.watch
+  return { type: c.op === 'added' ? 'watch.added' : 'watch.removed', user: w.user, ...(c.op === 'added' && w.workspace !== null ? { workspace: w.workspace } : {}), reason: w.root }
 }
 
 /** A run event and what makes it unique in the run's life: each happens once, a failed revoke once per attempt. */
@@ -93,7 +104,7 @@ export class EventBus {
    * twice: changes are deduplicated by (key, revision), and a run's events by what they are (each once in the run's
    * life), which also covers a record first kept in memory (runs/deferred-records.ts) and written later.
    */
-  follow (feeds: { store?: Pick<SecretsStore, 'onChange'>, ledger?: Pick<RunLedger, 'onChange'> }): () => void {
+  follow (feeds: { store?: Pick<SecretsStore, 'onChange'>, ledger?: Pick<RunLedger, 'onChange'>, roots?: { onRoots: (l: (c: RootChange) => void) => () => void } }): () => void {
     const seen = new Map<string, number>()
     const fresh = (key: string, revision: number): boolean => {
       if ((seen.get(key) ?? -1) >= revision) return false
@@ -122,7 +133,10 @@ export class EventBus {
         this.publish(event)
       }
     }
-    const off = [feeds.store?.onChange(onStore), feeds.ledger?.onChange(onLedger)]
+    const onRoots = (c: RootChange): void => {
+      if (fresh(`watch\0${c.watch.root}`, c.revision)) this.publish(watchEvent(c))
+    }
+    const off = [feeds.store?.onChange(onStore), feeds.ledger?.onChange(onLedger), feeds.roots?.onRoots(onRoots)]
     return () => { for (const f of off) f?.() }
   }
 }

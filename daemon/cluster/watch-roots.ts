@@ -13,7 +13,7 @@ import { nfsError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { Replica } from '../store/etcd/replica.js'
-import type { StoredWatch, WatchRoots } from '../store/watch-roots.js'
+import type { RootChange, StoredWatch, WatchRoots } from '../store/watch-roots.js'
 import type { Membership } from './membership.js'
 
 const WATCHES = 'watches/'
@@ -35,6 +35,15 @@ async function visible (root: string): Promise<boolean> {
   }
 }
 
+/** A watches/ value as stored; null for one that is not ours (written by hand): not a root a node can watch. Pure. */
+function parseWatch (value: string | null): StoredWatch | null {
+  if (value === null) return null
+  let w: Partial<StoredWatch> | null = null
+  try { w = JSON.parse(value) as Partial<StoredWatch> } catch {}
+  if (w === null || typeof w !== 'object' || typeof w.root !== 'string' || typeof w.depth !== 'number' || typeof w.uid !== 'number' || typeof w.user !== 'string') return null
+  return w as StoredWatch
+}
+
 export interface EtcdWatchRootsOptions {
   ns: Namespace
   membership: Pick<Membership, 'node' | 'leaseId' | 'unfenced'>
@@ -53,6 +62,7 @@ export class EtcdWatchRoots implements WatchRoots {
   readonly #opts: EtcdWatchRootsOptions
   readonly #replica: Replica
   readonly #listeners = new Set<() => void>()
+  readonly #rootListeners = new Set<(c: RootChange) => void>()
   readonly #now: () => number
   /** when this node saw a root lose its poller (hash -> ms): the next poller's first walk counts starts from before */
   readonly #orphanedAt = new Map<string, number>()
@@ -76,7 +86,10 @@ export class EtcdWatchRoots implements WatchRoots {
     const replica = new Replica(opts.ns, [WATCHES, WOWN], opts.membership.node)
     await replica.start()
     const roots = new EtcdWatchRoots(opts, replica)
-    replica.onChange(c => { roots.#changed(c.key, c.op, c.entry?.value.toString() ?? null, c.previous?.value.toString() ?? null) })
+    replica.onChange(c => {
+      roots.#announce(c.key, c.op, c.entry?.value.toString() ?? null, c.previous?.value.toString() ?? null, c.revision)
+      roots.#changed(c.key, c.op, c.entry?.value.toString() ?? null, c.previous?.value.toString() ?? null)
+    })
     roots.#lastMine = roots.#mineKey()
     roots.#timer = setInterval(() => { roots.#tick() }, opts.tickMs ?? TICK_MS)
     roots.#timer.unref()
@@ -98,6 +111,19 @@ export class EtcdWatchRoots implements WatchRoots {
     if (key.startsWith(WATCHES) && op === 'delete') this.#orphanedAt.delete(key.slice(WATCHES.length))
     this.#lastMine = this.#mineKey()
     this.#emit()
+  }
+
+  /** A root added or removed anywhere (this node too): told once, from the feed, for every node's events. */
+  #announce (key: string, op: 'put' | 'delete', value: string | null, previous: string | null, revision: number): void {
+    if (!key.startsWith(WATCHES)) return
+    // A put over a root already there is not an add (a root is added create-only; a put by hand changes nothing here).
+    if (op === 'put' && previous !== null) return
+    const w = parseWatch(op === 'put' ? value : previous)
+    if (w === null) return
+    const c: RootChange = { op: op === 'put' ? 'added' : 'removed', watch: w, revision }
+    for (const l of this.#rootListeners) {
+      try { l(c) } catch { /* a listener's bug must not stop the others */ }
+    }
   }
 
   #tick (): void {
@@ -123,11 +149,8 @@ export class EtcdWatchRoots implements WatchRoots {
   #stored (): Array<{ hash: string, w: StoredWatch, mod: number }> {
     const out: Array<{ hash: string, w: StoredWatch, mod: number }> = []
     for (const [k, e] of this.#replica.list(WATCHES)) {
-      // A value that is not ours (written by hand): not a root this node can watch.
-      let w: Partial<StoredWatch> | null = null
-      try { w = JSON.parse(e.value.toString()) as Partial<StoredWatch> } catch {}
-      if (w === null || typeof w !== 'object' || typeof w.root !== 'string' || typeof w.depth !== 'number' || typeof w.uid !== 'number') continue
-      out.push({ hash: k.slice(WATCHES.length), w: w as StoredWatch, mod: e.mod })
+      const w = parseWatch(e.value.toString())
+      if (w !== null) out.push({ hash: k.slice(WATCHES.length), w, mod: e.mod })
     }
     return out
   }
@@ -231,6 +254,12 @@ export class EtcdWatchRoots implements WatchRoots {
     return at !== undefined ? at - this.#opts.ttlSeconds * 1000 - 2000 : undefined
   }
 
+  /** The roots added and removed on every node, this one's included, in revision order (EventBus.follow). */
+  onRoots (listener: (c: RootChange) => void): () => void {
+    this.#rootListeners.add(listener)
+    return () => { this.#rootListeners.delete(listener) }
+  }
+
   onChange (listener: () => void): () => void {
     this.#listeners.add(listener)
     return () => { this.#listeners.delete(listener) }
@@ -241,6 +270,7 @@ export class EtcdWatchRoots implements WatchRoots {
     this.#closed = true
     if (this.#timer !== null) clearInterval(this.#timer)
     this.#listeners.clear()
+    this.#rootListeners.clear()
     await this.#replica.close()
   }
 }

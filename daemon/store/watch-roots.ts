@@ -24,6 +24,14 @@ interface WatchFileData {
   watches: StoredWatch[]
 }
 
+/** A shared root added or removed (cluster mode: seen in etcd's feed, every node's change, this node's included). */
+export interface RootChange {
+  op: 'added' | 'removed'
+  watch: StoredWatch
+  /** the etcd revision of the change (dedupe by root and revision) */
+  revision: number
+}
+
 export interface WatchRootStore {
   all (): readonly StoredWatch[]
   /**

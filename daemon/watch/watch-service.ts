@@ -10,7 +10,7 @@ import { isAbsolute, join, resolve, sep } from 'node:path'
 import { can, PERSONAL } from '../rules/access.js'
 import type { Config, WatchRoot } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'
-import type { EventBus } from '../events.js'
+import { watchEvent, type EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
 import type { RunChecks, RunLifecycle } from '../runs/service.js'
@@ -402,7 +402,8 @@ export class DirWatchService implements WatchService {
     // In a cluster the adding node polls it (claimed in the same transaction), unless it is fenced right now.
     if (this.#store.mine(root)) await this.#ensureStarted(r)
     this.#syncRuns()
-    this.#deps.events.publish({ type: 'watch.added', user: caller.user, ...(workspace !== null ? { workspace } : {}), reason: root })
+    // In a cluster every node announces it from the shared roots' feed, this one too (events.ts, follow).
+    if (this.#store.node === null) this.#deps.events.publish(watchEvent({ op: 'added', watch: stored }))
     return this.#view(r)
   }
 
@@ -414,7 +415,7 @@ export class DirWatchService implements WatchService {
     await this.#store.remove(r.root)
     await this.#stopRoot(r.root)
     this.#syncRuns()
-    this.#deps.events.publish({ type: 'watch.removed', user: caller.user, reason: r.root })
+    if (this.#store.node === null) this.#deps.events.publish(watchEvent({ op: 'removed', watch: { root: r.root, user: r.owner, workspace: r.workspace } }))
   }
 
   /** SIGHUP: start the config roots that are new or changed, stop the ones gone. API roots stay. */

@@ -45,6 +45,10 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
   await Promise.all(nodes.map(async n => await c.start(n, { config })))
   t.equal((await c.cli('a', ['secrets', 'add', 'AUTO_TOKEN'], { user: 'alice', input: 'auto-1\n' })).code, 0)
 
+  // Every node's event feed, as an admin sees it (all users), and alice's on b: watch.added/removed come from etcd's
+  // feed on every node, once each, also on the node that made the change.
+  const feeds = { a: await c.events('a'), b: await c.events('b') }
+  const aliceOnB = await c.events('b', 'alice')
   const kept = join(c.work, 'kept')
   const dropped = join(c.work, 'dropped')
   const launch = join(kept, 'l0')
@@ -92,6 +96,15 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
   t.equal(await row('b', dropped), undefined, 'b no longer lists it')
   t.ok(c.node('a').daemon.log().includes('a shared watch root was removed'), 'a logged why it stopped')
   t.same(watching(kept), ['a'], 'the other root is still watched by a alone')
+
+  const count = (n: 'a' | 'b', type: string, root: string): number => feeds[n].all().filter(e => e.type === type && e.reason === root).length
+  for (const n of nodes as Array<'a' | 'b'>) {
+    await feeds[n].waitFor(e => e.type === 'watch.removed' && e.reason === dropped, 15_000)
+    t.same([count(n, 'watch.added', kept), count(n, 'watch.added', dropped), count(n, 'watch.removed', dropped), count(n, 'watch.removed', kept)], [1, 1, 1, 0],
+      `${n}'s feed: each root's watch.added once, the removed root's watch.removed once (added on a, removed on b)`)
+  }
+  t.match(feeds.b.all().find(e => e.type === 'watch.added' && e.reason === kept), { user: 'root' }, 'named for the root\'s owner')
+  t.notOk(aliceOnB.all().some(e => String(e.type).startsWith('watch.')), 'alice\'s feed on b shows no event of the admin\'s roots')
 
   // kill -9 of the poller; a start written right after, while nobody polls the root.
   const killedAt = Date.now()

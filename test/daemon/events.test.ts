@@ -5,6 +5,7 @@ import t from 'tap'
 import { EventBus, runEvents, secretEvents, type FeedEvent, type NfsEvent } from '../../daemon/events.js'
 import type { LedgerChange } from '../../daemon/store/run-ledger.js'
 import type { StoreChange } from '../../daemon/store/secrets-store.js'
+import type { RootChange } from '../../daemon/store/watch-roots.js'
 import type { RunRecord, TargetRecord } from '../../daemon/types.js'
 import { intentRecord } from '../store/contract/run-ledger-contract.js'
 
@@ -102,4 +103,22 @@ t.test('the bus follows the feeds: a change delivered twice (a watch resumed aft
   stop()
   store.send({ ...put, revision: 10, version: 3 })
   t.equal(got.length, 6, 'nothing after unfollow')
+})
+
+t.test('watch events from the shared roots\' feed: named for the owner, once per root and revision', async t => {
+  const roots = feed<RootChange>()
+  const bus = new EventBus(() => new Date(0))
+  const got: NfsEvent[] = []
+  bus.subscribe(e => got.push(e))
+  bus.follow({ roots: { onRoots: l => roots.onChange(l) } })
+  const w = { root: '/data/alice', depth: 3, workspace: 'lab', targets: [], poll: false, intervalMs: 1000, uid: 1001, user: 'alice', createdAt: '', version: 1 }
+  roots.send({ op: 'added', watch: w, revision: 4 })
+  roots.send({ op: 'added', watch: w, revision: 4 })
+  roots.send({ op: 'removed', watch: w, revision: 6 })
+  roots.send({ op: 'added', watch: w, revision: 9 })
+  t.same(got.map(({ at, ...e }) => e), [
+    { type: 'watch.added', user: 'alice', workspace: 'lab', reason: '/data/alice' },
+    { type: 'watch.removed', user: 'alice', reason: '/data/alice' },
+    { type: 'watch.added', user: 'alice', workspace: 'lab', reason: '/data/alice' }
+  ], 'a change delivered twice is one event; a root removed and added again is announced again')
 })
