@@ -9,7 +9,7 @@ import type { RunRecord } from '../types.js'
 import type { RunOwnership } from '../runs/ownership.js'
 import { needsOwner } from '../runs/run-rules.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
-import { ownWriteRevision, readBack, type Written } from '../store/etcd/own-write.js'
+import { afterLostAnswer, ownWriteRevision, readBack, type Written } from '../store/etcd/own-write.js'
 import { Replica } from '../store/etcd/replica.js'
 import { inPool, preferredAdopter } from './adopter.js'
 import { HostWatch } from './host-watch.js'
@@ -154,7 +154,11 @@ export class EtcdOwnership implements RunOwnership {
       await this.#replica.waitFor(revision)
       return true
     } catch (err) {
-      throw clusterError(err, `adopting run ${runId}`)
+      // Every try failed, the first perhaps after it committed: what etcd holds says whether this node owns it now.
+      const revision = await afterLostAnswer(this.#opts.ns, mine)
+      if (revision === null) throw clusterError(err, `adopting run ${runId}`)
+      await this.#replica.waitFor(revision)
+      return true
     }
   }
 

@@ -9,21 +9,33 @@ import type { Etcd3 } from 'etcd3'
 type Callback = (err: Error | null | undefined, res?: unknown) => void
 type Call = (payload: unknown, metadata: unknown, options: unknown, cb: Callback) => unknown
 interface Host { getServiceClient: (name: string) => object }
-interface TxnRequest { success?: Array<{ request_put?: { key?: Buffer } }> }
+interface TxnRequest { success?: Array<{ request_put?: { key?: Buffer }, request_delete_range?: { key?: Buffer } }> }
+
+/**
+ * Tries the etcd3 client makes of one call before it gives up: the first and three retries (its default policy is
+ * cockatiel's retry with maxAttempts 3, which counts retries).
+ */
+export const CLIENT_TRIES = 4
 
 export interface LostAnswers {
-  /** Lose the answer of the next transaction that puts a key ending in `keySuffix` (after a namespace's prefix), once. */
-  loseNext: (keySuffix: string) => void
-  /** answers lost so far */
+  /**
+   * Lose the answer of the next transaction that puts or deletes a key ending in `keySuffix` (after a namespace's
+   * prefix), once; with `times`, of that many in a row (CLIENT_TRIES: every try of the client's, the first having committed).
+   */
+  loseNext: (keySuffix: string, times?: number) => void
+  /** Answer the next `times` such transactions UNAVAILABLE without sending them: a write that never reached etcd. */
+  dropNext: (keySuffix: string, times?: number) => void
+  /** answers lost so far (dropped ones included) */
   readonly lost: number
 }
 
 export function loseAnswers (client: Etcd3): LostAnswers {
   const hosts = (client as unknown as { pool: { hosts: Host[] } }).pool.hosts
-  let armed: { suffix: string } | null = null
+  let armed: { suffix: string, times: number, send: boolean } | null = null
   let lost = 0
   const picks = (payload: unknown): boolean =>
-    armed !== null && ((payload as TxnRequest).success ?? []).some(op => op.request_put?.key?.toString().endsWith(armed!.suffix) === true)
+    armed !== null && ((payload as TxnRequest).success ?? []).some(op =>
+      (op.request_put ?? op.request_delete_range)?.key?.toString().endsWith(armed!.suffix) === true)
   for (const host of hosts) {
     const real = host.getServiceClient.bind(host)
     host.getServiceClient = (name: string) => {
@@ -38,7 +50,15 @@ export function loseAnswers (client: Etcd3): LostAnswers {
           return (payload: unknown, metadata: unknown, options: unknown, cb: Callback) => {
             if (!picks(payload)) return call.call(target, payload, metadata, options, cb)
             const was = armed!
-            armed = null
+            armed = was.times > 1 ? { ...was, times: was.times - 1 } : null
+            const unavailable = (): void => {
+              lost++
+              cb(Object.assign(new Error('14 UNAVAILABLE: answer lost (injected by the test)'), { code: 14 }))
+            }
+            if (!was.send) {
+              setImmediate(unavailable)
+              return
+            }
             return call.call(target, payload, metadata, options, (err, res) => {
               if (err != null) {
                 // It did not get through: lose the next one instead.
@@ -46,8 +66,7 @@ export function loseAnswers (client: Etcd3): LostAnswers {
                 cb(err, res)
                 return
               }
-              lost++
-              cb(Object.assign(new Error('14 UNAVAILABLE: answer lost (injected by the test)'), { code: 14 }))
+              unavailable()
             })
           }
         }
@@ -55,7 +74,8 @@ export function loseAnswers (client: Etcd3): LostAnswers {
     }
   }
   return {
-    loseNext: (keySuffix) => { armed = { suffix: keySuffix } },
+    loseNext: (keySuffix, times = 1) => { armed = { suffix: keySuffix, times, send: true } },
+    dropNext: (keySuffix, times = 1) => { armed = { suffix: keySuffix, times, send: false } },
     get lost () { return lost }
   }
 }

@@ -18,7 +18,7 @@ import { openEtcdSecretsStore, type EtcdSecretsStoreHandle } from '../../daemon/
 import type { SecretsStore } from '../../daemon/store/secrets-store.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
-import { loseAnswers, type LostAnswers } from '../helpers/lost-answer.js'
+import { CLIENT_TRIES, loseAnswers, type LostAnswers } from '../helpers/lost-answer.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
 import { silentLogger } from './helpers.js'
@@ -107,6 +107,76 @@ t.test('writes whose answer was lost after they committed', async t => {
     await t.rejects(a.createWorkspace('lab', 'alice', { owner: 'alice' }), { code: 'NFS_ERR_WORKSPACE_EXISTS' }, 'a second create is still refused')
   })
 
+  // Every try of the client's lost (the first committed, the repeats failed their compare on it, and their answers
+  // were lost too): the client gives up with UNAVAILABLE, and the writer reads the keys back once etcd answers.
+  t.test('secrets add, every try\'s answer lost', async t => {
+    const { a, b, lose, reader } = await stores(t)
+    lose.loseNext('smeta/user:alice/TOKEN', CLIENT_TRIES)
+    const made = await a.createSecret('user:alice', 'TOKEN', new SecretValue('one'), 'alice').catch((err: unknown) => err)
+    t.equal(lose.lost, CLIENT_TRIES, 'the answers of all the client\'s tries were lost')
+    t.match(made, { version: 1 }, 'and the create is reported done, not NFS_ERR_CLUSTER_UNAVAILABLE')
+    t.equal(a.getSecret('user:alice', 'TOKEN')?.version, 1, 'the writer\'s mirror has it on return')
+    await b.settle()
+    t.equal(valueOn(b), 'one')
+    t.same(await keys(reader, 'smeta/'), ['smeta/user:alice/TOKEN'], 'one record')
+    await t.rejects(a.createSecret('user:alice', 'TOKEN', new SecretValue('one'), 'alice'), { code: 'NFS_ERR_SECRET_EXISTS' })
+  })
+
+  t.test('a write that never reached etcd stays NFS_ERR_CLUSTER_UNAVAILABLE', async t => {
+    const { a, lose, reader } = await stores(t)
+    lose.dropNext('smeta/user:alice/TOKEN', CLIENT_TRIES)
+    await t.rejects(a.createSecret('user:alice', 'TOKEN', new SecretValue('one'), 'alice'), { code: 'NFS_ERR_CLUSTER_UNAVAILABLE' })
+    t.equal(lose.lost, CLIENT_TRIES, 'all the client\'s tries were refused')
+    t.same(await keys(reader, 'smeta/'), [], 'nothing written')
+    t.equal(a.getSecret('user:alice', 'TOKEN'), undefined)
+  })
+
+  t.test('workspace create, every try\'s answer lost', async t => {
+    const { a, b, lose } = await stores(t)
+    lose.loseNext('ws/lab', CLIENT_TRIES)
+    const made = await a.createWorkspace('lab', 'alice', { owner: 'alice' }).catch((err: unknown) => err)
+    t.equal(lose.lost, CLIENT_TRIES, 'the answers of all the client\'s tries were lost')
+    t.match(made, { version: 1 }, 'and it is reported done, not NFS_ERR_CLUSTER_UNAVAILABLE')
+    await b.settle()
+    t.equal(b.getWorkspace('lab')?.version, 1)
+    await t.rejects(a.createWorkspace('lab', 'alice', { owner: 'alice' }), { code: 'NFS_ERR_WORKSPACE_EXISTS' }, 'a second create is still refused')
+  })
+
+  t.test('workspace delete (a retried delete finds the workspace gone: its own delete)', async t => {
+    const { a, b, lose, reader } = await stores(t)
+    await a.createWorkspace('lab', 'alice', { owner: 'alice' })
+    await a.createSecret('workspace:lab', 'TOKEN', new SecretValue('one'), 'alice')
+    lose.loseNext('ws/lab')
+    const gone = await a.deleteWorkspace('lab').then(() => 'deleted', (err: unknown) => err)
+    t.equal(lose.lost, 1, 'the delete\'s answer was lost')
+    t.equal(gone, 'deleted', 'and the delete is reported done, not NFS_ERR_WORKSPACE_NOT_FOUND')
+    await b.settle()
+    t.equal(b.getWorkspace('lab'), undefined)
+    t.same(await keys(reader, 'smeta/'), [], 'its secrets went with it')
+    // A delete of a workspace that is gone is still refused, and the name can be used again.
+    await t.rejects(a.deleteWorkspace('lab'), { code: 'NFS_ERR_WORKSPACE_NOT_FOUND' })
+    await t.rejects(b.deleteWorkspace('lab'), { code: 'NFS_ERR_WORKSPACE_NOT_FOUND' })
+    t.match(await a.createWorkspace('lab', 'alice', { owner: 'alice' }), { version: 1 }, 'created again')
+
+    lose.loseNext('ws/lab')
+    const again = await a.deleteWorkspace('lab', { ifVersion: 1 }).then(() => 'deleted', (err: unknown) => err)
+    t.equal(lose.lost, 2, 'the second delete\'s answer was lost')
+    t.equal(again, 'deleted', 'with If-Match: reported done, not NFS_ERR_CONFLICT')
+    await b.settle()
+    t.equal(b.getWorkspace('lab'), undefined)
+  })
+
+  t.test('workspace delete, every try\'s answer lost', async t => {
+    const { a, b, lose } = await stores(t)
+    await a.createWorkspace('lab', 'alice', { owner: 'alice' })
+    lose.loseNext('ws/lab', CLIENT_TRIES)
+    const gone = await a.deleteWorkspace('lab').then(() => 'deleted', (err: unknown) => err)
+    t.equal(lose.lost, CLIENT_TRIES, 'the answers of all the client\'s tries were lost')
+    t.equal(gone, 'deleted', 'and the delete is reported done')
+    await b.settle()
+    t.equal(b.getWorkspace('lab'), undefined)
+  })
+
   // One cluster node's ledger and ownership on a fresh prefix (as daemon's backend builds them), losing answers.
   const ledgerNode = async (t: Test): Promise<{ led: EtcdRunLedger, ownership: EtcdOwnership, lose: LostAnswers, reader: EtcdConnection }> => {
     const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
@@ -133,6 +203,18 @@ t.test('writes whose answer was lost after they committed', async t => {
     t.equal(ownership.ownerOf(run.runId), 'a', 'owned by the node that armed it')
     t.same(await keys(reader, 'runs/'), [`runs/${run.runId}`], 'one run')
     await t.rejects(led.insert(run), { code: 'NFS_ERR_CONFLICT' }, 'the same run armed again is still refused')
+  })
+
+  t.test('arm, every try\'s answer lost', async t => {
+    const { led, ownership, lose, reader } = await ledgerNode(t)
+    const run = intentRecord(1)
+    lose.loseNext(`runs/${run.runId}`, CLIENT_TRIES)
+    const armed = await led.insert(run).catch((err: unknown) => err)
+    t.equal(lose.lost, CLIENT_TRIES, 'the answers of all the client\'s tries were lost')
+    t.match(armed, { version: 1 }, 'and the run is armed, not NFS_ERR_CLUSTER_UNAVAILABLE (its row left behind)')
+    t.equal(led.get(run.runId)?.version, 1, 'the writer\'s mirror has it on return')
+    t.equal(ownership.ownerOf(run.runId), 'a', 'owned by the node that armed it')
+    t.same(await keys(reader, 'runs/'), [`runs/${run.runId}`], 'one run')
   })
 
   t.test('an owner\'s update', async t => {

@@ -57,10 +57,11 @@ export function connectEtcd (opts: EtcdConnectOptions): EtcdConnection {
       'grpc.max_reconnect_backoff_ms': 1000
     },
     faultHandling: { watchBackoff: cappedBackoff(50, 1000) }
-    // The client's default fault handling stays: a circuit breaker per member and three tries across members,
-    // so a call to a dead member goes on to a live one. Every write we send is a compare-and-swap or idempotent,
-    // so a try repeated after a lost answer cannot apply twice; and a compare-and-swap repeated after its own commit
-    // fails its compare on its own write, which it then reads back and knows as its own (own-write.ts).
+    // The client's default fault handling stays: a circuit breaker per member and four tries across members (the
+    // first and three retries), so a call to a dead member goes on to a live one. Every write we send is a
+    // compare-and-swap or idempotent, so a try repeated after a lost answer cannot apply twice; and a compare-and-swap
+    // repeated after its own commit fails its compare on its own write, which it then reads back and knows as its own
+    // (own-write.ts), as it does when every try failed.
   })
   return { client, ns: client.namespace(opts.prefix), close: () => { client.close() } }
 }

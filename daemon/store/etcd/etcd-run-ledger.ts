@@ -3,13 +3,14 @@
 // remove deletes. Same contract as the file ledger (test/store/contract/). Records the cluster cannot take now (a
 // quorum loss) are kept by runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine
 // outage"). An insert or an owner's update whose answer was lost after it committed, and that the client tried again,
-// is known by what it left (own-write.ts): the row's exact bytes and, with ownership, this node's name on the owner key.
+// is known by what it left (own-write.ts): the row's exact bytes and, with ownership, this node's name on the owner key;
+// also when every try of the client's failed (read back once etcd answers again).
 import type { Namespace } from 'etcd3'
 import { nfsError } from '../../errors.js'
 import type { RunRecord } from '../../types.js'
 import type { LedgerChange, RunLedger } from '../run-ledger.js'
 import { clusterError } from './etcd-client.js'
-import { ownWriteRevision, readBack, type Written } from './own-write.js'
+import { afterLostAnswer, ownWriteRevision, readBack, type Written } from './own-write.js'
 import { Replica, type ReplicaChange } from './replica.js'
 
 const RUNS = 'runs/'
@@ -94,7 +95,12 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
       if (opts.owner !== undefined && asOwner) txn = txn.and(opts.owner.key(runId), 'Value', '==', opts.owner.node)
       res = await txn.then(...(ops as never[])).else(...readBack(ns, mine)).commit()
     } catch (err) {
-      throw clusterError(err, `writing run ${runId}`)
+      // Every try failed, the first perhaps after it committed: an arm must not answer "unavailable" for a row it
+      // left (nothing would clean it up), nor its re-run "already exists".
+      const own = await afterLostAnswer(ns, mine)
+      if (own === null) throw clusterError(err, `writing run ${runId}`)
+      await replica.waitFor(own)
+      return true
     }
     if (res.succeeded) {
       await replica.waitFor(Number(res.header.revision))

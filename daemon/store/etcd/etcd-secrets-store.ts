@@ -5,13 +5,16 @@
 // node's watch has told the delete: it lives on a short lease (TOMBSTONE_TTL_S, one lease a node shares between its
 // deletes and grants again as it runs out), and each node forgets it once its own feed has used it, so neither etcd
 // nor any node's memory grows with every name ever deleted. A node cut off for longer reads the tombstone's put back
-// from the watch history on reconnect (the put carries its value), so its event still says who.
+// from the watch history on reconnect (the put carries its value), so its event still says who. wsdel/<name> is a
+// workspace delete's tombstone, on the same lease: only a nonce, read back by the delete itself (not mirrored).
 // Reads come from a Replica; every write is one transaction comparing the mod revision of the keys it read, a
 // secret's metadata and value change together, and a workspace's secrets go with it. Same contract as the file
 // store (test/store/contract/): If-Match that really fails, unconditioned writes retried on a fresh read. A write
 // whose answer was lost after it committed, and that the client tried again, is known by what it left (own-write.ts):
-// a secret's sealed value holds a fresh random nonce, a tombstone sits on this node's lease.
+// a secret's sealed value holds a fresh random nonce, a tombstone sits on this node's lease. When every try failed,
+// the same keys are read once etcd answers again (afterLostAnswer), so every writer here shares that check.
 import type { Namespace } from 'etcd3'
+import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { isCoded, nfsError } from '../../errors.js'
 import type { SecretValue } from '../../secret-value.js'
@@ -20,13 +23,15 @@ import { keyId, open, seal, type Sealed } from '../crypto.js'
 import type { SecretsStore, StoreChange, WriteOptions } from '../secrets-store.js'
 import { checkEntry, copyWorkspace } from '../store-format.js'
 import { clusterError } from './etcd-client.js'
-import { ownWriteRevision, readBack, type Written } from './own-write.js'
+import { afterLostAnswer, ownWriteRevision, readBack, type Written } from './own-write.js'
 import { Replica, type Entry, type ReplicaChange } from './replica.js'
 
 const META = 'smeta/'
 const VAL = 'sval/'
 const WS = 'ws/'
 const GONE = 'sdel/'
+/** a workspace delete's tombstone: its nonce, so that the delete knows itself when its answer was lost */
+const WS_GONE = 'wsdel/'
 const STORE_META = 'meta/store'
 /** conflicts of an unconditioned write retried on a fresh read before giving up */
 const RETRIES = 10
@@ -213,7 +218,11 @@ class EtcdSecretsStore implements SecretsStore {
         for (const [k, mod] of step.compare.slice(1)) txn = txn.and(k, mod === 0 ? 'Create' : 'Mod', '==', mod)
         res = await txn.then(...(step.ops as never[])).else(...readBack(this.#ns, step.mine ?? [])).commit()
       } catch (err) {
-        throw clusterError(err, `writing ${what}`)
+        // Every try failed, the first perhaps after it committed: what etcd holds says whether it did.
+        const own = isCoded(err) ? null : await afterLostAnswer(this.#ns, step.mine ?? [])
+        if (own === null) throw clusterError(err, `writing ${what}`)
+        await this.#replica.waitFor(own)
+        return step.result
       }
       if (res.succeeded) {
         await this.#replica.waitFor(Number(res.header.revision))
@@ -359,6 +368,12 @@ class EtcdSecretsStore implements SecretsStore {
   }
 
   async deleteWorkspace (name: string, opts?: WriteOptions): Promise<void> {
+    // A deleted key holds nothing of ours: a client's retry after a lost answer would find the workspace gone and
+    // answer NOT_FOUND (CONFLICT with If-Match) for this very delete. So the delete leaves a tombstone holding a fresh
+    // nonce, on this node's tombstone lease (gone within minutes, as a secret's sdel/ key): the workspace gone and
+    // that nonce there is this delete's, and only this one's.
+    const lease = await this.#tombstoneLease()
+    const tomb = JSON.stringify({ nonce: randomBytes(12).toString('base64url') })
     await this.#cas(`workspace ${name}`, opts, () => {
       const entry = this.#replica.get(WS + name)
       if (entry === undefined) {
@@ -369,10 +384,17 @@ class EtcdSecretsStore implements SecretsStore {
       const scope = `workspace:${name}/`
       return {
         compare: [[WS + name, entry.mod]],
-        ops: [this.#ns.delete().prefix(META + scope), this.#ns.delete().prefix(VAL + scope), this.#ns.delete().prefix(GONE + scope), this.#ns.delete().key(WS + name)],
-        result: undefined
+        ops: [
+          this.#ns.delete().prefix(META + scope), this.#ns.delete().prefix(VAL + scope), this.#ns.delete().prefix(GONE + scope), this.#ns.delete().key(WS + name),
+          this.#ns.put(WS_GONE + name).value(tomb).lease(lease)
+        ],
+        result: undefined,
+        mine: [{ key: WS + name, value: null }, { key: WS_GONE + name, value: tomb, lease }]
       }
-    }, () => this.#ws.get(WS + name))
+    }, () => this.#ws.get(WS + name)).catch((err: unknown) => {
+      if (isCoded(err, 'NFS_ERR_CLUSTER_UNAVAILABLE')) this.#tombLease = null
+      throw err
+    })
   }
 
   async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
