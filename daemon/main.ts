@@ -10,7 +10,8 @@ import { rotateKeyCommand } from './store/rotate-key-command.js'
 const USAGE = `Usage: nf-secretsd [--mode user|system] [--config F] [--socket P] [--state-dir D] [--log-level L] [--node-name N]
        nf-secretsd check-config [same flags]
        nf-secretsd rotate-key [same flags] [--new-key-file F]
-       nf-secretsd cluster import [same flags]   (copy this state dir's store and live runs into an empty cluster)
+       nf-secretsd cluster import [same flags]   (copy this state dir's store, live runs and watch roots into an empty cluster)
+       nf-secretsd cluster import watches [same flags]   (copy only this state dir's watch roots into a running cluster)
        nf-secretsd --version`
 
 /**
@@ -82,7 +83,7 @@ async function main (argv: string[]): Promise<void> {
     ...(values['node-name'] !== undefined ? { nodeName: values['node-name'] } : {})
   }
   const command = positionals[0]
-  const clusterImport = command === 'cluster' && positionals[1] === 'import' && positionals.length === 2
+  const clusterImport = command === 'cluster' && positionals[1] === 'import' && (positionals.length === 2 || (positionals.length === 3 && positionals[2] === 'watches'))
   if (!clusterImport && (positionals.length > 1 || (command !== undefined && command !== 'check-config' && command !== 'rotate-key'))) {
     process.stderr.write(`nf-secretsd: unknown command ${JSON.stringify(positionals.join(' '))}\n${USAGE}\n`)
     process.exit(EXIT.usage)
@@ -103,7 +104,7 @@ async function main (argv: string[]): Promise<void> {
     }
     if (clusterImport) {
       const { clusterImportCommand } = await import('./cluster/import-command.js')
-      process.stdout.write(`${JSON.stringify(await clusterImportCommand(config))}\n`)
+      process.stdout.write(`${JSON.stringify(await clusterImportCommand(config, positionals[2] === 'watches' ? 'watches' : 'all'))}\n`)
       return
     }
     if (command === 'rotate-key') {

@@ -6,6 +6,7 @@
 // exits 69 (NFS_ERR_CLUSTER_UNAVAILABLE, EX_UNAVAILABLE); the unit's Restart=on-failure starts it again. Serving the
 // local socket without the cluster would only answer every arm and secret write with 503, and a daemon that looks up
 // but is not is worse for an admin than one that says why it stopped. A node name held by a live daemon: exit 78.
+import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { ClusterConfig } from '../config.js'
 import type { Logger } from '../logger.js'
@@ -15,6 +16,7 @@ import { openEtcdRunLedger, type EtcdRunLedger } from '../store/etcd/etcd-run-le
 import { openEtcdSecretsStore } from '../store/etcd/etcd-secrets-store.js'
 import { Membership } from './membership.js'
 import { EtcdOwnership } from './ownership.js'
+import { localWatchRootCount } from './import.js'
 import { EtcdWatchRoots } from './watch-roots.js'
 
 /** how long a start waits for etcd before it gives up with exit 69 */
@@ -97,6 +99,11 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
     closers.push(async () => { await store.close() })
     const watchRoots = await EtcdWatchRoots.open({ ns: conn.ns, membership, ttlSeconds: cluster.leaseTtlSeconds, logger: logger.child({ room: 'watch', node }) })
     closers.push(async () => { await watchRoots.close() })
+    // Not read: a file no node updates any more would bring back, at each start, roots removed on the cluster since.
+    const local = await localWatchRootCount(opts.stateDir)
+    if (local > 0) {
+      log.warn({ file: join(opts.stateDir, 'watches.json'), roots: local }, 'this node\'s watches.json is not read in cluster mode; `nf-secretsd cluster import watches` copies its roots into the cluster (once; roots already shared are kept)')
+    }
 
     // Nodes seen alive since this daemon started: a node that left stays listed, not alive, until the next restart.
     const seen = new Set<string>([node])

@@ -5,10 +5,19 @@ import type { Config } from '../config.js'
 import { nfsError } from '../errors.js'
 import { loadKey } from '../store/key.js'
 import { connectEtcd } from '../store/etcd/etcd-client.js'
-import { clusterImport, type ClusterImportResult } from './import.js'
+import { clusterImport, clusterImportWatches, type ClusterImportResult, type WatchImportResult } from './import.js'
 
-export async function clusterImportCommand (config: Config): Promise<ClusterImportResult> {
+/** `what`: everything into an empty prefix, or (`watches`) only the watch roots, into a cluster already running. */
+export async function clusterImportCommand (config: Config, what: 'all' | 'watches' = 'all'): Promise<ClusterImportResult | WatchImportResult> {
   if (config.cluster === undefined) throw nfsError('NFS_ERR_CONFIG', [config.configFile ?? 'the config', 'cluster import needs a cluster section naming the etcd endpoints'])
+  if (what === 'watches') {
+    const conn = connectEtcd(config.cluster.etcd)
+    try {
+      return await clusterImportWatches({ ns: conn.ns, stateDir: config.stateDir })
+    } finally {
+      conn.close()
+    }
+  }
   const loaded = await loadKey({
     mode: config.mode,
     stateDir: config.stateDir,

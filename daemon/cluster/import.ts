@@ -1,5 +1,6 @@
-// `nf-secretsd cluster import [--state-dir D]` (CLUSTER.md "Contract"): copy a single node's store.json, and the runs
-// of its runs.json that still need an owner, into an empty cluster prefix, once, under the same master key (the
+// `nf-secretsd cluster import [--state-dir D]` (CLUSTER.md "Contract"): copy a single node's store.json, the runs
+// of its runs.json that still need an owner, and the watch roots of its watches.json (with their owners, as the file
+// holds them), into an empty cluster prefix, once, under the same master key (the
 // ciphertexts move as they are: etcd never sees a value or the key). The source state dir is locked, so no daemon
 // changes it meanwhile. An import is all or nothing for the nodes: meta/store, which every node reads first, is
 // written last, and a node refuses a prefix that holds data without it (an import cut short: run it again).
@@ -12,7 +13,9 @@ import { lockStateDir } from '../os/state-dir.js'
 import { keyId } from '../store/crypto.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { validateStore, verifyStore } from '../store/store-format.js'
+import { validWatchFile, type StoredWatch } from '../store/watch-roots.js'
 import { isTerminal, type RunRecord } from '../types.js'
+import { rootHash } from './watch-roots.js'
 
 export interface ClusterImportOptions {
   ns: Namespace
@@ -20,7 +23,7 @@ export interface ClusterImportOptions {
   key: Buffer
 }
 
-export interface ClusterImportResult { secrets: number, workspaces: number, runs: number, keyId: string }
+export interface ClusterImportResult { secrets: number, workspaces: number, runs: number, watches: number, keyId: string }
 
 /** etcd refuses a transaction of more than 128 operations by default. */
 const OPS_PER_TXN = 100
@@ -35,6 +38,24 @@ async function readJson (path: string): Promise<unknown> {
   }
 }
 
+/** The roots of a state dir's watches.json ([] without one); a file that is not one refuses the import. */
+async function readWatches (stateDir: string): Promise<StoredWatch[]> {
+  const path = join(stateDir, 'watches.json')
+  const raw = await readJson(path)
+  if (raw === null) return []
+  if (!validWatchFile(raw)) throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not a watch list of format 1'])
+  return raw.watches
+}
+
+/**
+ * A root as the cluster keeps it (watches/<hash>, no poller yet: the first node that can see its path claims it, and
+ * checks it as it does every root it polls). Create-only: a root already shared stays as it is.
+ */
+function watchOp (ns: Namespace, w: StoredWatch): ReturnType<Namespace['if']> {
+  const key = `watches/${rootHash(w.root)}`
+  return ns.if(key, 'Create', '==', 0).then(ns.put(key).value(JSON.stringify(w)))
+}
+
 export async function clusterImport (opts: ClusterImportOptions): Promise<ClusterImportResult> {
   const lock = await lockStateDir(opts.stateDir, hostname())
   try {
@@ -45,6 +66,7 @@ export async function clusterImport (opts: ClusterImportOptions): Promise<Cluste
     verifyStore(data, opts.key, storePath)
     const ledger = await readJson(join(opts.stateDir, 'runs.json')) as { runs?: RunRecord[] } | null
     const runs = (ledger?.runs ?? []).filter(r => !isTerminal(r.state) || Object.values(r.targets).some(tr => tr !== undefined && tr.state !== 'revoked'))
+    const watches = await readWatches(opts.stateDir)
 
     const { ns } = opts
     let existing: string[]
@@ -70,14 +92,54 @@ export async function clusterImport (opts: ClusterImportOptions): Promise<Cluste
       for (let i = 0; i < ops.length; i += OPS_PER_TXN) {
         await ns.if(IMPORT_INCOMPLETE, 'Create', '>', 0).then(...(ops.slice(i, i + OPS_PER_TXN) as never[])).commit()
       }
+      // Each root alone (create-only): two entries of one path in a hand-edited file make one root, not a failure.
+      for (const w of watches) await watchOp(ns, w).commit()
       const done = await ns.if('meta/store', 'Create', '==', 0)
         .then(ns.put('meta/store').value(JSON.stringify({ format: 1, keyId: keyId(opts.key) })), ns.delete().key(IMPORT_INCOMPLETE)).commit()
       if (!done.succeeded) throw nfsError('NFS_ERR_CONFLICT', ['a node initialised the cluster store during the import'])
     } catch (err) {
       throw clusterError(err, 'importing into the cluster')
     }
-    return { secrets: data.secrets.length, workspaces: data.workspaces.length, runs: runs.length, keyId: keyId(opts.key) }
+    return { secrets: data.secrets.length, workspaces: data.workspaces.length, runs: runs.length, watches: watches.length, keyId: keyId(opts.key) }
   } finally {
     lock.release()
+  }
+}
+
+export interface WatchImportResult { watches: number, present: number }
+
+/**
+ * `nf-secretsd cluster import watches`: a node that joins a running cluster brings the roots of its own watches.json
+ * (its store stays behind: the cluster has one). Each root is copied create-only, so running it again, or on two
+ * nodes whose files share a root, copies each root once and changes none already shared.
+ */
+export async function clusterImportWatches (opts: Omit<ClusterImportOptions, 'key'>): Promise<WatchImportResult> {
+  const lock = await lockStateDir(opts.stateDir, hostname())
+  try {
+    const watches = await readWatches(opts.stateDir)
+    const { ns } = opts
+    let present = 0
+    try {
+      const meta = await ns.get('meta/store').exec()
+      if (meta.kvs.length === 0) throw nfsError('NFS_ERR_CONFLICT', ['the cluster prefix holds no store yet; run `nf-secretsd cluster import` first'])
+      for (const w of watches) if (!(await watchOp(ns, w).commit()).succeeded) present++
+    } catch (err) {
+      throw clusterError(err, 'importing watch roots into the cluster')
+    }
+    return { watches: watches.length - present, present }
+  } finally {
+    lock.release()
+  }
+}
+
+/**
+ * How many roots a state dir's watches.json holds (0: none, or not a file of ours). A node started in cluster mode
+ * does not read it (docs/cluster.md "Watch roots"), and says so at its start, naming the file and the import.
+ */
+export async function localWatchRootCount (stateDir: string): Promise<number> {
+  try {
+    return (await readWatches(stateDir)).length
+  } catch {
+    return 0
   }
 }

@@ -19,7 +19,7 @@ export interface StoredWatch {
   node?: string
 }
 
-interface WatchFileData {
+export interface WatchFileData {
   format: 1
   watches: StoredWatch[]
 }
@@ -78,7 +78,8 @@ export function localWatchRoots (store: WatchRootStore): WatchRoots {
   }
 }
 
-function valid (raw: unknown): raw is WatchFileData {
+/** Is this what watches.json holds (format 1, each root with its path, depth and owner)? Pure. */
+export function validWatchFile (raw: unknown): raw is WatchFileData {
   const d = raw as Partial<WatchFileData> | null
   return d !== null && typeof d === 'object' && d.format === 1 && Array.isArray(d.watches) &&
     d.watches.every(w => typeof w?.root === 'string' && typeof w.depth === 'number' && typeof w.uid === 'number')
@@ -87,7 +88,7 @@ function valid (raw: unknown): raw is WatchFileData {
 export async function openWatchRootStore (path: string): Promise<WatchRootStore> {
   const file = new AtomicJsonFile<WatchFileData>(path, { mode: 0o600 })
   const raw = await file.read()
-  if (raw !== null && !valid(raw)) throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not a watch list of format 1'])
+  if (raw !== null && !validWatchFile(raw)) throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not a watch list of format 1'])
   let watches: StoredWatch[] = raw?.watches ?? []
   // One change at a time; memory follows the disk only after the write succeeded.
   let queue: Promise<unknown> = Promise.resolve()

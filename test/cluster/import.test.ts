@@ -6,7 +6,9 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnSync } from 'node:child_process'
-import { clusterImport } from '../../daemon/cluster/import.js'
+import { clusterImport, clusterImportWatches } from '../../daemon/cluster/import.js'
+import { rootHash } from '../../daemon/cluster/watch-roots.js'
+import { openWatchRootStore } from '../../daemon/store/watch-roots.js'
 import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import { openEtcdSecretsStore } from '../../daemon/store/etcd/etcd-secrets-store.js'
@@ -41,11 +43,21 @@ t.test('cluster import', async t => {
   const done = await ledger.insert(intentRecord(2))
   await ledger.update(done.runId, 1, r => ({ ...r, state: 'completed', targets: { hpc: { ...r.targets.hpc!, state: 'revoked' } } }))
   await ledger.close()
+  // The single node's watch roots: alice's own and an admin's, as watches.json holds them.
+  const watchFile = await openWatchRootStore(join(stateDir, 'watches.json'))
+  const w = { depth: 3, workspace: null, targets: ['hpc'], poll: false, intervalMs: 1000, createdAt: '2026-12-01T10:00:00.000Z' }
+  await watchFile.add({ ...w, root: '/data/alice/runs', uid: 1001, user: 'alice' })
+  await watchFile.add({ ...w, root: '/data/shared', uid: 0, user: 'root' })
+  const shared = async (ns: typeof conn.ns): Promise<Record<string, { root: string, uid: number, user: string, mod: string }>> => {
+    const out: Record<string, { root: string, uid: number, user: string, mod: string }> = {}
+    for (const kv of (await ns.getAll().prefix('watches/').exec()).kvs) out[kv.key.toString()] = { ...JSON.parse(kv.value.toString()) as { root: string, uid: number, user: string }, mod: kv.mod_revision }
+    return out
+  }
 
   const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
   const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
   t.teardown(() => { conn.close() })
-  t.same(await clusterImport({ ns: conn.ns, stateDir, key }), { secrets: 2, workspaces: 1, runs: 1, keyId: (await import('../../daemon/store/crypto.js')).keyId(key) })
+  t.same(await clusterImport({ ns: conn.ns, stateDir, key }), { secrets: 2, workspaces: 1, runs: 1, watches: 2, keyId: (await import('../../daemon/store/crypto.js')).keyId(key) })
   await t.rejects(clusterImport({ ns: conn.ns, stateDir, key }), { code: 'NFS_ERR_CONFLICT' }, 'only into an empty prefix')
 
   const cs = await openEtcdSecretsStore({ ns: conn.ns, node: 'login1', key, logger })
@@ -56,6 +68,11 @@ t.test('cluster import', async t => {
   const cl = await openEtcdRunLedger({ ns: conn.ns, node: 'login1' })
   t.teardown(async () => { await cl.close() })
   t.same(cl.all().map(r => r.runId), [intentRecord(1).runId], 'only the run that still needs an owner')
+  const roots = await shared(conn.ns)
+  t.match(roots[`watches/${rootHash('/data/alice/runs')}`], { root: '/data/alice/runs', uid: 1001, user: 'alice' }, 'the watch roots with their owners')
+  t.match(roots[`watches/${rootHash('/data/shared')}`], { root: '/data/shared', uid: 0, user: 'root' })
+  t.equal(Object.keys(roots).length, 2)
+  t.same((await conn.ns.getAll().prefix('wown/').keys()), [], 'no poller yet: the first node that can see a root claims it')
   const raw = JSON.stringify(await conn.ns.getAll().prefix('').strings())
   t.notMatch(raw, CANARY, 'no value in etcd, only ciphertext')
 
@@ -79,4 +96,26 @@ t.test('cluster import', async t => {
   t.teardown(async () => { await again.close() })
   t.equal(again.getSecret('user:bob', 'HALF'), undefined, 'the half import was replaced')
   t.equal(again.counts().secrets, 2)
+  const p2roots = await shared(c2.ns)
+  t.equal(Object.keys(p2roots).length, 2, 'the watch roots came with it')
+
+  // `cluster import watches`, a node joining a running cluster: create-only, so again and again it changes nothing
+  // already shared, and copies a root the file gained since.
+  const importWatches = (): ReturnType<typeof spawnSync> => spawnSync(process.execPath, [join(ROOT, 'dist/daemon/main.js'), 'cluster', 'import', 'watches', '--mode', 'system', '--config', cfg, '--state-dir', stateDir], { encoding: 'utf8', timeout: 60_000 })
+  const once = importWatches()
+  t.equal(once.status, 0, String(once.stderr))
+  t.same(JSON.parse(String(once.stdout)), { watches: 0, present: 2 }, 'roots already shared are left as they are')
+  await watchFile.add({ ...w, root: '/data/alice/more', uid: 1001, user: 'alice' })
+  const twice = importWatches()
+  t.same(JSON.parse(String(twice.stdout)), { watches: 1, present: 2 }, 'a new root is copied')
+  const after = await shared(c2.ns)
+  t.equal(Object.keys(after).length, 3)
+  for (const [k, v] of Object.entries(p2roots)) t.equal(after[k]?.mod, v.mod, `${v.root}: not written again`)
+  t.match(after[`watches/${rootHash('/data/alice/more')}`], { uid: 1001, user: 'alice' })
+
+  const p3 = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const c3 = connectEtcd({ endpoints: cluster.endpoints, prefix: p3 })
+  t.teardown(() => { c3.close() })
+  await t.rejects(clusterImportWatches({ ns: c3.ns, stateDir }), { code: 'NFS_ERR_CONFLICT' }, 'only into a cluster that has its store')
+  t.same(await c3.ns.getAll().prefix('').keys(), [], 'and nothing written')
 })

@@ -5,8 +5,8 @@
 // other node claims the root once the dead node's lease is gone, and a Nextflow start written after the kill, before
 // that claim, still becomes one auto-run. A root removed on b is no longer watched by a, its poller.
 import t from 'tap'
-import { chownSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import type { WatchView } from '../../daemon/contract/watches.js'
 import { errorCode } from '../helpers/cli.js'
 import { startClusterDaemons } from '../helpers/cluster-daemons.js'
@@ -42,7 +42,16 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
   const nodes = ['a', 'b']
   // The memory target (a test fake) is offered only where the config names it.
   const config = { runs: { livenessIntervalMs: 500, defaultTargets: ['memory'] } }
+  // b was a single node once: its state dir still holds a watches.json, which cluster mode does not read.
+  const bState = join(dirname(c.work), 'b', 'state')
+  const oldRoot = join(c.work, 'old-single-node-root')
+  mkdirSync(oldRoot)
+  mkdirSync(dirname(bState), { mode: 0o755 })
+  mkdirSync(bState, { mode: 0o700 })
+  writeFileSync(join(bState, 'watches.json'), JSON.stringify({ format: 1, watches: [{ root: oldRoot, depth: 3, workspace: null, targets: [], poll: false, intervalMs: 1000, uid: 0, user: 'root', createdAt: new Date().toISOString(), version: 1 }] }), { mode: 0o600 })
   await Promise.all(nodes.map(async n => await c.start(n, { config })))
+  const warning = c.node('b').daemon.log().split('\n').find(l => l.includes('watches.json is not read in cluster mode'))
+  t.ok(warning?.includes(join(bState, 'watches.json')) === true && warning.includes('cluster import watches'), 'b warns at its start, naming the file and the import')
   t.equal((await c.cli('a', ['secrets', 'add', 'AUTO_TOKEN'], { user: 'alice', input: 'auto-1\n' })).code, 0)
 
   // Every node's event feed, as an admin sees it (all users), and alice's on b: watch.added/removed come from etcd's
@@ -75,6 +84,7 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
     t.same(await saysItPolls(root), ['a'], `${root}: a says it polls it, b does not`)
     t.same(watching(root), ['a'], `${root}: only a's process watches it (inotify, from /proc)`)
   }
+  t.equal(await row('b', oldRoot), undefined, 'the root of b\'s old watches.json is not watched or listed')
   for (const [n, polled] of [['a', 2], ['b', 0]] as const) {
     const s = (await c.call(n, 'GET', '/status')).body as { watches: { roots: number, polledHere?: number } }
     t.equal(s.watches.roots, 2, `${n}: status lists both roots`)
