@@ -200,7 +200,7 @@ export class EtcdWatchRoots implements WatchRoots {
   /**
    * Add a shared root; this node polls it from the same transaction (it has just resolved the path, so it sees it).
    * The per-user limit counts the roots of the whole cluster after a barrier; two adds of one user at the very same
-   * moment on two nodes may each pass it once (as liveRunsPerUser).
+   * moment on two nodes may each pass it once (liveRunsPerUser cannot: an arm compares its user's uarms/ key).
    */
   async add (w: Omit<StoredWatch, 'version'>, maxPerUid?: number): Promise<StoredWatch> {
     const hash = rootHash(w.root)

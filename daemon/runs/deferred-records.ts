@@ -6,7 +6,7 @@
 // is the RunLedger the lifecycle uses.
 import { isCoded, nfsError } from '../errors.js'
 import type { RecordJournal } from '../store/deferred-journal.js'
-import type { LedgerChange, RunLedger, UpdateOptions } from '../store/run-ledger.js'
+import type { InsertOptions, LedgerChange, RunLedger, UpdateOptions } from '../store/run-ledger.js'
 import type { RunRecord } from '../types.js'
 
 type Change = (run: RunRecord) => RunRecord | null
@@ -99,8 +99,8 @@ export class DeferredRecords implements DeferredLedger {
     return this.#ledger.all().map(r => this.#kept.get(r.runId) ?? r)
   }
 
-  async insert (run: Omit<RunRecord, 'version'>): Promise<RunRecord> {
-    const rec = await this.#ledger.insert(run)
+  async insert (run: Omit<RunRecord, 'version'>, opts?: InsertOptions): Promise<RunRecord> {
+    const rec = await this.#ledger.insert(run, opts)
     await this.#carry()
     return rec
   }

@@ -227,6 +227,8 @@ export class RunManager implements RunLifecycle {
     const { run, env } = await provisionRun({
       ledger,
       audit,
+      // Counted again with the intent's insert: in a cluster the reservation above sees only this node's arms.
+      ...(caller.isAdmin ? {} : { liveLimit: config.limits.liveRunsPerUser }),
       targets: this.#deps.targets,
       log: this.#log,
       ...(this.#deps.observer !== undefined ? { observe: this.#deps.observer.provisioned.bind(this.#deps.observer) } : {}),

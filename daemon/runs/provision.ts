@@ -26,6 +26,8 @@ export interface ProvisionDeps {
    * anything) as revoked, end the run as failed with `reason`, and revoke what was placed.
    */
   undo: (runId: string, untouched: TargetName[], reason: string) => Promise<void>
+  /** the caller's liveRunsPerUser, checked again by the intent's insert (none for admins) */
+  liveLimit?: number
 }
 
 export interface NewRun {
@@ -98,7 +100,7 @@ export async function provisionRun (
   values: ReadonlyMap<string, SecretValue>,
   auditEntry: AuditEntry
 ): Promise<{ run: RunRecord, env: Record<string, string> }> {
-  const intent = deps.ledger.insert(record)
+  const intent = deps.ledger.insert(record, deps.liveLimit !== undefined ? { liveLimit: deps.liveLimit } : undefined)
   const ready = intent.then(() => {})
   // Seen through `intent` below; a target that fails before awaiting `ready` must not leave it unhandled.
   ready.catch(() => {})

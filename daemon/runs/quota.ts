@@ -1,8 +1,12 @@
 // Live runs per user (SPEC 11): every door into the lifecycle (POST /runs, launch, auto-runs of a watch) comes through
 // RunManager.create, so the limit is kept here and not in a route. A run counts from the moment its create begins
-// (reserved before the first await, so a burst of parallel requests cannot overshoot) until it is terminal.
-import { nfsError } from '../errors.js'
-import { isTerminal, type Caller, type RunRecord } from '../types.js'
+// (reserved before the first await, so a burst of parallel requests cannot overshoot) until it is terminal. That is
+// exact on one node; in a cluster the ledger's insert counts again in the same transaction (store/live-runs.ts), since
+// this node does not see the arms other nodes are making.
+import { limitReached, liveRunsOf } from '../store/live-runs.js'
+import type { Caller, RunRecord } from '../types.js'
+
+export { liveRunsOf }
 
 /**
  * Pure: is this run the caller's? By name and by the uid it was started with: an account deleted and created again
@@ -10,13 +14,6 @@ import { isTerminal, type Caller, type RunRecord } from '../types.js'
  */
 export function ownsRun (caller: Pick<Caller, 'user' | 'uid'>, run: Pick<RunRecord, 'user' | 'uid'>): boolean {
   return run.user === caller.user && run.uid === caller.uid
-}
-
-/** Pure: live runs of a uid in a ledger snapshot. */
-export function liveRunsOf (runs: Iterable<Pick<RunRecord, 'uid' | 'state'>>, uid: number): number {
-  let n = 0
-  for (const r of runs) if (r.uid === uid && !isTerminal(r.state)) n++
-  return n
 }
 
 /** Pure: may a user with `live` runs and `pending` creates start one more? Admins are not limited. */
@@ -39,7 +36,7 @@ export class LiveRunQuota {
     const live = liveRunsOf(runs(), uid)
     const pending = this.#pending.get(uid) ?? 0
     if (!mayStart(live, pending, this.#limit, false)) {
-      throw nfsError('NFS_ERR_LIMIT', [`liveRunsPerUser (${this.#limit}): ${caller.user} has ${live + pending} live runs; end or revoke some first (nf-secrets runs list)`])
+      throw limitReached(this.#limit, caller.user, live + pending)
     }
     this.#pending.set(uid, pending + 1)
     let released = false

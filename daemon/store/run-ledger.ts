@@ -6,6 +6,9 @@ import { Low } from 'lowdb'
 import { nfsError } from '../errors.js'
 import type { RunRecord } from '../types.js'
 import { AtomicJsonFile } from './atomic-file.js'
+import { limitReached, liveRunsOf, type InsertOptions } from './live-runs.js'
+
+export type { InsertOptions }
 
 interface LedgerData {
   format: 1
@@ -50,8 +53,11 @@ export interface RunLedger {
   onChange (listener: (change: LedgerChange) => void): () => void
   all (): readonly RunRecord[]
   get (runId: string): RunRecord | undefined
-  /** Durably record a new run (the write-ahead intent). */
-  insert (run: Omit<RunRecord, 'version'>): Promise<RunRecord>
+  /**
+   * Durably record a new run (the write-ahead intent). With `liveLimit`, refused (NFS_ERR_LIMIT) when the run's uid
+   * already has that many live runs, counted atomically with the insert (over the whole cluster for a shared ledger).
+   */
+  insert (run: Omit<RunRecord, 'version'>, opts?: InsertOptions): Promise<RunRecord>
   /**
    * Apply `change` to the run if its version is still `expectedVersion`; NFS_ERR_CONFLICT otherwise.
    * `change` returns the next record (without bumping the version: the ledger does) or null for no change.
@@ -140,8 +146,13 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
     },
     all: () => [...byId.values()],
     get: (runId) => byId.get(runId),
-    insert: (run) => serial(async () => {
+    insert: (run, o) => serial(async () => {
       if (byId.has(run.runId)) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
+      // One process holds the file and writes one at a time: the count and the insert cannot be overtaken.
+      if (o?.liveLimit !== undefined) {
+        const live = liveRunsOf(byId.values(), run.uid)
+        if (live >= o.liveLimit) throw limitReached(o.liveLimit, run.user, live)
+      }
       const rec: RunRecord = { ...run, version: 1 }
       const next = new Map(byId)
       next.set(rec.runId, rec)

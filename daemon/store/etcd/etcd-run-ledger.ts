@@ -1,19 +1,31 @@
 // The run ledger on etcd (CLUSTER.md "Keys"): runs/<runId> holds a run's record (never a value). Reads come from a
-// Replica; insert is create-only, update compares the mod revision of the record whose version the caller named,
-// remove deletes. Same contract as the file ledger (test/store/contract/). Records the cluster cannot take now (a
-// quorum loss) are kept by runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine
-// outage"). An insert or an owner's update whose answer was lost after it committed, and that the client tried again,
-// is known by what it left (own-write.ts): the row's exact bytes and, with ownership, this node's name on the owner key;
-// also when every try of the client's failed (read back once etcd answers again).
+// Replica; insert is create-only (and counts its user's live runs in the same compare-and-swap: ARMS below), update
+// compares the mod revision of the record whose version the caller named, remove deletes. Same contract as the file
+// ledger (test/store/contract/). Records the cluster cannot take now (a quorum loss) are kept by
+// runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine outage"). An insert or an
+// owner's update whose answer was lost after it committed, and that the client tried again, is known by what it left
+// (own-write.ts): the row's exact bytes and, with ownership, this node's name on the owner key; also when every try of
+// the client's failed (read back once etcd answers again).
 import type { Namespace } from 'etcd3'
 import { nfsError } from '../../errors.js'
 import type { RunRecord } from '../../types.js'
+import { limitReached, liveRunsOf } from '../live-runs.js'
 import type { LedgerChange, RunLedger } from '../run-ledger.js'
 import { clusterError } from './etcd-client.js'
 import { afterLostAnswer, ownWriteRevision, readBack, type Written } from './own-write.js'
 import { Replica, type ReplicaChange } from './replica.js'
 
 const RUNS = 'runs/'
+/**
+ * A user's arm sequence (uarms/<uid>): every limited insert of a run of that uid (liveLimit: not an admin's) puts it,
+ * compared on the mod revision it had when the insert counted the uid's live runs. etcd compares revisions, not
+ * counts: a count taken on a mirror that holds this key at revision M holds every limited insert of the user up to M
+ * (each put the row and the key in one transaction), so it is still true when the insert commits with the key at M;
+ * otherwise the insert fails its compare, counts again and retries. Ends need no compare: they only lower the count.
+ */
+const ARMS = 'uarms/'
+/** limited inserts retried after another node's arm of the same user went first, before giving up */
+const INSERT_RETRIES = 10
 
 export interface EtcdRunLedgerOptions {
   ns: Namespace
@@ -33,7 +45,7 @@ export type EtcdRunLedger = RunLedger & {
 
 export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<EtcdRunLedger> {
   const { ns } = opts
-  const replica = new Replica(ns, [RUNS], opts.node)
+  const replica = new Replica(ns, [RUNS, ARMS], opts.node)
   await replica.start()
   const parsed = new Map<string, RunRecord>()
   for (const [k, e] of replica.list(RUNS)) parsed.set(k.slice(RUNS.length), JSON.parse(e.value.toString()) as RunRecord)
@@ -46,6 +58,7 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     }
   }
   replica.onChange((c: ReplicaChange) => {
+    if (!c.key.startsWith(RUNS)) return
     const runId = c.key.slice(RUNS.length)
     // The record before, as this node's mirror had it (after a resync, maybe several writes back).
     const previous = parsed.get(runId) ?? null
@@ -61,13 +74,14 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
 
   const current = (runId: string): RunRecord | undefined => parsed.get(runId)
 
-  // This node's writes of one run go one after another (the file ledger's queue, per record).
+  // This node's writes of one run go one after another (the file ledger's queue, per record); so do its limited
+  // inserts of one user's runs, which would otherwise only make each other fail the arm sequence's compare.
   const queues = new Map<string, Promise<unknown>>()
-  const serial = async <T>(runId: string, fn: () => Promise<T>): Promise<T> => {
-    const mine = (queues.get(runId) ?? Promise.resolve()).then(fn, fn)
+  const serial = async <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const mine = (queues.get(key) ?? Promise.resolve()).then(fn, fn)
     const tail = mine.catch(() => {})
-    queues.set(runId, tail)
-    void tail.then(() => { if (queues.get(runId) === tail) queues.delete(runId) })
+    queues.set(key, tail)
+    void tail.then(() => { if (queues.get(key) === tail) queues.delete(key) })
     return await mine
   }
 
@@ -83,15 +97,27 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     return opts.owner === undefined ? [row] : [row, { key: opts.owner.key(runId), value: opts.owner.node }]
   }
 
-  async function commit (runId: string, compareMod: number, rec: RunRecord, asOwner = false): Promise<boolean> {
+  /**
+   * One write of a run's record. A limited insert also puts its user's arm sequence, compared on `armsMod`.
+   * 'done', or why not: 'taken' (the record is not what was expected: another node's write, or the id exists),
+   * 'moved' (an insert whose user's arm sequence moved on: another arm of the user went first).
+   */
+  async function commit (runId: string, compareMod: number, rec: RunRecord, asOwner = false, armsMod: number | null = null): Promise<'done' | 'taken' | 'moved'> {
     if (closed) throw nfsError('NFS_ERR_STORAGE', ['the cluster ledger', 'it is closed'])
     const bytes = JSON.stringify(rec)
-    const mine = ownMarks(runId, bytes, compareMod === 0, asOwner)
+    const insert = compareMod === 0
+    const mine = ownMarks(runId, bytes, insert, asOwner)
     let res
     try {
-      let txn = ns.if(RUNS + runId, compareMod === 0 ? 'Create' : 'Mod', '==', compareMod)
+      let txn = ns.if(RUNS + runId, insert ? 'Create' : 'Mod', '==', compareMod)
       const ops: unknown[] = [ns.put(RUNS + runId).value(bytes)]
-      if (opts.owner !== undefined && compareMod === 0) ops.push(opts.owner.claimOp(runId))
+      if (armsMod !== null) {
+        // etcd never splits one revision's changes between two watch answers, and the mirror applies an answer at
+        // once: no mirror holds the new sequence without the row it counts.
+        txn = txn.and(ARMS + rec.uid, 'Mod', '==', armsMod)
+        ops.push(ns.put(ARMS + rec.uid).value(runId))
+      }
+      if (opts.owner !== undefined && insert) ops.push(opts.owner.claimOp(runId))
       if (opts.owner !== undefined && asOwner) txn = txn.and(opts.owner.key(runId), 'Value', '==', opts.owner.node)
       res = await txn.then(...(ops as never[])).else(...readBack(ns, mine)).commit()
     } catch (err) {
@@ -100,16 +126,20 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
       const own = await afterLostAnswer(ns, mine)
       if (own === null) throw clusterError(err, `writing run ${runId}`)
       await replica.waitFor(own)
-      return true
+      return 'done'
     }
     if (res.succeeded) {
       await replica.waitFor(Number(res.header.revision))
-      return true
+      return 'done'
     }
     const own = ownWriteRevision(res, mine)
-    if (own === null) return false
-    await replica.waitFor(own)
-    return true
+    if (own !== null) {
+      await replica.waitFor(own)
+      return 'done'
+    }
+    // An insert's failure branch reads its row first (ownMarks): absent, it was the arm sequence that moved.
+    if (armsMod !== null && res.responses[0]?.response_range?.kvs.length === 0) return 'moved'
+    return 'taken'
   }
 
   async function apply (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, asOwner = false): Promise<RunRecord> {
@@ -125,8 +155,53 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     if (changed === null) return cur
     const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
     const base = replica.get(RUNS + runId)
-    if (!(await commit(runId, base?.mod ?? 0, rec, asOwner))) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed on another node, or this node no longer owns it`])
+    if ((await commit(runId, base?.mod ?? 0, rec, asOwner)) !== 'done') throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed on another node, or this node no longer owns it`])
     return rec
+  }
+
+  /**
+   * A run this node already has is refused before the write: the same record inserted again by this node would
+   * otherwise read back as its own write (its bytes and its owner key are this node's). Read fresh before calling it
+   * taken.
+   */
+  const refuseKnown = async (runId: string): Promise<void> => {
+    if (parsed.has(runId)) await replica.barrier()
+    if (parsed.has(runId)) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} already exists`])
+  }
+
+  async function insertOnce (run: Omit<RunRecord, 'version'>): Promise<RunRecord> {
+    await refuseKnown(run.runId)
+    const rec: RunRecord = { ...run, version: 1 }
+    if ((await commit(run.runId, 0, rec)) !== 'done') throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
+    return rec
+  }
+
+  /** An insert that counts the uid's live runs and commits only while that count still holds (ARMS). */
+  async function insertLimited (run: Omit<RunRecord, 'version'>, limit: number): Promise<RunRecord> {
+    await refuseKnown(run.runId)
+    const rec: RunRecord = { ...run, version: 1 }
+    let fresh = false
+    for (let i = 0; ; i++) {
+      if (parsed.has(run.runId)) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
+      // The count and the sequence's revision are of one moment of the mirror (no await between them).
+      const live = liveRunsOf(parsed.values(), run.uid)
+      const armsMod = replica.get(ARMS + run.uid)?.mod ?? 0
+      if (live >= limit) {
+        // A run may have ended on another node that this mirror has not seen yet: read fresh before refusing.
+        if (fresh) throw limitReached(limit, run.user, live)
+        await replica.barrier()
+        fresh = true
+        continue
+      }
+      const done = await commit(run.runId, 0, rec, false, armsMod)
+      if (done === 'done') return rec
+      if (done === 'taken') throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
+      if (i >= INSERT_RETRIES) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId}: other arms of its user kept going first`])
+      // Another node's arm of the user went first: count again once the mirror has it, after a jitter so two losers part.
+      await new Promise(resolve => setTimeout(resolve, Math.random() * 20 * (i + 1)))
+      await replica.barrier()
+      fresh = true
+    }
   }
 
   return {
@@ -144,14 +219,10 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     },
     all: () => [...parsed.values()],
     get: current,
-    insert: async (run) => await serial(run.runId, async () => {
-      // A run this node already has is refused here: the same record inserted again by this node would otherwise read
-      // back as its own write below (its bytes and its owner key are this node's). Read fresh before calling it taken.
-      if (parsed.has(run.runId)) await replica.barrier()
-      if (parsed.has(run.runId)) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
-      const rec: RunRecord = { ...run, version: 1 }
-      if (!(await commit(run.runId, 0, rec))) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
-      return rec
+    insert: async (run, o) => await serial(run.runId, async () => {
+      const limit = o?.liveLimit
+      if (limit === undefined) return await insertOnce(run)
+      return await serial(`${ARMS}${run.uid}`, async () => await insertLimited(run, limit))
     }),
     update: async (runId, expectedVersion, change, o) => await serial(runId, async () => await apply(runId, expectedVersion, change, o?.asOwner)),
     entries: () => [...parsed].map(([id, run]) => ({ run, mod: replica.get(RUNS + id)?.mod ?? 0 })),

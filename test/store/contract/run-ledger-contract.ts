@@ -65,6 +65,18 @@ export function runLedgerContract (t: Test, backend: LedgerBackend): void {
     t.equal(c.version, 3, 'nor pick its version')
   })
 
+  t.test('contract: an insert with liveLimit counts the uid\'s live runs (liveRunsPerUser), not others\' nor ended ones', async t => {
+    const { ledger } = await backend.open(t)
+    const first = await ledger.insert(intentRecord(600), { liveLimit: 2 })
+    await ledger.insert(intentRecord(601, { uid: 1002, user: 'bob' }), { liveLimit: 1 })
+    await ledger.insert(intentRecord(602), { liveLimit: 2 })
+    await t.rejects(ledger.insert(intentRecord(603), { liveLimit: 2 }), { code: 'NFS_ERR_LIMIT' }, 'a third live run of the uid is refused')
+    t.equal(ledger.get(intentRecord(603).runId), undefined, 'and not written')
+    await ledger.update(first.runId, 1, r => ({ ...r, state: 'completed', endedAt: '2030-01-01T01:00:00.000Z' }))
+    t.equal((await ledger.insert(intentRecord(603), { liveLimit: 2 })).version, 1, 'an ended run frees its slot')
+    t.equal((await ledger.insert(intentRecord(604))).version, 1, 'an insert without a limit (an admin\'s) is not refused')
+  })
+
   t.test('contract: racing updaters of one run: exactly one wins each round, none is lost when retried', async t => {
     const { ledger } = await backend.open(t)
     const run = await ledger.insert(intentRecord(2))

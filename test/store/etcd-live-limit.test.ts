@@ -1,0 +1,83 @@
+// liveRunsPerUser over a cluster, on a real 3-member etcd: two nodes arming for one user at the same instant. Each node
+// does what RunManager.create does (a slot reserved on its own LiveRunQuota, then the intent's insert with the
+// caller's limit); a node sees only its own pending arms, so without the ledger's count in the insert's transaction
+// both nodes pass with their own slots and the user ends with up to twice the limit. Counted in etcd from a third
+// connection, not from either node.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { isCoded } from '../../daemon/errors.js'
+import { LiveRunQuota } from '../../daemon/runs/quota.js'
+import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
+import { openEtcdRunLedger, type EtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
+import { isTerminal, type RunRecord } from '../../daemon/types.js'
+import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { requireEtcd } from '../helpers/requires.js'
+import { intentRecord } from './contract/run-ledger-contract.js'
+
+requireEtcd(t)
+
+const LIMIT = 3
+const ARMS_PER_NODE = 2 * LIMIT
+const ROUNDS = 3
+
+t.test('two nodes racing arms of one user never leave more than liveRunsPerUser live runs', async t => {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const connect = (): ReturnType<typeof connectEtcd> => {
+    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
+    t.teardown(() => { conn.close() })
+    return conn
+  }
+  const node = async (name: string): Promise<{ ledger: EtcdRunLedger, quota: LiveRunQuota }> => {
+    const ledger = await openEtcdRunLedger({ ns: connect().ns, node: name })
+    t.teardown(async () => { await ledger.close() })
+    return { ledger, quota: new LiveRunQuota(LIMIT) }
+  }
+  const nodes = [await node('a'), await node('b')]
+  const reader = connect()
+  let next = 0
+
+  for (let round = 0; round < ROUNDS; round++) {
+    // A user of its own per round, so each round starts from zero live runs.
+    const uid = 2000 + round
+    const caller = { user: `u${uid}`, uid, isAdmin: false }
+    const arm = async (n: { ledger: EtcdRunLedger, quota: LiveRunQuota }): Promise<'armed' | 'limit'> => {
+      let release: () => void
+      try {
+        release = n.quota.reserve(caller, () => n.ledger.all())
+      } catch (err) {
+        if (isCoded(err, 'NFS_ERR_LIMIT')) return 'limit'
+        throw err
+      }
+      try {
+        await n.ledger.insert(intentRecord(next++, { user: caller.user, uid }), { liveLimit: LIMIT })
+        return 'armed'
+      } catch (err) {
+        if (isCoded(err, 'NFS_ERR_LIMIT')) return 'limit'
+        throw err
+      } finally {
+        release()
+      }
+    }
+    const results = await Promise.all(nodes.flatMap(n => Array.from({ length: ARMS_PER_NODE }, async () => await arm(n))))
+    const rows = (await reader.ns.getAll().prefix('runs/').strings())
+    const live = Object.values(rows).map(v => JSON.parse(v) as RunRecord).filter(r => r.uid === uid && !isTerminal(r.state)).length
+    t.equal(live, LIMIT, `round ${round}: ${LIMIT} live runs of the user in etcd, not more (armed on two nodes at once)`)
+    t.equal(results.filter(r => r === 'armed').length, LIMIT, 'as many arms answered armed')
+    t.equal(results.filter(r => r === 'limit').length, 2 * ARMS_PER_NODE - LIMIT, 'the others NFS_ERR_LIMIT')
+  }
+
+  // Ends free slots: a run ended on b lets a arm again, though a's mirror may not have the end yet.
+  const uid = 2000
+  const ledgerA = nodes[0]!.ledger
+  const ledgerB = nodes[1]!.ledger
+  await ledgerB.settle()
+  const one = ledgerB.all().find(r => r.uid === uid)!
+  await ledgerB.update(one.runId, one.version, r => ({ ...r, state: 'completed', endedAt: '2030-01-01T01:00:00.000Z' }))
+  const again = await ledgerA.insert(intentRecord(next++, { user: `u${uid}`, uid }), { liveLimit: LIMIT })
+  t.equal(again.version, 1, 'armed once a run of the user ended on another node')
+  await t.rejects(ledgerB.insert(intentRecord(next++, { user: `u${uid}`, uid }), { liveLimit: LIMIT }), { code: 'NFS_ERR_LIMIT' }, 'and the limit holds again')
+  // Admins are not limited (no liveLimit).
+  t.equal((await ledgerB.insert(intentRecord(next++, { user: `u${uid}`, uid }))).version, 1, 'an insert with no limit is not counted against it')
+})
