@@ -13,6 +13,7 @@ import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { Replica } from '../../daemon/store/etcd/replica.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { requireEtcd } from '../helpers/requires.js'
+import { waitFor } from '../helpers/wait.js'
 
 requireEtcd(t)
 
@@ -69,4 +70,42 @@ t.test('a header ahead of the changes delivered moves neither the mirror nor the
   t.equal(replica.get('runs/r3')?.value.toString(), 'three', 'a later real write arrives')
   const reached = await replica.barrier()
   t.ok(reached >= Number(again.header.revision), 'a barrier answers')
+})
+
+t.test('a watch that must resume from a compacted revision reads everything again and goes on', async t => {
+  // etcd cancels such a watch with compact_revision set and no cancel_reason (v3rpc/watch.go sendLoop), so the
+  // client's error says only "Watcher canceled: ". Before, the mirror resynced only on an error naming a compaction:
+  // this one left it with no watch at all, deaf to every later change, its barriers hanging.
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  // The mirror reaches etcd through member 0 only, so killing it breaks the watch while the others go on.
+  const mine = connectEtcd({ endpoints: [cluster.endpoints[0]!], prefix })
+  const other = connectEtcd({ endpoints: cluster.endpoints.slice(1), prefix })
+  t.teardown(() => { mine.close(); other.close() })
+  const replica = new Replica(mine.ns, ['runs/'], 'b')
+  await replica.start()
+  t.teardown(async () => { await replica.close() })
+  const seen: string[] = []
+  replica.onChange(c => { seen.push(`${c.op} ${c.key}`) })
+
+  const first = await other.ns.put('runs/r1').value('one').exec()
+  await replica.waitFor(Number(first.header.revision))
+  await cluster.kill(0)
+  await other.ns.put('runs/r2').value('two').exec()
+  await other.ns.delete().key('runs/r1').exec()
+  const last = await other.ns.put('runs/r3').value('three').exec()
+  await other.client.kv.compact({ revision: last.header.revision, physical: true })
+  await cluster.restart(0)
+  await cluster.healthy()
+
+  const after = await other.ns.put('runs/r4').value('four').exec()
+  // Bounded, so that a deaf mirror fails here instead of hanging the file.
+  await waitFor('the mirror to reach the last write', () => replica.revision >= Number(after.header.revision), 20_000).catch(() => {})
+  t.ok(replica.revision >= Number(after.header.revision), 'the mirror follows again')
+  t.same([...replica.list('runs/')].map(([k, e]) => `${k}=${e.value.toString()}`), ['runs/r2=two', 'runs/r3=three', 'runs/r4=four'], 'the mirror holds what etcd holds')
+  // Changes found by a fresh read come in key order, deletes last: their order among themselves is not etcd's.
+  t.same(seen.slice().sort(), ['delete runs/r1', 'put runs/r1', 'put runs/r2', 'put runs/r3', 'put runs/r4'], 'and its listeners saw each change once')
+  const deaf = new Promise<number>(resolve => { setTimeout(() => { resolve(-1) }, 10_000).unref() })
+  t.ok(await Promise.race([replica.barrier(), deaf]) >= Number(after.header.revision), 'a barrier answers')
 })

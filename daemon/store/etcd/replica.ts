@@ -120,10 +120,16 @@ export class Replica {
       this.#advance(last > 0 ? last : Number(res.header.revision))
       this.#resumeAfterApplied(watcher)
     })
-    watcher.on('error', (err) => {
-      // A compacted start revision cannot be watched: read everything again, diff, and watch from there.
-      if (this.#closed) return
-      if (/compact/i.test(String((err as Error).message))) void this.#resync()
+    watcher.on('error', () => {
+      // The client emits 'error' on a watcher only when etcd cancels it (its stream errors are retried and come as
+      // 'disconnected'), and the watcher is then dropped for good. The usual cause is a start revision compacted away
+      // while this node was cut off: etcd says so in compact_revision, with no cancel_reason, so the message is only
+      // "Watcher canceled: ". Whatever the cause, read everything again, diff, and watch from there.
+      if (this.#closed || this.#watcher !== watcher) return
+      // The client has dropped it already: cancelling it again would send etcd a cancel whose answer the client
+      // cannot place (it throws on an answer for a watcher it no longer knows).
+      this.#watcher = null
+      void this.#resync()
     })
   }
 
@@ -131,13 +137,19 @@ export class Replica {
     if (this.#revision > 0) watcher.request.start_revision = String(this.#revision + 1)
   }
 
+  /** Load again and watch from there, until it works or the mirror is closed (the cluster may be out of reach). */
   async #resync (): Promise<void> {
-    const w = this.#watcher
-    this.#watcher = null
-    await w?.cancel().catch(() => {})
-    if (this.#closed) return
-    const revision = await this.#load().catch(() => null)
-    if (revision !== null && !this.#closed) await this.#watch(revision + 1).catch(() => {})
+    for (let delay = 250; !this.#closed; delay = Math.min(delay * 2, 5000)) {
+      try {
+        const revision = await this.#load()
+        if (this.#closed) return
+        await this.#watch(revision + 1)
+        if (this.#closed) await this.#watcher?.cancel().catch(() => {})
+        return
+      } catch {
+        await new Promise(resolve => setTimeout(resolve, delay))
+      }
+    }
   }
 
   /** Wait until every change acknowledged anywhere so far is in the mirror; the revision reached. */
