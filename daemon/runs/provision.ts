@@ -116,8 +116,14 @@ export async function provisionRun (
   failpoint('run.after-intent')
   const log = deps.log.child({ runId: run.runId })
   // The audit line is written while the targets fill, and is on disk before the answer. A placement that fails
-  // after it is followed by the run.revoke lines of its undoing.
-  const audited = settle(deps.audit.append(auditEntry))
+  // after it is followed by the run.revoke lines of its undoing. Its fsync goes out beside the data fsync of the last
+  // `provisioned` record (a file ledger issues it there: syncAlong), so the two share one journal commit instead of
+  // two in a row (issue 18); the answer still waits for both, as it waited for the line's own fsync before. The line
+  // was never ordered before that record (the two were written side by side), so a crash loses nothing it kept.
+  let lineWritten = false
+  const written = settle(deps.audit.appendUnsynced(auditEntry).then(() => { lineWritten = true }))
+  // Only a line already written: the ledger's write never waits for the audit log's queue.
+  const syncAlong = async (): Promise<void> => { if (lineWritten) await deps.audit.sync() }
   const env: Record<string, string> = { ...run.env }
   for (const [i, name] of names.entries()) {
     try {
@@ -137,7 +143,7 @@ export async function provisionRun (
         t.refs = placement.refs
         r.env = { ...r.env, ...placement.env }
         return r
-      }, { asOwner: true })
+      }, i === names.length - 1 ? { asOwner: true, syncAlong } : { asOwner: true })
       deps.observe?.(name, true)
     } catch (err) {
       deps.observe?.(name, false)
@@ -145,13 +151,16 @@ export async function provisionRun (
       // Targets never called, and one that refused before placing anything (no region or credentials), hold
       // nothing: recorded as revoked, so that an unusable target is not retried for ever.
       const refused = isCoded(err) && err.code === 'NFS_ERR_TARGET_UNAVAILABLE'
-      await audited
+      // The line goes before the run.revoke lines of the undoing (their fsync covers it).
+      await written
       await deps.undo(run.runId, refused ? names.slice(i) : names.slice(i + 1), `provisioning to ${name} failed`)
       if (isCoded(err)) throw err
       throw nfsError('NFS_ERR_PROVISION_FAILED', [name, 'unexpected error'], err)
     }
   }
-  const a = await audited
+  // At once when the last ledger write carried the fsync (syncAlong); otherwise (a shared ledger) it is made here.
+  const w = await written
+  const a = w.ok ? await settle(deps.audit.sync()) : w
   if (!a.ok) {
     // Unaudited secrets do not stay out: the run fails like a failed target.
     log.warn({ err: a.error }, 'the audit line could not be written; removing what was placed')

@@ -20,6 +20,11 @@ export interface AtomicFileOptions {
 export interface WriteFileAtomicOptions {
   /** refuse to replace an existing file: the final step is link(2), which fails with EEXIST */
   noClobber?: boolean
+  /**
+   * Another file's fsync, issued beside this file's data fsync so that both share one journal commit (a run's audit
+   * line and its ledger record: issue 18). Its outcome is not this write's: a failure is for its caller to see again.
+   */
+  syncAlong?: () => Promise<void>
 }
 
 function errnoCode (err: unknown): string {
@@ -72,7 +77,7 @@ export async function writeFileAtomic (path: string, data: string | Buffer, mode
         const { bytesWritten } = await fh.write(buf, off, buf.length - off)
         off += bytesWritten
       }
-      await fh.sync()
+      await Promise.all([fh.sync(), opts.syncAlong?.().catch(() => {})])
       closed = fh.close()
       // Awaited in `finally`; handled here so that a failed close is not an unhandled rejection meanwhile.
       closed.catch(() => {})
@@ -163,7 +168,7 @@ export class AtomicJsonFile<T> implements Adapter<T> {
   readonly #mode: number
   readonly #serialize: (data: T) => string | Buffer
   #inFlight: Promise<void> | null = null
-  #pending: { data: T, waiters: Waiter[] } | null = null
+  #pending: { data: T, waiters: Waiter[], along: Array<() => Promise<void>> } | null = null
 
   constructor (path: string, opts: AtomicFileOptions = { mode: 0o600 }) {
     this.path = path
@@ -175,11 +180,13 @@ export class AtomicJsonFile<T> implements Adapter<T> {
     return await readJsonFile<T>(this.path)
   }
 
-  async write (data: T): Promise<void> {
+  /** `syncAlong`: see WriteFileAtomicOptions; issued beside the data fsync of the write that carries `data`. */
+  async write (data: T, syncAlong?: () => Promise<void>): Promise<void> {
     return await new Promise<void>((resolve, reject) => {
-      if (this.#pending === null) this.#pending = { data, waiters: [] }
+      if (this.#pending === null) this.#pending = { data, waiters: [], along: [] }
       this.#pending.data = data
       this.#pending.waiters.push({ resolve, reject })
+      if (syncAlong !== undefined) this.#pending.along.push(syncAlong)
       if (this.#inFlight === null) this.#drain()
     })
   }
@@ -195,7 +202,8 @@ export class AtomicJsonFile<T> implements Adapter<T> {
     this.#pending = null
     this.#inFlight = (async () => {
       try {
-        await writeFileAtomic(this.path, this.#serialize(batch.data), this.#mode)
+        const along = batch.along
+        await writeFileAtomic(this.path, this.#serialize(batch.data), this.#mode, along.length === 0 ? {} : { syncAlong: async () => { await Promise.all(along.map(f => f())) } })
         for (const w of batch.waiters) w.resolve()
       } catch (err) {
         for (const w of batch.waiters) w.reject(err)

@@ -5,7 +5,9 @@
 // fsync'd before append() resolves: what the API answered is on disk. A line that does not fit (full disk) is cut
 // off again, so the log never holds half a line. appendOrKeep() is for steps that must go ahead when the disk is
 // full (a revoke): its line is kept in memory instead, and every later append writes the kept lines first, so the
-// order on disk stays the order of the calls for every caller.
+// order on disk stays the order of the calls for every caller. appendUnsynced() writes its line the same way but
+// leaves the fsync to sync(), which the caller awaits before it tells anyone: a run's line then shares the journal
+// commit of the ledger write that follows it (issue 18), instead of a commit of its own.
 import { constants, promises as fsp } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { isCoded, nfsError } from '../errors.js'
@@ -24,6 +26,13 @@ export interface AuditEntry {
 export interface AuditLog {
   /** On disk (fsync'd) when it resolves, behind any kept lines; a storage error rejects with NFS_ERR_STORAGE. */
   append: (entry: AuditEntry) => Promise<void>
+  /**
+   * append, without the fsync: the line is written (one write(2), behind any kept lines) when it resolves, and is on
+   * disk only once a sync() begun after that has resolved. Nothing may be acknowledged on its strength before then.
+   */
+  appendUnsynced: (entry: AuditEntry) => Promise<void>
+  /** fsync every line written so far (at once when none waits); a storage error rejects with NFS_ERR_STORAGE. */
+  sync: () => Promise<void>
   /** append, except that a storage error keeps the line in memory for a later write and resolves false. */
   appendOrKeep: (entry: AuditEntry) => Promise<boolean>
   /** lines kept in memory by appendOrKeep, not yet on disk */
@@ -72,20 +81,41 @@ class FileAuditLog implements AuditLog {
   }
 
   readonly #kept: Buffer[] = []
+  // Lines written since the last fsync began, and the fsync in flight: sync() waits for one that covers them.
+  #unsynced = false
+  #syncing: Promise<void> | null = null
 
-  /** One line in one write(2), fsync'd; on failure the file is cut back to its length before it. */
-  async #write (buf: Buffer): Promise<void> {
+  /**
+   * One line in one write(2), fsync'd unless `sync` is false; on failure the file is cut back to its length before
+   * it. A line written unsynced is whole on the file (a later fsync of any caller covers it).
+   */
+  async #write (buf: Buffer, sync = true): Promise<void> {
     const fh = this.#fh
     if (fh === null) throw nfsError('NFS_ERR_STORAGE', [this.#path, 'the audit log is closed'])
     try {
       const { bytesWritten } = await fh.write(buf, 0, buf.length)
       if (bytesWritten !== buf.length) throw Object.assign(new Error('short write'), { code: 'ENOSPC' })
-      await fh.sync()
+      // An fsync covers every line written before it, unsynced ones included.
+      if (sync) await this.#fsync(fh)
+      else this.#unsynced = true
       this.#size += buf.length
     } catch (err) {
       await fh.truncate(this.#size).catch(() => {})
-      throw storageError(this.#path, err)
+      throw isCoded(err) ? err : storageError(this.#path, err)
     }
+  }
+
+  /** fsync now, known to sync() while in flight; a failure leaves the lines written so far unsynced. */
+  #fsync (fh: FileHandle): Promise<void> {
+    this.#unsynced = false
+    const p = fh.sync().then(() => {}, (err: unknown) => {
+      this.#unsynced = true
+      throw storageError(this.#path, err)
+    })
+    this.#syncing = p
+    const clear = (): void => { if (this.#syncing === p) this.#syncing = null }
+    p.then(clear, clear)
+    return p
   }
 
   async #drain (): Promise<void> {
@@ -108,6 +138,35 @@ class FileAuditLog implements AuditLog {
       await this.#drain()
       await this.#write(buf)
     })
+  }
+
+  async appendUnsynced (entry: AuditEntry): Promise<void> {
+    const buf = Buffer.from(auditLine(entry, this.#now()), 'utf8')
+    await this.#serial(async () => {
+      await this.#drain()
+      await this.#write(buf, false)
+    })
+  }
+
+  // Not serialised behind appends: it is issued beside another file's fsync (the ledger's) to share its commit.
+  async sync (): Promise<void> {
+    for (;;) {
+      if (this.#unsynced) {
+        const fh = this.#fh
+        if (fh === null) throw nfsError('NFS_ERR_STORAGE', [this.#path, 'the audit log is closed'])
+        await this.#fsync(fh)
+        return
+      }
+      // Nothing written since the last fsync began: the one in flight, if any, covers every line so far.
+      const inFlight = this.#syncing
+      if (inFlight === null) return
+      try {
+        await inFlight
+        return
+      } catch {
+        // It failed and marked the lines unsynced again: fsync anew (or wait for whoever did).
+      }
+    }
   }
 
   async appendOrKeep (entry: AuditEntry): Promise<boolean> {
@@ -138,6 +197,7 @@ class FileAuditLog implements AuditLog {
     // A last try for kept lines; what still does not fit is lost with the process (the ledger keeps the facts).
     await this.flushKept().catch(() => {})
     await this.#chain
+    await this.sync().catch(() => {})
     const fh = this.#fh
     this.#fh = null
     await fh?.close()

@@ -2,7 +2,6 @@
 // written (temp, fsync, rename) before it counts, and names the version it expects to replace, so a shared
 // implementation (etcd) drops in with compare-and-swap semantics. What to do when a write cannot be made (a full
 // disk) is not the ledger's business: runs/deferred-records.ts keeps the revoke path's records meanwhile.
-import { Low } from 'lowdb'
 import { nfsError } from '../errors.js'
 import type { RunRecord } from '../types.js'
 import { AtomicJsonFile } from './atomic-file.js'
@@ -19,7 +18,14 @@ interface LedgerData {
  * `asOwner`: the write is the owner's (placing, revoking), so a shared ledger also compares that this node still owns
  * the run (CLUSTER.md "Ownership"); a single node owns every run and ignores it.
  */
-export interface UpdateOptions { asOwner?: boolean }
+export interface UpdateOptions {
+  asOwner?: boolean
+  /**
+   * Another file's fsync that a file ledger issues beside its own data fsync, so that both share a journal commit
+   * (runs/provision.ts: the run's audit line). A ledger may ignore it: the caller still awaits it itself afterwards.
+   */
+  syncAlong?: () => Promise<void>
+}
 
 /**
  * One change of a run record, in revision order: what the event bus and caches (and other nodes) follow. It carries
@@ -110,7 +116,6 @@ function validate (raw: unknown, path: string): LedgerData {
 
 export async function openRunLedger (path: string): Promise<RunLedger> {
   const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600, serialize: ledgerSerializer() })
-  const db = new Low<LedgerData>(adapter, { format: 1, runs: [] })
   const raw = await adapter.read()
   const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
   const byId = new Map(data.runs.map(r => [r.runId, r]))
@@ -132,9 +137,8 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
     return next
   }
 
-  async function commit (next: Map<string, RunRecord>): Promise<void> {
-    db.data = { format: 1, runs: [...next.values()] }
-    await db.write()
+  async function commit (next: Map<string, RunRecord>, syncAlong?: () => Promise<void>): Promise<void> {
+    await adapter.write({ format: 1, runs: [...next.values()] }, syncAlong)
   }
 
   return {
@@ -161,7 +165,7 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       emit('put', rec, null)
       return rec
     }),
-    update: (runId, expectedVersion, change) => serial(async () => {
+    update: (runId, expectedVersion, change, opts) => serial(async () => {
       const cur = byId.get(runId)
       if (cur === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
       if (cur.version !== expectedVersion) throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} changed (version ${cur.version}, expected ${expectedVersion})`])
@@ -170,7 +174,7 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
       const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
       const next = new Map(byId)
       next.set(runId, rec)
-      await commit(next)
+      await commit(next, opts?.syncAlong)
       byId.set(runId, rec)
       emit('put', rec, cur)
       return rec

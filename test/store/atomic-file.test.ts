@@ -102,3 +102,20 @@ t.test('SIGKILL mid-write: the file is always the old or the new document, never
   await Promise.all([0, 1, 2].map(round))
   t.same(readdirSync(dir).sort(), ['store0.json', 'store1.json', 'store2.json'])
 })
+
+t.test('syncAlong goes out after the data is written and before the rename; its failure is not the write\'s', async t => {
+  const dir = tempDir(t)
+  const path = join(dir, 'runs.json')
+  writeFileSync(path, 'old\n')
+  const seen: Array<{ target: string, temps: string[] }> = []
+  await writeFileAtomic(path, 'new\n', 0o600, {
+    syncAlong: async () => {
+      const temps = readdirSync(dir).filter(n => n.endsWith('.tmp'))
+      seen.push({ target: readFileSync(path, 'utf8'), temps: temps.map(n => readFileSync(join(dir, n), 'utf8')) })
+    }
+  })
+  t.same(seen, [{ target: 'old\n', temps: ['new\n'] }])
+  await writeFileAtomic(path, 'newer\n', 0o600, { syncAlong: async () => { throw new Error('EIO elsewhere') } })
+  t.equal(readFileSync(path, 'utf8'), 'newer\n')
+  t.same(readdirSync(dir).filter(n => n.endsWith('.tmp')), [])
+})
