@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { ClusterConfig } from '../config.js'
 import type { Logger } from '../logger.js'
 import type { SecretsStore } from '../store/secrets-store.js'
-import { clusterError, connectEtcd, type EtcdConnection } from '../store/etcd/etcd-client.js'
+import { clusterError, connectEtcd, memberAskers, type EtcdConnection } from '../store/etcd/etcd-client.js'
 import { openEtcdRunLedger, type EtcdRunLedger } from '../store/etcd/etcd-run-ledger.js'
 import { openEtcdSecretsStore } from '../store/etcd/etcd-secrets-store.js'
 import { Membership } from './membership.js'
@@ -84,7 +84,9 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
   }
   try {
     await reachable(conn, log, opts.startWaitMs ?? START_WAIT_MS)
-    const membership = await Membership.join({ client: conn.client, ns: conn.ns, node, ttlSeconds: cluster.leaseTtlSeconds, stateDir: opts.stateDir, version: opts.version, logger: log })
+    const members = memberAskers(cluster.etcd)
+    closers.push(() => { members.close() })
+    const membership = await Membership.join({ client: conn.client, ns: conn.ns, node, ttlSeconds: cluster.leaseTtlSeconds, stateDir: opts.stateDir, version: opts.version, logger: log, members: members.askers })
     // The lease is left to expire by itself: a restart within the TTL re-attaches and nothing is taken over.
     closers.push(async () => { await membership.close() })
     let ledger: EtcdRunLedger | null = null

@@ -11,7 +11,9 @@ import { join } from 'node:path'
 import type { Etcd3, Namespace } from 'etcd3'
 import { nfsError } from '../errors.js'
 import { AtomicJsonFile } from '../store/atomic-file.js'
-import { clusterError } from '../store/etcd/etcd-client.js'
+import { clusterError, type MemberAsker } from '../store/etcd/etcd-client.js'
+
+export type { MemberAsker }
 
 export interface NodeInfo { host: string, pid: number, version: string, startedAt: string }
 
@@ -27,12 +29,20 @@ export interface MembershipOptions {
   host?: string
   /** told when the node enters or leaves the quorum-loss mode of the fencing rule, and when it takes a new lease */
   logger?: { info: (obj: object, msg: string) => void }
+  /**
+   * One asker per configured member (memberAskers() in etcd-client.ts): the quorum-loss rule needs the word of a
+   * majority. Without them (tests of other parts) no "no leader" answer is ever trusted: the keepalive rule alone.
+   */
+  members?: MemberAsker[]
 }
+
+/** What one member's answer (or silence) says about a leader that could expire our lease. */
+type MemberWord = { kind: 'no-leader', memberId: string } | { kind: 'down' } | { kind: 'leader' } | { kind: 'unknown' }
 
 interface LeaseFile { node: string, leaseId: string }
 
 const NODES = 'nodes/'
-/** how often a node whose keepalive is unanswered asks a member whether the cluster has a leader */
+/** how often a node whose keepalive is unanswered asks the members whether the cluster has a leader */
 const ASK_EVERY_MS = 500
 
 export class Membership {
@@ -59,6 +69,8 @@ export class Membership {
   #answers = 0
   /** the loop asking members whether there is a leader runs (while a keepalive is unanswered) */
   #asking = false
+  /** how many members must say "no leader" (or be down) for the quorum-loss rule: a majority of the cluster's */
+  readonly #majority: number
 
   // TTL/3 (CLUSTER.md), but at least two beats within the fencing window (TTL - 2 s): with a short TTL one beat a
   // window left the node fenced between the window's end and the beat's answer (ownership tests flaked under load).
@@ -70,8 +82,9 @@ export class Membership {
     return Math.max(200, Math.floor(Math.min(ttl / 3, (ttl - 2) / 2, 1) * 1000))
   }
 
-  private constructor (opts: MembershipOptions, leaseId: string, answeredAt: number) {
+  private constructor (opts: MembershipOptions, leaseId: string, answeredAt: number, clusterSize: number) {
     this.#opts = opts
+    this.#majority = Math.floor(Math.max(clusterSize, opts.members?.length ?? 0) / 2) + 1
     this.node = opts.node
     this.#leaseId = leaseId
     this.#now = opts.now ?? Date.now
@@ -134,7 +147,11 @@ export class Membership {
       throw clusterError(err, 'joining the cluster')
     }
     await file.write({ node: opts.node, leaseId })
-    const m = new Membership(opts, leaseId, answeredAt)
+    // The majority is counted over the cluster's members, not only the configured endpoints: with fewer endpoints
+    // than members the askers cannot reach a majority, and the node fences itself in an outage (the safe side).
+    let size = 0
+    try { size = (await opts.client.cluster.memberList({ linearizable: false })).members.length } catch {}
+    const m = new Membership(opts, leaseId, answeredAt, size)
     // The first keepalive now: the name's claim may have waited for a dead holder, up to a TTL of the new lease's.
     m.#schedule(0)
     return m
@@ -142,13 +159,13 @@ export class Membership {
 
   /**
    * May this node act as an owner now (self-fencing, CLUSTER.md)? Yes within TTL - 2 s of an answered keepalive; and
-   * within TTL - 2 s of a member's word that the cluster has no leader (quorum lost), when that word came while the
-   * node was still unfenced. etcd freezes every lease without a leader, and a new leader renews each by a full TTL
+   * within TTL - 2 s of the word of a majority of the members that the cluster has no leader (quorum lost; a stopped
+   * member counts with them, see #checkLeader), when that word came while the node was still unfenced. etcd freezes every lease without a leader, and a new leader renews each by a full TTL
    * when it takes over, so no node can expire ours or adopt our runs meanwhile, and an owner must go on revoking its
    * runs as they end (CLUSTER.md "Engine outage"). Each such word while unfenced extends the window again, so a
    * quorum loss of any length keeps the owner an owner; a failed question changes nothing (it used to fence at once).
-   * A node that cannot reach any member learns nothing of the kind and fences itself (a partition: the others may
-   * adopt). A keepalive answered with TTL 0 (the lease is gone) fences it until it holds a lease again.
+   * A node that cannot reach a majority learns nothing of the kind and fences itself (a partition: the others may
+   * adopt), even when the one member it reaches says it has no leader. A keepalive answered with TTL 0 (the lease is gone) fences it until it holds a lease again.
    */
   get unfenced (): boolean {
     return !this.#expired && this.#now() <= this.#ownerUntil
@@ -258,28 +275,52 @@ export class Membership {
     }
   }
 
+  /**
+   * One round of questions to every member at once. A majority of the cluster's members must say they know no leader,
+   * or be down, before the window is extended: a node that reaches only a member cut off from the others hears
+   * "no leader" from it while the majority has a leader and expires this node's lease (then another node adopts its
+   * runs: two owners). A member is down when its endpoint refuses a TCP connection (its host answers, nothing
+   * listens): a stopped member is in no leader's majority. A member that does not answer at all may be alive beyond a
+   * partition, with a leader: it counts for nothing, and without a majority the node fences itself as in a partition.
+   * The window counts from before the round: a leader elected after the question renews every lease by a full TTL.
+   */
   async #checkLeader (): Promise<void> {
     const asked = this.#now()
-    let status
-    try {
-      status = await this.#opts.client.maintenance.status()
-    } catch {
-      // No member answered: nothing learned either way (a partition fences by the keepalive rule alone).
-      return
+    const members = this.#opts.members ?? []
+    const noLeader = new Set<string>()
+    let down = 0
+    let leader = false
+    let trusted = false
+    const tally = (word: MemberWord): void => {
+      if (word.kind === 'no-leader') noLeader.add(word.memberId)
+      else if (word.kind === 'down') down++
+      else if (word.kind === 'leader') leader = true
+      if (!trusted && noLeader.size > 0 && noLeader.size + down >= this.#majority) {
+        trusted = true
+        this.#leaderless(asked, noLeader.size, down)
+      }
     }
-    if (status.leader !== '0') {
-      this.#leaderlessAt = null
-      return
+    // Each answer is counted as it comes: a member that does not answer costs the call's deadline, and the first
+    // "no leader" of a quorum loss must come within the window (cluster test 8).
+    await Promise.all(members.map(async (m) => { tally(await askMember(m)) }))
+    if (trusted) return
+    if (noLeader.size > 0 && this.#leaderlessAt === null) {
+      this.#opts.logger?.info({ noLeader: noLeader.size, down, majority: this.#majority },
+        'a member says etcd has no leader, but not a majority of the members: not trusted (this node may be cut off from a majority that has one)')
     }
+    if (leader || noLeader.size > 0) this.#leaderlessAt = null
+  }
+
+  #leaderless (asked: number, noLeader: number, down: number): void {
     const first = this.#leaderlessAt === null
     this.#leaderlessAt = asked
     // Only while still unfenced: a lease that may have expired before the quorum loss is not brought back to life.
     if (this.#expired || this.#now() > this.#ownerUntil) {
-      if (first) this.#opts.logger?.info({ sinceKeepaliveMs: this.#now() - this.#lastAnswered }, 'etcd says it has no leader, but this node is fenced already: it stays fenced')
+      if (first) this.#opts.logger?.info({ sinceKeepaliveMs: this.#now() - this.#lastAnswered, noLeader, down }, 'etcd says it has no leader, but this node is fenced already: it stays fenced')
       return
     }
     this.#ownerUntil = Math.max(this.#ownerUntil, asked + this.#window)
-    if (first) this.#opts.logger?.info({ sinceKeepaliveMs: this.#now() - this.#lastAnswered }, 'etcd says it has no leader (quorum lost): leases are frozen, this node stays the owner of its runs')
+    if (first) this.#opts.logger?.info({ sinceKeepaliveMs: this.#now() - this.#lastAnswered, noLeader, down }, 'a majority of the etcd members has no leader (quorum lost): leases are frozen, this node stays the owner of its runs')
   }
 
   /**
@@ -319,5 +360,15 @@ async function readSaved (path: string): Promise<LeaseFile | null> {
     return typeof v.node === 'string' && typeof v.leaseId === 'string' ? { node: v.node, leaseId: v.leaseId } : null
   } catch {
     return null
+  }
+}
+
+/** One member's word: its Status, or when it does not answer, whether its endpoint refuses connections (down). */
+async function askMember (m: MemberAsker): Promise<MemberWord> {
+  try {
+    const st = await m.status()
+    return st.leader === '0' ? { kind: 'no-leader', memberId: st.memberId } : { kind: 'leader' }
+  } catch {
+    return await m.refuses().catch(() => false) ? { kind: 'down' } : { kind: 'unknown' }
   }
 }

@@ -8,8 +8,10 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Membership } from '../../daemon/cluster/membership.js'
-import { connectEtcd, type EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
+import { connectEtcd, memberAskers } from '../../daemon/store/etcd/etcd-client.js'
+import type { MemberAsker } from '../../daemon/cluster/membership.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { startTcpRelay } from '../helpers/tcp-relay.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -19,22 +21,30 @@ const TTL = 6
 /** the fencing window: TTL - 2 s */
 const WINDOW = (TTL - 2) * 1000
 
-/** Every Status answer (or failure) the membership got, with the node's clock when it asked. */
-function followStatus (conn: EtcdConnection, clock: () => number): Array<{ at: number, leader: string | null }> {
-  const seen: Array<{ at: number, leader: string | null }> = []
-  const m = conn.client.maintenance
-  const status = m.status.bind(m)
-  m.status = async (...args: Parameters<typeof status>) => {
-    const at = clock()
-    try {
-      const res = await status(...args)
-      seen.push({ at, leader: String(res.leader) })
+/**
+ * Every member's word the membership got, with the node's clock when it asked: the leader it named ('0': none), or
+ * when it did not answer, 'down' (its endpoint refused a connection) or 'silent'. Recorded before the membership
+ * counts it, so once a round's words are all here the membership has judged it.
+ */
+type Word = string
+function followWords (askers: MemberAsker[], clock: () => number): Array<{ at: number, member: number, word: Word }> {
+  const seen: Array<{ at: number, member: number, word: Word }> = []
+  askers.forEach((a, member) => {
+    const status = a.status
+    const refuses = a.refuses
+    let at = 0
+    a.status = async () => {
+      at = clock()
+      const res = await status()
+      seen.push({ at, member, word: res.leader })
       return res
-    } catch (err) {
-      seen.push({ at, leader: null })
-      throw err
     }
-  }
+    a.refuses = async () => {
+      const r = await refuses()
+      seen.push({ at, member, word: r ? 'down' : 'silent' })
+      return r
+    }
+  })
   return seen
 }
 
@@ -43,16 +53,18 @@ t.test('quorum lost: the owner stays an owner while etcd says it has no leader, 
   if (etcd === null) return
   const conn = connectEtcd({ endpoints: etcd.endpoints, prefix: `/nfs-test/${randomBytes(6).toString('hex')}/` })
   t.teardown(() => { conn.close() })
+  const members = memberAskers({ endpoints: etcd.endpoints, prefix: '/' })
+  t.teardown(() => { members.close() })
   let clock = Date.now()
   const now = (): number => clock
-  const seen = followStatus(conn, now)
-  const m = await Membership.join({ client: conn.client, ns: conn.ns, node: 'n1', ttlSeconds: TTL, stateDir: mkdtempSync(join(tmpdir(), 'nfs-fence-')), version: '0.0.0-test', now })
+  const seen = followWords(members.askers, now)
+  const m = await Membership.join({ client: conn.client, ns: conn.ns, node: 'n1', ttlSeconds: TTL, stateDir: mkdtempSync(join(tmpdir(), 'nfs-fence-')), version: '0.0.0-test', now, members: members.askers })
   t.teardown(async () => { await m.close() })
   const t0 = clock
-  /** wait until etcd answered a Status asked at the clock as it is now (or later) */
-  const answered = async (leader: string | null): Promise<void> => {
+  /** wait until a round asked at the clock as it is now (or later) is complete: every member's word, as given */
+  const answered = async (...words: Word[]): Promise<void> => {
     const from = clock
-    await waitFor(`a Status answer ${String(leader)} asked at ${from - t0} ms`, () => seen.some(s => s.at >= from && s.leader === leader), 30_000, 50)
+    await waitFor(`the words ${words.join(', ')} asked at ${from - t0} ms`, () => words.every((w, i) => seen.some(s => s.at >= from && s.member === i && s.word === w)), 30_000, 50)
   }
 
   // A node already past its keepalive window when it hears "no leader" stays fenced: its lease may have expired
@@ -61,10 +73,10 @@ t.test('quorum lost: the owner stays an owner while etcd says it has no leader, 
   // there is no leader, so that no keepalive answered after the move reopens the window.)
   await etcd.kill(1)
   await etcd.kill(2)
-  await answered('0')
+  await answered('0', 'down', 'down')
   clock = t0 + 2 * WINDOW
-  await answered('0')
-  t.ok(m.quorumLost, 'a member says there is no leader')
+  await answered('0', 'down', 'down')
+  t.ok(m.quorumLost, 'a majority says there is no leader (one member, two down)')
   t.notOk(m.unfenced, 'a no-leader answer after the window closed changes nothing')
   await etcd.restart(1)
   await etcd.restart(2)
@@ -77,19 +89,72 @@ t.test('quorum lost: the owner stays an owner while etcd says it has no leader, 
   const t1 = clock
   await etcd.kill(1)
   await etcd.kill(2)
-  await answered('0')
+  await answered('0', 'down', 'down')
   clock = t1 + WINDOW - 500
-  await answered('0')
+  await answered('0', 'down', 'down')
   clock = t1 + WINDOW + 1500
   t.ok(m.unfenced, 'past the keepalive window: still an owner, on etcd\'s word that it has no leader')
 
   // Now no member answers at all (as for a node cut off from every member): nothing is learned either way, and a
   // failed question does not fence the owner before its window ends.
   await etcd.kill(0)
-  await answered(null)
+  await answered('down', 'down', 'down')
   t.ok(m.unfenced, 'a failed Status changes nothing within the window of the last no-leader answer')
   clock = t1 + 2 * WINDOW
   t.notOk(m.unfenced, 'past the window of the last answer: fenced')
+})
+
+t.test('cut off from all but one minority member: its "no leader" is not trusted, the node fences itself before the majority expires its lease', async t => {
+  const etcd = await startEtcdCluster(t, 3, { peerRelays: true })
+  if (etcd === null) return
+  // The node reaches each member through a relay of the test's, so that it can be cut from some and not others.
+  const relays = await Promise.all(etcd.endpoints.map(async e => await startTcpRelay(t, { host: '127.0.0.1', port: Number(new URL(e).port) })))
+  const via = relays.map(r => `http://127.0.0.1:${r.port}`)
+  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const conn = connectEtcd({ endpoints: via, prefix })
+  t.teardown(() => { conn.close() })
+  const members = memberAskers({ endpoints: via, prefix })
+  t.teardown(() => { members.close() })
+  // The majority's view, straight to its members (not through the node's relays).
+  let clock = Date.now()
+  const now = (): number => clock
+  const seen = followWords(members.askers, now)
+  const m = await Membership.join({ client: conn.client, ns: conn.ns, node: 'n1', ttlSeconds: TTL, stateDir: mkdtempSync(join(tmpdir(), 'nfs-minority-')), version: '0.0.0-test', now, members: members.askers })
+  t.teardown(async () => { await m.close() })
+  const t0 = clock
+  await waitFor('an owner', () => m.unfenced, 30_000, 50)
+
+  // A member that does not lead is cut off from its peers; the node reaches only that member. The other two keep
+  // (or elect) a leader, which goes on counting down the node's lease.
+  const leader = await etcd.leader()
+  const lone = [0, 1, 2].find(i => i !== leader)!
+  const majority = [0, 1, 2].filter(i => i !== lone)
+  const others = connectEtcd({ endpoints: majority.map(i => etcd.endpoints[i]!), prefix })
+  t.teardown(() => { others.close() })
+  await etcd.isolate(lone)
+  for (const i of majority) relays[i]!.cut()
+  const words = (): Word[] => [0, 1, 2].map(i => i === lone ? '0' : 'silent')
+  const answered = async (): Promise<void> => {
+    const from = clock
+    const want = words()
+    await waitFor(`the words ${want.join(', ')} asked at ${from - t0} ms`, () => want.every((w, i) => seen.some(s => s.at >= from && s.member === i && s.word === w)), 60_000, 50)
+  }
+  // The lone member says it knows no leader (a follower cut off from its leader drops it at its election timeout).
+  await answered()
+  t.notOk(m.quorumLost, 'one member\'s "no leader" is not a quorum loss')
+  // Late in the window, again: with one member's word trusted, this answer would keep the node an owner past it.
+  clock = t0 + WINDOW - 500
+  await answered()
+  clock = t0 + WINDOW + 1500
+  t.notOk(m.unfenced, 'past the keepalive window: fenced, though the member it reaches says there is no leader')
+
+  // What the fence is for: the majority has a leader, and it expires the node's lease (then another node adopts).
+  await waitFor('the majority to expire the node\'s lease', async () => (await others.ns.get('nodes/n1').exec()).kvs.length === 0, 60_000, 200)
+  const status = await others.client.maintenance.status()
+  t.not(String(status.leader), '0', 'the majority has a leader')
+  t.notOk(m.unfenced, 'the node is fenced while another node could adopt its runs')
+  etcd.rejoin(lone)
+  for (const i of majority) relays[i]!.heal()
 })
 
 t.test('a lease gone while the node lives is replaced: the node can own runs again', async t => {

@@ -2,12 +2,13 @@
 // etcd backend's contract run. Each member is its own process in a session of its own, with stdio on a log file (an
 // inherited pipe would keep tap waiting); stop() kills them all and removes the data dirs. Skips the test cleanly,
 // saying how to install it, when Debian's etcd-server is missing.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, openSync, closeSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { startTcpRelay, type TcpRelay } from './tcp-relay.js'
 
 export interface EtcdMember { name: string, clientUrl: string, peerUrl: string, dataDir: string, proc: ChildProcess | null }
 
@@ -22,6 +23,12 @@ export interface EtcdCluster {
   healthy: () => Promise<void>
   /** index of the member that leads now (asked of the running members) */
   leader: () => Promise<number>
+  /**
+   * With `peerRelays`: cut one member off from its peers, both ways (what the others dial to it, and what it dials to
+   * them), while clients still reach it; `rejoin` heals that.
+   */
+  isolate: (i: number) => Promise<void>
+  rejoin: (i: number) => void
   /** the client endpoints as seen from a node of a network lab (netlab.ts): the members' ports at `addr` */
   endpointsVia: (addr: string) => string[]
   stop: () => Promise<void>
@@ -51,6 +58,11 @@ export interface EtcdClusterOptions {
    * then listen on every address of that namespace, reached through `endpointsVia(addr)`.
    */
   wrap?: string[]
+  /**
+   * Each member advertises its peer URL through a TCP relay of the test's (tcp-relay.ts), so that isolate() can cut
+   * it from its peers alone. Not with `wrap`.
+   */
+  peerRelays?: boolean
 }
 
 /** Start the cluster, or skip `t` with the reason when etcd is not installed. Torn down with `t`. */
@@ -64,12 +76,24 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
   for (let i = 0; i < size; i++) {
     members.push({ name: `m${i}`, clientUrl: `http://127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(dir, `m${i}`), proc: null })
   }
+  // A member's peers reach it only at its advertised URL: the relay's, which forwards to the port it listens on.
+  const relays: TcpRelay[] = []
+  if (opts.peerRelays === true) {
+    // Tagged by the dialing member's id (hex, as etcd writes it in X-Server-From).
+    const tagOf = (head: string): string | null => /\r\nX-Server-From: ([0-9a-f]+)\r\n/i.exec(head)?.[1]?.toLowerCase() ?? null
+    for (const m of members) relays.push(await startTcpRelay(t, { host: '127.0.0.1', port: Number(new URL(m.peerUrl).port) }, { tagOf }))
+  }
+  const advertised = (i: number): string => relays[i] === undefined ? members[i]!.peerUrl : `http://127.0.0.1:${relays[i].port}`
   const wrap = opts.wrap ?? []
   // In a namespace of the test's own every address there is the test's: clients come in through the lab's links.
   const listenUrl = (m: EtcdMember): string => wrap.length === 0 ? m.clientUrl : m.clientUrl.replace('127.0.0.1', '0.0.0.0')
-  const etcdctl = (args: string[]): ReturnType<typeof spawnSync> => spawnSync(wrap[0] ?? 'etcdctl', [...wrap.slice(1), ...(wrap.length > 0 ? ['etcdctl'] : []), ...args],
-    { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8', timeout: 5000 })
-  const initial = members.map(m => `${m.name}=${m.peerUrl}`).join(',')
+  // Not spawnSync: the peer relays (peerRelays) live in this process's event loop, and a health check needs them.
+  const etcdctl = async (args: string[]): Promise<{ status: number, stdout: string }> => await new Promise(resolve => {
+    execFile(wrap[0] ?? 'etcdctl', [...wrap.slice(1), ...(wrap.length > 0 ? ['etcdctl'] : []), ...args],
+      { env: { ...process.env, ETCDCTL_API: '3' }, encoding: 'utf8', timeout: 5000 },
+      (err, stdout) => { resolve({ status: err === null ? 0 : 1, stdout }) })
+  })
+  const initial = members.map((m, i) => `${m.name}=${advertised(i)}`).join(',')
   let state: 'new' | 'existing' = 'new'
 
   function launch (m: EtcdMember): void {
@@ -77,7 +101,7 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
     m.proc = spawn(wrap[0] ?? 'etcd', [...wrap.slice(1), ...(wrap.length > 0 ? ['etcd'] : []),
       '--name', m.name, '--data-dir', m.dataDir,
       '--listen-client-urls', listenUrl(m), '--advertise-client-urls', m.clientUrl,
-      '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
+      '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', advertised(members.indexOf(m)),
       '--initial-cluster', initial, '--initial-cluster-state', state, '--initial-cluster-token', 'nfs-test',
       // Fast elections for tests; pre-vote so a rejoining member does not depose a healthy leader (CLUSTER.md).
       '--heartbeat-interval', '100', '--election-timeout', '1000', '--pre-vote',
@@ -105,7 +129,7 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
     healthy: async () => {
       const eps = members.filter(m => m.proc !== null).map(m => m.clientUrl).join(',')
       for (let i = 0; i < 300; i++) {
-        if (etcdctl(['--endpoints', eps, 'endpoint', 'health']).status === 0) return
+        if ((await etcdctl(['--endpoints', eps, 'endpoint', 'health'])).status === 0) return
         await sleep(100)
       }
       throw new Error(`etcd did not become healthy (logs in ${dir})`)
@@ -113,7 +137,7 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
     leader: async () => {
       const eps = members.filter(m => m.proc !== null).map(m => m.clientUrl).join(',')
       for (let i = 0; i < 100; i++) {
-        const r = etcdctl(['--endpoints', eps, 'endpoint', 'status', '-w', 'json'])
+        const r = await etcdctl(['--endpoints', eps, 'endpoint', 'status', '-w', 'json'])
         try {
           // Member ids are uint64: kept as strings, not rounded to doubles.
           const list = JSON.parse(String(r.stdout).replace(/:\s*(\d{16,})/g, ':"$1"')) as Array<{ Endpoint: string, Status: { header: { member_id: number | string }, leader: number | string } }>
@@ -125,11 +149,28 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
       }
       throw new Error(`no etcd leader (logs in ${dir})`)
     },
+    isolate: async (i) => {
+      const id = await memberId(i)
+      relay(i).cut()
+      members.forEach((_, j) => { if (j !== i) relay(j).cut(id) })
+    },
+    rejoin: () => { for (let j = 0; j < members.length; j++) relay(j).heal() },
     endpointsVia: (addr) => members.map(m => m.clientUrl.replace('127.0.0.1', addr)),
     stop: async () => {
       await Promise.all(members.map(async (_, i) => { await cluster.kill(i) }))
       rmSync(dir, { recursive: true, force: true })
     }
+  }
+  const relay = (i: number): TcpRelay => {
+    const r = relays[i]
+    if (r === undefined) throw new Error('isolate() needs startEtcdCluster(..., { peerRelays: true })')
+    return r
+  }
+  /** the member's id in hex, as etcd's peers name it */
+  const memberId = async (i: number): Promise<string> => {
+    const r = await etcdctl(['--endpoints', members[i]!.clientUrl, 'endpoint', 'status', '-w', 'json'])
+    const list = JSON.parse(r.stdout.replace(/:\s*(\d{10,})/g, ':"$1"')) as Array<{ Status: { header: { member_id: number | string } } }>
+    return BigInt(String(list[0]!.Status.header.member_id)).toString(16)
   }
   for (const m of members) launch(m)
   state = 'existing'
