@@ -3,7 +3,7 @@
 // 14) instead of the answer. It is done at the gRPC client of each member inside the etcd3 client, below its fault
 // handling, so the client's own retry runs as it would (the member's connections reset, the next try on another
 // member). A TCP proxy cannot pick one call out of a member's single HTTP/2 connection (the watch, keepalives and
-// other calls share it); this hook picks it by the key it writes.
+// other calls share it); this hook picks it by the key it writes. It can also hold one back while another write goes first.
 import type { Etcd3 } from 'etcd3'
 
 type Callback = (err: Error | null | undefined, res?: unknown) => void
@@ -25,13 +25,18 @@ export interface LostAnswers {
   loseNext: (keySuffix: string, times?: number) => void
   /** Answer the next `times` such transactions UNAVAILABLE without sending them: a write that never reached etcd. */
   dropNext: (keySuffix: string, times?: number) => void
+  /**
+   * Hold the next such transaction back, run `meanwhile`, and send it once that has settled (its answer untouched): a
+   * write whose sender read its state before another node's write and that reaches etcd after it, every time.
+   */
+  holdNext: (keySuffix: string, meanwhile: () => Promise<unknown>) => void
   /** answers lost so far (dropped ones included) */
   readonly lost: number
 }
 
 export function loseAnswers (client: Etcd3): LostAnswers {
   const hosts = (client as unknown as { pool: { hosts: Host[] } }).pool.hosts
-  let armed: { suffix: string, times: number, send: boolean } | null = null
+  let armed: { suffix: string, times: number, send: boolean, meanwhile?: () => Promise<unknown> } | null = null
   let lost = 0
   const picks = (payload: unknown): boolean =>
     armed !== null && ((payload as TxnRequest).success ?? []).some(op =>
@@ -51,6 +56,11 @@ export function loseAnswers (client: Etcd3): LostAnswers {
             if (!picks(payload)) return call.call(target, payload, metadata, options, cb)
             const was = armed!
             armed = was.times > 1 ? { ...was, times: was.times - 1 } : null
+            if (was.meanwhile !== undefined) {
+              const send = (): void => { call.call(target, payload, metadata, options, cb) }
+              void was.meanwhile().then(send, send)
+              return
+            }
             const unavailable = (): void => {
               lost++
               cb(Object.assign(new Error('14 UNAVAILABLE: answer lost (injected by the test)'), { code: 14 }))
@@ -76,6 +86,7 @@ export function loseAnswers (client: Etcd3): LostAnswers {
   return {
     loseNext: (keySuffix, times = 1) => { armed = { suffix: keySuffix, times, send: true } },
     dropNext: (keySuffix, times = 1) => { armed = { suffix: keySuffix, times, send: false } },
+    holdNext: (keySuffix, meanwhile) => { armed = { suffix: keySuffix, times: 1, send: true, meanwhile } },
     get lost () { return lost }
   }
 }

@@ -11,6 +11,7 @@ import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdRunLedger, type EtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import { isTerminal, type RunRecord } from '../../daemon/types.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { loseAnswers, type LostAnswers } from '../helpers/lost-answer.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
 
@@ -29,10 +30,12 @@ t.test('two nodes racing arms of one user never leave more than liveRunsPerUser 
     t.teardown(() => { conn.close() })
     return conn
   }
-  const node = async (name: string): Promise<{ ledger: EtcdRunLedger, quota: LiveRunQuota }> => {
-    const ledger = await openEtcdRunLedger({ ns: connect().ns, node: name })
+  const node = async (name: string): Promise<{ ledger: EtcdRunLedger, quota: LiveRunQuota, hold: LostAnswers }> => {
+    const conn = connect()
+    const hold = loseAnswers(conn.client)
+    const ledger = await openEtcdRunLedger({ ns: conn.ns, node: name })
     t.teardown(async () => { await ledger.close() })
-    return { ledger, quota: new LiveRunQuota(LIMIT) }
+    return { ledger, quota: new LiveRunQuota(LIMIT), hold }
   }
   const nodes = [await node('a'), await node('b')]
   const reader = connect()
@@ -80,4 +83,21 @@ t.test('two nodes racing arms of one user never leave more than liveRunsPerUser 
   await t.rejects(ledgerB.insert(intentRecord(next++, { user: `u${uid}`, uid }), { liveLimit: LIMIT }), { code: 'NFS_ERR_LIMIT' }, 'and the limit holds again')
   // Admins are not limited (no liveLimit).
   t.equal((await ledgerB.insert(intentRecord(next++, { user: `u${uid}`, uid }))).version, 1, 'an insert with no limit is not counted against it')
+
+  // An admin's arm counts against the user's next limited one, also when it commits between that arm's count and its
+  // commit: a counts LIMIT - 1 live runs, and its transaction reaches etcd only after b's admin insert has committed.
+  const other = 2100
+  const liveIn = async (u: number): Promise<number> => Object.values(await reader.ns.getAll().prefix('runs/').strings())
+    .map(v => JSON.parse(v) as RunRecord).filter(r => r.uid === u && !isTerminal(r.state)).length
+  for (let i = 0; i < LIMIT - 1; i++) await ledgerA.insert(intentRecord(next++, { user: `u${other}`, uid: other }), { liveLimit: LIMIT })
+  await ledgerA.settle()
+  let adminArmed = false
+  nodes[0]!.hold.holdNext(`uarms/${other}`, async () => {
+    await ledgerB.insert(intentRecord(next++, { user: `u${other}`, uid: other }))
+    adminArmed = true
+  })
+  await t.rejects(ledgerA.insert(intentRecord(next++, { user: `u${other}`, uid: other }), { liveLimit: LIMIT }), { code: 'NFS_ERR_LIMIT' },
+    'a limited arm whose count missed an admin\'s arm committed meanwhile is refused')
+  t.ok(adminArmed, 'the admin\'s arm went in between the count and the commit')
+  t.equal(await liveIn(other), LIMIT, `${LIMIT} live runs of the user in etcd, not more`)
 })

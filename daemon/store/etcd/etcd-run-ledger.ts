@@ -17,11 +17,13 @@ import { Replica, type ReplicaChange } from './replica.js'
 
 const RUNS = 'runs/'
 /**
- * A user's arm sequence (uarms/<uid>): every limited insert of a run of that uid (liveLimit: not an admin's) puts it,
- * compared on the mod revision it had when the insert counted the uid's live runs. etcd compares revisions, not
- * counts: a count taken on a mirror that holds this key at revision M holds every limited insert of the user up to M
- * (each put the row and the key in one transaction), so it is still true when the insert commits with the key at M;
- * otherwise the insert fails its compare, counts again and retries. Ends need no compare: they only lower the count.
+ * A user's arm sequence (uarms/<uid>): every insert of a run of that uid puts it. A limited insert (liveLimit: not an
+ * admin's) compares it on the mod revision it had when the insert counted the uid's live runs; an admin's insert is not
+ * limited and compares nothing, but moves it all the same, since its run counts against the user's next limited arm.
+ * etcd compares revisions, not counts: a count taken on a mirror that holds this key at revision M holds every insert
+ * of the user up to M (each put the row and the key in one transaction), so it is still true when the insert commits
+ * with the key at M; otherwise the insert fails its compare, counts again and retries. Ends need no compare: they only
+ * lower the count. The keys are never removed: one per uid that ever armed (docs/cluster.md "Keys" gives the bound).
  */
 const ARMS = 'uarms/'
 /** limited inserts retried after another node's arm of the same user went first, before giving up */
@@ -98,9 +100,9 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
   }
 
   /**
-   * One write of a run's record. A limited insert also puts its user's arm sequence, compared on `armsMod`.
+   * One write of a run's record. An insert also puts its user's arm sequence; a limited one compares it on `armsMod`.
    * 'done', or why not: 'taken' (the record is not what was expected: another node's write, or the id exists),
-   * 'moved' (an insert whose user's arm sequence moved on: another arm of the user went first).
+   * 'moved' (a limited insert whose user's arm sequence moved on: another arm of the user went first).
    */
   async function commit (runId: string, compareMod: number, rec: RunRecord, asOwner = false, armsMod: number | null = null): Promise<'done' | 'taken' | 'moved'> {
     if (closed) throw nfsError('NFS_ERR_STORAGE', ['the cluster ledger', 'it is closed'])
@@ -111,12 +113,10 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
     try {
       let txn = ns.if(RUNS + runId, insert ? 'Create' : 'Mod', '==', compareMod)
       const ops: unknown[] = [ns.put(RUNS + runId).value(bytes)]
-      if (armsMod !== null) {
-        // etcd never splits one revision's changes between two watch answers, and the mirror applies an answer at
-        // once: no mirror holds the new sequence without the row it counts.
-        txn = txn.and(ARMS + rec.uid, 'Mod', '==', armsMod)
-        ops.push(ns.put(ARMS + rec.uid).value(runId))
-      }
+      // etcd never splits one revision's changes between two watch answers, and the mirror applies an answer at
+      // once: no mirror holds the new sequence without the row it counts.
+      if (insert) ops.push(ns.put(ARMS + rec.uid).value(runId))
+      if (armsMod !== null) txn = txn.and(ARMS + rec.uid, 'Mod', '==', armsMod)
       if (opts.owner !== undefined && insert) ops.push(opts.owner.claimOp(runId))
       if (opts.owner !== undefined && asOwner) txn = txn.and(opts.owner.key(runId), 'Value', '==', opts.owner.node)
       res = await txn.then(...(ops as never[])).else(...readBack(ns, mine)).commit()
