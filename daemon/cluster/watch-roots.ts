@@ -5,15 +5,17 @@
 // create-only transaction, after the same 0-500 ms jitter as adoption. A fenced node (membership.ts) stops polling
 // until it holds its lease again: the others may be claiming its roots meanwhile. A root in a node's own config that
 // is also under watches/ is shared like the others; a root only in the config stays that node's.
+// A node judges a root with the watch service's check (setCheck: the checks of `watch add`, made again on this node's
+// view of the path) before it claims it and at each look while it polls it: a root that fails as unsafe (a symlink
+// swapped in) is given up at once, one not seen (a mount lost) after releaseAfterMs, so a node that sees it takes it.
 import { createHash } from 'node:crypto'
-import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Namespace } from 'etcd3'
 import { nfsError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { Replica } from '../store/etcd/replica.js'
-import type { RootChange, StoredWatch, WatchRoots } from '../store/watch-roots.js'
+import type { RootChange, RootCheck, RootRefusal, StoredWatch, WatchRoots } from '../store/watch-roots.js'
 import type { Membership } from './membership.js'
 
 const WATCHES = 'watches/'
@@ -24,15 +26,6 @@ const TICK_MS = 1000
 /** The key part of a root: a stable hash of its normalised path (paths may be long and hold any byte). Pure. */
 export function rootHash (root: string): string {
   return createHash('sha256').update(resolve(root)).digest('hex')
-}
-
-/** Can this node see the root (a directory at that path)? A node where it is not mounted does not claim it. */
-async function visible (root: string): Promise<boolean> {
-  try {
-    return (await stat(root)).isDirectory()
-  } catch {
-    return false
-  }
 }
 
 /** A watches/ value as stored; null for one that is not ours (written by hand): not a root a node can watch. Pure. */
@@ -52,9 +45,12 @@ export interface EtcdWatchRootsOptions {
   logger: Pick<Logger, 'info' | 'warn'>
   /** 0-500 ms by default, as adoption's */
   jitterMs?: () => number
+  /** a check from the start (tests); else none until setCheck, and nothing is claimed meanwhile */
   canSee?: (root: string) => Promise<boolean>
   now?: () => number
   tickMs?: number
+  /** how long this node polls a root it cannot see (a mount lost) before it lets another node take it; the TTL by default */
+  releaseAfterMs?: number
 }
 
 export class EtcdWatchRoots implements WatchRoots {
@@ -73,6 +69,12 @@ export class EtcdWatchRoots implements WatchRoots {
   #claimAgain = false
   /** a failed claim was logged: the next failures are not, until one succeeds (etcd out of reach for a while) */
   #warned = false
+  #check: RootCheck | null
+  /** roots this node polls and has not seen since (hash -> ms) */
+  readonly #unseenSince = new Map<string, number>()
+  /** roots this node refused to claim, and why (hash -> reason): logged once a reason */
+  readonly #refused = new Map<string, string>()
+  #rechecking = false
   #closed = false
 
   private constructor (opts: EtcdWatchRootsOptions, replica: Replica) {
@@ -80,6 +82,13 @@ export class EtcdWatchRoots implements WatchRoots {
     this.node = opts.membership.node
     this.#replica = replica
     this.#now = opts.now ?? Date.now
+    const canSee = opts.canSee
+    this.#check = canSee !== undefined ? async w => await canSee(w.root) ? null : { reason: 'not found on this node', unsafe: false } : null
+  }
+
+  setCheck (check: RootCheck): void {
+    this.#check = check
+    this.#claim()
   }
 
   static async open (opts: EtcdWatchRootsOptions): Promise<EtcdWatchRoots> {
@@ -134,6 +143,42 @@ export class EtcdWatchRoots implements WatchRoots {
     }
     // Roots nobody polls (a path mounted later, a claim that failed): one pass a look, not back to back.
     if (!this.#claiming && this.#unpolled().length > 0) this.#claim()
+    if (!this.#rechecking) {
+      this.#rechecking = true
+      this.#recheck().catch((err: unknown) => { this.#opts.logger.warn({ err }, 'checking the watch roots polled here failed; the next look tries again') })
+        .finally(() => { this.#rechecking = false })
+    }
+  }
+
+  /**
+   * The roots this node polls, checked again at each look: one whose path is not the dir that was added any more (a
+   * symlink swapped in, another owner) is given up at once; one not seen (its mount lost here) after releaseAfterMs,
+   * so that a node that sees it takes it over. The TTL by default: the next poller reads as new the starts written
+   * since a TTL and 2 s before it saw the key go (seedsSince), which covers the time this node was blind.
+   */
+  async #recheck (): Promise<void> {
+    const check = this.#check
+    if (check === null || !this.#opts.membership.unfenced) return
+    for (const { hash, w } of this.#stored()) {
+      if (this.#closed) return
+      if (this.#replica.get(WOWN + hash)?.value.toString() !== this.node) { this.#unseenSince.delete(hash); continue }
+      const why = await check(w)
+      if (why === null) { this.#unseenSince.delete(hash); continue }
+      const since = this.#unseenSince.get(hash) ?? this.#now()
+      this.#unseenSince.set(hash, since)
+      if (!why.unsafe && this.#now() - since < (this.#opts.releaseAfterMs ?? this.#opts.ttlSeconds * 1000)) continue
+      await this.#release(hash, w, why)
+    }
+  }
+
+  /** Give up polling a root: its poller key goes (only if it is still this node's), and another node may claim it. */
+  async #release (hash: string, w: StoredWatch, why: RootRefusal): Promise<void> {
+    const res = await this.#opts.ns.if(WOWN + hash, 'Value', '==', this.node).then(this.#opts.ns.delete().key(WOWN + hash)).commit()
+    this.#unseenSince.delete(hash)
+    if (!res.succeeded) return
+    this.#refused.set(hash, why.reason)
+    this.#opts.logger.warn({ root: w.root, reason: why.reason }, why.unsafe ? 'stopped polling a shared watch root: its path is not the dir that was added' : 'released a shared watch root this node cannot see; a node that sees it takes it over')
+    await this.#replica.waitFor(Number(res.header.revision))
   }
 
   #emit (): void {
@@ -174,12 +219,22 @@ export class EtcdWatchRoots implements WatchRoots {
   }
 
   async #claimPass (): Promise<void> {
-    if (!this.#opts.membership.unfenced || this.#unpolled().length === 0) return
+    const check = this.#check
+    if (check === null || !this.#opts.membership.unfenced || this.#unpolled().length === 0) return
     const jitter = this.#opts.jitterMs?.() ?? Math.random() * 500
     await new Promise(resolve => setTimeout(resolve, jitter))
     for (const { hash, w, mod } of this.#unpolled()) {
       if (this.#closed || !this.#opts.membership.unfenced) return
-      if (!await (this.#opts.canSee ?? visible)(w.root)) continue
+      const why = await check(w)
+      if (why !== null) {
+        // Said once a reason: the claim loop asks again every look (a path mounted later, a symlink put back).
+        if (this.#refused.get(hash) !== why.reason) {
+          this.#refused.set(hash, why.reason)
+          ;(why.unsafe ? this.#opts.logger.warn : this.#opts.logger.info).call(this.#opts.logger, { root: w.root, reason: why.reason }, 'not claiming a shared watch root')
+        }
+        continue
+      }
+      this.#refused.delete(hash)
       // Only the root as read (its mod revision: not one removed meanwhile), and only while nobody polls it.
       const res = await this.#opts.ns.if(WOWN + hash, 'Create', '==', 0).and(WATCHES + hash, 'Mod', '==', mod)
         .then(this.#ownOp(hash)).commit()

@@ -32,6 +32,10 @@ export interface RootChange {
   revision: number
 }
 
+/** Why a node may not poll a root now. `unsafe`: its path is not the dir that was added (given up at once). */
+export interface RootRefusal { reason: string, unsafe: boolean }
+export type RootCheck = (w: StoredWatch) => Promise<RootRefusal | null>
+
 export interface WatchRootStore {
   all (): readonly StoredWatch[]
   /**
@@ -62,6 +66,11 @@ export interface WatchRoots extends WatchRootStore {
   seedsSince: (root: string) => number | undefined
   /** told when roots come or go on other nodes, or who polls one changes */
   onChange: (listener: () => void) => () => void
+  /**
+   * How this node judges a shared root before it claims it and while it polls it (the watch service's: the checks
+   * `watch add` made, watch/root-check.ts). A cluster node claims nothing until it is set. One node: not used.
+   */
+  setCheck: (check: RootCheck) => void
 }
 
 /** One node: its watches.json, and every root is its own. */
@@ -74,7 +83,8 @@ export function localWatchRoots (store: WatchRootStore): WatchRoots {
     mine: () => true,
     pollerOf: () => null,
     seedsSince: () => undefined,
-    onChange: () => () => {}
+    onChange: () => () => {},
+    setCheck: () => {}
   }
 }
 

@@ -15,11 +15,12 @@ import type { UserDirectory } from '../identity/users.js'
 import type { Logger } from '../logger.js'
 import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import type { SecretsStore } from '../store/secrets-store.js'
-import { localWatchRoots, openWatchRootStore, type StoredWatch, type WatchRoots } from '../store/watch-roots.js'
+import { localWatchRoots, openWatchRootStore, type RootRefusal, type StoredWatch, type WatchRoots } from '../store/watch-roots.js'
 import type { Caller } from '../types.js'
 import { AutoRuns, type AutoRunDecision } from './auto-run.js'
 import { openDir, sameFile } from '../os/read-owned.js'
 import type { WatchSummary, WatchView } from '../contract/watches.js'
+import { checkRootPath } from './root-check.js'
 import { RunDirWatcher, type GroupOptions, type WatcherEvent } from './watcher.js'
 import { skippedName, type WalkFs } from './walk.js'
 
@@ -82,6 +83,8 @@ export class DirWatchService implements WatchService {
   readonly #runDirs = new Map<string, string>()
   /** roots whose first walk is still going (the daemon serves meanwhile) */
   readonly #walking = new Map<string, Promise<void>>()
+  /** roots of the API this node was to walk and did not: their path failed the checks of `watch add` (root-check.ts) */
+  readonly #refused = new Map<string, string>()
   #unsubscribe: () => void = () => {}
   #unsubscribeRoots: () => void = () => {}
   #syncing: Promise<void> = Promise.resolve()
@@ -124,6 +127,8 @@ export class DirWatchService implements WatchService {
     }
     // In a cluster, roots come and go on other nodes, and who polls one changes (a poller died, this node fenced).
     svc.#unsubscribeRoots = store.onChange(() => { svc.#reconcile() })
+    // A cluster node claims a shared root, and keeps polling it, only while its path passes the checks `watch add` made.
+    store.setCheck(async w => await svc.#judge(svc.#roots.get(w.root) ?? fromStored(w)))
     // Runs come and go through the lifecycle's events: keep their launch dirs watched while they live.
     svc.#unsubscribe = deps.events.subscribe(e => { if (e.type.startsWith('run.')) svc.#syncRuns() })
     svc.#syncRuns()
@@ -159,6 +164,16 @@ export class DirWatchService implements WatchService {
     }
   }
 
+  /**
+   * May this node walk and watch the root's path now? The checks `watch add` made, again (the path may have changed
+   * since, or be another node's view): no symlink in it, and a user's root still that user's dir (root-check.ts).
+   * A root of the config is the admin's own definition on this node: not checked.
+   */
+  async #judge (r: Root): Promise<RootRefusal | null> {
+    if (r.source !== 'api') return null
+    return await checkRootPath(r.root, this.#adminRoot(r) ? null : r.uid, this.#deps.fs)
+  }
+
   /** Know a root, and watch it if this node is the one to poll it. */
   #track (r: Root): void {
     this.#roots.set(r.root, r)
@@ -178,10 +193,20 @@ export class DirWatchService implements WatchService {
     // A root taken over from a poller that is gone: starts written since it stopped are not seeds.
     const since = this.#store.seedsSince(r.root)
     const walk = this.#mayWalk.then(async () => {
+      // Checked right before the walk, which runs as root: in a cluster the claim checked it too, maybe a while ago.
+      const why = await this.#judge(r)
+      if (why !== null) return why
+      this.#refused.delete(r.root)
       this.#log.debug({ root: r.root, walk: 'begin' }, 'walking a watch root')
       return await this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth, ...(since !== undefined ? { seedsSince: since } : {}) })
-    }).then(({ launchDirs, dirs }) => {
-      this.#log.info({ root: r.root, dirs, launchDirs, poll: r.poll, source: r.source }, 'watching')
+    }).then((res) => {
+      if ('reason' in res) {
+        // Not walked; in a cluster the node's next look gives it up (cluster/watch-roots.ts), and a node that can polls it.
+        this.#refused.set(r.root, res.reason)
+        this.#log.warn({ root: r.root, reason: res.reason }, 'not walking a watch root: its path fails the checks of watch add')
+        return
+      }
+      this.#log.info({ root: r.root, dirs: res.dirs, launchDirs: res.launchDirs, poll: r.poll, source: r.source }, 'watching')
     }, (err: unknown) => {
       this.#log.error({ root: r.root, err }, 'walking a watch root failed')
     }).finally(() => {
@@ -209,6 +234,7 @@ export class DirWatchService implements WatchService {
   /** Stop walking and watching a root this node still lists (another node polls it, or this node is fenced). */
   async #deactivate (root: string): Promise<void> {
     this.#active.delete(root)
+    this.#refused.delete(root)
     await this.watcher.removeGroup(`root:${root}`)
   }
 
@@ -315,7 +341,12 @@ export class DirWatchService implements WatchService {
 
   #view (r: Root): WatchView {
     const g = this.watcher.groups().find(x => x.key === `root:${r.root}`)
-    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: this.#groupOptions(r).intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? null, limited: g?.limited ?? null, walking: this.#walking.has(r.root), ...this.#poller(r.root) }
+    return { root: r.root, depth: r.depth, workspace: r.workspace, targets: r.targets, poll: g?.poll ?? r.poll, intervalMs: this.#groupOptions(r).intervalMs, owner: r.owner, source: r.source, launchDirs: g?.launchDirs ?? 0, degraded: g?.degraded ?? this.#refusedView(r.root), limited: g?.limited ?? null, walking: this.#walking.has(r.root), ...this.#poller(r.root) }
+  }
+
+  #refusedView (root: string): string | null {
+    const why = this.#refused.get(root)
+    return why !== undefined ? `not walked: ${why}` : null
   }
 
   /** Cluster mode: the node that polls the root, as this node knows it (itself only while it really watches it). */

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EtcdWatchRoots } from '../../daemon/cluster/watch-roots.js'
+import type { RootRefusal } from '../../daemon/store/watch-roots.js'
 import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { startEtcdCluster } from '../helpers/etcd-cluster.js'
 import { newPrefix } from '../helpers/ownership-nodes.js'
@@ -84,4 +85,41 @@ t.test('one poller per shared root: fencing, a path not mounted, takeover', asyn
   t.ok(await blind.roots.remove(other), 'removed')
   t.same(blind.roots.all(), [], 'no root left')
   t.notOk(await blind.roots.remove(other), 'a root removed already: false')
+})
+
+t.test('a poller that loses the path lets it go, after a bounded time or at once when it is unsafe', async t => {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return
+  const prefix = newPrefix()
+  const view = new Map<string, RootRefusal | null>()
+  const node = async (name: string, releaseAfterMs: number): Promise<EtcdWatchRoots> => {
+    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
+    const leaseId = String((await conn.client.leaseClient.leaseGrant({ TTL: 60, ID: 0 })).ID)
+    const roots = await EtcdWatchRoots.open({ ns: conn.ns, membership: { node: name, leaseId, unfenced: true }, ttlSeconds: 5, logger: silentLogger(), jitterMs: () => 0, tickMs: 100, releaseAfterMs })
+    // What each node sees of the root's path, set by the test (the daemons' test loses a real mount).
+    roots.setCheck(async () => view.get(name) ?? null)
+    t.teardown(async () => { await roots.close(); conn.close() })
+    return roots
+  }
+  // x keeps a root it cannot see for 1.5 s at most; y sees it.
+  const x = await node('x', 1500)
+  const y = await node('y', 1500)
+  const w = { root, depth: 2, workspace: null, targets: [], poll: false, intervalMs: 1000, uid: 1001, user: 'alice', createdAt: new Date().toISOString() }
+  await x.add(w)
+  t.ok(x.mine(root), 'x, which added it, polls it')
+  view.set('x', { reason: 'not found on this node', unsafe: false })
+  const lost = Date.now()
+  await waitFor('y polls the root x cannot see', () => y.mine(root), 15_000)
+  t.ok(Date.now() - lost >= 1000, 'x kept it for about its bound first (a mount that comes back within it changes nothing)')
+  t.equal(x.pollerOf(root), 'y', 'x knows y polls it')
+  t.ok(y.seedsSince(root) !== undefined, 'y reads starts written since before x let it go as new')
+
+  // Unsafe on y (a symlink swapped in): let go at its next look, without waiting; x cannot see it: nobody claims it.
+  view.set('y', { reason: 'a component of its path is a symlink now', unsafe: true })
+  await waitFor('y gives it up', () => y.pollerOf(root) === null, 5000)
+  t.notOk(x.mine(root), 'x, which cannot see it, does not claim it')
+  // The path good again on x: x claims it back at a look.
+  view.set('x', null)
+  await waitFor('x polls it again', () => x.mine(root), 5000)
+  t.equal(y.pollerOf(root), 'x')
 })

@@ -5,7 +5,8 @@
 // other node claims the root once the dead node's lease is gone, and a Nextflow start written after the kill, before
 // that claim, still becomes one auto-run. A root removed on b is no longer watched by a, its poller.
 import t from 'tap'
-import { chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { WatchView } from '../../daemon/contract/watches.js'
 import { errorCode } from '../helpers/cli.js'
@@ -78,6 +79,17 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
     return out
   }
 
+  // Alice's own root, added by her on a: her dir, reached without a symlink (the checks of `watch add`). Beside it, a
+  // dir she must not read (root's, 0700 once the start below is written) holding a dir of hers with a Nextflow start.
+  const aliceDir = join(c.work, 'alice')
+  const hers = join(aliceDir, 'a', 'proj')
+  const vault = join(c.work, 'vault')
+  const behind = join(vault, 'proj', 'l0')
+  for (const d of [hers, behind]) mkdirSync(d, { recursive: true })
+  for (const d of [aliceDir, join(aliceDir, 'a'), hers, join(vault, 'proj'), behind]) chownSync(d, alice!.uid, alice!.gid)
+  const added = await c.cli('a', ['watch', 'add', hers, '--target', 'memory', '--depth', '2'], { user: 'alice' })
+  t.equal(added.code, 0, 'alice adds her root on a', { stderr: added.stderr })
+
   // Listed on b with its poller, a (the node that added it claims it in the same transaction).
   await waitFor('b lists both roots, polled by a', async () => (await row('b', kept))?.poller === 'a' && (await row('b', dropped))?.poller === 'a', 15_000, 100)
   for (const root of [kept, dropped]) {
@@ -85,9 +97,9 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
     t.same(watching(root), ['a'], `${root}: only a's process watches it (inotify, from /proc)`)
   }
   t.equal(await row('b', oldRoot), undefined, 'the root of b\'s old watches.json is not watched or listed')
-  for (const [n, polled] of [['a', 2], ['b', 0]] as const) {
+  for (const [n, polled] of [['a', 3], ['b', 0]] as const) {
     const s = (await c.call(n, 'GET', '/status')).body as { watches: { roots: number, polledHere?: number } }
-    t.equal(s.watches.roots, 2, `${n}: status lists both roots`)
+    t.equal(s.watches.roots, 3, `${n}: status lists the three roots`)
     t.equal(s.watches.polledHere, polled, `${n}: status says it polls ${polled}`)
   }
   t.match((await c.cli('b', ['watch', 'list'])).stdout, /POLLER/, 'watch list on b has the poller column')
@@ -114,13 +126,22 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
       `${n}'s feed: each root's watch.added once, the removed root's watch.removed once (added on a, removed on b)`)
   }
   t.match(feeds.b.all().find(e => e.type === 'watch.added' && e.reason === kept), { user: 'root' }, 'named for the root\'s owner')
-  t.notOk(aliceOnB.all().some(e => String(e.type).startsWith('watch.')), 'alice\'s feed on b shows no event of the admin\'s roots')
+  await aliceOnB.waitFor(e => e.type === 'watch.added' && e.reason === hers, 15_000)
+  t.same(aliceOnB.all().filter(e => String(e.type).startsWith('watch.')).map(e => e.reason), [hers], 'alice\'s feed on b: her own root\'s watch.added, none of the admin\'s roots')
 
   // kill -9 of the poller; a start written right after, while nobody polls the root.
   const killedAt = Date.now()
   await c.node('a').daemon.stop('SIGKILL')
   const nf = await startFakeNextflow({ launchDir: launch, uid: alice!.uid, gid: alice!.gid })
   t.teardown(() => nf.close())
+  // Attack (item 4): while nobody polls alice's root, a start is written behind the vault, the vault closed to her, and
+  // she swaps a component of her root's path for a symlink into it. The node that takes her root over polls as root.
+  const hidden = await startFakeNextflow({ launchDir: behind, uid: alice!.uid, gid: alice!.gid })
+  t.teardown(() => hidden.close())
+  chmodSync(vault, 0o700)
+  const swap = spawnSync('runuser', ['-u', 'alice', '--', 'sh', '-c', 'mv "$0" "$0.old" && ln -s "$1" "$0"', join(aliceDir, 'a'), vault], { encoding: 'utf8' })
+  t.equal(swap.status, 0, 'alice swapped a symlink into her root\'s path', { stderr: swap.stderr })
+  t.not(spawnSync('runuser', ['-u', 'alice', '--', 'ls', join(vault, 'proj')]).status, 0, 'alice cannot read the dir behind it')
   await waitFor('b polls the root of the dead node', async () => (await saysItPolls(kept, ['b'])).length === 1 && watching(kept, ['b']).length === 1, 30_000, 100)
   t.comment(`takeover of the watch root: ${Date.now() - killedAt} ms after the kill (lease TTL 5 s)`)
   t.ok(c.node('b').daemon.log().includes('polling a shared watch root'), 'b logged the claim')
@@ -131,4 +152,13 @@ t.test('a watch root added on a: listed on b, polled by one node, taken over aft
   const runs = await autoRuns()
   t.equal(runs.length, 1, 'one auto-run for the start')
   t.equal(runs[0]?.runName, nf.runName, 'with its run name')
+
+  // b took the admin's root over and made its auto-run: it judged alice's root in that claim pass too.
+  const fromBehind = async (): Promise<unknown[]> => ((await c.call('b', 'GET', '/runs?all=true')).body as Array<{ mode: string, launchDir: string }>)
+    .filter(r => r.mode === 'auto' && (r.launchDir.startsWith(aliceDir) || r.launchDir.startsWith(vault)))
+  await waitFor('b refused alice\'s root (or read through it)', async () => c.node('b').daemon.log().includes('not claiming a shared watch root') || (await fromBehind()).length > 0, 15_000, 200).catch(() => {})
+  t.same(await fromBehind(), [], 'no history behind the symlink became a run of alice\'s')
+  t.equal((await row('b', hers))?.poller, null, 'nobody polls her root while its path holds a symlink')
+  t.notOk(inotifyOn(pid('b'), join(vault, 'proj')), 'b\'s process watches nothing behind the symlink (inotify, from /proc)')
+  t.ok(c.node('b').daemon.log().split('\n').some(l => l.includes('not claiming a shared watch root') && l.includes('symlink')), 'b logged why')
 })
