@@ -374,6 +374,17 @@ class LowSecretsStore implements SecretsStore {
     return { secrets: this.#db.data.secrets.length, workspaces: this.#db.data.workspaces.length }
   }
 
+  /**
+   * Resolves once no write is running or queued, a lastUsed write its timer started included: what a test awaits
+   * after moving the timers, before it looks at the file (a write on the thread pool outlasts a turn of the loop).
+   */
+  async idle (): Promise<void> {
+    for (let tail = this.#chain; ; tail = this.#chain) {
+      await tail
+      if (tail === this.#chain) return
+    }
+  }
+
   async close (): Promise<void> {
     if (this.#closed) return
     if (this.#usedTimer !== null) this.#usedOpts.timers.clearTimeout(this.#usedTimer)
@@ -386,11 +397,14 @@ class LowSecretsStore implements SecretsStore {
   }
 }
 
+/** The file store, with what tests of its own timing need beyond the interface. */
+export type FileSecretsStore = SecretsStore & { idle: () => Promise<void> }
+
 /**
  * Open (or create) the store at `path`. Every sealed value is decrypted once to prove the key and the file
  * before anything is served; on any problem the file is left byte for byte as it was.
  */
-export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<SecretsStore> {
+export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<FileSecretsStore> {
   const { store, verified } = await openSecretsStoreAside(opts)
   // A store that fails is dropped unclosed: it has no timer yet, and closing could write.
   await verified
@@ -402,7 +416,7 @@ export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<
  * the caller goes on: `verified` settles with the outcome, and until it resolves nothing may be served or written
  * (the daemon awaits it before it acts on runs). A malformed file or a wrong key id still rejects at once.
  */
-export async function openSecretsStoreAside (opts: OpenSecretsStoreOptions): Promise<{ store: SecretsStore, verified: Promise<void> }> {
+export async function openSecretsStoreAside (opts: OpenSecretsStoreOptions): Promise<{ store: FileSecretsStore, verified: Promise<void> }> {
   const adapter = new AtomicJsonFile<StoreData>(opts.path, { mode: 0o600 })
   const id = keyId(opts.key)
   const db = new Low<StoreData>(adapter, emptyStore(id))
