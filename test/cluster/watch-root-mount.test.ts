@@ -75,4 +75,5 @@ t.test('a poller that loses the mount releases the root; the node that sees it c
   const runs = await autoRuns()
   t.equal(runs.length, 1, 'one auto-run for the start')
   t.equal(runs[0]?.runName, nf.runName, 'with its run name')
+  t.comment(`auto-run seen ${Date.now() - lostAt} ms after the loss`)
 })
