@@ -3,11 +3,13 @@
 // inherited pipe would keep tap waiting); stop() kills them all and removes the data dirs. Skips the test cleanly,
 // saying how to install it, when Debian's etcd-server is missing.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtempSync, openSync, closeSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
+import { connectEtcd, type EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
 import { startTcpRelay, type TcpRelay } from './tcp-relay.js'
 
 export interface EtcdMember { name: string, clientUrl: string, peerUrl: string, dataDir: string, proc: ChildProcess | null }
@@ -177,4 +179,33 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
   t.teardown(async () => { await cluster.stop() })
   await cluster.healthy()
   return cluster
+}
+
+/** A key prefix of its own, so that tests sharing one cluster do not share data. */
+export function freshPrefix (): string {
+  return `/nfs-test/${randomBytes(6).toString('hex')}/`
+}
+
+export interface EtcdNamespace {
+  cluster: EtcdCluster
+  /** a fresh prefix (freshPrefix) */
+  prefix: string
+  /** a connection of its own, on `prefix` and every member unless told otherwise, closed when the test ends */
+  connect: (opts?: { prefix?: string, endpoints?: string[] }) => EtcdConnection
+}
+
+/**
+ * What the etcd tests start with: a real cluster (startEtcdCluster; null when etcd is not installed and `t` was
+ * skipped), a fresh prefix, and connections to it that close with `t`.
+ */
+export async function startEtcdNamespace (t: Test): Promise<EtcdNamespace | null> {
+  const cluster = await startEtcdCluster(t)
+  if (cluster === null) return null
+  const prefix = freshPrefix()
+  const connect: EtcdNamespace['connect'] = (opts = {}) => {
+    const conn = connectEtcd({ endpoints: opts.endpoints ?? cluster.endpoints, prefix: opts.prefix ?? prefix })
+    t.teardown(() => { conn.close() })
+    return conn
+  }
+  return { cluster, prefix, connect }
 }

@@ -4,13 +4,11 @@
 // both nodes pass with their own slots and the user ends with up to twice the limit. Counted in etcd from a third
 // connection, not from either node.
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
 import { isCoded } from '../../daemon/errors.js'
 import { LiveRunQuota } from '../../daemon/runs/quota.js'
-import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdRunLedger, type EtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import { isTerminal, type RunRecord } from '../../daemon/types.js'
-import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { startEtcdNamespace } from '../helpers/etcd-cluster.js'
 import { loseAnswers, type LostAnswers } from '../helpers/lost-answer.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
@@ -22,14 +20,9 @@ const ARMS_PER_NODE = 2 * LIMIT
 const ROUNDS = 3
 
 t.test('two nodes racing arms of one user never leave more than liveRunsPerUser live runs', async t => {
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
-  const connect = (): ReturnType<typeof connectEtcd> => {
-    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
-    t.teardown(() => { conn.close() })
-    return conn
-  }
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const { connect } = etcd
   const node = async (name: string): Promise<{ ledger: EtcdRunLedger, quota: LiveRunQuota, hold: LostAnswers }> => {
     const conn = connect()
     const hold = loseAnswers(conn.client)

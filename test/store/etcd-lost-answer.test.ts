@@ -5,19 +5,18 @@
 // below the client's fault handling (helpers/lost-answer.ts), so the retry is the client's own; each case checks the
 // answer really was lost, then counts what etcd holds from another connection.
 import t, { type Test } from 'tap'
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Membership } from '../../daemon/cluster/membership.js'
 import { EtcdOwnership } from '../../daemon/cluster/ownership.js'
 import { generateKey } from '../../daemon/store/crypto.js'
-import { connectEtcd, type EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
+import type { EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdRunLedger, type EtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import { openEtcdSecretsStore, type EtcdSecretsStoreHandle } from '../../daemon/store/etcd/etcd-secrets-store.js'
 import type { SecretsStore } from '../../daemon/store/secrets-store.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { freshPrefix, startEtcdNamespace } from '../helpers/etcd-cluster.js'
 import { CLIENT_TRIES, loseAnswers, type LostAnswers } from '../helpers/lost-answer.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
@@ -28,18 +27,14 @@ requireEtcd(t)
 const logger = silentLogger()
 
 t.test('writes whose answer was lost after they committed', async t => {
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const connect = (prefix: string): EtcdConnection => {
-    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
-    t.teardown(() => { conn.close() })
-    return conn
-  }
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const connect = (prefix: string): EtcdConnection => etcd.connect({ prefix })
   const keys = async (conn: EtcdConnection, prefix: string): Promise<string[]> => await conn.ns.getAll().prefix(prefix).keys()
 
   // Two store nodes on a fresh prefix: `a` loses answers, `b` reads what etcd holds.
   const stores = async (t: Test): Promise<{ a: EtcdSecretsStoreHandle, b: EtcdSecretsStoreHandle, lose: LostAnswers, reader: EtcdConnection }> => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const key = generateKey()
     const connA = connect(prefix)
     const lose = loseAnswers(connA.client)
@@ -179,7 +174,7 @@ t.test('writes whose answer was lost after they committed', async t => {
 
   // One cluster node's ledger and ownership on a fresh prefix (as daemon's backend builds them), losing answers.
   const ledgerNode = async (t: Test): Promise<{ led: EtcdRunLedger, ownership: EtcdOwnership, lose: LostAnswers, reader: EtcdConnection }> => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const conn = connect(prefix)
     const lose = loseAnswers(conn.client)
     const stateDir = mkdtempSync(join(tmpdir(), 'nfs-lost-'))

@@ -7,11 +7,9 @@
 // as for a real answer), and the mirror must neither claim a revision it has not applied nor let the client resume
 // past it; then real writes go on flowing. Real 3-member etcd.
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
 import type { Namespace, Watcher, WatchBuilder } from 'etcd3'
-import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { Replica } from '../../daemon/store/etcd/replica.js'
-import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { startEtcdNamespace } from '../helpers/etcd-cluster.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { waitFor } from '../helpers/wait.js'
 
@@ -35,11 +33,10 @@ function capturing (ns: Namespace): { ns: Namespace, watcher: () => Watcher } {
 }
 
 t.test('a header ahead of the changes delivered moves neither the mirror nor the resume point', async t => {
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
-  const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
-  t.teardown(() => { conn.close() })
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const { prefix } = etcd
+  const conn = etcd.connect()
   const { ns, watcher } = capturing(conn.ns)
   const replica = new Replica(ns, ['runs/'], 'b')
   await replica.start()
@@ -76,13 +73,12 @@ t.test('a watch that must resume from a compacted revision reads everything agai
   // etcd cancels such a watch with compact_revision set and no cancel_reason (v3rpc/watch.go sendLoop), so the
   // client's error says only "Watcher canceled: ". Before, the mirror resynced only on an error naming a compaction:
   // this one left it with no watch at all, deaf to every later change, its barriers hanging.
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const { cluster } = etcd
   // The mirror reaches etcd through member 0 only, so killing it breaks the watch while the others go on.
-  const mine = connectEtcd({ endpoints: [cluster.endpoints[0]!], prefix })
-  const other = connectEtcd({ endpoints: cluster.endpoints.slice(1), prefix })
-  t.teardown(() => { mine.close(); other.close() })
+  const mine = etcd.connect({ endpoints: [cluster.endpoints[0]!] })
+  const other = etcd.connect({ endpoints: cluster.endpoints.slice(1) })
   const replica = new Replica(mine.ns, ['runs/'], 'b')
   await replica.start()
   t.teardown(async () => { await replica.close() })

@@ -2,33 +2,27 @@
 // has: a run written on one node is read on another, two nodes racing on one run have one winner, every node's event
 // bus shows the run's events once, and the revoke path's records wait out a quorum loss (DeferredRecords).
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
-import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdRunLedger } from '../../daemon/store/etcd/etcd-run-ledger.js'
 import type { RunLedger } from '../../daemon/store/run-ledger.js'
 import { EventBus, type NfsEvent } from '../../daemon/events.js'
 import { DeferredRecords } from '../../daemon/runs/deferred-records.js'
 import type { RunRecord } from '../../daemon/types.js'
-import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { freshPrefix, startEtcdNamespace } from '../helpers/etcd-cluster.js'
 import { intentRecord, runLedgerContract } from './contract/run-ledger-contract.js'
 import { requireEtcd } from '../helpers/requires.js'
 
 requireEtcd(t)
 
 t.test('etcd run ledger', async t => {
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const conns: Array<{ close: () => void }> = []
-  t.teardown(() => { for (const c of conns) c.close() })
-  const node = async (prefix: string, name: string): Promise<RunLedger> => {
-    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
-    conns.push(conn)
-    return await openEtcdRunLedger({ ns: conn.ns, node: name })
-  }
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const { cluster } = etcd
+  const node = async (prefix: string, name: string): Promise<RunLedger> =>
+    await openEtcdRunLedger({ ns: etcd.connect({ prefix }).ns, node: name })
 
   runLedgerContract(t, {
     open: async (t) => {
-      const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+      const prefix = freshPrefix()
       const ledger = await node(prefix, 'a')
       t.teardown(async () => { await ledger.close() })
       return { ledger, reopen: async () => await node(prefix, 'a') }
@@ -36,7 +30,7 @@ t.test('etcd run ledger', async t => {
   })
 
   t.test('two nodes: a run written on a is read on b; a race on one run has one winner', async t => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const a = await node(prefix, 'a')
     const b = await node(prefix, 'b')
     t.teardown(async () => { await a.close(); await b.close() })
@@ -70,7 +64,7 @@ t.test('etcd run ledger', async t => {
   const revoked = (r: RunRecord): RunRecord => ({ ...r, targets: { hpc: { ...r.targets.hpc!, state: 'revoked' } } })
 
   t.test('events on every node: a run written on a shows on b\'s bus, once, in order', async t => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const a = await node(prefix, 'a')
     const b = await node(prefix, 'b')
     t.teardown(async () => { await a.close(); await b.close() })
@@ -92,7 +86,7 @@ t.test('etcd run ledger', async t => {
 
   // Last: it takes the cluster's quorum away.
   t.test('a quorum loss: the revoke path\'s records are kept, then written; the other node sees each event once', async t => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const a = await DeferredRecords.open(await node(prefix, 'a'))
     const b = await node(prefix, 'b')
     t.teardown(async () => { await a.close(); await b.close() })

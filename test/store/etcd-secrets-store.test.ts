@@ -2,14 +2,12 @@
 // store has: two nodes (two stores on one prefix) see each other's writes, race on one secret with exactly one
 // winner, refuse a node that holds another master key, and show every node's secret events with who made them.
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
-import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdSecretsStore } from '../../daemon/store/etcd/etcd-secrets-store.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import type { SecretsStore } from '../../daemon/store/secrets-store.js'
 import { EventBus, type NfsEvent } from '../../daemon/events.js'
-import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { freshPrefix, startEtcdNamespace } from '../helpers/etcd-cluster.js'
 import { secretsStoreContract } from './contract/secrets-store-contract.js'
 import { silentLogger } from './helpers.js'
 import { requireEtcd } from '../helpers/requires.js'
@@ -19,20 +17,15 @@ requireEtcd(t)
 const logger = silentLogger()
 
 t.test('etcd secrets store', async t => {
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const conns: Array<{ close: () => void }> = []
-  t.teardown(() => { for (const c of conns) c.close() })
-  const node = (prefix: string, key: Buffer, name: string): Promise<SecretsStore> => {
-    const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
-    conns.push(conn)
-    return openEtcdSecretsStore({ ns: conn.ns, node: name, key, logger })
-  }
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const node = async (prefix: string, key: Buffer, name: string): Promise<SecretsStore> =>
+    await openEtcdSecretsStore({ ns: etcd.connect({ prefix }).ns, node: name, key, logger })
 
   secretsStoreContract(t, {
     open: async (t) => {
       // Each case on a prefix of its own, so cases share the cluster but not the data.
-      const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+      const prefix = freshPrefix()
       const key = generateKey()
       const store = await node(prefix, key, 'a')
       t.teardown(async () => { await store.close() })
@@ -41,7 +34,7 @@ t.test('etcd secrets store', async t => {
   })
 
   t.test('events on every node: each node\'s bus shows every secret change once, with who made it', async t => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const key = generateKey()
     const a = await node(prefix, key, 'a')
     const b = await node(prefix, key, 'b')
@@ -73,7 +66,7 @@ t.test('etcd secrets store', async t => {
   })
 
   t.test('two nodes on one prefix: writes propagate, a race has one winner, another key is refused', async t => {
-    const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+    const prefix = freshPrefix()
     const key = generateKey()
     const a = await node(prefix, key, 'a')
     const b = await node(prefix, key, 'b')

@@ -4,13 +4,11 @@
 // (3 s here, 300 s by default) runs out. Before, every name ever deleted kept its sdel/ key and a map entry on
 // every node, for good.
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
-import { connectEtcd } from '../../daemon/store/etcd/etcd-client.js'
 import { openEtcdSecretsStore } from '../../daemon/store/etcd/etcd-secrets-store.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import type { StoreChange } from '../../daemon/store/secrets-store.js'
-import { startEtcdCluster } from '../helpers/etcd-cluster.js'
+import { startEtcdNamespace } from '../helpers/etcd-cluster.js'
 import { silentLogger } from './helpers.js'
 import { requireEtcd } from '../helpers/requires.js'
 import { waitFor } from '../helpers/wait.js'
@@ -21,13 +19,11 @@ const NAMES = 500
 const TTL_S = 3
 
 t.test('tombstones are bounded in etcd and in memory', async t => {
-  const cluster = await startEtcdCluster(t)
-  if (cluster === null) return
-  const prefix = `/nfs-test/${randomBytes(6).toString('hex')}/`
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
   const key = generateKey()
-  const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
-  const connB = connectEtcd({ endpoints: cluster.endpoints, prefix })
-  t.teardown(() => { conn.close(); connB.close() })
+  const conn = etcd.connect()
+  const connB = etcd.connect()
   const a = await openEtcdSecretsStore({ ns: conn.ns, node: 'a', key, logger: silentLogger(), tombstoneTtlSeconds: TTL_S })
   const b = await openEtcdSecretsStore({ ns: connB.ns, node: 'b', key, logger: silentLogger(), tombstoneTtlSeconds: TTL_S })
   t.teardown(async () => { await a.close(); await b.close() })
