@@ -83,6 +83,8 @@ export class PtyHost implements RunHost {
   readonly #spawn: SpawnFn
   readonly #systemdRun: string | null
   readonly #sessions = new Map<string, LaunchSession>()
+  /** stops under way, by run */
+  readonly #stops = new Map<string, Promise<void>>()
   #unfollow: (() => void) | null = null
   #poll: NodeJS.Timeout | null = null
   #prune: NodeJS.Timeout | null = null
@@ -100,7 +102,8 @@ export class PtyHost implements RunHost {
     // host counted dead): the command this host runs for it must stop then too, or it goes on after its secrets are
     // gone. The owner revokes meanwhile. Only `killed`: a run ended as completed or failed (its log's Goodbye, its
     // history line) is a command finishing by itself, which is left to finish, as on one node. On one node a revoke
-    // stops the command itself first (RunManager.revoke), so this finds it stopping already.
+    // stops the command itself first (RunManager.revoke), so this finds it stopping already. When this node is also
+    // the run's owner, its revoke waits for this stop (Revoker's beforeRevoke -> stop() joins it): command first.
     this.#unfollow = deps.runs.onEnded(run => { if (run.state === 'killed' && run.mode === 'launch') void this.#endedElsewhere(run.runId) })
   }
 
@@ -232,10 +235,23 @@ export class PtyHost implements RunHost {
     return !this.#closed && s !== undefined && s.ended === null
   }
 
-  /** RunHost: stop a launched command before its run is revoked. SIGTERM, then SIGKILL after the grace period. */
+  /**
+   * RunHost: stop a launched command before its run is revoked. SIGTERM, then SIGKILL after the grace period. One stop
+   * per command at a time: a second caller (the revoke of a run ended elsewhere, beside this host's own follower of
+   * the change feed) waits for the first, so that the revoke comes after the command is gone.
+   */
   async stop (runId: string): Promise<void> {
     const s = this.#sessions.get(runId)
-    if (s === undefined || s.ended !== null) return
+    if (s === undefined || s.ended !== null || s.isGone) return
+    const running = this.#stops.get(runId)
+    if (running !== undefined) return await running
+    const p = this.#stop(s).finally(() => { this.#stops.delete(runId) })
+    this.#stops.set(runId, p)
+    return await p
+  }
+
+  async #stop (s: LaunchSession): Promise<void> {
+    const runId = s.runId
     s.stopping = true
     this.#log.info({ runId, pid: s.pid }, 'stopping the command')
     if (!(await this.#signal(s, 'SIGTERM'))) {

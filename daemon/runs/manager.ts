@@ -85,6 +85,8 @@ export class RunManager implements RunLifecycle {
       clock: deps.clock,
       retry: { initialMs: deps.config.runs.revokeRetryInitialMs, maxMs: deps.config.runs.revokeRetryMaxMs },
       ownership: this.#ownership,
+      // The command first, then its secrets: as RunManager.revoke does on one node, for ends that come from elsewhere.
+      beforeRevoke: async run => { if (this.#host?.holds(run.runId) === true) await this.#host.stop(run.runId) },
       ...(deps.observer !== undefined ? { observer: deps.observer } : {})
     })
   }

@@ -35,6 +35,12 @@ export interface RevokerDeps {
   observer?: RevokeObserver
   /** which runs are this node's to revoke; default: all (one node) */
   ownership?: RunOwnership
+  /**
+   * Runs before a launched run's targets are revoked: stops its command if this node holds it (bounded by the stop's
+   * grace period). A run ended on another node reaches its owner as a ledger change, and without this the revoke
+   * ran beside the command's stop: the secrets went while the command still ran, unlike on one node.
+   */
+  beforeRevoke?: (run: RunRecord) => Promise<void>
 }
 
 /** A revoke step found the run no longer this node's: it stops there, quietly (its owner revokes it). */
@@ -138,8 +144,11 @@ export class Revoker {
       log.debug('not this node\'s run: its owner revokes it')
       return run
     }
+    if (run.mode === 'launch' && this.#deps.beforeRevoke !== undefined) {
+      await this.#deps.beforeRevoke(run).catch((err: unknown) => { log.error({ err }, 'stopping the command before its revoke failed; revoking anyway') })
+    }
     try {
-      const done = await this.#revokeOwned(run, force, log)
+      const done = await this.#revokeOwned(this.#deps.ledger.get(runId) ?? run, force, log)
       if (!needsOwner(done)) await this.releaseDone(runId)
       return done
     } catch (err) {
