@@ -8,13 +8,14 @@
 // NFS_ERR_CONFLICT if the record moved on, as a transaction comparing etcd mod revisions would. Every visible
 // change raises the store's revision and is told to onChange listeners, which is what a shared backend's watch
 // feeds; test/store/contract/ holds the suite every implementation must pass.
+import { stat } from 'node:fs/promises'
 import { Low } from 'lowdb'
 import type { Logger } from 'pino'
 import { nfsError } from '../errors.js'
 import type { SecretValue } from '../secret-value.js'
 import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
 import { AtomicJsonFile, readJsonFileText, sweepTempFiles } from './atomic-file.js'
-import { verifyAside } from './verify-aside.js'
+import { prestartVerifier, PRESTART_MIN_BYTES, verifyAside } from './verify-aside.js'
 import { realTimers, type TimerHandle, type Timers } from '../os/timers.js'
 import { keyId, open, seal } from './crypto.js'
 import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore } from './store-format.js'
@@ -420,16 +421,26 @@ export async function openSecretsStoreAside (opts: OpenSecretsStoreOptions): Pro
   const adapter = new AtomicJsonFile<StoreData>(opts.path, { mode: 0o600 })
   const id = keyId(opts.key)
   const db = new Low<StoreData>(adapter, emptyStore(id))
+  // A big store's worker starts before the file is read, so that its own start overlaps the read and checks below.
+  const size = await stat(opts.path).then(st => st.size, () => 0)
+  const early = size >= PRESTART_MIN_BYTES ? prestartVerifier() : null
   const removed = await sweepTempFiles(opts.path)
   if (removed.length > 0) opts.logger.warn({ file: opts.path, removed }, 'removed temp files left by an interrupted write')
-  const raw = await readJsonFileText<unknown>(opts.path)
+  let raw: { value: unknown, text: string } | null
   let verified = Promise.resolve()
+  try {
+    raw = await readJsonFileText<unknown>(opts.path)
+    if (raw !== null) db.data = validateStore(raw.value, opts.path)
+  } catch (err) {
+    early?.cancel()
+    throw err
+  }
   if (raw === null) {
+    early?.cancel()
     // Written at once so the file records which key the store belongs to from its first start.
     await adapter.write(db.data)
   } else {
-    db.data = validateStore(raw.value, opts.path)
-    verified = verifyAside(db.data, raw.text, opts.key, opts.path)
+    verified = verifyAside(db.data, raw.text, opts.key, opts.path, early)
     // Awaited by the caller; handled here so that a rejection before then is not an unhandled one.
     verified.catch(() => {})
   }
