@@ -1,0 +1,45 @@
+// A single node's root whose path changed after `watch add`: the walk at the next start makes the checks of
+// `watch add` again (root-check.ts) and does not walk, as root, through a component alice turned into a symlink into
+// a dir she cannot read. Real dirs, a real user (alice, who swaps the symlink in herself with runuser), the real
+// watch room in this process, restarted as a daemon restarts.
+import t from 'tap'
+import { spawnSync } from 'node:child_process'
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { WatchView } from '../../daemon/contract/watches.js'
+import { ensureUsers } from '../helpers/users.js'
+import { waitFor, watchFixture } from '../helpers/watch.js'
+import { as, watchApp } from '../helpers/watch-app.js'
+
+const [alice] = ensureUsers(['alice'])
+
+t.test('a component swapped for a symlink after the add: the next start does not walk through it', async t => {
+  const f = await watchFixture(t, { mode: 'system' })
+  const app = await watchApp(t, f, { alice: alice!.uid })
+  chmodSync(f.dir, 0o755)
+  const mine = join(f.dir, 'alice')
+  const root = join(mine, 'a', 'proj')
+  const vault = join(f.dir, 'vault')
+  const behind = join(vault, 'proj', 'l0')
+  for (const d of [root, behind]) mkdirSync(d, { recursive: true })
+  for (const d of [mine, join(mine, 'a'), root, join(vault, 'proj'), behind]) chownSync(d, alice!.uid, alice!.gid)
+  mkdirSync(join(behind, '.nextflow'))
+  writeFileSync(join(behind, '.nextflow', 'history'), '')
+  chownSync(join(behind, '.nextflow'), alice!.uid, alice!.gid)
+  chownSync(join(behind, '.nextflow', 'history'), alice!.uid, alice!.gid)
+  chmodSync(vault, 0o700)
+  const res = await app.inject({ method: 'POST', url: '/api/v1/watches', headers: as('alice'), payload: { root, poll: true, intervalMs: 1000, depth: 2 } })
+  t.equal(res.statusCode, 201, res.body)
+  await waitFor('walked', () => (f.service.summary().walking ?? []).length === 0)
+
+  const swap = spawnSync('runuser', ['-u', 'alice', '--', 'sh', '-c', 'mv "$0" "$0.old" && ln -s "$1" "$0"', join(mine, 'a'), vault], { encoding: 'utf8' })
+  t.equal(swap.status, 0, 'alice swapped a symlink into her root\'s path', { stderr: swap.stderr })
+  t.not(spawnSync('runuser', ['-u', 'alice', '--', 'ls', join(vault, 'proj')]).status, 0, 'alice cannot read the dir behind it')
+  const g = await f.restart()
+  const again = await watchApp(t, g, { alice: alice!.uid })
+  await waitFor('the start\'s walks are done', () => (g.service.summary().walking ?? []).length === 0)
+  const watched = Object.keys(g.service.watcher.watched(`root:${root}`))
+  t.notOk(watched.some(p => p.startsWith(join(root, 'l0'))), 'the dir behind the symlink is not watched')
+  const row = (await again.inject({ url: '/api/v1/watches', headers: as('alice') })).json<WatchView[]>().find(w => w.root === root)
+  t.match(row, { launchDirs: 0, degraded: /not walked: .*symlink/ }, 'her root is listed, not walked, and says why')
+})
