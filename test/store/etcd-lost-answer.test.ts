@@ -9,6 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Membership } from '../../daemon/cluster/membership.js'
+import { EventBus, type NfsEvent } from '../../daemon/events.js'
+import { createLogger } from '../../daemon/logger.js'
+import { warnRun } from '../../daemon/runs/warn.js'
 import { EtcdOwnership } from '../../daemon/cluster/ownership.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import type { EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
@@ -220,6 +223,36 @@ t.test('writes whose answer was lost after they committed', async t => {
     t.equal(lose.lost, 1, 'the update\'s answer was lost')
     t.equal(started.version, 2, 'and the update is reported done, once')
     t.equal(led.get(run.runId)?.version, 2)
+  })
+
+  // Not the owner's: told by the row's bytes alone. As a conflict, the retry of runs/transition.ts found the change
+  // made and declined, and the caller acted as if it had changed nothing.
+  t.test('an update that is not the owner\'s', async t => {
+    const { led, lose } = await ledgerNode(t)
+    const run = await led.insert(intentRecord(1))
+    lose.loseNext(`runs/${run.runId}`)
+    const bound = await led.update(run.runId, 1, r => ({ ...r, slurmJobId: '42', expiresAt: null }))
+    t.equal(lose.lost, 1, 'the update\'s answer was lost')
+    t.equal(bound.version, 2, 'and the update is reported done, not NFS_ERR_CONFLICT')
+    await t.rejects(led.update(run.runId, 1, r => ({ ...r, slurmJobId: '42', expiresAt: null })), { code: 'NFS_ERR_CONFLICT' },
+      'the same change from the version before is still a conflict')
+  })
+
+  t.test('a run warning whose write\'s answer was lost is still told, once', async t => {
+    const { led, lose } = await ledgerNode(t)
+    const run = await led.insert(intentRecord(1))
+    const events = new EventBus()
+    const log = createLogger('silent')
+    const told: NfsEvent[] = []
+    events.subscribe(e => { if (e.type === 'run.warning') told.push(e) })
+    lose.loseNext(`runs/${run.runId}`)
+    const fresh = await warnRun({ ledger: led, events }, log, run.runId, { code: 'nextflow-dollar', reason: 'test', names: ['TOKEN'] })
+    t.equal(lose.lost, 1, 'the warning\'s write lost its answer')
+    t.equal(fresh, true, 'the warning is new')
+    t.same(told.map(e => e.runId), [run.runId], 'published once')
+    t.same(led.get(run.runId)?.warnings, ['nextflow-dollar'], 'recorded once')
+    t.equal(await warnRun({ ledger: led, events }, log, run.runId, { code: 'nextflow-dollar', reason: 'test', names: ['TOKEN'] }), false, 'and not told again')
+    t.equal(told.length, 1)
   })
 
   t.test('a takeover', async t => {

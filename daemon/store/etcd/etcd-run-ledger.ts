@@ -2,10 +2,10 @@
 // Replica; insert is create-only (and counts its user's live runs in the same compare-and-swap: ARMS below), update
 // compares the mod revision of the record whose version the caller named, remove deletes. Same contract as the file
 // ledger (test/store/contract/). Records the cluster cannot take now (a quorum loss) are kept by
-// runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine outage"). An insert or an
-// owner's update whose answer was lost after it committed, and that the client tried again, is known by what it left
-// (own-write.ts): the row's exact bytes and, with ownership, this node's name on the owner key; also when every try of
-// the client's failed (read back once etcd answers again).
+// runs/deferred-records.ts, as a full disk's are for the file ledger (CLUSTER.md "Engine outage"). A write whose answer
+// was lost after it committed, and that the client tried again, is known by what it left (own-write.ts): the row's
+// exact bytes and, for an insert or an owner's update with ownership, this node's name on the owner key; those two
+// also when every try of the client's failed (read back once etcd answers again).
 import type { Namespace } from 'etcd3'
 import { nfsError } from '../../errors.js'
 import type { RunRecord } from '../../types.js'
@@ -90,12 +90,15 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
   /**
    * Our own write after a lost answer: an insert's row (a run id is new, and the record names its creation's
    * millisecond), with this node's name on the owner key it claimed; an owner's update, whose owner key only this
-   * node writes. Other updates are not told apart from another node's identical change (a record names no writer):
-   * they stay conflicts, and runs/transition.ts reads again and finds its change there.
+   * node writes. Any other update by its row's exact bytes (the version it made and every field as it wrote them):
+   * a record names no writer, so another node's identical change from the same version reads as ours too, and both
+   * answer done for the one change that was made. Read as a conflict instead, the retry (runs/transition.ts) found
+   * its change already there and declined, and a caller that acts on what its change did acted on nothing: warnRun
+   * recorded a warning that was never logged nor published, and the next pass sees it recorded.
    */
   const ownMarks = (runId: string, bytes: string, insert: boolean, asOwner: boolean): Written[] => {
-    if (!insert && !(asOwner && opts.owner !== undefined)) return []
     const row: Written = { key: RUNS + runId, value: bytes }
+    if (!insert && !(asOwner && opts.owner !== undefined)) return [row]
     return opts.owner === undefined ? [row] : [row, { key: opts.owner.key(runId), value: opts.owner.node }]
   }
 
@@ -122,8 +125,11 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
       res = await txn.then(...(ops as never[])).else(...readBack(ns, mine)).commit()
     } catch (err) {
       // Every try failed, the first perhaps after it committed: an arm must not answer "unavailable" for a row it
-      // left (nothing would clean it up), nor its re-run "already exists".
-      const own = await afterLostAnswer(ns, mine)
+      // left (nothing would clean it up), nor its re-run "already exists". A plain update keeps its error without
+      // the read-back's wait: every such write during a quorum loss would take that much longer to fail, and the
+      // revoke path keeps its record anyway (runs/deferred-records.ts: forgotten once the ledger reaches it).
+      const plain = !insert && !(asOwner && opts.owner !== undefined)
+      const own = plain ? null : await afterLostAnswer(ns, mine)
       if (own === null) throw clusterError(err, `writing run ${runId}`)
       await replica.waitFor(own)
       return 'done'
