@@ -1,5 +1,5 @@
 import t from 'tap'
-import { generateKey, keyId, open, seal } from '../../daemon/store/crypto.js'
+import { base64Length, generateKey, isSealed, keyId, open, seal } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 
 const key = generateKey()
@@ -45,4 +45,29 @@ t.test('keyId is stable per key, differs between keys, and does not contain the 
   t.not(keyId(key), keyId(other))
   t.match(keyId(key), /^[0-9a-f]{16}$/)
   t.notOk(key.toString('hex').includes(keyId(key)))
+})
+
+t.test('base64Length is what Buffer.from decodes, for every string isSealed lets through; isSealed keeps its answers', async t => {
+  // Every string of up to 6 characters over an alphabet with each kind of character, '=' included; plus real shapes.
+  const alphabet = ['A', 'z', '0', '+', '/', '=']
+  let strings = ['']
+  const all: string[] = ['']
+  for (let len = 1; len <= 6; len++) {
+    strings = strings.flatMap(s => alphabet.map(c => s + c))
+    for (const s of strings) all.push(s)
+  }
+  for (const n of [11, 12, 13, 15, 16, 17]) for (const take of [-2, -1, 0]) all.push(Buffer.alloc(n, 7).toString('base64').slice(0, take === 0 ? undefined : take))
+  let checked = 0
+  for (const s of all) {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s)) continue
+    checked++
+    if (base64Length(s) !== Buffer.from(s, 'base64').length) t.fail(`base64Length(${JSON.stringify(s)}) = ${base64Length(s)}, Buffer.from gives ${Buffer.from(s, 'base64').length}`)
+  }
+  t.ok(checked > 1000, `${checked} strings checked`)
+  const sealed = seal(generateKey(), 'user:alice', 'TOKEN', new SecretValue('v'))
+  t.ok(isSealed(sealed))
+  t.notOk(isSealed({ ...sealed, nonce: sealed.nonce.slice(0, -1) }), 'a short nonce')
+  t.notOk(isSealed({ ...sealed, tag: sealed.tag.replace(/==$/, '') + 'AAAA' }), 'a long tag')
+  t.notOk(isSealed({ ...sealed, data: sealed.data + '!' }), 'not base64')
+  t.notOk(isSealed({ ...sealed, tag: 16 }), 'not a string')
 })
