@@ -154,9 +154,12 @@ export class DirWatchService implements WatchService {
 
   /** How a root is watched: a user's walks only their own dirs, within their dir budget, polled no faster than allowed. */
   #groupOptions (r: Root): GroupOptions {
-    if (this.#adminRoot(r)) return { poll: r.poll, intervalMs: r.intervalMs }
+    // Anything new under an API root is reached by path only while the path is still the dir that was added.
+    const guard = r.source === 'api' ? { guard: async () => await this.#stillSafe(r) } : {}
+    if (this.#adminRoot(r)) return { poll: r.poll, intervalMs: r.intervalMs, ...guard }
     const limits = this.#deps.config.limits
     return {
+      ...guard,
       poll: r.poll,
       // a root stored before the limit was set (or lowered) is polled at the allowed pace, not refused
       intervalMs: Math.max(r.intervalMs, limits.minPollIntervalMs),
@@ -172,6 +175,23 @@ export class DirWatchService implements WatchService {
   async #judge (r: Root): Promise<RootRefusal | null> {
     if (r.source !== 'api') return null
     return await checkRootPath(r.root, this.#adminRoot(r) ? null : r.uid, this.#deps.fs)
+  }
+
+  /**
+   * The watcher's guard for a root it watches: a path that turned unsafe stops the root at once (its watches go; it
+   * stays listed as not walked, and in a cluster the node's next look gives it up). A path not seen is the watcher's
+   * own business (its dirs' events), and the cluster's look releases it after a while.
+   */
+  async #stillSafe (r: Root): Promise<boolean> {
+    const why = await this.#judge(r)
+    if (why === null || !why.unsafe) return true
+    if (!this.#refused.has(r.root) && this.#active.has(r.root)) {
+      this.#refused.set(r.root, why.reason)
+      this.#log.warn({ root: r.root, reason: why.reason }, 'stopped watching a watch root: its path fails the checks of watch add')
+      // Not awaited: the watcher asks from inside its own handlers; the group is gone from its map at once.
+      void this.watcher.removeGroup(`root:${r.root}`)
+    }
+    return false
   }
 
   /** Know a root, and watch it if this node is the one to poll it. */

@@ -25,6 +25,12 @@ export interface GroupOptions {
    * `owner`: walks enter only that uid's dirs. Absent: an admin's group, limited only by the walk's own bound.
    */
   budget?: { key: string, limit: number, owner: number }
+  /**
+   * Asked before anything new under the root is walked or read (a dir made, a history appeared, a launch dir's read):
+   * false when the root's path is not the dir that was added any more (a symlink swapped into it), and the paths the
+   * watches know would lead elsewhere. The watches themselves hold inodes and are safe; what is reached by path is not.
+   */
+  guard?: () => Promise<boolean>
 }
 
 export type WatcherEvent =
@@ -227,11 +233,16 @@ export class RunDirWatcher {
     return g === undefined ? {} : watchedPaths(g.shards)
   }
 
+  /** The group's guard (GroupOptions.guard): may anything under its root be reached by path now? */
+  async #safe (g: Group): Promise<boolean> {
+    return g.opts.guard === undefined || await g.opts.guard()
+  }
+
   /** A file event in a watched dir (natively, from the dirs' raw events). */
   #touch (g: Group, dir: string, what: ReadWhat): void {
     if (g.opening.has(dir)) g.opening.set(dir, true)
     else if (g.launch.has(dir)) g.reads.schedule(dir, what)
-    else if (what.history) void this.#discovery.found(g, dir)
+    else if (what.history) void this.#safe(g).then(async ok => { if (ok && this.#live(g)) await this.#discovery.found(g, dir) })
   }
 
   #onRaw (g: Group, file: string | null, watched: string): void {
@@ -250,6 +261,7 @@ export class RunDirWatcher {
     try {
       if (event === 'addDir') {
         if (g.dirs.has(path)) return
+        if (!await this.#safe(g) || !this.#live(g)) return
         if (name === CACHE_DIR) await this.#discovery.watchCache(g, parent)
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
         else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addNewTree(g, path, (g.dirs.get(parent) ?? 0) + 1)
@@ -281,6 +293,7 @@ export class RunDirWatcher {
       while (g.newTrees.size > 0 && this.#live(g)) {
         const batch = [...g.newTrees].map(([p, l]) => ({ path: p, level: l }))
         g.newTrees.clear()
+        if (!await this.#safe(g)) break
         try {
           await this.#discovery.addTrees(g, batch, false)
         } catch (err) {
@@ -295,7 +308,7 @@ export class RunDirWatcher {
   /** One read of a launch dir (see read-scheduler.ts for when): its events out, and whether to read again. */
   async #read (g: Group, dir: string, what: ReadWhat): Promise<ReadOutcome | null> {
     const ld = g.launch.get(dir)
-    if (ld === undefined || !this.#live(g)) return null
+    if (ld === undefined || !this.#live(g) || !await this.#safe(g) || !this.#live(g)) return null
     const { events, retry } = await ld.scan(what)
     if (!this.#live(g)) return null
     for (const e of events) this.#emit(e)
