@@ -10,7 +10,7 @@ import type { Logger } from 'pino'
 import { nfsError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
 import type { SecretRef } from '../daemon/types.js'
-import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
+import type { Placement, ProvisionOptions, RunLiveness, SweepScope, Target, TargetRun, TargetStatus } from './types.js'
 import {
   DEFAULT_PREFIX, TAG_HOST, TAG_NODE, TAG_RUN, buildTags, isValidPrefix, requestToken, runIdFromName, runPrefix, secretName,
   tagValue
@@ -231,14 +231,15 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
    * host tag: it is this daemon's if it names this host, as then (they are swept only when their run is over or
    * unknown to the ledger, so a leftover goes once and no new secret is ever made without the node tag).
    */
-  async function listOurs (): Promise<SecretListEntry[]> {
+  async function listOurs (scope: SweepScope): Promise<SecretListEntry[]> {
     const found = new Map<string, SecretListEntry>()
     const list = async (tagKey: string, tagValue: string, ours: (s: SecretListEntry) => boolean): Promise<void> => {
       let token: string | undefined
       do {
         // The filters are prefix matches ANDed key by key, not a key=value pair: the exact check is `ours`.
         const out = await call('ListSecrets', async () => await client.send(new ListSecretsCommand({
-          Filters: [{ Key: 'tag-key', Values: [tagKey] }, { Key: 'tag-value', Values: [tagValue] }, { Key: 'name', Values: [prefix] }],
+          // No tag-value filter for '' (any value of the key): AWS refuses an empty filter value.
+          Filters: [{ Key: 'tag-key', Values: [tagKey] }, ...(tagValue !== '' ? [{ Key: 'tag-value' as const, Values: [tagValue] }] : []), { Key: 'name', Values: [prefix] }],
           MaxResults: 100,
           NextToken: token
         })))
@@ -250,14 +251,23 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
     }
     await list(TAG_NODE, node, s => tagValue(s.Tags, TAG_NODE) === node)
     await list(TAG_HOST, opts.host, s => tagValue(s.Tags, TAG_NODE) === undefined && tagValue(s.Tags, TAG_HOST) === opts.host)
+    // Nodes gone for good (cluster mode): every node-tagged secret of the prefix is listed and kept when its node is
+    // gone. Nobody else sweeps those: a node name that is never used again has no daemon left to sweep its own.
+    const gone = scope.goneNode
+    if (gone !== undefined) {
+      await list(TAG_NODE, '', s => {
+        const n = tagValue(s.Tags, TAG_NODE)
+        return n !== undefined && n !== node && gone(n)
+      })
+    }
     return [...found.values()]
   }
 
-  async function sweep (liveness: (runId: string) => RunLiveness): Promise<number> {
+  async function sweep (liveness: (runId: string) => RunLiveness, scope: SweepScope = {}): Promise<number> {
     assertOpen()
     let found: SecretListEntry[]
     try {
-      found = await listOurs()
+      found = await listOurs(scope)
     } catch (err) {
       throw nfsError('NFS_ERR_REVOKE_FAILED', ['aws', `sweep could not list secrets (${describeError(err)})`], err)
     }

@@ -26,6 +26,12 @@ export interface Placement {
   refs: SecretRef[]
 }
 
+/** Whose leftovers a sweep may take beside this node's own. */
+export interface SweepScope {
+  /** is this node name gone for good (no live member for hostDeadAfterSeconds): its leftovers are nobody else's */
+  goneNode?: (node: string) => boolean
+}
+
 /** How a sweep asks about a run it finds traces of. */
 export type RunLiveness = 'live' | 'terminal' | 'unknown'
 
@@ -57,8 +63,11 @@ export interface Target {
   provision (run: TargetRun, secrets: ReadonlyMap<string, SecretValue>, opts?: ProvisionOptions): Promise<Placement>
   /** Remove everything of the run. Idempotent: what is already gone counts as done. */
   revoke (run: TargetRun): Promise<void>
-  /** Remove leftovers of runs that are terminal or unknown to the ledger. Returns how many were removed. */
-  sweep (liveness: (runId: string) => RunLiveness): Promise<number>
+  /**
+   * Remove leftovers of runs that are terminal or unknown to the ledger. Returns how many were removed. A target
+   * sweeps what this node made; with `scope.goneNode` also what nodes gone for good made (a target that tags by node).
+   */
+  sweep (liveness: (runId: string) => RunLiveness, scope?: SweepScope): Promise<number>
   status (): Promise<TargetStatus>
   /** Idempotent. */
   close (): Promise<void>

@@ -3,16 +3,20 @@
 // node saw its last live node go; a host this node has never seen alive counts from when this node started watching
 // (it cannot know earlier, and erring late only delays a revoke, while erring early would revoke the secrets of a
 // head that still runs). A host with several nodes is alive while any one of them is. The clock is injected.
+// The same bookkeeping, keyed by node name, tells how long a node name has had no member key (the AWS sweep of a
+// node gone for good).
 import { hostKey } from '../rules/host-name.js'
 
 export class HostWatch {
   readonly #now: () => number
+  readonly #key: (name: string) => string
   readonly #watchingSince: number
   readonly #live = new Set<string>()
   readonly #deadSince = new Map<string, number>()
 
-  constructor (now: () => number = Date.now) {
+  constructor (now: () => number = Date.now, key: (name: string) => string = hostKey) {
     this.#now = now
+    this.#key = key
     this.#watchingSince = now()
   }
 
@@ -20,7 +24,7 @@ export class HostWatch {
   update (liveHosts: Iterable<string>): void {
     const now = this.#now()
     const next = new Set<string>()
-    for (const h of liveHosts) next.add(hostKey(h))
+    for (const h of liveHosts) next.add(this.#key(h))
     for (const h of this.#live) if (!next.has(h)) this.#deadSince.set(h, now)
     for (const h of next) this.#deadSince.delete(h)
     this.#live.clear()
@@ -29,7 +33,7 @@ export class HostWatch {
 
   /** ms the host has had no live node (null: one is alive now). */
   deadForMs (host: string): number | null {
-    const h = hostKey(host)
+    const h = this.#key(host)
     if (this.#live.has(h)) return null
     return this.#now() - (this.#deadSince.get(h) ?? this.#watchingSince)
   }

@@ -43,6 +43,8 @@ export class EtcdOwnership implements RunOwnership {
   readonly #replica: Replica
   readonly #jitter: () => number
   readonly #hosts: HostWatch
+  /** the same, by node name: how long each name has had no nodes/ key */
+  readonly #names: HostWatch
   #failedAdoptions = 0
 
   private constructor (opts: EtcdOwnershipOptions, replica: Replica) {
@@ -51,8 +53,14 @@ export class EtcdOwnership implements RunOwnership {
     this.#replica = replica
     this.#jitter = opts.jitterMs ?? (() => Math.random() * 500)
     this.#hosts = new HostWatch(opts.now)
-    this.#hosts.update(this.nodes().map(n => n.host))
-    replica.onChange(c => { if (c.key.startsWith(NODES)) this.#hosts.update(this.nodes().map(n => n.host)) })
+    this.#names = new HostWatch(opts.now, name => name)
+    const update = (): void => {
+      const nodes = this.nodes()
+      this.#hosts.update(nodes.map(n => n.host))
+      this.#names.update(nodes.map(n => n.name))
+    }
+    update()
+    replica.onChange(c => { if (c.key.startsWith(NODES)) update() })
   }
 
   static async open (opts: EtcdOwnershipOptions): Promise<EtcdOwnership> {
@@ -100,6 +108,17 @@ export class EtcdOwnership implements RunOwnership {
    */
   hostAlive (host: string): boolean {
     return this.#hosts.hostAlive(host, this.#opts.hostDeadAfterMs ?? 300_000)
+  }
+
+  /**
+   * Has the node name had no member key for hostDeadAfterSeconds (counted from when this node saw it go, or from this
+   * node's start for a name it never saw)? Then what it left in a target is nobody else's to sweep (the AWS sweep of a
+   * node gone for good, its name never used again). This node's own name is never gone.
+   */
+  nodeGone (name: string): boolean {
+    if (name === this.node) return false
+    const dead = this.#names.deadForMs(name)
+    return dead !== null && dead >= (this.#opts.hostDeadAfterMs ?? 300_000)
   }
 
   /** ms the host has had no live node, null while one lives (for status and tests) */

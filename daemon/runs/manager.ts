@@ -388,7 +388,8 @@ export class RunManager implements RunLifecycle {
 
   /** Remove what the targets hold of runs that are over or unknown (a crash before the intent): sweep.ts. */
   async sweep (): Promise<void> {
-    await sweepTargets({ targets: this.#deps.targets, ledger: this.#deps.ledger, provisioning: id => this.provisioning(id), log: this.#log })
+    const goneNode = this.#ownership.nodeGone?.bind(this.#ownership)
+    await sweepTargets({ targets: this.#deps.targets, ledger: this.#deps.ledger, provisioning: id => this.provisioning(id), log: this.#log, ...(goneNode !== undefined ? { goneNode } : {}) })
   }
 
   run (runId: string): RunRecord | undefined {

@@ -24,6 +24,11 @@ export interface RunOwnership {
    * owner key per run ever armed; true if released. Absent on one node: nothing to give up.
    */
   release?: (runId: string) => Promise<boolean>
+  /**
+   * has this node name had no live member for hostDeadAfterSeconds: a node gone for good, whose leftovers in a target
+   * a live node sweeps (the sweep's `goneNode`). Absent on one node.
+   */
+  nodeGone?: (node: string) => boolean
 }
 
 /** One node, one ledger: this node owns every run and its own host is the only one. */

@@ -26,10 +26,12 @@ export interface SweepDeps {
   /** is the run being provisioned by this node right now (its intent perhaps not yet in the ledger) */
   provisioning: (runId: string) => boolean
   log: Logger
+  /** cluster mode: node names gone for good, whose leftovers this node sweeps too (their runs' liveness as above) */
+  goneNode?: (node: string) => boolean
 }
 
 export async function sweepTargets (deps: SweepDeps, settle = true): Promise<void> {
-  const { targets, ledger, provisioning, log } = deps
+  const { targets, ledger, provisioning, log, goneNode } = deps
   // "Unknown" must come from a view that holds every run acknowledged so far: a shared ledger's replica may lag
   // behind another node's intent (CLUSTER.md: never because the local node does not know it). Free on one node.
   if (settle) await ledger.settle()
@@ -39,7 +41,7 @@ export async function sweepTargets (deps: SweepDeps, settle = true): Promise<voi
   for (const [name, target] of targets) {
     if (!(await target.status()).usable) continue
     try {
-      const n = await target.sweep(liveness)
+      const n = await target.sweep(liveness, goneNode !== undefined ? { goneNode } : undefined)
       if (n > 0) log.warn({ target: name, removed: n }, 'swept leftovers of unknown or ended runs')
       log.debug({ target: name, removed: n }, 'sweep done')
     } catch (err) {

@@ -184,6 +184,23 @@ t.test('sweep is scoped by node, not host: two daemons on one host sweep only th
   t.same((await listAll(moto.endpoint, true)).filter((s) => s.Name.includes(ofB.runId) || s.Name.includes(old.runId)), [])
 })
 
+t.test('a node gone for good: a live node sweeps its leftovers, never a live run\'s, never a live node\'s', async (t) => {
+  const [a, x, b] = [target(t, { host: 'login-3', node: 'node-a' }), target(t, { host: 'login-9', node: 'node-x' }), target(t, { host: 'login-3', node: 'node-b' })]
+  const [ended, live, ofB] = [run(['X1'], { host: 'login-9' }), run(['X2'], { host: 'login-9' }), run(['B1'], { host: 'login-3' })]
+  await x.provision(ended, values(ended.names))
+  await x.provision(live, values(live.names))
+  await b.provision(ofB, values(ofB.names))
+  const liveness = (id: string): 'live' | 'terminal' | 'unknown' => id === live.runId ? 'live' : id === ended.runId ? 'terminal' : 'unknown'
+  t.equal(await a.sweep(liveness), 0, 'without the gone nodes: only a\'s own (none)')
+  const asked: string[] = []
+  t.equal(await a.sweep(liveness, { goneNode: n => { asked.push(n); return n === 'node-x' } }), 1, 'with them: the ended run\'s secret of the gone node')
+  const left = (await listAll(moto.endpoint, true)).map((s) => s.Name)
+  t.notOk(left.includes(`nf-secrets/${ended.runId}/X1`), 'the gone node\'s leftover of an ended run is swept')
+  t.ok(left.includes(`nf-secrets/${live.runId}/X2`), 'a live run\'s secret stays, whichever node made it')
+  t.ok(left.includes(`nf-secrets/${ofB.runId}/B1`), 'a live node\'s secret stays (its own sweep decides)')
+  t.notOk(asked.includes('node-a'), 'its own node is not asked about')
+})
+
 t.test('sweep pages through ListSecrets', async (t) => {
   const tgt = target(t, { rateLimitPerSecond: 200 })
   const r = run(Array.from({ length: 105 }, (_, i) => `S${i}`))
