@@ -137,12 +137,15 @@ export async function clusterFigures (o: ClusterOptions): Promise<Figure[]> {
       const offOrphaned = survivor.own.onOrphaned(() => { void survivor.own.adoptOrphans().then(x => { for (const id of x) adopted.add(id) }) })
       const t = nowMs()
       await v.m.close()
+      // Each figure stops at its own moment (the loop runs until both are done).
+      let runsAt = 0
       let rootAt = 0
-      while ((ids.some(id => survivor.own.ownerOf(id) !== 's') || rootAt === 0) && nowMs() - t < 60_000) {
+      while ((runsAt === 0 || rootAt === 0) && nowMs() - t < 60_000) {
+        if (runsAt === 0 && ids.every(id => survivor.own.ownerOf(id) === 's')) runsAt = nowMs()
         if (rootAt === 0 && survivorRoots.pollerOf(root) === 's') rootAt = nowMs()
         await new Promise(resolve => setTimeout(resolve, 20))
       }
-      takeovers.push(nowMs() - t)
+      takeovers.push((runsAt === 0 ? nowMs() : runsAt) - t)
       rootTakeovers.push((rootAt === 0 ? nowMs() : rootAt) - t)
       offOrphaned()
     }
