@@ -56,3 +56,34 @@ t.test('tombstones are bounded in etcd and in memory', async t => {
   const last = deletedOnB.at(-1)
   t.equal(last?.kind === 'secret' ? last.by : null, 'bob', 'a later delete of the same name says who')
 })
+
+// Daemons older than the tombstone lease wrote sdel/ keys with none: they stayed for good. A start takes them up: a
+// tombstone whose secret exists again is stale and goes at once; any other is put on the node's tombstone lease and
+// goes with it. A tombstone a delete rewrote meanwhile (on a lease) is not touched.
+t.test('lease-less tombstones of older daemons are put on a lease, or deleted when stale', async t => {
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const key = generateKey()
+  const conn = etcd.connect()
+  // What an older daemon left: a tombstone per deleted name, no lease; one name made again since.
+  const old = Array.from({ length: 20 }, (_, i) => `OLD_${i}`)
+  for (const n of old) await conn.ns.put(`sdel/user:alice/${n}`).value(JSON.stringify({ by: 'alice', version: 1 })).exec()
+  const first = await openEtcdSecretsStore({ ns: conn.ns, node: 'a', key, logger: silentLogger(), tombstoneTtlSeconds: TTL_S })
+  await first.legacyTidied
+  await first.createSecret('user:alice', 'OLD_0', new SecretValue('made again'), 'alice')
+  await first.close()
+  // Back to what the older daemon left (the first start put them on a lease; a lease-less put again).
+  for (const n of old) await conn.ns.put(`sdel/user:alice/${n}`).value(JSON.stringify({ by: 'alice', version: 1 })).exec()
+  const leases = async (): Promise<string[]> => (await conn.ns.getAll().prefix('sdel/').exec()).kvs.map(kv => String(kv.lease))
+  t.equal((await leases()).filter(l => l === '0').length, old.length, `${old.length} lease-less sdel/ keys before the start`)
+
+  const a = await openEtcdSecretsStore({ ns: conn.ns, node: 'a', key, logger: silentLogger(), tombstoneTtlSeconds: TTL_S })
+  t.teardown(async () => { await a.close() })
+  t.equal(await a.legacyTidied, old.length, 'the start took up every one')
+  const now = await leases()
+  t.equal(now.filter(l => l === '0').length, 0, 'none is left without a lease')
+  t.equal(now.length, old.length - 1, 'the stale one (its secret made again) is deleted')
+  t.ok(a.getSecret('user:alice', 'OLD_0') !== undefined, 'the secret made again is untouched')
+  await waitFor('the tombstones\' lease to run out', async () => (await leases()).length === 0, (TTL_S + 10) * 1000, 200).catch(() => {})
+  t.equal((await leases()).length, 0, 'etcd holds no sdel/ key once the lease ran out')
+})

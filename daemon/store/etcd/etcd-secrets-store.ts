@@ -57,6 +57,8 @@ export interface EtcdSecretsStoreOptions {
 export type EtcdSecretsStoreHandle = SecretsStore & {
   /** tombstones this node holds in memory now */
   readonly tombstones: number
+  /** the start's tidy of lease-less tombstones of older daemons: how many it put on a lease or deleted */
+  readonly legacyTidied: Promise<number>
 }
 
 class EtcdSecretsStore implements SecretsStore {
@@ -141,6 +143,35 @@ class EtcdSecretsStore implements SecretsStore {
   }
 
   get tombstones (): number { return this.#gone.size }
+
+  legacyTidied: Promise<number> = Promise.resolve(0)
+
+  /**
+   * Tombstones written by daemons older than the tombstone lease have none, and stayed in etcd for good (one key per
+   * name ever deleted). Each start takes them up: a tombstone whose secret exists again (made anew since) is stale and
+   * deleted; any other is put on this node's tombstone lease, so it lives as long as a fresh one (its delete may still
+   * be told to a node that resyncs) and then goes. Each change compares the tombstone's mod revision (and the
+   * secret's absence), so a tombstone rewritten meanwhile by a delete is left alone. Best effort: what fails waits
+   * for the next start.
+   */
+  async tidyLegacyTombstones (): Promise<number> {
+    const res = await this.#ns.getAll().prefix(GONE).exec()
+    let done = 0
+    for (const kv of res.kvs) {
+      if (this.#closed) break
+      if (String(kv.lease) !== '0') continue
+      const key = kv.key.toString()
+      const mod = String(kv.mod_revision)
+      const secret = META + key.slice(GONE.length)
+      const lease = await this.#tombstoneLease()
+      const kept = await this.#ns.if(key, 'Mod', '==', mod).and(secret, 'Create', '==', 0)
+        .then(this.#ns.put(key).value(kv.value).lease(lease)).commit()
+      if (kept.succeeded) { done++; continue }
+      const dropped = await this.#ns.if(key, 'Mod', '==', mod).then(this.#ns.delete().key(key)).commit()
+      if (dropped.succeeded) done++
+    }
+    return done
+  }
 
   /**
    * The lease for a new tombstone: this node's current one while it has more than 40% of its TTL left (so a tombstone
@@ -482,7 +513,16 @@ export async function openEtcdSecretsStore (opts: EtcdSecretsStoreOptions): Prom
     }
   }
   opts.logger.info({ keyId: id, revision: replica.revision }, 'cluster secrets store opened')
-  return new EtcdSecretsStore(opts, replica)
+  const store = new EtcdSecretsStore(opts, replica)
+  // In the background: a start must not wait on thousands of old keys, and a failure only leaves them for the next.
+  store.legacyTidied = store.tidyLegacyTombstones().then((n) => {
+    if (n > 0) opts.logger.info({ tombstones: n }, 'tombstones of older daemons put on a lease or deleted')
+    return n
+  }, (err: unknown) => {
+    opts.logger.warn({ err }, 'tidying the tombstones of older daemons failed; the next start tries again')
+    return 0
+  })
+  return store
 }
 
 export type { Entry }
