@@ -17,7 +17,7 @@ import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
 import { createSecretsFiles } from './hpc/secrets-file.js'
 import {
   CLEANUP_DEADLINE_MS, ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath,
-  writeRunMarker, writeStoreAndHandOver
+  writeRunMarker, stageStore, placeStagedStore
 } from './hpc/safe-fs.js'
 
 export { isSharedFsType } from '../daemon/os/fs-type.js'
@@ -142,13 +142,29 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       making = join(userDir, newRunDirName(run.runId, nodeId))
       await removeRunDir(making, privileged, cleanupDeadlineMs).catch(() => {})
       await makeRunDir(making)
-      await writeRunMarker(making, nodeId, host, privileged ? { uid: run.uid, gid: run.gid } : null)
-      await rename(making, runDir)
-      created = true
+      const owner = privileged ? { uid: run.uid, gid: run.gid } : null
       const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
-      const content = Buffer.from(formatNextflowStore(entries), 'utf8')
-      // The dir and the staged store are made while the intent is written; the store appears once it is on disk.
-      const storePath = await writeStoreAndHandOver(runDir, content, privileged ? { uid: run.uid, gid: run.gid } : null, opts.ready)
+      // The dir, its marker and the staged store are made while the intent is written, the store beside the marker
+      // and before the dir gets its name (issue 18: after the intent only its link remains); store.json appears once
+      // the intent is on disk. A crash meanwhile leaves a marked dir with a staged file, which the sweep removes.
+      const [marked, staged] = await Promise.allSettled([
+        writeRunMarker(making, nodeId, host, owner),
+        stageStore(making, Buffer.from(formatNextflowStore(entries), 'utf8'), owner)
+      ])
+      if (marked.status === 'rejected') {
+        if (staged.status === 'fulfilled') await staged.value.close()
+        throw marked.reason
+      }
+      if (staged.status === 'rejected') throw staged.reason
+      const dir = staged.value
+      let storePath: string
+      try {
+        await rename(making, runDir)
+        created = true
+        storePath = await placeStagedStore(dir, runDir, owner, opts.ready)
+      } finally {
+        await dir.close()
+      }
       log.info({ runId: run.runId, user: run.user, count: secrets.size }, 'hpc store provisioned')
       return placement(run, storePath, secrets)
     } catch (err) {

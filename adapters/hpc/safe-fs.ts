@@ -13,6 +13,7 @@
 import { constants } from 'node:fs'
 import { link, lstat, mkdir, open, readdir, readlink, rmdir, unlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
 import { dirname, isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
 import type { CodedError } from '../../daemon/errors.js'
@@ -200,12 +201,32 @@ async function placeNoClobber (from: string, to: string): Promise<void> {
  * `content` is zeroed afterwards. On failure (`ready` rejecting too) the caller removes the run dir with removeRunDir.
  */
 export async function writeStoreAndHandOver (runDir: string, content: Buffer, owner: Owner | null, ready?: Promise<void>, fileName = 'store.json'): Promise<string> {
-  const storePath = join(runDir, fileName)
-  const staged = join(runDir, STAGED_NAME)
-  const dir = await open(runDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  const dir = await stageStore(runDir, content, owner)
+  try {
+    return await placeStagedStore(dir, runDir, owner, ready, fileName)
+  } finally {
+    await dir.close()
+  }
+}
+
+/**
+ * writeStoreAndHandOver's first half: the bytes under the staged name in `stageDir` (a dir just made by makeRunDir,
+ * checked to be the daemon's through the descriptor returned, which the caller closes). `content` is zeroed. The dir
+ * may then be renamed (adapters/hpc.ts stages in the run dir before it gets its name, issue 18) before
+ * placeStagedStore finishes in it under its new path.
+ */
+export async function stageStore (stageDir: string, content: Buffer, owner: Owner | null): Promise<FileHandle> {
+  const staged = join(stageDir, STAGED_NAME)
+  let dir: FileHandle
+  try {
+    dir = await open(stageDir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  } catch (err) {
+    content.fill(0)
+    throw err
+  }
   try {
     const dst = await dir.stat()
-    if (dst.uid !== process.geteuid?.()) throw unsafePath(runDir, 'not created by the daemon')
+    if (dst.uid !== process.geteuid?.()) throw unsafePath(stageDir, 'not created by the daemon')
     await dir.chmod(0o700)
     const fh = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
     // No fsync of the file or the dir: the store only matters while its run lives, and a power cut ends the run
@@ -216,17 +237,28 @@ export async function writeStoreAndHandOver (runDir: string, content: Buffer, ow
       await Promise.all([fh.chmod(0o600), fh.writeFile(content)])
       if (owner !== null) await fh.chown(owner.uid, owner.gid)
     } finally {
-      content.fill(0)
       await fh.close()
     }
-    await ready
-    // link(2), not rename(2): an entry already at store.json (nobody but the daemon can write here yet, so someone
-    // interfered) fails it with EEXIST instead of being silently replaced.
-    await placeNoClobber(staged, storePath)
-    if (owner !== null) await dir.chown(owner.uid, owner.gid)
-  } finally {
+    return dir
+  } catch (err) {
     await dir.close()
+    throw err
+  } finally {
+    content.fill(0)
   }
+}
+
+/**
+ * writeStoreAndHandOver's second half, in `runDir` (the staged dir, `dir` its descriptor, under its final path):
+ * once `ready` resolves, the staged file becomes `fileName`, then the dir is handed to `owner`.
+ */
+export async function placeStagedStore (dir: FileHandle, runDir: string, owner: Owner | null, ready: Promise<void> | undefined, fileName = 'store.json'): Promise<string> {
+  const storePath = join(runDir, fileName)
+  await ready
+  // link(2), not rename(2): an entry already at store.json (nobody but the daemon can write here yet, so someone
+  // interfered) fails it with EEXIST instead of being silently replaced.
+  await placeNoClobber(join(runDir, STAGED_NAME), storePath)
+  if (owner !== null) await dir.chown(owner.uid, owner.gid)
   return storePath
 }
 

@@ -3,11 +3,11 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync, symlinkSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, readdirSync, renameSync, statSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget, isSharedFsType } from '../../adapters/hpc.js'
-import { parseRunMarker } from '../../adapters/hpc/safe-fs.js'
+import { makeRunDir, parseRunMarker, placeStagedStore, stageStore } from '../../adapters/hpc/safe-fs.js'
 import { fsTypeOf, parseMountinfo } from '../../daemon/os/fs-type.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
@@ -222,4 +222,44 @@ t.test('user mode: same layout and modes with plain calls', async t => {
   writeFileSync(join(runsRoot, 'root', run.runId, '.nf-00000000000000000000000000000000.secrets'), 'x', { mode: 0o600 })
   await target.revoke(run)
   t.same(readdirSync(join(runsRoot, 'root')), [])
+})
+
+t.test('the store is staged in the dir before it is renamed into place, and appears only once ready (issue 18)', async t => {
+  const root = testRoot(t)
+  const making = join(root, '.R.new')
+  const runDir = join(root, 'R')
+  await makeRunDir(making)
+  const content = Buffer.from('[{"name":"A","value":"CANARY-staged"}]')
+  const dir = await stageStore(making, content, null)
+  t.ok(content.every(b => b === 0), 'the bytes are zeroed once staged')
+  t.same(readdirSync(making), ['.store.json.staged'], 'staged under its own name, no store.json yet')
+  renameSync(making, runDir)
+  let release: () => void = () => {}
+  const ready = new Promise<void>(resolve => { release = resolve })
+  const placing = placeStagedStore(dir, runDir, null, ready)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  t.notOk(existsSync(join(runDir, 'store.json')), 'not before ready')
+  release()
+  t.equal(await placing, join(runDir, 'store.json'))
+  await dir.close()
+  t.same(readdirSync(runDir), ['store.json'])
+  t.equal(readFileSync(join(runDir, 'store.json'), 'utf8'), '[{"name":"A","value":"CANARY-staged"}]')
+  t.equal(statSync(join(runDir, 'store.json')).mode & 0o777, 0o600)
+})
+
+t.test('provision: while the intent is written the run dir already holds its marker and staged store', async t => {
+  const root = testRoot(t)
+  const target = createHpcTarget({ runsRoot: root, privileged: false, logger: pino({ level: 'silent' }) })
+  t.teardown(async () => { await target.close() })
+  let release: () => void = () => {}
+  const ready = new Promise<void>(resolve => { release = resolve })
+  const run = runOf({ name: process.env.USER ?? 'root', uid: process.getuid!(), gid: process.getgid!() }, 'R000000000000S')
+  const placing = target.provision(run, secrets({ API_TOKEN: 'v' }), { ready })
+  const userDir = join(root, run.user)
+  for (let i = 0; i < 200 && !(existsSync(join(userDir, run.runId, '.store.json.staged'))); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.same(readdirSync(userDir), [run.runId], 'no .new dir left while ready is pending')
+  t.same(readdirSync(join(userDir, run.runId)).sort(), ['.nf-secretsd-node', '.store.json.staged'])
+  release()
+  await placing
+  t.same(readdirSync(join(userDir, run.runId)).sort(), ['.nf-secretsd-node', 'store.json'])
 })
