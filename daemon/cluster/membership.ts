@@ -42,6 +42,8 @@ type MemberWord = { kind: 'no-leader', memberId: string } | { kind: 'down' } | {
 interface LeaseFile { node: string, leaseId: string }
 
 const NODES = 'nodes/'
+/** joined/<node>: a name that has joined this cluster, kept with no lease (see join) */
+export const JOINED = 'joined/'
 /** how often a node whose keepalive is unanswered asks the members whether the cluster has a leader */
 const ASK_EVERY_MS = 500
 
@@ -143,6 +145,10 @@ export class Membership {
         if (alive || Date.now() >= deadline) throw nfsError('NFS_ERR_CONFIG', ['cluster.nodeName', `node name ${JSON.stringify(opts.node)} is held by another live daemon; node names must be unique`])
         await sleep(200)
       }
+      // The lasting record that this name is a node of this cluster: only such a name is ever judged gone for good
+      // (ownership.ts nodeGone, the AWS sweep of a dead node's leftovers). Without it, any node-tagged secret of the
+      // account's prefix (a single-node daemon's, another cluster's) looked like a gone node's and was deleted.
+      await opts.ns.put(JOINED + opts.node).value(JSON.stringify({ host: info.host })).exec()
     } catch (err) {
       throw clusterError(err, 'joining the cluster')
     }

@@ -13,7 +13,7 @@ import { afterLostAnswer, ownWriteRevision, readBack, type Written } from '../st
 import { Replica } from '../store/etcd/replica.js'
 import { inPool, preferredAdopter } from './adopter.js'
 import { HostWatch } from './host-watch.js'
-import type { Membership, NodeInfo } from './membership.js'
+import { JOINED, type Membership, type NodeInfo } from './membership.js'
 
 const OWN = 'own/'
 const NODES = 'nodes/'
@@ -64,7 +64,7 @@ export class EtcdOwnership implements RunOwnership {
   }
 
   static async open (opts: EtcdOwnershipOptions): Promise<EtcdOwnership> {
-    const replica = new Replica(opts.ns, [OWN, NODES], opts.membership.node)
+    const replica = new Replica(opts.ns, [OWN, NODES, JOINED], opts.membership.node)
     await replica.start()
     return new EtcdOwnership(opts, replica)
   }
@@ -112,11 +112,13 @@ export class EtcdOwnership implements RunOwnership {
 
   /**
    * Has the node name had no member key for hostDeadAfterSeconds (counted from when this node saw it go, or from this
-   * node's start for a name it never saw)? Then what it left in a target is nobody else's to sweep (the AWS sweep of a
+   * node's start for a name it never saw), a name that joined this cluster (joined/<name>)? Then what it left in a target is nobody else's to sweep (the AWS sweep of a
    * node gone for good, its name never used again). This node's own name is never gone.
    */
   nodeGone (name: string): boolean {
     if (name === this.node) return false
+    // Only a node of this cluster: a tag naming any other daemon (single-node, another cluster's) is never ours to judge.
+    if (this.#replica.get(JOINED + name) === undefined) return false
     const dead = this.#names.deadForMs(name)
     return dead !== null && dead >= (this.#opts.hostDeadAfterMs ?? 300_000)
   }

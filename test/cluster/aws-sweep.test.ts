@@ -48,7 +48,8 @@ t.test('two nodes on one host: each sweeps only its own leftovers', async t => {
 
 // A node gone for good (its name never used again): nobody sweeps by its node tag any more, so a live node takes over
 // its leftovers once the name has had no member key for hostDeadAfterSeconds, and only those of runs that are over or
-// unknown to the ledger: a live run it made (adopted by another node) keeps its secrets.
+// unknown to the ledger: a live run it made (adopted by another node) keeps its secrets. Only for a name that joined
+// this cluster: the account may hold other daemons' secrets under the same prefix.
 t.test('the leftovers of a node gone for good are swept by a live node, its live runs\' secrets kept', async t => {
   const [alice] = requireUsers(t, ['alice'])
   const moto = await startMoto(t)
@@ -75,10 +76,21 @@ t.test('the leftovers of a node gone for good are swept by a live node, its live
     Tags: [{ Key: 'nf-secretsd:run', Value: lostRun }, { Key: 'nf-secretsd:host', Value: hostname() }, { Key: 'nf-secretsd:node', Value: 'c' }]
   })
 
+  // A single-node daemon sharing the account and prefix (a login node not yet in the cluster) tags its secrets with
+  // its own node name, which never joined this cluster: never a gone node's, whatever the ledger knows.
+  const soloRun = `Solo${randomBytes(5).toString('hex')}`
+  const solo = `nf-secrets/${soloRun}/TOKEN`
+  await smCall(moto.endpoint, 'CreateSecret', {
+    Name: solo,
+    SecretString: 'x',
+    Tags: [{ Key: 'nf-secretsd:run', Value: soloRun }, { Key: 'nf-secretsd:host', Value: 'login9' }, { Key: 'nf-secretsd:node', Value: 'login9' }]
+  })
+
   t.equal(await c.node('c').daemon.stop('SIGKILL'), null, 'c is killed -9 and never comes back')
   await waitFor('the leftover of c to be swept', async () => !(await names()).includes(lost), 90_000, 500).catch(() => {})
   t.notOk((await names()).includes(lost), 'c\'s leftover is swept by a live node')
   t.ok((await names()).includes(liveSecret!), 'the live run c made keeps its secret (adopted, not over)')
+  t.ok((await names()).includes(solo), 'a secret of a node that never joined this cluster is left alone')
   const shown = JSON.parse((await c.cli('a', ['runs', 'show', runId, '--json'], { user: 'alice' })).stdout) as { state: string }
   t.equal(shown.state, 'armed', 'and the run is still armed')
   const sweptBy = ['a', 'b'].filter(n => c.node(n).daemon.logs().some(l => l.msg === 'aws orphan sweep removed secrets'))
