@@ -67,6 +67,11 @@ export class Membership {
   #ownerUntil: number
   /** when a member last said it knows no leader (null: not since the last answered keepalive) */
   #leaderlessAt: number | null = null
+  // members whose Status answer is still awaited, and each member's latest word with when it was asked (#checkLeader)
+  readonly #pending = new Set<MemberAsker>()
+  readonly #words = new Map<MemberAsker, { word: MemberWord, asked: number }>()
+  // the "not a majority" line was logged in this episode
+  #doubted = false
   /** keepalives answered so far: a beat is unanswered while this has not moved (the clock may be a test's) */
   #answers = 0
   /** the loop asking members whether there is a leader runs (while a keepalive is unanswered) */
@@ -205,6 +210,8 @@ export class Membership {
             this.#ownerUntil = Math.max(this.#ownerUntil, this.#lastAnswered + this.#window)
             if (this.#leaderlessAt !== null) this.#opts.logger?.info({ leaseId: this.#leaseId }, 'etcd answers keepalives again (quorum back)')
             this.#leaderlessAt = null
+            this.#words.clear()
+            this.#doubted = false
           } else {
             this.#expired = true
             void this.#regain()
@@ -292,25 +299,46 @@ export class Membership {
    */
   async #checkLeader (): Promise<void> {
     const asked = this.#now()
-    const members = this.#opts.members ?? []
+    // A member still being asked from an earlier round is not asked again: its answer, when it comes, counts with
+    // the time it was asked.
+    const members = (this.#opts.members ?? []).filter(m => !this.#pending.has(m))
+    const round = Promise.all(members.map(async (m) => {
+      this.#pending.add(m)
+      try {
+        this.#words.set(m, { word: await askMember(m), asked })
+        this.#judge()
+      } finally {
+        this.#pending.delete(m)
+      }
+    }))
+    // Each answer is judged as it comes, and the next round does not wait for a silent member (the client's deadline
+    // and tries cost it up to ~9 s): rounds that far apart let the window (TTL - 2 s) close between two "no leader"
+    // answers, and a node in a real quorum loss fenced itself for the rest of it.
+    await Promise.race([round, sleep(ASK_EVERY_MS, undefined, { ref: false })])
+  }
+
+  /**
+   * Judge on every member's latest word. The window is extended from the earliest time a counted word was asked, so
+   * an old word extends it little or not at all (a member down a while ago may be up now, with a leader).
+   */
+  #judge (): void {
     const noLeader = new Set<string>()
     let down = 0
     let leader = false
-    let trusted = false
-    const tally = (word: MemberWord): void => {
+    let since = Infinity
+    for (const { word, asked } of this.#words.values()) {
       if (word.kind === 'no-leader') noLeader.add(word.memberId)
       else if (word.kind === 'down') down++
       else if (word.kind === 'leader') leader = true
-      if (!trusted && noLeader.size > 0 && noLeader.size + down >= this.#majority) {
-        trusted = true
-        this.#leaderless(asked, noLeader.size, down)
-      }
+      if (word.kind === 'no-leader' || word.kind === 'down') since = Math.min(since, asked)
     }
-    // Each answer is counted as it comes: a member that does not answer costs the call's deadline, and the first
-    // "no leader" of a quorum loss must come within the window (cluster test 8).
-    await Promise.all(members.map(async (m) => { tally(await askMember(m)) }))
-    if (trusted) return
-    if (noLeader.size > 0 && this.#leaderlessAt === null) {
+    if (noLeader.size > 0 && noLeader.size + down >= this.#majority) {
+      this.#doubted = false
+      this.#leaderless(since, noLeader.size, down)
+      return
+    }
+    if (noLeader.size > 0 && this.#leaderlessAt === null && !this.#doubted) {
+      this.#doubted = true
       this.#opts.logger?.info({ noLeader: noLeader.size, down, majority: this.#majority },
         'a member says etcd has no leader, but not a majority of the members: not trusted (this node may be cut off from a majority that has one)')
     }

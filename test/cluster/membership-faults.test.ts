@@ -157,6 +157,53 @@ t.test('cut off from all but one minority member: its "no leader" is not trusted
   for (const i of majority) relays[i]!.heal()
 })
 
+t.test('a member that never answers does not hold up the rounds: the others are asked again meanwhile', async t => {
+  // Found in review: one round waited for every member, and a silent one costs the client's deadline and tries (up to
+  // ~9 s), so with a TTL of 5 the window (3 s) closed between two "no leader" answers and the node fenced itself for
+  // the rest of a real quorum loss. Judged by the order of the calls, not by time: while one Status call to the
+  // silent member is out, the member that answers must be asked more than once.
+  const etcd = await startEtcdCluster(t, 3, { peerRelays: true })
+  if (etcd === null) return
+  // Member 2 is reached through a relay the test cuts; 0 and 1 directly, so that 1's port refuses once it stops.
+  const relay = await startTcpRelay(t, { host: '127.0.0.1', port: Number(new URL(etcd.endpoints[2]!).port) })
+  const via = [etcd.endpoints[0]!, etcd.endpoints[1]!, `http://127.0.0.1:${relay.port}`]
+  const conn = connectEtcd({ endpoints: via, prefix: `/nfs-test/${randomBytes(6).toString('hex')}/` })
+  t.teardown(() => { conn.close() })
+  const members = memberAskers({ endpoints: via, prefix: '/' })
+  t.teardown(() => { members.close() })
+  const calls: string[] = []
+  members.askers.forEach((a, i) => {
+    const status = a.status
+    a.status = async () => {
+      calls.push(`ask ${i}`)
+      try {
+        const res = await status()
+        calls.push(`answer ${i}`)
+        return res
+      } catch (err) {
+        calls.push(`fail ${i}`)
+        throw err
+      }
+    }
+  })
+  const m = await Membership.join({ client: conn.client, ns: conn.ns, node: 'n1', ttlSeconds: 5, stateDir: mkdtempSync(join(tmpdir(), 'nfs-silent-')), version: '0.0.0-test', members: members.askers })
+  t.teardown(async () => { await m.close() })
+  await waitFor('an owner', () => m.unfenced, 30_000, 50)
+  // Quorum lost: member 1 stopped (its port refuses); member 2 cut off from its peers and, behind the node's relay,
+  // silent (connections taken, never answered); member 0 alone says it has no leader.
+  relay.cut()
+  await etcd.isolate(2)
+  await etcd.kill(1)
+  await waitFor('one whole Status call to the silent member', () => calls.includes('fail 2'), 60_000, 50)
+  const out = calls.slice(calls.indexOf('ask 2'), calls.indexOf('fail 2'))
+  const asked0 = out.filter(c => c === 'ask 0').length
+  t.ok(asked0 >= 2, `member 0 asked ${asked0} times while one call to the silent member was out`)
+  t.ok(m.quorumLost, 'the quorum loss is seen (one "no leader", one down)')
+  etcd.rejoin(2)
+  relay.heal()
+  await etcd.restart(1)
+})
+
 t.test('a lease gone while the node lives is replaced: the node can own runs again', async t => {
   const etcd = await startEtcdCluster(t)
   if (etcd === null) return
