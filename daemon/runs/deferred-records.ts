@@ -100,6 +100,9 @@ export class DeferredRecords implements DeferredLedger {
   }
 
   async insert (run: Omit<RunRecord, 'version'>, opts?: InsertOptions): Promise<RunRecord> {
+    // Kept records first: an end kept here is still a live run in the ledger, and the insert's own count of the user's
+    // live runs (liveLimit) would refuse an arm the quota, which reads through this wrapper, has just let through.
+    if (opts?.liveLimit !== undefined) await this.#carry()
     const rec = await this.#ledger.insert(run, opts)
     await this.#carry()
     return rec

@@ -30,7 +30,7 @@ function switchable (ledger: RunLedger): RunLedger & { down: boolean, lagging: M
     onChange: (f: (c: LedgerChange) => void) => ledger.onChange(f),
     all: () => ledger.all(),
     get: (id: string) => l.lagging.get(id) ?? ledger.get(id),
-    insert: async (r: Omit<RunRecord, 'version'>) => l.down ? refuse() : await ledger.insert(r),
+    insert: async (...a: Parameters<RunLedger['insert']>) => l.down ? refuse() : await ledger.insert(...a),
     update: async (...a: Parameters<RunLedger['update']>) => l.down ? refuse() : await ledger.update(...a),
     remove: async (ids: string[]) => l.down ? refuse() : await ledger.remove(ids),
     close: async () => { await ledger.close() }
@@ -120,6 +120,20 @@ t.test('a write applied later that this node has not read yet (its mirror lags) 
   t.equal(records.unsynced().length, 1, 'still kept')
   await records.flush()
   t.same([records.unsynced(), inner.get(a.runId)?.state, inner.get(a.runId)?.targets.hpc?.state], [[], 'killed', 'revoked'], 'read fresh and written over it')
+})
+
+t.test('a limited insert counts the ends kept here as ended: they are written first', async t => {
+  // Review finding: right after the backend came back, a user whose runs ended meanwhile passed the quota (which reads
+  // through the wrapper) and was refused NFS_ERR_LIMIT by the ledger's own count, until some later write carried them.
+  const { inner, records } = await open(t)
+  const a = await records.insert(intentRecord(1), { liveLimit: 1 })
+  inner.down = true
+  await records.recordBestEffort(a.runId, 1, kill)
+  inner.down = false
+  t.equal(inner.get(a.runId)?.state, 'armed', 'the ledger still has the run live')
+  const b = await records.insert(intentRecord(2), { liveLimit: 1 })
+  t.equal(b.version, 1, 'the second arm fits: the kept end was written first')
+  t.same([records.unsynced(), inner.get(a.runId)?.state], [[], 'killed'])
 })
 
 t.test('a journal keeps what memory keeps, and a reopen writes it', async t => {
