@@ -88,4 +88,17 @@ t.test('etcd secrets store', async t => {
       b.readValues([{ scope: 'user:alice', name: 'TOKEN' }]).get('user:alice\0TOKEN')?.reveal(), 'both nodes agree on the winner')
     await t.rejects(node(prefix, generateKey(), 'c'), { code: 'NFS_ERR_KEY' }, 'a node with another master key is refused')
   })
+
+  // Last: it takes the cluster's quorum away.
+  t.test('deleting a workspace that does not exist answers not found, even without quorum', async t => {
+    // Review finding: the delete took its tombstone lease before it looked for the workspace, so without quorum (or a
+    // slow lease grant) a name that does not exist answered NFS_ERR_CLUSTER_UNAVAILABLE.
+    const store = await node(freshPrefix(), generateKey(), 'a')
+    t.teardown(async () => { await store.close() })
+    await etcd.cluster.kill(1)
+    await etcd.cluster.kill(2)
+    t.teardown(async () => { await etcd.cluster.restart(1); await etcd.cluster.restart(2) })
+    await t.rejects(store.deleteWorkspace('nope'), { code: 'NFS_ERR_WORKSPACE_NOT_FOUND' })
+    await t.rejects(store.deleteWorkspace('nope', { ifVersion: 1 }), { code: 'NFS_ERR_CONFLICT' }, 'with If-Match: the version is not there')
+  })
 })

@@ -403,14 +403,17 @@ class EtcdSecretsStore implements SecretsStore {
     // answer NOT_FOUND (CONFLICT with If-Match) for this very delete. So the delete leaves a tombstone holding a fresh
     // nonce, on this node's tombstone lease (gone within minutes, as a secret's sdel/ key): the workspace gone and
     // that nonce there is this delete's, and only this one's.
+    const missing = (): never => {
+      if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`workspace ${name} is gone`])
+      throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [name])
+    }
+    // A name the mirror does not hold is answered before the lease is asked for: a grant needs quorum.
+    if (this.#replica.get(WS + name) === undefined) missing()
     const lease = await this.#tombstoneLease()
     const tomb = JSON.stringify({ nonce: randomBytes(12).toString('base64url') })
     await this.#cas(`workspace ${name}`, opts, () => {
       const entry = this.#replica.get(WS + name)
-      if (entry === undefined) {
-        if (opts?.ifVersion != null) throw nfsError('NFS_ERR_CONFLICT', [`workspace ${name} is gone`])
-        throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [name])
-      }
+      if (entry === undefined) return missing()
       // The workspace's secrets go in the same transaction: no node ever sees secrets of a workspace that is gone.
       const scope = `workspace:${name}/`
       return {
