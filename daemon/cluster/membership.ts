@@ -77,7 +77,8 @@ export class Membership {
   /** the loop asking members whether there is a leader runs (while a keepalive is unanswered) */
   #asking = false
   /** how many members must say "no leader" (or be down) for the quorum-loss rule: a majority of the cluster's */
-  readonly #majority: number
+  // how many members make a majority; Infinity while the cluster's size is unknown (see #learnSize)
+  #majority: number
 
   // TTL/3 (CLUSTER.md), but at least two beats within the fencing window (TTL - 2 s): with a short TTL one beat a
   // window left the node fenced between the window's end and the beat's answer (ownership tests flaked under load).
@@ -91,7 +92,7 @@ export class Membership {
 
   private constructor (opts: MembershipOptions, leaseId: string, answeredAt: number, clusterSize: number) {
     this.#opts = opts
-    this.#majority = Math.floor(Math.max(clusterSize, opts.members?.length ?? 0) / 2) + 1
+    this.#majority = clusterSize > 0 ? Math.floor(Math.max(clusterSize, opts.members?.length ?? 0) / 2) + 1 : Infinity
     this.node = opts.node
     this.#leaseId = leaseId
     this.#now = opts.now ?? Date.now
@@ -160,8 +161,12 @@ export class Membership {
     await file.write({ node: opts.node, leaseId })
     // The majority is counted over the cluster's members, not only the configured endpoints: with fewer endpoints
     // than members the askers cannot reach a majority, and the node fences itself in an outage (the safe side).
+    // Unknown (the list failed), no "no leader" is trusted until it is learnt: counted over the configured endpoints
+    // alone, one endpoint made one member's word a majority, the two-owner case the majority rule is for.
     let size = 0
-    try { size = (await opts.client.cluster.memberList({ linearizable: false })).members.length } catch {}
+    try { size = (await opts.client.cluster.memberList({ linearizable: false })).members.length } catch {
+      opts.logger?.info({}, 'the cluster\'s member list could not be read at join: no "no leader" answer is trusted until it is (the node fences itself in a quorum loss)')
+    }
     const m = new Membership(opts, leaseId, answeredAt, size)
     // The first keepalive now: the name's claim may have waited for a dead holder, up to a TTL of the new lease's.
     m.#schedule(0)
@@ -298,6 +303,7 @@ export class Membership {
    * The window counts from before the round: a leader elected after the question renews every lease by a full TTL.
    */
   async #checkLeader (): Promise<void> {
+    if (this.#majority === Infinity) await this.#learnSize()
     const asked = this.#now()
     // A member still being asked from an earlier round is not asked again: its answer, when it comes, counts with
     // the time it was asked.
@@ -315,6 +321,14 @@ export class Membership {
     // and tries cost it up to ~9 s): rounds that far apart let the window (TTL - 2 s) close between two "no leader"
     // answers, and a node in a real quorum loss fenced itself for the rest of it.
     await Promise.race([round, sleep(ASK_EVERY_MS, undefined, { ref: false })])
+  }
+
+  /** Read the cluster's member list (any member answers it, without quorum) for the majority; untouched on failure. */
+  async #learnSize (): Promise<void> {
+    try {
+      const size = (await this.#opts.client.cluster.memberList({ linearizable: false })).members.length
+      if (size > 0) this.#majority = Math.floor(Math.max(size, this.#opts.members?.length ?? 0) / 2) + 1
+    } catch {}
   }
 
   /**

@@ -204,6 +204,35 @@ t.test('a member that never answers does not hold up the rounds: the others are 
   await etcd.restart(1)
 })
 
+t.test('a cluster size not known at join trusts no "no leader" until it is', async t => {
+  // Review finding: a failed member list left the majority counted over the configured endpoints alone; with one
+  // endpoint, the one member's "no leader" was a majority again (a member cut off from its peers says just that).
+  const etcd = await startEtcdCluster(t)
+  if (etcd === null) return
+  const conn = connectEtcd({ endpoints: [etcd.endpoints[0]!], prefix: `/nfs-test/${randomBytes(6).toString('hex')}/` })
+  t.teardown(() => { conn.close() })
+  const members = memberAskers({ endpoints: [etcd.endpoints[0]!], prefix: '/' })
+  t.teardown(() => { members.close() })
+  let clock = Date.now()
+  const now = (): number => clock
+  const seen = followWords(members.askers, now)
+  // The member list fails, always (as it may at a join during trouble); everything else is the real client.
+  const cluster = new Proxy(conn.client.cluster, { get: (c, p, r) => p === 'memberList' ? async () => { throw new Error('member list refused') } : Reflect.get(c, p, r) as unknown })
+  const client = new Proxy(conn.client, { get: (c, p, r) => p === 'cluster' ? cluster : Reflect.get(c, p, r) as unknown })
+  const m = await Membership.join({ client, ns: conn.ns, node: 'n1', ttlSeconds: TTL, stateDir: mkdtempSync(join(tmpdir(), 'nfs-size-')), version: '0.0.0-test', now, members: members.askers })
+  t.teardown(async () => { await m.close() })
+  const t0 = clock
+  await etcd.kill(1)
+  await etcd.kill(2)
+  const from = clock
+  await waitFor('member 0 to say it has no leader', () => seen.some(s => s.at >= from && s.member === 0 && s.word === '0'), 30_000, 50)
+  t.notOk(m.quorumLost, 'one member\'s word is not taken for a majority of a cluster of unknown size')
+  clock = t0 + WINDOW + 1500
+  t.notOk(m.unfenced, 'past the window: fenced')
+  await etcd.restart(1)
+  await etcd.restart(2)
+})
+
 t.test('a lease gone while the node lives is replaced: the node can own runs again', async t => {
   const etcd = await startEtcdCluster(t)
   if (etcd === null) return
