@@ -110,7 +110,10 @@ t.test('a launched command stops when its run is revoked on another node', async
     t.same(Object.values(r.targets).map(x => x.state), ['revoked'], 'b answers with the owner\'s revoke')
     await waitFor('the command to stop', () => !alive(pid), 20_000, 100).catch(() => {})
     t.notOk(alive(pid), 'the command on a is stopped')
-    t.same(c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node), ['a'], 'revoked once, by a')
+    // a writes its audit line after the 'revoked' record that b answered with: wait for the line, then count.
+    const lines = (): string[] => c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node)
+    await waitFor('a\'s run.revoke line', () => lines().length > 0, 20_000, 100).catch(() => {})
+    t.same(lines(), ['a'], 'revoked once, by a')
   })
 
   await t.test('launched on a, adopted by b while a was down, revoked on b after a came back', async t => {
@@ -124,7 +127,9 @@ t.test('a launched command stops when its run is revoked on another node', async
     t.equal(r.state, 'killed')
     await waitFor('the command to stop', () => !alive(pid), 20_000, 100).catch(() => {})
     t.notOk(alive(pid), 'the command on a\'s host is stopped by a')
-    t.same(c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node), ['b'], 'revoked once, by its owner b')
+    const lines = (): string[] => c.audit('run.revoke').filter(l => l.runId === runId).map(l => l.node)
+    await waitFor('b\'s run.revoke line', () => lines().length > 0, 20_000, 100).catch(() => {})
+    t.same(lines(), ['b'], 'revoked once, by its owner b')
   })
 })
 
