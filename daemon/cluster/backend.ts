@@ -104,7 +104,7 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
     // Not read: a file no node updates any more would bring back, at each start, roots removed on the cluster since.
     const local = await localWatchRootCount(opts.stateDir)
     if (local > 0) {
-      log.warn({ file: join(opts.stateDir, 'watches.json'), roots: local }, 'this node\'s watches.json is not read in cluster mode; `nf-secretsd cluster import watches` copies its roots into the cluster (once; roots already shared are kept)')
+      log.warn({ file: join(opts.stateDir, 'watches.json'), roots: local }, 'this node\'s watches.json is not read in cluster mode; with this daemon stopped, `nf-secretsd cluster import watches` copies its roots into the cluster (once; roots already shared are kept)')
     }
 
     // Nodes seen alive since this daemon started: a node that left stays listed, not alive, until the next restart.

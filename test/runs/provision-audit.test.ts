@@ -85,15 +85,17 @@ t.test('the audit fsync is issued inside the last provisioned write, and the ans
   let answered = false
   const p = provisionRun({ ledger: spyLedger, audit: spyAudit, targets, log: pino({ level: 'silent' }), undo: async () => {} },
     newRun('R0000000000001', ['memory']), ['memory'], new Map([['TOKEN', new SecretValue('CANARY-prov-audit')]]),
-    { action: 'run.provision', actor: 'root', runId: 'R0000000000001' }).then(r => { answered = true; return r })
+    { action: 'run.provision', actor: 'root', runId: 'R0000000000001' }).then(r => { answered = true; seen.push('answered'); return r })
   for (let i = 0; i < 400 && !seen.includes('sync inside the provisioned write'); i++) await new Promise(resolve => setTimeout(resolve, 5))
   t.ok(seen.includes('sync inside the provisioned write'), 'the audit fsync was issued from inside the provisioned write')
-  await new Promise(resolve => setTimeout(resolve, 50))
+  // No sleep to wait for an answer that must not come: the order of the release and the answer says it.
   t.notOk(answered, 'no answer while the audit line is not on disk')
+  seen.push('released')
   release()
   const { run } = await p
+  t.ok(seen.indexOf('answered') > seen.indexOf('released'), 'answered only after the held fsync was let go')
   t.equal(run.targets.memory?.state, 'provisioned')
-  t.same(seen.filter(s => s !== 'sync'), ['appendUnsynced', 'sync inside the provisioned write'], 'the line written unsynced, its fsync inside the ledger write')
+  t.same(seen.filter(s => s !== 'sync' && s !== 'released' && s !== 'answered'), ['appendUnsynced', 'sync inside the provisioned write'], 'the line written unsynced, its fsync inside the ledger write')
   t.match(readFileSync(join(dir, 'audit.log'), 'utf8'), /"action":"run.provision"/)
   t.notMatch(readFileSync(join(dir, 'audit.log'), 'utf8'), 'CANARY')
 })
