@@ -13,7 +13,7 @@ import { Lanes } from './lanes.js'
 import type { RunOwnership } from './ownership.js'
 import type { Revoker } from './revoker.js'
 import type { EndRequest, EndState, RunChecks, RunLifecycle } from './service.js'
-import { dollarWarning, isExpired, needsOwner, verdict } from './run-rules.js'
+import { dollarWarning, intentPending, isExpired, needsOwner, verdict } from './run-rules.js'
 import type { Probes } from './probes.js'
 import { warnRun } from './warn.js'
 import { sessionSignals } from './liveness/session.js'
@@ -29,12 +29,17 @@ export interface MonitorOptions {
 
 export const STARTUP_REVOKE_WAIT_MS = 10_000
 
+/** the end reason of an intent left by an arm that was answered with an error (`runs show` prints it) */
+export const INTENT_UNANSWERED = 'intent never answered: its arm failed before the secrets were placed'
+
 /** What the monitor works with, handed over by RunManager.createMonitor: it never reaches through the manager. */
 export interface MonitorDeps {
   ledger: RunLedger
   revoker: Revoker
   /** the lifecycle's own steps: a start seen, an end whose revoke the monitor queues itself */
   lifecycle: Pick<RunLifecycle, 'markStarted' | 'hostHolds'> & {
+    /** is this node's arm of the run placing it now (RunManager.provisioning) */
+    provisioning: (runId: string) => boolean
     endWithoutRevoke: (runId: string, state: EndState, reason: string, exit?: EndRequest, onlyIf?: (run: RunRecord) => boolean) => Promise<RunRecord>
   }
   events: EventBus
@@ -125,7 +130,7 @@ export class Monitor implements RunChecks {
     // A run whose provisioning was interrupted by the crash never reached its caller: it ends here.
     for (const run of ledger.all()) {
       // Only this node's: another node's run may be provisioning right now.
-      if (this.#mine(run) && !isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')) {
+      if (this.#mine(run) && intentPending(run)) {
         await this.#safe(run.runId, () => this.#end(run, 'failed', 'provisioning interrupted by a daemon restart'))
       }
     }
@@ -250,6 +255,11 @@ export class Monitor implements RunChecks {
 
   async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
     const { host, ownership } = this.#deps
+    if (ownership.owns(run) && this.#stranded(run)) {
+      // Checked again inside the ledger's write: the arm may have recorded its placements since this read.
+      await this.#end(run, 'failed', INTENT_UNANSWERED, {}, r => this.#stranded(r))
+      return
+    }
     // What this node may read of the run (reach.ts): nothing of another node's run, only the shared files, Slurm and
     // the TTL of a run adopted from another host, everything of a run whose head runs here.
     const seen = endSignals(run, { host, owns: ownership.owns(run) })
@@ -313,6 +323,18 @@ export class Monitor implements RunChecks {
     }
     this.#suspect.delete(run.runId)
     await this.#end(run, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})
+  }
+
+  /**
+   * An intent no arm of this node is placing any more, with a target still `provisioning`: the arm was answered with
+   * an error after its insert was sent. In a cluster the insert can commit after that answer (every try of the client
+   * failed, and so did the read-back: own-write.ts), or its commit reach this node's mirror only then; on one node an
+   * undo that could not be recorded leaves the same. Left alone it stays live until its TTL, a pid seen gone or a
+   * restart, and counts against the user's liveRunsPerUser on every node. What the arm's first target prepared was
+   * discarded when the intent failed (Target.provision's `ready`), and its revoke removes whatever else is there.
+   */
+  #stranded (run: RunRecord): boolean {
+    return intentPending(run) && !this.#deps.lifecycle.provisioning(run.runId)
   }
 
   /**

@@ -45,6 +45,14 @@ export function needsOwner (run: Pick<RunRecord, 'state' | 'targets'>): boolean 
   return !isTerminal(run.state) || Object.values(run.targets).some(t => t !== undefined && needsRevoke(t.state))
 }
 
+/**
+ * A live run whose intent is in the ledger and some target still `provisioning`: its arm is placing it now, or the arm
+ * ended without recording its placements (its caller was answered with an error, or the daemon stopped meanwhile).
+ */
+export function intentPending (run: Pick<RunRecord, 'state' | 'targets'>): boolean {
+  return !isTerminal(run.state) && Object.values(run.targets).some(t => t?.state === 'provisioning')
+}
+
 export interface LivenessSignals {
   /** the history line of the run, if one was found */
   history: 'running' | 'OK' | 'ERR' | null

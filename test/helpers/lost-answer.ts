@@ -30,13 +30,18 @@ export interface LostAnswers {
    * write whose sender read its state before another node's write and that reaches etcd after it, every time.
    */
   holdNext: (keySuffix: string, meanwhile: () => Promise<unknown>) => void
+  /**
+   * Send the next such transaction, and once etcd has applied it run `meanwhile` (e.g. take the quorum away) before
+   * the client is told UNAVAILABLE instead of the answer: the client's own retries then meet what `meanwhile` left.
+   */
+  loseThen: (keySuffix: string, meanwhile: () => Promise<unknown>) => void
   /** answers lost so far (dropped ones included) */
   readonly lost: number
 }
 
 export function loseAnswers (client: Etcd3): LostAnswers {
   const hosts = (client as unknown as { pool: { hosts: Host[] } }).pool.hosts
-  let armed: { suffix: string, times: number, send: boolean, meanwhile?: () => Promise<unknown> } | null = null
+  let armed: { suffix: string, times: number, send: boolean, meanwhile?: () => Promise<unknown>, after?: () => Promise<unknown> } | null = null
   let lost = 0
   const picks = (payload: unknown): boolean =>
     armed !== null && ((payload as TxnRequest).success ?? []).some(op =>
@@ -76,7 +81,8 @@ export function loseAnswers (client: Etcd3): LostAnswers {
                 cb(err, res)
                 return
               }
-              unavailable()
+              if (was.after !== undefined) void was.after().then(unavailable, unavailable)
+              else unavailable()
             })
           }
         }
@@ -87,6 +93,7 @@ export function loseAnswers (client: Etcd3): LostAnswers {
     loseNext: (keySuffix, times = 1) => { armed = { suffix: keySuffix, times, send: true } },
     dropNext: (keySuffix, times = 1) => { armed = { suffix: keySuffix, times, send: false } },
     holdNext: (keySuffix, meanwhile) => { armed = { suffix: keySuffix, times: 1, send: true, meanwhile } },
+    loseThen: (keySuffix, after) => { armed = { suffix: keySuffix, times: 1, send: true, after } },
     get lost () { return lost }
   }
 }

@@ -14,7 +14,7 @@ import type { Probes } from '../../daemon/runs/probes.js'
 import type { Observation } from '../../daemon/runs/observe.js'
 import type { RunOwnership } from '../../daemon/runs/ownership.js'
 import { openAuditLog } from '../../daemon/store/audit-log.js'
-import { openRunLedger } from '../../daemon/store/run-ledger.js'
+import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
 import { DeferredRecords, type DeferredLedger } from '../../daemon/runs/deferred-records.js'
 import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
 import type { Caller, TargetName } from '../../daemon/types.js'
@@ -90,6 +90,8 @@ export interface RunsFixtureOptions {
   host?: string
   memory?: MemoryTarget
   limits?: Partial<Config['limits']>
+  /** the ledger under DeferredRecords instead of a runs.json in the state dir (an etcd ledger); closed with the fixture */
+  ledger?: RunLedger
 }
 
 export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): Promise<RunsFixture> {
@@ -104,7 +106,7 @@ export async function runsFixture (t: Teardown, opts: RunsFixtureOptions = {}): 
   const logger = pino({ level: process.env.NFS_TEST_LOG ?? 'silent' })
   const key = opts.key ?? randomBytes(32)
   const store = await openSecretsStore({ path: join(config.stateDir, 'store.json'), key, logger })
-  const ledger = await DeferredRecords.open(await openRunLedger(join(config.stateDir, 'runs.json')))
+  const ledger = await DeferredRecords.open(opts.ledger ?? await openRunLedger(join(config.stateDir, 'runs.json')))
   const audit = await openAuditLog(join(config.stateDir, 'audit.log'))
   const bus = new EventBus()
   const events: NfsEvent[] = []
