@@ -93,4 +93,23 @@ t.test('two nodes racing arms of one user never leave more than liveRunsPerUser 
     'a limited arm whose count missed an admin\'s arm committed meanwhile is refused')
   t.ok(adminArmed, 'the admin\'s arm went in between the count and the commit')
   t.equal(await liveIn(other), LIMIT, `${LIMIT} live runs of the user in etcd, not more`)
+
+  // A limited arm that keeps losing the race (review 7): every try of its transaction reaches etcd just after another
+  // node's arm of the same user moved the arm sequence. It must end in a retryable answer, not NFS_ERR_CONFLICT (409
+  // tells the user to fix something in a request that conflicts with nothing).
+  const busy = 2200
+  let races = 0
+  const race = (): void => {
+    nodes[0]!.hold.holdNext(`uarms/${busy}`, async () => {
+      races++
+      await ledgerB.insert(intentRecord(next++, { user: `u${busy}`, uid: busy }))
+      race()
+    })
+  }
+  race()
+  await t.rejects(ledgerA.insert(intentRecord(next++, { user: `u${busy}`, uid: busy }), { liveLimit: 100 }), { code: 'NFS_ERR_CLUSTER_UNAVAILABLE', statusCode: 503 },
+    'a limited arm that lost every race is answered CLUSTER_UNAVAILABLE (retryable), not CONFLICT')
+  t.equal(races, 11, 'it lost 11 races in a row (the first try and 10 retries)')
+  nodes[0]!.hold.holdNext(`uarms/${busy}`, async () => {}) // the races stop: nothing goes first any more
+  t.equal((await ledgerA.insert(intentRecord(next++, { user: `u${busy}`, uid: busy }), { liveLimit: 100 })).version, 1, 'and the next arm goes in')
 })

@@ -202,7 +202,9 @@ export async function openEtcdRunLedger (opts: EtcdRunLedgerOptions): Promise<Et
       const done = await commit(run.runId, 0, rec, false, armsMod)
       if (done === 'done') return rec
       if (done === 'taken') throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId} already exists`])
-      if (i >= INSERT_RETRIES) throw nfsError('NFS_ERR_CONFLICT', [`run ${run.runId}: other arms of its user kept going first`])
+      // The caller did nothing wrong and nothing conflicts with its request (a 409 tells the user to fix something):
+      // the cluster was too busy with this user's arms to count them. The retryable answer (503, CLI exit 69).
+      if (i >= INSERT_RETRIES) throw nfsError('NFS_ERR_CLUSTER_UNAVAILABLE', [`counting the live runs of ${run.user} for run ${run.runId} (other arms of the user on other nodes kept going first; try again)`])
       // Another node's arm of the user went first: count again once the mirror has it, after a jitter so two losers part.
       await new Promise(resolve => setTimeout(resolve, Math.random() * 20 * (i + 1)))
       await replica.barrier()
