@@ -89,6 +89,24 @@ t.test('etcd secrets store', async t => {
     await t.rejects(node(prefix, generateKey(), 'c'), { code: 'NFS_ERR_KEY' }, 'a node with another master key is refused')
   })
 
+  t.test('a store whose sealed values pass the client\'s 4 MiB receive limit opens on another node', async t => {
+    // The mirror read each prefix in one answer: 60 values of 64 KiB (~88 KiB sealed, ~5.2 MiB) failed for good
+    // with RESOURCE_EXHAUSTED, so no further node could start. It reads in pages now (32 sealed values at most).
+    const prefix = freshPrefix()
+    const key = generateKey()
+    const a = await node(prefix, key, 'a')
+    t.teardown(async () => { await a.close() })
+    const value = 'v'.repeat(64 * 1024)
+    const names = Array.from({ length: 60 }, (_, i) => `BIG_${i}`)
+    for (let i = 0; i < names.length; i += 6) {
+      await Promise.all(names.slice(i, i + 6).map(async n => await a.createSecret('user:alice', n, new SecretValue(value), 'alice')))
+    }
+    const b = await node(prefix, key, 'b')
+    t.teardown(async () => { await b.close() })
+    const read = b.readValues(names.map(name => ({ scope: 'user:alice' as const, name })))
+    t.equal([...read.values()].filter(v => v.reveal() === value).length, names.length, 'b opened and reads every value')
+  })
+
   // Last: it takes the cluster's quorum away.
   t.test('deleting a workspace that does not exist answers not found, even without quorum', async t => {
     // Review finding: the delete took its tombstone lease before it looked for the workspace, so without quorum (or a

@@ -4,6 +4,7 @@
 // (3 s here, 300 s by default) runs out. Before, every name ever deleted kept its sdel/ key and a map entry on
 // every node, for good.
 import t from 'tap'
+import { Etcd3 } from 'etcd3'
 import { openEtcdSecretsStore } from '../../daemon/store/etcd/etcd-secrets-store.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
@@ -86,4 +87,35 @@ t.test('lease-less tombstones of older daemons are put on a lease, or deleted wh
   t.ok(a.getSecret('user:alice', 'OLD_0') !== undefined, 'the secret made again is untouched')
   await waitFor('the tombstones\' lease to run out', async () => (await leases()).length === 0, (TTL_S + 10) * 1000, 200).catch(() => {})
   t.equal((await leases()).length, 0, 'etcd holds no sdel/ key once the lease ran out')
+})
+
+// An older cluster holds one lease-less tombstone per name ever deleted: past the client's receive limit (4 MiB by
+// default) a read of all of sdel/ in one answer failed for good, so the mirror could not load (the store did not
+// open) and the tidy could not run either. Here the limit is 32 KiB and the tombstones about 130 KiB: the mirror
+// reads in pages and the tidy walks the mirror.
+t.test('many lease-less tombstones past the client\'s receive limit are all taken up', async t => {
+  const etcd = await startEtcdNamespace(t)
+  if (etcd === null) return
+  const key = generateKey()
+  const conn = etcd.connect()
+  const writer = await openEtcdSecretsStore({ ns: conn.ns, node: 'w', key, logger: silentLogger(), tombstoneTtlSeconds: TTL_S })
+  await writer.createSecret('user:alice', 'OLD_7', new SecretValue('made again'), 'alice')
+  await writer.close()
+  const MANY = 1500
+  for (let i = 0; i < MANY; i += 100) {
+    const puts = Array.from({ length: Math.min(100, MANY - i) }, (_, j) =>
+      conn.ns.put(`sdel/user:alice/OLD_${i + j}`).value(JSON.stringify({ by: 'alice', version: 1 })))
+    await conn.ns.if('meta/store', 'Create', '!=', 0).then(...puts).commit()
+  }
+  const small = new Etcd3({ hosts: etcd.cluster.endpoints, grpcOptions: { 'grpc.max_receive_message_length': 32 * 1024 } })
+  t.teardown(() => { small.close() })
+  await t.rejects(small.namespace(etcd.prefix).getAll().prefix('sdel/').exec(), 'sdel/ in one answer is past the limit')
+
+  // A lease long enough to outlast the tidy, so that the count below is not a race with its expiry.
+  const a = await openEtcdSecretsStore({ ns: small.namespace(etcd.prefix), node: 'a', key, logger: silentLogger(), tombstoneTtlSeconds: 120 })
+  t.teardown(async () => { await a.close() })
+  t.equal(await a.legacyTidied, MANY, 'the start took up every one')
+  const left = (await conn.ns.getAll().prefix('sdel/').exec()).kvs
+  t.equal(left.filter(kv => String(kv.lease) === '0').length, 0, 'none is left without a lease')
+  t.equal(left.length, MANY - 1, 'the stale one (its secret made again) is deleted')
 })

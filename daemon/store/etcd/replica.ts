@@ -3,13 +3,21 @@
 // applied. A read that must not be stale calls barrier(): it writes this node's sync key and waits until the watch
 // has delivered that write, so every change acknowledged anywhere before the barrier is in the mirror (the way
 // ZooKeeper's sync works). Listeners see each change once, in revision order, deduplicated by (key, mod revision).
-import type { Namespace, Watcher } from 'etcd3'
+import { Range, type Namespace, type Watcher } from 'etcd3'
 import { clusterError } from './etcd-client.js'
 
-export interface Entry { value: Buffer, mod: number, create: number, version: number }
+/** `lease`: the lease id the key is on, '0' for none (as etcd gives it) */
+export interface Entry { value: Buffer, mod: number, create: number, version: number, lease: string }
 export interface ReplicaChange { key: string, op: 'put' | 'delete', entry: Entry | null, previous: Entry | null, revision: number }
 
-interface RawKv { key: Buffer, value: Buffer, mod_revision: string, create_revision: string, version: string }
+interface RawKv { key: Buffer, value: Buffer, mod_revision: string, create_revision: string, version: string, lease: string }
+
+/**
+ * Keys per page when the mirror loads a prefix, unless the owner says otherwise for a prefix of large records: a page
+ * must stay under the client's receive limit (4 MiB). A failed page cannot be read again smaller: the client takes
+ * RESOURCE_EXHAUSTED for a member's fault, tries every member and opens their circuit breakers.
+ */
+export const PAGE_KEYS = 200
 
 const SYNC = 'sync/'
 
@@ -24,10 +32,14 @@ export class Replica {
   #watcher: Watcher | null = null
   #closed = false
 
-  constructor (ns: Namespace, prefixes: string[], node: string) {
+  readonly #pages: Record<string, number>
+
+  /** `pages`: keys per page for a prefix of large records (PAGE_KEYS for the others) */
+  constructor (ns: Namespace, prefixes: string[], node: string, opts: { pages?: Record<string, number> } = {}) {
     this.#ns = ns
     this.#prefixes = prefixes
     this.#node = node
+    this.#pages = opts.pages ?? {}
   }
 
   get revision (): number { return this.#revision }
@@ -59,11 +71,7 @@ export class Replica {
       // One range for all the prefixes would need a common parent; a range per prefix pinned to the first's
       // revision reads one consistent snapshot.
       for (const prefix of this.#prefixes) {
-        const range = this.#ns.getAll().prefix(prefix)
-        if (revision > 0) range.revision(revision)
-        const res = await range.exec()
-        if (revision === 0) revision = Number(res.header.revision)
-        for (const kv of res.kvs as unknown as RawKv[]) fresh.set(kv.key.toString(), toEntry(kv))
+        revision = await this.#loadPrefix(prefix, revision, fresh)
       }
     } catch (err) {
       throw clusterError(err, 'reading the cluster state')
@@ -80,6 +88,30 @@ export class Replica {
     this.#advance(revision)
     return revision
   }
+
+  /**
+   * One prefix, in pages of `#pageOf(prefix)` keys from the last key read: a prefix read in one answer fails for good
+   * once it is past the client's receive limit (4 MiB by default: tombstones of older daemons, thousands of runs,
+   * sealed values). Each page is read at the revision of the first answer; returns that revision.
+   */
+  async #loadPrefix (prefix: string, atRevision: number, into: Map<string, Entry>): Promise<number> {
+    let revision = atRevision
+    const end = Range.prefix(prefix).end
+    let start = Buffer.from(prefix)
+    for (;;) {
+      const range = this.#ns.getAll().inRange(new Range(start, end)).limit(this.#pageOf(prefix))
+      if (revision > 0) range.revision(revision)
+      const res = await range.exec()
+      if (revision === 0) revision = Number(res.header.revision)
+      const kvs = res.kvs as unknown as RawKv[]
+      for (const kv of kvs) into.set(kv.key.toString(), toEntry(kv))
+      if (!res.more || kvs.length === 0) return revision
+      // The next key after the last one read: its bytes and a zero byte.
+      start = Buffer.concat([kvs[kvs.length - 1]!.key, Buffer.from([0])])
+    }
+  }
+
+  #pageOf (prefix: string): number { return this.#pages[prefix] ?? PAGE_KEYS }
 
   async #watch (from: number): Promise<void> {
     const builder = this.#ns.watch().prefix('').startRevision(String(from)).withPreviousKV()
@@ -198,5 +230,5 @@ export class Replica {
 }
 
 function toEntry (kv: RawKv): Entry {
-  return { value: Buffer.from(kv.value), mod: Number(kv.mod_revision), create: Number(kv.create_revision), version: Number(kv.version) }
+  return { value: Buffer.from(kv.value), mod: Number(kv.mod_revision), create: Number(kv.create_revision), version: Number(kv.version), lease: String(kv.lease) }
 }
