@@ -15,7 +15,7 @@ import type { Revoker } from './revoker.js'
 import type { EndRequest, EndState, RunChecks, RunLifecycle } from './service.js'
 import { dollarWarning, intentPending, isExpired, needsOwner, verdict } from './run-rules.js'
 import type { Probes } from './probes.js'
-import { warnRun } from './warn.js'
+import { forgetUntold, tellRecorded, warnRun, type UntoldWarnings } from './warn.js'
 import { sessionSignals } from './liveness/session.js'
 import { endSignals } from './liveness/reach.js'
 import { hostDeadEnd } from './host-dead.js'
@@ -71,6 +71,8 @@ export class Monitor implements RunChecks {
   // Whether Slurm answered the last question: its outages are logged when they begin and end, not on every pass.
   #slurmAnswered = true
   #unfollow: (() => void) | null = null
+  // Run warnings whose write failed as "cannot write now" but may have been applied all the same (warn.ts).
+  readonly #untold: UntoldWarnings = new Map()
 
   constructor (deps: MonitorDeps, opts: MonitorOptions) {
     this.#deps = deps
@@ -189,6 +191,7 @@ export class Monitor implements RunChecks {
     const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate)))
     for (const run of this.#deps.revoker.due(clock())) this.#queueRevoke(run.user)
     await Promise.all(checks)
+    forgetUntold(this.#untold, id => { const r = ledger.get(id); return r !== undefined && !isTerminal(r.state) })
     await this.#housekeep(() => this.#prune(clock()))
     await this.#housekeep(() => this.#release())
   }
@@ -274,8 +277,9 @@ export class Monitor implements RunChecks {
     if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host, read)
     // An adopted run whose head was a process of a host with no live node for hostDeadAfterSeconds (host-dead.ts).
     const hostDead = seen.has('hostDead') ? hostDeadEnd(run, host, h => ownership.hostAlive(h)) : null
+    if (this.#untold.size > 0) tellRecorded(this.#deps, this.#log, run, this.#untold)
     const warning = dollarWarning(run, signals.version)
-    if (warning !== null) await warnRun(this.#deps, this.#log, run.runId, warning)
+    if (warning !== null) await warnRun(this.#deps, this.#log, run.runId, warning, this.#untold)
     if (run.state === 'armed') {
       if (signals.history !== null) {
         await this.#deps.lifecycle.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { Membership } from '../../daemon/cluster/membership.js'
 import { EventBus, type NfsEvent } from '../../daemon/events.js'
 import { createLogger } from '../../daemon/logger.js'
-import { warnRun } from '../../daemon/runs/warn.js'
+import { tellRecorded, warnRun, type UntoldWarnings } from '../../daemon/runs/warn.js'
 import { EtcdOwnership } from '../../daemon/cluster/ownership.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import type { EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
@@ -253,6 +253,31 @@ t.test('writes whose answer was lost after they committed', async t => {
     t.same(led.get(run.runId)?.warnings, ['nextflow-dollar'], 'recorded once')
     t.equal(await warnRun({ ledger: led, events }, log, run.runId, { code: 'nextflow-dollar', reason: 'test', names: ['TOKEN'] }), false, 'and not told again')
     t.equal(told.length, 1)
+  })
+
+  // Every try's answer lost, the first having committed: the write answers CLUSTER_UNAVAILABLE (a change that is not
+  // the owner's is not read back), the record says the warning was given, and the monitor's next pass would never
+  // warn again. Kept by the monitor (UntoldWarnings) and told once the record shows it.
+  t.test('a run warning whose every try\'s answer was lost is told once the record shows it', async t => {
+    const { led, lose } = await ledgerNode(t)
+    const run = await led.insert(intentRecord(1))
+    const events = new EventBus()
+    const log = createLogger('silent')
+    const told: NfsEvent[] = []
+    events.subscribe(e => { if (e.type === 'run.warning') told.push(e) })
+    const untold: UntoldWarnings = new Map()
+    const w = { code: 'nextflow-dollar', reason: 'test', names: ['TOKEN'] }
+    lose.loseNext(`runs/${run.runId}`, CLIENT_TRIES)
+    await t.rejects(warnRun({ ledger: led, events }, log, run.runId, w, untold), { code: 'NFS_ERR_CLUSTER_UNAVAILABLE' })
+    t.equal(lose.lost, CLIENT_TRIES, 'the answers of all the client\'s tries were lost')
+    t.equal(told.length, 0, 'not told yet')
+    await led.settle()
+    const recorded = led.get(run.runId)!
+    t.same(recorded.warnings, ['nextflow-dollar'], 'recorded all the same')
+    tellRecorded({ events }, log, recorded, untold)
+    t.same(told.map(e => [e.runId, e.state]), [[run.runId, 'nextflow-dollar']], 'told once the record shows it')
+    tellRecorded({ events }, log, recorded, untold)
+    t.equal(told.length, 1, 'and once only')
   })
 
   t.test('a takeover', async t => {
