@@ -115,6 +115,14 @@ export interface RunRecord {
   secretsFile?: string
   /** what the user should know about the run, once each: `nextflow-dollar` (see monitor.ts) */
   warnings?: string[]
+  /** a launched run's: the node whose PTY host runs its command (absent on records of older daemons) */
+  launchedBy?: string
+  /**
+   * A launched run ended otherwise than by its command's own exit (a revoke, its owner's end): that its command is gone
+   * too, written by the launching node once it saw it go, with how it ended. Another node that owns the run revokes
+   * only after it (runs/command-gone.ts): the command first, then its secrets, as on one node.
+   */
+  commandExit?: { at: string, exitCode: number | null, signal: string | null }
   version: number
 }
 

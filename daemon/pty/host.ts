@@ -214,8 +214,12 @@ export class PtyHost implements RunHost {
     try {
       const run = runs.run(session.runId)
       if (run === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [session.runId])
-      if (exit === null) {
-        state = (await runs.end(session.runId, 'killed', 'the command is gone and left no exit status')).state
+      if (isTerminal(run.state) || exit === null) {
+        // Ended before its command went (a revoke, its owner's end on another node), or gone without a status: say on
+        // the ledger that the command is gone, which an owner on another node waits for before it revokes.
+        if (!isTerminal(run.state)) state = (await runs.end(session.runId, 'killed', 'the command is gone and left no exit status')).state
+        else state = run.state
+        await runs.commandGone(session.runId, { exitCode: exit?.exitCode ?? null, signal: exit?.signal ?? null })
       } else {
         const end = { exitCode: exit.exitCode, ...(exit.signal !== null ? { signal: exit.signal } : {}) }
         state = (await runs.finish(ownerOf(run), session.runId, end)).state

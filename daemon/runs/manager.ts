@@ -29,6 +29,7 @@ import { localOwnership, type RunOwnership } from './ownership.js'
 import { sweepTargets } from './sweep.js'
 import { awaitOwnerRevoke, ownerAnswered, OWNER_REVOKE_WAIT_MS } from './owner-wait.js'
 import { checkRerun } from './rerun.js'
+import { awaitCommandGone, commandGoneBoundMs, markCommandGone, type CommandWait } from './command-gone.js'
 
 export interface RunObserver extends RevokeObserver {
   provisioned (target: TargetName, ok: boolean): void
@@ -71,12 +72,21 @@ export class RunManager implements RunLifecycle {
   readonly #log: Logger
   readonly #quota: LiveRunQuota
   readonly #provisioning = new Set<string>()
+  readonly #commandWait: CommandWait
 
   constructor (deps: RunManagerDeps) {
     this.#deps = deps
     this.#ownership = deps.ownership ?? localOwnership(deps.host)
     this.#log = deps.logger.child({ room: 'runs' })
     this.#quota = new LiveRunQuota(deps.config.limits.liveRunsPerUser)
+    this.#commandWait = {
+      ledger: deps.ledger,
+      node: this.#ownership.node,
+      hostAlive: h => this.#ownership.hostAlive(h),
+      clock: deps.clock,
+      boundMs: commandGoneBoundMs(deps.config.launch.killGraceSeconds),
+      log: this.#log
+    }
     this.revoker = new Revoker({
       ledger: deps.ledger,
       targets: deps.targets,
@@ -86,13 +96,22 @@ export class RunManager implements RunLifecycle {
       retry: { initialMs: deps.config.runs.revokeRetryInitialMs, maxMs: deps.config.runs.revokeRetryMaxMs },
       ownership: this.#ownership,
       // The command first, then its secrets: as RunManager.revoke does on one node, for ends that come from elsewhere.
-      beforeRevoke: async run => { if (this.#host?.holds(run.runId) === true) await this.#host.stop(run.runId) },
+      // A command another node's PTY host runs is stopped there: its mark on the ledger is waited for (bounded).
+      beforeRevoke: async run => {
+        if (this.#host?.holds(run.runId) === true) await this.#host.stop(run.runId)
+        else await awaitCommandGone(this.#commandWait, run)
+      },
       ...(deps.observer !== undefined ? { observer: deps.observer } : {})
     })
   }
 
   setHost (host: RunHost): void {
     this.#host = host
+  }
+
+  /** A launched run already ended: its command is gone too (command-gone.ts; the PTY host calls this). */
+  async commandGone (runId: string, exit: { exitCode: number | null, signal: string | null }): Promise<void> {
+    await markCommandGone(this.#commandWait, runId, exit)
   }
 
   /** Is a launched run's end its host's to record (see RunHost.holds)? */
@@ -215,7 +234,7 @@ export class RunManager implements RunLifecycle {
     const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
     const [pidStart, historyMark] = await probed
     const record = intentRecord({
-      runId, sessionId, caller, workspace: wsName, host: this.#deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark
+      runId, sessionId, caller, workspace: wsName, host: this.#deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark, node: this.#ownership.node
     })
     // Nextflow before 24.04.2 expands `$` in the env file its tasks source; the version is known only once it logs it.
     const dollarNames = targets.includes('hpc') ? [...values].filter(([, v]) => v.contains('$')).map(([n]) => n) : []

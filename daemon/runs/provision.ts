@@ -45,6 +45,8 @@ export interface NewRun {
   pid: number | null
   pidStart: number | null
   historyMark: number
+  /** this node's name: a launched run's command runs under its PTY host (RunRecord.launchedBy) */
+  node?: string
 }
 
 /** The write-ahead intent of a new run: every target `provisioning` until its placement is recorded. Pure. */
@@ -78,7 +80,8 @@ export function intentRecord (n: NewRun): Omit<RunRecord, 'version'> {
     slurmJobId: n.req.slurmJobId ?? null,
     runName: n.req.mode === 'auto' ? n.req.runName ?? null : null,
     historyMark: n.historyMark,
-    ...(n.req.secretsFile !== undefined ? { secretsFile: n.req.secretsFile } : {})
+    ...(n.req.secretsFile !== undefined ? { secretsFile: n.req.secretsFile } : {}),
+    ...(n.req.mode === 'launch' && n.node !== undefined ? { launchedBy: n.node } : {})
   }
 }
 

@@ -104,4 +104,9 @@ export interface RunLifecycle extends RunService, RunQueries {
   end (runId: string, state: EndState, reason: string, exit?: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord>
   /** is a launched run's end its host's to record (the PTY host holds its command) */
   hostHolds (runId: string): boolean
+  /**
+   * a launched run ended before its command went (a revoke, its owner's end): record that the command is gone now, and
+   * how (the owner's revoke waits for it when another node owns the run)
+   */
+  commandGone (runId: string, exit: { exitCode: number | null, signal: string | null }): Promise<void>
 }

@@ -1,10 +1,16 @@
 // A launched command whose run is ended on another node (cluster mode), with real daemons on a real 3-member etcd
 // and alice as the real user who launches. Its owner (the launching node) stops the command first, then revokes, as
-// a revoke on one node does: the command's secrets are still there while it handles its SIGTERM. And alice cannot
-// keep her secrets placed by freezing her own command: SIGKILL after the grace period, then the revoke.
+// a revoke on one node does: the command's secrets are still there while it handles its SIGTERM. When another node
+// owns the run (it adopted it while the launching daemon was down), that owner revokes only once the launching node
+// has marked the command gone on the ledger (runs/command-gone.ts). And alice cannot keep her secrets placed by
+// freezing her own command: SIGKILL after the grace period, then the revoke.
+// The SIGTERM cases are end-to-end: the command's trap waits 1 s before it looks for its secrets file, so a revoke
+// running beside the stop is seen there; on a loaded machine the old code could still pass those (the ledger's
+// order of the mark and the revoke is the assertion that cannot).
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { chownSync, existsSync, mkdirSync, readFileSync } from 'node:fs'
+import type { RunRecord } from '../../daemon/types.js'
 import { join } from 'node:path'
 import { alive } from '../helpers/attach.js'
 import { startClusterDaemons } from '../helpers/cluster-daemons.js'
@@ -35,12 +41,19 @@ t.test('a launched command ended on another node: stopped first, then revoked', 
     const secrets = readFileSync(join(work, 'secrets.path'), 'utf8').trim()
     return { runId: r.stdout.trim(), pid: Number(readFileSync(pidFile, 'utf8')), work, secrets }
   }
+  const etcdOwner = (runId: string): string | null => {
+    const r = spawnSync('etcdctl', ['--endpoints', c.etcd.endpoints.join(','), 'get', `${c.prefix}own/${runId}`, '--print-value-only'], { encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 })
+    return r.stdout.trim() === '' ? null : r.stdout.trim()
+  }
   const revokes = (runId: string): string[] => c.audit('run.revoke').filter(l => l.runId === runId).map(l => String(l.node))
+  /** the run as the ledger has it (root is an admin) */
+  const record = async (runId: string): Promise<RunRecord> => (await c.call('b', 'GET', `/runs/${runId}`)).body as RunRecord
+  // On SIGTERM the command waits a moment (a real one flushes its work), then looks for its secrets file. Revoked
+  // beside the stop, as before, the file was gone by then.
+  const TRAP = 'trap \'sleep 1; if test -e "$NXF_SECRETS_FILE"; then echo present; else echo gone; fi > on-term; exit 0\' TERM; while :; do sleep 0.1; done'
 
   await t.test('the command handles its SIGTERM while its secrets are still placed', async t => {
-    // On SIGTERM the command waits a moment (a real one flushes its work), then looks for its secrets file. Revoked
-    // beside the stop, as before, the file was gone by then.
-    const { runId, pid, work, secrets } = await launch('trap \'sleep 1; if test -e "$NXF_SECRETS_FILE"; then echo present; else echo gone; fi > on-term; exit 0\' TERM; while :; do sleep 0.1; done')
+    const { runId, pid, work, secrets } = await launch(TRAP)
     t.ok(existsSync(secrets), 'the secrets file is placed')
     const r = await c.cli('b', ['runs', 'revoke', runId], { user: 'alice' })
     t.equal(r.code, 0, r.stderr)
@@ -69,7 +82,28 @@ t.test('a launched command ended on another node: stopped first, then revoked', 
     await waitFor('the secrets file to go', () => !existsSync(secrets), 30_000, 100).catch(() => {})
     t.notOk(existsSync(secrets), 'its secrets are gone')
     t.same(revokes(runId), ['a'], 'revoked once, by its owner a')
-    const logs = c.node('a').daemon.logs().filter(l => l.runId === runId).map(l => String(l.msg))
-    t.ok(logs.includes('the command outlived its grace period; killing it'), 'killed by the daemon, after its grace period')
+    t.equal((await record(runId)).commandExit?.signal, 'SIGKILL', 'the ledger has the command killed (SIGKILL, after its grace period)')
+  })
+
+  await t.test('adopted by b while a was down: b revokes once a has stopped the command', async t => {
+    const { runId, pid, work, secrets } = await launch(TRAP)
+    t.equal(await c.node('a').daemon.stop('SIGKILL'), null, 'a is killed')
+    await waitFor('b to adopt the run', () => etcdOwner(runId) === 'b', 30_000, 200)
+    await c.start('a')
+    t.ok(alive(pid), 'the command outlived its daemon and runs on (adopting is not revoking)')
+    const r = await c.cli('b', ['runs', 'revoke', runId], { user: 'alice' })
+    t.equal(r.code, 0, r.stderr)
+    await waitFor('the command to end', () => !alive(pid), 30_000, 100).catch(() => {})
+    t.notOk(alive(pid), 'the command is gone (stopped by a)')
+    const seen = join(work, 'on-term')
+    await waitFor('its answer', () => existsSync(seen), 10_000, 50).catch(() => {})
+    t.equal(existsSync(seen) ? readFileSync(seen, 'utf8').trim() : 'no answer', 'present', 'the secrets were still there while the command handled its SIGTERM')
+    await waitFor('the secrets file to go', () => !existsSync(secrets), 30_000, 100).catch(() => {})
+    t.notOk(existsSync(secrets), 'then they are gone')
+    t.same(revokes(runId), ['b'], 'revoked once, by its owner b')
+    const run = await record(runId)
+    t.ok(run.commandExit !== undefined, 'a marked the command gone on the ledger')
+    const revokedAt = Object.values(run.targets).map(x => Date.parse(x?.revokedAt ?? ''))
+    t.ok(revokedAt.length > 0 && revokedAt.every(at => at >= Date.parse(run.commandExit?.at ?? '')), 'before b revoked any target')
   })
 })
