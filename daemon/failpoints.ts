@@ -3,7 +3,7 @@
 // Read once at start; with the variable unset every failpoint is a Set lookup that finds nothing.
 const armed = new Set((process.env.NF_SECRETSD_FAILPOINTS ?? '').split(',').map(s => s.trim()).filter(s => s !== ''))
 
-export type FailpointName = 'run.after-intent' | 'run.after-provision' | 'revoke.before-target' | 'revoke.after-target'
+export type FailpointName = 'run.after-intent' | 'run.after-provision' | 'revoke.before-target' | 'revoke.after-target' | 'ledger.after-archive'
 
 export function failpoint (name: FailpointName): void {
   if (armed.has(name)) process.kill(process.pid, 'SIGKILL')

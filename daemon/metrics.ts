@@ -20,7 +20,7 @@ const TARGET_STATES: readonly TargetState[] = ['provisioning', 'provisioned', 'r
 export const REVOKE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
 
 export interface MetricsSources {
-  ledger: Pick<RunLedger, 'all'>
+  ledger: Pick<RunLedger, 'all' | 'archive'>
   /** the AWS target's running totals; absent when there is no AWS target */
   aws?: () => AwsStats
   /** the watcher's summary; read at each scrape, since the watcher may be built after the metrics */
@@ -61,6 +61,24 @@ export function targetsByState (runs: ReadonlyArray<{ targets: Partial<Record<Ta
   return out
 }
 
+type CountedRun = { state: string, targets: Partial<Record<TargetName, { state: TargetState } | undefined>> }
+
+/**
+ * The ledger's runs as counting needs them: the hot set and the archived runs (their summaries, read from the archive
+ * at the first scrape and kept in memory since), a run in both counted once.
+ */
+async function countedRuns (ledger: MetricsSources['ledger']): Promise<CountedRun[]> {
+  const snapshot = ledger.all()
+  const hot: CountedRun[] = [...snapshot]
+  const archived = await ledger.archive?.summaries()
+  if (archived === undefined || archived.size === 0) return hot
+  const inHot = new Set(snapshot.map(r => r.runId))
+  for (const [id, s] of archived) {
+    if (!inHot.has(id)) hot.push({ state: s.state, targets: Object.fromEntries(s.targets.map(([n, st]) => [n, { state: st }])) })
+  }
+  return hot
+}
+
 export function createMetrics (sources: MetricsSources): DaemonMetrics {
   const registry = new Registry()
   const p = METRIC_PREFIX
@@ -80,9 +98,10 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
     help: 'Runs in the ledger by state',
     labelNames: ['state'],
     registers: [],
-    collect () {
+    async collect () {
+      const runs = await countedRuns(sources.ledger)
       this.reset()
-      for (const [state, n] of runsByState(sources.ledger.all())) this.set({ state }, n)
+      for (const [state, n] of runsByState(runs)) this.set({ state }, n)
     }
   }))
 
@@ -91,9 +110,10 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
     help: 'Per-target records of the runs in the ledger by target and state (revoke_failed: secrets still placed, retrying)',
     labelNames: ['target', 'state'],
     registers: [],
-    collect () {
+    async collect () {
+      const runs = await countedRuns(sources.ledger)
       this.reset()
-      for (const [target, states] of targetsByState(sources.ledger.all())) {
+      for (const [target, states] of targetsByState(runs)) {
         for (const [state, n] of states) this.set({ target, state }, n)
       }
     }

@@ -29,11 +29,11 @@ const runsApi: ApiPlugin<RunsApiOptions> = async (api, { runs, pty, ownerOf }) =
 
   api.get('/runs', { schema: { querystring: ListRunsQuery } }, async (request) => {
     const { all } = request.query
-    return runs.list(request.caller, all === 'true' || all === '1')
+    return await runs.list(request.caller, all === 'true' || all === '1')
   })
 
   api.get('/runs/:id', { schema: { params: RunIdParams } }, async (request): Promise<RunDetail> => {
-    const run = runs.get(request.caller, request.params.id)
+    const run = await runs.get(request.caller, request.params.id)
     return { ...run, owner: ownerOf(run.runId, run.host) }
   })
 

@@ -48,7 +48,7 @@ const systemApi: ApiPlugin<SystemApiOptions> = async (api, deps) => {
       uptimeSeconds: Math.round((deps.clock().getTime() - deps.startedAt.getTime()) / 1000),
       secrets: counts.secrets,
       workspaces: counts.workspaces,
-      runs: deps.runs?.countsByState() ?? {},
+      runs: await deps.runs?.countsByState() ?? {},
       targets: deps.runs !== undefined ? await deps.runs.targetStatus() : {},
       watches: deps.watches?.summary(request.caller) ?? { roots: 0, launchDirs: 0, degraded: [] },
       warnings: deps.stateWarnings ?? [],

@@ -6,7 +6,7 @@
 // is the RunLedger the lifecycle uses.
 import { isCoded, nfsError } from '../errors.js'
 import type { RecordJournal } from '../store/deferred-journal.js'
-import type { InsertOptions, LedgerChange, RunLedger, UpdateOptions } from '../store/run-ledger.js'
+import type { InsertOptions, LedgerArchive, LedgerChange, RunLedger, UpdateOptions } from '../store/run-ledger.js'
 import type { RunRecord } from '../types.js'
 
 type Change = (run: RunRecord) => RunRecord | null
@@ -58,9 +58,22 @@ export class DeferredRecords implements DeferredLedger {
   #saving: Promise<void> = Promise.resolve()
   #closed = false
 
+  /** the ledger's archive, except that a run whose latest record is kept here is not moved (its hot record is behind) */
+  readonly archive?: LedgerArchive
+
   constructor (ledger: RunLedger, opts: DeferredOptions = {}) {
     this.#ledger = ledger
     this.#opts = opts
+    const a = ledger.archive
+    if (a !== undefined) {
+      this.archive = {
+        list: async () => await a.list(),
+        find: async id => await a.find(id),
+        summaries: async () => await a.summaries(),
+        prune: async horizon => await a.prune(horizon),
+        move: async (ids, now) => await a.move(ids.filter(id => !this.#kept.has(id)), now)
+      }
+    }
     this.#unfollow = ledger.onChange(c => {
       // The ledger reached a kept record's version: another node went on (in a cluster), and its record wins
       // (revoking is idempotent). A run removed is gone for us too.

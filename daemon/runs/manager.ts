@@ -12,6 +12,7 @@ import { resolveSecrets, userScope, workspaceScope } from '../rules/resolve.js'
 import type { SecretValue } from '../secret-value.js'
 import type { AuditLog } from '../store/audit-log.js'
 import type { SecretsStore } from '../store/secrets-store.js'
+import { isSettled } from '../store/run-ledger.js'
 import { isTerminal, TARGET_NAMES, type Caller, type RunRecord, type RunState, type TargetName } from '../types.js'
 import { autoRunId, newRunId, newSessionId } from './ids.js'
 import { bindToJob, canTransition, stateForExit } from './run-rules.js'
@@ -277,15 +278,30 @@ export class RunManager implements RunLifecycle {
     }, { asOwner: true })
   }
 
-  list (caller: Caller, all: boolean): RunView[] {
-    return this.#deps.ledger.all()
-      .filter(r => ownsRun(caller, r) || caller.isAdmin)
-      .filter(r => all || !isTerminal(r.state) || Object.values(r.targets).some(t => t !== undefined && t.state !== 'revoked'))
-      .map(view)
+  async list (caller: Caller, all: boolean): Promise<RunView[]> {
+    const mine = (r: RunRecord): boolean => ownsRun(caller, r) || caller.isAdmin
+    // The hot set first, then the archive: a run moved meanwhile was in the one or is already in the other (its
+    // append is durable before it leaves the hot set); one in both (a crash between the two) counts once, hot.
+    const hot = this.#deps.ledger.all().filter(mine)
+    // Without --all a settled run is not listed, and every archived run is settled: the archive is not read.
+    if (!all || this.#deps.ledger.archive === undefined) return hot.filter(r => all || !isSettled(r)).map(view)
+    const inHot = new Set(hot.map(r => r.runId))
+    const archived = (await this.#deps.ledger.archive.list()).filter(r => mine(r) && !inHot.has(r.runId))
+    return [...archived, ...hot].map(view)
   }
 
-  get (caller: Caller, runId: string): RunView {
-    return view(this.#visible(caller, runId))
+  async get (caller: Caller, runId: string): Promise<RunView> {
+    return view(await this.#visibleAnywhere(caller, runId))
+  }
+
+  /** #visible, or the run from the archive when it has left the hot set (the same answer for another user's run). */
+  async #visibleAnywhere (caller: Caller, runId: string): Promise<RunRecord> {
+    const archive = this.#deps.ledger.archive
+    if (archive === undefined || this.#deps.ledger.get(runId) !== undefined) return this.#visible(caller, runId)
+    // Not hot: moved before the get above, so its append is already durable and find sees it.
+    const run = await archive.find(runId)
+    if (run === undefined || (!ownsRun(caller, run) && !caller.isAdmin)) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [JSON.stringify(runId.slice(0, 40))])
+    return run
   }
 
   /** A live run seen starting (history line, log, PTY child): armed -> running, recording what identifies it. */
@@ -355,7 +371,7 @@ export class RunManager implements RunLifecycle {
   }
 
   async finish (caller: Caller, runId: string, end: EndRequest): Promise<RunView> {
-    const run = this.#visible(caller, runId)
+    const run = await this.#visibleAnywhere(caller, runId)
     if (isTerminal(run.state)) return view(run)
     // A `-bg` Nextflow outlives its wrapper: while its session is alive the run stays; the monitor ends it later.
     // The pid and the session lock are read only on the head's own host (reach.ts).
@@ -394,7 +410,9 @@ export class RunManager implements RunLifecycle {
   }
 
   async revoke (caller: Caller, runId: string): Promise<RunView> {
-    const run = this.#visible(caller, runId)
+    const run = await this.#visibleAnywhere(caller, runId)
+    // An archived run is settled: nothing left to end or revoke, the same answer as for a settled run still hot.
+    if (this.#deps.ledger.get(runId) === undefined) return view(run)
     if (!isTerminal(run.state) && run.mode === 'launch' && this.#host !== null) await this.#host.stop(runId)
     return view(await this.#ownersAnswer(await this.#endAndRevoke(runId, 'killed', `revoked by ${caller.user}`, {})))
   }
@@ -441,9 +459,16 @@ export class RunManager implements RunLifecycle {
     return (TARGET_NAMES as readonly string[]).includes(name) && this.#deps.targets.has(name as TargetName)
   }
 
-  countsByState (): Partial<Record<RunState, number>> {
+  async countsByState (): Promise<Partial<Record<RunState, number>>> {
     const out: Partial<Record<RunState, number>> = {}
-    for (const r of this.#deps.ledger.all()) out[r.state] = (out[r.state] ?? 0) + 1
+    const hot = this.#deps.ledger.all()
+    for (const r of hot) out[r.state] = (out[r.state] ?? 0) + 1
+    // The archive's counts are read once and then kept in memory (store/run-archive.ts summaries).
+    const archived = await this.#deps.ledger.archive?.summaries()
+    if (archived !== undefined && archived.size > 0) {
+      const inHot = new Set(hot.map(r => r.runId))
+      for (const [id, s] of archived) if (!inHot.has(id)) out[s.state] = (out[s.state] ?? 0) + 1
+    }
     return out
   }
 

@@ -1,5 +1,5 @@
 // The monitor: reconciles the ledger at start and then, on a timer, ends runs whose process, session or Slurm job is
-// gone, expires armed runs past their TTL, retries failed revokes, and prunes old terminal runs. The watcher makes
+// gone, expires armed runs past their TTL, retries failed revokes, prunes old terminal runs and archives settled ones. The watcher makes
 // most ends immediate; the monitor is the floor that holds when no file event arrives (a SIGKILL, a compute node).
 // Its work runs in per-user lanes (lanes.ts): the checks of one user's runs, and their revokes, one after another,
 // each user independent of the others. A revoke can take as long as a child's deadline (a cleanup `find` runs as the
@@ -19,6 +19,7 @@ import { forgetUntold, tellRecorded, warnRun, type UntoldWarnings } from './warn
 import { sessionSignals } from './liveness/session.js'
 import { endSignals } from './liveness/reach.js'
 import { hostDeadEnd } from './host-dead.js'
+import { Archiving } from './archiving.js'
 
 export interface MonitorOptions {
   intervalMs: number
@@ -73,6 +74,7 @@ export class Monitor implements RunChecks {
   #unfollow: (() => void) | null = null
   // Run warnings whose write failed as "cannot write now" but may have been applied all the same (warn.ts).
   readonly #untold: UntoldWarnings = new Map()
+  readonly #archiving: Archiving
 
   constructor (deps: MonitorDeps, opts: MonitorOptions) {
     this.#deps = deps
@@ -82,6 +84,7 @@ export class Monitor implements RunChecks {
     const onError = (user: string, err: unknown): void => this.#log.error({ user, err }, 'monitor lane failed')
     this.#checkLanes = new Lanes(onError)
     this.#revokeLanes = new Lanes(onError)
+    this.#archiving = new Archiving(deps.ledger, this.#log)
   }
 
   start (): void {
@@ -364,5 +367,6 @@ export class Monitor implements RunChecks {
       const n = await ledger.remove(old.map(r => r.runId))
       this.#log.info({ pruned: n }, 'pruned terminal runs past retention')
     }
+    await this.#archiving.pass(now, this.#opts.retentionDays, r => this.#mine(r) || this.#deps.ownership.ownerOf?.(r.runId) === null)
   }
 }

@@ -54,7 +54,8 @@ export async function checkRerun (caller: Caller, req: CreateRunRequest, ledger:
   if (problem !== null) throw nfsError('NFS_ERR_INVALID_PATH', [`${JSON.stringify(path.slice(0, 200))}: ${problem}`])
   await checkOwnTaskDir(caller, req.launchDir)
   const earlierId = basename(dirname(path))
-  const earlier = RUN_ID_RE.test(earlierId) ? ledger.get(earlierId) : undefined
+  // A settled earlier run may have left the hot set for the archive (its workspace is still the rerun's).
+  const earlier = RUN_ID_RE.test(earlierId) ? ledger.get(earlierId) ?? await ledger.archive?.find(earlierId) : undefined
   let workspace = req.workspace
   if (earlier !== undefined && earlier.uid === caller.uid) {
     const holds = !isTerminal(earlier.state) || Object.values(earlier.targets).some(t => t !== undefined && t.state !== 'revoked')

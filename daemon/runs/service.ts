@@ -54,15 +54,16 @@ export interface EndRequest {
 
 export interface RunService {
   create (caller: Caller, req: CreateRunRequest): Promise<CreatedRun>
-  list (caller: Caller, all: boolean): RunView[]
-  get (caller: Caller, runId: string): RunView
+  /** `all`: ended runs too, the archived ones read from the ledger's archive */
+  list (caller: Caller, all: boolean): Promise<RunView[]>
+  get (caller: Caller, runId: string): Promise<RunView>
   /** the wrapper (or a launched child) reports its end; a `-bg` Nextflow may outlive it */
   finish (caller: Caller, runId: string, end: EndRequest): Promise<RunView>
   /** tie an armed run to the caller's Slurm job that hosts its head (`nf-secrets sbatch`); clears its TTL */
   bindSlurmJob (caller: Caller, runId: string, jobId: string): Promise<RunView>
   /** an explicit revoke: ends the run as killed if live, then removes its secrets */
   revoke (caller: Caller, runId: string): Promise<RunView>
-  countsByState (): Partial<Record<RunState, number>>
+  countsByState (): Promise<Partial<Record<RunState, number>>>
   targetStatus (): Promise<Record<string, TargetStatus>>
 }
 

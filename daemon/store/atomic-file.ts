@@ -37,7 +37,7 @@ function tempPath (target: string): string {
   return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`)
 }
 
-async function fsyncDir (dir: string): Promise<void> {
+export async function fsyncDir (dir: string): Promise<void> {
   const fh = await fsp.open(dir, constants.O_RDONLY | constants.O_DIRECTORY)
   try {
     await fh.sync()

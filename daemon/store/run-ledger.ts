@@ -2,12 +2,31 @@
 // written (temp, fsync, rename) before it counts, and names the version it expects to replace, so a shared
 // implementation (etcd) drops in with compare-and-swap semantics. What to do when a write cannot be made (a full
 // disk) is not the ledger's business: runs/deferred-records.ts keeps the revoke path's records meanwhile.
+import { dirname, join } from 'node:path'
 import { nfsError } from '../errors.js'
+import { failpoint } from '../failpoints.js'
 import type { RunRecord } from '../types.js'
 import { AtomicJsonFile } from './atomic-file.js'
 import { limitReached, liveRunsOf, type InsertOptions } from './live-runs.js'
+import { isSettled, openRunArchive, type RunArchive } from './run-archive.js'
 
 export type { InsertOptions }
+export { isSettled }
+
+/**
+ * Where a ledger keeps settled runs out of its hot set (store/run-archive.ts). `all()` and `get()` never see them;
+ * what shows or counts ended runs reads them here, on demand.
+ */
+export interface LedgerArchive extends RunArchive {
+  /**
+   * Move these runs (ignored unless settled and in the hot set) out of the hot set: appended to the archive durably
+   * first, then dropped from the hot file, so a crash between the two leaves a run in both, never in neither. Not a
+   * change of any run: no LedgerChange is emitted. How many moved.
+   */
+  move (runIds: readonly string[], now: Date): Promise<number>
+  /** drop archived runs that ended before `horizon` (whole segments); how many segments */
+  prune (horizon: Date): Promise<number>
+}
 
 interface LedgerData {
   format: 1
@@ -71,6 +90,8 @@ export interface RunLedger {
   update (runId: string, expectedVersion: number, change: (run: RunRecord) => RunRecord | null, opts?: UpdateOptions): Promise<RunRecord>
   remove (runIds: string[]): Promise<number>
   close (): Promise<void>
+  /** absent: the ledger keeps every run in its hot set until pruned (etcd) */
+  readonly archive?: LedgerArchive
 }
 
 const HEAD = Buffer.from('{"format":1,"runs":[')
@@ -114,7 +135,10 @@ function validate (raw: unknown, path: string): LedgerData {
   return data as LedgerData
 }
 
-export async function openRunLedger (path: string): Promise<RunLedger> {
+/** `archiveDir`: where settled runs go (default `runs-archive/` beside the file); null: none, all runs stay hot. */
+export async function openRunLedger (path: string, opts: { archiveDir?: string | null } = {}): Promise<RunLedger> {
+  const archiveDir = opts.archiveDir === undefined ? join(dirname(path), 'runs-archive') : opts.archiveDir
+  const archive = archiveDir === null ? null : openRunArchive(archiveDir)
   const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600, serialize: ledgerSerializer() })
   const raw = await adapter.read()
   const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
@@ -196,6 +220,27 @@ export async function openRunLedger (path: string): Promise<RunLedger> {
     close: async () => {
       await queue
       await adapter.flush()
-    }
+    },
+    ...(archive === null
+      ? {}
+      : {
+          archive: {
+            list: async () => await archive.list(),
+            find: async (runId: string) => await archive.find(runId),
+            summaries: async () => await archive.summaries(),
+            prune: async (horizon: Date) => await archive.prune(horizon),
+            move: (runIds: readonly string[], now: Date) => serial(async () => {
+              const moving = runIds.map(id => byId.get(id)).filter((r): r is RunRecord => r !== undefined && isSettled(r))
+              if (moving.length === 0) return 0
+              await archive.append(moving, now)
+              failpoint('ledger.after-archive')
+              const next = new Map(byId)
+              for (const r of moving) next.delete(r.runId)
+              await commit(next)
+              for (const r of moving) byId.delete(r.runId)
+              return moving.length
+            })
+          } satisfies LedgerArchive
+        })
   }
 }

@@ -52,7 +52,7 @@ t.test('access and input checks', async t => {
   const mine = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
   t.equal(await codeOf(Promise.resolve().then(() => f.runs.get(caller('bob'), mine.runId))), 'NFS_ERR_RUN_NOT_FOUND', 'another user cannot see it')
   t.equal(await codeOf(f.runs.revoke(caller('bob'), mine.runId)), 'NFS_ERR_RUN_NOT_FOUND', 'nor revoke it')
-  t.equal(f.runs.get(caller('admin', { isAdmin: true }), mine.runId).runId, mine.runId, 'an admin can')
+  t.equal((await f.runs.get(caller('admin', { isAdmin: true }), mine.runId)).runId, mine.runId, 'an admin can')
 })
 
 t.test('all or nothing: a failing target leaves nothing placed and the run failed', async t => {

@@ -80,6 +80,6 @@ t.test('a name whose uid changed is another user: the old account\'s runs are no
   t.equal(await codeOf(Promise.resolve().then(() => f.runs.get(recreated, run.runId))), 'NFS_ERR_RUN_NOT_FOUND', 'show')
   t.equal(await codeOf(f.runs.revoke(recreated, run.runId)), 'NFS_ERR_RUN_NOT_FOUND', 'revoke')
   t.equal(await codeOf(f.runs.finish(recreated, run.runId, { exitCode: 0 })), 'NFS_ERR_RUN_NOT_FOUND', 'finish')
-  t.same(f.runs.list(recreated, true), [], 'list')
-  t.equal(f.runs.list(old, true).length, 1, 'the account that started it still sees it')
+  t.same(await f.runs.list(recreated, true), [], 'list')
+  t.equal((await f.runs.list(old, true)).length, 1, 'the account that started it still sees it')
 })

@@ -1,0 +1,58 @@
+// Settled runs (ended, every target revoked) leave the hot ledger for its archive (store/run-archive.ts) once they
+// have been settled for ARCHIVE_AFTER_MS, and archived runs past retention are dropped. Run by the monitor's pass,
+// beside the pruning of the hot ledger. The delay keeps a run that just ended in the hot set for the reads that
+// follow its end at once (the answer of a revoke, `runs show` right after, the owner's wait in a cluster), and
+// batches the moves: one archive append and one hot rewrite per pass at most.
+import { isCoded } from '../errors.js'
+import type { Logger } from '../logger.js'
+import { isSettled, type RunLedger } from '../store/run-ledger.js'
+import type { RunRecord } from '../types.js'
+
+export const ARCHIVE_AFTER_MS = 5 * 60_000
+// Retention is in days: whole segments are dropped, so once an hour is enough (and the first pass does it too).
+const PRUNE_EVERY_MS = 3_600_000
+
+/** When a settled run held its last secret: its end or its last target's revoke, whichever is later. NaN: unknown. */
+export function settledAt (r: RunRecord): number {
+  let at = r.endedAt !== null ? Date.parse(r.endedAt) : NaN
+  for (const t of Object.values(r.targets)) {
+    if (t?.revokedAt != null) at = Math.max(Number.isNaN(at) ? 0 : at, Date.parse(t.revokedAt))
+  }
+  return at
+}
+
+export class Archiving {
+  readonly #ledger: RunLedger
+  readonly #log: Logger
+  #prunedAt = -Infinity
+  // A broken archive stops archiving until restart (runs then stay in runs.json: nothing is lost), said once.
+  #broken = false
+
+  constructor (ledger: RunLedger, log: Logger) {
+    this.#ledger = ledger
+    this.#log = log
+  }
+
+  /** `mine`: whether this node may move a run (its owner's, as for pruning) */
+  async pass (now: Date, retentionDays: number, mine: (r: RunRecord) => boolean): Promise<void> {
+    const archive = this.#ledger.archive
+    if (archive === undefined || this.#broken) return
+    try {
+      const before = now.getTime() - ARCHIVE_AFTER_MS
+      const due = this.#ledger.all().filter(r => isSettled(r) && settledAt(r) <= before && mine(r)).map(r => r.runId)
+      if (due.length > 0) {
+        const n = await archive.move(due, now)
+        this.#log.info({ archived: n }, 'settled runs moved to the run archive')
+      }
+      if (now.getTime() - this.#prunedAt >= PRUNE_EVERY_MS) {
+        this.#prunedAt = now.getTime()
+        const n = await archive.prune(new Date(now.getTime() - retentionDays * 86_400_000))
+        if (n > 0) this.#log.info({ segments: n }, 'pruned run archive segments past retention')
+      }
+    } catch (err) {
+      if (!isCoded(err, 'NFS_ERR_STORE_UNREADABLE')) throw err
+      this.#broken = true
+      this.#log.error({ err }, 'run archive unusable: settled runs stay in runs.json until it is mended and the daemon restarted')
+    }
+  }
+}
