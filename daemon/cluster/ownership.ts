@@ -13,7 +13,8 @@ import { afterLostAnswer, ownWriteRevision, readBack, type Written } from '../st
 import { Replica } from '../store/etcd/replica.js'
 import { inPool, preferredAdopter } from './adopter.js'
 import { HostWatch } from './host-watch.js'
-import { JOINED, type Membership, type NodeInfo } from './membership.js'
+import { JOINED, type NodeInfo } from './join.js'
+import type { Membership } from './membership.js'
 
 const OWN = 'own/'
 const NODES = 'nodes/'

@@ -6,8 +6,6 @@
 import { limitReached, liveRunsOf } from '../store/live-runs.js'
 import type { Caller, RunRecord } from '../types.js'
 
-export { liveRunsOf }
-
 /**
  * Pure: is this run the caller's? By name and by the uid it was started with: an account deleted and created again
  * under the same name but a new uid is another person, and gets none of the old account's runs to see or end.

@@ -2,7 +2,8 @@
 // serves POST /runs, launch and the watcher's auto-runs alike).
 import t from 'tap'
 import { chmodSync } from 'node:fs'
-import { liveRunsOf, mayStart, ownsRun } from '../../daemon/runs/quota.js'
+import { mayStart, ownsRun } from '../../daemon/runs/quota.js'
+import { liveRunsOf } from '../../daemon/store/live-runs.js'
 import type { RunState } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
 import { codeOf } from '../helpers/code-of.js'

@@ -3,7 +3,6 @@
 // keepalives notice a dead connection in about 6 s, and failures reach callers as NFS_ERR_CLUSTER_UNAVAILABLE.
 // Loaded only in cluster mode (a dynamic import), so the CLI and single-node daemons never pay for gRPC.
 import { readFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { Etcd3, type IOptions, type Namespace } from 'etcd3'
 import { isCoded, nfsError, type CodedError } from '../../errors.js'
 
@@ -65,52 +64,6 @@ export function connectEtcd (opts: EtcdConnectOptions): EtcdConnection {
     // (own-write.ts), as it does when every try failed.
   })
   return { client, ns: client.namespace(opts.prefix), close: () => { client.close() } }
-}
-
-/**
- * One client per configured endpoint, each asking only its own member (Membership's quorum-loss rule needs each
- * member's word, and the shared client answers from whichever member it picked). Same TLS and deadlines.
- */
-export function memberAskers (opts: EtcdConnectOptions): { askers: MemberAsker[], close: () => void } {
-  const conns = opts.endpoints.map(endpoint => ({ endpoint, conn: connectEtcd({ ...opts, endpoints: [endpoint] }) }))
-  return {
-    askers: conns.map(({ endpoint, conn }) => ({
-      endpoint,
-      status: async () => {
-        const st = await conn.client.maintenance.status()
-        return { memberId: String(st.header.member_id), leader: String(st.leader) }
-      },
-      refuses: async () => await refused(endpoint)
-    })),
-    close: () => { for (const c of conns) c.conn.close() }
-  }
-}
-
-/** Asks one member, and only it, what it knows of the cluster's leader. */
-export interface MemberAsker {
-  endpoint: string
-  /** Status of this member: its id and the leader it knows ('0': none) */
-  status: () => Promise<{ memberId: string, leader: string }>
-  /** its endpoint refuses a connection: its host answers and nothing listens there (a timeout proves nothing) */
-  refuses: () => Promise<boolean>
-}
-
-/** how long a TCP connect to a member that did not answer Status may take to be refused */
-const PROBE_MS = 1000
-
-/** The endpoint's host refuses a TCP connection to its port: nothing listens there (a timeout proves nothing). */
-async function refused (endpoint: string): Promise<boolean> {
-  let url: URL
-  try { url = new URL(endpoint) } catch { return false }
-  const port = Number(url.port !== '' ? url.port : (url.protocol === 'https:' ? 443 : 80))
-  const host = url.hostname.replace(/^\[|\]$/g, '')
-  return await new Promise<boolean>((resolve) => {
-    const sock = connect({ host, port })
-    const done = (v: boolean): void => { clearTimeout(timer); sock.destroy(); resolve(v) }
-    const timer = setTimeout(() => { done(false) }, PROBE_MS)
-    sock.once('connect', () => { done(false) })
-    sock.once('error', (err: NodeJS.ErrnoException) => { done(err.code === 'ECONNREFUSED') })
-  })
 }
 
 /** Any failure to reach etcd (no quorum, deadline, connection refused) as our coded error; coded errors pass. */
