@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path'
 import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
-import type { Placement, ProvisionOptions, RunLiveness, Target, TargetRun, TargetStatus } from './types.js'
+import type { Placement, ProvisionOptions, RunLiveness, SweepScope, Target, TargetRun, TargetStatus } from './types.js'
 import { formatNextflowStore, isValidSecretName } from '../daemon/nextflow/secrets-file.js'
 import { readMountFsType } from '../daemon/os/fs-type.js'
 import { closedComponents, probeHardLinks } from './hpc/probes.js'
@@ -16,9 +16,10 @@ import { runsRootWarnings } from './hpc/status-warnings.js'
 import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
 import { createSecretsFiles } from './hpc/secrets-file.js'
 import {
-  CLEANUP_DEADLINE_MS, ensureUserDir, lstatOrNull, makeRunDir, readRunMarker, removeRunDir, resolveTrustedDir, unsafePath,
+  CLEANUP_DEADLINE_MS, ensureUserDir, lstatOrNull, makeRunDir, readRunMarkerText, removeRunDir, resolveTrustedDir, unsafePath,
   writeRunMarker, stageStore, placeStagedStore
 } from './hpc/safe-fs.js'
+import { sweepable } from './hpc/marker.js'
 
 export { isSharedFsType } from '../daemon/os/fs-type.js'
 
@@ -35,6 +36,12 @@ export interface HpcTargetOptions {
   nodeId?: string
   /** the host name written beside the node id, for an admin reading a marker */
   host?: string
+  /**
+   * cluster mode: this node's name, written into each marker too. A run dir no ledger knows whose marker names a
+   * cluster node gone for good (the sweep's `goneNode`: a name that joined this cluster, with no live member for
+   * hostDeadAfterSeconds) is swept by a live node: its own node would never come back for it.
+   */
+  clusterNode?: string
   /** users whose per-user runs roots the sweep visits (a `{home}`/`{user}` root is found only through its user) */
   knownUsers?: () => Iterable<string>
   /** the deadline of each cleanup child (a `find` as the run's owner, who can stop it); default CLEANUP_DEADLINE_MS */
@@ -57,6 +64,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
   const { privileged } = opts
   const nodeId = opts.nodeId ?? 'local'
   const host = opts.host ?? 'localhost'
+  const clusterNode = opts.clusterNode
   const cleanupDeadlineMs = opts.cleanupDeadlineMs ?? CLEANUP_DEADLINE_MS
   const log = opts.logger.child({ target: 'hpc' })
   let closed = false
@@ -148,7 +156,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       // and before the dir gets its name (issue 18: after the intent only its link remains); store.json appears once
       // the intent is on disk. A crash meanwhile leaves a marked dir with a staged file, which the sweep removes.
       const [marked, staged] = await Promise.allSettled([
-        writeRunMarker(making, nodeId, host, owner),
+        writeRunMarker(making, nodeId, host, owner, undefined, clusterNode),
         stageStore(making, Buffer.from(formatNextflowStore(entries), 'utf8'), owner)
       ])
       if (marked.status === 'rejected') {
@@ -213,7 +221,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     }
   }
 
-  async function sweep (liveness: (runId: string) => RunLiveness): Promise<number> {
+  async function sweep (liveness: (runId: string) => RunLiveness, scope?: SweepScope): Promise<number> {
     if (perUser !== null) {
       const n = await perUser.sweep(new Set(opts.knownUsers?.() ?? []), liveness)
       if (n > 0) log.info({ removed: n }, 'hpc sweep removed leftover stores')
@@ -244,9 +252,9 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
         const state = liveness(runId)
         if (state === 'live') continue
         const runDir = join(userDir, runId)
-        // Unknown to our ledger: ours only when we marked it. Another node's live run, or a dir from before
-        // markers (its own ledger's revoke removes it), is left alone.
-        if (state === 'unknown' && (await readRunMarker(runDir)) !== nodeId) {
+        // Unknown to our ledger: ours only when we marked it, or a cluster node gone for good did. Another node's
+        // live run, or a dir from before markers (its own ledger's revoke removes it), is left alone.
+        if (state === 'unknown' && !sweepable(await readRunMarkerText(runDir), nodeId, clusterNode, scope?.goneNode)) {
           foreign++
           continue
         }

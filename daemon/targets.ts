@@ -20,6 +20,8 @@ export function buildTargets (config: Config, logger: Logger, host: string, node
     logger,
     host,
     ...(nodeId !== undefined ? { nodeId } : {}),
+    // The name a live node judges gone for good (CLUSTER.md "Shared runs root"); the marker keeps the node id too.
+    ...(config.cluster !== undefined ? { clusterNode: config.cluster.nodeName } : {}),
     ...(knownUsers !== undefined ? { knownUsers } : {})
   }))
   // Always offered: without a region or credentials it says so in status and refuses at provision time.

@@ -152,11 +152,11 @@ export { MARKER_NAME, parseRunMarker } from './marker.js'
  * holds no secret), handed to `owner` with the dir. A runs root shared by several daemons is swept by each for
  * run dirs marked with its own node id only (readRunMarker).
  */
-export async function writeRunMarker (runDir: string, nodeId: string, host: string, owner: Owner | null, rerun?: string): Promise<void> {
+export async function writeRunMarker (runDir: string, nodeId: string, host: string, owner: Owner | null, rerun?: string, cluster?: string): Promise<void> {
   const fh = await open(join(runDir, MARKER_NAME), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644)
   try {
     // Together: two round trips of the thread pool become one, on the arm's path (issue 18).
-    await Promise.all([fh.chmod(0o644), fh.writeFile(`${JSON.stringify({ node: nodeId, host, ...(rerun !== undefined ? { rerun } : {}) })}\n`)])
+    await Promise.all([fh.chmod(0o644), fh.writeFile(`${JSON.stringify({ node: nodeId, host, ...(cluster !== undefined ? { cluster } : {}), ...(rerun !== undefined ? { rerun } : {}) })}\n`)])
     if (owner !== null) await fh.chown(owner.uid, owner.gid)
   } finally {
     await fh.close()
@@ -165,6 +165,12 @@ export async function writeRunMarker (runDir: string, nodeId: string, host: stri
 
 /** The node id a run dir is marked with; null when there is no readable plain marker (a dir from before markers). */
 export async function readRunMarker (runDir: string): Promise<string | null> {
+  const text = await readRunMarkerText(runDir)
+  return text === null ? null : parseRunMarker(text)
+}
+
+/** The marker's whole text (at most 4 KiB), or null (none, or not a plain file). */
+export async function readRunMarkerText (runDir: string): Promise<string | null> {
   let fh
   try {
     // O_NONBLOCK: a fifo planted under the marker's name must not hang the sweep.
@@ -175,7 +181,7 @@ export async function readRunMarker (runDir: string): Promise<string | null> {
   try {
     const st = await fh.stat()
     if (!st.isFile() || st.size > 4096) return null
-    return parseRunMarker(await fh.readFile('utf8'))
+    return await fh.readFile('utf8')
   } catch {
     return null
   } finally {

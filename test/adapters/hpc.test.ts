@@ -150,6 +150,26 @@ t.test('a runs root shared by two targets (two nodes): a sweep removes only its 
   t.equal(await b.sweep(() => 'terminal'), 1, 'a run known to be over is removed whoever marked it (ids are unique)')
 })
 
+// A cluster node gone for good (its name joined the cluster, no live member for hostDeadAfterSeconds: the sweep's
+// goneNode) leaves run dirs its ledger rows never named (a crash between the dir and the intent): nobody came back for
+// them. A live node sweeps those, by the cluster name in the marker; never a dir of a node that is not gone, nor one
+// without a cluster name (a single-node daemon sharing the root, or one marked before 2 Dec).
+t.test('a cluster node gone for good: a live node sweeps its unknown run dirs, and only its', async t => {
+  const top = testRoot(t)
+  const runsRoot = join(top, 'runs')
+  const logger = pino({ level: 'silent' })
+  const a = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-a', host: 'a', clusterNode: 'a', logger })
+  const b = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-b', host: 'b', clusterNode: 'b', logger })
+  const single = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-s', host: 's', logger })
+  await b.provision(runOf(alice!, 'R00000000000B1'), secrets({ TOKEN: 'v' }))
+  await single.provision(runOf(alice!, 'R00000000000S1'), secrets({ TOKEN: 'v' }))
+  t.equal(await a.sweep(() => 'unknown', { goneNode: n => n === 'c' }), 0, 'b is not gone: its dir stays')
+  t.equal(await a.sweep(id => id === 'R00000000000B1' ? 'live' : 'unknown', { goneNode: n => n === 'b' }), 0, 'nor a live run of a gone node')
+  t.equal(await a.sweep(() => 'unknown', { goneNode: n => n === 'b' }), 1, 'b gone for good: a sweeps its unknown run dir')
+  t.same(readdirSync(join(runsRoot, 'alice')), ['R00000000000S1'], 'the single-node daemon\'s dir stays')
+  t.equal(await a.sweep(() => 'unknown', { goneNode: () => true }), 0, 'whatever goneNode says: its marker names no cluster node')
+})
+
 t.test('a revoke removes the half-made dir a crash left between the intent and the rename, and only its own node\'s', async t => {
   const top = testRoot(t)
   const runsRoot = join(top, 'runs')
