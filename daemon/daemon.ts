@@ -22,6 +22,7 @@ import { packageVersion } from './os/package-root.js'
 import { listenFds } from './os/listen-fds.js'
 import { openRunLedger } from './store/run-ledger.js'
 import { DeferredRecords } from './runs/deferred-records.js'
+import { knownRunUsers } from './runs/archiving.js'
 import { fileJournal } from './store/deferred-journal.js'
 import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
@@ -107,7 +108,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   await opened.verified
   // secret.* and run.* events come from the change feeds, whichever node wrote the change.
   events.follow({ store, ledger, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
-  const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), () => ledger.all().map(r => r.user))
+  const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), knownRunUsers(ledger, log))
   const probes = realProbes()
   // The watcher is made after the metrics (it reports to them) and read at scrape time.
   const watched: { service?: DirWatchService } = {}

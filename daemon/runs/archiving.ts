@@ -6,6 +6,7 @@
 import { isCoded } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { isSettled, type RunLedger } from '../store/run-ledger.js'
+import type { RunSummary } from '../store/run-archive.js'
 import type { RunRecord } from '../types.js'
 
 export const ARCHIVE_AFTER_MS = 5 * 60_000
@@ -54,5 +55,28 @@ export class Archiving {
       this.#broken = true
       this.#log.error({ err }, 'run archive unusable: settled runs stay in runs.json until it is mended and the daemon restarted')
     }
+  }
+}
+
+/**
+ * The users with runs in the ledger, for the hpc sweep of per-user roots (adapters/hpc.ts `knownUsers`): the hot set's
+ * and, once read, the archive's. The archive is read (its summaries, kept in memory since) at the first call, off
+ * the caller's path: that sweep sees the hot users only, the next one all of them. A daemon without per-user roots
+ * never calls it and never reads the archive for it.
+ */
+export function knownRunUsers (ledger: RunLedger, log: Logger): () => Iterable<string> {
+  // The archive's summaries, kept up to date by the archive itself once read.
+  let archived: ReadonlyMap<string, RunSummary> | null = null
+  let asked = false
+  return () => {
+    const users = new Set(ledger.all().map(r => r.user))
+    if (!asked && ledger.archive !== undefined) {
+      asked = true
+      ledger.archive.summaries().then(
+        s => { archived = s },
+        (err: unknown) => { log.error({ err }, 'run archive unreadable: the hpc sweep sees the users of the hot ledger only') })
+    }
+    for (const s of archived?.values() ?? []) users.add(s.user)
+    return users
   }
 }

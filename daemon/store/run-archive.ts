@@ -27,6 +27,7 @@ export function isSettled (r: Pick<RunRecord, 'state' | 'targets'>): boolean {
 
 /** What counting needs of an archived run (status, metrics), without keeping whole records in memory. */
 export interface RunSummary {
+  user: string
   state: RunState
   targets: Array<[TargetName, TargetState]>
 }
@@ -59,7 +60,7 @@ function checkOwn (st: Stats, path: string, kind: 'dir' | 'file'): void {
 }
 
 function summaryOf (r: RunRecord): RunSummary {
-  return { state: r.state, targets: Object.entries(r.targets).filter(e => e[1] !== undefined).map(([n, t]) => [n as TargetName, t!.state]) }
+  return { user: r.user, state: r.state, targets: Object.entries(r.targets).filter(e => e[1] !== undefined).map(([n, t]) => [n as TargetName, t!.state]) }
 }
 
 /** The complete lines of a segment, each a settled run record (a torn last line is left out). Pure. */
