@@ -254,11 +254,26 @@ t.test('the store is staged in the dir before it is renamed into place, and appe
   t.ok(content.every(b => b === 0), 'the bytes are zeroed once staged')
   t.same(readdirSync(making), ['.store.json.staged'], 'staged under its own name, no store.json yet')
   renameSync(making, runDir)
+  // No sleep before an absence: `ready` is a thenable, so the moment the placement awaits it is seen (an await calls a
+  // thenable's then), and what the run dir holds then is what was placed before ready. A placement that never
+  // awaits it is seen too: it settles with `then` never called.
   let release: () => void = () => {}
-  const ready = new Promise<void>(resolve => { release = resolve })
-  const placing = placeStagedStore(dir, runDir, null, ready)
-  await new Promise(resolve => setTimeout(resolve, 50))
-  t.notOk(existsSync(join(runDir, 'store.json')), 'not before ready')
+  let awaited = false
+  let storeWhenAwaited: boolean | null = null
+  const ready = {
+    then: (resolve: () => void) => {
+      awaited = true
+      storeWhenAwaited = existsSync(join(runDir, 'store.json'))
+      release = resolve
+    }
+  } as unknown as Promise<void>
+  let settledFirst = false
+  const placing = placeStagedStore(dir, runDir, null, ready).finally(() => { if (!awaited) settledFirst = true })
+  const told = (): boolean => awaited || settledFirst
+  for (let i = 0; i < 1000 && !told(); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.ok(awaited && !settledFirst, 'the placement waits for ready')
+  t.equal(storeWhenAwaited, false, 'not before ready')
+  t.notOk(existsSync(join(runDir, 'store.json')), 'nor while ready is pending')
   release()
   t.equal(await placing, join(runDir, 'store.json'))
   await dir.close()
