@@ -65,7 +65,21 @@ export interface HistoryTail extends ParsedHistory {
 
 /** The tail of a launch dir's history, through a `.nextflow` held open; null when absent or not the user's. */
 export async function readHistoryTail (launchDir: string, uid: number): Promise<HistoryTail | null> {
-  const dir = await openDir(join(launchDir, CACHE_DIR))
+  return await tailIn(await openDir(join(launchDir, CACHE_DIR)), uid)
+}
+
+/** readHistoryTail in a launch dir held open (the watcher's: reached by fd from its root, watch/held-root.ts). */
+export async function readHistoryTailIn (launchDir: fsp.FileHandle, uid: number): Promise<HistoryTail | null> {
+  let dir: fsp.FileHandle | null
+  try {
+    dir = await fsp.open(atFd(launchDir, CACHE_DIR), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  } catch {
+    dir = null
+  }
+  return await tailIn(dir, uid)
+}
+
+async function tailIn (dir: fsp.FileHandle | null, uid: number): Promise<HistoryTail | null> {
   if (dir === null) return null
   try {
     const got = await readOwnedAt(dir, HISTORY, uid, { head: 0, tail: HISTORY_TAIL, dirOwned: true })

@@ -6,8 +6,6 @@
 // anyone else's dirs); an admin's watch (the config's, or an admin's `watch add`) for the launch dir's owner, whoever
 // that is, as SPEC section 8 says. And only from a history no one else could have written (read-owned.ts): a group
 // member of a shared project dir must not be able to start someone's secrets on their way to AWS by appending a line.
-import { lstat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { isCoded } from '../errors.js'
 import type { EventBus } from '../events.js'
 import type { UserDirectory } from '../identity/users.js'
@@ -16,7 +14,6 @@ import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from '../nextflow/history-file.js'
-import { openDir } from '../os/read-owned.js'
 import { autoRunId } from '../runs/ids.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
@@ -45,19 +42,6 @@ export interface AutoRunWatch {
 /** May this watch make an auto-run in a launch dir owned by `uid`? Pure. */
 export function mayAutoRun (watch: Pick<AutoRunWatch, 'onlyUid'>, uid: number): boolean {
   return watch.onlyUid === null || watch.onlyUid === uid
-}
-
-/** The launch dir's owner, from the dir itself (never through a symlink in its last component); null when gone. */
-async function ownerOf (launchDir: string): Promise<number | null> {
-  const fh = await openDir(launchDir)
-  if (fh === null) return null
-  try {
-    return (await fh.stat()).uid
-  } catch {
-    return null
-  } finally {
-    await fh.close()
-  }
 }
 
 /** The record's position among all the history's records (the watcher reads only a tail), for the armed runs' marks. */
@@ -111,20 +95,21 @@ export class AutoRuns {
   }
 
   /**
-   * A start seen in `launchDir` under `watch`: provision an auto-run unless a run claims it. `trusted`: the history
-   * could be written by its owner (and root) alone. Resolves to the auto-run's id, if one was made.
+   * A start seen in `launchDir` under `watch`: provision an auto-run unless a run claims it. `read`: the history the
+   * record came from, as the watcher read it through its root's fd (held-root.ts): whether only its owner (and root)
+   * could write it, the launch dir's owner and the file's mtime. Resolves to the auto-run's id, if one was made.
    */
-  async started (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, trusted = true): Promise<string | null> {
-    const decided = await this.#decide(watch, launchDir, seen, trusted)
+  async started (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, read: { trusted: boolean, uid: number, mtimeMs: number }): Promise<string | null> {
+    const decided = await this.#decide(watch, launchDir, seen, read)
     this.#deps.onAutoRun?.({ launchDir, runName: seen.runName, ...decided })
     return decided.outcome === 'provisioned' ? decided.runId : null
   }
 
-  async #decide (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, trusted: boolean): Promise<Outcome> {
+  async #decide (watch: AutoRunWatch, launchDir: string, seen: HistoryRecord, read: { trusted: boolean, uid: number, mtimeMs: number }): Promise<Outcome> {
     const { runs, users, clock } = this.#deps
     if (seen.status !== 'running' || watch.targets.length === 0) return IGNORED
-    const uid = await ownerOf(launchDir)
-    if (uid === null) return IGNORED
+    // The owner of the dir the line was read in, from its fd: the path may name another dir by now.
+    const { uid, trusted } = read
     if (!mayAutoRun(watch, uid)) {
       this.#log.debug({ root: watch.root, uid }, 'a start in a dir of another user: not an auto-run of this watch')
       return IGNORED
@@ -139,16 +124,10 @@ export class AutoRuns {
     if (this.#handled.has(key)) return IGNORED
     this.#handled.add(key)
     if (this.#handled.size > 10_000) this.#handled.delete(this.#handled.values().next().value as string)
-    // A leftover (a tree moved in, a run killed long ago) is not a start. Judged by the history's mtime: the line's
-    // own time has no zone (a New York JVM's line read by a daemon in UTC is not 5 hours old) and may not even be
-    // Gregorian (history.ts). lstat: `.nextflow` must not lead elsewhere (observe.ts checks the same).
-    try {
-      const cache = await lstat(join(launchDir, '.nextflow'))
-      if (!cache.isDirectory()) return IGNORED
-      if (isLeftover((await lstat(join(launchDir, '.nextflow', 'history'))).mtimeMs, clock().getTime())) return IGNORED
-    } catch {
-      return IGNORED
-    }
+    // A leftover (a tree moved in, a run killed long ago) is not a start. Judged by the history's mtime as it was read
+    // (through `.nextflow` opened O_NOFOLLOW): the line's own time has no zone (a New York JVM's line read by a daemon
+    // in UTC is not 5 hours old) and may not even be Gregorian (history.ts).
+    if (isLeftover(read.mtimeMs, clock().getTime())) return IGNORED
 
     const owner = users.userByUid(uid)?.name ?? `uid:${uid}`
     if (!trusted) {

@@ -15,7 +15,8 @@ import { basename, dirname } from 'node:path'
 import type { Stats } from 'node:fs'
 import { FSWatcher } from 'chokidar'
 import { CACHE_DIR, HISTORY, LAUNCH_FILES } from '../nextflow/file-names.js'
-import { skippedName } from './walk.js'
+import type { DirOpener } from './launch-dir.js'
+import { skippedName, type WalkFs } from './walk.js'
 
 /**
  * Paths per shard during a walk (half launch dirs, half their `.nextflow`). Measured at 10,000 launch dirs: 2,048 ->
@@ -32,6 +33,9 @@ export interface ShardHost {
   maxDepth: number
   /** tree dirs (level >= 0), and launch dirs and `.nextflow` dirs watched as such (-1) */
   dirs: ReadonlyMap<string, number>
+  /** the group's way to its dirs (native shards: from the root's fd, held-root.ts); chokidar polls by path */
+  fs: WalkFs
+  openDir: DirOpener
   onAll (event: string, path: string): void
   onRaw (file: string | null, watchedPath: string): void
   onError (err: NodeJS.ErrnoException): void

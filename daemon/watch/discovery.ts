@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import type { Logger } from '../logger.js'
 import { SHARD_PATHS } from './chokidar-shards.js'
-import { LaunchDir } from './launch-dir.js'
+import { LaunchDir, type DirOpener } from './launch-dir.js'
 import type { ReadWhat } from './read-scheduler.js'
 import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
 import { isPlainFile, walkTree, type TreeDir, type WalkFs, type WalkOptions } from './walk.js'
@@ -23,10 +23,12 @@ export interface DiscoveryGroup {
   readonly reads: { schedule: (dir: string, what: ReadWhat) => void }
   /** a history changed after this (ms) was written while the daemon watched: not a seed */
   readonly walkStartedAt: number
+  /** how the group reaches its dirs: from its root's fd (held-root.ts), or by path (the launch dirs of runs) */
+  readonly fs: WalkFs
+  readonly openDir: DirOpener
 }
 
 export interface DiscoveryHost<G extends DiscoveryGroup> {
-  fs: WalkFs
   log: Logger
   /** the group is still watched (not removed, watcher not stopped) */
   live: (g: G) => boolean
@@ -97,7 +99,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
       if (opts.limit !== undefined) opts.limit = Math.max(0, opts.limit - [...cacheDirs].filter(d => !g.dirs.has(join(d, CACHE_DIR))).length)
       const chunk = todo.slice(i, i + (opts.limit === undefined ? WALK_FANOUT : 1))
       i += chunk.length
-      const walked = await Promise.all(chunk.map(async s => await walkTree(s.path, s.level, g.maxDepth, this.#h.fs, opts)))
+      const walked = await Promise.all(chunk.map(async s => await walkTree(s.path, s.level, g.maxDepth, g.fs, opts)))
       if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
       for (const found of walked) {
         if (found.truncated) this.#h.onTruncated(g, found.dirs.length)
@@ -126,7 +128,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
       const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
       const caches: string[] = []
       for (const dir of chunk) {
-        if (withCache !== undefined ? !withCache.has(dir) : !(await this.#isDir(join(dir, CACHE_DIR)))) continue
+        if (withCache !== undefined ? !withCache.has(dir) : !(await this.#isDir(g, join(dir, CACHE_DIR)))) continue
         const cache = join(dir, CACHE_DIR)
         if (g.dirs.has(cache)) continue
         g.dirs.set(cache, -1)
@@ -148,7 +150,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
   /** `<dir>/.nextflow` appeared while watched: watch it, then take `dir` as a launch dir once history is there. */
   async watchCache (g: G, dir: string): Promise<void> {
     const cache = join(dir, CACHE_DIR)
-    if (g.dirs.has(cache) || !(await this.#isDir(cache))) return
+    if (g.dirs.has(cache) || !(await this.#isDir(g, cache))) return
     g.dirs.set(cache, -1)
     g.opening.set(dir, g.opening.get(dir) ?? false)
     await this.#h.watch(g, [cache])
@@ -166,7 +168,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
   async #open (g: G, dir: string, seed: boolean): Promise<void> {
     let ld: LaunchDir | null = null
     try {
-      if (this.#h.live(g) && !g.launch.has(dir) && await isPlainFile(this.#h.fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt)
+      if (this.#h.live(g) && !g.launch.has(dir) && await isPlainFile(g.fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt, g.openDir)
     } finally {
       const dirty = g.opening.get(dir) ?? false
       g.opening.delete(dir)
@@ -181,9 +183,9 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
     }
   }
 
-  async #isDir (path: string): Promise<boolean> {
+  async #isDir (g: G, path: string): Promise<boolean> {
     try {
-      return (await this.#h.fs.lstat(path)).isDirectory()
+      return (await g.fs.lstat(path)).isDirectory()
     } catch {
       return false
     }

@@ -3,11 +3,14 @@
 // the tail of `.nextflow/history` and the head and tail of `.nextflow.log(.1)`, safely (read-owned.ts), and turns
 // what changed into domain events. A file that someone else can write (a shared project dir with umask 002) raises
 // events marked untrusted: no auto-run comes of them, and a Goodbye in such a log is ignored.
-import { join } from 'node:path'
 import type { HistoryRecord, HistoryStatus } from '../nextflow/history.js'
-import { MAX_RECORDS, own, ownRecord, readHistoryTail } from '../nextflow/history-file.js'
+import type { FileHandle } from 'node:fs/promises'
+import { MAX_RECORDS, own, ownRecord, readHistoryTailIn } from '../nextflow/history-file.js'
 import { parseLogMarkers } from '../nextflow/log-markers.js'
-import { HEAD_BYTES, openDir, readOwned } from '../os/read-owned.js'
+import { HEAD_BYTES, openDir, readOwnedAt } from '../os/read-owned.js'
+
+/** How a launch dir is opened: by fd from its watch root (held-root.ts), or (a run's own dir) by its path. */
+export type DirOpener = (dir: string) => Promise<FileHandle | null>
 
 /** runNames remembered per launch dir: the last read's (at most MAX_RECORDS) and as many older ones. */
 export const MAX_KNOWN = 2 * MAX_RECORDS
@@ -15,7 +18,7 @@ export const MAX_KNOWN = 2 * MAX_RECORDS
 const MAX_GOODBYES = 64
 
 export type LaunchEvent =
-  | { type: 'run-started', launchDir: string, record: HistoryRecord, trusted: boolean }
+  | { type: 'run-started', launchDir: string, record: HistoryRecord, trusted: boolean, uid: number, mtimeMs: number }
   | { type: 'run-ended', launchDir: string, sessionId: string, runName: string, status: 'OK' | 'ERR', via: 'history' | 'log' }
 
 interface Known { name: string, status: HistoryStatus }
@@ -57,11 +60,13 @@ export class LaunchDir {
   readonly uid: number
   readonly #known = new Map<string, Known>()
   readonly #goodbyes = new Set<string>()
+  readonly #open: DirOpener
   #changed = false
 
-  private constructor (dir: string, uid: number) {
+  private constructor (dir: string, uid: number, open: DirOpener) {
     this.dir = dir
     this.uid = uid
+    this.#open = open
   }
 
   /**
@@ -69,25 +74,23 @@ export class LaunchDir {
    * tree moved in) and raise no start; a dir that became a launch dir while watched is read from scratch, and so is
    * the running lines of a history written at or after `changedSince` (ms): the daemon was already up and walking then.
    */
-  static async open (dir: string, seed: boolean, changedSince = Number.POSITIVE_INFINITY): Promise<LaunchDir | null> {
-    const fh = await openDir(dir)
+  static async open (dir: string, seed: boolean, changedSince = Number.POSITIVE_INFINITY, open: DirOpener = openDir): Promise<LaunchDir | null> {
+    const fh = await open(dir)
     if (fh === null) return null
-    let uid: number
     try {
-      uid = (await fh.stat()).uid
+      const ld = new LaunchDir(dir, (await fh.stat()).uid, open)
+      if (seed) {
+        const h = await readHistoryTailIn(fh, ld.uid)
+        // Written since the walk began: its finished lines are still seeds, its `-` lines are read again as starts.
+        ld.#changed = h !== null && h.mtimeMs >= changedSince
+        remember(ld.#known, (h?.records ?? []).filter(r => !ld.#changed || r.status !== 'running'), MAX_KNOWN)
+      }
+      return ld
     } catch {
       return null
     } finally {
       await fh.close()
     }
-    const ld = new LaunchDir(dir, uid)
-    if (seed) {
-      const h = await readHistoryTail(dir, uid)
-      // Written since the walk began: its finished lines are still seeds, its `-` lines are read again as starts.
-      ld.#changed = h !== null && h.mtimeMs >= changedSince
-      remember(ld.#known, (h?.records ?? []).filter(r => !ld.#changed || r.status !== 'running'), MAX_KNOWN)
-    }
-    return ld
   }
 
   /** opened as a seed, but the history was written after `changedSince`: a scan is due */
@@ -111,6 +114,16 @@ export class LaunchDir {
    * replaced by one read, so a torn read raises nothing twice.
    */
   async scan (what: { history: boolean, log: boolean }): Promise<{ events: LaunchEvent[], retry: boolean }> {
+    const fh = await this.#open(this.dir)
+    if (fh === null) return { events: [], retry: false }
+    try {
+      return await this.#scanIn(fh, what)
+    } finally {
+      await fh.close()
+    }
+  }
+
+  async #scanIn (fh: FileHandle, what: { history: boolean, log: boolean }): Promise<{ events: LaunchEvent[], retry: boolean }> {
     const events: LaunchEvent[] = []
     let retry = false
     // The log first, then the history: Nextflow writes the history line before Goodbye, so a Goodbye read here is
@@ -118,18 +131,18 @@ export class LaunchDir {
     const goodbyes: Array<{ sessionId: string, runName: string, aborted: boolean }> = []
     if (what.log) {
       for (const name of ['.nextflow.log', '.nextflow.log.1']) {
-        const got = await readOwned(join(this.dir, name), this.uid, { head: HEAD_BYTES })
+        const got = await readOwnedAt(fh, name, this.uid, { head: HEAD_BYTES })
         // A log someone else could have written says nothing about this user's runs.
         if (got === null || !got.trusted) continue
         const m = parseLogMarkers(got.text)
         if (m.goodbye && m.sessionId !== undefined && m.runName !== undefined) goodbyes.push({ sessionId: m.sessionId, runName: m.runName, aborted: m.aborted })
       }
     }
-    const h = await readHistoryTail(this.dir, this.uid)
+    const h = await readHistoryTailIn(fh, this.uid)
     if (h !== null) {
       retry = h.partial || (h.records.length === 0 && this.#known.size > 0)
       const diff = diffKnown(this.#known, h.records)
-      for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: ownRecord(r), trusted: h.trusted })
+      for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: ownRecord(r), trusted: h.trusted, uid: this.uid, mtimeMs: h.mtimeMs })
       for (const r of diff.ended) {
         events.push({ type: 'run-ended', launchDir: this.dir, sessionId: own(r.sessionId), runName: own(r.runName), status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
       }

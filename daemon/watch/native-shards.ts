@@ -5,9 +5,9 @@
 // tree dirs only. Measured with 1,000 launch dirs moved into a watched root at once: see bench/README.md "discovery".
 // chokidar still does polling (its stat loops are what that mode needs) behind the same Shard shape.
 import { watch, type FSWatcher } from 'node:fs'
-import { lstat, readdir } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { ignoredPath, type Shard, type ShardHost } from './chokidar-shards.js'
+import { fdPath } from './held-root.js'
 import { CACHE_DIR } from '../nextflow/file-names.js'
 
 /**
@@ -17,7 +17,7 @@ import { CACHE_DIR } from '../nextflow/file-names.js'
 async function dirEvent (h: ShardHost, path: string): Promise<'addDir' | 'unlinkDir' | null> {
   if (!h.dirs.has(path) && ignoredPath(h, path)) return null
   try {
-    const st = await lstat(path)
+    const st = await h.fs.lstat(path)
     return st.isDirectory() && !ignoredPath(h, path, st) ? 'addDir' : null
   } catch {
     return h.dirs.has(path) ? 'unlinkDir' : null
@@ -34,46 +34,56 @@ async function initialDirs (h: ShardHost, path: string): Promise<string[]> {
   if (level === undefined || (basename(path) === CACHE_DIR && h.dirs.has(dirname(path)))) return []
   try {
     if (level >= 0 && level < h.maxDepth) {
-      const entries = await readdir(path, { withFileTypes: true })
+      const entries = await h.fs.readdir(path)
       return entries.map(e => ({ p: join(path, e.name), e })).filter(({ p, e }) => e.isDirectory() && !ignoredPath(h, p, e as never)).map(({ p }) => p)
     }
     const cache = join(path, CACHE_DIR)
     if (h.dirs.has(cache)) return []
-    return (await lstat(cache)).isDirectory() ? [cache] : []
+    return (await h.fs.lstat(cache)).isDirectory() ? [cache] : []
   } catch {
     return []
   }
 }
 
-/** One fs.watch for each of `paths` (directories); `ready` once every watch is set and the initial addDirs are out. */
+/**
+ * One fs.watch for each of `paths` (directories); `ready` once every watch is set and the initial addDirs are out.
+ * Each dir is opened as the group reaches it (from its root's fd, no symlink followed) and the inotify watch is set
+ * through that fd (`/proc/self/fd/N/.`): a path swapped meanwhile cannot put a watch on a dir elsewhere. The `/.`
+ * keeps libuv's name for events on the dir itself at `.` (it reports the basename of the path it watched).
+ */
 export function openNativeShard (h: ShardHost, paths: string[]): Shard {
   const watchers = new Map<string, FSWatcher>()
+  const dropped = new Set<string>()
   let closed = false
-  let failed: NodeJS.ErrnoException | null = null
-  for (const p of paths) {
-    let w: FSWatcher
-    try {
-      w = watch(p, { persistent: true }, (event, file) => {
-        if (closed) return
-        const name = typeof file === 'string' && file !== '' ? file : null
-        h.onRaw(name, p)
-        if (event !== 'rename' || name === null) return
-        const child = join(p, name)
-        void dirEvent(h, child).then(kind => { if (kind !== null && !closed) h.onAll(kind, child) })
-      })
-    } catch (err) {
-      // A dir gone meanwhile is no error. ENOSPC (the inotify budget) stops the shard: the watcher falls back to polling,
-      // told once the shard is registered (it closes every shard of the group, this one included).
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue
-      failed = err as NodeJS.ErrnoException
-      break
-    }
+  const listen = (p: string, fd: number): void => {
+    const w = watch(`${fdPath(fd)}/.`, { persistent: true }, (event, file) => {
+      if (closed) return
+      const name = typeof file === 'string' && file !== '' && file !== '.' ? file : null
+      h.onRaw(name, p)
+      if (event !== 'rename' || name === null) return
+      const child = join(p, name)
+      void dirEvent(h, child).then(kind => { if (kind !== null && !closed) h.onAll(kind, child) })
+    })
     w.on('error', (err) => { if (!closed) h.onError(err as NodeJS.ErrnoException) })
     watchers.set(p, w)
   }
   const ready = (async () => {
+    // The shard's dirs are opened together (128 at most), watched, and closed: the watch holds the inode, not the fd.
+    const held = await Promise.all(paths.map(async p => ({ p, fh: await h.openDir(p) })))
+    let failed: NodeJS.ErrnoException | null = null
+    for (const { p, fh } of held) {
+      try {
+        if (fh !== null && failed === null && !closed && !dropped.has(p)) listen(p, fh.fd)
+      } catch (err) {
+        // A dir gone meanwhile is no error. ENOSPC (the inotify budget) stops the shard: the watcher falls back to
+        // polling (it closes every shard of the group, this one included).
+        const code = (err as NodeJS.ErrnoException).code
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') failed = err as NodeJS.ErrnoException
+      } finally {
+        await fh?.close()
+      }
+    }
     if (failed !== null) {
-      await Promise.resolve()
       if (!closed) h.onError(failed)
       return
     }
@@ -84,6 +94,7 @@ export function openNativeShard (h: ShardHost, paths: string[]): Shard {
     paths: new Set(paths),
     ready,
     unwatch: (path) => {
+      dropped.add(path)
       watchers.get(path)?.close()
       watchers.delete(path)
     },

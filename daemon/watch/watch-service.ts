@@ -21,6 +21,7 @@ import { AutoRuns, type AutoRunDecision } from './auto-run.js'
 import { openDir, sameFile } from '../os/read-owned.js'
 import type { WatchSummary, WatchView } from '../contract/watches.js'
 import { checkRootPath } from './root-check.js'
+import { openRoot } from './held-root.js'
 import { RunDirWatcher, type GroupOptions, type WatcherEvent } from './watcher.js'
 import { skippedName, type WalkFs } from './walk.js'
 
@@ -46,7 +47,8 @@ export interface WatchServiceDeps {
   /** polling interval for the dirs of runs armed inside a Slurm job (their head may write from another node) */
   runPollMs?: number
   debounceMs?: number
-  fs?: WalkFs
+  /** wraps the watcher's fs (tests count or hold its calls) */
+  wrapFs?: (fs: WalkFs) => WalkFs
   /** walk the roots only once startWalks() is called (the daemon: once it serves), not from open() */
   deferWalks?: boolean
   /** told what became of each start seen under a root (auto-run.ts); tests wait for it */
@@ -98,7 +100,7 @@ export class DirWatchService implements WatchService {
     this.#deps = deps
     this.#store = store
     this.#log = deps.logger.child({ room: 'watch' })
-    this.watcher = new RunDirWatcher({ logger: deps.logger, ...(deps.debounceMs !== undefined ? { debounceMs: deps.debounceMs } : {}), ...(deps.fs !== undefined ? { fs: deps.fs } : {}) })
+    this.watcher = new RunDirWatcher({ logger: deps.logger, ...(deps.debounceMs !== undefined ? { debounceMs: deps.debounceMs } : {}), ...(deps.wrapFs !== undefined ? { wrapFs: deps.wrapFs } : {}) })
     this.#auto = new AutoRuns(deps)
     this.#mayWalk = deps.deferWalks === true ? new Promise(resolve => { this.#letWalk = resolve }) : Promise.resolve()
   }
@@ -174,7 +176,7 @@ export class DirWatchService implements WatchService {
    */
   async #judge (r: Root): Promise<RootRefusal | null> {
     if (r.source !== 'api') return null
-    return await checkRootPath(r.root, this.#adminRoot(r) ? null : r.uid, this.#deps.fs)
+    return await checkRootPath(r.root, this.#adminRoot(r) ? null : r.uid)
   }
 
   /**
@@ -213,12 +215,14 @@ export class DirWatchService implements WatchService {
     // A root taken over from a poller that is gone: starts written since it stopped are not seeds.
     const since = this.#store.seedsSince(r.root)
     const walk = this.#mayWalk.then(async () => {
-      // Checked right before the walk, which runs as root: in a cluster the claim checked it too, maybe a while ago.
-      const why = await this.#judge(r)
-      if (why !== null) return why
+      // The checks of `watch add` made as the root is opened, one component at a time and never through a symlink, its
+      // owner checked on the fd; the walk and every read below go through that fd (held-root.ts): check and use are
+      // one. In a cluster the claim checked the path too, maybe a while ago.
+      const held = await openRoot(r.root, this.#adminRoot(r) ? null : r.uid)
+      if (!('dev' in held)) return held
       this.#refused.delete(r.root)
       this.#log.debug({ root: r.root, walk: 'begin' }, 'walking a watch root')
-      return await this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth, ...(since !== undefined ? { seedsSince: since } : {}) })
+      return await this.watcher.addGroup(`root:${r.root}`, this.#groupOptions(r), { path: r.root, depth: r.depth, held, ...(since !== undefined ? { seedsSince: since } : {}) })
     }).then((res) => {
       if ('reason' in res) {
         // Not walked; in a cluster the node's next look gives it up (cluster/watch-roots.ts), and a node that can polls it.
@@ -305,7 +309,7 @@ export class DirWatchService implements WatchService {
     }
     if (e.type === 'run-started') {
       const root = this.#rootOf(e.launchDir)
-      if (root !== null) void this.#auto.started({ ...root, onlyUid: this.#adminRoot(root) ? null : root.uid }, e.launchDir, e.record, e.trusted)
+      if (root !== null) void this.#auto.started({ ...root, onlyUid: this.#adminRoot(root) ? null : root.uid }, e.launchDir, e.record, e)
     }
     if (e.type === 'launch-dir-found' || e.type === 'activity' || e.type === 'run-ended') {
       for (const runId of this.#liveRunsIn(e.launchDir)) void this.#deps.monitor.checkRun(runId)

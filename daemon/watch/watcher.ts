@@ -11,7 +11,9 @@ import type { Logger } from '../logger.js'
 import { openChokidarShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
 import { openNativeShard } from './native-shards.js'
 import { LaunchDirDiscovery, seedCutoff } from './discovery.js'
-import type { LaunchDir, LaunchEvent } from './launch-dir.js'
+import type { DirOpener, LaunchDir, LaunchEvent } from './launch-dir.js'
+import { openRoot, type HeldRoot } from './held-root.js'
+import { openDir } from '../os/read-owned.js'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
 import { CACHE_DIR, HISTORY, LAUNCH_FILES } from '../nextflow/file-names.js'
 import { nodeWalkFs, type WalkFs } from './walk.js'
@@ -26,9 +28,10 @@ export interface GroupOptions {
    */
   budget?: { key: string, limit: number, owner: number }
   /**
-   * Asked before anything new under the root is walked or read (a dir made, a history appeared, a launch dir's read):
-   * false when the root's path is not the dir that was added any more (a symlink swapped into it), and the paths the
-   * watches know would lead elsewhere. The watches themselves hold inodes and are safe; what is reached by path is not.
+   * Asked before anything new under the root is walked (a dir made, a history appeared): false when the root's path
+   * is not the dir that was added any more (a symlink swapped into it). Nothing is reached through that path (the
+   * group holds its root's fd, held-root.ts), but chokidar's polling stats it: a root whose path leads elsewhere stops.
+   * Callers at one time share one answer (one in flight per group, reused within the tick it came in).
    */
   guard?: () => Promise<boolean>
 }
@@ -43,7 +46,8 @@ export interface WatcherOptions {
   logger: Logger
   /** at most one read of a launch dir per this window; the first event of a burst is read at once */
   debounceMs?: number
-  fs?: WalkFs
+  /** wraps each group's fs (tests count or hold its calls); the paths it gets are the watcher's */
+  wrapFs?: (fs: WalkFs) => WalkFs
   /** the read scheduling's clock and timers (tests move them by hand); the process's own when left out */
   timers?: Timers
 }
@@ -68,19 +72,33 @@ class Group {
   /** dirs that appeared while an earlier batch was being added: added together once it is done */
   readonly newTrees = new Map<string, number>()
   addingTrees = false
+  /** a root's group: its root held open, everything under it reached from that fd (held-root.ts) */
+  held: HeldRoot | null = null
+  fs: WalkFs
+  openDir: DirOpener = openDir
+  /** the guard's answer in flight or of this tick (GroupOptions.guard) */
+  guarding: Promise<boolean> | null = null
 
-  constructor (key: string, opts: GroupOptions, maxDepth: number, reads: (g: Group) => ReadScheduler) {
+  constructor (key: string, opts: GroupOptions, maxDepth: number, fs: WalkFs, reads: (g: Group) => ReadScheduler) {
     this.key = key
     this.opts = opts
     this.maxDepth = maxDepth
+    this.fs = fs
     this.reads = reads(this)
+  }
+
+  /** Reach everything from `held`: the walk, the watches' lookups, the reads. */
+  hold (held: HeldRoot, wrap: (fs: WalkFs) => WalkFs): void {
+    this.held = held
+    this.fs = wrap(held.fs())
+    this.openDir = async (dir) => await held.openDir(dir)
   }
 }
 
 export class RunDirWatcher {
   readonly #log: Logger
   readonly #debounceMs: number
-  readonly #fs: WalkFs
+  readonly #wrapFs: (fs: WalkFs) => WalkFs
   readonly #timers: Timers
   readonly #groups = new Map<string, Group>()
   readonly #listeners = new Set<(e: WatcherEvent) => void>()
@@ -90,10 +108,9 @@ export class RunDirWatcher {
   constructor (opts: WatcherOptions) {
     this.#log = opts.logger.child({ room: 'watch' })
     this.#debounceMs = opts.debounceMs ?? 50
-    this.#fs = opts.fs ?? nodeWalkFs
+    this.#wrapFs = opts.wrapFs ?? (fs => fs)
     this.#timers = opts.timers ?? realTimers
     this.#discovery = new LaunchDirDiscovery<Group>({
-      fs: this.#fs,
       log: this.#log,
       live: (g) => this.#live(g),
       watch: async (g, paths) => { await this.#watch(g, paths) },
@@ -141,6 +158,8 @@ export class RunDirWatcher {
       intervalMs: g.opts.intervalMs,
       maxDepth: g.maxDepth,
       dirs: g.dirs,
+      fs: g.fs,
+      openDir: g.openDir,
       onAll: (event, path) => { void this.#onFs(g, event, path) },
       onRaw: (file, watched) => { this.#onRaw(g, file, watched) },
       onError: (err) => { void this.#onError(g, err) }
@@ -172,10 +191,15 @@ export class RunDirWatcher {
   /**
    * Start watching a group: a root's tree (depth >= 0) or, with `root: null`, nothing until addLaunchDir. `seedsSince`
    * (ms): histories written from then on are read as new, not as seeds (a root taken over from a node that is gone).
+   * `held`: the root as its caller opened and checked it (openRoot), handed over; without it the root is opened here
+   * with no owner check, and a root that does not open is not walked (`degraded` says why).
    */
-  async addGroup (key: string, opts: GroupOptions, root: { path: string, depth: number, seedsSince?: number } | null): Promise<{ launchDirs: number, dirs: number }> {
-    if (this.#stopped || this.#groups.has(key)) return { launchDirs: 0, dirs: 0 }
-    const g = new Group(key, opts, root?.depth ?? -1, (gg) => new ReadScheduler({
+  async addGroup (key: string, opts: GroupOptions, root: { path: string, depth: number, seedsSince?: number, held?: HeldRoot } | null): Promise<{ launchDirs: number, dirs: number }> {
+    if (this.#stopped || this.#groups.has(key)) {
+      await root?.held?.close()
+      return { launchDirs: 0, dirs: 0 }
+    }
+    const g = new Group(key, opts, root?.depth ?? -1, this.#wrapFs(nodeWalkFs), (gg) => new ReadScheduler({
       debounceMs: this.#debounceMs,
       timers: this.#timers,
       intervalMs: () => gg.opts.intervalMs,
@@ -184,6 +208,16 @@ export class RunDirWatcher {
     }))
     this.#groups.set(key, g)
     if (root === null) return { launchDirs: 0, dirs: 0 }
+    const held = root.held ?? await openRoot(root.path, null)
+    if (!('dev' in held)) {
+      g.degraded = `not walked: ${held.reason}`
+      return { launchDirs: 0, dirs: 0 }
+    }
+    if (this.#groups.get(key) !== g || this.#stopped) {
+      await held.close()
+      return { launchDirs: 0, dirs: 0 }
+    }
+    g.hold(held, this.#wrapFs)
     // The wall clock, not the timers: it is compared with the histories' mtimes.
     g.walkStartedAt = seedCutoff(Math.min(Date.now(), root.seedsSince ?? Number.POSITIVE_INFINITY))
     return await this.#discovery.addTree(g, root.path, 0, true)
@@ -195,6 +229,7 @@ export class RunDirWatcher {
     this.#groups.delete(key)
     g.reads.stop()
     await Promise.all([...g.shards].map(async s => await s.close()))
+    await g.held?.close()
   }
 
   /** Watch one launch dir in a group (a run's dir outside every root). */
@@ -233,9 +268,20 @@ export class RunDirWatcher {
     return g === undefined ? {} : watchedPaths(g.shards)
   }
 
-  /** The group's guard (GroupOptions.guard): may anything under its root be reached by path now? */
+  /**
+   * The group's guard (GroupOptions.guard): is the root's path still the dir held? One answer in flight per group,
+   * kept for the rest of the tick it came in: a burst of events (a `mv` of many runs) costs one check, not one each.
+   */
   async #safe (g: Group): Promise<boolean> {
-    return g.opts.guard === undefined || await g.opts.guard()
+    const guard = g.opts.guard
+    if (guard === undefined) return true
+    if (g.guarding === null) {
+      const asked = guard()
+      g.guarding = asked
+      const drop = (): void => { setImmediate(() => { if (g.guarding === asked) g.guarding = null }) }
+      asked.then(drop, drop)
+    }
+    return await g.guarding
   }
 
   /** A file event in a watched dir (natively, from the dirs' raw events). */
@@ -308,7 +354,8 @@ export class RunDirWatcher {
   /** One read of a launch dir (see read-scheduler.ts for when): its events out, and whether to read again. */
   async #read (g: Group, dir: string, what: ReadWhat): Promise<ReadOutcome | null> {
     const ld = g.launch.get(dir)
-    if (ld === undefined || !this.#live(g) || !await this.#safe(g) || !this.#live(g)) return null
+    // No guard here: the read goes through the root's fd (held-root.ts), whatever the path names now.
+    if (ld === undefined || !this.#live(g)) return null
     const { events, retry } = await ld.scan(what)
     if (!this.#live(g)) return null
     for (const e of events) this.#emit(e)
@@ -350,6 +397,7 @@ export class RunDirWatcher {
     this.#groups.clear()
     for (const g of all) g.reads.stop()
     await Promise.all(all.flatMap(g => [...g.shards].map(async s => await s.close())))
+    await Promise.all(all.map(async g => await g.held?.close()))
     this.#listeners.clear()
   }
 }

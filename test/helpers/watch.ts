@@ -44,7 +44,8 @@ export interface WatchFixtureOptions {
   monitorMs?: number
   runPollMs?: number
   probes?: Probes
-  fs?: WalkFs
+  /** wraps the watcher's fs (count or hold its calls) */
+  wrapFs?: (fs: WalkFs) => WalkFs
   dir?: string
   key?: Buffer
   memory?: MemoryTarget
@@ -88,7 +89,7 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
     runPollMs: opts.runPollMs ?? 200,
     debounceMs: 30,
     onAutoRun: d => { autoRuns.push(d) },
-    ...(opts.fs !== undefined ? { fs: opts.fs } : {})
+    ...(opts.wrapFs !== undefined ? { wrapFs: opts.wrapFs } : {})
   })
   let stopped = false
   const stop = async (): Promise<void> => {

@@ -7,7 +7,7 @@ import { chownSync, mkdirSync } from 'node:fs'
 import type { Dirent } from 'node:fs'
 import { join } from 'node:path'
 import type { WatchView } from '../../daemon/contract/watches.js'
-import { nodeWalkFs, type WalkFs } from '../../daemon/watch/walk.js'
+import type { WalkFs } from '../../daemon/watch/walk.js'
 import { ensureUsers } from '../helpers/users.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 import { as, watchApp } from '../helpers/watch-app.js'
@@ -102,14 +102,14 @@ t.test('GET /status: a non-admin sees only their own roots walking, degraded or 
   // bob's walk is held in readdir of his root until released, so it is "walking" for as long as the test needs.
   let release = (): void => {}
   const gate = new Promise<void>(resolve => { release = resolve })
-  const fs: WalkFs = {
+  const wrapFs = (inner: WalkFs): WalkFs => ({
     readdir: async (dir: string): Promise<Dirent[]> => {
       if (dir.endsWith('bob-slow')) await gate
-      return await nodeWalkFs.readdir(dir)
+      return await inner.readdir(dir)
     },
-    lstat: nodeWalkFs.lstat
-  }
-  const f = await watchFixture(t, { mode: 'system', fs, limits: { watchedDirsPerUser: 3 } })
+    lstat: inner.lstat
+  })
+  const f = await watchFixture(t, { mode: 'system', wrapFs, limits: { watchedDirsPerUser: 3 } })
   t.teardown(release)
   const app = await watchApp(t, f, uids)
   const slow = join(f.dir, 'bob-slow')

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { RunDirWatcher, type WatcherEvent } from '../../daemon/watch/watcher.js'
-import { nodeWalkFs, type WalkFs } from '../../daemon/watch/walk.js'
+import type { WalkFs } from '../../daemon/watch/walk.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { ManualTimers } from '../helpers/manual-timers.js'
 import { caller, type Teardown } from '../helpers/runs.js'
@@ -42,8 +42,8 @@ function startLine (runName: string, i: number): string {
 }
 
 /** A watcher whose reads run on `timers`: moved by hand, nothing is read until the test says (ManualTimers). */
-function watcher (t: Teardown, debounceMs: number, timers?: ManualTimers, fs?: WalkFs): { w: RunDirWatcher, events: WatcherEvent[] } {
-  const w = new RunDirWatcher({ logger, debounceMs, ...(timers !== undefined ? { timers } : {}), ...(fs !== undefined ? { fs } : {}) })
+function watcher (t: Teardown, debounceMs: number, timers?: ManualTimers, wrapFs?: (fs: WalkFs) => WalkFs): { w: RunDirWatcher, events: WatcherEvent[] } {
+  const w = new RunDirWatcher({ logger, debounceMs, ...(timers !== undefined ? { timers } : {}), ...(wrapFs !== undefined ? { wrapFs } : {}) })
   const events: WatcherEvent[] = []
   w.on(e => events.push(e))
   t.teardown(() => w.stop())
@@ -58,16 +58,16 @@ t.test('starts written while the root is being walked are seen; the lines alread
   const dirs = launchDirs(root, 600)
   // Two starts written when the walk has read half the root: one in a dir it may have passed, one in the last made.
   let listed = 0
-  const fs: WalkFs = {
-    ...nodeWalkFs,
+  const fs = (inner: WalkFs): WalkFs => ({
+    ...inner,
     readdir: async (dir) => {
       if (++listed === 300) {
         appendFileSync(join(dirs[300]!, '.nextflow', 'history'), startLine('middle_run', 2))
         appendFileSync(join(dirs[599]!, '.nextflow', 'history'), startLine('late_run', 3))
       }
-      return await nodeWalkFs.readdir(dir)
+      return await inner.readdir(dir)
     }
-  }
+  })
   const timers = new ManualTimers()
   const { w, events } = watcher(t, 30, timers, fs)
   const walk = w.addGroup('root', { poll: false, intervalMs: 200 }, { path: root, depth: 1 })

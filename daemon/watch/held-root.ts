@@ -1,0 +1,151 @@
+// A watch root held open, and everything under it reached from that fd (review 5 of issue 16: check and use are one).
+// The watcher reads, as root, in dirs users own and rename at will. A path is looked up again at each use, so a check
+// of the path (root-check.ts) says nothing about the next use: alice can swap a component of her own path for a
+// symlink into a dir she cannot read (renameat2 RENAME_EXCHANGE, atomic) between the two. So the root is opened one
+// component at a time from `/`, each O_DIRECTORY|O_NOFOLLOW through the fd of the one before (`/proc/self/fd/N/name`,
+// what openat does: the kernel follows the fd, not a path), its owner checked on the fd; every dir below it is reached
+// the same way from that fd, and read through the fd of the dir itself. A symlink anywhere is refused, never followed,
+// whenever it was swapped in: there is no window between a check and a use.
+import { constants, promises as fsp, type Dirent, type Stats } from 'node:fs'
+import { basename, dirname, isAbsolute, relative, sep } from 'node:path'
+import type { RootRefusal } from '../store/watch-roots.js'
+import type { WalkFs } from './walk.js'
+
+const DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW
+
+/** The path that names `name` inside the dir held by `fd` (the dir itself without a name). */
+export function fdPath (fd: number, name?: string): string {
+  return name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`
+}
+
+/** The components of a path made of plain names only (no `.`, `..` or empty part); null for anything else. Pure. */
+export function plainParts (rel: string): string[] | null {
+  if (rel === '') return []
+  if (isAbsolute(rel)) return null
+  const parts = rel.split(sep)
+  return parts.every(p => p !== '' && p !== '.' && p !== '..') ? parts : null
+}
+
+/** Why `name` in the dir held by `parent` did not open as a dir: a symlink there now is unsafe, the rest is not seen. */
+async function refusalAt (parent: number, name: string, last: boolean): Promise<RootRefusal> {
+  try {
+    const st = await fsp.lstat(fdPath(parent, name))
+    if (st.isSymbolicLink()) return { reason: last ? 'the root is a symlink now' : 'a component of its path is a symlink now', unsafe: true }
+    return { reason: 'not a directory', unsafe: false }
+  } catch {
+    return { reason: 'not found on this node', unsafe: false }
+  }
+}
+
+/**
+ * Open `root` (absolute, canonical) component by component, never through a symlink; with `owner`, the dir must be
+ * that user's (checked on the fd). A refusal says why, as root-check.ts does.
+ */
+export async function openRoot (root: string, owner: number | null): Promise<HeldRoot | RootRefusal> {
+  const parts = isAbsolute(root) ? plainParts(root.slice(1)) : null
+  if (parts === null) return { reason: 'not found on this node', unsafe: false }
+  let cur = await fsp.open('/', DIR)
+  let kept = false
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      let next
+      try {
+        next = await fsp.open(fdPath(cur.fd, parts[i]), DIR)
+      } catch {
+        return await refusalAt(cur.fd, parts[i]!, i === parts.length - 1)
+      }
+      await cur.close()
+      cur = next
+    }
+    const st = await cur.stat()
+    if (owner !== null && st.uid !== owner) return { reason: 'the root belongs to another user now', unsafe: true }
+    kept = true
+    return new HeldRoot(root, cur, st)
+  } finally {
+    if (!kept) await cur.close()
+  }
+}
+
+export class HeldRoot {
+  readonly path: string
+  readonly dev: number
+  readonly ino: number
+  readonly #fh: fsp.FileHandle
+  /** calls using the fd's number right now: it is closed only once they are done (a reused number is another dir) */
+  #busy = 0
+  #closing = false
+
+  constructor (path: string, fh: fsp.FileHandle, st: Stats) {
+    this.path = path
+    this.#fh = fh
+    this.dev = st.dev
+    this.ino = st.ino
+  }
+
+  async #use<T> (fn: (fd: number) => Promise<T>): Promise<T | null> {
+    if (this.#closing) return null
+    this.#busy++
+    try {
+      return await fn(this.#fh.fd)
+    } finally {
+      if (--this.#busy === 0 && this.#closing) await this.#fh.close().catch(() => {})
+    }
+  }
+
+  /**
+   * A new handle on the dir at `path` (this root or a dir under it), reached from the root's fd one plain name at a
+   * time, no symlink followed; null when it is not such a dir now. The caller closes it.
+   */
+  async openDir (path: string): Promise<fsp.FileHandle | null> {
+    const parts = path === this.path ? [] : plainParts(relative(this.path, path))
+    if (parts === null) return null
+    return await this.#use(async fd => {
+      let cur: fsp.FileHandle | null = null
+      try {
+        for (const p of parts.length === 0 ? ['.'] : parts) {
+          const next: fsp.FileHandle = await fsp.open(fdPath(cur?.fd ?? fd, p), DIR)
+          await cur?.close()
+          cur = next
+        }
+        const out = cur
+        cur = null
+        return out
+      } catch {
+        return null
+      } finally {
+        await cur?.close()
+      }
+    })
+  }
+
+  /** The walk's and the watcher's fs under this root: paths are the watcher's, each reached as openDir does. */
+  fs (): WalkFs {
+    return {
+      readdir: async (dir: string): Promise<Dirent[]> => {
+        const fh = await this.openDir(dir)
+        if (fh === null) throw Object.assign(new Error('not a directory under the watch root'), { code: 'ENOENT' })
+        try {
+          return await fsp.readdir(fdPath(fh.fd), { withFileTypes: true })
+        } finally {
+          await fh.close()
+        }
+      },
+      lstat: async (path: string): Promise<Stats> => {
+        const fh = await this.openDir(path === this.path ? path : dirname(path))
+        if (fh === null) throw Object.assign(new Error('not under the watch root'), { code: 'ENOENT' })
+        try {
+          return path === this.path ? await fh.stat() : await fsp.lstat(fdPath(fh.fd, basename(path)))
+        } finally {
+          await fh.close()
+        }
+      }
+    }
+  }
+
+  /** Close the root's fd once no call uses it. Idempotent. */
+  async close (): Promise<void> {
+    if (this.#closing) return
+    this.#closing = true
+    if (this.#busy === 0) await this.#fh.close().catch(() => {})
+  }
+}
