@@ -24,6 +24,7 @@ import { checkRootPath } from './root-check.js'
 import { openRoot } from './held-root.js'
 import { RunDirWatcher, type GroupOptions, type WatcherEvent } from './watcher.js'
 import { skippedName, type WalkFs } from './walk.js'
+import { realTimers, type TimerHandle, type Timers } from '../os/timers.js'
 
 /** The watch room's face to the API and status. */
 export interface WatchService {
@@ -55,6 +56,9 @@ export interface WatchServiceDeps {
   onAutoRun?: (d: AutoRunDecision) => void
   /** the API's roots and which roots this node polls (cluster mode: shared, one poller each); default watches.json, all mine */
   roots?: WatchRoots
+  /** a single node looks again this often at the roots it stopped or did not walk (their path failed the checks) */
+  rootRecheckMs?: number
+  timers?: Timers
 }
 
 interface Root {
@@ -95,6 +99,8 @@ export class DirWatchService implements WatchService {
   /** resolved once walks may begin (at once, or at startWalks) */
   readonly #mayWalk: Promise<void>
   #letWalk: () => void = () => {}
+  #recheckTimer: TimerHandle | undefined
+  #stopped = false
 
   private constructor (deps: WatchServiceDeps, store: WatchRoots) {
     this.#deps = deps
@@ -135,7 +141,35 @@ export class DirWatchService implements WatchService {
     svc.#unsubscribe = deps.events.subscribe(e => { if (e.type.startsWith('run.')) svc.#syncRuns() })
     svc.#syncRuns()
     await svc.#syncing
+    // In a cluster the claims look at every root each second (cluster/watch-roots.ts); a single node looks here.
+    if (store.node === null) svc.#scheduleRecheck()
     return svc
+  }
+
+  #scheduleRecheck (): void {
+    if (this.#stopped) return
+    const timers = this.#deps.timers ?? realTimers
+    this.#recheckTimer = timers.setTimeout(() => {
+      void this.recheckRefused().catch((err: unknown) => { this.#log.error({ err }, 'looking again at the roots not walked failed') })
+        .finally(() => { this.#scheduleRecheck() })
+    }, this.#deps.rootRecheckMs ?? 30_000)
+    this.#recheckTimer.unref()
+  }
+
+  /**
+   * A single node: walk again each root it stopped or did not walk (its path failed the checks of `watch add`: a
+   * symlink swapped in, not there yet) once its path passes them. Without this it waited for the next start.
+   */
+  async recheckRefused (): Promise<void> {
+    for (const root of [...this.#refused.keys()]) {
+      const r = this.#roots.get(root)
+      if (r === undefined || !this.#active.has(root) || this.#walking.has(root) || this.#stopped) continue
+      if (await this.#judge(r) !== null) continue
+      this.#log.info({ root }, 'a watch root not walked passes the checks of watch add now: walking it again')
+      await this.watcher.removeGroup(`root:${root}`)
+      this.#active.delete(root)
+      void this.#ensureStarted(r)
+    }
   }
 
   async #fromConfig (w: WatchRoot): Promise<Root> {
@@ -494,6 +528,9 @@ export class DirWatchService implements WatchService {
   }
 
   async stop (): Promise<void> {
+    this.#stopped = true
+    const timers = this.#deps.timers ?? realTimers
+    timers.clearTimeout(this.#recheckTimer)
     this.#unsubscribe()
     this.#unsubscribeRoots()
     await this.#roster

@@ -46,6 +46,8 @@ export interface WatchFixtureOptions {
   probes?: Probes
   /** wraps the watcher's fs (count or hold its calls) */
   wrapFs?: (fs: WalkFs) => WalkFs
+  /** how often the room looks again at the roots it did not walk */
+  rootRecheckMs?: number
   dir?: string
   key?: Buffer
   memory?: MemoryTarget
@@ -89,7 +91,8 @@ export async function watchFixture (t: Teardown, opts: WatchFixtureOptions = {})
     runPollMs: opts.runPollMs ?? 200,
     debounceMs: 30,
     onAutoRun: d => { autoRuns.push(d) },
-    ...(opts.wrapFs !== undefined ? { wrapFs: opts.wrapFs } : {})
+    ...(opts.wrapFs !== undefined ? { wrapFs: opts.wrapFs } : {}),
+    ...(opts.rootRecheckMs !== undefined ? { rootRecheckMs: opts.rootRecheckMs } : {})
   })
   let stopped = false
   const stop = async (): Promise<void> => {
