@@ -243,8 +243,8 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       if (userDir === null) continue
       for (const runId of await readdir(userDir)) {
         const making = NEW_RUN_DIR_RE.exec(runId)
-        if (making !== null && making[2] === nodeId && liveness(making[1]!) !== 'live') {
-          // A run dir this node was making when it crashed: never renamed into place, never handed to the user.
+        if (making !== null && liveness(making[1]!) !== 'live' && (making[2] === nodeId || sweepable(await readRunMarkerText(join(userDir, runId)), nodeId, clusterNode, scope?.goneNode))) {
+          // A run dir this node (or a cluster node gone for good) was making when it crashed: never renamed into place.
           if (await removeRunDir(join(userDir, runId), privileged, cleanupDeadlineMs).catch(() => false)) removed++
           continue
         }

@@ -7,7 +7,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync,
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget, isSharedFsType } from '../../adapters/hpc.js'
-import { makeRunDir, parseRunMarker, placeStagedStore, stageStore } from '../../adapters/hpc/safe-fs.js'
+import { makeRunDir, parseRunMarker, placeStagedStore, stageStore, writeRunMarker } from '../../adapters/hpc/safe-fs.js'
 import { fsTypeOf, parseMountinfo } from '../../daemon/os/fs-type.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
@@ -165,7 +165,12 @@ t.test('a cluster node gone for good: a live node sweeps its unknown run dirs, a
   await single.provision(runOf(alice!, 'R00000000000S1'), secrets({ TOKEN: 'v' }))
   t.equal(await a.sweep(() => 'unknown', { goneNode: n => n === 'c' }), 0, 'b is not gone: its dir stays')
   t.equal(await a.sweep(id => id === 'R00000000000B1' ? 'live' : 'unknown', { goneNode: n => n === 'b' }), 0, 'nor a live run of a gone node')
-  t.equal(await a.sweep(() => 'unknown', { goneNode: n => n === 'b' }), 1, 'b gone for good: a sweeps its unknown run dir')
+  // What a crash of b between making a run dir and its rename leaves: the marked `.new` dir.
+  const half = join(runsRoot, 'alice', '.R00000000000B2.node-b.new')
+  mkdirSync(half, { mode: 0o700 })
+  await writeRunMarker(half, 'node-b', 'b', null, undefined, 'b')
+  t.equal(await a.sweep(() => 'unknown', { goneNode: n => n === 'c' }), 0, 'b is not gone: its half-made dir stays')
+  t.equal(await a.sweep(() => 'unknown', { goneNode: n => n === 'b' }), 2, 'b gone for good: a sweeps its unknown run dir and its half-made one')
   t.same(readdirSync(join(runsRoot, 'alice')), ['R00000000000S1'], 'the single-node daemon\'s dir stays')
   t.equal(await a.sweep(() => 'unknown', { goneNode: () => true }), 0, 'whatever goneNode says: its marker names no cluster node')
 })
