@@ -16,8 +16,9 @@ import { scaleFigures } from './scale-bench.js'
 import { seedState } from './seed.js'
 import { idleRssFigures, startupFigures } from './startup-bench.js'
 import { nowMs, round } from './stats.js'
+import { readFigures } from './watch-read-bench.js'
 
-const SECTIONS = ['api', 'cli', 'runs', 'detect', 'aws', 'startup', 'idle', 'scale', 'cluster'] as const
+const SECTIONS = ['api', 'cli', 'runs', 'detect', 'reads', 'aws', 'startup', 'idle', 'scale', 'cluster'] as const
 type Section = typeof SECTIONS[number]
 
 function plan (quick: boolean): Record<string, number | number[]> {
@@ -72,6 +73,7 @@ async function main (): Promise<void> {
         await daemon.stop()
       }
     }
+    await section('reads', async () => await readFigures({ dir, dirs: quick ? 500 : 2000, rounds: quick ? 3 : 7 }))
     await section('aws', async () => await awsFigures({ dir, runs: p.awsRuns as number, rate: 40, revokes: p.awsRevokes as number }))
     await section('startup', async () => await startupFigures({ dir, repeats: p.startRepeats as number, runs: 10_000, secrets: 5000 }))
     await section('idle', async () => await idleRssFigures(dir, p.idleWaitMs as number))
