@@ -1,6 +1,6 @@
 // `npm run bench [-- --quick] [-- --only a,b]`: every figure beside its baseline measured in the same run, one
 // table on stdout, bench/results/latest.json. Figures never fail: the exit code is 0 unless the harness broke.
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -8,7 +8,7 @@ import { apiFigures } from './api-bench.js'
 import { awsFigures } from './aws-bench.js'
 import { cliFigures } from './cli-bench.js'
 import { clusterFigures } from './cluster-bench.js'
-import { repoRoot, startDaemon } from './daemon.js'
+import { repoRoot, settle, startDaemon } from './daemon.js'
 import { detectFigures, POLL_INTERVAL_MS, preparePollDirs } from './detect-bench.js'
 import { formatTable, machineAtStart, writeResults, type Figure, type Results } from './report.js'
 import { runsFigures } from './runs-bench.js'
@@ -20,6 +20,8 @@ import { readFigures } from './watch-read-bench.js'
 
 const SECTIONS = ['api', 'cli', 'runs', 'detect', 'reads', 'aws', 'startup', 'idle', 'scale', 'cluster'] as const
 type Section = typeof SECTIONS[number]
+
+const BIG_LEDGER_RUNS = 10_000
 
 function plan (quick: boolean): Record<string, number | number[]> {
   return quick
@@ -67,7 +69,19 @@ async function main (): Promise<void> {
       try {
         await section('api', async () => await apiFigures({ daemon, dir, durationMs: p.apiMs as number }))
         await section('cli', async () => await cliFigures({ daemon, samples: p.cliSamples as number }))
-        await section('runs', async () => await runsFigures({ daemon, dir, samples: p.runSamples as number }))
+        await section('runs', async () => {
+          // Beside it, a daemon whose runs.json was handed 10,000 ended runs (issue 18), given time to settle first.
+          const bd = join(dir, 'main-big')
+          seedState({ stateDir: join(bd, 'state'), runsRoot: join(bd, 'runs'), user: me.username, uid: me.uid, gid: me.gid, userSecrets: 20, workspaceSecrets: 980, runs: BIG_LEDGER_RUNS, runsIn: 'hot' })
+          const big = await startDaemon(bd)
+          try {
+            await settle(big.pid)
+            const hotAtStart = (JSON.parse(readFileSync(join(big.stateDir, 'runs.json'), 'utf8')) as { runs: unknown[] }).runs.length
+            return await runsFigures({ daemon, dir, samples: p.runSamples as number, big: { daemon: big, runs: BIG_LEDGER_RUNS, hotAtStart } })
+          } finally {
+            await big.stop()
+          }
+        })
         await section('detect', async () => await detectFigures({ daemon, dir, pollRoot, pollDirs, samples: p.detectSamples as number, pollSamples: p.pollSamples as number }))
       } finally {
         await daemon.stop()

@@ -1,4 +1,4 @@
-// Writes a daemon's state files directly in their formats (store.json, runs.json, master.key), so a benchmark can
+// Writes a daemon's state files directly in their formats (store.json, runs.json or runs-archive/, master.key), so a benchmark can
 // start a daemon with 5,000 secrets and 10,000 runs in a second instead of minutes of API calls. The sealing is the
 // store's own (crypto.seal), so the daemon verifies every value at start exactly as it would its own file.
 import { mkdirSync, writeFileSync } from 'node:fs'
@@ -19,8 +19,14 @@ export interface SeedOptions {
   userSecrets: number
   /** secrets of the workspace `bench`, of which the user is owner (names W0000, ...) */
   workspaceSecrets: number
-  /** terminal runs, every target revoked */
+  /** terminal runs, every target revoked, ended an hour ago */
   runs: number
+  /**
+   * where those runs are written: 'archive' (the default), `runs-archive/<day>.jsonl`, where the daemon keeps runs
+   * settled for more than 5 minutes; 'hot', runs.json, as a ledger written before the archive existed holds them
+   * (the daemon then moves them at its first monitor pass; a build without the archive keeps them there)
+   */
+  runsIn?: 'archive' | 'hot'
   runsRoot: string
 }
 
@@ -81,7 +87,14 @@ export function seedState (o: SeedOptions): void {
   const store: StoreData = { format: 1, keyId: keyId(key), secrets, workspaces }
   writeFileSync(join(o.stateDir, 'store.json'), `${JSON.stringify(store)}\n`, { mode: 0o600 })
   if (o.runs > 0) {
-    const runs = Array.from({ length: o.runs }, (_, i) => terminalRun(i, o, at))
-    writeFileSync(join(o.stateDir, 'runs.json'), `${JSON.stringify({ format: 1, runs })}\n`, { mode: 0o600 })
+    const ended = new Date(Date.now() - 3_600_000).toISOString()
+    const runs = Array.from({ length: o.runs }, (_, i) => terminalRun(i, o, ended))
+    if (o.runsIn === 'hot') {
+      writeFileSync(join(o.stateDir, 'runs.json'), `${JSON.stringify({ format: 1, runs })}\n`, { mode: 0o600 })
+    } else {
+      const archive = join(o.stateDir, 'runs-archive')
+      mkdirSync(archive, { mode: 0o700 })
+      writeFileSync(join(archive, `${ended.slice(0, 10)}.jsonl`), runs.map(r => `${JSON.stringify(r)}\n`).join(''), { mode: 0o600 })
+    }
   }
 }
