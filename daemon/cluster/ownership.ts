@@ -84,6 +84,11 @@ export class EtcdOwnership implements RunOwnership {
     return this.#opts.membership.unfenced && this.ownerOf(run.runId) === this.node
   }
 
+  /** Has the node name a member key now (a live lease: the daemon runs, or restarted within its TTL)? */
+  nodeAlive (name: string): boolean {
+    return this.#replica.get(NODES + name) !== undefined
+  }
+
   nodes (): Array<{ name: string } & NodeInfo> {
     return this.#replica.list(NODES).map(([k, e]) => ({ name: k.slice(NODES.length), ...(JSON.parse(e.value.toString()) as NodeInfo) }))
   }

@@ -21,7 +21,8 @@ export interface CommandWait {
   ledger: RunLedger
   /** this node's name */
   node: string
-  hostAlive: (host: string) => boolean
+  /** has that node a live member now (RunOwnership.nodeAlive) */
+  nodeAlive: (node: string) => boolean
   clock: () => Date
   /** how long after the run's end the owner waits for the mark at most */
   boundMs: number
@@ -29,18 +30,19 @@ export interface CommandWait {
 }
 
 /**
- * May the run's command still run under another node's PTY host? A launched run, ended, launched by another node
- * whose host has a live node, with no mark and no exit status of its command (an end by the command's own exit
+ * Will another node's PTY host stop the run's command and mark it gone? A launched run, ended, launched by another
+ * node that is live now (a launching daemon that is down stops nothing and marks nothing: waiting for it would only
+ * keep the secrets placed longer), with no mark and no exit status of its command (an end by the command's own exit
  * records its status: it is gone). Pure.
  */
-export function commandMayRun (run: RunRecord, node: string, hostAlive: (host: string) => boolean): boolean {
+export function commandMayRun (run: RunRecord, node: string, nodeAlive: (node: string) => boolean): boolean {
   return run.mode === 'launch' && isTerminal(run.state) && run.launchedBy !== undefined && run.launchedBy !== node &&
-    run.commandExit === undefined && run.exitCode === null && run.signal === null && hostAlive(run.host)
+    run.commandExit === undefined && run.exitCode === null && run.signal === null && nodeAlive(run.launchedBy)
 }
 
 /** Wait, before revoking, until the launching node marks the command gone, at most until `boundMs` after the run's end. */
 export async function awaitCommandGone (w: CommandWait, run: RunRecord): Promise<void> {
-  const pending = (r: RunRecord | undefined): boolean => r !== undefined && commandMayRun(r, w.node, w.hostAlive)
+  const pending = (r: RunRecord | undefined): boolean => r !== undefined && commandMayRun(r, w.node, w.nodeAlive)
   if (!pending(w.ledger.get(run.runId))) return
   const ended = run.endedAt === null ? w.clock().getTime() : Date.parse(run.endedAt)
   const waitMs = ended + w.boundMs - w.clock().getTime()

@@ -83,7 +83,8 @@ export class RunManager implements RunLifecycle {
     this.#commandWait = {
       ledger: deps.ledger,
       node: this.#ownership.node,
-      hostAlive: h => this.#ownership.hostAlive(h),
+      // One node: every launched run is this node's own, never waited for.
+      nodeAlive: n => this.#ownership.nodeAlive?.(n) ?? false,
       clock: deps.clock,
       boundMs: commandGoneBoundMs(deps.config.launch.killGraceSeconds),
       log: this.#log

@@ -29,6 +29,8 @@ export interface RunOwnership {
    * a live node sweeps (the sweep's `goneNode`). Absent on one node.
    */
   nodeGone?: (node: string) => boolean
+  /** does this node name have a live member now (its lease key)? Absent on one node: only this node exists. */
+  nodeAlive?: (node: string) => boolean
 }
 
 /** One node, one ledger: this node owns every run and its own host is the only one. */
