@@ -15,7 +15,7 @@ import { clusterError } from '../store/etcd/etcd-client.js'
 import { validateStore, verifyStore } from '../store/store-format.js'
 import { validWatchFile, type StoredWatch } from '../store/watch-roots.js'
 import { isTerminal, type RunRecord } from '../types.js'
-import { rootHash } from './watch-roots.js'
+import { rootHash } from './watch-root-keys.js'
 
 export interface ClusterImportOptions {
   ns: Namespace

@@ -7,35 +7,20 @@
 // is also under watches/ is shared like the others; a root only in the config stays that node's.
 // A node judges a root with the watch service's check (setCheck: the checks of `watch add`, made again on this node's
 // view of the path) before it claims it and at each look while it polls it: a root that fails as unsafe (a symlink
-// swapped in) is given up at once, one not seen (a mount lost) after releaseAfterMs, so a node that sees it takes it.
-import { createHash } from 'node:crypto'
-import { resolve } from 'node:path'
+// swapped in) is given up at once, one not seen (a mount lost) after releaseAfterMs, so a node that sees it takes it
+// (watch-root-looks.ts). The keys and what the feed's changes say: watch-root-keys.ts.
 import type { Namespace } from 'etcd3'
 import { nfsError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
 import { Replica } from '../store/etcd/replica.js'
-import type { RootChange, RootCheck, RootRefusal, StoredWatch, WatchRoots } from '../store/watch-roots.js'
+import type { RootChange, RootCheck, StoredWatch, WatchRoots } from '../store/watch-roots.js'
 import type { Membership } from './membership.js'
+import { parseWatch, rootChange, rootHash, WATCHES, WOWN } from './watch-root-keys.js'
+import { PolledRootLooks } from './watch-root-looks.js'
 
-const WATCHES = 'watches/'
-const WOWN = 'wown/'
 /** how often the node looks at its fencing and at roots nobody polls (a path mounted later, a failed claim) */
 const TICK_MS = 1000
-
-/** The key part of a root: a stable hash of its normalised path (paths may be long and hold any byte). Pure. */
-export function rootHash (root: string): string {
-  return createHash('sha256').update(resolve(root)).digest('hex')
-}
-
-/** A watches/ value as stored; null for one that is not ours (written by hand): not a root a node can watch. Pure. */
-function parseWatch (value: string | null): StoredWatch | null {
-  if (value === null) return null
-  let w: Partial<StoredWatch> | null = null
-  try { w = JSON.parse(value) as Partial<StoredWatch> } catch {}
-  if (w === null || typeof w !== 'object' || typeof w.root !== 'string' || typeof w.depth !== 'number' || typeof w.uid !== 'number' || typeof w.user !== 'string') return null
-  return w as StoredWatch
-}
 
 export interface EtcdWatchRootsOptions {
   ns: Namespace
@@ -45,8 +30,6 @@ export interface EtcdWatchRootsOptions {
   logger: Pick<Logger, 'info' | 'warn'>
   /** 0-500 ms by default, as adoption's */
   jitterMs?: () => number
-  /** a check from the start (tests); else none until setCheck, and nothing is claimed meanwhile */
-  canSee?: (root: string) => Promise<boolean>
   now?: () => number
   tickMs?: number
   /** how long this node polls a root it cannot see (a mount lost) before it lets another node take it; the TTL by default */
@@ -69,22 +52,35 @@ export class EtcdWatchRoots implements WatchRoots {
   #claimAgain = false
   /** a failed claim was logged: the next failures are not, until one succeeds (etcd out of reach for a while) */
   #warned = false
-  #check: RootCheck | null
-  /** roots this node polls and has not seen since (hash -> ms) */
-  readonly #unseenSince = new Map<string, number>()
+  /** none until setCheck: nothing is claimed meanwhile */
+  #check: RootCheck | null = null
+  readonly #looker: PolledRootLooks
   /** roots this node refused to claim, and why (hash -> reason): logged once a reason */
   readonly #refused = new Map<string, string>()
   #rechecking = false
   #closed = false
+  #looks = 0
+  #claimPasses = 0
 
   private constructor (opts: EtcdWatchRootsOptions, replica: Replica) {
     this.#opts = opts
     this.node = opts.membership.node
     this.#replica = replica
     this.#now = opts.now ?? Date.now
-    const canSee = opts.canSee
-    this.#check = canSee !== undefined ? async w => await canSee(w.root) ? null : { reason: 'not found on this node', unsafe: false } : null
+    this.#looker = new PolledRootLooks({
+      ns: opts.ns,
+      replica,
+      node: this.node,
+      now: this.#now,
+      releaseAfterMs: opts.releaseAfterMs ?? opts.ttlSeconds * 1000,
+      logger: opts.logger,
+      released: (hash, reason) => { this.#refused.set(hash, reason) }
+    })
   }
+
+  /** Looks at the roots polled here, and claim passes, done so far: a test waits for one instead of sleeping. */
+  get looks (): number { return this.#looks }
+  get claimPasses (): number { return this.#claimPasses }
 
   setCheck (check: RootCheck): void {
     this.#check = check
@@ -124,12 +120,8 @@ export class EtcdWatchRoots implements WatchRoots {
 
   /** A root added or removed anywhere (this node too): told once, from the feed, for every node's events. */
   #announce (key: string, op: 'put' | 'delete', value: string | null, previous: string | null, revision: number): void {
-    if (!key.startsWith(WATCHES)) return
-    // A put over a root already there is not an add (a root is added create-only; a put by hand changes nothing here).
-    if (op === 'put' && previous !== null) return
-    const w = parseWatch(op === 'put' ? value : previous)
-    if (w === null) return
-    const c: RootChange = { op: op === 'put' ? 'added' : 'removed', watch: w, revision }
+    const c = rootChange(key, op, value, previous, revision)
+    if (c === null) return
     for (const l of this.#rootListeners) {
       try { l(c) } catch { /* a listener's bug must not stop the others */ }
     }
@@ -145,40 +137,11 @@ export class EtcdWatchRoots implements WatchRoots {
     if (!this.#claiming && this.#unpolled().length > 0) this.#claim()
     if (!this.#rechecking) {
       this.#rechecking = true
-      this.#recheck().catch((err: unknown) => { this.#opts.logger.warn({ err }, 'checking the watch roots polled here failed; the next look tries again') })
-        .finally(() => { this.#rechecking = false })
+      const check = this.#check
+      const look = check === null || !this.#opts.membership.unfenced ? Promise.resolve() : this.#looker.look(this.#stored(), check, () => this.#closed)
+      look.catch((err: unknown) => { this.#opts.logger.warn({ err }, 'checking the watch roots polled here failed; the next look tries again') })
+        .finally(() => { this.#rechecking = false; this.#looks++ })
     }
-  }
-
-  /**
-   * The roots this node polls, checked again at each look: one whose path is not the dir that was added any more (a
-   * symlink swapped in, another owner) is given up at once; one not seen (its mount lost here) after releaseAfterMs,
-   * so that a node that sees it takes it over. The TTL by default: the next poller reads as new the starts written
-   * since a TTL and 2 s before it saw the key go (seedsSince), which covers the time this node was blind.
-   */
-  async #recheck (): Promise<void> {
-    const check = this.#check
-    if (check === null || !this.#opts.membership.unfenced) return
-    for (const { hash, w } of this.#stored()) {
-      if (this.#closed) return
-      if (this.#replica.get(WOWN + hash)?.value.toString() !== this.node) { this.#unseenSince.delete(hash); continue }
-      const why = await check(w)
-      if (why === null) { this.#unseenSince.delete(hash); continue }
-      const since = this.#unseenSince.get(hash) ?? this.#now()
-      this.#unseenSince.set(hash, since)
-      if (!why.unsafe && this.#now() - since < (this.#opts.releaseAfterMs ?? this.#opts.ttlSeconds * 1000)) continue
-      await this.#release(hash, w, why)
-    }
-  }
-
-  /** Give up polling a root: its poller key goes (only if it is still this node's), and another node may claim it. */
-  async #release (hash: string, w: StoredWatch, why: RootRefusal): Promise<void> {
-    const res = await this.#opts.ns.if(WOWN + hash, 'Value', '==', this.node).then(this.#opts.ns.delete().key(WOWN + hash)).commit()
-    this.#unseenSince.delete(hash)
-    if (!res.succeeded) return
-    this.#refused.set(hash, why.reason)
-    this.#opts.logger.warn({ root: w.root, reason: why.reason }, why.unsafe ? 'stopped polling a shared watch root: its path is not the dir that was added' : 'released a shared watch root this node cannot see; a node that sees it takes it over')
-    await this.#replica.waitFor(Number(res.header.revision))
   }
 
   #emit (): void {
@@ -214,6 +177,7 @@ export class EtcdWatchRoots implements WatchRoots {
       this.#warned = true
     }).finally(() => {
       this.#claiming = false
+      this.#claimPasses++
       if (this.#claimAgain) { this.#claimAgain = false; this.#claim() }
     })
   }

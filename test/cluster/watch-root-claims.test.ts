@@ -2,7 +2,8 @@
 // registries as two nodes would hold them: real leases, a membership whose fencing the test sets by hand. What the
 // daemons' test (watch-roots.test.ts) cannot show cheaply: a fenced node stops polling while its key still stands
 // (and nobody else claims it then), a node that cannot see the root's path never claims it, and a takeover counts the
-// starts written since the dead poller stopped as new.
+// starts written since the dead poller stopped as new, and a poller that cannot see the path keeps it for releaseAfterMs
+// on its own clock (the test moves it) and no longer. Absences are checked after the node has run a look or claim pass.
 import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -30,7 +31,8 @@ t.test('one poller per shared root: fencing, a path not mounted, takeover', asyn
     const m = { node: name, leaseId, unfenced: true }
     const asked = new Map<string, number>()
     const see = async (r: string): Promise<boolean> => { asked.set(r, (asked.get(r) ?? 0) + 1); return canSee(r) }
-    const roots = await EtcdWatchRoots.open({ ns: conn.ns, membership: m, ttlSeconds: 5, logger: silentLogger(), jitterMs: () => 0, tickMs: 100, canSee: see })
+    const roots = await EtcdWatchRoots.open({ ns: conn.ns, membership: m, ttlSeconds: 5, logger: silentLogger(), jitterMs: () => 0, tickMs: 100 })
+    roots.setCheck(async w => await see(w.root) ? null : { reason: 'not found on this node', unsafe: false })
     let n = 0
     roots.onChange(() => { n++ })
     t.teardown(async () => { await roots.close(); conn.close() })
@@ -92,17 +94,18 @@ t.test('a poller that loses the path lets it go, after a bounded time or at once
   if (cluster === null) return
   const prefix = newPrefix()
   const view = new Map<string, RootRefusal | null>()
-  const node = async (name: string, releaseAfterMs: number): Promise<EtcdWatchRoots> => {
+  const node = async (name: string, releaseAfterMs: number, now?: () => number): Promise<EtcdWatchRoots> => {
     const conn = connectEtcd({ endpoints: cluster.endpoints, prefix })
     const leaseId = String((await conn.client.leaseClient.leaseGrant({ TTL: 60, ID: 0 })).ID)
-    const roots = await EtcdWatchRoots.open({ ns: conn.ns, membership: { node: name, leaseId, unfenced: true }, ttlSeconds: 5, logger: silentLogger(), jitterMs: () => 0, tickMs: 100, releaseAfterMs })
+    const roots = await EtcdWatchRoots.open({ ns: conn.ns, membership: { node: name, leaseId, unfenced: true }, ttlSeconds: 5, logger: silentLogger(), jitterMs: () => 0, tickMs: 100, releaseAfterMs, ...(now !== undefined ? { now } : {}) })
     // What each node sees of the root's path, set by the test (the daemons' test loses a real mount).
     roots.setCheck(async () => view.get(name) ?? null)
     t.teardown(async () => { await roots.close(); conn.close() })
     return roots
   }
-  // x keeps a root it cannot see for 1.5 s at most; y sees it.
-  const x = await node('x', 1500)
+  // x keeps a root it cannot see for 1.5 s on its own clock, which the test moves; y sees it.
+  let xNow = 1_000_000
+  const x = await node('x', 1500, () => xNow)
   const y = await node('y', 1500)
   const w = { root, depth: 2, workspace: null, targets: [], poll: false, intervalMs: 1000, uid: 1001, user: 'alice', createdAt: new Date().toISOString() }
   await x.add(w)
@@ -110,9 +113,15 @@ t.test('a poller that loses the path lets it go, after a bounded time or at once
   // (mine() is true of a root a node does not know as shared: wait until y's mirror has it.)
   await waitFor('y lists it, polled by x', () => y.pollerOf(root) === 'x', 15_000)
   view.set('x', { reason: 'not found on this node', unsafe: false })
-  const lost = Date.now()
-  await waitFor('y polls the root x cannot see', () => y.pollerOf(root) === 'y' && y.mine(root), 15_000)
-  t.comment(`y polls it ${Date.now() - lost} ms after x lost it (bound 1.5 s, looks every 0.1 s)`)
+  // x's clock stands still while its looks (every 0.1 s) note when it lost the path; however many pass, it keeps it.
+  const looks = async (what: string): Promise<void> => { const n = x.looks; await waitFor(what, () => x.looks >= n + 2, 15_000) }
+  await looks('x looked (a whole look) since it lost the path')
+  xNow += 1499
+  await looks('x looked again at releaseAfterMs - 1')
+  t.equal(x.pollerOf(root), 'x', 'x still polls the root it cannot see at releaseAfterMs - 1')
+  t.equal(y.pollerOf(root), 'x', 'and y has not taken it')
+  xNow += 1
+  await waitFor('y polls the root x cannot see, once x\'s bound is reached', () => y.pollerOf(root) === 'y' && y.mine(root), 15_000)
   // Each node's mirror follows etcd's feed: x hears of y's claim a moment after y does.
   await waitFor('x knows y polls it', () => x.pollerOf(root) === 'y', 15_000)
   t.ok(y.seedsSince(root) !== undefined, 'y reads starts written since before x let it go as new')
@@ -120,7 +129,12 @@ t.test('a poller that loses the path lets it go, after a bounded time or at once
   // Unsafe on y (a symlink swapped in): let go at its next look, without waiting; x cannot see it: nobody claims it.
   view.set('y', { reason: 'a component of its path is a symlink now', unsafe: true })
   await waitFor('y gives it up', () => y.pollerOf(root) === null, 15_000)
+  // The absence after x's claim loop has seen the root unpolled: a whole claim pass begun since x's mirror knew it.
+  await waitFor('x knows nobody polls it', () => x.pollerOf(root) === null, 15_000)
+  const passes = x.claimPasses
+  await waitFor('x ran a whole claim pass since', () => x.claimPasses >= passes + 2, 15_000)
   t.notOk(x.mine(root), 'x, which cannot see it, does not claim it')
+  t.equal(y.pollerOf(root), null, 'nor does y, for which it is unsafe')
   // The path good again on x: x claims it back at a look.
   view.set('x', null)
   await waitFor('x polls it again', () => x.mine(root), 15_000)
