@@ -19,6 +19,7 @@ import { fsyncDir } from './atomic-file.js'
 const SEGMENT_RE = /^(\d{4}-\d{2}-\d{2})\.jsonl$/
 const DAY_MS = 86_400_000
 const NL = 0x0a
+const SHARE_MS = 5_000
 
 /** A run that holds nothing any more: ended, and every target revoked. Only such runs are archived. */
 export function isSettled (r: Pick<RunRecord, 'state' | 'targets'>): boolean {
@@ -122,10 +123,25 @@ export function openRunArchive (dir: string): ArchiveWriter {
     }
   }
 
-  async function readAll (): Promise<Array<[string, RunRecord]>> {
+  async function readAllNow (): Promise<Array<[string, RunRecord]>> {
     const out: Array<[string, RunRecord]> = []
     for (const name of await segments() ?? []) for (const r of await readSegment(name)) out.push([name, r])
     return out
+  }
+
+  // A read of 10,000 archived runs is a 7 MB parse on the daemon's thread: requests at once (or within SHARE_MS) share
+  // one, so that a user repeating `runs list --all` or `runs show` cannot make the daemon parse it for each. Any append
+  // or prune of this process starts a new generation: a reader that saw a run leave the hot set (after its append)
+  // never gets a read from before it.
+  let generation = 0
+  let shared: { generation: number, rows: Promise<Array<[string, RunRecord]>> } | null = null
+  async function readAll (): Promise<Array<[string, RunRecord]>> {
+    if (shared !== null && shared.generation === generation) return await shared.rows
+    const mine = { generation, rows: readAllNow() }
+    shared = mine
+    const drop = (): void => { if (shared === mine) shared = null }
+    mine.rows.then(() => { setTimeout(drop, SHARE_MS).unref() }, drop)
+    return await mine.rows
   }
 
   /** Open today's segment for appending, cutting off a torn append's bytes (their runs are still in runs.json). */
@@ -201,6 +217,7 @@ export function openRunArchive (dir: string): ArchiveWriter {
         await fh.close()
       }
       if (created) await fsyncDir(dir)
+      generation++
       if (summaries !== null) for (const r of runs) summaries.set(r.runId, { ...summaryOf(r), segment: name })
     }),
     prune: (horizon) => serial(async () => {
@@ -212,7 +229,10 @@ export function openRunArchive (dir: string): ArchiveWriter {
         n++
         if (summaries !== null) for (const [id, s] of summaries) if (s.segment === name) summaries.delete(id)
       }
-      if (n > 0) await fsyncDir(dir)
+      if (n > 0) {
+        generation++
+        await fsyncDir(dir)
+      }
       return n
     })
   }

@@ -47,6 +47,8 @@ t.test('settled runs move out of runs.json into a 0600 segment and are read back
   await ledger.insert(settled(200))
   await ledger.archive!.move([settled(200).runId], NOW)
   t.equal((await ledger.archive!.summaries()).get(settled(200).runId)?.state, 'killed')
+  // Reads close together share one parse (run-archive.ts readAll), but never one from before a move.
+  t.equal((await ledger.archive!.list()).length, 4, 'a list right after a move has it')
   await ledger.close()
   const again = await openRunLedger(join(dir, 'runs.json'))
   t.teardown(async () => { await again.close() })
