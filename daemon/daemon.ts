@@ -29,6 +29,7 @@ import { RunManager } from './runs/manager.js'
 import { DirWatchService } from './watch/watch-service.js'
 import { realProbes } from './runs/probes.js'
 import { PtyHost } from './pty/host.js'
+import type { Monitor } from './runs/monitor.js'
 import { createMetrics } from './metrics.js'
 import { readMountFsType } from './os/fs-type.js'
 import type { ClusterBackend } from './cluster/backend.js'
@@ -110,9 +111,10 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   events.follow({ store, ledger, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), knownRunUsers(ledger, log))
   const probes = realProbes()
-  // The watcher is made after the metrics (it reports to them) and read at scrape time.
-  const watched: { service?: DirWatchService } = {}
+  // The watcher and the monitor are made after the metrics (the watcher reports to them); read at scrape time.
+  const watched: { service?: DirWatchService, monitor?: Monitor } = {}
   const metrics = createMetrics({
+    passes: () => watched.monitor?.passes ?? 0,
     ledger,
     aws: () => aws.stats(),
     watches: () => watched.service?.summary(),
@@ -122,6 +124,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   })
   const runs = new RunManager({ config, ledger, store, audit, events, targets, logger, clock, host, probes, observer: metrics.observer, ...(cluster !== null ? { ownership: cluster.ownership } : {}) })
   const monitor = runs.createMonitor({ intervalMs: config.runs.livenessIntervalMs, retentionDays: config.runs.retentionDays })
+  watched.monitor = monitor
   const pty = new PtyHost({ runs, config, logger, probes, daemonUid, clock })
   runs.setHost(pty)
   // Launched runs outlive a restart: adopt them first, so one that ended meanwhile ends with its recorded status.

@@ -25,6 +25,8 @@ export interface MetricsSources {
   aws?: () => AwsStats
   /** the watcher's summary; read at each scrape, since the watcher may be built after the metrics */
   watches?: () => WatchSummary | undefined
+  /** the monitor's passes so far (Monitor.passes); read at each scrape, since the monitor is built after the metrics */
+  passes?: () => number
   /** the configured targets: their counters start at zero, so a rate() has a series before the first run */
   targets: readonly string[]
   version: string
@@ -178,6 +180,14 @@ export function createMetrics (sources: MetricsSources): DaemonMetrics {
   watchGauge('watch_roots', 'Watched roots (from the config and from `watch add`; in a cluster, those this node polls)', s => s.polledHere ?? s.roots)
   watchGauge('watched_launch_dirs', 'Nextflow launch dirs found under the watched roots', s => s.launchDirs)
   watchGauge('watch_degraded_roots', 'Watched roots that cannot be watched as asked (missing, unreadable, over a limit)', s => s.degraded.length)
+
+  // A pass that stops coming is a lifecycle that stopped revoking; the cluster tests wait on it before counting revokes.
+  registry.registerMetric(new Counter({
+    name: `${p}monitor_passes_total`,
+    help: 'Passes of the run monitor ended, each with the revokes it queued',
+    registers: [],
+    collect () { this.reset(); this.inc(sources.passes?.() ?? 0) }
+  }))
 
   const outcome = (ok: boolean): string => ok ? 'ok' : 'error'
   for (const target of sources.targets) {

@@ -47,6 +47,7 @@ t.test('pure parts: runs by state lists every state; the observer counts by targ
     ledger: { all: () => [] },
     targets: ['hpc'],
     watches: () => ({ roots: 2, launchDirs: 5, degraded: ['/scratch'] }),
+    passes: () => 7,
     version: '9.9.9',
     mode: 'system'
   })
@@ -66,6 +67,7 @@ t.test('pure parts: runs by state lists every state; the observer counts by targ
   t.equal(sample(e, 'nfsecretsd_aws_calls_total'), 0, 'no AWS target: zero, still present')
   t.equal(sample(e, 'nfsecretsd_deferred_records_total', { what: 'audit' }), 1, 'a record kept in memory is counted')
   t.equal(sample(e, 'nfsecretsd_deferred_records_total', { what: 'ledger' }), 0)
+  t.equal(sample(e, 'nfsecretsd_monitor_passes_total'), 7, 'the monitor\'s passes, read at the scrape')
   t.equal(sample(e, 'nfsecretsd_watch_roots'), 2)
   t.equal(sample(e, 'nfsecretsd_watched_launch_dirs'), 5)
   t.equal(sample(e, 'nfsecretsd_watch_degraded_roots'), 1)

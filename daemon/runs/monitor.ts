@@ -58,6 +58,8 @@ export class Monitor implements RunChecks {
   readonly #log: Logger
   readonly #opts: MonitorOptions
   #timer: NodeJS.Timeout | null = null
+  // Passes ended with the revokes they queued (metrics): a test that counts revokes waits for passes, not for time.
+  #passes = 0
   // Housekeeping of a pass (records kept in memory, pruning) runs one at a time; the lanes do the rest.
   #housekeeping: Promise<void> | null = null
   readonly #checkLanes: Lanes
@@ -197,7 +199,11 @@ export class Monitor implements RunChecks {
     forgetUntold(this.#untold, id => { const r = ledger.get(id); return r !== undefined && !isTerminal(r.state) })
     await this.#housekeep(() => this.#prune(clock()))
     await this.#housekeep(() => this.#release())
+    void this.#revokeLanes.idle().then(() => { this.#passes++ })
   }
+
+  /** passes ended so far, each counted once the revokes it queued have ended too */
+  get passes (): number { return this.#passes }
 
   async #housekeep (fn: () => Promise<void>): Promise<void> {
     while (this.#housekeeping !== null) await this.#housekeeping

@@ -71,9 +71,9 @@ t.test('6: kill -9 with live heads: adopted, not revoked; revoked once when the 
   t.equal(await c.node('a').daemon.stop('SIGKILL'), null, 'a is killed')
   await until('b adopts both runs', async () => (await show('b', local.runId)).owner === 'b' && (await show('b', bound.runId)).owner === 'b')
   t.comment(`adopted ${Date.now() - killedAt} ms after the kill (TTL ${TTL} s)`)
-  // Several monitor passes of b (livenessIntervalMs 500): an adopter that probed a's pid or lock from its own host
-  // would read them as dead and end the run here.
-  await sleep(3000)
+  // Several monitor passes of b: an adopter that probed a's pid or lock from its own host would read them as dead and
+  // end the run here.
+  await c.passes(['b'], 4)
   for (const id of [local.runId, bound.runId]) {
     const r = await show('b', id)
     t.not(['completed', 'failed', 'killed', 'expired'].includes(r.state), true, `${id} is still live on b (${r.state})`)
@@ -89,7 +89,7 @@ t.test('6: kill -9 with live heads: adopted, not revoked; revoked once when the 
   // The Slurm head ends: squeue answers from b's host too.
   execFileSync('scancel', [job])
   await until('b revokes the Slurm run', async () => (await show('b', bound.runId)).targets.hpc?.state === 'revoked')
-  await sleep(1500)
+  await c.passes(['b'])
   for (const id of [local.runId, bound.runId]) {
     const lines = revokes(id)
     t.equal(lines.length, 1, `${id}: one run.revoke line over all nodes`)

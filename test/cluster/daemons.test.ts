@@ -166,8 +166,8 @@ t.test('three nodes share one store', async t => {
       for (const n of ['a', 'b', 'c']) if (Object.values((await show(n, runId)).targets).some(tr => tr.state !== 'revoked')) return false
       return true
     })
-    // A second revoke would come from another node's pass over the ledger: give every node one.
-    await sleep(SETTLE_MS)
+    // A second revoke would come from another node's pass over the ledger: every node ends two, with their revokes.
+    await c.passes(['a', 'b', 'c'])
     const lines = revokes(runId)
     t.equal(lines.length, 1, 'one run.revoke audit line over all nodes')
     t.equal(lines[0]?.node, 'a', 'by the owner')

@@ -94,8 +94,8 @@ t.test('takeover after kill -9: exactly once', async t => {
       await sleep(200)
     }
     const took = Math.max(...ended.values())
-    // A second revoke would come from another node's pass over the ledger: give every survivor a few.
-    await sleep(2000)
+    // A second revoke would come from another node's pass over the ledger: every survivor ends two, with their revokes.
+    await c.passes(survivors)
     const audit = c.audit('run.revoke').filter(l => runIds.includes(String(l.runId)))
     const perTarget = new Map<string, string[]>()
     for (const l of audit) perTarget.set(`${String(l.runId)}/${String(l.target)}`, [...(perTarget.get(`${String(l.runId)}/${String(l.target)}`) ?? []), l.node])

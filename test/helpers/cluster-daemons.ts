@@ -11,7 +11,9 @@ import { call, startTestDaemon, tempDir, type Reply, type TestDaemon } from './d
 import { runCli, spawnCli, type RunOptions, type RunResult, type StreamingCli } from './cli.js'
 import { startEtcdCluster, type EtcdCluster } from './etcd-cluster.js'
 import type { NetLab } from './netlab.js'
+import { parseExposition, sample } from './prom-text.js'
 import { whyNoEtcd, whyNotRoot } from './requires.js'
+import { waitFor } from './wait.js'
 
 export interface ClusterNode {
   name: string
@@ -50,6 +52,12 @@ export interface DaemonCluster {
   call: (name: string, method: string, path: string, body?: unknown) => Promise<Reply>
   /** follow a node's /events as root (an admin sees every user's events), or as `user` */
   events: (name: string, user?: string) => Promise<EventStream>
+  /**
+   * Resolves once each node named has ended `count` more monitor passes (each with the revokes it queued) than when
+   * called (nfsecretsd_monitor_passes_total): what a test waits for before it counts what a pass would have done,
+   * instead of a fixed sleep. A node that stops passing fails it after `timeoutMs`.
+   */
+  passes: (names: string[], count?: number, timeoutMs?: number) => Promise<void>
   /** the audit lines of every node with this action, each with the node that wrote it */
   audit: (action: string) => Array<{ node: string } & Record<string, unknown>>
   /** run dirs (not hidden) in the shared runs root, over every user's subdir */
@@ -125,6 +133,14 @@ export async function startClusterDaemons (t: Test, opts: ClusterDaemonsOptions 
     },
     cli: async (name, args, o = {}) => await runCli(args, { timeoutMs: 60_000, ...o, env: { NF_SECRETS_SOCKET: node(name).socket, ...o.env } }),
     call: async (name, method, path, body) => await call(node(name).socket, method, `/api/v1${path}`, body, { timeoutMs: 30_000 }),
+    passes: async (names, count = 2, timeoutMs = 60_000) => {
+      const passesOf = async (name: string): Promise<number> =>
+        sample(parseExposition((await call(node(name).socket, 'GET', '/metrics', undefined, { timeoutMs: 30_000 })).text), 'nfsecretsd_monitor_passes_total')
+      const from = new Map(await Promise.all(names.map(async n => [n, await passesOf(n)] as const)))
+      for (const n of names) {
+        await waitFor(`${count} monitor passes of ${n}`, async () => await passesOf(n) >= from.get(n)! + count, timeoutMs, 100)
+      }
+    },
     events: async (name, user) => {
       const s: StreamingCli = spawnCli(t, ['events', '--json'], { env: { NF_SECRETS_SOCKET: node(name).socket }, ...(user !== undefined ? { user } : {}) })
       await s.waitFor('stderr', /streaming events/)

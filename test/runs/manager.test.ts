@@ -96,6 +96,7 @@ t.test('finish keeps a run whose Nextflow session outlives the wrapper (-bg), th
   await f.monitor.tick()
   t.equal(f.ledger.get(r.runId)?.state, 'completed', 'the wrapper exit code decides once the session is gone')
   t.notOk(f.memory.placed.has(r.runId))
+  t.equal(f.monitor.passes, 3, 'three passes counted (nfsecretsd_monitor_passes_total), the last once its revoke ended')
 })
 
 t.test('the monitor: history lines end runs, TTL expires armed runs, Slurm job gone', async t => {
