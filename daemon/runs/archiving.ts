@@ -28,6 +28,8 @@ export class Archiving {
   #prunedAt = -Infinity
   // A broken archive stops archiving until restart (runs then stay in runs.json: nothing is lost), said once.
   #broken = false
+  // The last append failed to write (not broken: a full disk); logged once until one succeeds.
+  #failing = false
 
   constructor (ledger: RunLedger, log: Logger) {
     this.#ledger = ledger
@@ -44,6 +46,8 @@ export class Archiving {
       if (due.length > 0) {
         const n = await archive.move(due, now)
         this.#log.info({ archived: n }, 'settled runs moved to the run archive')
+        if (this.#failing) this.#log.info('run archive written again')
+        this.#failing = false
       }
       if (now.getTime() - this.#prunedAt >= PRUNE_EVERY_MS) {
         this.#prunedAt = now.getTime()
@@ -51,6 +55,12 @@ export class Archiving {
         if (n > 0) this.#log.info({ segments: n }, 'pruned run archive segments past retention')
       }
     } catch (err) {
+      if (isCoded(err, 'NFS_ERR_STORAGE')) {
+        // A full disk: the runs stay hot and the next pass tries again; said when it begins, not every second.
+        if (!this.#failing) this.#log.warn({ err }, 'run archive not written: settled runs stay in runs.json, tried again each pass')
+        this.#failing = true
+        return
+      }
       if (!isCoded(err, 'NFS_ERR_STORE_UNREADABLE')) throw err
       this.#broken = true
       this.#log.error({ err }, 'run archive unusable: settled runs stay in runs.json until it is mended and the daemon restarted')

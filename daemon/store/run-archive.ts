@@ -12,7 +12,7 @@
 // record is a broken archive: NFS_ERR_STORE_UNREADABLE naming the segment and the line, the file left as it is.
 import { constants, promises as fsp, type Stats } from 'node:fs'
 import { join } from 'node:path'
-import { nfsError } from '../errors.js'
+import { isCoded, nfsError } from '../errors.js'
 import { isTerminal, type RunRecord, type RunState, type TargetName, type TargetState } from '../types.js'
 import { fsyncDir } from './atomic-file.js'
 
@@ -176,6 +176,28 @@ export function openRunArchive (dir: string): ArchiveWriter {
     return { fh, created }
   }
 
+  async function appendNow (runs: readonly RunRecord[], now: Date): Promise<void> {
+    const st = await fsp.lstat(dir).catch(() => null)
+    if (st === null) {
+      await fsp.mkdir(dir, { mode: 0o700 })
+      await fsp.chmod(dir, 0o700)
+      await fsyncDir(join(dir, '..'))
+    } else {
+      checkOwn(st, dir, 'dir')
+    }
+    const name = `${now.toISOString().slice(0, 10)}.jsonl`
+    const { fh, created } = await openSegment(name)
+    try {
+      await fh.writeFile(Buffer.from(runs.map(r => `${JSON.stringify(r)}\n`).join(''), 'utf8'))
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    if (created) await fsyncDir(dir)
+    generation++
+    if (summaries !== null) for (const r of runs) summaries.set(r.runId, { ...summaryOf(r), segment: name })
+  }
+
   return {
     async list () {
       const byId = new Map<string, RunRecord>()
@@ -200,25 +222,13 @@ export function openRunArchive (dir: string): ArchiveWriter {
     }),
     append: (runs, now) => serial(async () => {
       if (runs.length === 0) return
-      const st = await fsp.lstat(dir).catch(() => null)
-      if (st === null) {
-        await fsp.mkdir(dir, { mode: 0o700 })
-        await fsp.chmod(dir, 0o700)
-        await fsyncDir(join(dir, '..'))
-      } else {
-        checkOwn(st, dir, 'dir')
-      }
-      const name = `${now.toISOString().slice(0, 10)}.jsonl`
-      const { fh, created } = await openSegment(name)
       try {
-        await fh.writeFile(Buffer.from(runs.map(r => `${JSON.stringify(r)}\n`).join(''), 'utf8'))
-        await fh.sync()
-      } finally {
-        await fh.close()
+        await appendNow(runs, now)
+      } catch (err) {
+        // A coded error (a broken archive) as it is; a failed write (a full disk) as the state's other writes say it.
+        if (isCoded(err)) throw err
+        throw nfsError('NFS_ERR_STORAGE', [dir, (err as NodeJS.ErrnoException).code ?? 'EIO'], err)
       }
-      if (created) await fsyncDir(dir)
-      generation++
-      if (summaries !== null) for (const r of runs) summaries.set(r.runId, { ...summaryOf(r), segment: name })
     }),
     prune: (horizon) => serial(async () => {
       let n = 0

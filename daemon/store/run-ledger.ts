@@ -139,6 +139,8 @@ function validate (raw: unknown, path: string): LedgerData {
 export async function openRunLedger (path: string, opts: { archiveDir?: string | null } = {}): Promise<RunLedger> {
   const archiveDir = opts.archiveDir === undefined ? join(dirname(path), 'runs-archive') : opts.archiveDir
   const archive = archiveDir === null ? null : openRunArchive(archiveDir)
+  // Hot records already in the archive, whose move's rewrite of the hot file failed (see move).
+  const appended = new Map<string, RunRecord>()
   const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600, serialize: ledgerSerializer() })
   const raw = await adapter.read()
   const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
@@ -232,12 +234,18 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
             move: (runIds: readonly string[], now: Date) => serial(async () => {
               const moving = runIds.map(id => byId.get(id)).filter((r): r is RunRecord => r !== undefined && isSettled(r))
               if (moving.length === 0) return 0
-              await archive.append(moving, now)
+              // Records appended by a move whose hot rewrite then failed (a full disk) are not appended again: a
+              // rewrite that keeps failing must not grow the archive by the same runs at every pass.
+              await archive.append(moving.filter(r => appended.get(r.runId) !== r), now)
+              for (const r of moving) appended.set(r.runId, r)
               failpoint('ledger.after-archive')
               const next = new Map(byId)
               for (const r of moving) next.delete(r.runId)
               await commit(next)
-              for (const r of moving) byId.delete(r.runId)
+              for (const r of moving) {
+                byId.delete(r.runId)
+                appended.delete(r.runId)
+              }
               return moving.length
             })
           } satisfies LedgerArchive

@@ -1,14 +1,16 @@
 // The monitor's archiving step (runs/archiving.ts) over a real file ledger: which runs move and when, a broken
 // archive stops it once (the runs stay hot), and the hpc sweep's users include the archive's once it is read.
 import t, { type Test } from 'tap'
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import type { Logger } from '../../daemon/logger.js'
 import { Archiving, ARCHIVE_AFTER_MS, knownRunUsers, settledAt } from '../../daemon/runs/archiving.js'
 import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
-import { tempDir } from '../store/helpers.js'
+import { tempDir, tinyTmpfs } from '../store/helpers.js'
+import { fillDisk } from '../helpers/fill-disk.js'
+import { whyNotRoot } from '../helpers/requires.js'
 import { intentRecord } from '../store/contract/run-ledger-contract.js'
 
 const NOW = new Date('2030-01-02T12:00:00Z')
@@ -80,4 +82,23 @@ t.test('the hpc sweep\'s users: the hot ledger\'s, and the archive\'s once it ha
   await ledger.archive!.summaries()
   await new Promise(resolve => setImmediate(resolve))
   t.same([...users()].sort(), ['alice', 'bob'])
+})
+
+t.test('an archive that cannot be written (a full disk) is said once, tried again each pass, and said again when it works', { skip: whyNotRoot() }, async t => {
+  const full = tinyTmpfs(t, '64k')
+  const dir = tempDir(t)
+  const ledger = await openRunLedger(join(dir, 'runs.json'), { archiveDir: join(full, 'runs-archive') })
+  t.teardown(async () => { await ledger.close() })
+  await ledger.insert(ended(1, ARCHIVE_AFTER_MS + 1))
+  const filler = fillDisk(full)
+  const { log, lines } = logger()
+  const archiving = new Archiving(ledger, log)
+  await archiving.pass(NOW, 30, () => true)
+  await archiving.pass(NOW, 30, () => true)
+  t.equal(lines.filter(l => l.level === 40).length, 1, 'one warning')
+  t.equal(ledger.all().length, 1, 'the run stays hot')
+  rmSync(filler)
+  await archiving.pass(NOW, 30, () => true)
+  t.equal(ledger.all().length, 0, 'moved once there is room')
+  t.ok(lines.some(l => l.msg === 'run archive written again'))
 })

@@ -2,12 +2,14 @@
 // append-only segment (0600 in a 0700 dir), are read back on demand, a torn append is cut off, a broken line is a
 // coded error that leaves the file as it was, whole segments are dropped past retention.
 import t, { type Test } from 'tap'
-import { appendFileSync, chmodSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
 import { parseSegment } from '../../daemon/store/run-archive.js'
 import type { RunRecord } from '../../daemon/types.js'
-import { sha256File, tempDir } from './helpers.js'
+import { sha256File, tempDir, tinyTmpfs } from './helpers.js'
+import { fillDisk } from '../helpers/fill-disk.js'
+import { whyNotRoot } from '../helpers/requires.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
 
 const NOW = new Date('2030-01-02T12:00:00Z')
@@ -125,4 +127,22 @@ t.test('retention drops whole segments once their day is past the horizon', asyn
   t.same(readdirSync(join(dir, 'runs-archive')), [SEGMENT])
   t.same((await ledger.archive!.list()).map(r => r.runId), [b])
   t.same([...(await ledger.archive!.summaries()).keys()], [b], 'the counts follow')
+})
+
+t.test('a hot rewrite that keeps failing (a full disk) does not append the same runs again', { skip: whyNotRoot() }, async t => {
+  const hotDir = tinyTmpfs(t, '64k')
+  const archiveDir = join(tempDir(t), 'runs-archive')
+  const ledger = await openRunLedger(join(hotDir, 'runs.json'), { archiveDir })
+  t.teardown(async () => { await ledger.close() })
+  await ledger.insert(settled(1))
+  const filler = fillDisk(hotDir)
+  await t.rejects(ledger.archive!.move([settled(1).runId], NOW), { code: 'NFS_ERR_STORAGE' })
+  await t.rejects(ledger.archive!.move([settled(1).runId], NOW), { code: 'NFS_ERR_STORAGE' })
+  const lines = (): number => readFileSync(join(archiveDir, SEGMENT), 'utf8').split('\n').filter(l => l !== '').length
+  t.equal(lines(), 1, 'in the archive once, and still hot')
+  t.ok(ledger.get(settled(1).runId))
+  rmSync(filler)
+  t.equal(await ledger.archive!.move([settled(1).runId], NOW), 1)
+  t.equal(lines(), 1)
+  t.equal(ledger.get(settled(1).runId), undefined)
 })
