@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path'
 import { CLI_BIN, ROOT, socketGet, startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 import { ME } from '../helpers/users.js'
+import { parseExposition, sample } from '../helpers/prom-text.js'
 import { waitFor } from '../helpers/wait.js'
 
 const MINI_NEXTFLOW = join(ROOT, 'test', 'fixtures', 'mini-nextflow.py')
@@ -61,9 +62,11 @@ t.test('a SIGKILLed wrapper: the run stays while the Nextflow session lives, and
   const runId = runs[0]!.runId
   wrapper.kill('SIGKILL')
   await new Promise(resolve => wrapper.once('exit', resolve))
-  // Several monitor passes go by with the wrapper dead and the session lock held. A bounded wait, kept on purpose:
-  // this is the real daemon in its own process, whose passes (every 200 ms here) nothing outside it can count.
-  await new Promise(resolve => setTimeout(resolve, 1500))
+  // Several monitor passes go by with the wrapper dead and the session lock held (counted by the daemon's metrics,
+  // not waited for by time: a pass that came after a fixed sleep let broken code pass).
+  const passes = async (): Promise<number> => sample(parseExposition((await socketGet(d.socket, '/metrics')).body), 'nfsecretsd_monitor_passes_total')
+  const from = await passes()
+  await waitFor('five monitor passes', async () => await passes() >= from + 5, 60_000, 50)
   const kept = JSON.parse((await socketGet(d.socket, `/api/v1/runs/${runId}`)).body) as { state: string, launchDir: string }
   t.equal(kept.state, 'running', 'the session is alive: the run and its secrets stay')
   t.equal(readdirSync(join(dir, 'runs', ME)).length, 1)
