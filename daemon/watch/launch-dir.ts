@@ -24,6 +24,12 @@ export type LaunchEvent =
 interface Known { name: string, status: HistoryStatus }
 
 /**
+ * What a dir that knows no run yet diffs against. The per-dir Map and Set are made on first use: empty, with their
+ * tables, they were about 300 bytes a launch dir whose history has no line yet or whose log never said Goodbye.
+ */
+const NONE: ReadonlyMap<string, Known> = new Map()
+
+/**
  * What a read of the history says beside what was known: runNames not seen before (started; ended too when already
  * terminal) and runNames that went from running to terminal. Same rules as diffHistory, against the bounded map. Pure.
  */
@@ -58,8 +64,8 @@ function remember (known: Map<string, Known>, records: readonly HistoryRecord[],
 export class LaunchDir {
   readonly dir: string
   readonly uid: number
-  readonly #known = new Map<string, Known>()
-  readonly #goodbyes = new Set<string>()
+  #known: Map<string, Known> | null = null
+  #goodbyes: Set<string> | null = null
   readonly #open: DirOpener
   #changed = false
 
@@ -83,7 +89,7 @@ export class LaunchDir {
         const h = await readHistoryTailIn(fh, ld.uid)
         // Written since the walk began: its finished lines are still seeds, its `-` lines are read again as starts.
         ld.#changed = h !== null && h.mtimeMs >= changedSince
-        remember(ld.#known, (h?.records ?? []).filter(r => !ld.#changed || r.status !== 'running'), MAX_KNOWN)
+        ld.#remember((h?.records ?? []).filter(r => !ld.#changed || r.status !== 'running'))
       }
       return ld
     } catch {
@@ -93,18 +99,24 @@ export class LaunchDir {
     }
   }
 
+  #remember (records: readonly HistoryRecord[]): void {
+    if (records.length === 0) return
+    this.#known ??= new Map()
+    remember(this.#known, records, MAX_KNOWN)
+  }
+
   /** opened as a seed, but the history was written after `changedSince`: a scan is due */
   get changedSinceSeed (): boolean {
     return this.#changed
   }
 
   get knownRuns (): number {
-    return this.#known.size
+    return this.#known?.size ?? 0
   }
 
   /** A run of this dir is still `-` in the history as last read: its end is still to come. */
   hasRunning (): boolean {
-    for (const r of this.#known.values()) if (r.status === 'running') return true
+    for (const r of (this.#known ?? NONE).values()) if (r.status === 'running') return true
     return false
   }
 
@@ -140,20 +152,21 @@ export class LaunchDir {
     }
     const h = await readHistoryTailIn(fh, this.uid)
     if (h !== null) {
-      retry = h.partial || (h.records.length === 0 && this.#known.size > 0)
-      const diff = diffKnown(this.#known, h.records)
+      retry = h.partial || (h.records.length === 0 && this.knownRuns > 0)
+      const diff = diffKnown(this.#known ?? NONE, h.records)
       for (const r of diff.started) events.push({ type: 'run-started', launchDir: this.dir, record: ownRecord(r), trusted: h.trusted, uid: this.uid, mtimeMs: h.mtimeMs })
       for (const r of diff.ended) {
         events.push({ type: 'run-ended', launchDir: this.dir, sessionId: own(r.sessionId), runName: own(r.runName), status: r.status === 'OK' ? 'OK' : 'ERR', via: 'history' })
       }
-      remember(this.#known, h.records, MAX_KNOWN)
+      this.#remember(h.records)
     }
     for (const g of goodbyes) {
       const key = `${g.sessionId}\0${g.runName}`
-      if (this.#goodbyes.has(key)) continue
+      if (this.#goodbyes?.has(key) === true) continue
+      this.#goodbyes ??= new Set()
       this.#goodbyes.add(own(key))
       if (this.#goodbyes.size > MAX_GOODBYES) this.#goodbyes.delete(this.#goodbyes.values().next().value as string)
-      const known = this.#known.get(g.runName)
+      const known = this.#known?.get(g.runName)
       if (known !== undefined && known.status !== 'running') continue
       events.push({ type: 'run-ended', launchDir: this.dir, sessionId: own(g.sessionId), runName: own(g.runName), status: g.aborted ? 'ERR' : 'OK', via: 'log' })
     }

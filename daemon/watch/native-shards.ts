@@ -52,20 +52,30 @@ async function initialDirs (h: ShardHost, path: string): Promise<string[]> {
  * keeps libuv's name for events on the dir itself at `.` (it reports the basename of the path it watched).
  */
 export function openNativeShard (h: ShardHost, paths: string[]): Shard {
-  const watchers = new Map<string, FSWatcher>()
+  // Each watch -> the dir it watches. One listener of each kind for the whole shard, told apart by `this` (the
+  // FSWatcher that emits): a closure and its context per watch were about 100 bytes of heap each, 20,000 watches at
+  // 10,000 launch dirs (bench/README.md "Issue 18"). A shard holds at most SHARD_PATHS dirs, so a lookup by dir is a scan.
+  const watchers = new Map<FSWatcher, string>()
   const dropped = new Set<string>()
   let closed = false
+  function onChange (this: FSWatcher, event: string, file: string | Buffer | null): void {
+    const p = watchers.get(this)
+    if (closed || p === undefined) return
+    const name = typeof file === 'string' && file !== '' && file !== '.' ? file : null
+    h.onRaw(name, p)
+    if (event !== 'rename' || name === null) return
+    const child = join(p, name)
+    void dirEvent(h, child).then(kind => { if (kind !== null && !closed) h.onAll(kind, child) })
+  }
+  const onError = (err: Error): void => { if (!closed) h.onError(err as NodeJS.ErrnoException) }
   const listen = (p: string, fd: number): void => {
-    const w = watch(`${fdPath(fd)}/.`, { persistent: true }, (event, file) => {
-      if (closed) return
-      const name = typeof file === 'string' && file !== '' && file !== '.' ? file : null
-      h.onRaw(name, p)
-      if (event !== 'rename' || name === null) return
-      const child = join(p, name)
-      void dirEvent(h, child).then(kind => { if (kind !== null && !closed) h.onAll(kind, child) })
-    })
-    w.on('error', (err) => { if (!closed) h.onError(err as NodeJS.ErrnoException) })
-    watchers.set(p, w)
+    const w = watch(`${fdPath(fd)}/.`, { persistent: true }, onChange)
+    w.on('error', onError)
+    watchers.set(w, p)
+  }
+  const watcherOf = (path: string): FSWatcher | undefined => {
+    for (const [w, p] of watchers) if (p === path) return w
+    return undefined
   }
   const ready = (async () => {
     // The shard's dirs are opened together (128 at most), watched, and closed: the watch holds the inode, not the fd.
@@ -87,7 +97,7 @@ export function openNativeShard (h: ShardHost, paths: string[]): Shard {
       if (!closed) h.onError(failed)
       return
     }
-    const found = await Promise.all([...watchers.keys()].map(async p => await initialDirs(h, p)))
+    const found = await Promise.all([...watchers.values()].map(async p => await initialDirs(h, p)))
     for (const d of found.flat()) if (!closed) h.onAll('addDir', d)
   })()
   return {
@@ -95,18 +105,19 @@ export function openNativeShard (h: ShardHost, paths: string[]): Shard {
     ready,
     unwatch: (path) => {
       dropped.add(path)
-      watchers.get(path)?.close()
-      watchers.delete(path)
+      const w = watcherOf(path)
+      w?.close()
+      if (w !== undefined) watchers.delete(w)
     },
     watched: () => {
       const out: Record<string, string[]> = {}
-      for (const p of watchers.keys()) out[p] = []
-      for (const p of watchers.keys()) out[dirname(p)]?.push(basename(p))
+      for (const p of watchers.values()) out[p] = []
+      for (const p of watchers.values()) out[dirname(p)]?.push(basename(p))
       return out
     },
     close: async () => {
       closed = true
-      for (const w of watchers.values()) w.close()
+      for (const w of watchers.keys()) w.close()
       watchers.clear()
     }
   }

@@ -65,8 +65,8 @@ class Group {
   readonly reads: ReadScheduler
   /** launch dirs whose first read is in flight -> an event came meanwhile (read again once it is done) */
   readonly opening = new Map<string, boolean>()
+  /** each holds its own paths (Shard.paths); no map of path -> shard beside them: 20,000 entries at 10,000 launch dirs */
   readonly shards = new Set<Shard>()
-  readonly shardOf = new Map<string, Shard>()
   /** a history changed after this (ms) was written while the daemon watched: not a seed */
   walkStartedAt = Number.POSITIVE_INFINITY
   /** dirs that appeared while an earlier batch was being added: added together once it is done */
@@ -171,13 +171,13 @@ export class RunDirWatcher {
     if (paths.length === 0 || !this.#live(g)) return
     const shard = (g.opts.poll ? openChokidarShard : openNativeShard)(this.#host(g), paths)
     g.shards.add(shard)
-    for (const p of paths) g.shardOf.set(p, shard)
     await shard.ready
   }
 
+  /** Stop watching `path`: rare (a dir gone, a run's dir dropped), so its shard is looked for (the newest holding it). */
   #unwatch (g: Group, path: string): void {
-    const shard = g.shardOf.get(path)
-    g.shardOf.delete(path)
+    let shard: Shard | undefined
+    for (const s of g.shards) if (s.paths.has(path)) shard = s
     if (shard === undefined) return
     shard.paths.delete(path)
     if (shard.paths.size > 0) {
@@ -379,7 +379,6 @@ export class RunDirWatcher {
     this.#emit({ type: 'degraded', group: g.key, reason })
     const old = [...g.shards]
     g.shards.clear()
-    g.shardOf.clear()
     await Promise.all(old.map(async s => await s.close()))
     const all = [...g.dirs.keys()]
     for (let i = 0; i < all.length; i += SHARD_PATHS) await this.#watch(g, all.slice(i, i + SHARD_PATHS))
