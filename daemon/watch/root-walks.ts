@@ -14,7 +14,8 @@ import type { RootRefusal, StoredWatch, WatchRoots } from '../store/watch-roots.
 import { openRoot } from './held-root.js'
 import { checkRootPath } from './root-check.js'
 import { skippedName } from './walk.js'
-import type { GroupOptions, RunDirWatcher } from './watcher.js'
+import type { GroupOptions } from './watch-group.js'
+import type { RunDirWatcher } from './watcher.js'
 
 export interface Root {
   root: string

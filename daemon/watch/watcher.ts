@@ -3,38 +3,21 @@
 // `.nextflow/` (natively: two inotify watches a launch dir; the files are known from the dirs' events). Each watch
 // looks at depth 0 and a filter hides every other name, so work/ is never listed, stat'ed inside or watched. How the
 // watches are cut into shards and awaited: chokidar-shards.ts (polling, chokidar) and native-shards.ts (a plain
-// fs.watch a dir: chokidar's native mode cost a second per 1,000 new dirs, bench/README.md). Out come domain events: launch-dir-found, run-started,
-// run-ended, activity, degraded. How launch dirs are found (walks, dirs and histories that appear, first reads):
+// fs.watch a dir, bench/README.md). A group's state and its way to its dirs (from its root's fd): watch-group.ts.
+// Out come domain events: launch-dir-found, run-started, run-ended, activity, degraded. How launch dirs are found:
 // discovery.ts. When a launch dir is read (leading and trailing edge, rechecks): read-scheduler.ts. stop() is awaited.
 import { basename, dirname, join } from 'node:path'
 import type { Logger } from '../logger.js'
-import { openChokidarShard, SHARD_PATHS, watchedPaths, type Shard, type ShardHost } from './chokidar-shards.js'
+import { openChokidarShard, SHARD_PATHS, watchedPaths, type ShardHost } from './chokidar-shards.js'
 import { openNativeShard } from './native-shards.js'
 import { LaunchDirDiscovery, seedCutoff } from './discovery.js'
-import type { DirOpener, LaunchDir, LaunchEvent } from './launch-dir.js'
+import type { LaunchEvent } from './launch-dir.js'
 import { openRoot, type HeldRoot } from './held-root.js'
-import { openDir } from '../os/read-owned.js'
+import { Group, type GroupOptions } from './watch-group.js'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from './read-scheduler.js'
 import { CACHE_DIR, HISTORY, LAUNCH_FILES } from '../nextflow/file-names.js'
 import { nodeWalkFs, type WalkFs } from './walk.js'
 import { realTimers, type Timers } from '../os/timers.js'
-
-export interface GroupOptions {
-  poll: boolean
-  intervalMs: number
-  /**
-   * Groups with the same budget key share `limit` watched dirs (a user's roots together: limits.watchedDirsPerUser);
-   * `owner`: walks enter only that uid's dirs. Absent: an admin's group, limited only by the walk's own bound.
-   */
-  budget?: { key: string, limit: number, owner: number }
-  /**
-   * Asked before anything new under the root is walked (a dir made, a history appeared): false when the root's path
-   * is not the dir that was added any more (a symlink swapped into it). Nothing is reached through that path (the
-   * group holds its root's fd, held-root.ts), but chokidar's polling stats it: a root whose path leads elsewhere stops.
-   * Callers at one time share one answer (one in flight per group, reused within the tick it came in).
-   */
-  guard?: () => Promise<boolean>
-}
 
 export type WatcherEvent =
   | LaunchEvent
@@ -50,49 +33,6 @@ export interface WatcherOptions {
   wrapFs?: (fs: WalkFs) => WalkFs
   /** the read scheduling's clock and timers (tests move them by hand); the process's own when left out */
   timers?: Timers
-}
-
-/** A group: its dirs, its launch dirs and the chokidar shards that watch them. */
-class Group {
-  readonly key: string
-  opts: GroupOptions
-  degraded: string | null = null
-  /** a walk stopped at the dir budget: part of the tree is not watched */
-  limited: string | null = null
-  readonly maxDepth: number
-  readonly dirs = new Map<string, number>()
-  readonly launch = new Map<string, LaunchDir>()
-  readonly reads: ReadScheduler
-  /** launch dirs whose first read is in flight -> an event came meanwhile (read again once it is done) */
-  readonly opening = new Map<string, boolean>()
-  /** each holds its own paths (Shard.paths); no map of path -> shard beside them: 20,000 entries at 10,000 launch dirs */
-  readonly shards = new Set<Shard>()
-  /** a history changed after this (ms) was written while the daemon watched: not a seed */
-  walkStartedAt = Number.POSITIVE_INFINITY
-  /** dirs that appeared while an earlier batch was being added: added together once it is done */
-  readonly newTrees = new Map<string, number>()
-  addingTrees = false
-  /** a root's group: its root held open, everything under it reached from that fd (held-root.ts) */
-  held: HeldRoot | null = null
-  fs: WalkFs
-  openDir: DirOpener = openDir
-  /** the guard's answer in flight or of this tick (GroupOptions.guard) */
-  guarding: Promise<boolean> | null = null
-
-  constructor (key: string, opts: GroupOptions, maxDepth: number, fs: WalkFs, reads: (g: Group) => ReadScheduler) {
-    this.key = key
-    this.opts = opts
-    this.maxDepth = maxDepth
-    this.fs = fs
-    this.reads = reads(this)
-  }
-
-  /** Reach everything from `held`: the walk, the watches' lookups, the reads. */
-  hold (held: HeldRoot, wrap: (fs: WalkFs) => WalkFs): void {
-    this.held = held
-    this.fs = wrap(held.fs())
-    this.openDir = async (dir) => await held.openDir(dir)
-  }
 }
 
 export class RunDirWatcher {
@@ -174,20 +114,6 @@ export class RunDirWatcher {
     await shard.ready
   }
 
-  /** Stop watching `path`: rare (a dir gone, a run's dir dropped), so its shard is looked for (the newest holding it). */
-  #unwatch (g: Group, path: string): void {
-    let shard: Shard | undefined
-    for (const s of g.shards) if (s.paths.has(path)) shard = s
-    if (shard === undefined) return
-    shard.paths.delete(path)
-    if (shard.paths.size > 0) {
-      shard.unwatch(path)
-      return
-    }
-    g.shards.delete(shard)
-    void shard.close()
-  }
-
   /**
    * Start watching a group: a root's tree (depth >= 0) or, with `root: null`, nothing until addLaunchDir. `seedsSince`
    * (ms): histories written from then on are read as new, not as seeds (a root taken over from a node that is gone).
@@ -227,9 +153,7 @@ export class RunDirWatcher {
     const g = this.#groups.get(key)
     if (g === undefined) return
     this.#groups.delete(key)
-    g.reads.stop()
-    await Promise.all([...g.shards].map(async s => await s.close()))
-    await g.held?.close()
+    await g.close()
   }
 
   /** Watch one launch dir in a group (a run's dir outside every root). */
@@ -243,13 +167,8 @@ export class RunDirWatcher {
   async removeLaunchDir (key: string, dir: string): Promise<void> {
     const g = this.#groups.get(key)
     if (g === undefined || !g.dirs.has(dir)) return
-    const cache = join(dir, CACHE_DIR)
-    this.#unwatch(g, dir)
-    this.#unwatch(g, cache)
-    g.dirs.delete(dir)
-    g.dirs.delete(cache)
-    g.launch.delete(dir)
-    g.reads.forget(dir)
+    g.forget(dir)
+    g.forget(join(dir, CACHE_DIR))
   }
 
   /** Is `dir` a launch dir or tree dir of some group (other than those in `except`)? */
@@ -268,27 +187,11 @@ export class RunDirWatcher {
     return g === undefined ? {} : watchedPaths(g.shards)
   }
 
-  /**
-   * The group's guard (GroupOptions.guard): is the root's path still the dir held? One answer in flight per group,
-   * kept for the rest of the tick it came in: a burst of events (a `mv` of many runs) costs one check, not one each.
-   */
-  async #safe (g: Group): Promise<boolean> {
-    const guard = g.opts.guard
-    if (guard === undefined) return true
-    if (g.guarding === null) {
-      const asked = guard()
-      g.guarding = asked
-      const drop = (): void => { setImmediate(() => { if (g.guarding === asked) g.guarding = null }) }
-      asked.then(drop, drop)
-    }
-    return await g.guarding
-  }
-
   /** A file event in a watched dir (natively, from the dirs' raw events). */
   #touch (g: Group, dir: string, what: ReadWhat): void {
     if (g.opening.has(dir)) g.opening.set(dir, true)
     else if (g.launch.has(dir)) g.reads.schedule(dir, what)
-    else if (what.history) void this.#safe(g).then(async ok => { if (ok && this.#live(g)) await this.#discovery.found(g, dir) })
+    else if (what.history) void g.safe().then(async ok => { if (ok && this.#live(g)) await this.#discovery.found(g, dir) })
   }
 
   #onRaw (g: Group, file: string | null, watched: string): void {
@@ -307,14 +210,12 @@ export class RunDirWatcher {
     try {
       if (event === 'addDir') {
         if (g.dirs.has(path)) return
-        if (!await this.#safe(g) || !this.#live(g)) return
+        if (!await g.safe() || !this.#live(g)) return
         if (name === CACHE_DIR) await this.#discovery.watchCache(g, parent)
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
         else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addNewTree(g, path, (g.dirs.get(parent) ?? 0) + 1)
       } else if (event === 'unlinkDir') {
-        for (const d of [...g.dirs.keys()]) {
-          if (d === path || d.startsWith(`${path}/`)) { this.#unwatch(g, d); g.dirs.delete(d); g.launch.delete(d); g.reads.forget(d) }
-        }
+        for (const d of [...g.dirs.keys()]) if (d === path || d.startsWith(`${path}/`)) g.forget(d)
       } else if (name === HISTORY && basename(parent) === CACHE_DIR) {
         // polling mode: chokidar's file watchers (natively these come as raw events)
         this.#touch(g, dirname(parent), { history: true, log: false })
@@ -339,7 +240,7 @@ export class RunDirWatcher {
       while (g.newTrees.size > 0 && this.#live(g)) {
         const batch = [...g.newTrees].map(([p, l]) => ({ path: p, level: l }))
         g.newTrees.clear()
-        if (!await this.#safe(g)) break
+        if (!await g.safe()) break
         try {
           await this.#discovery.addTrees(g, batch, false)
         } catch (err) {
@@ -377,9 +278,7 @@ export class RunDirWatcher {
     g.opts = { ...g.opts, poll: true }
     this.#log.warn({ group: g.key, intervalMs: g.opts.intervalMs }, reason)
     this.#emit({ type: 'degraded', group: g.key, reason })
-    const old = [...g.shards]
-    g.shards.clear()
-    await Promise.all(old.map(async s => await s.close()))
+    await g.closeShards()
     const all = [...g.dirs.keys()]
     for (let i = 0; i < all.length; i += SHARD_PATHS) await this.#watch(g, all.slice(i, i + SHARD_PATHS))
     for (const dir of g.launch.keys()) g.reads.schedule(dir, { history: true, log: true })
@@ -394,9 +293,7 @@ export class RunDirWatcher {
     this.#stopped = true
     const all = [...this.#groups.values()]
     this.#groups.clear()
-    for (const g of all) g.reads.stop()
-    await Promise.all(all.flatMap(g => [...g.shards].map(async s => await s.close())))
-    await Promise.all(all.map(async g => await g.held?.close()))
+    await Promise.all(all.map(async g => { await g.close() }))
     this.#listeners.clear()
   }
 }
