@@ -1,11 +1,12 @@
 // Writes a daemon's state files directly in their formats (store.json, runs.json or runs-archive/, master.key), so a benchmark can
 // start a daemon with 5,000 secrets and 10,000 runs in a second instead of minutes of API calls. The sealing is the
-// store's own (crypto.seal), so the daemon verifies every value at start exactly as it would its own file.
+// store's own (crypto.seal for each value, store-seal.ts for the file), so the daemon reads it as it would its own file.
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { generateKey, keyId, seal } from '../daemon/store/crypto.js'
 import { encodeKey } from '../daemon/store/key.js'
+import { sealedStoreText } from '../daemon/store/store-seal.js'
 import { SecretValue } from '../daemon/secret-value.js'
 import type { SecretRecord, StoreData } from '../daemon/store/store-format.js'
 import type { RunRecord, Scope, Workspace } from '../daemon/types.js'
@@ -85,7 +86,9 @@ export function seedState (o: SeedOptions): void {
   for (let i = 0; i < o.workspaceSecrets; i++) secrets.push(secret(key, `workspace:${BENCH_WORKSPACE}`, `W${String(i).padStart(4, '0')}`, o.user, at))
   const workspaces: Workspace[] = o.workspaceSecrets > 0 ? [{ name: BENCH_WORKSPACE, members: { [o.user]: 'owner' }, groups: {}, createdAt: at, createdBy: o.user, version: 1 }] : []
   const store: StoreData = { format: 1, keyId: keyId(key), secrets, workspaces }
-  writeFileSync(join(o.stateDir, 'store.json'), `${JSON.stringify(store)}\n`, { mode: 0o600 })
+  // Sealed as the daemon seals each of its writes (store-seal.ts): the store a daemon finds at its next start.
+  // NFS_BENCH_UNSEALED=1 writes it as an older daemon did, without the seal (every value verified at start).
+  writeFileSync(join(o.stateDir, 'store.json'), process.env.NFS_BENCH_UNSEALED === '1' ? `${JSON.stringify(store)}\n` : sealedStoreText(store, key), { mode: 0o600 })
   if (o.runs > 0) {
     const ended = new Date(Date.now() - 3_600_000).toISOString()
     const runs = Array.from({ length: o.runs }, (_, i) => terminalRun(i, o, ended))

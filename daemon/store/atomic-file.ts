@@ -140,15 +140,26 @@ export async function readJsonFile<T> (path: string): Promise<T | null> {
 
 /** readJsonFile, with the text it was parsed from (for a second reader of exactly the same bytes). */
 export async function readJsonFileText<T> (path: string): Promise<{ value: T, text: string } | null> {
-  let text: string
+  const bytes = await readFileBytes(path)
+  if (bytes === null) return null
+  const text = bytes.toString('utf8')
+  return { value: parseJsonText<T>(text, path), text }
+}
+
+/** A state file's bytes: null when missing, NFS_ERR_STORE_UNREADABLE naming it when it cannot be read. */
+export async function readFileBytes (path: string): Promise<Buffer | null> {
   try {
-    text = await fsp.readFile(path, 'utf8')
+    return await fsp.readFile(path)
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return null
     throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, errnoCode(err)], err)
   }
+}
+
+/** JSON.parse, NFS_ERR_STORE_UNREADABLE naming `path` when the text is not JSON. */
+export function parseJsonText<T> (text: string, path: string): T {
   try {
-    return { value: JSON.parse(text) as T, text }
+    return JSON.parse(text) as T
   } catch (err) {
     throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not valid JSON'], err)
   }

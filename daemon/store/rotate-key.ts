@@ -20,6 +20,7 @@ import { generateKey, keyId, open, seal } from './crypto.js'
 import { readJsonFile, writeFileAtomic } from './atomic-file.js'
 import { encodeKey, pendingKeyPath } from './key.js'
 import { validateStore, verifyStore } from './store-format.js'
+import { sealedStoreText } from './store-seal.js'
 import type { StoreData } from './store-format.js'
 
 export interface RotateKeyOptions {
@@ -85,7 +86,9 @@ export async function rotateKey (opts: RotateKeyOptions): Promise<RotateKeyResul
   }
 
   // Step 2: the store, whole, under the new key.
-  await writeFileAtomic(opts.path, JSON.stringify(resealStore(data, opts.oldKey, newKey)) + '\n', 0o600)
+  // Sealed under the new key (store-seal.ts), as the daemon seals its own writes: the next start skips the
+  // values' decryption, which verifyStore above and the re-sealing here have just done.
+  await writeFileAtomic(opts.path, sealedStoreText(resealStore(data, opts.oldKey, newKey), newKey), 0o600)
 
   // Step 3: the key file. Skipped when the admin installs the new key themselves.
   if (opts.newKeyFile === undefined) {

@@ -8,17 +8,17 @@
 // NFS_ERR_CONFLICT if the record moved on, as a transaction comparing etcd mod revisions would. Every visible
 // change raises the store's revision and is told to onChange listeners, which is what a shared backend's watch
 // feeds; test/store/contract/ holds the suite every implementation must pass.
-import { stat } from 'node:fs/promises'
 import { Low } from 'lowdb'
 import type { Logger } from 'pino'
 import { nfsError } from '../errors.js'
 import type { SecretValue } from '../secret-value.js'
 import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
-import { AtomicJsonFile, readJsonFileText, sweepTempFiles } from './atomic-file.js'
-import { prestartVerifier, PRESTART_MIN_BYTES, verifyAside } from './verify-aside.js'
+import { AtomicJsonFile, parseJsonText, readFileBytes, sweepTempFiles } from './atomic-file.js'
+import { prestartVerifier, PRESTART_MIN_BYTES, verifyAside, type PrestartedVerifier } from './verify-aside.js'
+import { sealedStoreText, sealMatches } from './store-seal.js'
 import { realTimers, type TimerHandle, type Timers } from '../os/timers.js'
 import { keyId, open, seal } from './crypto.js'
-import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore } from './store-format.js'
+import { casSecret, casWorkspace, checkEntry, copyWorkspace, emptyStore, entryKey, toMeta, validateStore, verifyKeyId } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
 
 export { rotateKey } from './rotate-key.js'
@@ -403,7 +403,8 @@ export type FileSecretsStore = SecretsStore & { idle: () => Promise<void> }
 
 /**
  * Open (or create) the store at `path`. Every sealed value is decrypted once to prove the key and the file
- * before anything is served; on any problem the file is left byte for byte as it was.
+ * before anything is served, unless the file's seal proves it is what a holder of the key wrote (store-seal.ts);
+ * on any problem the file is left byte for byte as it was.
  */
 export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<FileSecretsStore> {
   const { store, verified } = await openSecretsStoreAside(opts)
@@ -418,33 +419,47 @@ export async function openSecretsStore (opts: OpenSecretsStoreOptions): Promise<
  * (the daemon awaits it before it acts on runs). A malformed file or a wrong key id still rejects at once.
  */
 export async function openSecretsStoreAside (opts: OpenSecretsStoreOptions): Promise<{ store: FileSecretsStore, verified: Promise<void> }> {
-  const adapter = new AtomicJsonFile<StoreData>(opts.path, { mode: 0o600 })
+  // Every write is sealed (store-seal.ts), so that the next start can skip the values' decryption.
+  const adapter = new AtomicJsonFile<StoreData>(opts.path, { mode: 0o600, serialize: (data: StoreData) => sealedStoreText(data, opts.key) })
   const id = keyId(opts.key)
   const db = new Low<StoreData>(adapter, emptyStore(id))
-  // A big store's worker starts before the file is read, so that its own start overlaps the read and checks below.
-  const size = await stat(opts.path).then(st => st.size, () => 0)
-  const early = size >= PRESTART_MIN_BYTES ? prestartVerifier() : null
   const removed = await sweepTempFiles(opts.path)
   if (removed.length > 0) opts.logger.warn({ file: opts.path, removed }, 'removed temp files left by an interrupted write')
-  let raw: { value: unknown, text: string } | null
+  let raw: { value: unknown, text: string } | null = null
+  let sealed = false
+  let early: PrestartedVerifier | null = null
   let verified = Promise.resolve()
   try {
-    raw = await readJsonFileText<unknown>(opts.path)
-    if (raw !== null) db.data = validateStore(raw.value, opts.path)
+    const bytes = await readFileBytes(opts.path)
+    if (bytes !== null) {
+      sealed = sealMatches(bytes, opts.key)
+      // A big store without a matching seal has its values verified in a worker, started now so that the thread's
+      // own start overlaps the parse and the checks below.
+      if (!sealed && bytes.length >= PRESTART_MIN_BYTES) early = prestartVerifier()
+      const text = bytes.toString('utf8')
+      raw = { value: parseJsonText<unknown>(text, opts.path), text }
+      db.data = validateStore(raw.value, opts.path)
+      // The seal is the file's, not the store's: never kept in memory (the serializer writes a fresh one).
+      delete (db.data as Partial<Record<'seal', unknown>>).seal
+    }
   } catch (err) {
     early?.cancel()
     throw err
   }
   if (raw === null) {
-    early?.cancel()
     // Written at once so the file records which key the store belongs to from its first start.
     await adapter.write(db.data)
+  } else if (sealed) {
+    // Written by a holder of the key, which writes only values it sealed or verified: the key id is the one check
+    // left (a wrong key cannot match the seal, but is named as NFS_ERR_KEY as before). Each value's own AEAD check
+    // still runs whenever it is decrypted (readValues).
+    verifyKeyId(db.data, opts.key, opts.path)
   } else {
     verified = verifyAside(db.data, raw.text, opts.key, opts.path, early)
     // Awaited by the caller; handled here so that a rejection before then is not an unhandled one.
     verified.catch(() => {})
   }
-  opts.logger.info({ file: opts.path, keyId: id, secrets: db.data.secrets.length, workspaces: db.data.workspaces.length }, 'secrets store opened')
+  opts.logger.info({ file: opts.path, keyId: id, secrets: db.data.secrets.length, workspaces: db.data.workspaces.length, sealed }, 'secrets store opened')
   const store = new LowSecretsStore(db, adapter, opts.key, opts.now ?? (() => new Date()), { flushMs: opts.lastUsedFlushMs ?? LAST_USED_FLUSH_MS, logger: opts.logger, timers: opts.timers ?? realTimers })
   return { store, verified }
 }

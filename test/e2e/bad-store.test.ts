@@ -11,6 +11,7 @@ import { daemonArgs, daemonPaths, socketGet, startTestDaemon, tempDir } from '..
 import { errorCode, json, runCli, runDaemon } from '../helpers/cli.js'
 import { seal } from '../../daemon/store/crypto.js'
 import { parseKey } from '../../daemon/store/key.js'
+import { sealedStoreText } from '../../daemon/store/store-seal.js'
 import type { StoreData } from '../../daemon/store/store-format.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 
@@ -70,6 +71,34 @@ t.test('a big store with one value moved stops the daemon with 78 too (its value
   t.ok(r.stderr.includes(`${data.secrets[451]!.scope}/BIG_450`), 'the message names the secret that fails')
   t.equal(sha256(store), before, 'byte for byte unchanged')
   t.notOk(existsSync(p.socket), 'it never listened')
+})
+
+t.test('a sealed store with a value changed, the seal left or recomputed without the key, stops the start with 78', async t => {
+  // The daemon's own writes are sealed (store-seal.ts) and a matching seal skips the values' decryption at start:
+  // a change that does not come with a seal made under the key must still be found before the socket listens.
+  const p = await populatedStateDir(t)
+  const store = join(p.stateDir, 'store.json')
+  const written = readFileSync(store)
+  t.ok(written.toString('utf8').startsWith('{"seal":"'), 'the daemon sealed its write')
+  const data = JSON.parse(written.toString('utf8')) as StoreData & { seal?: string }
+  const v = data.secrets[0]!.sealed
+  v.data = (v.data[0] === 'A' ? 'B' : 'A') + v.data.slice(1)
+  const seal = data.seal!
+  delete data.seal
+  const rest = JSON.stringify(data).slice(1)
+  for (const [what, hex] of [
+    ['the seal left as it was', seal],
+    ['a seal recomputed without the key', sealedStoreText(data, randomBytes(32)).slice(9, 73)]
+  ] as const) {
+    writeFileSync(store, `{"seal":"${hex}",${rest}\n`, { mode: 0o600 })
+    const before = sha256(store)
+    const r = await startMustFail(p)
+    t.equal(r.code, 78, `${what}: ${r.stderr}`)
+    t.equal(errorCode(r.stderr), 'NFS_ERR_STORE_UNREADABLE', what)
+    t.ok(r.stderr.includes(`${data.secrets[0]!.scope}/KEEP_ME`), 'the message names the secret that fails')
+    t.equal(sha256(store), before, 'byte for byte unchanged')
+    t.notOk(existsSync(p.socket), 'it never listened')
+  }
 })
 
 t.test('a wrong master.key stops the daemon with 78 and leaves store and key untouched', async t => {
