@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { openRoot } from '../daemon/watch/held-root.js'
 import { LaunchDir } from '../daemon/watch/launch-dir.js'
 import { checkRootPath } from '../daemon/watch/root-check.js'
+import { nodeWalkFs, walkTree, type WalkFs } from '../daemon/watch/walk.js'
 import { prepareLaunchDir } from './nextflow-files.js'
 import { ratio, type Figure } from './report.js'
 import { median, nowMs, round } from './stats.js'
@@ -54,9 +55,26 @@ export async function readFigures (o: { dir: string, dirs: number, rounds: numbe
       guarded.push(await pass(byPath, async () => await checkRootPath(root, uid)))
       fd.push(await pass(byFd))
     }
+    // The walk itself (a start, a takeover): by fd from the held root, one open per component, against by path.
+    const walk = async (fs: WalkFs): Promise<number> => { const t = nowMs(); await walkTree(root, 0, 2, fs); return nowMs() - t }
+    const walkFd: number[] = []
+    const walkPath: number[] = []
+    for (let r = 0; r < o.rounds; r++) {
+      walkPath.push(await walk(nodeWalkFs))
+      walkFd.push(await walk(held.fs()))
+    }
     const after = median(fd)
     const before = median(guarded)
     return [{
+      figure: `walk of a root of ${o.dirs} launch dirs ms (depth 2)`,
+      value: round(median(walkFd)),
+      baselineLabel: 'the same walk by path',
+      baseline: round(median(walkPath)),
+      ratio: ratio(median(walkFd), median(walkPath)),
+      target: 'reported',
+      met: null,
+      note: `by fd from the held root (held-root.ts), median of ${o.rounds} alternating rounds each`
+    }, {
       figure: `launch-dir reads/s, root ${depth} components deep`,
       value: round(after, 0),
       baselineLabel: 'guard (lstat of root + ancestors) then a read by path, as before',

@@ -64,10 +64,28 @@ export interface WalkOptions {
   owner?: number
 }
 
+/** Dirs of one level looked at together: under a root held open each look is a chain of opens (held-root.ts). */
+const WALK_FANOUT = 16
+
+interface Looked { dir: TreeDir, entries: Dirent[] | null, history: boolean }
+
+/** One dir of the walk: owned (with `owner`), its entries, and whether its `.nextflow/history` is a plain file. */
+async function look (fs: WalkFs, dir: TreeDir, owner: number | undefined): Promise<Looked | null> {
+  if (owner !== undefined && !(await ownedDir(fs, dir.path, owner))) return null
+  let entries: Dirent[]
+  try {
+    entries = await fs.readdir(dir.path)
+  } catch {
+    return { dir, entries: null, history: false }
+  }
+  const cache = entries.some(e => e.name === CACHE_DIR && e.isDirectory())
+  return { dir, entries, history: cache && await isPlainFile(fs, join(dir.path, CACHE_DIR, HISTORY)) }
+}
+
 /**
  * Breadth-first from `start` (at `startLevel`) down to `maxDepth`. Directory types come from readdir's d_type, so
  * only a `.nextflow/history` candidate costs an lstat (and, with `owner`, each dir one more); unreadable dirs are
- * skipped.
+ * skipped. WALK_FANOUT dirs of a level are looked at together and taken in order, so the limit cuts where it did.
  */
 export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, opts: WalkOptions = {}): Promise<WalkResult> {
   const limit = opts.limit ?? 200_000
@@ -76,28 +94,25 @@ export async function walkTree (start: string, startLevel: number, maxDepth: num
   let queue: TreeDir[] = [{ path: start, level: startLevel }]
   while (queue.length > 0) {
     const next: TreeDir[] = []
-    for (const dir of queue) {
-      if (out.dirs.length + out.cacheDirs.length >= limit) {
-        out.truncated = true
-        return out
-      }
-      if (opts.owner !== undefined && !(await ownedDir(fs, dir.path, opts.owner))) continue
-      out.dirs.push(dir)
-      let entries: Dirent[]
-      try {
-        entries = await fs.readdir(dir.path)
-      } catch {
-        continue
-      }
-      for (const e of entries) {
-        if (e.name === CACHE_DIR) {
-          if (!e.isDirectory()) continue
-          out.cacheDirs.push(dir.path)
-          if (await isPlainFile(fs, join(dir.path, CACHE_DIR, HISTORY))) out.launchDirs.push(dir.path)
-          continue
+    for (let i = 0; i < queue.length; i += WALK_FANOUT) {
+      const looked = await Promise.all(queue.slice(i, i + WALK_FANOUT).map(async d => await look(fs, d, opts.owner)))
+      for (const l of looked) {
+        if (out.dirs.length + out.cacheDirs.length >= limit) {
+          out.truncated = true
+          return out
         }
-        if (skippedName(e.name) || !e.isDirectory() || dir.level >= maxDepth) continue
-        next.push({ path: join(dir.path, e.name), level: dir.level + 1 })
+        if (l === null) continue
+        out.dirs.push(l.dir)
+        for (const e of l.entries ?? []) {
+          if (e.name === CACHE_DIR) {
+            if (!e.isDirectory()) continue
+            out.cacheDirs.push(l.dir.path)
+            if (l.history) out.launchDirs.push(l.dir.path)
+            continue
+          }
+          if (skippedName(e.name) || !e.isDirectory() || l.dir.level >= maxDepth) continue
+          next.push({ path: join(l.dir.path, e.name), level: l.dir.level + 1 })
+        }
       }
     }
     queue = next
