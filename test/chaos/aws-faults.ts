@@ -50,7 +50,7 @@ export async function awsFaultsSection (t: Test, h: Harness, moto: Moto): Promis
       runs: { livenessIntervalMs: 500, revokeRetryInitialMs: 100, revokeRetryMaxMs: 1000 }
     }
   })
-  h.listen(d.socket)
+  await h.listen(d.socket)
   const values = new Map<string, string>()
   for (let i = 0; i < SECRETS; i++) {
     values.set(`AWS_S${i}`, h.canary('aws'))

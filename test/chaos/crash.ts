@@ -29,7 +29,7 @@ export async function crashSection (t: Test, h: Harness, moto: Moto): Promise<vo
   }
   const start = async (): Promise<TestDaemon> => {
     const d = await spawnDaemon(t, { mode: 'user', dir, config, env: AWS_ENV })
-    h.listen(d.socket)
+    await h.listen(d.socket)
     return d
   }
   let d = await start()

@@ -40,7 +40,7 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
   // A short monitor pass: it is what writes the revoke's records once space returns.
   const config = { logLevel: 'info', runs: { livenessIntervalMs: 500 } }
   let d = await spawnDaemon(t, { mode: 'user', dir, config })
-  h.listen(d.socket)
+  await h.listen(d.socket)
 
   const values = new Map<string, string>()
   const add = async (name: string, value: string): Promise<{ status: number, code: unknown }> => {
@@ -105,7 +105,7 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
   await d.stop()
   h.captureDaemon('disk daemon (full)', d)
   d = await spawnDaemon(t, { mode: 'user', dir, config })
-  h.listen(d.socket)
+  await h.listen(d.socket)
   t.same(stableMeta(await expectStatus(d.socket, 200, 'GET', '/api/v1/secrets')), metaBefore, 'after a restart the store holds every secret')
   t.ok(readLedger(stateDir).some(r => r.runId === armed.runId && r.state === 'killed' && settled(r)), 'and the ledger the revoked run')
   const run = await expectStatus<{ runId: string, env: Record<string, string> }>(d.socket, 201, 'POST', '/api/v1/runs', { mode: 'arm', launchDir, targets: ['hpc'] })

@@ -99,7 +99,7 @@ export async function fuzzSection (t: Test, h: Harness): Promise<void> {
   const launchDir = join(dir, 'launch')
   mkdirSync(launchDir)
   const d = await spawnDaemon(t, { mode: 'user', dir, config: { logLevel: 'info' } })
-  h.listen(d.socket)
+  await h.listen(d.socket)
   const canary = h.canary('fuzz')
   await expectStatus(d.socket, 201, 'POST', '/api/v1/secrets', { name: 'FUZZ_A', value: canary })
   await expectStatus(d.socket, 201, 'POST', '/api/v1/workspaces', { name: 'fuzzws' })

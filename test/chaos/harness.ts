@@ -83,12 +83,18 @@ export class Harness {
   }
 
   /** Listen to /events as root (an admin sees every event) until the daemon goes or the suite ends. */
-  listen (socket: string): void {
+  // Resolves once the subscription is open (or could not be): events published before that never reach the scan, and
+  // a section whose events all come early (the hostile one's secret adds) would leave the scan of events empty.
+  async listen (socket: string): Promise<void> {
     const ws = new WebSocket(`ws+unix://${socket}:/api/v1/events`)
     this.#sockets.add(ws)
     ws.on('message', (data) => { this.#events.push(Buffer.from(data as Buffer).toString('utf8')) })
-    ws.on('error', () => {})
     ws.on('close', () => { this.#sockets.delete(ws) })
+    await new Promise<void>(resolve => {
+      ws.once('open', () => resolve())
+      ws.on('error', () => resolve())
+      ws.once('close', () => resolve())
+    })
   }
 
   get eventCount (): number {

@@ -107,7 +107,7 @@ export async function hostileSection (t: Test, h: Harness): Promise<void> {
       limits: { connectionsPerUid: 64, liveRunsPerUser: 20, idleTimeoutSeconds: 5, watchRootsPerUser: 3, watchedDirsPerUser: 2000, minPollIntervalMs: 1000 }
     }
   })
-  h.listen(d.socket)
+  await h.listen(d.socket)
   const pid = d.process.pid!
   const own = (u: { uid: number, gid: number }, p: string): string => { mkdirSync(p, { recursive: true }); chownSync(p, u.uid, u.gid); return p }
   const cli = async (user: string, args: string[], input?: string): Promise<RunResult> => {

@@ -30,7 +30,7 @@ export async function loadSection (t: Test, h: Harness): Promise<void> {
   const users = ensureUsers(USERS)
   const dir = tempDir(t, 'nfs-chaos-load-')
   const d = await spawnDaemon(t, { mode: 'system', dir, config: { keyFile: makeKeyFile(t), logLevel: 'info', runs: { livenessIntervalMs: 500 } } })
-  h.listen(d.socket)
+  await h.listen(d.socket)
   const cli = async (user: string, args: string[], input?: string): Promise<RunResult> => {
     const r = await runCli(args, { user, env: { NF_SECRETS_SOCKET: d.socket }, timeoutMs: 240_000, ...(input !== undefined ? { input } : {}) })
     h.addText(`load CLI output of ${user}`, r.stdout + r.stderr)
