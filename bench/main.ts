@@ -25,8 +25,8 @@ const BIG_LEDGER_RUNS = 10_000
 
 function plan (quick: boolean): Record<string, number | number[]> {
   return quick
-    ? { apiMs: 1000, runSamples: 15, cliSamples: 5, detectSamples: 5, pollSamples: 2, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 10, scaleIdleMs: 1500, awsRuns: 5, awsRevokes: 3 }
-    : { apiMs: 8000, runSamples: 200, cliSamples: 20, detectSamples: 20, pollSamples: 10, startRepeats: 5, idleWaitMs: 5000, scaleSizes: [1, 1000, 10_000], scaleSamples: 100, scaleIdleMs: 5000, awsRuns: 10, awsRevokes: 10 }
+    ? { apiMs: 1000, runSamples: 15, cliSamples: 5, detectSamples: 5, pollSamples: 2, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 10, scaleStarts: 1, scaleIdleMs: 1500, awsRuns: 5, awsRevokes: 3 }
+    : { apiMs: 8000, runSamples: 200, cliSamples: 20, detectSamples: 20, pollSamples: 10, startRepeats: 5, idleWaitMs: 5000, scaleSizes: [1, 1000, 10_000], scaleSamples: 100, scaleStarts: 5, scaleIdleMs: 5000, awsRuns: 10, awsRevokes: 10 }
 }
 
 function log (msg: string): void {
@@ -91,7 +91,7 @@ async function main (): Promise<void> {
     await section('aws', async () => await awsFigures({ dir, runs: p.awsRuns as number, rate: 40, revokes: p.awsRevokes as number }))
     await section('startup', async () => await startupFigures({ dir, repeats: p.startRepeats as number, runs: 10_000, secrets: 5000 }))
     await section('idle', async () => await idleRssFigures(dir, p.idleWaitMs as number))
-    await section('scale', async () => await scaleFigures({ dir, sizes: p.scaleSizes as number[], samples: p.scaleSamples as number, idleMs: p.scaleIdleMs as number }))
+    await section('scale', async () => await scaleFigures({ dir, sizes: p.scaleSizes as number[], samples: p.scaleSamples as number, starts: p.scaleStarts as number, idleMs: p.scaleIdleMs as number }))
     // A real 3-member etcd and several lease TTLs: not in --quick (run it with --only cluster).
     if (!quick || values.only !== undefined) await section('cluster', async () => await clusterFigures({ dir, samples: quick ? 20 : 200, takeovers: quick ? 1 : 3 }))
   } finally {

@@ -17,7 +17,7 @@ import { prepareLaunchDir } from './nextflow-files.js'
 import { EventTracker } from './observe.js'
 import { ratio, type Figure } from './report.js'
 import { seedState } from './seed.js'
-import { nowMs, round, summarize, type Summary } from './stats.js'
+import { median, nowMs, round, summarize, type Summary } from './stats.js'
 
 export const WORK_ENTRIES = 1000
 
@@ -69,7 +69,7 @@ function restore (cache: string): void {
   for (const name of readdirSync(root)) renameSync(join(root, name), join(cache, 'pool', name))
 }
 
-interface ScalePoint { n: number, readyMs: number, settleMs: number, rss: number, cpu: number, start: Summary, end: Summary }
+interface ScalePoint { n: number, readyMs: number, readyAll: number[], settleMs: number, rss: number, cpu: number, start: Summary, end: Summary }
 interface Discovery { n: number, ms: number, floorMs: number }
 
 /** The pauses of a scale sample: long enough that each write is read on its own (a 50 ms window), no longer. */
@@ -113,7 +113,7 @@ async function discover (daemon: BenchDaemon, root: string, n: number): Promise<
   return { n, ms, floorMs }
 }
 
-async function measure (n: number, dir: string, samples: number, idleMs: number, discovery: boolean): Promise<{ point: ScalePoint, discovered: Discovery | null }> {
+async function measure (n: number, dir: string, samples: number, starts: number, idleMs: number, discovery: boolean): Promise<{ point: ScalePoint, discovered: Discovery | null }> {
   const cache = cacheDir()
   const root = join(cache, 'root')
   mkdirSync(root, { recursive: true })
@@ -126,9 +126,22 @@ async function measure (n: number, dir: string, samples: number, idleMs: number,
       prepareLaunchDir(join(root, names[i]!))
     }
     const me = userInfo()
-    const d = join(dir, `scale-${n}`)
-    seedState({ stateDir: join(d, 'state'), runsRoot: join(d, 'runs'), user: me.username, uid: me.uid, gid: me.gid, userSecrets: 20, workspaceSecrets: 0, runs: 0 })
+    const fresh = (d: string): string => {
+      seedState({ stateDir: join(d, 'state'), runsRoot: join(d, 'runs'), user: me.username, uid: me.uid, gid: me.gid, userSecrets: 20, workspaceSecrets: 0, runs: 0 })
+      return d
+    }
+    // Start-up to ready is one start's wall time, tens of ms apart from size to size: one start a size gave 0.85 x
+    // (loaded) and 1.24 x (quiet) at 10,000 dirs. So the figure is the median of `starts` (each on a fresh state dir,
+    // stopped once ready, the walk it began with it), the last of them the daemon measured below.
+    const readyAll: number[] = []
+    for (let i = 1; i < starts; i++) {
+      const early = await startDaemon(fresh(join(dir, `scale-${n}-start${i}`)), { config: { watch: [{ root, depth: 1 }] } })
+      readyAll.push(early.readyMs)
+      await early.stop()
+    }
+    const d = fresh(join(dir, `scale-${n}`))
     const daemon = await startDaemon(d, { config: { watch: [{ root, depth: 1 }] } })
+    readyAll.push(daemon.readyMs)
     try {
       // /health answers before the root is walked: wait for the walk to be done and the daemon to go quiet.
       const t = nowMs()
@@ -153,7 +166,7 @@ async function measure (n: number, dir: string, samples: number, idleMs: number,
         tracker.close()
       }
       const discovered = discovery ? await discover(daemon, root, n) : null
-      return { point: { n, readyMs: daemon.readyMs, settleMs, rss, cpu, start: summarize(started), end: summarize(ended) }, discovered }
+      return { point: { n, readyMs: median(readyAll), readyAll, settleMs, rss, cpu, start: summarize(started), end: summarize(ended) }, discovered }
     } finally {
       await daemon.stop()
     }
@@ -162,13 +175,13 @@ async function measure (n: number, dir: string, samples: number, idleMs: number,
   }
 }
 
-export async function scaleFigures (o: { dir: string, sizes: number[], samples: number, idleMs: number }): Promise<Figure[]> {
+export async function scaleFigures (o: { dir: string, sizes: number[], samples: number, starts: number, idleMs: number }): Promise<Figure[]> {
   const top = Math.max(...o.sizes)
   const built = buildPool(top + DISCOVER_DIRS)
   const points: ScalePoint[] = []
   let discovered: Discovery | null = null
   for (const n of o.sizes) {
-    const m = await measure(n, o.dir, o.samples, o.idleMs, n === top)
+    const m = await measure(n, o.dir, o.samples, o.starts, o.idleMs, n === top)
     points.push(m.point)
     discovered = m.discovered ?? discovered
   }
@@ -177,12 +190,12 @@ export async function scaleFigures (o: { dir: string, sizes: number[], samples: 
   for (const p of points) {
     // Judged at 10,000 dirs only (the full run); a quick run's largest size is reported, not judged.
     const judged = p.n === top && p.n >= 10_000
-    const note = `ready ${Math.round(p.readyMs)} ms, walked and settled ${Math.round(p.settleMs)} ms later, ${p.start.n} samples (p50 ${round(p.start.p50)} ms)` +
+    const note = `ready ${Math.round(p.readyAll[p.readyAll.length - 1]!)} ms, walked and settled ${Math.round(p.settleMs)} ms later, ${p.start.n} samples (p50 ${round(p.start.p50)} ms)` +
       (p === base && built.made > 0 ? `; the launch-dir pool was built first (${built.made} dirs in ${Math.round(built.seconds)} s, cached in ${cacheDir()})` : '')
     out.push(
       { figure: `@${p.n} dirs: start -> running p99 ms`, value: p.start.p99, baselineLabel: '1 dir', baseline: base.start.p99, ratio: ratio(p.start.p99, base.start.p99), target: '< 2 x 1 dir at 10,000', met: judged ? p.start.p99 < 2 * base.start.p99 : null, note },
       { figure: `@${p.n} dirs: terminal -> run dir gone p99 ms`, value: p.end.p99, baselineLabel: '1 dir', baseline: base.end.p99, ratio: ratio(p.end.p99, base.end.p99), target: '< 25 ms at 10,000', met: judged ? p.end.p99 < 25 : null, note: `p50 ${round(p.end.p50)} ms` },
-      { figure: `@${p.n} dirs: start-up to ready ms`, value: p.readyMs, baselineLabel: '1 dir', baseline: base.readyMs, ratio: ratio(p.readyMs, base.readyMs), target: '< 1.15 x 1 dir (not walking first)', met: judged ? p.readyMs < 1.15 * base.readyMs : null },
+      { figure: `@${p.n} dirs: start-up to ready ms`, value: p.readyMs, baselineLabel: '1 dir', baseline: base.readyMs, ratio: ratio(p.readyMs, base.readyMs), target: '< 1.15 x 1 dir (not walking first)', met: judged ? p.readyMs < 1.15 * base.readyMs : null, note: `median of ${p.readyAll.length} starts: ${p.readyAll.map(x => Math.round(x)).join(', ')} ms` },
       { figure: `@${p.n} dirs: daemon RSS MB`, value: p.rss, baselineLabel: '1 dir', baseline: base.rss, ratio: ratio(p.rss, base.rss), target: '< 150 MB at 10,000', met: judged ? p.rss < 150 : null },
       { figure: `@${p.n} dirs: idle CPU % of a core`, value: p.cpu, baselineLabel: '1 dir', baseline: base.cpu, ratio: ratio(p.cpu, base.cpu), target: '< 1% at 10,000', met: judged ? p.cpu < 1 : null }
     )
