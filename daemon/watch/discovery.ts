@@ -127,15 +127,18 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
     for (let i = 0; i < dirs.length && this.#h.live(g); i += SHARD_PATHS / 2) {
       const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
       const caches: string[] = []
+      // the `.nextflow` paths as g.dirs holds them: the shard keeps the same strings, not a second copy of each
+      const cachePaths: string[] = []
       for (const dir of chunk) {
         if (withCache !== undefined ? !withCache.has(dir) : !(await this.#isDir(g, join(dir, CACHE_DIR)))) continue
         const cache = join(dir, CACHE_DIR)
         if (g.dirs.has(cache)) continue
         g.dirs.set(cache, -1)
         caches.push(dir)
+        cachePaths.push(cache)
         if (!g.launch.has(dir)) g.opening.set(dir, g.opening.get(dir) ?? false)
       }
-      await this.#h.watch(g, [...chunk, ...caches.map(d => join(d, CACHE_DIR))])
+      await this.#h.watch(g, [...chunk, ...cachePaths])
       // The next shard is set up while these first reads go on, READ_FANOUT at most in flight: each opens files, and
       // a walk can bring thousands at once.
       for (const dir of caches) {
