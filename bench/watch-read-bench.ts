@@ -55,7 +55,7 @@ export async function readFigures (o: { dir: string, dirs: number, rounds: numbe
       guarded.push(await pass(byPath, async () => await checkRootPath(root, uid)))
       fd.push(await pass(byFd))
     }
-    // The walk itself (a start, a takeover): by fd from the held root, one open per component, against by path.
+    // The walk itself (a start, a takeover): by fd from the held root, each dir opened from its parent's fd, against by path.
     const walk = async (fs: WalkFs): Promise<number> => { const t = nowMs(); await walkTree(root, 0, 2, fs); return nowMs() - t }
     const walkFd: number[] = []
     const walkPath: number[] = []
@@ -73,7 +73,7 @@ export async function readFigures (o: { dir: string, dirs: number, rounds: numbe
       ratio: ratio(median(walkFd), median(walkPath)),
       target: 'reported',
       met: null,
-      note: `by fd from the held root (held-root.ts), median of ${o.rounds} alternating rounds each`
+      note: `by fd from the held root, each dir from its parent's fd (held-root.ts), median of ${o.rounds} alternating rounds each`
     }, {
       figure: `launch-dir reads/s, root ${depth} components deep`,
       value: round(after, 0),

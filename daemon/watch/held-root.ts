@@ -9,7 +9,7 @@
 import { constants, promises as fsp, type Dirent, type Stats } from 'node:fs'
 import { basename, dirname, isAbsolute, relative, sep } from 'node:path'
 import type { RootRefusal } from '../store/watch-roots.js'
-import type { WalkFs } from './walk.js'
+import type { WalkDir, WalkFs } from './walk.js'
 
 const DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW
 
@@ -118,10 +118,14 @@ export class HeldRoot {
     })
   }
 
-  /** The walk's and the watcher's fs under this root: paths are the watcher's, each reached as openDir does. */
+  /**
+   * The walk's and the watcher's fs under this root: paths are the watcher's, each reached as openDir does, or, in a
+   * walk, from the held dir the walk gives (`at`: a HeldDir, the dir itself for readdir, the parent for lstat).
+   */
   fs (): WalkFs {
     return {
-      readdir: async (dir: string): Promise<Dirent[]> => {
+      readdir: async (dir: string, at?: WalkDir): Promise<Dirent[]> => {
+        if (at instanceof HeldDir) return await fsp.readdir(fdPath(at.fd), { withFileTypes: true })
         const fh = await this.openDir(dir)
         if (fh === null) throw Object.assign(new Error('not a directory under the watch root'), { code: 'ENOENT' })
         try {
@@ -130,7 +134,8 @@ export class HeldRoot {
           await fh.close()
         }
       },
-      lstat: async (path: string): Promise<Stats> => {
+      lstat: async (path: string, at?: WalkDir): Promise<Stats> => {
+        if (at instanceof HeldDir) return await fsp.lstat(fdPath(at.fd, basename(path)))
         const fh = await this.openDir(path === this.path ? path : dirname(path))
         if (fh === null) throw Object.assign(new Error('not under the watch root'), { code: 'ENOENT' })
         try {
@@ -138,6 +143,18 @@ export class HeldRoot {
         } finally {
           await fh.close()
         }
+      },
+      // One open a dir: by its name from the parent's fd (the walk's start from the root's, as openDir does).
+      hold: async (path: string, parent?: WalkDir): Promise<WalkDir | null> => {
+        if (parent instanceof HeldDir) {
+          try {
+            return new HeldDir(await fsp.open(fdPath(parent.fd, basename(path)), DIR))
+          } catch {
+            return null
+          }
+        }
+        const fh = await this.openDir(path)
+        return fh === null ? null : new HeldDir(fh)
       }
     }
   }
@@ -147,5 +164,26 @@ export class HeldRoot {
     if (this.#closing) return
     this.#closing = true
     if (this.#busy === 0) await this.#fh.close().catch(() => {})
+  }
+}
+
+/** A dir a walk holds open (WalkDir): its fd is used only until close, which the walk calls once its subtree is done. */
+class HeldDir implements WalkDir {
+  readonly #fh: fsp.FileHandle
+  #closed = false
+
+  constructor (fh: fsp.FileHandle) {
+    this.#fh = fh
+  }
+
+  get fd (): number {
+    if (this.#closed) throw Object.assign(new Error('a held dir used after close'), { code: 'EBADF' })
+    return this.#fh.fd
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#fh.close().catch(() => {})
   }
 }

@@ -7,9 +7,21 @@ import { promises as fsp } from 'node:fs'
 import { basename, join } from 'node:path'
 import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
 
+/** A dir the walk holds open while it looks at it and walks below it (held-root.ts); opaque to the walk. */
+export interface WalkDir {
+  /** idempotent */
+  close (): Promise<void>
+}
+
+/**
+ * Paths are always given (a test's wrapper sees every dir read); `at` is an optional held dir: for readdir `dir`
+ * itself, for lstat the parent of `path`. Without `hold` (by path) or without `at` the call goes by path.
+ */
 export interface WalkFs {
-  readdir (dir: string): Promise<Dirent[]>
-  lstat (path: string): Promise<Stats>
+  readdir (dir: string, at?: WalkDir): Promise<Dirent[]>
+  lstat (path: string, at?: WalkDir): Promise<Stats>
+  /** Hold the dir `path` open, reached from `parent` (its parent, held) by one name; null when it is not a dir now. */
+  hold? (path: string, parent?: WalkDir): Promise<WalkDir | null>
 }
 
 export const nodeWalkFs: WalkFs = {
@@ -39,9 +51,9 @@ export interface WalkResult {
 }
 
 /** A directory (not a symlink) of `uid` at `path`? */
-async function ownedDir (fs: WalkFs, path: string, uid: number): Promise<boolean> {
+async function ownedDir (fs: WalkFs, path: string, uid: number, parent?: WalkDir): Promise<boolean> {
   try {
-    const st = await fs.lstat(path)
+    const st = await fs.lstat(path, parent)
     return st.isDirectory() && st.uid === uid
   } catch {
     return false
@@ -49,9 +61,9 @@ async function ownedDir (fs: WalkFs, path: string, uid: number): Promise<boolean
 }
 
 /** A regular file (not a symlink) at `path`? */
-export async function isPlainFile (fs: WalkFs, path: string): Promise<boolean> {
+export async function isPlainFile (fs: WalkFs, path: string, parent?: WalkDir): Promise<boolean> {
   try {
-    return (await fs.lstat(path)).isFile()
+    return (await fs.lstat(path, parent)).isFile()
   } catch {
     return false
   }
@@ -64,58 +76,100 @@ export interface WalkOptions {
   owner?: number
 }
 
-/** Dirs of one level looked at together: under a root held open each look is a chain of opens (held-root.ts). */
+/**
+ * Sibling dirs looked at together. Under a held root each dir is opened from its parent's fd (one open a dir, plus
+ * one for a `.nextflow`); a dir stays open only while there is something below it to walk, so a walk holds at most
+ * WALK_FANOUT dirs per level open at once, each closed once its subtree is done.
+ */
 const WALK_FANOUT = 16
 
-interface Looked { dir: TreeDir, entries: Dirent[] | null, history: boolean }
+interface Looked { dir: TreeDir, entries: Dirent[] | null, history: boolean, below: TreeDir[], held: WalkDir | null }
 
-/** One dir of the walk: owned (with `owner`), its entries, and whether its `.nextflow/history` is a plain file. */
-async function look (fs: WalkFs, dir: TreeDir, owner: number | undefined): Promise<Looked | null> {
-  if (owner !== undefined && !(await ownedDir(fs, dir.path, owner))) return null
-  let entries: Dirent[]
+/** Is `.nextflow/history` of the held dir `dir` a plain file? `.nextflow` opened from the dir's fd, no symlink. */
+async function hasHistory (fs: WalkFs, dir: string, held: WalkDir | null): Promise<boolean> {
+  const cache = join(dir, CACHE_DIR)
+  if (fs.hold === undefined || held === null) return await isPlainFile(fs, join(cache, HISTORY))
+  const c = await fs.hold(cache, held)
+  if (c === null) return false
   try {
-    entries = await fs.readdir(dir.path)
-  } catch {
-    return { dir, entries: null, history: false }
+    return await isPlainFile(fs, join(cache, HISTORY), c)
+  } finally {
+    await c.close()
   }
-  const cache = entries.some(e => e.name === CACHE_DIR && e.isDirectory())
-  return { dir, entries, history: cache && await isPlainFile(fs, join(dir.path, CACHE_DIR, HISTORY)) }
 }
 
 /**
- * Breadth-first from `start` (at `startLevel`) down to `maxDepth`. Directory types come from readdir's d_type, so
- * only a `.nextflow/history` candidate costs an lstat (and, with `owner`, each dir one more); unreadable dirs are
- * skipped. WALK_FANOUT dirs of a level are looked at together and taken in order, so the limit cuts where it did.
+ * One dir of the walk, reached from `parent` (held) when the fs holds dirs: owned (with `owner`), its entries, whether
+ * its `.nextflow/history` is a plain file, and the dirs below it to walk (the dir stays held only if there are some).
  */
-export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, opts: WalkOptions = {}): Promise<WalkResult> {
-  const limit = opts.limit ?? 200_000
-  const out: WalkResult = { dirs: [], launchDirs: [], cacheDirs: [], truncated: false }
-  if (skippedName(basename(start)) && startLevel > 0) return out
-  let queue: TreeDir[] = [{ path: start, level: startLevel }]
-  while (queue.length > 0) {
-    const next: TreeDir[] = []
-    for (let i = 0; i < queue.length; i += WALK_FANOUT) {
-      const looked = await Promise.all(queue.slice(i, i + WALK_FANOUT).map(async d => await look(fs, d, opts.owner)))
+async function look (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, maxDepth: number, owner: number | undefined): Promise<Looked | null> {
+  if (owner !== undefined && !(await ownedDir(fs, dir.path, owner, parent ?? undefined))) return null
+  const held = fs.hold === undefined ? null : await fs.hold(dir.path, parent ?? undefined).catch(() => null)
+  const none: Looked = { dir, entries: null, history: false, below: [], held: null }
+  if (fs.hold !== undefined && held === null) return none
+  let entries: Dirent[]
+  try {
+    entries = await fs.readdir(dir.path, held ?? undefined)
+  } catch {
+    await held?.close()
+    return none
+  }
+  const below: TreeDir[] = []
+  for (const e of entries) {
+    if (e.name === CACHE_DIR || skippedName(e.name) || !e.isDirectory() || dir.level >= maxDepth) continue
+    below.push({ path: join(dir.path, e.name), level: dir.level + 1 })
+  }
+  const cache = entries.some(e => e.name === CACHE_DIR && e.isDirectory())
+  let history = false
+  try {
+    history = cache && await hasHistory(fs, dir.path, held)
+  } finally {
+    if (below.length === 0) await held?.close()
+  }
+  return { dir, entries, history, below, held: below.length === 0 ? null : held }
+}
+
+interface Walk { fs: WalkFs, out: WalkResult, limit: number, maxDepth: number, owner: number | undefined }
+
+/**
+ * `dirs` (children of the held `parent`, or the start) WALK_FANOUT at a time, taken in order: each is recorded, then
+ * walked below, before the next. True once the limit is reached (the walk stops there).
+ */
+async function walkDirs (w: Walk, dirs: readonly TreeDir[], parent: WalkDir | null): Promise<boolean> {
+  for (let i = 0; i < dirs.length; i += WALK_FANOUT) {
+    const looked = await Promise.all(dirs.slice(i, i + WALK_FANOUT).map(async d => await look(w.fs, d, parent, w.maxDepth, w.owner)))
+    try {
       for (const l of looked) {
-        if (out.dirs.length + out.cacheDirs.length >= limit) {
-          out.truncated = true
-          return out
+        if (w.out.dirs.length + w.out.cacheDirs.length >= w.limit) {
+          w.out.truncated = true
+          return true
         }
         if (l === null) continue
-        out.dirs.push(l.dir)
-        for (const e of l.entries ?? []) {
-          if (e.name === CACHE_DIR) {
-            if (!e.isDirectory()) continue
-            out.cacheDirs.push(l.dir.path)
-            if (l.history) out.launchDirs.push(l.dir.path)
-            continue
-          }
-          if (skippedName(e.name) || !e.isDirectory() || l.dir.level >= maxDepth) continue
-          next.push({ path: join(l.dir.path, e.name), level: l.dir.level + 1 })
+        w.out.dirs.push(l.dir)
+        if (l.entries?.some(e => e.name === CACHE_DIR && e.isDirectory()) === true) {
+          w.out.cacheDirs.push(l.dir.path)
+          if (l.history) w.out.launchDirs.push(l.dir.path)
         }
+        if (l.below.length > 0 && await walkDirs(w, l.below, l.held)) return true
+        await l.held?.close()
       }
+    } finally {
+      for (const l of looked) await l?.held?.close()
     }
-    queue = next
   }
+  return false
+}
+
+/**
+ * Depth-first from `start` (at `startLevel`) down to `maxDepth`, siblings looked at WALK_FANOUT at a time. Directory
+ * types come from readdir's d_type, so only a `.nextflow/history` candidate costs an lstat (and, with `owner`, each
+ * dir one more); unreadable dirs are skipped. With an fs that holds dirs (held-root.ts) each dir is opened once, from
+ * its parent's fd, never again from the root by path: no fd is kept by path, so a rename in the tree is never served
+ * a dir that was there before.
+ */
+export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, opts: WalkOptions = {}): Promise<WalkResult> {
+  const out: WalkResult = { dirs: [], launchDirs: [], cacheDirs: [], truncated: false }
+  if (skippedName(basename(start)) && startLevel > 0) return out
+  await walkDirs({ fs, out, limit: opts.limit ?? 200_000, maxDepth, owner: opts.owner }, [{ path: start, level: startLevel }], null)
   return out
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { pino } from 'pino'
 import { RunDirWatcher, type WatcherEvent } from '../../daemon/watch/watcher.js'
-import { nodeWalkFs, walkTree, type WalkFs } from '../../daemon/watch/walk.js'
+import { nodeWalkFs, walkTree, type WalkDir, type WalkFs } from '../../daemon/watch/walk.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { waitFor } from '../helpers/watch.js'
 import type { Teardown } from '../helpers/runs.js'
@@ -185,9 +185,11 @@ t.test('work/ with 100,000 entries: not one is listed, stat\'ed or watched, in n
   t.comment('work/ holds 250 dirs of 399 files: 100,000 entries')
   const touches = recordFs(t)
   const walkReads: string[] = []
+  // the held root's own fs, every dir it lists, stats or opens for the walk (held from its parent's fd) recorded
   const countingFs = (inner: WalkFs): WalkFs => ({
-    readdir: async (d) => { walkReads.push(d); return await inner.readdir(d) },
-    lstat: async (p) => { walkReads.push(p); return await inner.lstat(p) }
+    readdir: async (d, at) => { walkReads.push(d); return await inner.readdir(d, at) },
+    lstat: async (p, at) => { walkReads.push(p); return await inner.lstat(p, at) },
+    ...(inner.hold !== undefined ? { hold: async (p: string, parent?: WalkDir) => { walkReads.push(p); return await inner.hold!(p, parent) } } : {})
   })
   for (const poll of [false, true]) {
     const { w, events } = watcher(t, countingFs)

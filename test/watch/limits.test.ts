@@ -7,7 +7,7 @@ import { chownSync, mkdirSync } from 'node:fs'
 import type { Dirent } from 'node:fs'
 import { join } from 'node:path'
 import type { WatchView } from '../../daemon/contract/watches.js'
-import type { WalkFs } from '../../daemon/watch/walk.js'
+import type { WalkDir, WalkFs } from '../../daemon/watch/walk.js'
 import { ensureUsers } from '../helpers/users.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 import { as, watchApp } from '../helpers/watch-app.js'
@@ -103,11 +103,11 @@ t.test('GET /status: a non-admin sees only their own roots walking, degraded or 
   let release = (): void => {}
   const gate = new Promise<void>(resolve => { release = resolve })
   const wrapFs = (inner: WalkFs): WalkFs => ({
-    readdir: async (dir: string): Promise<Dirent[]> => {
+    ...inner,
+    readdir: async (dir: string, at?: WalkDir): Promise<Dirent[]> => {
       if (dir.endsWith('bob-slow')) await gate
-      return await inner.readdir(dir)
-    },
-    lstat: inner.lstat
+      return await inner.readdir(dir, at)
+    }
   })
   const f = await watchFixture(t, { mode: 'system', wrapFs, limits: { watchedDirsPerUser: 3 } })
   t.teardown(release)
