@@ -89,6 +89,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
   async addTrees (g: G, starts: readonly TreeDir[], seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
     const fresh: string[] = []
     const cacheDirs = new Set<string>()
+    const histories = new Set<string>()
     let launchDirs = 0
     let dirs = 0
     const todo = starts.filter(s => !g.dirs.has(s.path))
@@ -109,20 +110,22 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
           fresh.push(d.path)
         }
         for (const c of found.cacheDirs) cacheDirs.add(c)
+        for (const l of found.launchDirs) histories.add(l)
         launchDirs += found.launchDirs.length
         dirs += found.dirs.length
       }
     }
-    await this.addLaunchDirs(g, fresh, seed, cacheDirs)
+    await this.addLaunchDirs(g, fresh, seed, cacheDirs, histories)
     return { launchDirs, dirs }
   }
 
   /**
    * Watch `dirs` (and the `.nextflow` of each that has one) shard by shard; once a shard's watches are set, read the
    * launch dirs among them. `seed`: their history predates the watch (no starts from it). `withCache`: the dirs known
-   * to hold a `.nextflow` (from a walk); without it each dir is looked at.
+   * to hold a `.nextflow` (from a walk); without it each dir is looked at. `withHistory`: those whose history the walk
+   * just saw as a plain file (through the dir's fd): their first read does not look again.
    */
-  async addLaunchDirs (g: G, dirs: string[], seed: boolean, withCache?: Set<string>): Promise<void> {
+  async addLaunchDirs (g: G, dirs: string[], seed: boolean, withCache?: Set<string>, withHistory?: Set<string>): Promise<void> {
     const reading = new Set<Promise<void>>()
     for (let i = 0; i < dirs.length && this.#h.live(g); i += SHARD_PATHS / 2) {
       const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
@@ -143,7 +146,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
       // a walk can bring thousands at once.
       for (const dir of caches) {
         while (reading.size >= READ_FANOUT) await Promise.race(reading)
-        const p: Promise<void> = this.#open(g, dir, seed).catch((err: unknown) => { this.#h.log.warn({ dir, err }, 'reading a launch dir failed') }).finally(() => { reading.delete(p) })
+        const p: Promise<void> = this.#open(g, dir, seed, withHistory?.has(dir) === true).catch((err: unknown) => { this.#h.log.warn({ dir, err }, 'reading a launch dir failed') }).finally(() => { reading.delete(p) })
         reading.add(p)
       }
     }
@@ -167,11 +170,14 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
     await this.#open(g, dir, false)
   }
 
-  /** The first read of a launch dir whose `opening` mark is set (by the caller, before its watch was). */
-  async #open (g: G, dir: string, seed: boolean): Promise<void> {
+  /**
+   * The first read of a launch dir whose `opening` mark is set (by the caller, before its watch was). `seen`: the walk
+   * saw its history a moment ago (the read itself goes through the dir's fd and takes the file as it is then).
+   */
+  async #open (g: G, dir: string, seed: boolean, seen = false): Promise<void> {
     let ld: LaunchDir | null = null
     try {
-      if (this.#h.live(g) && !g.launch.has(dir) && await isPlainFile(g.fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt, g.openDir)
+      if (this.#h.live(g) && !g.launch.has(dir) && (seen || await isPlainFile(g.fs, join(dir, CACHE_DIR, HISTORY)))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt, g.openDir)
     } finally {
       const dirty = g.opening.get(dir) ?? false
       g.opening.delete(dir)

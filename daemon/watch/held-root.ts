@@ -18,6 +18,16 @@ export function fdPath (fd: number, name?: string): string {
   return name === undefined ? `/proc/self/fd/${fd}` : `/proc/self/fd/${fd}/${name}`
 }
 
+/** The dir `name` (one plain name) in the dir held by `fd`, opened O_DIRECTORY|O_NOFOLLOW; null when it is not one now. */
+export async function openChildDir (fd: number, name: string): Promise<fsp.FileHandle | null> {
+  if (plainParts(name)?.length !== 1) return null
+  try {
+    return await fsp.open(fdPath(fd, name), DIR)
+  } catch {
+    return null
+  }
+}
+
 /** The components of a path made of plain names only (no `.`, `..` or empty part); null for anything else. Pure. */
 export function plainParts (rel: string): string[] | null {
   if (rel === '') return []
@@ -136,6 +146,12 @@ export class HeldRoot {
       },
       lstat: async (path: string, at?: WalkDir): Promise<Stats> => {
         if (at instanceof HeldDir) return await fsp.lstat(fdPath(at.fd, basename(path)))
+        // A name in the root itself (each new top-level dir's event): straight from the root's fd, no open of it.
+        if (path !== this.path && dirname(path) === this.path && plainParts(basename(path)) !== null) {
+          const st = await this.#use(async fd => await fsp.lstat(fdPath(fd, basename(path))))
+          if (st === null) throw Object.assign(new Error('not under the watch root'), { code: 'ENOENT' })
+          return st
+        }
         const fh = await this.openDir(path === this.path ? path : dirname(path))
         if (fh === null) throw Object.assign(new Error('not under the watch root'), { code: 'ENOENT' })
         try {

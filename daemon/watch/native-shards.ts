@@ -7,7 +7,7 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { ignoredPath, type Shard, type ShardHost } from './chokidar-shards.js'
-import { fdPath } from './held-root.js'
+import { fdPath, openChildDir } from './held-root.js'
 import { CACHE_DIR } from '../nextflow/file-names.js'
 
 /**
@@ -79,19 +79,32 @@ export function openNativeShard (h: ShardHost, paths: string[]): Shard {
   }
   const ready = (async () => {
     // The shard's dirs are opened together (128 at most), watched, and closed: the watch holds the inode, not the fd.
-    const held = await Promise.all(paths.map(async p => ({ p, fh: await h.openDir(p) })))
+    // A `.nextflow` whose launch dir is in this shard is opened by its name from that dir's fd, not reached again from
+    // the root (one open instead of two and a close; the same rule: one plain name, O_NOFOLLOW|O_DIRECTORY).
+    const inShard = new Set(paths)
+    const fromParent = (p: string): boolean => basename(p) === CACHE_DIR && inShard.has(dirname(p))
+    const held = await Promise.all(paths.filter(p => !fromParent(p)).map(async p => ({ p, fh: await h.openDir(p) })))
+    const fhOf = new Map(held.map(({ p, fh }) => [p, fh]))
+    held.push(...await Promise.all(paths.filter(fromParent).map(async p => {
+      const parent = fhOf.get(dirname(p))
+      return { p, fh: parent === null || parent === undefined ? null : await openChildDir(parent.fd, CACHE_DIR) }
+    })))
     let failed: NodeJS.ErrnoException | null = null
-    for (const { p, fh } of held) {
-      try {
-        if (fh !== null && failed === null && !closed && !dropped.has(p)) listen(p, fh.fd)
-      } catch (err) {
-        // A dir gone meanwhile is no error. ENOSPC (the inotify budget) stops the shard: the watcher falls back to
-        // polling (it closes every shard of the group, this one included).
-        const code = (err as NodeJS.ErrnoException).code
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') failed = err as NodeJS.ErrnoException
-      } finally {
-        await fh?.close()
+    try {
+      for (const { p, fh } of held) {
+        try {
+          if (fh !== null && failed === null && !closed && !dropped.has(p)) listen(p, fh.fd)
+        } catch (err) {
+          // A dir gone meanwhile is no error. ENOSPC (the inotify budget) stops the shard: the watcher falls back to
+          // polling (it closes every shard of the group, this one included).
+          const code = (err as NodeJS.ErrnoException).code
+          if (code !== 'ENOENT' && code !== 'ENOTDIR') failed = err as NodeJS.ErrnoException
+        }
       }
+    } finally {
+      // Closed together once every watch is set (inotify_add_watch is synchronous): one after the other they were a
+      // chain of thread-pool round trips, 2,000 in a row for a `mv` of 1,000 launch dirs (bench/README.md Issue 18).
+      await Promise.all(held.map(async ({ fh }) => { await fh?.close() }))
     }
     if (failed !== null) {
       if (!closed) h.onError(failed)

@@ -29,6 +29,12 @@ interface Pending extends ReadWhat { timer: TimerHandle, tries: number }
 
 /** Torn reads retried at most this many times in a row. */
 const MAX_RETRIES = 5
+/**
+ * Reads of different dirs in flight at once (the rest wait their turn, in order). Each holds the dir's fd and a file's,
+ * and 1,000 runs moved into a root at once were 1,000 reads started together: their opens queued in the thread pool
+ * ahead of the discovery of the dirs still to come, and held up to 2,000 fds.
+ */
+const MAX_READS = 32
 
 export class ReadScheduler {
   readonly #o: ReadSchedulerOptions
@@ -38,6 +44,8 @@ export class ReadScheduler {
   readonly #lastRead = new Map<string, number>()
   readonly #recheck = new Map<string, TimerHandle>()
   #stopped = false
+  #active = 0
+  readonly #waiting: Array<() => void> = []
 
   constructor (o: ReadSchedulerOptions) {
     this.#o = o
@@ -99,10 +107,32 @@ export class ReadScheduler {
     void next.finally(() => { if (this.#reads.get(dir) === next) this.#reads.delete(dir) })
   }
 
+  /** A turn among MAX_READS; a released turn passes straight to the next waiter. */
+  async #turn (): Promise<void> {
+    if (this.#active < MAX_READS) {
+      this.#active++
+      return
+    }
+    await new Promise<void>(resolve => { this.#waiting.push(resolve) })
+  }
+
+  #release (): void {
+    const next = this.#waiting.shift()
+    if (next !== undefined) next()
+    else this.#active--
+  }
+
   async #read (dir: string, p: Pending): Promise<void> {
     if (this.#stopped) return
-    this.#lastRead.set(dir, this.#t.now())
-    const out = await this.#o.read(dir, { history: p.history, log: p.log })
+    await this.#turn()
+    let out: ReadOutcome | null
+    try {
+      if (this.#stopped) return
+      this.#lastRead.set(dir, this.#t.now())
+      out = await this.#o.read(dir, { history: p.history, log: p.log })
+    } finally {
+      this.#release()
+    }
     if (out === null || this.#stopped) return
     if (out.retry && p.tries < MAX_RETRIES) this.schedule(dir, { history: true, log: false }, p.tries + 1)
     if (out.live && !this.#recheck.has(dir)) {

@@ -228,15 +228,16 @@ export class RunDirWatcher {
   }
 
   /**
-   * A dir made while watched. The first of a burst is added at once; those that come while it is being added wait and
-   * go in together (a `mv` of 1,000 runs into a root: a few shards instead of a chokidar instance each, 2.3 s -> see
-   * bench/README.md "discovery").
+   * A dir made while watched. The first of a burst waits one turn of the event loop (the rest of that tick's events go
+   * in with it); those that come while a batch is being added wait and go in together (a `mv` of 1,000 runs into a
+   * root: a few shards instead of a chokidar instance each, 2.3 s -> see bench/README.md "discovery").
    */
   async #addNewTree (g: Group, path: string, level: number): Promise<void> {
     g.newTrees.set(path, level)
     if (g.addingTrees) return
     g.addingTrees = true
     try {
+      await new Promise(resolve => setImmediate(resolve))
       while (g.newTrees.size > 0 && this.#live(g)) {
         const batch = [...g.newTrees].map(([p, l]) => ({ path: p, level: l }))
         g.newTrees.clear()

@@ -3,7 +3,7 @@
 // proved without sleeping.
 import t, { type Test } from 'tap'
 import { ReadScheduler, type ReadOutcome, type ReadWhat } from '../../daemon/watch/read-scheduler.js'
-import { ManualTimers } from '../helpers/manual-timers.js'
+import { ManualTimers, settle } from '../helpers/manual-timers.js'
 
 function scheduler (t: Test, outcome: (n: number) => ReadOutcome | null, debounceMs = 1, intervalMs = 5): { s: ReadScheduler, reads: ReadWhat[], timers: ManualTimers } {
   const reads: ReadWhat[] = []
@@ -68,4 +68,40 @@ t.test('forget and stop drop what waits', async t => {
   await timers.advance(60_000)
   t.equal(reads.length, 1, 'no recheck of a forgotten dir, nothing after stop')
   t.equal(timers.pending, 0)
+})
+
+t.test('reads of many dirs at once are bounded in flight, and every one still comes, once', async t => {
+  // 1,000 runs moved into a root: each new dir asks for a read together. Each read holds fds; at most 32 at a time.
+  const timers = new ManualTimers()
+  let active = 0
+  let most = 0
+  const done: string[] = []
+  const gates: Array<() => void> = []
+  const s = new ReadScheduler({
+    debounceMs: 50,
+    intervalMs: () => 1000,
+    read: async (dir) => {
+      most = Math.max(most, ++active)
+      await new Promise<void>(resolve => { gates.push(resolve) })
+      active--
+      done.push(dir)
+      return { retry: false, live: false }
+    },
+    onError: () => { t.fail('no read fails here') },
+    timers
+  })
+  t.teardown(() => { s.stop() })
+  for (let i = 0; i < 100; i++) s.schedule(`/r/d${i}`, { history: true, log: true })
+  await timers.advance(0)
+  await settle()
+  t.equal(most, 32, 'the first 32 start, the rest wait')
+  while (done.length < 100) {
+    const open = gates.splice(0)
+    t.ok(open.length > 0, 'a waiting read starts once one ends')
+    for (const g of open) g()
+    await settle()
+  }
+  await s.idle()
+  t.equal(most, 32, 'never more than 32 in flight')
+  t.equal(new Set(done).size, 100, 'every dir read, once')
 })
