@@ -22,6 +22,25 @@ export function repoRoot (): string {
 
 export const DAEMON_BIN = (): string => join(repoRoot(), 'dist', 'daemon', 'main.js')
 
+/**
+ * The environment the shipped user unit gives the daemon (its `Environment=` lines: glibc's arenas, V8's young
+ * generation), so that the bench measures the daemon as systemd starts it. The values are plain words on purpose:
+ * a quoted or spaced one would need systemd's own quoting rules, so it stops the bench instead of being misread.
+ */
+export function unitEnvironment (): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const raw of readFileSync(join(repoRoot(), 'systemd', 'user', 'nf-secretsd.service'), 'utf8').split('\n')) {
+    const line = raw.trim()
+    if (!line.startsWith('Environment=')) continue
+    for (const word of line.slice('Environment='.length).split(/\s+/).filter(w => w !== '')) {
+      const eq = word.indexOf('=')
+      if (eq <= 0 || /["'\\%$]/.test(word)) throw new Error(`the user unit's Environment= is not a plain NAME=value: ${line}`)
+      env[word.slice(0, eq)] = word.slice(eq + 1)
+    }
+  }
+  return env
+}
+
 export interface DaemonLayout { dir: string, socket: string, stateDir: string, runsRoot: string, configFile: string, logFile: string }
 
 export function layout (dir: string): DaemonLayout {
@@ -53,7 +72,7 @@ export async function startDaemon (dir: string, opts: StartOptions = {}): Promis
   const t0 = nowMs()
   const child = spawn(process.execPath, [bin, '--mode', 'user', '--state-dir', l.stateDir, '--socket', l.socket, '--config', l.configFile], {
     cwd: dir,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...opts.env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, LANG: 'C.UTF-8', ...unitEnvironment(), ...opts.env },
     stdio: ['ignore', out, out]
   })
   closeSync(out)

@@ -86,6 +86,15 @@ if (probe.error !== undefined) {
     t.equal(one(unit, 'Service', 'TimeoutStopSec'), '20')
   })
 
+  // bench/daemon.ts starts the daemon with the user unit's Environment= (RSS at 10,000 dirs is measured with it):
+  // the system unit must give the same, or the figure would describe only one of the two.
+  t.test('both services start the daemon with the same memory settings', async t => {
+    const env = (file: string): string[] => parseUnit(file).get('Service')?.get('Environment') ?? []
+    t.same(env(systemService), env(userService))
+    t.ok(env(userService).includes('MALLOC_ARENA_MAX=2'))
+    t.ok(env(userService).some(e => /^NODE_OPTIONS=.*--max-semi-space-size=\d+/.test(e)))
+  })
+
   // verify works without a running systemd (it loads the units into an offline manager), so it is not skipped.
   t.test('systemd-analyze verify finds nothing wrong with the system units', async t => {
     const r = analyze(['verify', systemSocket, systemService])
