@@ -6,7 +6,7 @@
 // that claim, still becomes one auto-run. A root removed on b is no longer watched by a, its poller.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import type { WatchView } from '../../daemon/contract/watches.js'
 import { errorCode } from '../helpers/cli.js'
@@ -14,27 +14,7 @@ import { startClusterDaemons } from '../helpers/cluster-daemons.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { ensureUsers } from '../helpers/users.js'
 import { waitFor } from '../helpers/wait.js'
-
-/** Does process `pid` hold an inotify watch on `dir`'s inode? Read from /proc, not asked of the daemon. */
-function inotifyOn (pid: number, dir: string): boolean {
-  const ino = statSync(dir).ino.toString(16)
-  let fds: string[]
-  try {
-    fds = readdirSync(`/proc/${pid}/fdinfo`)
-  } catch {
-    return false
-  }
-  for (const fd of fds) {
-    let text: string
-    try {
-      text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8')
-    } catch {
-      continue
-    }
-    for (const m of text.matchAll(/^inotify wd:\S+ ino:([0-9a-f]+) /gm)) if (m[1] === ino) return true
-  }
-  return false
-}
+import { inotifyOn } from '../helpers/inotify.js'
 
 t.test('a watch root added on a: listed on b, polled by one node, taken over after kill -9, removed from b', async t => {
   const c = await startClusterDaemons(t, { leaseTtlSeconds: 5 })
