@@ -232,6 +232,12 @@ export class RunManager implements RunLifecycle {
 
     const now = clock()
     const runId = req.mode === 'auto' && req.autoSessionId !== undefined && req.runName !== undefined ? autoRunId(req.launchDir, req.autoSessionId, req.runName) : newRunId()
+    // An auto-run's id is its start's (ids.ts): the same start seen again after its run left the hot set (a restart
+    // while a killed Nextflow's history still says running) must not place its secrets a second time. The ledger's
+    // insert sees only the hot set; a random id never meets an archived one, so only these ids are looked up.
+    if (req.mode === 'auto' && this.#deps.ledger.archive !== undefined && await this.#deps.ledger.archive.find(runId) !== undefined) {
+      throw nfsError('NFS_ERR_CONFLICT', [`run ${runId} already exists (archived)`])
+    }
     const sessionId = newSessionId()
     const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
     const [pidStart, historyMark] = await probed

@@ -229,3 +229,17 @@ t.test('intentRecord: the write-ahead record of a new run, armed or running', as
   const running = intentRecord({ ...base, pid: 4242, pidStart: 7, req: { mode: 'run', launchDir: '/work/l', slurmJobId: '77' } })
   t.same([running.state, running.startedAt, running.expiresAt, running.pid, running.pidStart, running.slurmJobId], ['running', '2026-11-26T03:00:00.000Z', null, 4242, 7, '77'])
 })
+
+t.test('an auto-run whose start was already made into a run, since archived, is refused and places nothing', async t => {
+  const f = await runsFixture(t)
+  await f.store.createSecret('user:root', 'API_TOKEN', new SecretValue('CANARY-auto-token'), 'root')
+  const req = { mode: 'auto' as const, launchDir: f.launchDir, autoSessionId: '0c9e4a52-5d6b-4a8e-9d2f-7b1e3c4a5f60', runName: 'happy_turing' }
+  const first = await f.runs.create(caller(), req)
+  await f.runs.revoke(caller(), first.runId)
+  t.equal(await f.ledger.archive!.move([first.runId], new Date(f.now.t + 3_600_000)), 1, 'the settled run left the hot set')
+  t.equal(f.ledger.get(first.runId), undefined)
+  f.memory.placed.clear()
+  t.equal(await codeOf(f.runs.create(caller(), req)), 'NFS_ERR_CONFLICT', 'the same start again is refused')
+  t.equal(f.memory.placed.size, 0, 'nothing placed again')
+  t.equal(f.ledger.get(first.runId), undefined, 'no second record of the run')
+})
