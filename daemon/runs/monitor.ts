@@ -60,6 +60,9 @@ export class Monitor implements RunChecks {
   #timer: NodeJS.Timeout | null = null
   // Passes ended with the revokes they queued (metrics): a test that counts revokes waits for passes, not for time.
   #passes = 0
+  /** passes ended whose revokes are still being waited for (#pass) */
+  #uncounted = 0
+  #counting: Promise<void> | null = null
   // Housekeeping of a pass (records kept in memory, pruning) runs one at a time; the lanes do the rest.
   #housekeeping: Promise<void> | null = null
   readonly #checkLanes: Lanes
@@ -199,7 +202,15 @@ export class Monitor implements RunChecks {
     forgetUntold(this.#untold, id => { const r = ledger.get(id); return r !== undefined && !isTerminal(r.state) })
     await this.#housekeep(() => this.#prune(clock()))
     await this.#housekeep(() => this.#release())
-    void this.#revokeLanes.idle().then(() => { this.#passes++ })
+    // One wait at a time, whatever the number of passes: a user who keeps some revoke lane busy for good (a child held
+    // to its deadline, pass after pass) must not pile up a pending promise per pass. Passes ended while it waits are
+    // counted with it, once no lane runs: the revokes they queued have ended too.
+    this.#uncounted++
+    this.#counting ??= this.#revokeLanes.idle().then(() => {
+      this.#passes += this.#uncounted
+      this.#uncounted = 0
+      this.#counting = null
+    })
   }
 
   /** passes ended so far, each counted once the revokes it queued have ended too */
