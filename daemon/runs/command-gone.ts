@@ -45,7 +45,8 @@ export async function awaitCommandGone (w: CommandWait, run: RunRecord): Promise
   const pending = (r: RunRecord | undefined): boolean => r !== undefined && commandMayRun(r, w.node, w.nodeAlive)
   if (!pending(w.ledger.get(run.runId))) return
   const ended = run.endedAt === null ? w.clock().getTime() : Date.parse(run.endedAt)
-  const waitMs = ended + w.boundMs - w.clock().getTime()
+  // Never longer than the bound from now: `endedAt` may come from another node's clock, running ahead of this one.
+  const waitMs = Math.min(w.boundMs, ended + w.boundMs - w.clock().getTime())
   if (waitMs <= 0) return
   w.log.info({ runId: run.runId, node: run.launchedBy }, 'waiting for the launching node to stop the command before revoking')
   const marked = await new Promise<boolean>(resolve => {
