@@ -8,6 +8,7 @@
 // whenever it was swapped in: there is no window between a check and a use.
 import { constants, promises as fsp, type Dirent, type Stats } from 'node:fs'
 import { basename, dirname, isAbsolute, relative, sep } from 'node:path'
+import { openDir } from '../os/read-owned.js'
 import type { RootRefusal } from '../store/watch-roots.js'
 import type { WalkDir, WalkFs } from './walk.js'
 
@@ -21,11 +22,7 @@ export function fdPath (fd: number, name?: string): string {
 /** The dir `name` (one plain name) in the dir held by `fd`, opened O_DIRECTORY|O_NOFOLLOW; null when it is not one now. */
 export async function openChildDir (fd: number, name: string): Promise<fsp.FileHandle | null> {
   if (plainParts(name)?.length !== 1) return null
-  try {
-    return await fsp.open(fdPath(fd, name), DIR)
-  } catch {
-    return null
-  }
+  return await openDir(fdPath(fd, name))
 }
 
 /** The components of a path made of plain names only (no `.`, `..` or empty part); null for anything else. Pure. */
