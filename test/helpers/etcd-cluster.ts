@@ -4,13 +4,13 @@
 // saying how to install it, when Debian's etcd-server is missing.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, openSync, closeSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
 import { connectEtcd, type EtcdConnection } from '../../daemon/store/etcd/etcd-client.js'
 import { startTcpRelay, type TcpRelay } from './tcp-relay.js'
+import { freePort } from './free-port.js'
 
 export interface EtcdMember { name: string, clientUrl: string, peerUrl: string, dataDir: string, proc: ChildProcess | null }
 
@@ -40,18 +40,6 @@ export function etcdAvailable (): boolean {
   return spawnSync('etcd', ['--version'], { stdio: 'ignore' }).status === 0
 }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => { resolve(port) })
-    })
-  })
-}
-
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
 export interface EtcdClusterOptions {
@@ -67,12 +55,38 @@ export interface EtcdClusterOptions {
   peerRelays?: boolean
 }
 
-/** Start the cluster, or skip `t` with the reason when etcd is not installed. Torn down with `t`. */
+/** A member that exited while it should run; `portTaken` when its port was taken before it could bind. */
+class MemberExited extends Error {
+  readonly portTaken: boolean
+  constructor (name: string, log: string) {
+    super(`etcd member ${name} exited: ${log.trim().split('\n').slice(-3).join(' | ')}`)
+    this.portTaken = /address already in use/.test(log)
+  }
+}
+
+/** how long healthy() waits for every running member to answer, at most */
+const HEALTHY_WITHIN_MS = 90_000
+
+/**
+ * Start the cluster, or skip `t` with the reason when etcd is not installed. Torn down with `t`. A member whose port
+ * another process took between the pick and its bind exits at once: the cluster then starts again on new ports.
+ */
 export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOptions = {}): Promise<EtcdCluster | null> {
   if (!etcdAvailable()) {
     t.plan(0, 'etcd is not installed (apt-get install -y --no-install-recommends etcd-server etcd-client)')
     return null
   }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(t, size, opts)
+    } catch (err) {
+      if (!(err instanceof MemberExited) || !err.portTaken || attempt === 3) throw err
+      t.comment(`etcd: ${err.message}; starting again on other ports`)
+    }
+  }
+}
+
+async function startOnce (t: Test, size: number, opts: EtcdClusterOptions): Promise<EtcdCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'nfs-etcd-'))
   const members: EtcdMember[] = []
   for (let i = 0; i < size; i++) {
@@ -98,6 +112,10 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
   const initial = members.map((m, i) => `${m.name}=${advertised(i)}`).join(',')
   let state: 'new' | 'existing' = 'new'
 
+  const readLog = (m: EtcdMember): string => {
+    try { return readFileSync(join(dir, `${m.name}.log`), 'utf8').slice(-4000) } catch { return '' }
+  }
+
   function launch (m: EtcdMember): void {
     const log = openSync(join(dir, `${m.name}.log`), 'a')
     m.proc = spawn(wrap[0] ?? 'etcd', [...wrap.slice(1), ...(wrap.length > 0 ? ['etcd'] : []),
@@ -120,7 +138,8 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
       const m = members[i]!
       const p = m.proc
       m.proc = null
-      if (p === null || p.exitCode !== null) return
+      // exitCode stays null for a process killed by a signal: it is gone all the same, and its 'exit' was emitted.
+      if (p === null || p.exitCode !== null || p.signalCode !== null) return
       const gone = new Promise<void>(resolve => p.once('exit', () => { resolve() }))
       p.kill('SIGKILL')
       await gone
@@ -130,11 +149,15 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
     },
     healthy: async () => {
       const eps = members.filter(m => m.proc !== null).map(m => m.clientUrl).join(',')
-      for (let i = 0; i < 300; i++) {
-        if ((await etcdctl(['--endpoints', eps, 'endpoint', 'health'])).status === 0) return
+      const deadline = Date.now() + HEALTHY_WITHIN_MS
+      while (Date.now() < deadline) {
+        // A member that exited never answers: say so now rather than ask it until the deadline.
+        const gone = members.find(m => m.proc !== null && (m.proc.exitCode !== null || m.proc.signalCode !== null))
+        if (gone !== undefined) throw new MemberExited(gone.name, readLog(gone))
+        if ((await etcdctl(['--endpoints', eps, '--dial-timeout', '1s', '--command-timeout', '2s', 'endpoint', 'health'])).status === 0) return
         await sleep(100)
       }
-      throw new Error(`etcd did not become healthy (logs in ${dir})`)
+      throw new Error(`etcd did not become healthy in ${HEALTHY_WITHIN_MS / 1000} s (logs in ${dir})`)
     },
     leader: async () => {
       const eps = members.filter(m => m.proc !== null).map(m => m.clientUrl).join(',')
@@ -177,7 +200,15 @@ export async function startEtcdCluster (t: Test, size = 3, opts: EtcdClusterOpti
   for (const m of members) launch(m)
   state = 'existing'
   t.teardown(async () => { await cluster.stop() })
-  await cluster.healthy()
+  try {
+    await cluster.healthy()
+  } catch (err) {
+    if (err instanceof MemberExited && err.portTaken) {
+      await cluster.stop()
+      await Promise.all(relays.map(async r => { await r.close() }))
+    }
+    throw err
+  }
   return cluster
 }
 

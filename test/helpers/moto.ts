@@ -2,8 +2,8 @@
 // tests, stopped in teardown. Tests look at what reached it through raw JSON calls (smCall), a path independent
 // of the SDK client under test.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from './free-port.js'
 
 export const MOTO_REGION = 'us-east-1'
 export const MOTO_ACCOUNT = '123456789012'
@@ -18,17 +18,6 @@ export interface Moto {
 
 interface Teardown { teardown (fn: () => unknown): void }
 
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => { typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port')) })
-    })
-  })
-}
-
 async function stopChild (child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -38,8 +27,21 @@ async function stopChild (child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-/** Starts moto and registers its stop with `t`. Fails, never skips, when moto is not installed. */
+/**
+ * Starts moto and registers its stop with `t`. Fails, never skips, when moto is not installed. A server whose port
+ * another process took between the pick and its bind exits at once: moto then starts again on another port.
+ */
 export async function startMoto (t: Teardown): Promise<Moto> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startMotoOnce(t)
+    } catch (err) {
+      if (!(err instanceof Error) || !/Address already in use/i.test(err.message) || attempt === 3) throw err
+    }
+  }
+}
+
+async function startMotoOnce (t: Teardown): Promise<Moto> {
   const port = await freePort()
   const endpoint = `http://127.0.0.1:${port}`
   const child = spawn('python3', ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {
