@@ -173,20 +173,21 @@ export class EtcdOwnership implements RunOwnership {
       { key: OWN + runId, value: this.node, lease: this.#opts.membership.leaseId },
       { key: `runs/${runId}`, mod: runMod }
     ]
+    let revision: number | null
     try {
       const res = await this.#opts.ns.if(OWN + runId, 'Create', '==', 0).and(`runs/${runId}`, 'Mod', '==', runMod)
         .then(this.claimOp(runId)).else(...readBack(this.#opts.ns, mine)).commit()
-      const revision = res.succeeded ? Number(res.header.revision) : ownWriteRevision(res, mine)
-      if (revision === null) return false
-      await this.#replica.waitFor(revision)
-      return true
+      revision = res.succeeded ? Number(res.header.revision) : ownWriteRevision(res, mine)
     } catch (err) {
       // Every try failed, the first perhaps after it committed: what etcd holds says whether this node owns it now.
-      const revision = await afterLostAnswer(this.#opts.ns, mine)
+      revision = await afterLostAnswer(this.#opts.ns, mine)
       if (revision === null) throw clusterError(err, `adopting run ${runId}`)
-      await this.#replica.waitFor(revision)
-      return true
     }
+    if (revision === null) return false
+    // Outside the try: a mirror that does not reach the takeover in time (NFS_ERR_CLUSTER_UNAVAILABLE) is not a lost
+    // answer to read back and wait for again. The sweep counts it failed; this node owns the run once its mirror says so.
+    await this.#replica.waitFor(revision)
+    return true
   }
 
   /**

@@ -4,6 +4,7 @@
 // has delivered that write, so every change acknowledged anywhere before the barrier is in the mirror (the way
 // ZooKeeper's sync works). Listeners see each change once, in revision order, deduplicated by (key, mod revision).
 import { Range, type Namespace, type Watcher } from 'etcd3'
+import { nfsError } from '../../errors.js'
 import { clusterError } from './etcd-client.js'
 
 /** `lease`: the lease id the key is on, '0' for none (as etcd gives it) */
@@ -21,25 +22,49 @@ export const PAGE_KEYS = 200
 
 const SYNC = 'sync/'
 
+/**
+ * How long waitFor (and so barrier, and every write that waits for its own revision) waits for the watch to deliver a
+ * revision before it answers NFS_ERR_CLUSTER_UNAVAILABLE. The watch is the only way a revision arrives, and the etcd3
+ * client resumes it only on an error it sees: a member that lost its peers keeps a watch open that delivers nothing, and
+ * a cut connection is seen only by the gRPC keepalive. Longer than a broken watch takes to come back: about 6 s for the
+ * keepalive to notice a dead connection (etcd-client.ts), then the watch's and gRPC's reconnect delays (capped at 1 s
+ * each) and the catch-up of what changed meanwhile. Shorter than a caller would wait for an answer it can act on.
+ */
+export const WAIT_MS = 10_000
+
+/**
+ * How long close() waits for etcd to answer the watch's cancel. The client (lib/watch.js WatchManager.detach) waits
+ * for that answer with no bound of its own, and on a stalled stream it never comes: a daemon's shutdown must not hang
+ * on it. The client is closed right after, which drops the stream anyway.
+ */
+export const CANCEL_WAIT_MS = 2000
+
 export class Replica {
   readonly #ns: Namespace
   readonly #prefixes: string[]
   readonly #node: string
   readonly #entries = new Map<string, Entry>()
   readonly #listeners = new Set<(c: ReplicaChange) => void>()
-  readonly #waiters: Array<{ revision: number, resolve: () => void }> = []
+  readonly #waiters: Array<{ revision: number, resolve: () => void, reject: (err: Error) => void }> = []
   #revision = 0
   #watcher: Watcher | null = null
   #closed = false
 
   readonly #pages: Record<string, number>
+  readonly #waitMs: number
+  readonly #cancelWaitMs: number
 
-  /** `pages`: keys per page for a prefix of large records (PAGE_KEYS for the others) */
-  constructor (ns: Namespace, prefixes: string[], node: string, opts: { pages?: Record<string, number> } = {}) {
+  /**
+   * `pages`: keys per page for a prefix of large records (PAGE_KEYS for the others); `waitMs`: waitFor's bound (WAIT_MS);
+   * `cancelWaitMs`: close()'s bound on the watch's cancel (CANCEL_WAIT_MS)
+   */
+  constructor (ns: Namespace, prefixes: string[], node: string, opts: { pages?: Record<string, number>, waitMs?: number, cancelWaitMs?: number } = {}) {
     this.#ns = ns
     this.#prefixes = prefixes
     this.#node = node
     this.#pages = opts.pages ?? {}
+    this.#waitMs = opts.waitMs ?? WAIT_MS
+    this.#cancelWaitMs = opts.cancelWaitMs ?? CANCEL_WAIT_MS
   }
 
   get revision (): number { return this.#revision }
@@ -176,7 +201,7 @@ export class Replica {
         const revision = await this.#load()
         if (this.#closed) return
         await this.#watch(revision + 1)
-        if (this.#closed) await this.#watcher?.cancel().catch(() => {})
+        if (this.#closed) await this.#cancel()
         return
       } catch {
         await new Promise(resolve => setTimeout(resolve, delay))
@@ -197,10 +222,35 @@ export class Replica {
     return this.#revision
   }
 
-  /** Resolve once the mirror reflects `revision` (an answer of a write this node made, or a barrier's). */
+  /**
+   * Resolve once the mirror reflects `revision` (an answer of a write this node made, or a barrier's); reject with
+   * NFS_ERR_CLUSTER_UNAVAILABLE if it does not within the bound (WAIT_MS), or when the mirror is closed first. After a
+   * write, that rejection means the write is in etcd but not yet in this node's view: the callers answer it as they
+   * answer a write whose outcome they could not learn.
+   */
   async waitFor (revision: number): Promise<void> {
     if (this.#revision >= revision) return
-    await new Promise<void>(resolve => { this.#waiters.push({ revision, resolve }) })
+    if (this.#closed) throw this.#behind(revision, 'this node\'s view of the cluster is closed')
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter)
+        if (i >= 0) this.#waiters.splice(i, 1)
+        reject(this.#behind(revision, `its watch delivered nothing past revision ${this.#revision} within ${this.#waitMs} ms`))
+      }, this.#waitMs)
+      const waiter = {
+        revision,
+        resolve: () => { clearTimeout(timer); resolve() },
+        reject: (err: Error) => { clearTimeout(timer); reject(err) }
+      }
+      this.#waiters.push(waiter)
+    })
+  }
+
+  /** waiters not yet answered (tests: none is left behind) */
+  get waiting (): number { return this.#waiters.length }
+
+  #behind (revision: number, why: string): Error {
+    return nfsError('NFS_ERR_CLUSTER_UNAVAILABLE', [`waiting for this node's view of the cluster to reach revision ${revision} (${why})`])
   }
 
   #advance (revision: number): void {
@@ -224,8 +274,19 @@ export class Replica {
   async close (): Promise<void> {
     this.#closed = true
     this.#listeners.clear()
-    await this.#watcher?.cancel().catch(() => {})
+    for (const w of this.#waiters.splice(0)) w.reject(this.#behind(w.revision, 'this node\'s view of the cluster was closed'))
+    await this.#cancel()
+  }
+
+  /** Cancel the watch, waiting for etcd's answer at most CANCEL_WAIT_MS (see there). */
+  async #cancel (): Promise<void> {
+    const watcher = this.#watcher
     this.#watcher = null
+    if (watcher === null) return
+    let timer: NodeJS.Timeout | undefined
+    const bound = new Promise<void>(resolve => { timer = setTimeout(resolve, this.#cancelWaitMs) })
+    await Promise.race([watcher.cancel().catch(() => {}), bound])
+    clearTimeout(timer)
   }
 }
 
