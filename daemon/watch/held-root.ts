@@ -194,6 +194,11 @@ class HeldDir implements WalkDir {
     return this.#fh.fd
   }
 
+  async stat (): Promise<Stats> {
+    if (this.#closed) throw Object.assign(new Error('a held dir used after close'), { code: 'EBADF' })
+    return await this.#fh.stat()
+  }
+
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true

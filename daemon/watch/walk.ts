@@ -7,8 +7,10 @@ import { promises as fsp } from 'node:fs'
 import { basename, join } from 'node:path'
 import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
 
-/** A dir the walk holds open while it looks at it and walks below it (held-root.ts); opaque to the walk. */
+/** A dir the walk holds open while it looks at it and walks below it (held-root.ts). */
 export interface WalkDir {
+  /** fstat of the dir held: its owner is checked on what is walked, not on a name looked up before the open */
+  stat (): Promise<Stats>
   /** idempotent */
   close (): Promise<void>
 }
@@ -50,10 +52,10 @@ export interface WalkResult {
   truncated: boolean
 }
 
-/** A directory (not a symlink) of `uid` at `path`? */
-async function ownedDir (fs: WalkFs, path: string, uid: number, parent?: WalkDir): Promise<boolean> {
+/** A directory (not a symlink) of `uid` at `path`, or held (then on its fd)? */
+async function ownedDir (fs: WalkFs, path: string | WalkDir, uid: number): Promise<boolean> {
   try {
-    const st = await fs.lstat(path, parent)
+    const st = typeof path === 'string' ? await fs.lstat(path) : await path.stat()
     return st.isDirectory() && st.uid === uid
   } catch {
     return false
@@ -99,14 +101,31 @@ async function hasHistory (fs: WalkFs, dir: string, held: WalkDir | null): Promi
 }
 
 /**
+ * Open `dir` for the walk (from `parent` when the fs holds dirs) if it is to be walked: with `owner`, only a dir of
+ * that uid. Under a held root the owner is checked on the fd opened (a name lstat'ed first could be renamed away and
+ * another user's dir renamed in before the open); by path there is nothing held and the path itself is checked.
+ * Null: not walked at all; 'none': recorded but not read (not a dir now, without `owner`); 'path': walked by path.
+ */
+async function enter (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, owner: number | undefined): Promise<WalkDir | 'none' | 'path' | null> {
+  if (fs.hold === undefined) return owner === undefined || await ownedDir(fs, dir.path, owner) ? 'path' : null
+  const held = await fs.hold(dir.path, parent ?? undefined).catch(() => null)
+  if (owner !== undefined && (held === null || !(await ownedDir(fs, held, owner)))) {
+    await held?.close()
+    return null
+  }
+  return held ?? 'none'
+}
+
+/**
  * One dir of the walk, reached from `parent` (held) when the fs holds dirs: owned (with `owner`), its entries, whether
  * its `.nextflow/history` is a plain file, and the dirs below it to walk (the dir stays held only if there are some).
  */
 async function look (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, maxDepth: number, owner: number | undefined): Promise<Looked | null> {
-  if (owner !== undefined && !(await ownedDir(fs, dir.path, owner, parent ?? undefined))) return null
-  const held = fs.hold === undefined ? null : await fs.hold(dir.path, parent ?? undefined).catch(() => null)
+  const entered = await enter(fs, dir, parent, owner)
+  if (entered === null) return null
   const none: Looked = { dir, entries: null, history: false, below: [], held: null }
-  if (fs.hold !== undefined && held === null) return none
+  if (entered === 'none') return none
+  const held = entered === 'path' ? null : entered
   let entries: Dirent[]
   try {
     entries = await fs.readdir(dir.path, held ?? undefined)
@@ -163,9 +182,9 @@ async function walkDirs (w: Walk, dirs: readonly TreeDir[], parent: WalkDir | nu
 /**
  * Depth-first from `start` (at `startLevel`) down to `maxDepth`, siblings looked at WALK_FANOUT at a time. Directory
  * types come from readdir's d_type, so only a `.nextflow/history` candidate costs an lstat (and, with `owner`, each
- * dir one more); unreadable dirs are skipped. With an fs that holds dirs (held-root.ts) each dir is opened once, from
- * its parent's fd, never again from the root by path: no fd is kept by path, so a rename in the tree is never served
- * a dir that was there before.
+ * dir one more stat); unreadable dirs are skipped. With an fs that holds dirs (held-root.ts) each dir is opened once,
+ * from its parent's fd, never again from the root by path, and its owner is checked on that fd: no fd is kept by
+ * path, so a rename in the tree is never served a dir that was there before, nor one whose owner was not checked.
  */
 export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, opts: WalkOptions = {}): Promise<WalkResult> {
   const out: WalkResult = { dirs: [], launchDirs: [], cacheDirs: [], truncated: false }

@@ -1,0 +1,144 @@
+// A user's walk (`owner`) enters only that user's dirs, and the owner is checked on the fd the walk holds, not on a
+// name looked up before the open: between an lstat by name and the open by name alice can rename a dir of bob's that
+// she can read (but does not own) into the place of her own (renameat2 RENAME_EXCHANGE in a dir of hers), and a
+// check of the name then vouches for a dir that is not the one walked. Two tests: a seam of WalkFs whose lstat answers
+// for alice's dir while its open returns bob's (deterministic), and the real swap by alice in a loop while her root is
+// walked. Alice's dir holds her launch dir `la`; bob's holds `lb`, a launch dir of alice's (made while bob let her
+// write there): her walk may take it only through bob's dir, so whatever the names say at any instant, `lb` is never
+// reported and no dir of bob's is read.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { arch } from 'node:os'
+import { join } from 'node:path'
+import { HeldRoot, openRoot } from '../../daemon/watch/held-root.js'
+import { nodeWalkFs, walkTree, type WalkDir, type WalkFs, type WalkResult } from '../../daemon/watch/walk.js'
+import type { Teardown } from '../helpers/runs.js'
+import { requireUsers } from '../helpers/requires.js'
+
+const [alice, bob] = requireUsers(t, ['alice', 'bob'])
+const RENAMEAT2: Record<string, number> = { x64: 316, arm64: 276 }
+
+/** alice's loop: exchange `a` and `b` in her root until the stop file appears (or her parent is gone). */
+const SWAPPER = `
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+nr, d, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+os.chdir(d)
+n = 0
+while True:
+    libc.syscall(nr, -100, b'a', -100, b'b', 2)
+    n += 1
+    if n % 256 == 0 and (os.path.exists(stop) or os.getppid() == 1):
+        break
+`
+
+interface Tree { base: string, root: string, mine: string, theirs: string }
+
+/**
+ * base (0755) / root (alice's) / a (alice's) / la (her launch dir), and root / b (bob's, 0755: alice can read it) / lb
+ * (a launch dir of alice's).
+ */
+function tree (t: Teardown): Tree {
+  const base = mkdtempSync('/tmp/nfs-walkown-')
+  t.teardown(() => rmSync(base, { recursive: true, force: true }))
+  chmodSync(base, 0o755)
+  const root = join(base, 'root')
+  const mine = join(root, 'a')
+  const theirs = join(root, 'b')
+  for (const [dir, launch, who] of [[mine, 'la', alice!], [theirs, 'lb', bob!]] as const) {
+    mkdirSync(join(dir, launch, '.nextflow'), { recursive: true })
+    writeFileSync(join(dir, launch, '.nextflow', 'history'), '')
+    for (const p of [join(dir, launch), join(dir, launch, '.nextflow'), join(dir, launch, '.nextflow', 'history')]) chownSync(p, alice!.uid, alice!.gid)
+    chownSync(dir, who.uid, who.gid)
+    chmodSync(dir, 0o755)
+  }
+  chownSync(root, alice!.uid, alice!.gid)
+  chmodSync(root, 0o755)
+  return { base, root, mine, theirs }
+}
+
+async function hold (t: Teardown, root: string): Promise<HeldRoot> {
+  const held = await openRoot(root, alice!.uid)
+  if (!(held instanceof HeldRoot)) throw new Error(`the root did not open: ${held.reason}`)
+  t.teardown(async () => await held.close())
+  return held
+}
+
+/** The fs, plus a record of each held dir read whose fd says it is not alice's (a dir of bob's entered). */
+function recording (inner: WalkFs): { fs: WalkFs, entered: number[] } {
+  const entered: number[] = []
+  return {
+    entered,
+    fs: {
+      ...inner,
+      readdir: async (dir: string, at?: WalkDir) => {
+        if (at !== undefined) {
+          const uid = (await at.stat()).uid
+          if (uid !== alice!.uid) entered.push(uid)
+        }
+        return await inner.readdir(dir, at)
+      }
+    }
+  }
+}
+
+const ofBob = (got: WalkResult): string[] => [...got.dirs.map(d => d.path), ...got.launchDirs].filter(p => p.includes('/lb'))
+
+t.test('the owner is checked on the dir opened, not on the name lstat\'ed before (a seam: lstat and open disagree)', async t => {
+  const { root, mine, theirs } = tree(t)
+  const held = await hold(t, root)
+  const inner = held.fs()
+  // The swap landing exactly between the two: lstat of `a` sees alice's dir, the open of `a` gets bob's.
+  const { fs, entered } = recording({
+    ...inner,
+    hold: async (path: string, parent?: WalkDir) => await inner.hold!(path === mine ? theirs : path, parent)
+  })
+  const got = await walkTree(root, 0, 3, fs, { owner: alice!.uid })
+  t.same(ofBob(got), [], 'nothing below bob\'s dir reported')
+  t.same(entered, [], 'no dir of bob\'s read')
+  t.notOk(got.dirs.some(d => d.path === mine), 'the name whose open was another user\'s dir is not a dir of the walk')
+
+  // Without the seam the same walk finds alice's launch dir, and the walk by path (no dir held) still skips bob's dir.
+  t.same((await walkTree(root, 0, 3, held.fs(), { owner: alice!.uid })).launchDirs, [join(mine, 'la')], 'held: her launch dir')
+  const byPath = await walkTree(root, 0, 3, nodeWalkFs, { owner: alice!.uid })
+  t.same(byPath.launchDirs, [join(mine, 'la')], 'by path: her launch dir')
+  t.same(ofBob(byPath), [], 'by path: nothing below bob\'s dir')
+})
+
+const nr = RENAMEAT2[arch()]
+const skip = nr === undefined ? `renameat2's syscall number is not known here (${arch()})` : false
+
+t.test('alice exchanging her dir with a dir of bob\'s in a loop while her root is walked: bob\'s is never entered', { skip }, async t => {
+  const { base, root } = tree(t)
+  const stop = join(base, 'stop-swapping')
+  const swapper = spawn('runuser', ['-u', 'alice', '--', 'python3', '-c', SWAPPER, String(nr), root, stop], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  swapper.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
+  swapper.on('error', () => {})
+  const ended = new Promise<number | null>(resolve => { swapper.once('exit', code => { resolve(code) }) })
+  t.teardown(async () => {
+    writeFileSync(stop, '')
+    await ended
+  })
+  const held = await hold(t, root)
+  const { fs, entered } = recording(held.fs())
+  const reported: string[] = []
+  let found = 0
+  let swapped = 0
+  const WALKS = 400
+  for (let i = 0; i < WALKS; i++) {
+    const got = await walkTree(root, 0, 3, fs, { owner: alice!.uid })
+    reported.push(...ofBob(got))
+    found += got.launchDirs.length
+    if (got.launchDirs.includes(join(root, 'b', 'la'))) swapped++
+  }
+  writeFileSync(stop, '')
+  t.equal(await ended, 0, `alice's swapper ran and stopped cleanly ${stderr}`)
+  t.same(reported.slice(0, 5), [], `nothing below bob's dir reported in ${WALKS} walks (${reported.length} times)`)
+  t.same(entered.slice(0, 5), [], `no dir of bob's read in ${WALKS} walks (${entered.length} times)`)
+  // Her own dir is found under whichever name it has when walked (or skipped when the swap lands mid-walk): the walks
+  // were real, and so was the swap (her `la` seen under the name `b`).
+  t.ok(found > 0, `her launch dir found in ${found} of ${WALKS} walks`)
+  t.ok(swapped > 0, `her dir walked under bob's dir's name in ${swapped} walks`)
+})
