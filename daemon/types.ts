@@ -47,6 +47,8 @@ export interface Workspace {
 export interface StatusWarning {
   code: string
   message: string
+  /** the paths it is about, as the message names them (a test or a script reads these, never the message) */
+  paths: string[]
 }
 
 export const TARGET_NAMES = ['hpc', 'aws', 'memory'] as const

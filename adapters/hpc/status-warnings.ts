@@ -19,6 +19,7 @@ export function runsRootWarnings (f: RunsRootFacts): StatusWarning[] {
   if (f.fsType === null || !isSharedFsType(f.fsType)) {
     out.push({
       code: 'NFS_WARN_RUNS_ROOT_NOT_SHARED',
+      paths: [f.resolved],
       message: `runs root ${f.resolved} is on ${f.fsType ?? 'an unknown filesystem'}, not a shared filesystem; ` +
         'grid tasks on compute nodes will not find their secrets (local executor only)'
     })
@@ -26,6 +27,7 @@ export function runsRootWarnings (f: RunsRootFacts): StatusWarning[] {
   if (f.hardLinks === false) {
     out.push({
       code: 'NFS_WARN_RUNS_ROOT_NO_HARDLINKS',
+      paths: [f.resolved],
       message: `runs root ${f.resolved} is on a filesystem without hard links; provisioning there fails (the store is put in place with link(2))`
     })
   }
@@ -33,12 +35,15 @@ export function runsRootWarnings (f: RunsRootFacts): StatusWarning[] {
   if (unsafe !== null) {
     out.push({
       code: 'NFS_WARN_RUNS_ROOT_CHARACTERS',
+      paths: [f.resolved],
       message: `runs root resolves to ${JSON.stringify(f.resolved)}, which holds ${unsafe}; Nextflow puts the store's directory unquoted into every task's wrapper, so tasks break`
     })
   }
   if (f.closedComponents.length > 0) {
     out.push({
       code: 'NFS_WARN_RUNS_ROOT_MODE',
+      // the dirs to chmod, not the runs root the message also names
+      paths: [...f.closedComponents],
       message: `other users cannot search ${f.closedComponents.join(', ')} (no o+x): users' Nextflow cannot reach their run dirs under ${f.resolved}`
     })
   }

@@ -155,6 +155,7 @@ export function stateDirWarnings (f: StateDirFacts): StatusWarning[] {
   if (f.previousHost !== null && f.previousHost !== f.host) {
     out.push({
       code: 'NFS_WARN_STATE_DIR_OTHER_HOST',
+      paths: [f.stateDir],
       message: `state dir ${f.stateDir} was last used by a daemon on ${f.previousHost}; two nodes taking turns on one state dir ` +
         'probe each other\'s runs with local checks: give each node its own state dir'
     })
@@ -162,6 +163,7 @@ export function stateDirWarnings (f: StateDirFacts): StatusWarning[] {
   if (f.system && f.fsType !== null && isSharedFsType(f.fsType)) {
     out.push({
       code: 'NFS_WARN_STATE_DIR_SHARED',
+      paths: [f.stateDir],
       message: `state dir ${f.stateDir} is on ${f.fsType}, shared with other hosts; only one daemon can hold it at a time (the lock), ` +
         'so a daemon on another node sharing it will refuse to start'
     })

@@ -19,6 +19,9 @@ t.test('runsRootWarnings', async t => {
       ['NFS_WARN_RUNS_ROOT_NOT_SHARED', 'NFS_WARN_RUNS_ROOT_NO_HARDLINKS', 'NFS_WARN_RUNS_ROOT_CHARACTERS', 'NFS_WARN_RUNS_ROOT_MODE']]
   ]
   for (const [what, over, codes] of cases) t.same(runsRootWarnings({ ...good, ...over }).map(w => w.code), codes, what)
+  const paths = (over: Partial<RunsRootFacts>): string[][] => runsRootWarnings({ ...good, ...over }).map(w => w.paths)
+  t.same(paths({ closedComponents: ['/shared', '/shared/nf-secretsd'] }), [['/shared', '/shared/nf-secretsd']], 'mode: the dirs to open up')
+  t.same(paths({ fsType: 'ext4', hardLinks: false }), [['/shared/nf-secretsd/runs'], ['/shared/nf-secretsd/runs']], 'the others: the runs root')
 })
 
 t.test('stateDirWarnings', async t => {
@@ -32,4 +35,5 @@ t.test('stateDirWarnings', async t => {
     ['user mode, another host before', { fsType: 'nfs', system: false, previousHost: 'login2' }, ['NFS_WARN_STATE_DIR_OTHER_HOST']]
   ]
   for (const [what, over, codes] of cases) t.same(stateDirWarnings({ ...base, ...over }).map(w => w.code), codes, what)
+  t.same(stateDirWarnings({ ...base, fsType: 'nfs', previousHost: 'login2' }).map(w => w.paths), [[base.stateDir], [base.stateDir]], 'the state dir')
 })

@@ -12,6 +12,7 @@ import { fsTypeOf, parseMountinfo } from '../../daemon/os/fs-type.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { requireUsers } from '../helpers/requires.js'
+import { waitFor } from '../helpers/wait.js'
 
 const fixture = readFileSync(new URL('../fixtures/nextflow/store.json', import.meta.url))
 const [alice] = requireUsers(t, ['alice', 'bob', 'carol'])
@@ -105,7 +106,7 @@ t.test('while the intent is written (ready pending) the store is staged: store.j
   const placing = target.provision(run, secrets({ TOKEN: 'CANARY-staged' }), { ready })
   // Wait until the staged file is complete (it is chown'd to alice last).
   const staged = join(runDir, '.store.json.staged')
-  for (let i = 0; i < 500 && !(existsSync(staged) && lstatSync(staged).uid === alice!.uid); i++) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor('the staged store, chown\'d to alice', () => existsSync(staged) && lstatSync(staged).uid === alice!.uid)
   t.same(readdirSync(runDir).sort(), ['.nf-secretsd-node', '.store.json.staged'], 'only the staged name, which Nextflow never reads')
   t.equal(lstatSync(staged).mode & 0o7777, 0o600)
   t.equal(lstatSync(runDir).uid, 0, 'the dir is not handed over yet')
@@ -229,7 +230,7 @@ t.test('status explains a runs root that resolves to a path with a space, and on
   const closed = createHpcTarget({ runsRoot: join(top, 'closed', 'runs'), privileged: true, logger: pino({ level: 'silent' }) })
   const cw = (await closed.status()).warnings ?? []
   t.same(cw.map(w => w.code).sort(), ['NFS_WARN_RUNS_ROOT_MODE', 'NFS_WARN_RUNS_ROOT_NOT_SHARED'])
-  t.match(cw.find(w => w.code === 'NFS_WARN_RUNS_ROOT_MODE')?.message, join(top, 'closed'))
+  t.same(cw.find(w => w.code === 'NFS_WARN_RUNS_ROOT_MODE')?.paths, [join(top, 'closed')], 'the dir to open up')
   t.same(readdirSync(join(top, 'closed', 'runs')), [], 'the hard-link probe left nothing behind')
 })
 
@@ -275,7 +276,7 @@ t.test('the store is staged in the dir before it is renamed into place, and appe
   let settledFirst = false
   const placing = placeStagedStore(dir, runDir, null, ready).finally(() => { if (!awaited) settledFirst = true })
   const told = (): boolean => awaited || settledFirst
-  for (let i = 0; i < 1000 && !told(); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor('the placement to await ready (or settle without it)', told, 10_000, 5)
   t.ok(awaited && !settledFirst, 'the placement waits for ready')
   t.equal(storeWhenAwaited, false, 'not before ready')
   t.notOk(existsSync(join(runDir, 'store.json')), 'nor while ready is pending')
@@ -296,7 +297,7 @@ t.test('provision: while the intent is written the run dir already holds its mar
   const run = runOf({ name: process.env.USER ?? 'root', uid: process.getuid!(), gid: process.getgid!() }, 'R000000000000S')
   const placing = target.provision(run, secrets({ API_TOKEN: 'v' }), { ready })
   const userDir = join(root, run.user)
-  for (let i = 0; i < 200 && !(existsSync(join(userDir, run.runId, '.store.json.staged'))); i++) await new Promise(resolve => setTimeout(resolve, 5))
+  await waitFor('the staged store in the run dir', () => existsSync(join(userDir, run.runId, '.store.json.staged')), 10_000, 5)
   t.same(readdirSync(userDir), [run.runId], 'no .new dir left while ready is pending')
   t.same(readdirSync(join(userDir, run.runId)).sort(), ['.nf-secretsd-node', '.store.json.staged'])
   release()
