@@ -101,9 +101,10 @@ export class HeldRoot {
 
   /**
    * A new handle on the dir at `path` (this root or a dir under it), reached from the root's fd one plain name at a
-   * time, no symlink followed; null when it is not such a dir now. The caller closes it.
+   * time, no symlink followed; null when it is not such a dir now, or (with `owner`) not that uid's: checked on the fd
+   * opened, so what was checked is what the caller uses. The caller closes it.
    */
-  async openDir (path: string): Promise<fsp.FileHandle | null> {
+  async openDir (path: string, owner?: number): Promise<fsp.FileHandle | null> {
     const parts = path === this.path ? [] : plainParts(relative(this.path, path))
     if (parts === null) return null
     return await this.#use(async fd => {
@@ -114,6 +115,7 @@ export class HeldRoot {
           await cur?.close()
           cur = next
         }
+        if (owner !== undefined && cur !== null && (await cur.stat()).uid !== owner) return null
         const out = cur
         cur = null
         return out

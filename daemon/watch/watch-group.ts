@@ -1,6 +1,8 @@
 // One watch group of the watcher (watcher.ts): a root's tree, or the launch dirs of runs. What it watches (its dirs,
 // launch dirs and shards), how it reaches them (from its root's held fd, held-root.ts, or by path for runs' dirs), and
 // the options it was given (polling, a user's dir budget, the guard of an API root).
+import { basename } from 'node:path'
+import { CACHE_DIR } from '../nextflow/file-names.js'
 import type { HeldRoot } from './held-root.js'
 import type { DirOpener, LaunchDir } from './launch-dir.js'
 import { openDir } from '../os/read-owned.js'
@@ -64,7 +66,13 @@ export class Group {
   hold (held: HeldRoot, wrap: (fs: WalkFs) => WalkFs): void {
     this.held = held
     this.fs = wrap(held.fs())
-    this.openDir = async (dir) => await held.openDir(dir)
+    // A user's group watches and reads only that user's dirs, as its walk enters only those: the walk checked each on
+    // its own fd, but by the time a watch is set or a launch dir read the name may be another user's dir (renamed in
+    // by the user). A `.nextflow` is not checked, as the walk does not check it (its files are: read-owned.ts).
+    const owner = this.opts.budget?.owner
+    this.openDir = owner === undefined
+      ? async (dir) => await held.openDir(dir)
+      : async (dir) => await held.openDir(dir, basename(dir) === CACHE_DIR ? undefined : owner)
   }
 
   /**

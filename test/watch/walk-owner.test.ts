@@ -1,20 +1,24 @@
 // A user's walk (`owner`) enters only that user's dirs, and the owner is checked on the fd the walk holds, not on a
 // name looked up before the open: between an lstat by name and the open by name alice can rename a dir of bob's that
 // she can read (but does not own) into the place of her own (renameat2 RENAME_EXCHANGE in a dir of hers), and a
-// check of the name then vouches for a dir that is not the one walked. Two tests: a seam of WalkFs whose lstat answers
-// for alice's dir while its open returns bob's (deterministic), and the real swap by alice in a loop while her root is
-// walked. Alice's dir holds her launch dir `la`; bob's holds `lb`, a launch dir of alice's (made while bob let her
-// write there): her walk may take it only through bob's dir, so whatever the names say at any instant, `lb` is never
+// check of the name then vouches for a dir that is not the one walked. Tests: a seam of WalkFs whose lstat answers
+// for alice's dir while its open returns bob's (deterministic), the real swap by alice in a loop while her root is
+// walked, and a swap after the walk, before the watcher sets its watches and reads (they check the owner on their fd).
+// Alice's dir holds her launch dir `la`; bob's holds `lb`, a launch dir of alice's (made while bob let her write
+// there): her walk may take it only through bob's dir, so whatever the names say at any instant, `lb` is never
 // reported and no dir of bob's is read.
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { arch } from 'node:os'
 import { join } from 'node:path'
 import { HeldRoot, openRoot } from '../../daemon/watch/held-root.js'
 import { nodeWalkFs, walkTree, type WalkDir, type WalkFs, type WalkResult } from '../../daemon/watch/walk.js'
+import { inotifyOn } from '../helpers/inotify.js'
 import type { Teardown } from '../helpers/runs.js'
 import { requireUsers } from '../helpers/requires.js'
+import { waitFor, watchFixture } from '../helpers/watch.js'
+import { as, watchApp } from '../helpers/watch-app.js'
 
 const [alice, bob] = requireUsers(t, ['alice', 'bob'])
 const RENAMEAT2: Record<string, number> = { x64: 316, arm64: 276 }
@@ -141,4 +145,39 @@ t.test('alice exchanging her dir with a dir of bob\'s in a loop while her root i
   // were real, and so was the swap (her `la` seen under the name `b`).
   t.ok(found > 0, `her launch dir found in ${found} of ${WALKS} walks`)
   t.ok(swapped > 0, `her dir walked under bob's dir's name in ${swapped} walks`)
+})
+
+t.test('a dir checked by the walk and swapped for bob\'s before its watch is set: no watch on bob\'s dir, nothing read there', async t => {
+  // The walk's last look (the history of a/la) is where the swap lands: alice's `a` leaves, bob's dir takes its name.
+  let swapped = false
+  let base = ''
+  const wrapFs = (inner: WalkFs): WalkFs => ({
+    ...inner,
+    lstat: async (path: string, at?: WalkDir) => {
+      const st = await inner.lstat(path, at)
+      if (!swapped && base !== '' && path === join(base, 'root', 'a', 'la', '.nextflow', 'history')) {
+        swapped = true
+        renameSync(join(base, 'root', 'a'), join(base, 'a.old'))
+        renameSync(join(base, 'root', 'b'), join(base, 'root', 'a'))
+      }
+      return st
+    }
+  })
+  const f = await watchFixture(t, { mode: 'system', wrapFs })
+  const { root, theirs } = tree(t)
+  base = join(root, '..')
+  // bob's dir as it will be named: a dir `la` of bob's in it, with a `.nextflow` (alice's walk never saw them)
+  mkdirSync(join(theirs, 'la', '.nextflow'), { recursive: true })
+  for (const p of [join(theirs, 'la'), join(theirs, 'la', '.nextflow')]) chownSync(p, bob!.uid, bob!.gid)
+  const app = await watchApp(t, f, { alice: alice!.uid, bob: bob!.uid })
+  const res = await app.inject({ method: 'POST', url: '/api/v1/watches', headers: as('alice'), payload: { root, depth: 2 } })
+  t.equal(res.statusCode, 201, 'her watch is added')
+  await waitFor('the walk', () => (f.service.summary().walking ?? []).length === 0)
+  await f.service.watcher.idle()
+  t.ok(swapped, 'the swap happened after the walk looked at a/la')
+  t.ok(inotifyOn(process.pid, root), 'her root is watched')
+  for (const d of [join(root, 'a'), join(root, 'a', 'la'), join(root, 'a', 'la', '.nextflow')]) {
+    t.notOk(inotifyOn(process.pid, d), `no inotify watch on bob's ${d.slice(root.length + 1)}`)
+  }
+  t.equal(f.service.watcher.groups().find(g => g.key === `root:${root}`)?.launchDirs, 0, 'bob\'s la is not read as a launch dir of hers')
 })
