@@ -1,6 +1,6 @@
 // `npm run bench [-- --quick] [-- --only a,b]`: every figure beside its baseline measured in the same run, one
 // table on stdout, bench/results/latest.json. Figures never fail: the exit code is 0 unless the harness broke.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -17,6 +17,7 @@ import { seedState } from './seed.js'
 import { idleRssFigures, startupFigures } from './startup-bench.js'
 import { nowMs, round } from './stats.js'
 import { readFigures } from './watch-read-bench.js'
+import { readLedgerRuns } from '../daemon/store/run-ledger.js'
 
 const SECTIONS = ['api', 'cli', 'runs', 'detect', 'reads', 'aws', 'startup', 'idle', 'scale', 'cluster'] as const
 type Section = typeof SECTIONS[number]
@@ -76,7 +77,7 @@ async function main (): Promise<void> {
           const big = await startDaemon(bd)
           try {
             await settle(big.pid)
-            const hotAtStart = (JSON.parse(readFileSync(join(big.stateDir, 'runs.json'), 'utf8')) as { runs: unknown[] }).runs.length
+            const hotAtStart = (await readLedgerRuns(join(big.stateDir, 'runs.json'))).length
             return await runsFigures({ daemon, dir, samples: p.runSamples as number, big: { daemon: big, runs: BIG_LEDGER_RUNS, hotAtStart } })
           } finally {
             await big.stop()

@@ -12,9 +12,10 @@ import { nfsError } from '../errors.js'
 import { lockStateDir } from '../os/state-dir.js'
 import { keyId } from '../store/crypto.js'
 import { clusterError } from '../store/etcd/etcd-client.js'
+import { readLedgerRuns } from '../store/run-ledger.js'
 import { validateStore, verifyStore } from '../store/store-format.js'
 import { validWatchFile, type StoredWatch } from '../store/watch-roots.js'
-import { isTerminal, type RunRecord } from '../types.js'
+import { isTerminal } from '../types.js'
 import { rootHash } from './watch-root-keys.js'
 
 export interface ClusterImportOptions {
@@ -64,8 +65,8 @@ export async function clusterImport (opts: ClusterImportOptions): Promise<Cluste
     if (raw === null) throw nfsError('NFS_ERR_STORE_UNREADABLE', [storePath, 'there is no store to import'])
     const data = validateStore(raw, storePath)
     verifyStore(data, opts.key, storePath)
-    const ledger = await readJson(join(opts.stateDir, 'runs.json')) as { runs?: RunRecord[] } | null
-    const runs = (ledger?.runs ?? []).filter(r => !isTerminal(r.state) || Object.values(r.targets).some(tr => tr !== undefined && tr.state !== 'revoked'))
+    // runs.json and the journal after it: a daemon that crashed left its last changes only in the journal.
+    const runs = (await readLedgerRuns(join(opts.stateDir, 'runs.json'))).filter(r => !isTerminal(r.state) || Object.values(r.targets).some(tr => tr !== undefined && tr.state !== 'revoked'))
     const watches = await readWatches(opts.stateDir)
 
     const { ns } = opts

@@ -1,12 +1,16 @@
-// The run ledger (runs.json): durable, write-ahead record of every run and every target it touched. Each change is
-// written (temp, fsync, rename) before it counts, and names the version it expects to replace, so a shared
-// implementation (etcd) drops in with compare-and-swap semantics. What to do when a write cannot be made (a full
-// disk) is not the ledger's business: runs/deferred-records.ts keeps the revoke path's records meanwhile.
-import { dirname, join } from 'node:path'
+// The run ledger: durable, write-ahead record of every run and every target it touched. Each change is durable before
+// it counts, and names the version it expects to replace, so a shared implementation (etcd) drops in with
+// compare-and-swap semantics. On one node the ledger is two files: runs.json, a snapshot (written temp, fsync, rename),
+// and runs.journal, the changes since, one line each (store/run-journal.ts); a change is one append and one
+// fdatasync, and the journal is folded into the snapshot when the ledger goes quiet or the journal grows. What to do
+// when a write cannot be made (a full disk) is not the ledger's business: runs/deferred-records.ts keeps the revoke
+// path's records meanwhile.
+import { basename, dirname, join } from 'node:path'
 import { nfsError } from '../errors.js'
 import { failpoint } from '../failpoints.js'
 import type { RunRecord } from '../types.js'
-import { AtomicJsonFile } from './atomic-file.js'
+import { AtomicJsonFile, readFileBytes } from './atomic-file.js'
+import { applyJournal, parseJournal, RunJournal, type JournalChange } from './run-journal.js'
 import { limitReached, liveRunsOf, type InsertOptions } from './live-runs.js'
 import { isSettled, openRunArchive, type RunArchive } from './run-archive.js'
 
@@ -31,6 +35,8 @@ export interface LedgerArchive extends RunArchive {
 interface LedgerData {
   format: 1
   runs: RunRecord[]
+  /** the last journal change folded into this snapshot (0 or absent: none) */
+  journalSeq?: number
 }
 
 /**
@@ -96,13 +102,11 @@ export interface RunLedger {
 
 const HEAD = Buffer.from('{"format":1,"runs":[')
 const COMMA = Buffer.from(',')
-const TAIL = Buffer.from(']}\n')
 
 /**
- * The ledger's bytes, exactly JSON.stringify(data) + newline, from each record's JSON kept beside it: a write
- * encodes only the records that changed, not every run the ledger retains (two writes per arm, each of them
- * otherwise a stringify and UTF-8 copy of the whole ledger). Records are never changed in place (update
- * clones), so a record object's JSON never goes stale.
+ * The snapshot's bytes, exactly JSON.stringify(data) + newline, from each record's JSON kept beside it: a fold
+ * encodes only the records that changed since the last one, not every run the ledger retains. Records are never
+ * changed in place (update clones), so a record object's JSON never goes stale.
  */
 function ledgerSerializer (): (data: LedgerData) => Buffer {
   const encoded = new WeakMap<RunRecord, Buffer>()
@@ -117,7 +121,7 @@ function ledgerSerializer (): (data: LedgerData) => Buffer {
       if (i > 0) parts.push(COMMA)
       parts.push(b)
     }
-    parts.push(TAIL)
+    parts.push(Buffer.from(data.journalSeq === undefined ? ']}\n' : `],"journalSeq":${data.journalSeq}}\n`))
     return Buffer.concat(parts)
   }
 }
@@ -127,6 +131,9 @@ function validate (raw: unknown, path: string): LedgerData {
   if (data === null || typeof data !== 'object' || data.format !== 1 || !Array.isArray(data.runs)) {
     throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'not a run ledger of format 1'])
   }
+  if (data.journalSeq !== undefined && (!Number.isSafeInteger(data.journalSeq) || data.journalSeq < 0)) {
+    throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'its journalSeq is not a count'])
+  }
   for (const r of data.runs) {
     if (typeof r?.runId !== 'string' || typeof r.state !== 'string' || typeof r.version !== 'number' || typeof r.targets !== 'object') {
       throw nfsError('NFS_ERR_STORE_UNREADABLE', [path, 'a run record is malformed'])
@@ -135,16 +142,47 @@ function validate (raw: unknown, path: string): LedgerData {
   return data as LedgerData
 }
 
+/** the journal beside a ledger's snapshot: runs.json -> runs.journal */
+export function journalPathOf (path: string): string {
+  return join(dirname(path), `${basename(path).replace(/\.json$/, '')}.journal`)
+}
+
+/**
+ * The journal is folded into the snapshot once the ledger has been quiet this long (so runs.json is current soon after
+ * a burst of changes, for whoever reads it: backups, an admin), or at once when it holds FOLD_LINES changes or
+ * FOLD_BYTES, so that a start never replays much.
+ */
+const FOLD_QUIET_MS = 250
+const FOLD_LINES = 2000
+const FOLD_BYTES = 8 * 1024 * 1024
+
+/**
+ * The runs a ledger at `path` holds on disk, its snapshot and its journal together, read without changing either (a
+ * torn last line of the journal is left out, not cut off): for `cluster import` of a stopped or crashed daemon's
+ * state dir, and for tests that look at what reached the disk.
+ */
+export async function readLedgerRuns (path: string): Promise<RunRecord[]> {
+  const raw = await new AtomicJsonFile<LedgerData>(path).read()
+  const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
+  const byId = new Map(data.runs.map(r => [r.runId, r]))
+  const journal = await readFileBytes(journalPathOf(path))
+  if (journal !== null) applyJournal(byId, parseJournal(journal, journalPathOf(path)).changes, data.journalSeq ?? 0)
+  return [...byId.values()]
+}
+
 /** `archiveDir`: where settled runs go (default `runs-archive/` beside the file); null: none, all runs stay hot. */
 export async function openRunLedger (path: string, opts: { archiveDir?: string | null } = {}): Promise<RunLedger> {
   const archiveDir = opts.archiveDir === undefined ? join(dirname(path), 'runs-archive') : opts.archiveDir
   const archive = archiveDir === null ? null : openRunArchive(archiveDir)
-  // Hot records already in the archive, whose move's rewrite of the hot file failed (see move).
+  // Hot records already in the archive, whose move's removal from the hot set failed (see move).
   const appended = new Map<string, RunRecord>()
-  const adapter = new AtomicJsonFile<LedgerData>(path, { mode: 0o600, serialize: ledgerSerializer() })
-  const raw = await adapter.read()
+  const snapshot = new AtomicJsonFile<LedgerData>(path, { mode: 0o600, serialize: ledgerSerializer() })
+  const raw = await snapshot.read()
   const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
   const byId = new Map(data.runs.map(r => [r.runId, r]))
+  const { journal, changes } = await RunJournal.open(journalPathOf(path))
+  // The last change applied: the snapshot's, then the journal's lines after it.
+  let seq = applyJournal(byId, changes, data.journalSeq ?? 0)
   let revision = 0
   const listeners = new Set<(change: LedgerChange) => void>()
   // Called once a change is the truth (written).
@@ -154,8 +192,8 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
       try { l(change) } catch { /* a listener's bug must not fail a write that already counts */ }
     }
   }
-  // One mutation at a time: each computes the next snapshot, writes it, and only then makes it the truth in memory,
-  // so a failed write (disk full) leaves memory and disk as they were.
+  // One mutation at a time: each writes its change and only then makes it the truth in memory, so a failed write
+  // (disk full) leaves memory and disk as they were.
   let queue: Promise<unknown> = Promise.resolve()
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
     const next = queue.then(fn, fn)
@@ -163,9 +201,39 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
     return next
   }
 
-  async function commit (next: Map<string, RunRecord>, syncAlong?: () => Promise<void>): Promise<void> {
-    await adapter.write({ format: 1, runs: [...next.values()] }, syncAlong)
+  /** Write the snapshot of what memory holds, then empty the journal. Only ever inside serial(). */
+  async function fold (): Promise<void> {
+    await snapshot.write({ format: 1, runs: [...byId.values()], journalSeq: seq })
+    await journal.reset()
   }
+  let quiet: NodeJS.Timeout | null = null
+  let closed = false
+  const foldLater = (): void => {
+    if (journal.lines >= FOLD_LINES || journal.size >= FOLD_BYTES) {
+      // Not awaited by the change that filled it: the next change waits behind it instead, once in FOLD_LINES.
+      void serial(fold).catch(() => {})
+      return
+    }
+    if (quiet !== null) clearTimeout(quiet)
+    quiet = setTimeout(() => {
+      quiet = null
+      // A fold that fails (a full disk) leaves the journal as it was: tried again after the next change.
+      if (!closed && journal.lines > 0) void serial(fold).catch(() => {})
+    }, FOLD_QUIET_MS)
+    quiet.unref()
+  }
+
+  /** Make `change` durable (the journal, folded first if a failed append left it broken); then it counts. */
+  async function commit (put: RunRecord[], del: string[], syncAlong?: () => Promise<void>): Promise<void> {
+    if (journal.broken) await fold()
+    const change: JournalChange = { seq: seq + 1, put, del }
+    await journal.append(change, syncAlong)
+    seq = change.seq
+  }
+
+  // A journal left by a crash (or a stop whose fold failed) is folded now, so that the snapshot is current; a first
+  // start writes the empty snapshot, so that runs.json is there (0600) from the start, as SPEC.md lists it.
+  if (journal.lines > 0 || raw === null) await fold().catch(() => {})
 
   return {
     get revision () { return revision },
@@ -184,11 +252,10 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
         if (live >= o.liveLimit) throw limitReached(o.liveLimit, run.user, live)
       }
       const rec: RunRecord = { ...run, version: 1 }
-      const next = new Map(byId)
-      next.set(rec.runId, rec)
-      await commit(next)
+      await commit([rec], [])
       byId.set(rec.runId, rec)
       emit('put', rec, null)
+      foldLater()
       return rec
     }),
     update: (runId, expectedVersion, change, opts) => serial(async () => {
@@ -198,30 +265,31 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
       const changed = change(structuredClone(cur))
       if (changed === null) return cur
       const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
-      const next = new Map(byId)
-      next.set(runId, rec)
-      await commit(next, opts?.syncAlong)
+      await commit([rec], [], opts?.syncAlong)
       byId.set(runId, rec)
       emit('put', rec, cur)
+      foldLater()
       return rec
     }),
     remove: (runIds) => serial(async () => {
-      const next = new Map(byId)
-      let n = 0
-      for (const id of runIds) if (next.delete(id)) n++
-      if (n === 0) return 0
-      await commit(next)
-      for (const id of runIds) {
-        const gone = byId.get(id)
-        if (gone === undefined) continue
+      const gone = [...new Set(runIds)].filter(id => byId.has(id))
+      if (gone.length === 0) return 0
+      await commit([], gone)
+      for (const id of gone) {
+        const rec = byId.get(id)!
         byId.delete(id)
-        emit('delete', gone, gone)
+        emit('delete', rec, rec)
       }
-      return n
+      foldLater()
+      return gone.length
     }),
     close: async () => {
-      await queue
-      await adapter.flush()
+      closed = true
+      if (quiet !== null) clearTimeout(quiet)
+      // Folded at a stop, so the next start reads one file; a fold that fails leaves the journal for the next start.
+      await serial(async () => { if (journal.lines > 0) await fold().catch(() => {}) })
+      await snapshot.flush()
+      await journal.close()
     },
     ...(archive === null
       ? {}
@@ -234,18 +302,17 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
             move: (runIds: readonly string[], now: Date) => serial(async () => {
               const moving = runIds.map(id => byId.get(id)).filter((r): r is RunRecord => r !== undefined && isSettled(r))
               if (moving.length === 0) return 0
-              // Records appended by a move whose hot rewrite then failed (a full disk) are not appended again: a
-              // rewrite that keeps failing must not grow the archive by the same runs at every pass.
+              // Records appended by a move whose removal from the hot set then failed (a full disk) are not appended
+              // again: a removal that keeps failing must not grow the archive by the same runs at every pass.
               await archive.append(moving.filter(r => appended.get(r.runId) !== r), now)
               for (const r of moving) appended.set(r.runId, r)
               failpoint('ledger.after-archive')
-              const next = new Map(byId)
-              for (const r of moving) next.delete(r.runId)
-              await commit(next)
+              await commit([], moving.map(r => r.runId))
               for (const r of moving) {
                 byId.delete(r.runId)
                 appended.delete(r.runId)
               }
+              foldLater()
               return moving.length
             })
           } satisfies LedgerArchive

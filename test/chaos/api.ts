@@ -1,10 +1,11 @@
 // JSON calls over the daemon's Unix socket as this process (root), and the small polling and ledger readers the
 // sections share. Unlike the e2e helpers, a reply that is not JSON is returned as text rather than thrown, since
 // the suite is looking precisely for answers that break the contract.
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 export interface Reply<T = unknown> { status: number, body: T, text: string }
 
@@ -59,11 +60,7 @@ export interface LedgerRun {
 }
 
 export function readLedger (stateDir: string): LedgerRun[] {
-  const path = join(stateDir, 'runs.json')
-  if (!existsSync(path)) return []
-  const data = JSON.parse(readFileSync(path, 'utf8')) as { format: number, runs: LedgerRun[] }
-  if (data.format !== 1) throw new Error(`${path}: format ${data.format}`)
-  return data.runs
+  return ledgerOnDisk(stateDir).runs as unknown as LedgerRun[]
 }
 
 export const TERMINAL = new Set(['completed', 'failed', 'killed', 'expired'])

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { call, expectStatus, readLedger, revokeAllAndSettle, runDirs, settled, stableMeta } from './api.js'
 import { spawnDaemon } from './daemon-proc.js'
 import type { Harness } from './harness.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 const BIG = 60_000
 
@@ -60,7 +61,7 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
   t.same(refusal, { status: 507, code: 'NFS_ERR_STORAGE' }, `the store filled up after ${values.size - 3} large secrets and the next write was refused, coded`)
 
   const storeBefore = readFileSync(join(stateDir, 'store.json'), 'utf8')
-  const ledgerBefore = readFileSync(join(stateDir, 'runs.json'), 'utf8')
+  const ledgerBefore = JSON.stringify(ledgerOnDisk(stateDir))
   const metaBefore = stableMeta(await expectStatus(d.socket, 200, 'GET', '/api/v1/secrets'))
   const filler = fill(stateDir)
   const attempts: Array<[string, string, string, unknown?]> = [
@@ -76,7 +77,7 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
     h.figures.faultsInjected++
   }
   t.equal(readFileSync(join(stateDir, 'store.json'), 'utf8'), storeBefore, 'store.json is byte for byte what it was')
-  t.equal(readFileSync(join(stateDir, 'runs.json'), 'utf8'), ledgerBefore, 'runs.json is byte for byte what it was')
+  t.equal(JSON.stringify(ledgerOnDisk(stateDir)), ledgerBefore, 'the ledger on disk (runs.json and its journal) is what it was')
   t.same(readdirSync(stateDir).filter(n => n.endsWith('.tmp')), [], 'no temp file was left behind')
   t.same(stableMeta(await expectStatus(d.socket, 200, 'GET', '/api/v1/secrets')), metaBefore, 'the daemon still serves the same metadata')
   t.equal((await call(d.socket, 'GET', '/api/v1/health')).status, 200, 'and is up')
@@ -87,7 +88,7 @@ export async function diskFullSection (t: Test, h: Harness): Promise<void> {
   h.figures.faultsInjected++
   t.same([revoked.state, revoked.targets.hpc?.state], ['killed', 'revoked'], 'a revoke on the full disk is answered revoked')
   t.same(runDirs(join(dir, 'runs')), [], 'its run dir is gone while the disk is still full')
-  t.equal(readFileSync(join(stateDir, 'runs.json'), 'utf8'), ledgerBefore, 'runs.json could not record it yet')
+  t.equal(JSON.stringify(ledgerOnDisk(stateDir)), ledgerBefore, 'the ledger could not record it yet')
   const shown = await expectStatus<{ state: string }>(d.socket, 200, 'GET', `/api/v1/runs/${armed.runId}`)
   t.equal(shown.state, 'killed', 'the daemon shows the run ended')
 

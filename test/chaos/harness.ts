@@ -77,7 +77,7 @@ export class Harness {
 
   /** The daemon's log, audit log and run ledger as they are now (call before its temp dir goes). */
   captureDaemon (name: string, d: Pick<TestDaemon, 'logFile' | 'stateDir'>): void {
-    for (const [what, path] of [['log', d.logFile], ['audit', join(d.stateDir, 'audit.log')], ['ledger', join(d.stateDir, 'runs.json')]] as const) {
+    for (const [what, path] of [['log', d.logFile], ['audit', join(d.stateDir, 'audit.log')], ['ledger', join(d.stateDir, 'runs.json')], ['ledger journal', join(d.stateDir, 'runs.journal')]] as const) {
       if (existsSync(path)) this.#texts.set(`${name} ${what}`, readFileSync(path, 'utf8'))
     }
   }

@@ -3,13 +3,12 @@
 // secrets were placed and before the ledger heard of it, then at random moments of an `arm --target aws` in flight.
 import t from 'tap'
 import { randomInt } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { json, runCli, spawnCli } from '../helpers/cli.js'
 import { listAll, startMoto } from '../helpers/moto.js'
 import { AWS_ENV, addSecrets, awsConfig, tagsOf } from '../helpers/aws-daemon.js'
 import { requireMoto } from '../helpers/requires.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 // Daemon restarts and 50-secret provisions at 40 calls/s: minutes on a loaded CI machine.
 t.setTimeout(900_000)
@@ -47,7 +46,7 @@ t.test('failpoint run.after-provision: 50 secrets placed, daemon killed, restart
   const placed = await listAll(moto.endpoint)
   t.equal(placed.length, SECRETS, 'every secret reached moto before the kill')
   const runId = tagsOf(placed[0]!)['nf-secretsd:run']!
-  const before = json<{ runs: RunView[] }>(readFileSync(join(first.stateDir, 'runs.json'), 'utf8')).runs
+  const before = (ledgerOnDisk(first.stateDir) as unknown as { runs: RunView[] }).runs
   t.same(before.map(r => [r.runId, r.state, r.targets.aws?.state, r.names.length]), [[runId, 'armed', 'provisioning', SECRETS]],
     'the ledger holds the intent with every name, the target still provisioning')
 

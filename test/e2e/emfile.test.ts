@@ -6,13 +6,14 @@
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { json, runCli } from '../helpers/cli.js'
 import { eventually } from '../helpers/attach.js'
 import { ensureUsers } from '../helpers/users.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 t.setTimeout(300_000)
 
@@ -50,7 +51,7 @@ t.test('out of fds while a revoke needs a child: the daemon stays up, then answe
   await eventually(() => readdirSync(`/proc/${pid}/fd`).length >= held + 8 ? true : undefined, "the daemon's fd table to be full")
 
   // The TTL passes while the table is full: the pass ends the run and its cleanup child cannot be spawned.
-  const ledgerRun = (): LedgerRun | undefined => json<{ runs: LedgerRun[] }>(readFileSync(join(daemon.stateDir, 'runs.json'), 'utf8')).runs.find(r => r.runId === runId)
+  const ledgerRun = (): LedgerRun | undefined => (ledgerOnDisk(daemon.stateDir) as unknown as { runs: LedgerRun[] }).runs.find(r => r.runId === runId)
   const failed = await eventually(() => {
     if (daemon.process.exitCode !== null || daemon.process.signalCode !== null) throw new Error(`the daemon died:\n${daemon.log().slice(-2000)}`)
     const r = ledgerRun()

@@ -4,17 +4,18 @@
 // other users can neither read nor plant it. Runs are settled by a first daemon, then dated an hour back (the
 // archive takes runs settled for 5 minutes), so the next daemon's first monitor pass archives them.
 import t, { type Test } from 'tap'
-import { appendFileSync, chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { appendFileSync, chmodSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { call, startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { errorCode, json, runCli } from '../helpers/cli.js'
 import { ensureUsers } from '../helpers/users.js'
+import { ledgerOnDisk, seedLedger } from '../helpers/ledger-file.js'
 
 const CANARY = 'CANARY-archive-value-5d1e'
 interface Rec { runId: string, state: string, endedAt: string | null, targets: Record<string, { state: string, revokedAt: string | null }> }
 
-const hot = (stateDir: string): Rec[] => (JSON.parse(readFileSync(join(stateDir, 'runs.json'), 'utf8')) as { runs: Rec[] }).runs
+const hot = (stateDir: string): Rec[] => (ledgerOnDisk(stateDir) as unknown as { runs: Rec[] }).runs
 const archiveDir = (stateDir: string): string => join(stateDir, 'runs-archive')
 const segments = (stateDir: string): string[] => existsSync(archiveDir(stateDir)) ? readdirSync(archiveDir(stateDir)).map(n => join(archiveDir(stateDir), n)) : []
 
@@ -37,7 +38,7 @@ async function settledRun (t: Test, dir: string): Promise<string> {
     ? r
     : { ...r, endedAt: hourAgo, targets: Object.fromEntries(Object.entries(r.targets).map(([n, x]) => [n, { ...x, revokedAt: hourAgo }])) })
   t.equal(runs.find(r => r.runId === runId)?.targets.hpc?.state, 'revoked', 'settled')
-  writeFileSync(join(d.stateDir, 'runs.json'), `${JSON.stringify({ format: 1, runs })}\n`)
+  seedLedger(d.stateDir, runs)
   return runId
 }
 
@@ -96,7 +97,7 @@ t.test('SIGKILL between the archive append and the hot rewrite: nothing lost, no
   // The hot copy dated now, so that this daemon keeps it hot (5 minutes) and the run stays in both files while asked.
   const now = new Date().toISOString()
   const runs = hot(crashing.stateDir).map(r => r.runId !== runId ? r : { ...r, endedAt: now })
-  writeFileSync(join(crashing.stateDir, 'runs.json'), `${JSON.stringify({ format: 1, runs })}\n`)
+  seedLedger(crashing.stateDir, runs)
   const d = await startTestDaemon(t, { mode: 'user', dir })
   await seenOnce(t, d, runId, 'in both files')
   const show = await cli(d, 'runs', 'show', runId, '--json')

@@ -44,7 +44,7 @@ t.test('run: env, store, exit status, revoke at the end, no value in any argv', 
   t.same(readdirSync(join(dir, 'runs', ME)), [], 'the run dir is gone')
   t.ok(scans > 5, `argv was scanned ${scans} times during the run`)
   t.notOk(leaked, 'the value never appeared in any process argv')
-  for (const file of ['runs.json', 'audit.log']) t.notMatch(readFileSync(join(d.stateDir, file), 'utf8'), canary, file)
+  for (const file of ['runs.json', 'runs.journal', 'audit.log']) t.notMatch(readFileSync(join(d.stateDir, file), 'utf8'), canary, file)
   t.notMatch(d.log(), canary)
   t.notMatch(r.stdout + r.stderr, canary)
 })

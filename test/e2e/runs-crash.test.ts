@@ -1,16 +1,17 @@
 // Crash anywhere: the daemon SIGKILLs itself at a failpoint (right after the ledger intent, right after the store is
 // written, in the middle of a revoke); a restart removes what was placed and the ledger agrees.
 import t from 'tap'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { startTestDaemon, tempDir, type TestDaemon } from '../helpers/daemon.js'
 import { runCli } from '../helpers/cli.js'
 import { ME } from '../helpers/users.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 interface Ledger { runs: Array<{ runId: string, state: string, targets: Record<string, { state: string }> }> }
 
 function ledger (d: Pick<TestDaemon, 'stateDir'>): Ledger {
-  return JSON.parse(readFileSync(join(d.stateDir, 'runs.json'), 'utf8')) as Ledger
+  return ledgerOnDisk(d.stateDir) as unknown as Ledger
 }
 
 function runDirs (dir: string): string[] {

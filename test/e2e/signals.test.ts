@@ -2,7 +2,7 @@
 // still provisioned, and the next start reconciles what ended meanwhile. SIGHUP (systemctl reload): the config is
 // read again without dropping a connection; a broken file is refused and the running config kept.
 import t from 'tap'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { Agent } from 'node:http'
 import { join } from 'node:path'
 import { once } from 'node:events'
@@ -10,6 +10,7 @@ import WebSocket from 'ws'
 import { call, startTestDaemon, tempDir, writeConfig, type LogLine, type TestDaemon } from '../helpers/daemon.js'
 import { ME } from '../helpers/users.js'
 import { waitFor } from '../helpers/wait.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 t.setTimeout(300_000)
 
@@ -21,7 +22,7 @@ function openEvents (socket: string): Promise<{ ws: WebSocket, messages: Array<R
 }
 
 function ledger (d: TestDaemon): { runs: Array<Record<string, any>> } {
-  return JSON.parse(readFileSync(join(d.stateDir, 'runs.json'), 'utf8'))
+  return ledgerOnDisk(d.stateDir) as unknown as { runs: Array<Record<string, any>> }
 }
 
 /** The history line Nextflow writes when a run ends (tab-separated; HistoryFile.groovy). */

@@ -14,6 +14,7 @@ import { forOthers } from '../helpers/for-others.js'
 import { runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { waitFor } from '../helpers/wait.js'
+import { ledgerText } from '../helpers/ledger-file.js'
 
 needs.requireRoot(t)
 needs.requireSlurm(t)
@@ -92,7 +93,7 @@ t.test('a Slurm job of alice reads her run\'s secret through Nextflow\'s export 
   await waitFor('run dir removed', () => !existsSync(runDir), 60_000, 200)
   t.notOk(existsSync(exportFile), 'the export file went with the run dir')
   t.notMatch(d.log(), canary, 'the value is not in the daemon log')
-  t.notMatch(readFileSync(join(d.stateDir, 'runs.json'), 'utf8'), canary, 'nor in the ledger')
+  t.notMatch(ledgerText(d.stateDir), canary, 'nor in the ledger')
 })
 
 t.test('armed inside an sbatch job: the run follows the Slurm job (SLURM_JOB_ID)', async t => {

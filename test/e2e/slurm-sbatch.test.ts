@@ -14,6 +14,7 @@ import { startTestDaemon, tempDir } from '../helpers/daemon.js'
 import { json, runCli } from '../helpers/cli.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { waitFor } from '../helpers/wait.js'
+import { ledgerOnDisk, ledgerText } from '../helpers/ledger-file.js'
 
 const INTERVAL_MS = 500
 const PROMPT_MS = INTERVAL_MS + 2000
@@ -37,7 +38,7 @@ t.equal((await runCli(['--socket', daemon.socket, 'secrets', 'add', 'API_TOKEN']
 
 interface LedgerRun { runId: string, state: string, slurmJobId: string | null, expiresAt: string | null, targets: { hpc?: { state: string } } }
 const ledgerRun = (runId: string): LedgerRun | undefined =>
-  json<{ runs: LedgerRun[] }>(readFileSync(join(daemon.stateDir, 'runs.json'), 'utf8')).runs.find(r => r.runId === runId)
+  (ledgerOnDisk(daemon.stateDir) as unknown as { runs: LedgerRun[] }).runs.find(r => r.runId === runId)
 const revokeLines = (runId: string): number => readFileSync(join(daemon.stateDir, 'audit.log'), 'utf8').split('\n')
   .filter(l => l.includes(`"runId":"${runId}"`) && l.includes('"action":"run.revoke"')).length
 
@@ -108,7 +109,7 @@ t.test('sbatch-hosted heads: each way a job leaves the queue revokes its run onc
   await revokedPromptly(t, 'cancelled while pending', held)
 
   for (const [name, s] of Object.entries({ limit, held, ok, err, cancelled })) t.equal(revokeLines(s.runId), 1, `${name}: one run.revoke audit line`)
-  t.notMatch(readFileSync(join(daemon.stateDir, 'runs.json'), 'utf8'), canary, 'no value in the ledger')
+  t.notMatch(ledgerText(daemon.stateDir), canary, 'no value in the ledger')
   t.notMatch(daemon.log(), canary, 'nor in the daemon log')
 })
 

@@ -36,7 +36,7 @@ t.test('a second daemon on the same state dir (another socket) exits 75 before t
   t.teardown(() => { first.process.kill('SIGCONT') })
   const before = stateSnapshot(first.stateDir)
   const runsBefore = runDirs()
-  t.ok(before['store.json'] !== undefined && before['runs.json'] !== undefined, 'the first daemon wrote its store and ledger')
+  t.ok(before['store.json'] !== undefined && before['runs.journal'] !== undefined, 'the first daemon wrote its store and ledger')
 
   // Its own socket, config and runs root; only the state dir is the first one's.
   const second = await startTestDaemon(t, { mode: 'user', args: ['--state-dir', first.stateDir], wait: false })

@@ -2,19 +2,20 @@
 // full tmpfs (root), and with a ledger whose backend the test takes away (NFS_ERR_CLUSTER_UNAVAILABLE, as an etcd
 // ledger answers without quorum). The wrapper is the RunLedger the lifecycle uses, so it passes the ledger contract.
 import t from 'tap'
-import { readFileSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import { rmSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
 import { DeferredRecords } from '../../daemon/runs/deferred-records.js'
 import type { RecordJournal } from '../../daemon/store/deferred-journal.js'
 import { openRunLedger, type LedgerChange, type RunLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
 import { fillDisk } from '../helpers/fill-disk.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 import { whyNotRoot } from '../helpers/requires.js'
 import { intentRecord, runLedgerContract } from '../store/contract/run-ledger-contract.js'
 import { tempDir, tinyTmpfs, type Teardown } from '../store/helpers.js'
 
-const onDisk = (path: string): RunRecord[] => (JSON.parse(readFileSync(path, 'utf8')) as { runs: RunRecord[] }).runs
+const onDisk = (path: string): RunRecord[] => ledgerOnDisk(dirname(path)).runs
 
 /**
  * The file ledger, with a switch that makes its writes fail as an etcd ledger's do without quorum, and reads that can
@@ -201,13 +202,13 @@ t.test('on a real full disk: memory moves on, disk stays, the first write that f
   t.teardown(async () => { await records.close() })
   const a = await records.insert(intentRecord(1))
   const filler = fillDisk(dir)
-  const before = readFileSync(path, 'utf8')
+  const before = JSON.stringify(onDisk(path))
   await t.rejects(records.update(a.runId, a.version, r => ({ ...r, state: 'running' })), { code: 'NFS_ERR_STORAGE' }, 'a plain update is refused')
   t.equal(records.get(a.runId)?.state, 'armed', 'and leaves memory as it was')
   const kept = await records.recordBestEffort(a.runId, a.version, kill)
   t.same([kept.durable, kept.run.state, records.get(a.runId)?.state], [false, 'killed', 'killed'])
   t.same(records.unsynced(), [a.runId])
-  t.equal(readFileSync(path, 'utf8'), before, 'disk unchanged')
+  t.equal(JSON.stringify(onDisk(path)), before, 'disk unchanged')
   await t.rejects(records.flush(), { code: 'NFS_ERR_STORAGE' }, 'flush fails while the disk is full')
   await t.rejects(records.insert(intentRecord(2)), { code: 'NFS_ERR_STORAGE' })
   t.equal(records.all().length, 1, 'the refused insert left nothing in memory')

@@ -2,14 +2,13 @@
 // `revoking` in the same write, so the target is touched right after it; `revoked` follows in a second write.
 // A retry of revoke_failed goes straight to the target too, and its outcome is the one write.
 import t from 'tap'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RunRecord } from '../../daemon/types.js'
 import { caller, runsFixture, type RunsFixture } from '../helpers/runs.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 function onDisk (f: RunsFixture, runId: string): RunRecord {
-  return (JSON.parse(readFileSync(join(f.config.stateDir, 'runs.json'), 'utf8')) as { runs: RunRecord[] }).runs.find(r => r.runId === runId)!
+  return (ledgerOnDisk(f.config.stateDir) as unknown as { runs: RunRecord[] }).runs.find(r => r.runId === runId)!
 }
 
 t.test('an end is one write before the target is touched, and one after', async t => {

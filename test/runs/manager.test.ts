@@ -1,5 +1,5 @@
 import t from 'tap'
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createMemoryTarget } from '../../adapters/memory.js'
 import { intentRecord } from '../../daemon/runs/provision.js'
@@ -8,6 +8,7 @@ import { SecretValue } from '../../daemon/secret-value.js'
 import type { TargetName } from '../../daemon/types.js'
 import { caller, runsFixture } from '../helpers/runs.js'
 import { codeOf } from '../helpers/code-of.js'
+import { ledgerText } from '../helpers/ledger-file.js'
 
 t.test('arm: user over workspace, --only, lastUsed, events without values', async t => {
   const f = await runsFixture(t)
@@ -30,7 +31,7 @@ t.test('arm: user over workspace, --only, lastUsed, events without values', asyn
   t.equal(run.targets.memory?.state, 'provisioned')
   // The store's writes above have their secret.* events too: every change of the store or ledger shows (events.ts).
   t.same(f.events.filter(e => e.type.startsWith('run.')).map(e => e.type), ['run.provisioned', 'run.armed'])
-  for (const file of ['runs.json', 'audit.log']) t.notMatch(readFileSync(join(f.config.stateDir, file), 'utf8'), 'CANARY')
+  for (const file of ['runs.json', 'runs.journal', 'audit.log']) t.notMatch(readFileSync(join(f.config.stateDir, file), 'utf8'), 'CANARY')
   t.notMatch(JSON.stringify(f.events), 'CANARY')
 
   const only = await f.runs.create(caller(), { mode: 'arm', workspace: 'lab', launchDir: f.launchDir, only: ['DB_PASS'] })
@@ -183,19 +184,19 @@ t.test('the first target prepares while the intent is written; ready opens only 
   const memory = createMemoryTarget()
   // What the target sees: whether it was called before the intent was on disk, and whether it was after `ready`.
   const seen: Array<{ calledBeforeIntent: boolean, intentOnDiskAtReady: boolean }> = []
-  let ledgerFile = ''
+  let stateDir = ''
   const probing: Target = {
     ...memory,
     async provision (run, secrets, opts = {}) {
-      const onDisk = (): boolean => readFileSync(ledgerFile, 'utf8').includes(run.runId)
-      const calledBeforeIntent = !existsSync(ledgerFile) || !onDisk()
+      const onDisk = (): boolean => ledgerText(stateDir).includes(run.runId)
+      const calledBeforeIntent = !onDisk()
       await opts.ready
       seen.push({ calledBeforeIntent, intentOnDiskAtReady: onDisk() })
       return await memory.provision(run, secrets)
     }
   }
   const f = await runsFixture(t, { targets: new Map<TargetName, Target>([['memory', probing]]), memory })
-  ledgerFile = join(f.config.stateDir, 'runs.json')
+  stateDir = f.config.stateDir
   await f.store.createSecret('user:root', 'TOKEN', new SecretValue('CANARY-overlap'), 'root')
   for (let i = 0; i < 5; i++) await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
   t.equal(seen.length, 5)

@@ -12,6 +12,7 @@ import { caller, runsFixture, type RunsFixture, type Teardown } from '../helpers
 import { tempDir, tinyTmpfs } from '../store/helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
 import { requireRoot } from '../helpers/requires.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 requireRoot(t) // a tmpfs mount
 
@@ -28,7 +29,7 @@ function fill (dir: string): string {
 }
 
 function onDisk (f: RunsFixture, runId: string): RunRecord | undefined {
-  return (JSON.parse(readFileSync(join(f.config.stateDir, 'runs.json'), 'utf8')) as { runs: RunRecord[] }).runs.find(r => r.runId === runId)
+  return (ledgerOnDisk(f.config.stateDir) as unknown as { runs: RunRecord[] }).runs.find(r => r.runId === runId)
 }
 
 function audited (f: RunsFixture, runId: string): boolean {

@@ -11,6 +11,7 @@ import { sha256File, tempDir, tinyTmpfs } from './helpers.js'
 import { fillDisk } from '../helpers/fill-disk.js'
 import { whyNotRoot } from '../helpers/requires.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
+import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
 const NOW = new Date('2030-01-02T12:00:00Z')
 const SEGMENT = '2030-01-02.jsonl'
@@ -29,7 +30,7 @@ async function ledgerWith (t: Test, live: number, ended: number): Promise<{ dir:
   return { dir, ledger }
 }
 
-const hotIds = (dir: string): string[] => (JSON.parse(readFileSync(join(dir, 'runs.json'), 'utf8')) as { runs: RunRecord[] }).runs.map(r => r.runId)
+const hotIds = (dir: string): string[] => (ledgerOnDisk(dir) as unknown as { runs: RunRecord[] }).runs.map(r => r.runId)
 
 t.test('settled runs move out of runs.json into a 0600 segment and are read back on demand', async t => {
   const { dir, ledger } = await ledgerWith(t, 2, 3)
