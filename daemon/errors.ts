@@ -61,7 +61,7 @@ export const ERROR_SPECS = {
   NFS_ERR_SOCKET_IN_USE: { status: 500, message: 'Another nf-secretsd is already listening on %s', exit: EXIT.config },
   NFS_ERR_ADDON: { status: 500, message: 'The native addon could not be loaded from %s: %s', exit: EXIT.config },
   NFS_ERR_STATE_IN_USE: { status: 500, message: 'State dir %s is in use by another nf-secretsd (%s)', exit: EXIT.stateInUse },
-  NFS_ERR_CLUSTER_UNAVAILABLE: { status: 503, message: 'The cluster store (etcd) is not reachable or has no quorum while %s; nothing was changed', exit: EXIT.unavailable },
+  NFS_ERR_CLUSTER_UNAVAILABLE: { status: 503, message: 'The cluster store (etcd) is not reachable or has no quorum while %s; the change was not made, or not confirmed (read it back before trying again)', exit: EXIT.unavailable },
   NFS_ERR_UNAVAILABLE: { status: 503, message: 'Daemon not reachable at %s: %s', exit: EXIT.unavailable },
   NFS_ERR_INTERNAL: { status: 500, message: 'Internal error (see the daemon log, request %s)', exit: EXIT.failure }
 } as const satisfies Record<string, ErrorSpec>
