@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AwsStats } from '../adapters/aws-secrets-manager.js'
 import type { MetricsEndpoint } from './deps.js'
 import type { RunObserver } from './runs/manager.js'
+import { countedRuns } from './runs/run-counts.js'
 import type { RunLedger } from './store/run-ledger.js'
 import { LIVE_STATES, TERMINAL_STATES, type Mode, type TargetName, type TargetState } from './types.js'
 import type { WatchSummary } from './contract/watches.js'
@@ -61,24 +62,6 @@ export function targetsByState (runs: ReadonlyArray<{ targets: Partial<Record<Ta
     }
   }
   return out
-}
-
-type CountedRun = { state: string, targets: Partial<Record<TargetName, { state: TargetState } | undefined>> }
-
-/**
- * The ledger's runs as counting needs them: the hot set and the archived runs (their summaries, read from the archive
- * at the first scrape and kept in memory since), a run in both counted once.
- */
-async function countedRuns (ledger: MetricsSources['ledger']): Promise<CountedRun[]> {
-  const snapshot = ledger.all()
-  const hot: CountedRun[] = [...snapshot]
-  const archived = await ledger.archive?.summaries()
-  if (archived === undefined || archived.size === 0) return hot
-  const inHot = new Set(snapshot.map(r => r.runId))
-  for (const [id, s] of archived) {
-    if (!inHot.has(id)) hot.push({ state: s.state, targets: Object.fromEntries(s.targets.map(([n, st]) => [n, { state: st }])) })
-  }
-  return hot
 }
 
 export function createMetrics (sources: MetricsSources): DaemonMetrics {

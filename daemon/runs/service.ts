@@ -94,6 +94,13 @@ export interface RunChecks {
   checkRun (runId: string): Promise<void>
 }
 
+/** Something that hosts a run's process and must stop it before its secrets go (launched runs). */
+export interface RunHost {
+  stop (runId: string): Promise<void>
+  /** The host still holds the run's command, alive or just gone: it ends the run itself, with the command's status. */
+  holds (runId: string): boolean
+}
+
 /** The end of a run as a door reports it: the state it ends in (never back to armed or running). */
 export type EndState = Exclude<RunState, 'armed' | 'running'>
 
