@@ -5,7 +5,7 @@
 // after another: racing itself would only burn conflict retries.
 import type { Namespace } from 'etcd3'
 import { isCoded, nfsError } from '../../errors.js'
-import type { WriteOptions } from '../secrets-store.js'
+import type { WriteOptions } from '../secrets-store-interface.js'
 import { clusterError } from './etcd-client.js'
 import { afterLostAnswer, ownWriteRevision, readBack, type Written } from './own-write.js'
 import type { Replica } from './replica.js'

@@ -2,7 +2,7 @@
 // parses JSON, and the store's change feed (secret and workspace events, told once each in revision order). A
 // secret's delete says who deleted it from its tombstone (tombstones.ts); a use mark (lastUsed only) is told as 'used'.
 import type { Scope, SecretMeta, Workspace } from '../../types.js'
-import type { StoreChange } from '../secrets-store.js'
+import type { StoreChange } from '../secrets-store-interface.js'
 import { copyWorkspace } from '../store-format.js'
 import type { Replica, ReplicaChange } from './replica.js'
 import { GONE, META, WS } from './secret-keys.js'
