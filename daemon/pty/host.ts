@@ -2,23 +2,19 @@
 // caller, feeds its output to the replay ring, the output log and attached clients, and turns the command's end
 // (or `runs revoke`) into the lifecycle's calls. Launched runs outlive the daemon: a restarted daemon adopts them
 // from the ledger and ends them, with their recorded status, when they go.
-import { spawn as ptySpawn, type IPty, type IPtyForkOptions } from './node-pty.js'
-import type { FileHandle } from 'node:fs/promises'
 import type { Config } from '../config.js'
 import { isCoded, nfsError } from '../errors.js'
-import { native } from '../os/native.js'
 import type { Logger } from '../logger.js'
 import type { Probes } from '../runs/probes.js'
 import type { CreateRunRequest, CreatedRun, RunHost, RunLifecycle } from '../runs/service.js'
 import { isTerminal, type Caller, type RunRecord } from '../types.js'
+import { CommandStops } from './command-stop.js'
 import { LaunchFiles } from './launch-files.js'
 import { findSetpriv, precheck } from './precheck.js'
-import { signalSession } from './process-group.js'
 import { LaunchSession, type AttachClient } from './session.js'
-import { detectSystemdRun, signalUnit, transientArgs } from './transient-unit.js'
-import { CLEAN_PATH, envFileText, exitFromPty, exitFromStatus, parseStatusFile, terminalName, wrapperArgs, type ExitStatus } from './wrapper.js'
-
-export type SpawnFn = (file: string, args: string[], options: IPtyForkOptions) => IPty
+import { defaultSpawn, spawnCommand, type SpawnFn } from './spawn-command.js'
+import { detectSystemdRun } from './transient-unit.js'
+import { exitFromPty, exitFromStatus, parseStatusFile, type ExitStatus } from './wrapper.js'
 
 export interface PtyHostDeps {
   runs: RunLifecycle
@@ -53,26 +49,6 @@ function ownerOf (run: RunRecord): Caller {
   return { user: run.user, uid: run.uid, gid: run.gid, pid: 0, groups: [], gids: [], isAdmin: false }
 }
 
-/**
- * node-pty opens the master without FD_CLOEXEC (glibc forkpty), so every later child of the daemon would inherit
- * it: another user's launched command could read this session and type into it, as this user. Mark it at once;
- * JS runs nothing else between the spawn and here, so no spawn can come in between. A terminal whose fd cannot be
- * marked is not used.
- */
-function closeOnExec (term: IPty): void {
-  const fd = (term as IPty & { fd?: unknown }).fd
-  if (typeof fd !== 'number') throw new Error('the terminal has no master fd to mark close-on-exec')
-  native().cloexec(fd)
-}
-
-async function within (p: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<false>(resolve => { timer = setTimeout(() => resolve(false), ms) })
-  const done = await Promise.race([p.then(() => true as const), timeout])
-  clearTimeout(timer)
-  return done
-}
-
 export class PtyHost implements RunHost {
   readonly files: LaunchFiles
   readonly #deps: PtyHostDeps
@@ -82,8 +58,7 @@ export class PtyHost implements RunHost {
   readonly #spawn: SpawnFn
   readonly #systemdRun: string | null
   readonly #sessions = new Map<string, LaunchSession>()
-  /** stops under way, by run */
-  readonly #stops = new Map<string, Promise<void>>()
+  readonly #stops: CommandStops
   #unfollow: (() => void) | null = null
   #poll: NodeJS.Timeout | null = null
   #prune: NodeJS.Timeout | null = null
@@ -94,8 +69,9 @@ export class PtyHost implements RunHost {
     this.#log = deps.logger.child({ room: 'pty' })
     this.#shell = deps.shell ?? '/bin/sh'
     this.#setpriv = deps.setpriv !== undefined ? deps.setpriv : findSetpriv()
-    this.#spawn = deps.spawn ?? ptySpawn
+    this.#spawn = deps.spawn ?? defaultSpawn
     this.#systemdRun = deps.systemdRun !== undefined ? deps.systemdRun : detectSystemdRun()
+    this.#stops = new CommandStops({ runs: deps.runs, probes: deps.probes, systemdRun: this.#systemdRun, killGraceSeconds: deps.config.launch.killGraceSeconds, log: this.#log })
     this.files = new LaunchFiles(deps.config.stateDir, deps.daemonUid)
     // A run can be ended as killed on another node (cluster mode: a revoke there, or its owner's end once the head's
     // host counted dead): the command this host runs for it must stop then too, or it goes on after its secrets are
@@ -141,42 +117,7 @@ export class PtyHost implements RunHost {
   }
 
   async #start (caller: Caller, req: CreateRunRequest, created: CreatedRun, setpriv: string | null): Promise<void> {
-    const owner = { user: caller.user, uid: caller.uid, gid: caller.gid }
-    const paths = await this.files.prepare(owner, created.runId)
-    const env = { ...(req.env ?? {}), ...created.env }
-    const { text, dropped } = envFileText(env)
-    if (dropped.length > 0) this.#log.info({ runId: created.runId, dropped: dropped.length }, 'environment variables a shell cannot carry were left out')
-    let log: FileHandle | null = null
-    let term: IPty
-    try {
-      await this.files.writeEnv(paths, text)
-      log = await this.files.createLog(owner, paths)
-      const spec = { shell: this.#shell, identity: caller, envFile: paths.env, statusFile: paths.status, launchDir: req.launchDir, command: req.command! }
-      const args = this.#systemdRun !== null
-        ? transientArgs({ ...spec, systemdRun: this.#systemdRun, runId: created.runId })
-        : wrapperArgs({ ...spec, setpriv })
-      // Whatever fd of the daemon lacks FD_CLOEXEC (a master from before, an inherited fd), the wrapper must not get it.
-      native().cloexecFrom(3)
-      term = this.#spawn(this.#shell, args, {
-        name: terminalName(env.TERM),
-        cols: req.cols ?? 80,
-        rows: req.rows ?? 24,
-        cwd: '/',
-        // The wrapper's own environment is fixed: the caller's reaches the command through the env file.
-        env: { PATH: CLEAN_PATH },
-        encoding: null
-      })
-      try {
-        closeOnExec(term)
-      } catch (err) {
-        term.kill('SIGKILL')
-        throw err
-      }
-    } catch (err) {
-      await this.files.remove(paths.env)
-      await log?.close().catch(() => {})
-      throw err
-    }
+    const { term, paths, log } = await spawnCommand({ shell: this.#shell, setpriv, systemdRun: this.#systemdRun, spawn: this.#spawn, files: this.files, log: this.#log }, caller, req, created)
     const session = new LaunchSession({
       runId: created.runId,
       user: caller.user,
@@ -239,52 +180,13 @@ export class PtyHost implements RunHost {
   }
 
   /**
-   * RunHost: stop a launched command before its run is revoked. SIGTERM, then SIGKILL after the grace period. One stop
-   * per command at a time: a second caller (the revoke of a run ended elsewhere, beside this host's own follower of
-   * the change feed) waits for the first, so that the revoke comes after the command is gone.
+   * RunHost: stop a launched command before its run is revoked. SIGTERM, then SIGKILL after the grace period; one stop
+   * per command at a time (command-stop.ts), so that the revoke comes after the command is gone.
    */
   async stop (runId: string): Promise<void> {
     const s = this.#sessions.get(runId)
     if (s === undefined || s.ended !== null || s.isGone) return
-    const running = this.#stops.get(runId)
-    if (running !== undefined) return await running
-    const p = this.#stop(s).finally(() => { this.#stops.delete(runId) })
-    this.#stops.set(runId, p)
-    return await p
-  }
-
-  async #stop (s: LaunchSession): Promise<void> {
-    const runId = s.runId
-    s.stopping = true
-    this.#log.info({ runId, pid: s.pid }, 'stopping the command')
-    if (!(await this.#signal(s, 'SIGTERM'))) {
-      this.#log.warn({ runId, pid: s.pid }, 'the pid is no longer the command recorded for this run; not signalled')
-      s.processGone()
-      return
-    }
-    if (await within(s.gone, this.#deps.config.launch.killGraceSeconds * 1000)) return
-    this.#log.warn({ runId, pid: s.pid }, 'the command outlived its grace period; killing it')
-    await this.#signal(s, 'SIGKILL')
-    await within(s.gone, 5000)
-  }
-
-  /**
-   * Signal a session. Our own child's session id stays ours while any process of it lives (the kernel does not hand
-   * out a pid still in use as a session or group id). An adopted run's wrapper is not our child: once it is gone its
-   * pid can be any process of any user (adopted runs are checked once a second), so it is signalled only while the
-   * pid is still the process the run recorded, by its start time; without a recorded start time, not at all.
-   * False when it was not signalled for that reason: the command is gone. A command in a transient unit is signalled
-   * through systemd, by the unit's name (a signal to its systemd-run would only let it go).
-   */
-  async #signal (s: LaunchSession, signal: NodeJS.Signals): Promise<boolean> {
-    if (this.#systemdRun !== null && await signalUnit(s.runId, signal)) return true
-    if (!s.live) {
-      const run = this.#deps.runs.run(s.runId)
-      const start = run !== undefined && run.pid === s.pid ? run.pidStart : null
-      if (start === null || !(await this.#deps.probes.processAlive(s.pid, start))) return false
-    }
-    await signalSession(s.pid, signal)
-    return true
+    await this.#stops.stop(s)
   }
 
   /**
