@@ -13,13 +13,13 @@ import { Lanes } from './lanes.js'
 import type { RunOwnership } from './ownership.js'
 import type { Revoker } from './revoker.js'
 import type { EndRequest, EndState, RunChecks, RunLifecycle } from './service.js'
-import { dollarWarning, intentPending, isExpired, needsOwner, verdict } from './run-rules.js'
+import { intentPending, needsOwner } from './run-rules.js'
 import type { Probes } from './probes.js'
-import { forgetUntold, tellRecorded, warnRun, type UntoldWarnings } from './warn.js'
-import { sessionSignals } from './liveness/session.js'
-import { endSignals } from './liveness/reach.js'
-import { hostDeadEnd } from './host-dead.js'
 import { Archiving } from './archiving.js'
+import { RunCheck } from './run-check.js'
+import { SlurmAsks } from './slurm-asks.js'
+
+export { INTENT_UNANSWERED } from './run-check.js'
 
 export interface MonitorOptions {
   intervalMs: number
@@ -29,9 +29,6 @@ export interface MonitorOptions {
 }
 
 export const STARTUP_REVOKE_WAIT_MS = 10_000
-
-/** the end reason of an intent left by an arm that was answered with an error (`runs show` prints it) */
-export const INTENT_UNANSWERED = 'intent never answered: its arm failed before the secrets were placed'
 
 /** What the monitor works with, handed over by RunManager.createMonitor: it never reaches through the manager. */
 export interface MonitorDeps {
@@ -54,7 +51,6 @@ export interface MonitorDeps {
 
 export class Monitor implements RunChecks {
   readonly #deps: MonitorDeps
-  readonly #probes: Probes
   readonly #log: Logger
   readonly #opts: MonitorOptions
   #timer: NodeJS.Timeout | null = null
@@ -67,29 +63,24 @@ export class Monitor implements RunChecks {
   #housekeeping: Promise<void> | null = null
   readonly #checkLanes: Lanes
   readonly #revokeLanes: Lanes
-  // A run must look dead on two ticks in a row before it is ended: history is rewritten in place and the session
-  // lock is taken a moment after the history line, so one odd read must not end a healthy run.
-  readonly #suspect = new Set<string>()
+  // What one check of a run decides (run-check.ts): a run must look dead on two checks in a row before it is ended.
+  readonly #runCheck: RunCheck
   // One check of a run at a time: the timer's pass and the watcher's checkRun must not both count a dead reading.
   readonly #checking = new Map<string, Promise<void>>()
-  // The one question to Slurm that is out, if any (see #askSlurm).
-  #slurmAsk: Promise<void> | null = null
-  // Whether Slurm answered the last question: its outages are logged when they begin and end, not on every pass.
-  #slurmAnswered = true
+  readonly #slurm: SlurmAsks
   #unfollow: (() => void) | null = null
-  // Run warnings whose write failed as "cannot write now" but may have been applied all the same (warn.ts).
-  readonly #untold: UntoldWarnings = new Map()
   readonly #archiving: Archiving
 
   constructor (deps: MonitorDeps, opts: MonitorOptions) {
     this.#deps = deps
-    this.#probes = deps.probes
     this.#log = deps.logger.child({ room: 'monitor' })
     this.#opts = opts
     const onError = (user: string, err: unknown): void => this.#log.error({ user, err }, 'monitor lane failed')
     this.#checkLanes = new Lanes(onError)
     this.#revokeLanes = new Lanes(onError)
     this.#archiving = new Archiving(deps.ledger, this.#log)
+    this.#runCheck = new RunCheck(deps, this.#log, async (...end) => { await this.#end(...end) })
+    this.#slurm = new SlurmAsks(deps.probes, this.#log, async runId => { await this.#checkOnce(runId, false) })
   }
 
   start (): void {
@@ -112,7 +103,7 @@ export class Monitor implements RunChecks {
     this.#timer = null
     this.#unfollow?.()
     this.#unfollow = null
-    await Promise.all([this.idle(), this.#housekeeping, this.#slurmAsk])
+    await Promise.all([this.idle(), this.#housekeeping, this.#slurm.idle()])
     // A last try for records the revoke path kept in memory (a full disk); what still fails is redone after a start.
     await this.#safe('-', () => this.#deps.revoker.retryRecords())
   }
@@ -165,7 +156,7 @@ export class Monitor implements RunChecks {
       // Re-read: the run may have ended while this check waited for the previous one.
       const run = this.#deps.ledger.get(runId)
       if (run === undefined || isTerminal(run.state)) return
-      await this.#safe(runId, () => this.#check(run, this.#deps.clock(), immediate))
+      await this.#safe(runId, () => this.#runCheck.check(run, this.#deps.clock(), immediate))
     })
     this.#checking.set(runId, next)
     try {
@@ -193,13 +184,14 @@ export class Monitor implements RunChecks {
     const { ledger, clock } = this.#deps
     // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
     await this.#housekeep(() => this.#deps.revoker.retryRecords())
-    this.#askSlurm()
+    // Slurm is asked about the jobs of this node's live runs off the pass (slurm-asks.ts).
+    this.#slurm.ask(ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null && this.#mine(r)))
     const users = new Set<string>()
     for (const run of ledger.all()) if (!isTerminal(run.state) && this.#mine(run)) users.add(run.user)
     const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate)))
     for (const run of this.#deps.revoker.due(clock())) this.#queueRevoke(run.user)
     await Promise.all(checks)
-    forgetUntold(this.#untold, id => { const r = ledger.get(id); return r !== undefined && !isTerminal(r.state) })
+    this.#runCheck.forgetEnded()
     await this.#housekeep(() => this.#prune(clock()))
     await this.#housekeep(() => this.#release())
     // One wait at a time, whatever the number of passes: a user who keeps some revoke lane busy for good (a child held
@@ -250,115 +242,6 @@ export class Monitor implements RunChecks {
   async #end (run: RunRecord, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<void> {
     const ended = await this.#deps.lifecycle.endWithoutRevoke(run.runId, state, reason, exit, onlyIf)
     if (isTerminal(ended.state)) this.#queueRevoke(run.user)
-  }
-
-  /**
-   * Ask Slurm about the jobs of all live runs in one call, off the pass: the pass reads the latest answers and never
-   * waits on Slurm, so a slow or stuck controller (its call is killed at a deadline) delays no other run. While a
-   * call is out no second one is made. When the answer comes, the runs whose job it reports gone are checked at once,
-   * so a job's end is acted on within a pass of it.
-   */
-  #askSlurm (): void {
-    if (this.#slurmAsk !== null) return
-    const bound = this.#deps.ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null && this.#mine(r))
-    if (bound.length === 0) return
-    this.#slurmAsk = (async () => {
-      const answered = await this.#probes.slurmRefresh(bound.map(r => r.slurmJobId!))
-      if (answered !== this.#slurmAnswered) {
-        this.#slurmAnswered = answered
-        if (answered) this.#log.info({ runs: bound.length }, 'Slurm answers again')
-        else this.#log.warn({ runs: bound.length }, 'Slurm did not answer (squeue failed or passed its deadline); runs tied to jobs keep their last known state')
-      }
-      if (!answered) return
-      for (const r of bound) {
-        if (this.#probes.slurmJob(r.slurmJobId!) === 'gone') await this.#checkOnce(r.runId, false)
-      }
-    })().catch((err: unknown) => { this.#log.error({ err }, 'asking Slurm failed') }).finally(() => { this.#slurmAsk = null })
-  }
-
-  async #check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
-    const { host, ownership } = this.#deps
-    if (ownership.owns(run) && this.#stranded(run)) {
-      // Checked again inside the ledger's write: the arm may have recorded its placements since this read.
-      await this.#end(run, 'failed', INTENT_UNANSWERED, {}, r => this.#stranded(r))
-      return
-    }
-    // What this node may read of the run (reach.ts): nothing of another node's run, only the shared files, Slurm and
-    // the TTL of a run adopted from another host, everything of a run whose head runs here.
-    const seen = endSignals(run, { host, owns: ownership.owns(run) })
-    if (seen.size === 0) {
-      this.#suspect.delete(run.runId)
-      return
-    }
-    const read = { pid: seen.has('pid'), lock: seen.has('lock') }
-    let signals = await sessionSignals(this.#probes, run, host, read)
-    // The history is read before the log: a Goodbye read with the line still `-` may be an update landing between
-    // the two reads (the line is written first), so one more reading settles which ends the run.
-    if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') signals = await sessionSignals(this.#probes, run, host, read)
-    // An adopted run whose head was a process of a host with no live node for hostDeadAfterSeconds (host-dead.ts).
-    const hostDead = seen.has('hostDead') ? hostDeadEnd(run, host, h => ownership.hostAlive(h)) : null
-    if (this.#untold.size > 0) tellRecorded(this.#deps, this.#log, run, this.#untold)
-    const warning = dollarWarning(run, signals.version)
-    if (warning !== null) await warnRun(this.#deps, this.#log, run.runId, warning, this.#untold)
-    if (run.state === 'armed') {
-      if (signals.history !== null) {
-        await this.#deps.lifecycle.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
-        return await this.#check(this.#deps.ledger.get(run.runId)!, now, immediate)
-      }
-      if (isExpired(run, now)) {
-        // Checked again inside the ledger's write: a bind to a Slurm job (which clears the TTL) may land meanwhile.
-        await this.#end(run, 'expired', 'no start seen within the TTL', {}, r => isExpired(r, now))
-      } else if (signals.slurm === 'gone') {
-        await this.#end(run, 'expired', 'the Slurm job ended before Nextflow started')
-      } else if (hostDead !== null) {
-        await this.#end(run, hostDead.state, hostDead.reason)
-      }
-      return
-    }
-    if (signals.runName !== null && run.runName === null) await this.#deps.lifecycle.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
-    // The wrapper of a `run`, or the child of a `launch`, counts as alive too.
-    // `Execution complete -- Goodbye` is logged after the history update: with the line still `-` it ends the run too.
-    if (signals.goodbye !== null && signals.history !== 'OK' && signals.history !== 'ERR') {
-      this.#suspect.delete(run.runId)
-      await this.#end(run, signals.goodbye.aborted ? 'failed' : 'completed', 'log Goodbye')
-      return
-    }
-    // A launched command's host ends its run with the command's own status (it polls a command adopted after a
-    // restart every second): a dead pid read here first would end it as killed, without that status.
-    if (seen.has('launched') && run.mode === 'launch' && this.#deps.lifecycle.hostHolds(run.runId)) {
-      this.#suspect.delete(run.runId)
-      return
-    }
-    const probes = [...signals.probes]
-    if (seen.has('pid') && run.pid !== null) probes.push(await this.#probes.processAlive(run.pid, run.pidStart))
-    const wrapperExit = run.exitCode !== null || run.signal !== null ? { exitCode: run.exitCode, signal: run.signal } : null
-    const v = verdict({ history: signals.history, probes }, wrapperExit)
-    if (v.kind !== 'ended') {
-      this.#suspect.delete(run.runId)
-      // Nothing visible from here ends it (an adopted head on another host): only its host's death does.
-      if (hostDead !== null) await this.#end(run, hostDead.state, hostDead.reason)
-      return
-    }
-    // A history line, or Slurm's own record that the job ended, is no odd read: it ends the run at once.
-    const clean = v.reason.startsWith('history') || signals.slurm === 'gone'
-    if (!clean && !immediate && !this.#suspect.has(run.runId)) {
-      this.#suspect.add(run.runId)
-      return
-    }
-    this.#suspect.delete(run.runId)
-    await this.#end(run, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})
-  }
-
-  /**
-   * An intent no arm of this node is placing any more, with a target still `provisioning`: the arm was answered with
-   * an error after its insert was sent. In a cluster the insert can commit after that answer (every try of the client
-   * failed, and so did the read-back: own-write.ts), or its commit reach this node's mirror only then; on one node an
-   * undo that could not be recorded leaves the same. Left alone it stays live until its TTL, a pid seen gone or a
-   * restart, and counts against the user's liveRunsPerUser on every node. What the arm's first target prepared was
-   * discarded when the intent failed (Target.provision's `ready`), and its revoke removes whatever else is there.
-   */
-  #stranded (run: RunRecord): boolean {
-    return intentPending(run) && !this.#deps.lifecycle.provisioning(run.runId)
   }
 
   /**
