@@ -15,10 +15,9 @@ import { closedComponents, probeHardLinks } from './hpc/probes.js'
 import { runsRootWarnings } from './hpc/status-warnings.js'
 import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
 import { createSecretsFiles } from './hpc/secrets-file.js'
-import {
-  CLEANUP_DEADLINE_MS, ensureUserDir, lstatOrNull, makeRunDir, readRunMarkerText, removeRunDir, resolveTrustedDir, unsafePath,
-  writeRunMarker, stageStore, placeStagedStore
-} from './hpc/safe-fs.js'
+import { CLEANUP_DEADLINE_MS, readRunMarkerText, removeRunDir, writeRunMarker } from './hpc/safe-fs.js'
+import { placeStagedStore, stageStore } from './hpc/store-staging.js'
+import { ensureUserDir, lstatOrNull, makeRunDir, resolveTrustedDir, unsafePath } from './hpc/trusted-dirs.js'
 import { sweepable } from './hpc/marker.js'
 
 export { isSharedFsType } from '../daemon/os/fs-type.js'

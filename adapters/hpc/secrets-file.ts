@@ -14,7 +14,9 @@ import { formatSecretsEnvFile } from '../../daemon/nextflow/secrets-env-file.js'
 import type { SecretValue } from '../../daemon/secret-value.js'
 import type { Placement, TargetRun } from '../types.js'
 import { askTree } from './per-user-root.js'
-import { lstatOrNull, makeRunDir, readRunMarker, removeRunDir, unsafePath, writeRunMarker, writeStoreAndHandOver, MARKER_NAME } from './safe-fs.js'
+import { readRunMarker, removeRunDir, writeRunMarker, MARKER_NAME } from './safe-fs.js'
+import { writeStoreAndHandOver } from './store-staging.js'
+import { lstatOrNull, makeRunDir, unsafePath } from './trusted-dirs.js'
 import { parseRerunMark } from './marker.js'
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/

@@ -1,0 +1,129 @@
+// The hpc target's trusted directories, from / down to `<runsRoot>/<user>` and the run dirs made in them: every
+// component a directory (or a root-owned symlink) owned by root or the daemon, that no other user can write (a sticky
+// dir such as /tmp is fine above the root, because a user can neither replace nor remove what root owns there),
+// checked with lstat on each call. So the only directory a user ever controls is their run dir (safe-fs.ts).
+import { constants } from 'node:fs'
+import { lstat, mkdir, open, readlink } from 'node:fs/promises'
+import type { Stats } from 'node:fs'
+import { dirname, isAbsolute, join } from 'node:path'
+import { nfsError } from '../../daemon/errors.js'
+import type { CodedError } from '../../daemon/errors.js'
+
+export interface Owner { uid: number, gid: number }
+
+const S_ISVTX = 0o1000
+const MAX_SYMLINK_HOPS = 40
+
+export function unsafePath (path: string, why: string): CodedError {
+  return nfsError('NFS_ERR_UNSAFE_PATH', [path, why])
+}
+
+function isTrustedUid (uid: number): boolean {
+  return uid === 0 || uid === process.geteuid?.()
+}
+
+export async function lstatOrNull (path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw err
+  }
+}
+
+/**
+ * Walk an absolute path from `/`, creating missing directories (0711) when `create` is set, and return its
+ * symlink-free form. Every directory must be owned by root or the daemon and not writable by group or others
+ * (sticky directories are accepted above the last component); a symlink is followed only when root or the
+ * daemon owns it. Anything else throws NFS_ERR_UNSAFE_PATH; a missing path without `create` returns null.
+ */
+export async function resolveTrustedDir (target: string, create: boolean): Promise<string | null> {
+  if (!isAbsolute(target)) throw unsafePath(target, 'the runs root must be an absolute path')
+  const rootSt = await lstat('/')
+  if (!isTrustedUid(rootSt.uid) || (rootSt.mode & 0o022) !== 0) throw unsafePath('/', 'the root directory is writable by others')
+  let pending = target.split('/').filter(c => c !== '' && c !== '.')
+  let cur = '/'
+  let hops = 0
+  while (pending.length > 0) {
+    const c = pending.shift()!
+    if (c === '..') { cur = dirname(cur); continue }
+    const next = join(cur, c)
+    let st = await lstatOrNull(next)
+    if (st === null) {
+      if (!create) return null
+      await mkdirWithMode(next, 0o711)
+      st = await lstat(next)
+    }
+    if (st.isSymbolicLink()) {
+      if (!isTrustedUid(st.uid)) throw unsafePath(next, `a symlink owned by uid ${st.uid}`)
+      if (++hops > MAX_SYMLINK_HOPS) throw unsafePath(target, 'too many symlinks')
+      const link = await readlink(next)
+      if (link.startsWith('/')) cur = '/'
+      pending = [...link.split('/').filter(p => p !== '' && p !== '.'), ...pending]
+      continue
+    }
+    if (!st.isDirectory()) throw unsafePath(next, 'not a directory')
+    if (!isTrustedUid(st.uid)) throw unsafePath(next, `owned by uid ${st.uid}, not root`)
+    const writable = (st.mode & 0o022) !== 0
+    if (writable && (pending.length === 0 || (st.mode & S_ISVTX) === 0)) {
+      throw unsafePath(next, 'writable by group or others')
+    }
+    cur = next
+  }
+  return cur
+}
+
+/**
+ * `<root>/<user>`: created by the daemon (0711 as root so users can reach their own run dir but not list
+ * the others; 0700 in user mode), then checked: a real directory of the daemon's, not writable by others.
+ */
+export async function ensureUserDir (root: string, user: string, privileged: boolean, create: boolean): Promise<string | null> {
+  const path = join(root, user)
+  const mode = privileged ? 0o711 : 0o700
+  if (create) await mkdirWithMode(path, mode)
+  const st = await lstatOrNull(path)
+  if (st === null) return null
+  if (st.isSymbolicLink()) throw unsafePath(path, 'a symlink where the user directory should be')
+  if (!st.isDirectory()) throw unsafePath(path, 'not a directory')
+  if (st.uid !== process.geteuid?.()) throw unsafePath(path, `owned by uid ${st.uid}, not by the daemon`)
+  if ((st.mode & 0o022) !== 0) throw unsafePath(path, 'writable by group or others')
+  // A dir left 0700 by a daemon that trusted its umask (UMask=0077) locks the user out of their own run dirs.
+  if (create && (st.mode & 0o777) !== mode) await chmodDirNoFollow(path, mode)
+  return path
+}
+
+/**
+ * mkdir, then the mode set explicitly: mkdir's mode is narrowed by the umask (the unit's UMask=0077 makes 0711
+ * into 0700). An existing entry is left as it is (EEXIST is not an error); the caller checks what is there.
+ */
+async function mkdirWithMode (path: string, mode: number): Promise<void> {
+  try {
+    await mkdir(path, { mode })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
+    throw err
+  }
+  await chmodDirNoFollow(path, mode)
+}
+
+// fchmod through an O_NOFOLLOW|O_DIRECTORY fd: a symlink swapped in meanwhile is refused, never followed.
+async function chmodDirNoFollow (path: string, mode: number): Promise<void> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW)
+  try {
+    const st = await fh.stat()
+    if (st.uid !== process.geteuid?.()) throw unsafePath(path, 'not created by the daemon')
+    await fh.chmod(mode)
+  } finally {
+    await fh.close()
+  }
+}
+
+/** Create the run dir, 0700; it must not exist (a retry removes the old one first). */
+export async function makeRunDir (runDir: string): Promise<void> {
+  try {
+    await mkdir(runDir, { mode: 0o700 })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw unsafePath(runDir, 'appeared while provisioning')
+    throw err
+  }
+}
