@@ -1,25 +1,20 @@
 // The `aws` target: one Secrets Manager secret per name under `<prefix><runId>/`. Every SDK call passes one token
 // bucket and one concurrency gate shared by all runs, and is retried here (the SDK's own retries are off so that
-// each attempt is paced and counted). Nothing outside adapters/ imports @aws-sdk/*.
-import {
-  CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, ListSecretsCommand, SecretsManagerClient,
-  type SecretListEntry, type SecretsManagerClientConfig
-} from '@aws-sdk/client-secrets-manager'
+// each attempt is paced and counted: aws/paced-client.ts). Nothing outside adapters/ imports @aws-sdk/*.
+import { CreateSecretCommand, DescribeSecretCommand, type SecretListEntry } from '@aws-sdk/client-secrets-manager'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { nfsError } from '../daemon/errors.js'
 import type { SecretValue } from '../daemon/secret-value.js'
 import type { SecretRef } from '../daemon/types.js'
 import type { Placement, ProvisionOptions, RunLiveness, SweepScope, Target, TargetRun, TargetStatus } from './types.js'
-import {
-  DEFAULT_PREFIX, TAG_HOST, TAG_NODE, TAG_RUN, buildTags, isValidPrefix, requestToken, runIdFromName, runPrefix, secretName,
-  tagValue
-} from './aws/naming.js'
-import { DEFAULT_RETRY, backoffMs, describeError, errorName, isThrottle, withRetry, type RetryPolicy } from './aws/retry.js'
-import { Semaphore, TokenBucket } from './aws/throttle.js'
+import { DEFAULT_PREFIX, TAG_RUN, buildTags, isValidPrefix, requestToken, runIdFromName, runPrefix, secretName, tagValue } from './aws/naming.js'
+import { listOurs } from './aws/list-ours.js'
+import { createPacedClient, type AwsCredentials, type AwsMiddlewareStack, type AwsStats } from './aws/paced-client.js'
+import { DEFAULT_RETRY, backoffMs, describeError, errorName, type RetryPolicy } from './aws/retry.js'
+import { Semaphore } from './aws/throttle.js'
 
-export type AwsCredentials = SecretsManagerClientConfig['credentials']
-export type AwsMiddlewareStack = SecretsManagerClient['middlewareStack']
+export type { AwsCredentials, AwsMiddlewareStack, AwsStats }
 
 export interface AwsTargetOptions {
   region?: string
@@ -50,13 +45,6 @@ export interface AwsTargetOptions {
   resolveTimeoutMs?: number
 }
 
-export interface AwsStats {
-  /** SDK requests sent, every retry included */
-  calls: number
-  throttles: number
-  retries: number
-}
-
 export interface AwsTarget extends Target {
   stats (): AwsStats
 }
@@ -72,66 +60,21 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
   }
   const log = opts.logger.child({ target: 'aws' })
   const policy: RetryPolicy = { ...DEFAULT_RETRY, ...opts.retry }
-  const bucket = new TokenBucket(opts.rateLimitPerSecond ?? 40, { burst: opts.burst ?? 1 })
   const gate = new Semaphore(opts.maxConcurrency ?? 8)
-  const resolveTimeoutMs = opts.resolveTimeoutMs ?? 3000
   const node = opts.node ?? opts.host
-  const counters: AwsStats = { calls: 0, throttles: 0, retries: 0 }
   let closed = false
-
-  const client = new SecretsManagerClient({
+  const aws = createPacedClient({
     region: opts.region,
     endpoint: opts.endpoint,
     credentials: opts.credentials,
-    maxAttempts: 1,
-    requestHandler: { connectionTimeout: 5000, requestTimeout: 30_000 }
+    middleware: opts.middleware,
+    rateLimitPerSecond: opts.rateLimitPerSecond ?? 40,
+    burst: opts.burst ?? 1,
+    policy,
+    resolveTimeoutMs: opts.resolveTimeoutMs ?? 3000,
+    log
   })
-  // The last step before the HTTP handler, so that the pace is measured as close to the wire as possible.
-  client.middlewareStack.add((next) => async (args) => {
-    await bucket.take()
-    counters.calls++
-    return await next(args)
-  }, { step: 'deserialize', priority: 'low', name: 'nfsPacing' })
-  opts.middleware?.(client.middlewareStack)
-
-  async function call<T> (what: string, fn: () => Promise<T>): Promise<T> {
-    return await withRetry(fn, policy, {
-      onError: (err) => { if (isThrottle(err)) counters.throttles++ },
-      onRetry: (err, attempt, delayMs) => {
-        counters.retries++
-        log.debug({ op: what, attempt, delayMs, error: describeError(err) }, 'retrying AWS call')
-      }
-    })
-  }
-
-  async function resolveAccess (): Promise<{ ok: true, region: string } | { ok: false, detail: string }> {
-    const within = async <T>(p: Promise<T>): Promise<T> => await Promise.race([
-      p, sleep(resolveTimeoutMs, undefined, { ref: false }).then(() => { throw new Error('timed out') })
-    ])
-    let region: string
-    try {
-      region = await within(client.config.region())
-    } catch {
-      return { ok: false, detail: 'no region (set aws.region or AWS_REGION)' }
-    }
-    try {
-      await within(client.config.credentials())
-    } catch {
-      return { ok: false, detail: 'no AWS credentials found by the default provider chain' }
-    }
-    return { ok: true, region }
-  }
-
-  /** Force-deletes one secret by name or ARN. Returns false when it was already gone. */
-  async function forceDelete (id: string): Promise<boolean> {
-    try {
-      await call('DeleteSecret', async () => await client.send(new DeleteSecretCommand({ SecretId: id, ForceDeleteWithoutRecovery: true })))
-      return true
-    } catch (err) {
-      if (errorName(err) === 'ResourceNotFoundException') return false
-      throw err
-    }
-  }
+  const { client, call, resolveAccess, forceDelete } = aws
 
   /** After a failed create: is the name taken (left over, or scheduled for deletion), gone meanwhile, or neither? */
   async function conflictKind (err: unknown, id: string): Promise<'exists' | 'gone' | 'none'> {
@@ -226,48 +169,11 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
     log.info({ runId: run.runId, count: run.names.length }, 'aws secrets revoked')
   }
 
-  /**
-   * The secrets this daemon made: tagged with its node. A secret made before node tags (an older daemon) has only the
-   * host tag: it is this daemon's if it names this host, as then (they are swept only when their run is over or
-   * unknown to the ledger, so a leftover goes once and no new secret is ever made without the node tag).
-   */
-  async function listOurs (scope: SweepScope): Promise<SecretListEntry[]> {
-    const found = new Map<string, SecretListEntry>()
-    const list = async (tagKey: string, tagValue: string, ours: (s: SecretListEntry) => boolean): Promise<void> => {
-      let token: string | undefined
-      do {
-        // The filters are prefix matches ANDed key by key, not a key=value pair: the exact check is `ours`.
-        const out = await call('ListSecrets', async () => await client.send(new ListSecretsCommand({
-          // No tag-value filter for '' (any value of the key): AWS refuses an empty filter value.
-          Filters: [{ Key: 'tag-key', Values: [tagKey] }, ...(tagValue !== '' ? [{ Key: 'tag-value' as const, Values: [tagValue] }] : []), { Key: 'name', Values: [prefix] }],
-          MaxResults: 100,
-          NextToken: token
-        })))
-        for (const s of out.SecretList ?? []) {
-          if (s.Name?.startsWith(prefix) === true && ours(s)) found.set(s.ARN ?? s.Name, s)
-        }
-        token = out.NextToken
-      } while (token !== undefined && token !== '')
-    }
-    await list(TAG_NODE, node, s => tagValue(s.Tags, TAG_NODE) === node)
-    await list(TAG_HOST, opts.host, s => tagValue(s.Tags, TAG_NODE) === undefined && tagValue(s.Tags, TAG_HOST) === opts.host)
-    // Nodes gone for good (cluster mode): every node-tagged secret of the prefix is listed and kept when its node is
-    // gone. Nobody else sweeps those: a node name that is never used again has no daemon left to sweep its own.
-    const gone = scope.goneNode
-    if (gone !== undefined) {
-      await list(TAG_NODE, '', s => {
-        const n = tagValue(s.Tags, TAG_NODE)
-        return n !== undefined && n !== node && gone(n)
-      })
-    }
-    return [...found.values()]
-  }
-
   async function sweep (liveness: (runId: string) => RunLiveness, scope: SweepScope = {}): Promise<number> {
     assertOpen()
     let found: SecretListEntry[]
     try {
-      found = await listOurs(scope)
+      found = await listOurs(aws, { prefix, node, host: opts.host }, scope)
     } catch (err) {
       throw nfsError('NFS_ERR_REVOKE_FAILED', ['aws', `sweep could not list secrets (${describeError(err)})`], err)
     }
@@ -300,5 +206,5 @@ export function createAwsTarget (opts: AwsTargetOptions): AwsTarget {
     client.destroy()
   }
 
-  return { name: 'aws', provision, revoke, sweep, status, close, stats: () => ({ ...counters }) }
+  return { name: 'aws', provision, revoke, sweep, status, close, stats: aws.stats }
 }
