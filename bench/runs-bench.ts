@@ -1,7 +1,8 @@
 // POST /runs (arm, target hpc, 20 secrets, durable) one at a time, against the floor: writing the daemon's own
 // store.json once with write+fsync+rename (+ the dir fsync), through the same writeFileAtomic the store uses, into a
-// dir on the same filesystem. A run's creation writes the ledger twice (the intent, then `provisioned`, each one such
-// write of runs.json), the run's store file and an audit line; two floors are the limit, the target allows 2.5.
+// dir on the same filesystem. A run's creation writes the ledger twice (the intent, then `provisioned`: since December 3
+// each one line of runs.journal and one fdatasync, cheaper than the floor), the run's store file and an audit line
+// (fsync'd beside `provisioned`); the target allows 2.5 floors.
 // The two are measured in turn, one arm then one floor write, so that a burst of disk or CPU load from elsewhere on
 // the machine hits both alike (measured one after the other, the floor could be taken in a quiet second and the
 // arms in a busy one, or the reverse). Enough samples that p99 is a percentile, not the single slowest request.
