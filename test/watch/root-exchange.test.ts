@@ -6,32 +6,17 @@
 // (daemon/watch/held-root.ts). Behind the symlink sits a launch dir of hers (she made it before the vault was closed)
 // whose history gets a fresh start at each round: a read through the path would raise it.
 import t from 'tap'
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { appendFileSync, chmodSync, chownSync, closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs'
-import { arch } from 'node:os'
 import { join } from 'node:path'
 import type { WatcherEvent } from '../../daemon/watch/watcher.js'
 import { inotifyOn } from '../helpers/inotify.js'
+import { renameExchangeSkip, startSwapper } from '../helpers/rename-exchange.js'
 import { ensureUsers } from '../helpers/users.js'
 import { waitFor, watchFixture, type WatchFixture } from '../helpers/watch.js'
 import { as, watchApp } from '../helpers/watch-app.js'
 
 const [alice] = ensureUsers(['alice'])
-const RENAMEAT2: Record<string, number> = { x64: 316, arm64: 276 }
-
-/** alice's loop: exchange `a` and `a.link` in her dir until the stop file appears (or her parent is gone). */
-const SWAPPER = `
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-nr, d, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-os.chdir(d)
-n = 0
-while True:
-    libc.syscall(nr, -100, b'a', -100, b'a.link', 2)
-    n += 1
-    if n % 256 == 0 and (os.path.exists(stop) or os.getppid() == 1):
-        break
-`
 
 function startLine (runName: string, i: number): string {
   const session = `5a5a5a5a-0000-4000-8000-${String(i).padStart(12, '0')}`
@@ -40,10 +25,7 @@ function startLine (runName: string, i: number): string {
   return `${ts}\t-\t${runName}\t-\tabc\t${session}\tnextflow run x\n`
 }
 
-const nr = RENAMEAT2[arch()]
-const skip = nr === undefined ? `renameat2's syscall number is not known here (${arch()})` : false
-
-t.test('alice exchanging a component with a symlink in a loop: nothing behind it is read, watched or auto-run', { skip }, async t => {
+t.test('alice exchanging a component with a symlink in a loop: nothing behind it is read, watched or auto-run', { skip: renameExchangeSkip }, async t => {
   const f = await watchFixture(t, { mode: 'system' })
   chmodSync(f.dir, 0o755)
   const mine = join(f.dir, 'alice')
@@ -67,14 +49,7 @@ t.test('alice exchanging a component with a symlink in a loop: nothing behind it
   // The test's own writes go through fds opened now: from here on her path names either tree.
   const realHistory = openSync(join(real, '.nextflow', 'history'), 'a')
   t.teardown(() => { closeSync(realHistory) })
-  const stop = join(f.dir, 'stop-swapping')
-  const swapper = spawn('runuser', ['-u', 'alice', '--', 'python3', '-c', SWAPPER, String(nr), mine, stop], { stdio: 'ignore' })
-  swapper.on('error', () => {})
-  const ended = new Promise<void>(resolve => { swapper.once('exit', () => { resolve() }) })
-  t.teardown(async () => {
-    writeFileSync(stop, '')
-    await ended
-  })
+  startSwapper(t, 'alice', mine, ['a', 'a.link'], join(f.dir, 'stop-swapping'))
 
   // Reads: each round, a start in her real history and one behind the symlink; the daemon reads the launch dir on
   // her write. A read through the path lands behind the symlink about half the time.

@@ -8,34 +8,18 @@
 // there): her walk may take it only through bob's dir, so whatever the names say at any instant, `lb` is never
 // reported and no dir of bob's is read.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { arch } from 'node:os'
 import { join } from 'node:path'
 import { HeldRoot, openRoot } from '../../daemon/watch/held-root.js'
 import { nodeWalkFs, walkTree, type WalkDir, type WalkFs, type WalkResult } from '../../daemon/watch/walk.js'
 import { inotifyOn } from '../helpers/inotify.js'
+import { renameExchangeSkip, startSwapper } from '../helpers/rename-exchange.js'
 import type { Teardown } from '../helpers/runs.js'
 import { requireUsers } from '../helpers/requires.js'
 import { waitFor, watchFixture } from '../helpers/watch.js'
 import { as, watchApp } from '../helpers/watch-app.js'
 
 const [alice, bob] = requireUsers(t, ['alice', 'bob'])
-const RENAMEAT2: Record<string, number> = { x64: 316, arm64: 276 }
-
-/** alice's loop: exchange `a` and `b` in her root until the stop file appears (or her parent is gone). */
-const SWAPPER = `
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-nr, d, stop = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-os.chdir(d)
-n = 0
-while True:
-    libc.syscall(nr, -100, b'a', -100, b'b', 2)
-    n += 1
-    if n % 256 == 0 and (os.path.exists(stop) or os.getppid() == 1):
-        break
-`
 
 interface Tree { base: string, root: string, mine: string, theirs: string }
 
@@ -110,21 +94,9 @@ t.test('the owner is checked on the dir opened, not on the name lstat\'ed before
   t.same(ofBob(byPath), [], 'by path: nothing below bob\'s dir')
 })
 
-const nr = RENAMEAT2[arch()]
-const skip = nr === undefined ? `renameat2's syscall number is not known here (${arch()})` : false
-
-t.test('alice exchanging her dir with a dir of bob\'s in a loop while her root is walked: bob\'s is never entered', { skip }, async t => {
+t.test('alice exchanging her dir with a dir of bob\'s in a loop while her root is walked: bob\'s is never entered', { skip: renameExchangeSkip }, async t => {
   const { base, root } = tree(t)
-  const stop = join(base, 'stop-swapping')
-  const swapper = spawn('runuser', ['-u', 'alice', '--', 'python3', '-c', SWAPPER, String(nr), root, stop], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  swapper.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
-  swapper.on('error', () => {})
-  const ended = new Promise<number | null>(resolve => { swapper.once('exit', code => { resolve(code) }) })
-  t.teardown(async () => {
-    writeFileSync(stop, '')
-    await ended
-  })
+  const swapper = startSwapper(t, 'alice', root, ['a', 'b'], join(base, 'stop-swapping'))
   const held = await hold(t, root)
   const { fs, entered } = recording(held.fs())
   const reported: string[] = []
@@ -137,8 +109,7 @@ t.test('alice exchanging her dir with a dir of bob\'s in a loop while her root i
     found += got.launchDirs.length
     if (got.launchDirs.includes(join(root, 'b', 'la'))) swapped++
   }
-  writeFileSync(stop, '')
-  t.equal(await ended, 0, `alice's swapper ran and stopped cleanly ${stderr}`)
+  t.equal(await swapper.stop(), 0, `alice's swapper ran and stopped cleanly ${swapper.stderr()}`)
   t.same(reported.slice(0, 5), [], `nothing below bob's dir reported in ${WALKS} walks (${reported.length} times)`)
   t.same(entered.slice(0, 5), [], `no dir of bob's read in ${WALKS} walks (${entered.length} times)`)
   // Her own dir is found under whichever name it has when walked (or skipped when the swap lands mid-walk): the walks
