@@ -17,7 +17,8 @@ import { openAuditLog } from '../../daemon/store/audit-log.js'
 import { openRunLedger, type RunLedger } from '../../daemon/store/run-ledger.js'
 import { DeferredRecords, type DeferredLedger } from '../../daemon/runs/deferred-records.js'
 import { openSecretsStore, type SecretsStore } from '../../daemon/store/secrets-store.js'
-import type { Caller, TargetName } from '../../daemon/types.js'
+import { intentRecord } from '../../daemon/runs/provision.js'
+import type { Caller, RunRecord, TargetName } from '../../daemon/types.js'
 import { randomBytes } from 'node:crypto'
 
 export interface Teardown { teardown: (fn: () => void | Promise<void>) => void }
@@ -72,6 +73,29 @@ export interface RunsFixture {
 
 export function caller (user = 'root', over: Partial<Caller> = {}): Caller {
   return { user, uid: process.getuid!(), gid: process.getgid!(), pid: 0, groups: [user], gids: [process.getgid!()], isAdmin: false, ...over }
+}
+
+/**
+ * An armed run's first record as the lifecycle makes it (run r1, session s1, launch dir /l, TTL 120 s), at version 1:
+ * the base the pure tables of a record's changes and rules vary.
+ */
+export function armedRecord (targets: TargetName[], now = new Date('2026-11-25T12:00:00Z')): RunRecord {
+  const intent = intentRecord({
+    runId: 'r1',
+    sessionId: 's1',
+    caller: caller(),
+    workspace: '-',
+    host: 'vm',
+    req: { mode: 'arm', launchDir: '/l' },
+    names: [],
+    targets,
+    now,
+    ttlSeconds: 120,
+    pid: null,
+    pidStart: null,
+    historyMark: 0
+  })
+  return { ...intent, version: 1 }
 }
 
 export interface RunsFixtureOptions {

@@ -1,28 +1,13 @@
 // The lifecycle's changes to one run record (record-changes.ts), as tables: pure, no ledger.
 import t from 'tap'
-import { intentRecord } from '../../daemon/runs/provision.js'
 import { endRecord, startRecord, wrapperGoneRecord } from '../../daemon/runs/record-changes.js'
 import type { RunRecord, TargetName } from '../../daemon/types.js'
-import { caller } from '../helpers/runs.js'
+import { armedRecord } from '../helpers/runs.js'
 
 const at = new Date('2026-11-25T12:00:00Z')
 const later = new Date('2026-11-25T12:05:00Z')
-const base = intentRecord({
-  runId: 'r1',
-  sessionId: 's1',
-  caller: caller(),
-  workspace: '-',
-  host: 'vm',
-  req: { mode: 'arm', launchDir: '/l' },
-  names: [],
-  targets: ['memory', 'hpc'],
-  now: at,
-  ttlSeconds: 120,
-  pid: null,
-  pidStart: null,
-  historyMark: 0
-})
-const rec = (over: Partial<RunRecord> = {}): RunRecord => structuredClone({ ...base, version: 1, ...over })
+const base = armedRecord(['memory', 'hpc'], at)
+const rec = (over: Partial<RunRecord> = {}): RunRecord => structuredClone({ ...base, ...over })
 const clock = (): Date => later
 
 t.test('startRecord', async t => {

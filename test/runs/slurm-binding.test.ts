@@ -4,9 +4,8 @@ import t from 'tap'
 import { chmodSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { bindToJob, isExpired } from '../../daemon/runs/run-rules.js'
-import { intentRecord } from '../../daemon/runs/provision.js'
 import type { RunRecord } from '../../daemon/types.js'
-import { caller, runsFixture } from '../helpers/runs.js'
+import { armedRecord, caller, runsFixture } from '../helpers/runs.js'
 import { codeOf } from '../helpers/code-of.js'
 
 t.test('a slurmJobId that is not a job of the caller is refused before anything is placed', async t => {
@@ -23,22 +22,8 @@ t.test('a slurmJobId that is not a job of the caller is refused before anything 
   t.equal(f.ledger.get(mine.runId)?.slurmJobId, '42', 'the caller\'s own job is taken')
 })
 
-const base = intentRecord({
-  runId: 'r1',
-  sessionId: 's1',
-  caller: caller(),
-  workspace: '-',
-  host: 'vm',
-  req: { mode: 'arm', launchDir: '/l' },
-  names: [],
-  targets: ['memory'],
-  now: new Date('2026-11-25T12:00:00Z'),
-  ttlSeconds: 120,
-  pid: null,
-  pidStart: null,
-  historyMark: 0
-})
-const rec = (over: Partial<RunRecord>): RunRecord => ({ ...base, version: 1, ...over })
+const base = armedRecord(['memory'])
+const rec = (over: Partial<RunRecord>): RunRecord => ({ ...base, ...over })
 
 t.test('bindToJob table', async t => {
   const bound = bindToJob(rec({}), '77')
