@@ -5,14 +5,14 @@
 import { constants } from 'node:fs'
 import { lstat, mkdir, open, readlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
-import { dirname, isAbsolute, join } from 'node:path'
+import { isAbsolute, join } from 'node:path'
 import { nfsError } from '../../daemon/errors.js'
 import type { CodedError } from '../../daemon/errors.js'
+import { walkComponents } from './path-walk.js'
 
 export interface Owner { uid: number, gid: number }
 
 const S_ISVTX = 0o1000
-const MAX_SYMLINK_HOPS = 40
 
 export function unsafePath (path: string, why: string): CodedError {
   return nfsError('NFS_ERR_UNSAFE_PATH', [path, why])
@@ -41,36 +41,32 @@ export async function resolveTrustedDir (target: string, create: boolean): Promi
   if (!isAbsolute(target)) throw unsafePath(target, 'the runs root must be an absolute path')
   const rootSt = await lstat('/')
   if (!isTrustedUid(rootSt.uid) || (rootSt.mode & 0o022) !== 0) throw unsafePath('/', 'the root directory is writable by others')
-  let pending = target.split('/').filter(c => c !== '' && c !== '.')
-  let cur = '/'
-  let hops = 0
-  while (pending.length > 0) {
-    const c = pending.shift()!
-    if (c === '..') { cur = dirname(cur); continue }
-    const next = join(cur, c)
-    let st = await lstatOrNull(next)
-    if (st === null) {
-      if (!create) return null
-      await mkdirWithMode(next, 0o711)
-      st = await lstat(next)
+  // The walk is path-walk.ts's, shared with user-tree.ts; the checks of each component stay here, apart from that
+  // file's: this side trusts root or the daemon (dirs and symlinks alike), makes dirs 0711 and throws coded errors,
+  // while the child there trusts root or its user (symlinks root's only) and may not load the daemon's errors.
+  return await walkComponents(target, {
+    readlink,
+    tooManySymlinks: () => unsafePath(target, 'too many symlinks'),
+    visit: async (next, last) => {
+      let st = await lstatOrNull(next)
+      if (st === null) {
+        if (!create) return 'missing'
+        await mkdirWithMode(next, 0o711)
+        st = await lstat(next)
+      }
+      if (st.isSymbolicLink()) {
+        if (!isTrustedUid(st.uid)) throw unsafePath(next, `a symlink owned by uid ${st.uid}`)
+        return 'symlink'
+      }
+      if (!st.isDirectory()) throw unsafePath(next, 'not a directory')
+      if (!isTrustedUid(st.uid)) throw unsafePath(next, `owned by uid ${st.uid}, not root`)
+      const writable = (st.mode & 0o022) !== 0
+      if (writable && (last || (st.mode & S_ISVTX) === 0)) {
+        throw unsafePath(next, 'writable by group or others')
+      }
+      return 'dir'
     }
-    if (st.isSymbolicLink()) {
-      if (!isTrustedUid(st.uid)) throw unsafePath(next, `a symlink owned by uid ${st.uid}`)
-      if (++hops > MAX_SYMLINK_HOPS) throw unsafePath(target, 'too many symlinks')
-      const link = await readlink(next)
-      if (link.startsWith('/')) cur = '/'
-      pending = [...link.split('/').filter(p => p !== '' && p !== '.'), ...pending]
-      continue
-    }
-    if (!st.isDirectory()) throw unsafePath(next, 'not a directory')
-    if (!isTrustedUid(st.uid)) throw unsafePath(next, `owned by uid ${st.uid}, not root`)
-    const writable = (st.mode & 0o022) !== 0
-    if (writable && (pending.length === 0 || (st.mode & S_ISVTX) === 0)) {
-      throw unsafePath(next, 'writable by group or others')
-    }
-    cur = next
-  }
-  return cur
+  })
 }
 
 /**

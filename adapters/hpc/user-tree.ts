@@ -13,6 +13,7 @@ import { chmod, link, lstat, mkdir, open, readdir, readlink, rm, unlink } from '
 import { basename, dirname, isAbsolute, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { MARKER_NAME, parseRerunMark, parseRunMarker } from './marker.js'
+import { walkComponents } from './path-walk.js'
 import { rerunMarkLine } from '../../daemon/nextflow/secrets-env-file.js'
 
 const RUN_ID_RE = /^[0-9A-Za-z]{14}$/
@@ -47,34 +48,30 @@ const myUid = (): number => process.geteuid?.() ?? 0
  */
 async function trustedRoot (root: string, create: boolean): Promise<string | null> {
   if (!isAbsolute(root)) throw new Unsafe(root, 'not an absolute path')
-  let pending = root.split('/').filter(c => c !== '' && c !== '.')
-  let cur = '/'
-  let hops = 0
-  while (pending.length > 0) {
-    const c = pending.shift()!
-    if (c === '..') { cur = dirname(cur); continue }
-    const next = join(cur, c)
-    let st = await lstat(next).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
-    if (st === null) {
-      if (!create) return null
-      await mkdir(next, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
-      st = await lstat(next)
-      if (st.isDirectory() && st.uid === myUid()) await chmod(next, 0o700)
+  // The walk is path-walk.ts's, shared with the daemon's trusted-dirs.ts; the checks of each component stay here,
+  // apart from that file's: this child trusts root or its user (a symlink only root's) and answers with Unsafe, where
+  // the daemon trusts root or itself and throws coded errors this child may not load.
+  return await walkComponents(root, {
+    readlink,
+    tooManySymlinks: () => new Unsafe(root, 'too many symlinks'),
+    visit: async (next, last) => {
+      let st = await lstat(next).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
+      if (st === null) {
+        if (!create) return 'missing'
+        await mkdir(next, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
+        st = await lstat(next)
+        if (st.isDirectory() && st.uid === myUid()) await chmod(next, 0o700)
+      }
+      if (st.isSymbolicLink()) {
+        if (st.uid !== 0) throw new Unsafe(next, `a symlink owned by uid ${st.uid}`)
+        return 'symlink'
+      }
+      if (!st.isDirectory()) throw new Unsafe(next, 'not a directory')
+      if (st.uid !== 0 && st.uid !== myUid()) throw new Unsafe(next, `owned by uid ${st.uid}, neither root nor the run's user`)
+      if ((st.mode & 0o022) !== 0 && (last || (st.mode & S_ISVTX) === 0)) throw new Unsafe(next, 'writable by group or others')
+      return 'dir'
     }
-    if (st.isSymbolicLink()) {
-      if (st.uid !== 0) throw new Unsafe(next, `a symlink owned by uid ${st.uid}`)
-      if (++hops > 40) throw new Unsafe(root, 'too many symlinks')
-      const target = await readlink(next)
-      if (target.startsWith('/')) cur = '/'
-      pending = [...target.split('/').filter(p => p !== '' && p !== '.'), ...pending]
-      continue
-    }
-    if (!st.isDirectory()) throw new Unsafe(next, 'not a directory')
-    if (st.uid !== 0 && st.uid !== myUid()) throw new Unsafe(next, `owned by uid ${st.uid}, neither root nor the run's user`)
-    if ((st.mode & 0o022) !== 0 && (pending.length === 0 || (st.mode & S_ISVTX) === 0)) throw new Unsafe(next, 'writable by group or others')
-    cur = next
-  }
-  return cur
+  })
 }
 
 /** Remove a path whatever it holds, as this user: subdirs a user made read-only get u+rwx back first. */
