@@ -15,7 +15,7 @@ import type { AtomicJsonFile } from './atomic-file.js'
 import { open, seal } from './crypto.js'
 import { PendingMarks, type UsedOptions } from './last-used-marks.js'
 import type { SecretsStore, StoreChange, WriteOptions } from './secrets-store-interface.js'
-import { casSecret, casWorkspace, checkEntry, copyWorkspace, entryKey, toMeta } from './store-format.js'
+import { casSecret, casWorkspace, checkEntry, copyWorkspace, entryKey, guardMemberName, guardWorkspaceName, toMeta, withRole } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
 
 type Mutation<R> = (data: StoreData) => { next: StoreData, result: R, changes: Array<DistributiveOmit<StoreChange, 'revision'>> }
@@ -205,7 +205,7 @@ export class LowSecretsStore implements SecretsStore {
   }
 
   async createWorkspace (name: string, by: string, opts?: { owner?: string | null }): Promise<Workspace> {
-    if (typeof name !== 'string' || !/^[^\0\s/]{1,256}$/.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
+    guardWorkspaceName(name)
     const owner = opts?.owner ?? null
     if (owner !== null && (owner === '' || owner.includes('\0'))) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
     return await this.#mutate(data => {
@@ -237,19 +237,12 @@ export class LowSecretsStore implements SecretsStore {
   }
 
   async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
-    if (typeof who !== 'string' || who === '' || who.includes('\0')) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
+    guardMemberName(who)
     return await this.#mutate(data => {
       const cur = data.workspaces.find(w => w.name === wsName)
       if (cur === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [wsName])
       expectVersion(opts, cur, `workspace ${wsName}`)
-      const map = { ...cur[field] }
-      if (role === null) {
-        if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, wsName])
-        delete map[who]
-      } else {
-        map[who] = role
-      }
-      const ws: Workspace = { ...cur, [field]: map, version: cur.version + 1 }
+      const ws = withRole(cur, field, who, role)
       return { next: casWorkspace(data, cur, ws), result: copyWorkspace(ws), changes: [{ kind: 'workspace', op: 'put', name: wsName, version: ws.version }] }
     })
   }

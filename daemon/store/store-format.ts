@@ -142,6 +142,32 @@ export function copyWorkspace (w: Workspace): Workspace {
   return { ...w, members: { ...w.members }, groups: { ...w.groups } }
 }
 
+// The same last guard for workspaces, shared by the file and etcd stores: the API checks names more strictly first.
+const WORKSPACE_RE = /^[^\0\s/]{1,256}$/
+
+export function guardWorkspaceName (name: string): void {
+  if (typeof name !== 'string' || !WORKSPACE_RE.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
+}
+
+export function guardMemberName (who: string): void {
+  if (typeof who !== 'string' || who === '' || who.includes('\0')) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
+}
+
+/**
+ * The workspace with `who`'s role in `field` (a user's in members, a group's in groups) set, or taken away when `role`
+ * is null (NFS_ERR_MEMBER_NOT_FOUND when they have none there), one version on: a new record, `cur` is left as it is.
+ */
+export function withRole (cur: Workspace, field: 'members' | 'groups', who: string, role: Role | null): Workspace {
+  const map = { ...cur[field] }
+  if (role === null) {
+    if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, cur.name])
+    delete map[who]
+  } else {
+    map[who] = role
+  }
+  return { ...cur, [field]: map, version: cur.version + 1 }
+}
+
 /** Swap one secret record for another (or drop it): the CAS step, failing if the record moved on meanwhile. */
 export function casSecret (data: StoreData, expected: SecretRecord | null, next: SecretRecord | null, scope: Scope, name: string): StoreData {
   const i = data.secrets.findIndex(s => s.scope === scope && s.name === name)

@@ -12,7 +12,7 @@ import type { SecretValue } from '../../secret-value.js'
 import type { Role, Scope, SecretMeta, Workspace } from '../../types.js'
 import { open, seal, type Sealed } from '../crypto.js'
 import type { SecretsStore, StoreChange, WriteOptions } from '../secrets-store-interface.js'
-import { checkEntry, copyWorkspace } from '../store-format.js'
+import { checkEntry, copyWorkspace, guardMemberName, guardWorkspaceName, withRole } from '../store-format.js'
 import { CasWrites } from './cas-writes.js'
 import { Replica } from './replica.js'
 import { GONE, META, VAL, WS, WS_GONE } from './secret-keys.js'
@@ -181,7 +181,7 @@ class EtcdSecretsStore implements SecretsStore {
   getWorkspace (name: string): Workspace | undefined { return this.#view.getWorkspace(name) }
 
   async createWorkspace (name: string, by: string, opts?: { owner?: string | null }): Promise<Workspace> {
-    if (typeof name !== 'string' || !/^[^\0\s/]{1,256}$/.test(name)) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed workspace name'])
+    guardWorkspaceName(name)
     const owner = opts?.owner ?? null
     const ws: Workspace = { name, members: owner === null ? {} : { [owner]: 'owner' }, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
     const bytes = JSON.stringify(ws)
@@ -232,19 +232,12 @@ class EtcdSecretsStore implements SecretsStore {
   }
 
   async #setRole (wsName: string, field: 'members' | 'groups', who: string, role: Role | null, opts?: WriteOptions): Promise<Workspace> {
-    if (typeof who !== 'string' || who === '' || who.includes('\0')) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
+    guardMemberName(who)
     return await this.#writes.write(`workspace ${wsName}`, opts, () => {
       const cur = this.#view.ws.get(WS + wsName)
       const entry = this.#replica.get(WS + wsName)
       if (cur === undefined || entry === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [wsName])
-      const map = { ...cur[field] }
-      if (role === null) {
-        if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, wsName])
-        delete map[who]
-      } else {
-        map[who] = role
-      }
-      const ws: Workspace = { ...cur, [field]: map, version: cur.version + 1 }
+      const ws = withRole(cur, field, who, role)
       const bytes = JSON.stringify(ws)
       // The same bytes written by another node are the same change from the same version: the result is the same.
       return { compare: [[WS + wsName, entry.mod]], ops: [this.#ns.put(WS + wsName).value(bytes)], result: copyWorkspace(ws), mine: [{ key: WS + wsName, value: bytes }] }
