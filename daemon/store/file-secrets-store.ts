@@ -207,7 +207,7 @@ export class LowSecretsStore implements SecretsStore {
   async createWorkspace (name: string, by: string, opts?: { owner?: string | null }): Promise<Workspace> {
     guardWorkspaceName(name)
     const owner = opts?.owner ?? null
-    if (owner !== null && (owner === '' || owner.includes('\0'))) throw nfsError('NFS_ERR_BAD_REQUEST', ['malformed member name'])
+    if (owner !== null) guardMemberName(owner)
     return await this.#mutate(data => {
       if (data.workspaces.some(w => w.name === name)) throw nfsError('NFS_ERR_WORKSPACE_EXISTS', [name])
       const members: Workspace['members'] = owner === null ? {} : { [owner]: 'owner' }

@@ -183,6 +183,8 @@ class EtcdSecretsStore implements SecretsStore {
   async createWorkspace (name: string, by: string, opts?: { owner?: string | null }): Promise<Workspace> {
     guardWorkspaceName(name)
     const owner = opts?.owner ?? null
+    // The same rule as the file store's (store-format.ts): the API checks the owner first, the store holds it anyway.
+    if (owner !== null) guardMemberName(owner)
     const ws: Workspace = { name, members: owner === null ? {} : { [owner]: 'owner' }, groups: {}, createdAt: this.#now().toISOString(), createdBy: by, version: 1 }
     const bytes = JSON.stringify(ws)
     try {

@@ -32,6 +32,10 @@ export function secretsStoreContract (t: Test, backend: StoreBackend): void {
     await store.deleteSecret('user:alice', 'TOKEN', 'alice', { ifVersion: b.version })
     t.equal(store.getSecret('user:alice', 'TOKEN'), undefined)
 
+    for (const owner of ['', 'a\0b']) {
+      await t.rejects(store.createWorkspace('genomics', 'root', { owner }), { code: 'NFS_ERR_BAD_REQUEST' }, `a malformed owner ${JSON.stringify(owner)} is refused`)
+    }
+    t.equal(store.getWorkspace('genomics'), undefined, 'and makes nothing')
     const ws = await store.createWorkspace('genomics', 'root', { owner: 'alice' })
     t.same(ws.members, { alice: 'owner' }, 'the owner comes with the create')
     const w2 = await store.setMember('genomics', 'bob', 'launch', { ifVersion: ws.version })
