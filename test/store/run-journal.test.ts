@@ -11,6 +11,7 @@ import { journalLine, parseJournal } from '../../daemon/store/run-journal.js'
 import { ensureBuilt, ROOT } from '../helpers/daemon.js'
 import { intentRecord } from './contract/run-ledger-contract.js'
 import { tempDir, tinyTmpfs } from './helpers.js'
+import { whyNotRoot } from '../helpers/requires.js'
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
@@ -140,7 +141,7 @@ t.test('attack: a symlink or another owner\'s or a wider-mode file at runs.journ
   t.notOk(existsSync(join(dir2, 'runs.json')), 'nothing written beside a refused journal')
 })
 
-t.test('a full disk: the change is refused (NFS_ERR_STORAGE), no partial line stays, memory and disk as before', async t => {
+t.test('a full disk: the change is refused (NFS_ERR_STORAGE), no partial line stays, memory and disk as before', { skip: whyNotRoot() }, async t => { // a tmpfs mount
   const dir = tinyTmpfs(t, '256k')
   const path = join(dir, 'runs.json')
   const ledger = await openRunLedger(path, { archiveDir: null })
