@@ -162,10 +162,17 @@ const FOLD_BYTES = 8 * 1024 * 1024
  * state dir, and for tests that look at what reached the disk.
  */
 export async function readLedgerRuns (path: string): Promise<RunRecord[]> {
-  const raw = await new AtomicJsonFile<LedgerData>(path).read()
-  const data = raw === null ? { format: 1 as const, runs: [] } : validate(raw, path)
+  return replayLedger(await new AtomicJsonFile<LedgerData>(path).read(), await readFileBytes(journalPathOf(path)), path)
+}
+
+/**
+ * The runs of a ledger from its snapshot (parsed; null: none) and its journal's bytes (null: none), checked as a start
+ * checks them (NFS_ERR_STORE_UNREADABLE naming the file); a torn last journal line is left out. Pure: readLedgerRuns
+ * and the tests' synchronous reader (test/helpers/ledger-file.ts) share it.
+ */
+export function replayLedger (snapshot: unknown, journal: Buffer | null, path: string): RunRecord[] {
+  const data = snapshot === null ? { format: 1 as const, runs: [] } : validate(snapshot, path)
   const byId = new Map(data.runs.map(r => [r.runId, r]))
-  const journal = await readFileBytes(journalPathOf(path))
   if (journal !== null) applyJournal(byId, parseJournal(journal, journalPathOf(path)).changes, data.journalSeq ?? 0)
   return [...byId.values()]
 }

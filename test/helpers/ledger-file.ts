@@ -1,19 +1,18 @@
 // What a daemon's run ledger holds on disk: runs.json (the snapshot) with the changes of runs.journal after it
-// applied (store/run-journal.ts), read without changing either. Tests look at this, not at runs.json alone, which
-// lags the journal until the ledger folds it in (once it has been quiet for a quarter of a second, and at a stop).
+// applied (store/run-journal.ts), read without changing either and checked as a start checks them (the daemon's own
+// replayLedger). Tests look at this, not at runs.json alone, which lags the journal until the ledger folds it in (once
+// it has been quiet for a quarter of a second, and at a stop).
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { applyJournal, parseJournal } from '../../daemon/store/run-journal.js'
+import { journalPathOf, replayLedger } from '../../daemon/store/run-ledger.js'
 import type { RunRecord } from '../../daemon/types.js'
 
 /** The ledger on disk of the daemon whose state dir is `stateDir` (or of the ledger at `<stateDir>/<file>`). */
 export function ledgerOnDisk (stateDir: string, file = 'runs.json'): { runs: RunRecord[] } {
   const path = join(stateDir, file)
-  const snap = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as { runs: RunRecord[], journalSeq?: number } : { runs: [] }
-  const byId = new Map(snap.runs.map(r => [r.runId, r]))
-  const journal = join(stateDir, file.replace(/\.json$/, '.journal'))
-  if (existsSync(journal)) applyJournal(byId, parseJournal(readFileSync(journal), journal).changes, snap.journalSeq ?? 0)
-  return { runs: [...byId.values()] }
+  const journal = journalPathOf(path)
+  const snapshot = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) as unknown : null
+  return { runs: replayLedger(snapshot, existsSync(journal) ? readFileSync(journal) : null, path) }
 }
 
 /** Every byte of the ledger's files as text (the snapshot and the journal), for a look for values that must not be there. */
