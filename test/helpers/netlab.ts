@@ -19,6 +19,8 @@ export interface LabNode {
   servicesAddr: string
   /** the services-side end of the link (cut and heal set it down and up) */
   link: string
+  /** the node-side end of the link */
+  nodeLink: string
 }
 
 export interface NetLab {
@@ -44,6 +46,24 @@ const PREFIX = 'nfslab'
 function ip (args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8', timeout: 10_000 })
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`)
+}
+
+/**
+ * Wait until each [namespace, interface] is operationally up. A veth set up has its carrier turned on by the kernel's
+ * linkwatch work, which is batched and can run a second or more later on a loaded machine; until then the device
+ * keeps its noop qdisc and drops every packet (a CI run's `healed: a can again` failed so: etcdctl's 1 s dial ran
+ * into it). Bounded: a link not up in 20 s throws with its state.
+ */
+function waitOperUp (links: Array<[string, string]>): void {
+  const deadline = Date.now() + 20_000
+  const sleeper = new Int32Array(new SharedArrayBuffer(4))
+  for (;;) {
+    const states = links.map(([ns, dev]) =>
+      spawnSync('ip', ['-n', ns, '-o', 'link', 'show', 'dev', dev], { encoding: 'utf8', timeout: 10_000 }).stdout ?? '')
+    if (states.every(s => /\bstate UP\b/.test(s) && /[<,]LOWER_UP[,>]/.test(s))) return
+    if (Date.now() > deadline) throw new Error(`links not up after 20 s: ${states.map(s => s.trim()).join(' | ')}`)
+    Atomics.wait(sleeper, 0, 0, 50)
+  }
 }
 
 /** Why this process cannot make namespaces, or false when it can. */
@@ -100,7 +120,7 @@ export function startNetLab (t: Test, names: string[]): NetLab {
     ip(['-n', ns, 'addr', 'add', `${addr}/30`, 'dev', nodeEnd])
     ip(['-n', services, 'link', 'set', svcEnd, 'up'])
     ip(['-n', ns, 'link', 'set', nodeEnd, 'up'])
-    nodes.set(name, { name, ns, addr, servicesAddr, link: svcEnd })
+    nodes.set(name, { name, ns, addr, servicesAddr, link: svcEnd, nodeLink: nodeEnd })
   })
   const node = (name: string): LabNode => {
     const n = nodes.get(name)
@@ -114,7 +134,11 @@ export function startNetLab (t: Test, names: string[]): NetLab {
     wrap: (name) => ['ip', 'netns', 'exec', node(name).ns, 'unshare', '--uts', '--', '/bin/sh', '-c', 'hostname "$0" && exec "$@"', name],
     inServices: () => ['ip', 'netns', 'exec', services],
     cut: (name) => { ip(['-n', services, 'link', 'set', node(name).link, 'down']) },
-    heal: (name) => { ip(['-n', services, 'link', 'set', node(name).link, 'up']) },
+    heal: (name) => {
+      const n = node(name)
+      ip(['-n', services, 'link', 'set', n.link, 'up'])
+      waitOperUp([[services, n.link], [n.ns, n.nodeLink]])
+    },
     stop
   }
 }
