@@ -56,6 +56,8 @@ export class Monitor implements RunChecks {
   #timer: NodeJS.Timeout | null = null
   // Passes ended with the revokes they queued (metrics): a test that counts revokes waits for passes, not for time.
   #passes = 0
+  // Passes started: a check's reading is stamped with it (run-check.ts counts the interval between dead readings).
+  #started = 0
   /** passes ended whose revokes are still being waited for (#pass) */
   #uncounted = 0
   #counting: Promise<void> | null = null
@@ -150,13 +152,14 @@ export class Monitor implements RunChecks {
     await this.#checkOnce(runId, false)
   }
 
-  async #checkOnce (runId: string, immediate: boolean): Promise<void> {
+  async #checkOnce (runId: string, immediate: boolean, inPass = false): Promise<void> {
     const prev = this.#checking.get(runId) ?? Promise.resolve()
     const next = prev.then(async () => {
       // Re-read: the run may have ended while this check waited for the previous one.
       const run = this.#deps.ledger.get(runId)
       if (run === undefined || isTerminal(run.state)) return
-      await this.#safe(runId, () => this.#runCheck.check(run, this.#deps.clock(), immediate))
+      const reading = { pass: this.#started, inPass }
+      await this.#safe(runId, () => this.#runCheck.check(run, this.#deps.clock(), immediate, reading))
     })
     this.#checking.set(runId, next)
     try {
@@ -182,6 +185,7 @@ export class Monitor implements RunChecks {
   /** Start every user's checks (a busy lane gets one more round) and queue the due revokes; resolves when the checks are done. */
   async #pass (immediate: boolean): Promise<void> {
     const { ledger, clock } = this.#deps
+    this.#started++
     // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
     await this.#housekeep(() => this.#deps.revoker.retryRecords())
     // Slurm is asked about the jobs of this node's live runs off the pass (slurm-asks.ts).
@@ -217,7 +221,7 @@ export class Monitor implements RunChecks {
   async #checkUser (user: string, immediate: boolean): Promise<void> {
     for (const run of this.#deps.ledger.all()) {
       if (run.user !== user || isTerminal(run.state) || !this.#mine(run)) continue
-      await this.#checkOnce(run.runId, immediate)
+      await this.#checkOnce(run.runId, immediate, true)
     }
   }
 

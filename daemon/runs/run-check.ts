@@ -1,7 +1,13 @@
 // One run's check for the monitor: what this node may read of it, what the signals say, and the end that follows. A
-// run must look dead on two checks in a row before it is ended (history is rewritten in place and the session lock is
-// taken a moment after the history line, so one odd read must not end a healthy run); a history line, Slurm's own
-// record or a check at reconcile (`immediate`) ends it at once.
+// run must look dead on two checks in a row, at least one liveness interval apart, before it is ended (history is
+// rewritten in place and the session lock is taken a moment after the history line, so one odd read must not end a
+// healthy run); a history line, Slurm's own record or a check at reconcile (`immediate`) ends it at once.
+//
+// The interval is counted in the monitor's passes, not in checks: a file event checks a run too, and two events 90 ms
+// apart once ended a fresh auto-run as "process gone" before its Nextflow had taken the session lock. A dead reading
+// in pass N (a pass's own check) may be confirmed from pass N + 1 on; one made by an event between pass N and N + 1
+// from pass N + 2 on. Either way a whole interval lies between the two readings, and tests that drive passes by hand
+// (Monitor.tick) still end a dead run in two passes.
 import { isTerminal, type RunRecord } from '../types.js'
 import type { EventBus } from '../events.js'
 import type { Logger } from '../logger.js'
@@ -35,12 +41,18 @@ export interface RunCheckDeps {
   }
 }
 
+/** When a check is made: the monitor's pass count (passes started so far), and whether the pass itself made it. */
+export interface Reading {
+  pass: number
+  inPass: boolean
+}
+
 export class RunCheck {
   readonly #deps: RunCheckDeps
   readonly #log: Logger
   readonly #end: EndHere
-  // The runs that looked dead on their last check (see the file's head).
-  readonly #suspect = new Set<string>()
+  // The runs that looked dead on their last check, with the first pass whose dead reading may end them (file's head).
+  readonly #suspect = new Map<string, number>()
   // Run warnings whose write failed as "cannot write now" but may have been applied all the same (warn.ts).
   readonly #untold: UntoldWarnings = new Map()
 
@@ -50,13 +62,16 @@ export class RunCheck {
     this.#end = end
   }
 
-  /** After a pass: the untold warnings of runs that are over or gone are forgotten (warn.ts). */
+  /** After a pass: the untold warnings (warn.ts) and the dead readings of runs that are over or gone are forgotten. */
   forgetEnded (): void {
     const { ledger } = this.#deps
-    forgetUntold(this.#untold, id => { const r = ledger.get(id); return r !== undefined && !isTerminal(r.state) })
+    const live = (id: string): boolean => { const r = ledger.get(id); return r !== undefined && !isTerminal(r.state) }
+    forgetUntold(this.#untold, live)
+    // A suspect ended by another way (a revoke, another node) is forgotten too.
+    for (const id of this.#suspect.keys()) if (!live(id)) this.#suspect.delete(id)
   }
 
-  async check (run: RunRecord, now: Date, immediate: boolean): Promise<void> {
+  async check (run: RunRecord, now: Date, immediate: boolean, reading: Reading): Promise<void> {
     const { host, ownership } = this.#deps
     if (ownership.owns(run) && this.#stranded(run)) {
       // Checked again inside the ledger's write: the arm may have recorded its placements since this read.
@@ -83,7 +98,7 @@ export class RunCheck {
     if (run.state === 'armed') {
       if (signals.history !== null) {
         await this.#deps.lifecycle.markStarted(run.runId, { runName: signals.runName, pid: signals.pid })
-        return await this.check(this.#deps.ledger.get(run.runId)!, now, immediate)
+        return await this.check(this.#deps.ledger.get(run.runId)!, now, immediate, reading)
       }
       if (isExpired(run, now)) {
         // Checked again inside the ledger's write: a bind to a Slurm job (which clears the TTL) may land meanwhile.
@@ -121,9 +136,13 @@ export class RunCheck {
     }
     // A history line, or Slurm's own record that the job ended, is no odd read: it ends the run at once.
     const clean = v.reason.startsWith('history') || signals.slurm === 'gone'
-    if (!clean && !immediate && !this.#suspect.has(run.runId)) {
-      this.#suspect.add(run.runId)
-      return
+    if (!clean && !immediate) {
+      const confirmFrom = this.#suspect.get(run.runId)
+      if (confirmFrom === undefined) {
+        this.#suspect.set(run.runId, reading.pass + (reading.inPass ? 1 : 2))
+        return
+      }
+      if (reading.pass < confirmFrom) return
     }
     this.#suspect.delete(run.runId)
     await this.#end(run, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})

@@ -14,10 +14,10 @@ t.test('while the host holds a launched run, dead pid readings do not end it; on
   f.probes.alive.add(4242)
   await f.runs.markStarted(runId, { pid: 4242 })
   f.probes.alive.delete(4242)
-  // Two dead readings in a row end an unheld run (the first only makes it suspect).
-  for (let i = 0; i < 3; i++) await f.monitor.checkRun(runId)
+  // Dead readings on two passes in a row end an unheld run (the first only makes it suspect: run-check.ts).
+  for (let i = 0; i < 3; i++) await f.monitor.tick()
   t.equal(f.ledger.get(runId)?.state, 'running', 'kept for the host to end with the status')
   held = false
-  for (let i = 0; i < 2; i++) await f.monitor.checkRun(runId)
+  for (let i = 0; i < 2; i++) await f.monitor.tick()
   t.equal(f.ledger.get(runId)?.state, 'killed', 'the monitor is still the floor')
 })

@@ -89,10 +89,10 @@ t.test('an auto-run checked while it is still being provisioned is not read as d
   const nf = await startFakeNextflow({ launchDir: dir, uid: alice!.uid, gid: alice!.gid })
   t.teardown(() => { release(); return nf.close() })
   const runId = await provisioning
-  // Two readings in a row: a run that looks dead on both is ended (monitor.ts). Before the fix the run had neither
+  // Two passes' readings in a row: a run that looks dead on both is ended (run-check.ts). Before the fix the run had neither
   // its runName (set only after provisioning) nor Nextflow's session, so both said dead and it was killed, revoked.
-  await f.monitor.checkRun(runId)
-  await f.monitor.checkRun(runId)
+  await f.monitor.tick()
+  await f.monitor.tick()
   t.equal(f.ledger.get(runId)?.state, 'running', 'still running while being provisioned')
   t.equal(f.ledger.get(runId)?.runName, nf.runName, 'born with the runName of its history line')
   release()
