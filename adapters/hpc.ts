@@ -4,6 +4,7 @@
 // hpc/safe-fs.ts; this file is the Target lifecycle around it.
 import type { Logger } from 'pino'
 import { chmod, mkdir, readdir, rename, stat } from 'node:fs/promises'
+import type { Stats } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { isCoded, nfsError } from '../daemon/errors.js'
 import type { CodedError } from '../daemon/errors.js'
@@ -88,13 +89,17 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
     // User mode: everything below is the daemon user's own, so plain calls suffice. NXF_SECRETS_FILE must
     // be absolute (Nextflow resolves a relative one against NXF_HOME).
     const abs = resolve(opts.runsRoot)
-    if (create) {
+    // Following a symlink here is fine (a runs root linked to scratch space): it is the user's own tree. Looked at
+    // first and made only when missing: a recursive mkdir of a root that is there costs two round trips of the thread
+    // pool (mkdir, then its stat) on every arm, before the one stat that is needed anyway (issue 18).
+    const statOrNull = async (): Promise<Stats | null> => await stat(abs).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
+    let st = await statOrNull()
+    if (st === null && create) {
       // Every dir this makes gets 0700 set explicitly: mkdir's mode is only what the umask leaves of it.
       const first = await mkdir(abs, { recursive: true, mode: 0o700 })
       if (first !== undefined) for (let p = abs; p.length >= first.length; p = dirname(p)) await chmod(p, 0o700)
+      st = await statOrNull()
     }
-    // Following a symlink here is fine (a runs root linked to scratch space): it is the user's own tree.
-    const st = await stat(abs).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return null; throw err })
     if (st === null) return null
     if (!st.isDirectory()) throw unsafePath(abs, 'not a directory')
     return abs
@@ -147,8 +152,13 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       // Made and marked under a name of its own, then renamed into place: a crash in between leaves a dir whose name
       // says it is this node's (the sweep removes it), never an unmarked run dir no sweep may touch.
       making = join(userDir, newRunDirName(run.runId, nodeId))
-      await removeRunDir(making, privileged, cleanupDeadlineMs).catch(() => {})
-      await makeRunDir(making)
+      // Made at once; one left by an earlier try of this node (its name holds the run and the node) is removed first.
+      await makeRunDir(making).catch(async (err: unknown) => {
+        // makeRunDir's answer to EEXIST
+        if (!isCoded(err) || err.code !== 'NFS_ERR_UNSAFE_PATH') throw err
+        await removeRunDir(making!, privileged, cleanupDeadlineMs)
+        await makeRunDir(making!)
+      })
       const owner = privileged ? { uid: run.uid, gid: run.gid } : null
       const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
       // The dir, its marker and the staged store are made while the intent is written, the store beside the marker
