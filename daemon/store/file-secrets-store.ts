@@ -15,7 +15,7 @@ import type { AtomicJsonFile } from './atomic-file.js'
 import { open, seal } from './crypto.js'
 import { PendingMarks, type UsedOptions } from './last-used-marks.js'
 import type { SecretsStore, StoreChange, WriteOptions } from './secrets-store-interface.js'
-import { casSecret, casWorkspace, checkEntry, copyWorkspace, entryKey, guardMemberName, guardWorkspaceName, toMeta, withRole } from './store-format.js'
+import { casSecret, casWorkspace, checkEntry, copyWorkspace, entryKey, guardMemberName, guardWorkspaceName, keepPositions, positionsOf, toMeta, withRole } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
 
 type Mutation<R> = (data: StoreData) => { next: StoreData, result: R, changes: Array<DistributiveOmit<StoreChange, 'revision'>> }
@@ -55,7 +55,9 @@ export class LowSecretsStore implements SecretsStore {
   }
 
   #find (scope: Scope, name: string): SecretRecord | undefined {
-    return this.#db.data.secrets.find(s => s.scope === scope && s.name === name)
+    const secrets = this.#db.data.secrets
+    const i = positionsOf(secrets).get(entryKey(scope, name))
+    return i === undefined ? undefined : secrets[i]
   }
 
   #findWs (name: string): Workspace | undefined {
@@ -173,23 +175,22 @@ export class LowSecretsStore implements SecretsStore {
 
   // In memory at once, on disk with the next write or by a write of their own (last-used-marks.ts).
   async markUsed (entries: Array<{ scope: Scope, name: string }>, at: string): Promise<void> {
-    const wanted = new Set(entries.map(e => entryKey(e.scope, e.name)))
     const data = this.#db.data
     if (this.#closed) return
     // The committed data already carries every earlier mark (withUsed after each write), so only the records marked
-    // now are replaced: one pass, one key a record, instead of three passes over the whole store on the arm's path.
-    let secrets: SecretRecord[] | null = null
+    // now are replaced, found by the index (positionsOf), in the store's order as before.
+    const index = positionsOf(data.secrets)
+    const where = [...new Set(entries.map(e => index.get(entryKey(e.scope, e.name))))].filter((i): i is number => i !== undefined).sort((a, b) => a - b)
+    if (where.length === 0) return
+    const secrets = data.secrets.slice()
     const marked: Array<DistributiveOmit<StoreChange, 'revision'>> = []
-    for (let i = 0; i < data.secrets.length; i++) {
+    for (const i of where) {
       const s = data.secrets[i]!
-      const k = entryKey(s.scope, s.name)
-      if (!wanted.has(k)) continue
-      this.#used.set(k, at)
-      secrets ??= data.secrets.slice()
+      this.#used.set(entryKey(s.scope, s.name), at)
       secrets[i] = { ...s, lastUsed: at }
       marked.push({ kind: 'secret', op: 'used', scope: s.scope, name: s.name, version: s.version })
     }
-    if (secrets === null) return
+    keepPositions(secrets, index)
     this.#db.data = { ...data, secrets }
     this.#emit(marked)
     this.#used.schedule()
