@@ -12,7 +12,7 @@ import { silentLogger, tempDir } from './helpers.js'
 const AT = '2030-01-01T00:00:00.000Z'
 
 t.test('positionsOf: every key at its position, built once per array', async t => {
-  const recs = [{ scope: 'user:a', name: 'X1' }, { scope: 'workspace:w', name: 'X1' }, { scope: 'user:a', name: 'Y2' }] as SecretRecord[]
+  const recs = [{ scope: 'user:a', name: 'X1' }, { scope: 'workspace:w', name: 'X1' }, { scope: 'user:a', name: 'Y2' }] as unknown as SecretRecord[]
   const index = positionsOf(recs)
   t.same([...index.entries()], [['user:a\0X1', 0], ['workspace:w\0X1', 1], ['user:a\0Y2', 2]])
   t.equal(positionsOf(recs), index, 'the same index for the same array')
