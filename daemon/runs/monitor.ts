@@ -152,13 +152,13 @@ export class Monitor implements RunChecks {
     await this.#checkOnce(runId, false)
   }
 
-  async #checkOnce (runId: string, immediate: boolean, inPass = false): Promise<void> {
+  async #checkOnce (runId: string, immediate: boolean, launchedBy: number | null = null): Promise<void> {
     const prev = this.#checking.get(runId) ?? Promise.resolve()
     const next = prev.then(async () => {
       // Re-read: the run may have ended while this check waited for the previous one.
       const run = this.#deps.ledger.get(runId)
       if (run === undefined || isTerminal(run.state)) return
-      const reading = { pass: this.#started, inPass }
+      const reading = { launchedBy, passes: () => this.#started }
       await this.#safe(runId, () => this.#runCheck.check(run, this.#deps.clock(), immediate, reading))
     })
     this.#checking.set(runId, next)
@@ -185,14 +185,14 @@ export class Monitor implements RunChecks {
   /** Start every user's checks (a busy lane gets one more round) and queue the due revokes; resolves when the checks are done. */
   async #pass (immediate: boolean): Promise<void> {
     const { ledger, clock } = this.#deps
-    this.#started++
+    const pass = ++this.#started
     // Records the revoke path kept in memory while the disk was full go out first, once it has room again.
     await this.#housekeep(() => this.#deps.revoker.retryRecords())
     // Slurm is asked about the jobs of this node's live runs off the pass (slurm-asks.ts).
     this.#slurm.ask(ledger.all().filter(r => !isTerminal(r.state) && r.slurmJobId !== null && this.#mine(r)))
     const users = new Set<string>()
     for (const run of ledger.all()) if (!isTerminal(run.state) && this.#mine(run)) users.add(run.user)
-    const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate)))
+    const checks = [...users].map(user => this.#checkLanes.kick(user, () => this.#checkUser(user, immediate, pass)))
     for (const run of this.#deps.revoker.due(clock())) this.#queueRevoke(run.user)
     await Promise.all(checks)
     this.#runCheck.forgetEnded()
@@ -218,10 +218,10 @@ export class Monitor implements RunChecks {
     await this.#housekeeping
   }
 
-  async #checkUser (user: string, immediate: boolean): Promise<void> {
+  async #checkUser (user: string, immediate: boolean, pass: number): Promise<void> {
     for (const run of this.#deps.ledger.all()) {
       if (run.user !== user || isTerminal(run.state) || !this.#mine(run)) continue
-      await this.#checkOnce(run.runId, immediate, true)
+      await this.#checkOnce(run.runId, immediate, pass)
     }
   }
 

@@ -5,9 +5,11 @@
 //
 // The interval is counted in the monitor's passes, not in checks: a file event checks a run too, and two events 90 ms
 // apart once ended a fresh auto-run as "process gone" before its Nextflow had taken the session lock. A dead reading
-// in pass N (a pass's own check) may be confirmed from pass N + 1 on; one made by an event between pass N and N + 1
-// from pass N + 2 on. Either way a whole interval lies between the two readings, and tests that drive passes by hand
-// (Monitor.tick) still end a dead run in two passes.
+// made by pass N's own round, while N is still the latest pass, may be confirmed from pass N + 1 on; any other (an
+// event's, or a late round of N that ends after N + 1 began: slow probes on a loaded node, when the next pass queues
+// one more round right behind it) from the pass after the next one. Either way a whole interval lies between the two
+// readings, and tests that drive passes by hand (Monitor.tick) still end a dead run in two passes. A suspicion not
+// confirmed within a pass of its due pass (the run was another node's meanwhile, or not checked) starts again.
 import { isTerminal, type RunRecord } from '../types.js'
 import type { EventBus } from '../events.js'
 import type { Logger } from '../logger.js'
@@ -41,10 +43,12 @@ export interface RunCheckDeps {
   }
 }
 
-/** When a check is made: the monitor's pass count (passes started so far), and whether the pass itself made it. */
+/** Where a check stands among the monitor's passes (see the file's head). */
 export interface Reading {
-  pass: number
-  inPass: boolean
+  /** the pass whose round made this check; null for an event's check */
+  launchedBy: number | null
+  /** passes started so far, read when the reading is counted */
+  passes: () => number
 }
 
 export class RunCheck {
@@ -137,12 +141,13 @@ export class RunCheck {
     // A history line, or Slurm's own record that the job ended, is no odd read: it ends the run at once.
     const clean = v.reason.startsWith('history') || signals.slurm === 'gone'
     if (!clean && !immediate) {
+      const now = reading.passes()
       const confirmFrom = this.#suspect.get(run.runId)
-      if (confirmFrom === undefined) {
-        this.#suspect.set(run.runId, reading.pass + (reading.inPass ? 1 : 2))
+      if (confirmFrom === undefined || now > confirmFrom + 1) {
+        this.#suspect.set(run.runId, now + (reading.launchedBy === now ? 1 : 2))
         return
       }
-      if (reading.pass < confirmFrom) return
+      if (now < confirmFrom) return
     }
     this.#suspect.delete(run.runId)
     await this.#end(run, v.state, v.reason, wrapperExit !== null ? { ...(run.exitCode !== null ? { exitCode: run.exitCode } : {}), ...(run.signal !== null ? { signal: run.signal } : {}) } : {})

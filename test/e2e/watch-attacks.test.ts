@@ -44,8 +44,8 @@ async function daemonFor (t: Parameters<typeof tempDir>[0], dir: string, limits:
 
 type Runs = Array<{ user: string, runName: string | null, launchDir: string, mode: string }>
 // Runs are listed with ?all=true: these starts have no Nextflow behind them (no log, no session lock), so the daemon
-// ends each auto-run as 'process gone' at its first check, sometimes within 100 ms of making it (seen under load in
-// CI: the run was made, provisioned and killed between two polls of a list of live runs only). The tests ask whether a
+// ends each auto-run as 'process gone' once two of its checks a liveness interval apart find it dead (before e46562c
+// that was sometimes within 100 ms of making it, and a list of live runs missed it in CI). The tests ask whether a
 // run was made, so they count ended ones too; and no run of alice's, or of a bomb line, may exist even ended.
 
 t.test('a history bomb of bob\'s leaves the daemon\'s RSS bounded', async t => {

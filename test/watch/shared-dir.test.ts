@@ -134,7 +134,8 @@ t.test('bob holding alice\'s session LOCK does not keep her dead run alive', asy
   t.equal((await sessionLockHolder(launchDir, created.sessionId)).held, true, 'the lock is held (by bob)')
   t.same(await sessionLockHolder(launchDir, created.sessionId, alice!.uid), { held: false, pid: null }, 'but not by a process of hers')
 
-  for (let i = 0; i < 2; i++) await f.monitor.tick()
+  // Three passes: a watch event read between them counts as a first dead reading, confirmed two passes on (run-check.ts).
+  for (let i = 0; i < 3; i++) await f.monitor.tick()
   t.equal(f.ledger.get(created.runId)?.state, 'killed', 'her dead run ends (a lock of bob\'s says nothing about her session)')
   await waitFor('revoked', () => f.ledger.get(created.runId)?.targets.memory?.state === 'revoked')
 })
