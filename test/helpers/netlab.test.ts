@@ -19,8 +19,9 @@ t.test('cut, heal, host names, leader kill', async t => {
   const put = (node: string, key: string): number | null => spawnSync(lab.wrap(node)[0]!, [...lab.wrap(node).slice(1), 'etcdctl',
     '--endpoints', etcd.endpointsVia(lab.node(node).servicesAddr).join(','), '--command-timeout', '2s', '--dial-timeout', '1s', 'put', key, 'v'],
   { env: { ...process.env, ETCDCTL_API: '3' }, stdio: 'ignore', timeout: 15_000 }).status
-  // A write that should go through gets three tries: on a loaded 2-core CI machine one etcdctl can miss its 1 s dial
-  // (a clean CI run failed 'healed: a can again' once). A node that cannot reach etcd fails all three.
+  // The links carry before the lab is handed over and after a heal (netlab.ts waitOperUp); a write that should go
+  // through still gets three tries, for etcdctl's own 1 s dial on a loaded 2-core machine, which no wait of the lab
+  // covers. A node that cannot reach etcd fails all three.
   const reaches = (node: string, key: string): number | null => {
     let status: number | null = null
     for (let i = 0; i < 3 && status !== 0; i++) status = put(node, key)

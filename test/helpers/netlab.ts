@@ -122,6 +122,8 @@ export function startNetLab (t: Test, names: string[]): NetLab {
     ip(['-n', ns, 'link', 'set', nodeEnd, 'up'])
     nodes.set(name, { name, ns, addr, servicesAddr, link: svcEnd, nodeLink: nodeEnd })
   })
+  // A link just set up has no carrier yet either (see waitOperUp): the lab is handed over once every link carries.
+  waitOperUp([...nodes.values()].flatMap(n => [[services, n.link], [n.ns, n.nodeLink]] as Array<[string, string]>))
   const node = (name: string): LabNode => {
     const n = nodes.get(name)
     if (n === undefined) throw new Error(`no lab node ${name}`)
