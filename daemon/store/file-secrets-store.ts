@@ -14,8 +14,9 @@ import type { Role, Scope, SecretMeta, Workspace } from '../types.js'
 import type { AtomicJsonFile } from './atomic-file.js'
 import { open, seal } from './crypto.js'
 import { PendingMarks, type UsedOptions } from './last-used-marks.js'
+import { SecretPositions } from './secret-positions.js'
 import type { SecretsStore, StoreChange, WriteOptions } from './secrets-store-interface.js'
-import { casSecret, casWorkspace, checkEntry, copyWorkspace, entryKey, guardMemberName, guardWorkspaceName, keepPositions, positionsOf, toMeta, withRole } from './store-format.js'
+import { casSecret, casWorkspace, checkEntry, copyWorkspace, entryKey, guardMemberName, guardWorkspaceName, toMeta, withRole } from './store-format.js'
 import type { SecretRecord, StoreData } from './store-format.js'
 
 type Mutation<R> = (data: StoreData) => { next: StoreData, result: R, changes: Array<DistributiveOmit<StoreChange, 'revision'>> }
@@ -41,6 +42,9 @@ export class LowSecretsStore implements SecretsStore {
   #revision = 0
   readonly #listeners = new Set<(change: StoreChange) => void>()
 
+  // where each secret sits in the committed array (secret-positions.ts)
+  readonly #positions = new SecretPositions()
+
   // lastUsed marks not yet on disk (markUsed); their own write takes them along with a copy of the data.
   readonly #used: PendingMarks
 
@@ -56,7 +60,7 @@ export class LowSecretsStore implements SecretsStore {
 
   #find (scope: Scope, name: string): SecretRecord | undefined {
     const secrets = this.#db.data.secrets
-    const i = positionsOf(secrets).get(entryKey(scope, name))
+    const i = this.#positions.indexOf(secrets, scope, name)
     return i === undefined ? undefined : secrets[i]
   }
 
@@ -178,9 +182,10 @@ export class LowSecretsStore implements SecretsStore {
     const data = this.#db.data
     if (this.#closed) return
     // The committed data already carries every earlier mark (withUsed after each write), so only the records marked
-    // now are replaced, found by the index (positionsOf), in the store's order as before.
-    const index = positionsOf(data.secrets)
-    const where = [...new Set(entries.map(e => index.get(entryKey(e.scope, e.name))))].filter((i): i is number => i !== undefined).sort((a, b) => a - b)
+    // now are replaced, found through #positions, and marked in the store's order, as the scan did.
+    const where = [...new Set(entries.map(e => this.#positions.indexOf(data.secrets, e.scope, e.name)))]
+      .filter((i): i is number => i !== undefined)
+      .sort((a, b) => a - b)
     if (where.length === 0) return
     const secrets = data.secrets.slice()
     const marked: Array<DistributiveOmit<StoreChange, 'revision'>> = []
@@ -190,7 +195,7 @@ export class LowSecretsStore implements SecretsStore {
       secrets[i] = { ...s, lastUsed: at }
       marked.push({ kind: 'secret', op: 'used', scope: s.scope, name: s.name, version: s.version })
     }
-    keepPositions(secrets, index)
+    this.#positions.carry(data.secrets, secrets)
     this.#db.data = { ...data, secrets }
     this.#emit(marked)
     this.#used.schedule()

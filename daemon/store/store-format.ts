@@ -29,30 +29,6 @@ export function entryKey (scope: string, name: string): string {
   return `${scope}\0${name}`
 }
 
-/**
- * Where each secret sits in a secrets array, by entryKey: built once per array, the first time a lookup needs it. An
- * arm looked up its 20 values and marked them used with scans of the whole store (1,000 records: 0.4 ms of the arm's
- * CPU in a profile, issue 18). Committed arrays are never changed in place (every change copies: casSecret, markUsed),
- * so an index stays true for its array; markUsed's copy keeps every position and shares its array's index.
- */
-const positions = new WeakMap<readonly SecretRecord[], ReadonlyMap<string, number>>()
-
-export function positionsOf (secrets: readonly SecretRecord[]): ReadonlyMap<string, number> {
-  let index = positions.get(secrets)
-  if (index === undefined) {
-    const built = new Map<string, number>()
-    for (let i = 0; i < secrets.length; i++) built.set(entryKey(secrets[i]!.scope, secrets[i]!.name), i)
-    positions.set(secrets, built)
-    index = built
-  }
-  return index
-}
-
-/** `copy` holds every record of the array `index` was built for at the same position (markUsed's copy). */
-export function keepPositions (copy: readonly SecretRecord[], index: ReadonlyMap<string, number>): void {
-  positions.set(copy, index)
-}
-
 // A last guard, looser than the API's validation: it only keeps malformed pairs out of the file and the AAD.
 const SCOPE_RE = /^(?:workspace|user):[^\0\s/]{1,256}$/
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{1,99}$/

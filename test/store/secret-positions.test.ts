@@ -1,4 +1,4 @@
-// The file store finds a secret through an index of its array (store-format.ts positionsOf), built once per array:
+// The file store finds a secret through an index of its array (secret-positions.ts), built once per array:
 // lookups, reads and marks stay right as secrets come and go and positions shift, and markUsed's copy shares its
 // array's index without making it wrong. Values are canaries, read back through readValues.
 import t from 'tap'
@@ -6,17 +6,24 @@ import { join } from 'node:path'
 import { openSecretsStore } from '../../daemon/store/secrets-store.js'
 import { generateKey } from '../../daemon/store/crypto.js'
 import { SecretValue } from '../../daemon/secret-value.js'
-import { positionsOf, type SecretRecord } from '../../daemon/store/store-format.js'
 import { silentLogger, tempDir } from './helpers.js'
+import { SecretPositions } from '../../daemon/store/secret-positions.js'
+import type { SecretRecord } from '../../daemon/store/store-format.js'
 
 const AT = '2030-01-01T00:00:00.000Z'
 
-t.test('positionsOf: every key at its position, built once per array', async t => {
+t.test('SecretPositions: positions by key, carried to a copy, never wrong for an array changed in place', async t => {
   const recs = [{ scope: 'user:a', name: 'X1' }, { scope: 'workspace:w', name: 'X1' }, { scope: 'user:a', name: 'Y2' }] as unknown as SecretRecord[]
-  const index = positionsOf(recs)
-  t.same([...index.entries()], [['user:a\0X1', 0], ['workspace:w\0X1', 1], ['user:a\0Y2', 2]])
-  t.equal(positionsOf(recs), index, 'the same index for the same array')
-  t.not(positionsOf(recs.slice()), index, 'a copy gets its own')
+  const p = new SecretPositions()
+  t.same([p.indexOf(recs, 'user:a', 'X1'), p.indexOf(recs, 'workspace:w', 'X1'), p.indexOf(recs, 'user:a', 'Y2'), p.indexOf(recs, 'user:a', 'Z9')], [0, 1, 2, undefined])
+  const copy = recs.slice()
+  p.carry(recs, copy)
+  t.equal(p.indexOf(copy, 'user:a', 'Y2'), 2, 'a copy with the same positions')
+  // Changed in place, against the rule: the answer is still the record with that key.
+  ;[copy[0], copy[2]] = [copy[2]!, copy[0]!]
+  t.same([p.indexOf(copy, 'user:a', 'X1'), p.indexOf(copy, 'user:a', 'Y2')], [2, 0], 'rebuilt when a position names another record')
+  copy.splice(1, 1)
+  t.equal(p.indexOf(copy, 'workspace:w', 'X1'), undefined, 'a record gone is not found at a stale position')
 })
 
 t.test('reads and marks stay right while secrets come and go', async t => {
