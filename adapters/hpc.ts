@@ -18,7 +18,7 @@ import { createPerUserRoots, isPerUserRoot } from './hpc/per-user-root.js'
 import { createSecretsFiles } from './hpc/secrets-file.js'
 import { CLEANUP_DEADLINE_MS, readRunMarkerText, removeRunDir, writeRunMarker } from './hpc/safe-fs.js'
 import { placeStagedStore, stageStore } from './hpc/store-staging.js'
-import { ensureUserDir, lstatOrNull, makeRunDir, resolveTrustedDir, unsafePath } from './hpc/trusted-dirs.js'
+import { alreadyThere, ensureUserDir, lstatOrNull, makeRunDir, resolveTrustedDir, unsafePath } from './hpc/trusted-dirs.js'
 import { sweepable } from './hpc/marker.js'
 
 export { isSharedFsType } from '../daemon/os/fs-type.js'
@@ -154,8 +154,7 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       making = join(userDir, newRunDirName(run.runId, nodeId))
       // Made at once; one left by an earlier try of this node (its name holds the run and the node) is removed first.
       await makeRunDir(making).catch(async (err: unknown) => {
-        // makeRunDir's answer to EEXIST
-        if (!isCoded(err) || err.code !== 'NFS_ERR_UNSAFE_PATH') throw err
+        if (!alreadyThere(err)) throw err
         await removeRunDir(making!, privileged, cleanupDeadlineMs)
         await makeRunDir(making!)
       })

@@ -1,8 +1,8 @@
 // An absolute path walked from `/` one component at a time, a symlink followed by its target's components, so that
 // the caller looks at each directory on the way (lstat, make, check) before the next is named. Two walks use it with
 // their own checks: the daemon's trusted dirs (trusted-dirs.ts: root or the daemon owns each one) and the per-user
-// child's (user-tree.ts: root or the user). Pure, importing only node:path: the child runs as the user and loads
-// nothing of the daemon's (marker.ts), and what the walk does with the file system comes in from the caller.
+// child's (user-tree.ts: root or the user). Pure, importing only node:path, so that the child, which runs as the user,
+// loads no more of the daemon through it; what the walk does with the file system comes in from the caller.
 import { dirname, join } from 'node:path'
 
 const MAX_SYMLINK_HOPS = 40

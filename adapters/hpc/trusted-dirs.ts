@@ -6,7 +6,7 @@ import { constants } from 'node:fs'
 import { lstat, mkdir, open, readlink } from 'node:fs/promises'
 import type { Stats } from 'node:fs'
 import { isAbsolute, join } from 'node:path'
-import { nfsError } from '../../daemon/errors.js'
+import { isCoded, nfsError } from '../../daemon/errors.js'
 import type { CodedError } from '../../daemon/errors.js'
 import { walkComponents } from './path-walk.js'
 
@@ -118,12 +118,17 @@ async function chmodDirNoFollow (path: string, mode: number): Promise<void> {
   }
 }
 
-/** Create the run dir, 0700; it must not exist (a retry removes the old one first). */
+/** Create the run dir, 0700; it must not exist (a retry removes the old one first: see `alreadyThere`). */
 export async function makeRunDir (runDir: string): Promise<void> {
   try {
     await mkdir(runDir, { mode: 0o700 })
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw unsafePath(runDir, 'appeared while provisioning')
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw nfsError('NFS_ERR_UNSAFE_PATH', [runDir, 'appeared while provisioning'], err)
     throw err
   }
+}
+
+/** Was makeRunDir refused because an entry was already at its path (and only for that)? */
+export function alreadyThere (err: unknown): boolean {
+  return isCoded(err, 'NFS_ERR_UNSAFE_PATH') && ((err as { cause?: NodeJS.ErrnoException }).cause?.code === 'EEXIST')
 }

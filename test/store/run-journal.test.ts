@@ -38,6 +38,7 @@ t.test('a change is a journal line; runs.json is written once the ledger is quie
   }
   const expected = [{ seq: 1, put: [[a.runId, 1]] }, { seq: 2, put: [[a.runId, 2]] }].filter(c => c.seq > view.snapSeq)
   t.same(view.lines, expected, `one line a change (${view.snapSeq} of the 2 already folded)`)
+  t.equal(view.snapSeq + view.lines.length, 2, 'the two changes, each counted once: folded or on its line')
   t.same((await readLedgerRuns(path)).map(r => [r.runId, r.state]), [[a.runId, 'running']], 'what reached the disk')
   for (let i = 0; i < 100 && statSync(join(dir, 'runs.journal')).size > 0; i++) await sleep(50)
   t.equal(statSync(join(dir, 'runs.journal')).size, 0, 'folded once quiet: the journal is empty')
