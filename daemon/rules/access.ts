@@ -31,9 +31,14 @@ export function higher (a: Role | null, b: Role | null): Role | null {
 
 /** The caller's role in a workspace: by user name or any Unix group they are in; the higher role wins. */
 export function roleIn (caller: Pick<Caller, 'user' | 'groups'>, ws: Pick<Workspace, 'members' | 'groups'>): Role | null {
-  let role: Role | null = ws.members[caller.user] ?? null
-  for (const g of caller.groups) role = higher(role, ws.groups[g] ?? null)
+  let role: Role | null = own(ws.members, caller.user)
+  for (const g of caller.groups) role = higher(role, own(ws.groups, g))
   return role
+}
+
+// A name's own entry only: a user or group called `constructor` or `toString` must not read Object.prototype's.
+function own (map: Record<string, Role>, name: string): Role | null {
+  return Object.hasOwn(map, name) && isRole(map[name]) ? map[name] : null
 }
 
 /**

@@ -163,7 +163,8 @@ export function withRole (cur: Workspace, field: 'members' | 'groups', who: stri
     if (!Object.hasOwn(map, who)) throw nfsError('NFS_ERR_MEMBER_NOT_FOUND', [who, cur.name])
     delete map[who]
   } else {
-    map[who] = role
+    // defineProperty, not `map[who] =`: a member named `__proto__` would set the object's prototype and add nobody.
+    Object.defineProperty(map, who, { value: role, enumerable: true, writable: true, configurable: true })
   }
   return { ...cur, [field]: map, version: cur.version + 1 }
 }

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { can, roleIn, rolesOf, type Action } from '../../daemon/rules/access.js'
 import { ROLES, type Role, type Workspace } from '../../daemon/types.js'
+import { withRole } from '../../daemon/store/store-format.js'
 
 const ACTIONS: Action[] = ['secrets.read', 'secrets.write', 'runs.launch', 'members.manage', 'workspaces.manage']
 
@@ -48,4 +49,21 @@ t.test('the higher role wins across name and groups', async t => {
   t.equal(roleIn(alice, ws({ alice: 'owner' }, { lab: 'view' })), 'owner')
   t.equal(roleIn({ user: 'carol', groups: [] }, ws({ alice: 'owner' })), null)
   t.same(rolesOf(alice, [ws({ alice: 'view' }), { ...ws({}), name: 'other' }]), { genomics: 'view' })
+})
+
+t.test('names that are Object.prototype\'s: no role from the prototype, a real role kept', async t => {
+  const empty = ws({}, {})
+  for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']) {
+    t.equal(roleIn({ user: name, groups: [name] }, empty), null, `${name}: no role`)
+    t.equal(can({ user: name, groups: [name], isAdmin: false }, 'secrets.read', empty), false, `${name}: no access`)
+  }
+  // Added through the stores' own rule (withRole), then read back through JSON, as the file and etcd stores keep it.
+  let w = withRole(empty, 'members', '__proto__', 'launch')
+  w = withRole(w, 'groups', 'constructor', 'view')
+  const kept = JSON.parse(JSON.stringify(w)) as Workspace
+  t.equal(roleIn({ user: '__proto__', groups: [] }, kept), 'launch', 'a member named __proto__ has the role given')
+  t.equal(roleIn({ user: 'x', groups: ['constructor'] }, kept), 'view', 'a group named constructor too')
+  t.same(Object.keys(kept.members), ['__proto__'], 'as an own entry')
+  t.equal(Object.getPrototypeOf(w.members), Object.prototype, 'the prototype untouched')
+  t.same(withRole(kept, 'members', '__proto__', null).members, {}, 'and removed again')
 })
