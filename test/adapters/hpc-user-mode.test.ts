@@ -3,12 +3,13 @@
 // 18); a half-made `.new` dir of an earlier try of the same run, or a symlink in its place, is replaced on retry.
 import t from 'tap'
 import type { Test } from 'tap'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
 import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
+import { checkHalfMadeRetry } from '../helpers/hpc-retry.js'
 
 const me = { name: 'alice', uid: process.getuid!(), gid: process.getgid!() }
 
@@ -45,20 +46,5 @@ t.test('a half-made dir of an earlier try of the same run, or a symlink in its p
   const dir = top(t)
   const runsRoot = join(dir, 'runs')
   const target = createHpcTarget({ runsRoot, privileged: false, nodeId: 'node-a', logger: pino({ level: 'silent' }) })
-  await target.provision(runOf('R0000000000021'), secrets({ AA: 'x' }))
-  const userDir = join(runsRoot, 'alice')
-  const half = join(userDir, '.R0000000000022.node-a.new')
-  mkdirSync(half, { mode: 0o700 })
-  writeFileSync(join(half, '.store.json.staged'), 'CANARY-half', { mode: 0o600 })
-  const p = await target.provision(runOf('R0000000000022'), secrets({ TOKEN: 'CANARY-new' }))
-  t.match(readFileSync(p.env.NXF_SECRETS_FILE!, 'utf8'), /CANARY-new/, 'the new store is placed')
-  t.notOk(existsSync(half), 'the half-made dir is gone')
-  const victim = join(dir, 'victim')
-  mkdirSync(victim)
-  writeFileSync(join(victim, 'keep'), 'keep')
-  symlinkSync(victim, join(userDir, '.R0000000000023.node-a.new'))
-  await target.provision(runOf('R0000000000023'), secrets({ TOKEN: 'x' }))
-  t.equal(readFileSync(join(victim, 'keep'), 'utf8'), 'keep', 'a symlink in its place is not followed')
-  t.same(readdirSync(victim), ['keep'], 'nothing was made through it')
-  t.same(readdirSync(userDir).sort(), ['R0000000000021', 'R0000000000022', 'R0000000000023'], 'only the run dirs are left')
+  await checkHalfMadeRetry(t, { target, top: dir, runsRoot, runOf })
 })

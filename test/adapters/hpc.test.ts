@@ -15,6 +15,7 @@ import type { TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { requireUsers } from '../helpers/requires.js'
 import { waitFor } from '../helpers/wait.js'
+import { checkHalfMadeRetry } from '../helpers/hpc-retry.js'
 
 const fixture = readFileSync(new URL('../fixtures/nextflow/store.json', import.meta.url))
 const [alice] = requireUsers(t, ['alice', 'bob', 'carol'])
@@ -98,29 +99,10 @@ t.test('a retried provision replaces the earlier store, and an empty run gets []
 })
 
 t.test('root: a half-made dir of an earlier try of the same run is replaced, whatever it holds (user mode: hpc-user-mode.test.ts)', async t => {
-  // What a crash between making the `.new` dir and its rename leaves, found by the retry: the dir is made first and
-  // only an EEXIST removes the old one (issue 18: one lstat fewer on every arm). A symlink in its place is unlinked,
-  // never followed.
   const top = testRoot(t)
   const runsRoot = join(top, 'runs')
   const target = createHpcTarget({ runsRoot, privileged: true, nodeId: 'node-a', logger: pino({ level: 'silent' }) })
-  const owner = alice!
-  const first = await target.provision(runOf(owner, 'R0000000000021'), secrets({ AA: 'x' }))
-  const userDir = join(runsRoot, 'alice')
-  t.ok(existsSync(first.env.NXF_SECRETS_FILE!), 'the user dir is made and checked by the first provision')
-  const half = join(userDir, '.R0000000000022.node-a.new')
-  mkdirSync(half, { mode: 0o700 })
-  writeFileSync(join(half, '.store.json.staged'), 'CANARY-half', { mode: 0o600 })
-  const p = await target.provision(runOf(owner, 'R0000000000022'), secrets({ TOKEN: 'CANARY-new' }))
-  t.match(readFileSync(p.env.NXF_SECRETS_FILE!, 'utf8'), /CANARY-new/, 'the new store is placed')
-  t.notOk(existsSync(half), 'the half-made dir is gone')
-  const victim = join(top, 'victim')
-  mkdirSync(victim)
-  writeFileSync(join(victim, 'keep'), 'keep')
-  symlinkSync(victim, join(userDir, '.R0000000000023.node-a.new'))
-  await target.provision(runOf(owner, 'R0000000000023'), secrets({ TOKEN: 'x' }))
-  t.equal(readFileSync(join(victim, 'keep'), 'utf8'), 'keep', 'a symlink in its place is not followed')
-  t.same(readdirSync(userDir).sort(), ['R0000000000021', 'R0000000000022', 'R0000000000023'], 'only the run dirs are left')
+  await checkHalfMadeRetry(t, { target, top, runsRoot, runOf: runId => runOf(alice!, runId) })
 })
 
 t.test('while the intent is written (ready pending) the store is staged: store.json appears only after ready', async t => {

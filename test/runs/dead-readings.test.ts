@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
-import { caller, runsFixture } from '../helpers/runs.js'
+import { caller, runsFixture, type RunsFixture } from '../helpers/runs.js'
 import { RunCheck, type Reading } from '../../daemon/runs/run-check.js'
 import { localOwnership } from '../../daemon/runs/ownership.js'
 import type { EndState } from '../../daemon/runs/service.js'
@@ -56,13 +56,19 @@ t.test('two passes in a row end a dead run', async t => {
   t.notOk(existsSync(r.runDir), 'and its run dir is removed')
 })
 
-// The rule itself, with the pass count in the test's hand: a run with a dead pid and nothing else (fake probes).
-t.test('RunCheck: when a second dead reading may end a run', async t => {
+/** A running run whose recorded pid is dead and nothing else tells (fake probes). */
+async function deadPidRun (t: Test): Promise<{ f: RunsFixture, runId: string }> {
   const f = await runsFixture(t)
   const { runId } = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, targets: ['memory'] })
   f.probes.alive.add(4242)
   await f.runs.markStarted(runId, { pid: 4242 })
   f.probes.alive.delete(4242)
+  return { f, runId }
+}
+
+// The rule itself, with the pass count in the test's hand: a run with a dead pid and nothing else (fake probes).
+t.test('RunCheck: when a second dead reading may end a run', async t => {
+  const { f, runId } = await deadPidRun(t)
   const ended: EndState[] = []
   const check = new RunCheck({
     ledger: f.ledger,
@@ -91,11 +97,7 @@ t.test('RunCheck: when a second dead reading may end a run', async t => {
 })
 
 t.test('a pass whose round is overtaken by the next pass does not end a run on the two readings', async t => {
-  const f = await runsFixture(t)
-  const { runId } = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, targets: ['memory'] })
-  f.probes.alive.add(4242)
-  await f.runs.markStarted(runId, { pid: 4242 })
-  f.probes.alive.delete(4242)
+  const { f, runId } = await deadPidRun(t)
   // The next probe of the pid waits for the test: a slow probe on a loaded node.
   const alive = f.probes.processAlive.bind(f.probes)
   let entered = false
