@@ -144,20 +144,26 @@ export function createHpcTarget (opts: HpcTargetOptions): Target {
       runDir = join(userDir, run.runId)
       // A retried call finds its earlier dir: start again from nothing (the run has not read it yet).
       // Anything but a plain directory there means someone interfered: refuse and touch nothing.
-      const existing = await lstatOrNull(runDir)
-      if (existing !== null) {
-        if (existing.isSymbolicLink() || !existing.isDirectory()) throw unsafePath(runDir, 'not a plain directory')
-        await removeRunDir(runDir, privileged, cleanupDeadlineMs)
-      }
       // Made and marked under a name of its own, then renamed into place: a crash in between leaves a dir whose name
       // says it is this node's (the sweep removes it), never an unmarked run dir no sweep may touch.
       making = join(userDir, newRunDirName(run.runId, nodeId))
       // Made at once; one left by an earlier try of this node (its name holds the run and the node) is removed first.
-      await makeRunDir(making).catch(async (err: unknown) => {
-        if (!alreadyThere(err)) throw err
-        await removeRunDir(making!, privileged, cleanupDeadlineMs)
-        await makeRunDir(making!)
-      })
+      // The earlier try's run dir is looked for meanwhile: one round trip of the thread pool fewer (issue 18). Both
+      // are settled before anything else, so that a failure of one never races the other's cleanup.
+      const [existing, made] = await Promise.allSettled([
+        lstatOrNull(runDir),
+        makeRunDir(making).catch(async (err: unknown) => {
+          if (!alreadyThere(err)) throw err
+          await removeRunDir(making!, privileged, cleanupDeadlineMs)
+          await makeRunDir(making!)
+        })
+      ])
+      if (made.status === 'rejected') throw made.reason
+      if (existing.status === 'rejected') throw existing.reason
+      if (existing.value !== null) {
+        if (existing.value.isSymbolicLink() || !existing.value.isDirectory()) throw unsafePath(runDir, 'not a plain directory')
+        await removeRunDir(runDir, privileged, cleanupDeadlineMs)
+      }
       const owner = privileged ? { uid: run.uid, gid: run.gid } : null
       const entries = [...secrets].map(([name, v]) => ({ name, value: v.reveal() }))
       // The dir, its marker and the staged store are made while the intent is written, the store beside the marker

@@ -113,7 +113,8 @@ export class EventBus {
     }
     const done = new Map<string, Set<string>>()
     const onStore = (c: StoreChange): void => {
-      if (c.kind !== 'secret' || !fresh(`secret\0${c.scope}\0${c.name}`, c.revision)) return
+      // A lastUsed mark makes no event (secretEvents): twenty of them an arm need not be remembered either (issue 18).
+      if (c.kind !== 'secret' || c.op === 'used' || !fresh(`secret\0${c.scope}\0${c.name}`, c.revision)) return
       for (const e of secretEvents(c)) this.publish(e)
     }
     const onLedger = (c: LedgerChange): void => {

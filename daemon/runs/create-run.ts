@@ -12,7 +12,7 @@ import type { SecretValue } from '../secret-value.js'
 import type { AuditLog } from '../store/audit-log.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { TARGET_NAMES, type Caller, type TargetName } from '../types.js'
-import { chooseSecrets } from './choose-secrets.js'
+import { chooseNamed, chooseSecrets } from './choose-secrets.js'
 import type { DeferredLedger } from './deferred-records.js'
 import { autoRunId, newRunId, newSessionId } from './ids.js'
 import type { Probes } from './probes.js'
@@ -80,21 +80,24 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
   if (wsName !== PERSONAL && ws === undefined) throw nfsError('NFS_ERR_WORKSPACE_NOT_FOUND', [JSON.stringify(wsName.slice(0, 80))])
   if (ws != null && !can(caller, 'runs.launch', ws)) throw nfsError('NFS_ERR_FORBIDDEN', [`starting runs in workspace ${ws.name} needs the launch role`])
   const targets = targetsFor(req, deps)
+  // The launch dir's history (and the process's start time) are read in the thread pool while the event loop checks
+  // the launch dir, resolves and decrypts below: the arm waits for the longest of these, not their sum (issue 18).
+  // Only an absolute path is read (a relative one would be the daemon's cwd); what a refused request read is dropped.
+  const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
+  const probed = isAbsolute(req.launchDir)
+    ? Promise.all([pid !== null && pid > 0 ? probes.processStart(pid) : null, probes.historyMark(req.launchDir, caller.uid)])
+    : null
+  // Awaited below; a check or a resolution that fails first must not leave it unhandled.
+  probed?.catch(() => {})
   await checkLaunchDir(caller, req.launchDir)
   if (req.slurmJobId !== undefined) await checkSlurmJob(probes, caller, req.slurmJobId)
 
-  // The launch dir's history (and the process's start time) are read in the thread pool while the event loop
-  // resolves and decrypts below: the arm waits for the longer of the two, not their sum (issue 18).
-  const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
-  const probed = Promise.all([
-    pid !== null && pid > 0 ? probes.processStart(pid) : null,
-    probes.historyMark(req.launchDir, caller.uid)
-  ])
-  // Awaited below; a resolution that fails first must not leave it unhandled.
-  probed.catch(() => {})
   // Resolution: every workspace secret, the user's own winning by name; --only or the pipeline's names narrow it.
-  const resolved = resolveSecrets(store.listSecrets([userScope(caller.user)]), ws != null ? store.listSecrets([workspaceScope(ws.name)]) : [])
-  const chosen = chooseSecrets(resolved, req)
+  const user = userScope(caller.user)
+  const wsScope = ws != null ? workspaceScope(ws.name) : null
+  const chosen = req.only !== undefined && req.only.length > 0
+    ? chooseNamed(req.only, (scope, name) => store.getSecret(scope, name) !== undefined, user, wsScope)
+    : chooseSecrets(resolveSecrets(store.listSecrets([user]), wsScope !== null ? store.listSecrets([wsScope]) : []), req)
   const sealed = store.readValues(chosen.map(r => ({ scope: r.scope, name: r.name })))
   const values = new Map<string, SecretValue>()
   for (const r of chosen) values.set(r.name, sealed.get(`${r.scope}\0${r.name}`)!)
@@ -109,7 +112,8 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
   }
   const sessionId = newSessionId()
   const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
-  const [pidStart, historyMark] = await probed
+  // checkLaunchDir refused a relative path above, so `probed` is there.
+  const [pidStart, historyMark] = await probed!
   const record = intentRecord({
     runId, sessionId, caller, workspace: wsName, host: deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark, node: deps.node
   })

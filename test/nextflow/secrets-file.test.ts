@@ -42,3 +42,27 @@ t.test('secret names follow Nextflow rule', async t => {
   for (const ok of ['AB', 'A_', '_A', 'api_token', 'A' + 'b'.repeat(99)]) t.ok(isValidSecretName(ok), ok)
   for (const bad of ['A', '1A', 'A__B', '__A', 'A-B', 'A B', '', 'A' + 'b'.repeat(100)]) t.notOk(isValidSecretName(bad), bad)
 })
+
+// gsonString escapes with one pattern since issue 18 (it walked the value a character at a time). Held here to that
+// walk, written out from Gson's JsonWriter rules, over every UTF-16 unit alone, at the ends of a string and in
+// astral pairs and lone surrogates.
+t.test('gsonString gives what a walk of the value by code point gives', async t => {
+  const short: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\t': '\\t', '\b': '\\b', '\n': '\\n', '\r': '\\r', '\f': '\\f' }
+  const html = new Set(['<', '>', '&', '=', '\'', '\u2028', '\u2029'])
+  const walk = (s: string): string => {
+    let out = '"'
+    for (const ch of s) {
+      if (short[ch] !== undefined) out += short[ch]
+      else if (ch.charCodeAt(0) < 0x20 || html.has(ch)) out += '\\u' + ch.charCodeAt(0).toString(16).padStart(4, '0')
+      else out += ch
+    }
+    return out + '"'
+  }
+  const differ: string[] = []
+  for (let u = 0; u <= 0xffff; u++) {
+    const ch = String.fromCharCode(u)
+    for (const s of [ch, `a${ch}`, `${ch}b`, `x${ch}${ch}y`]) if (gsonString(s) !== walk(s)) differ.push(`U+${u.toString(16)} in ${JSON.stringify(s)}`)
+  }
+  for (const s of ['\u{1F600}', 'a\u{1F600}<b', '\ud800', '\udc00x', 'x\ud83d', 'p=\u{10FFFF}&q', '']) if (gsonString(s) !== walk(s)) differ.push(JSON.stringify(s))
+  t.same(differ.slice(0, 20), [], 'no string where the two differ')
+})
