@@ -84,11 +84,12 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
   // the launch dir, resolves and decrypts below: the arm waits for the longest of these, not their sum (issue 18).
   // Only an absolute path is read (a relative one would be the daemon's cwd); what a refused request read is dropped.
   const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
-  const probed = isAbsolute(req.launchDir)
-    ? Promise.all([pid !== null && pid > 0 ? probes.processStart(pid) : null, probes.historyMark(req.launchDir, caller.uid)])
-    : null
-  // Awaited below; a check or a resolution that fails first must not leave it unhandled.
-  probed?.catch(() => {})
+  const readable = isAbsolute(req.launchDir)
+  const started = readable && pid !== null && pid > 0 ? probes.processStart(pid) : null
+  const marked = readable ? probes.historyMark(req.launchDir, caller.uid) : null
+  // Awaited below; a check or a resolution that fails first must not leave them unhandled.
+  started?.catch(() => {})
+  marked?.catch(() => {})
   await checkLaunchDir(caller, req.launchDir)
   if (req.slurmJobId !== undefined) await checkSlurmJob(probes, caller, req.slurmJobId)
 
@@ -112,8 +113,13 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
   }
   const sessionId = newSessionId()
   const ttl = req.ttlSeconds ?? config.runs.defaultTtlSeconds
-  // checkLaunchDir refused a relative path above, so `probed` is there.
-  const [pidStart, historyMark] = await probed!
+  const pidStart = await started
+  // The history's mark goes in with the first placement's record, not with the intent: its read (a chain of round
+  // trips of the thread pool through the launch dir) was the longest wait before the intent (issue 18). No line of
+  // the history can be the run's before that record: its Nextflow has not been given its secrets yet, and a run still
+  // placing them claims no line by a mark (claimedBy). A run without targets has no such record: its intent has it.
+  // checkLaunchDir refused a relative path above, so `marked` is there.
+  const historyMark = targets.length === 0 ? await marked! : null
   const record = intentRecord({
     runId, sessionId, caller, workspace: wsName, host: deps.host, req, names: [...values.keys()], targets, now, ttlSeconds: ttl, pid, pidStart, historyMark, node: deps.node
   })
@@ -135,7 +141,7 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
     log: deps.log,
     ...(deps.observe !== undefined ? { observe: deps.observe } : {}),
     undo: deps.undo
-  }, record, targets, values, auditEntry).finally(() => { deps.provisioning.delete(runId) })
+  }, record, targets, values, auditEntry, historyMark === null ? marked! : undefined).finally(() => { deps.provisioning.delete(runId) })
   // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
   await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
   log.info({ state: run.state }, 'provisioned')

@@ -44,7 +44,8 @@ export interface NewRun {
   ttlSeconds: number
   pid: number | null
   pidStart: number | null
-  historyMark: number
+  /** null: recorded with the first placement (provisionRun's `historyMark`) */
+  historyMark: number | null
   /** this node's name: a launched run's command runs under its PTY host (RunRecord.launchedBy) */
   node?: string
 }
@@ -101,7 +102,9 @@ export async function provisionRun (
   record: Omit<RunRecord, 'version'>,
   names: readonly TargetName[],
   values: ReadonlyMap<string, SecretValue>,
-  auditEntry: AuditEntry
+  auditEntry: AuditEntry,
+  /** the launch dir's history mark, still being read: recorded with the first target's placement */
+  historyMark?: Promise<number>
 ): Promise<{ run: RunRecord, env: Record<string, string> }> {
   const intent = deps.ledger.insert(record, deps.liveLimit !== undefined ? { liveLimit: deps.liveLimit } : undefined)
   const ready = intent.then(() => {})
@@ -140,11 +143,13 @@ export async function provisionRun (
       }
       failpoint('run.after-provision')
       Object.assign(env, placement.env)
+      const mark = i === 0 && historyMark !== undefined ? await historyMark : undefined
       run = await withRun(deps.ledger, run.runId, r => {
         const t = r.targets[name]!
         t.state = 'provisioned'
         t.refs = placement.refs
         r.env = { ...r.env, ...placement.env }
+        if (mark !== undefined) r.historyMark = mark
         return r
       }, i === names.length - 1 ? { asOwner: true, syncAlong } : { asOwner: true })
       deps.observe?.(name, true)

@@ -21,14 +21,22 @@ export function lateTargets (targets: readonly string[]): TargetName[] {
   return targets.filter((t): t is TargetName => t === 'aws' || t === 'memory')
 }
 
+/** Is a target of the run still being placed (its intent written, its first placement not yet recorded)? Pure. */
+function placing (r: RunRecord): boolean {
+  for (const name in r.targets) if (r.targets[name as TargetName]?.state === 'provisioning') return true
+  return false
+}
+
 /**
  * Does a live run in this launch dir claim the history line? By session UUID or runName; else a run not yet
- * started whose mark the line is at or after (a `-resume` reuses an old UUID: SPEC section 5). Pure.
+ * started whose mark the line is at or after (a `-resume` reuses an old UUID: SPEC section 5). A run still being
+ * placed claims nothing by its mark: its Nextflow has not been given its secrets, so no line is its own yet, and its
+ * mark is recorded with its first placement (create-run.ts), null until then. Pure.
  */
 export function claimedBy (runs: readonly RunRecord[], launchDir: string, record: HistoryRecord): RunRecord | null {
   const live = runs.filter(r => !isTerminal(r.state) && r.launchDir === launchDir)
   return live.find(r => r.sessionId === record.sessionId || r.runName === record.runName) ??
-    live.find(r => r.runName === null && (r.historyMark === null || record.index >= r.historyMark)) ?? null
+    live.find(r => r.runName === null && !placing(r) && (r.historyMark === null || record.index >= r.historyMark)) ?? null
 }
 
 export interface AutoRunWatch {

@@ -25,6 +25,12 @@ t.test('lateTargets and claimedBy are pure rules', async t => {
   t.notOk(claimedBy([run({ historyMark: 4 })], '/d', rec), 'a line before the mark is not the armed run\'s')
   t.notOk(claimedBy([run({ state: 'completed' })], '/d', rec), 'an ended run claims nothing')
   t.notOk(claimedBy([run({})], '/elsewhere', rec), 'another dir')
+  // Its mark comes with its first placement: until then (null) an armed run claims no line by it, as nothing it
+  // started can have written one. By session UUID or runName (an auto-run being placed) it still claims its own.
+  const placing = { memory: { state: 'provisioning' } }
+  t.notOk(claimedBy([run({ historyMark: null, targets: placing })], '/d', rec), 'a run still being placed claims no line by a mark')
+  t.ok(claimedBy([run({ historyMark: null, targets: { memory: { state: 'provisioned' } } })], '/d', rec), 'placed, a run without a mark claims the line (a record from before marks)')
+  t.ok(claimedBy([run({ runName: 'a_b', targets: placing })], '/d', rec), 'an auto-run being placed claims its own start by runName')
 })
 
 t.test('an unclaimed start becomes an auto-run of the owner, revoked at its end; a non-member is refused with an event', async t => {
