@@ -4,7 +4,7 @@
 import t from 'tap'
 import type { Test } from 'tap'
 import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
 import type { TargetRun } from '../../adapters/types.js'
@@ -40,6 +40,18 @@ t.test('a missing runs root is made 0700 (its parents too) under UMask=0077; an 
   chmodSync(runsRoot, 0o750)
   await target.provision(runOf('R0000000000042'), secrets({ TOKEN: 'CANARY-user-2' }))
   t.equal(statSync(runsRoot).mode & 0o777, 0o750, 'an existing root keeps its mode')
+})
+
+// The run dir's mode is set only when mkdir's 0700 lost something to the umask (store-staging.ts): a umask that takes
+// from the owner's bits still gives a run dir of 0700 and a store of 0600.
+t.test('a umask that narrows the owner\'s bits still gives a 0700 run dir and a 0600 store', async t => {
+  const dir = top(t)
+  const target = createHpcTarget({ runsRoot: join(dir, 'runs'), privileged: false, logger: pino({ level: 'silent' }) })
+  const old = process.umask(0o277)
+  t.teardown(() => { process.umask(old) })
+  const p = await target.provision(runOf('R0000000000043'), secrets({ TOKEN: 'CANARY-user-3' }))
+  t.equal(statSync(dirname(p.env.NXF_SECRETS_FILE!)).mode & 0o7777, 0o700, 'the run dir 0700')
+  t.equal(statSync(p.env.NXF_SECRETS_FILE!).mode & 0o777, 0o600, 'the store 0600')
 })
 
 t.test('a half-made dir of an earlier try of the same run, or a symlink in its place, is replaced', async t => {
