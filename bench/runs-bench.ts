@@ -48,11 +48,13 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
   const floor: number[] = []
   const big: number[] = []
   for (let i = 0; i < o.samples + 3; i++) {
-    // With a big ledger, the two daemons' arms alternate which goes first.
-    const bigFirst = o.big !== undefined && i % 2 === 1
+    // With a big ledger, its daemon arms on every other round (its figure is a p50: half the arms are plenty, and the
+    // full run stays under 5 minutes with 500 rounds), going first on every other one of those.
+    const withBig = o.big !== undefined && i % 2 === 0
+    const bigFirst = withBig && i % 4 === 2
     const b1 = bigFirst ? await arm(o.big!.daemon, join(o.dir, 'post-runs-big', `l${i}`), names) : null
     const ms = await arm(o.daemon, join(o.dir, 'post-runs', `l${i}`), names)
-    const b2 = o.big !== undefined && !bigFirst ? await arm(o.big.daemon, join(o.dir, 'post-runs-big', `l${i}`), names) : null
+    const b2 = withBig && !bigFirst ? await arm(o.big!.daemon, join(o.dir, 'post-runs-big', `l${i}`), names) : null
     const t = nowMs()
     await writeFileAtomic(join(floorDir, 'store.json'), storeText, 0o600)
     const f = nowMs() - t
@@ -77,7 +79,7 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
   const bigFigures: Figure[] = []
   if (o.big !== undefined) {
     const g = summarize(big)
-    const note = `${g.n} arms in turn with the empty ledger's (same 1,000 secrets); the ${o.big.runs} runs ended an hour ago, seeded in runs.json; at the first arm runs.json held ${o.big.hotAtStart} of them (the others moved to runs-archive/ by the daemon's first pass)`
+    const note = `${g.n} arms, every other round, in turn with the empty ledger's (same 1,000 secrets); the ${o.big.runs} runs ended an hour ago, seeded in runs.json; at the first arm runs.json held ${o.big.hotAtStart} of them (the others moved to runs-archive/ by the daemon's first pass)`
     bigFigures.push(
       { figure: `POST /runs arm with ${o.big.runs} ended runs p50 ms`, value: g.p50, baselineLabel: 'the same arm, empty ledger, p50', baseline: c.p50, ratio: ratio(g.p50, c.p50), target: '< 1.15 x empty', met: g.p50 < 1.15 * c.p50, note },
       { figure: `POST /runs arm with ${o.big.runs} ended runs p99 ms`, value: g.p99, baselineLabel: 'the same arm, empty ledger, p99', baseline: c.p99, ratio: ratio(g.p99, c.p99), target: 'reported', met: null })
