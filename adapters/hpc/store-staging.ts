@@ -53,8 +53,10 @@ export async function stageStore (stageDir: string, content: Buffer, owner: Owne
   try {
     const dst = await dir.stat()
     if (dst.uid !== process.geteuid?.()) throw unsafePath(stageDir, 'not created by the daemon')
-    // mkdir's 0700 less the umask: set only when the umask took something from it (one round trip fewer, issue 18).
-    if ((dst.mode & 0o7777) !== 0o700) await dir.chmod(0o700)
+    // Always set, even when the mode bits already say 0700 (skipping it was tried for issue 18): on a filesystem with
+    // NFSv4 ACLs (GPFS, NFSv4, ZFS) chmod rewrites the ACL, and it is what strips ACEs the dir inherited from above
+    // before the store is created in it. The mode bits do not show a named user's ACE.
+    await dir.chmod(0o700)
     const fh = await open(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600)
     // No fsync of the file or the dir: the store only matters while its run lives, and a power cut ends the run
     // too (the ledger, which is durable, is what gets the dir removed afterwards). On NFS, close() flushes for
