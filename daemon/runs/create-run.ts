@@ -86,10 +86,16 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
   const pid = req.pid ?? (req.mode === 'run' ? caller.pid : null)
   const readable = isAbsolute(req.launchDir)
   const started = readable && pid !== null && pid > 0 ? probes.processStart(pid) : null
-  const marked = readable ? probes.historyMark(req.launchDir, caller.uid) : null
+  // A history that cannot be read leaves the run without a mark, as a record from before marks (it was read after the
+  // intent since issue 18: its failure is not the target's, and fails nothing placed).
+  const marked = readable
+    ? probes.historyMark(req.launchDir, caller.uid).catch((err: unknown) => {
+      deps.log.warn({ launchDir: req.launchDir, err }, 'the launch dir\'s history could not be read: the run has no history mark')
+      return null
+    })
+    : null
   // Awaited below; a check or a resolution that fails first must not leave them unhandled.
   started?.catch(() => {})
-  marked?.catch(() => {})
   await checkLaunchDir(caller, req.launchDir)
   if (req.slurmJobId !== undefined) await checkSlurmJob(probes, caller, req.slurmJobId)
 
@@ -141,7 +147,7 @@ export async function createRun (deps: CreateDeps, caller: Caller, req: CreateRu
     log: deps.log,
     ...(deps.observe !== undefined ? { observe: deps.observe } : {}),
     undo: deps.undo
-  }, record, targets, values, auditEntry, historyMark === null ? marked! : undefined).finally(() => { deps.provisioning.delete(runId) })
+  }, record, targets, values, auditEntry, targets.length > 0 ? marked! : undefined).finally(() => { deps.provisioning.delete(runId) })
   // In memory at once; the store writes it later, off this path (see SecretsStore.markUsed).
   await store.markUsed(chosen.map(r => ({ scope: r.scope, name: r.name })), now.toISOString())
   log.info({ state: run.state }, 'provisioned')

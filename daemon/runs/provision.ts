@@ -103,8 +103,8 @@ export async function provisionRun (
   names: readonly TargetName[],
   values: ReadonlyMap<string, SecretValue>,
   auditEntry: AuditEntry,
-  /** the launch dir's history mark, still being read: recorded with the first target's placement */
-  historyMark?: Promise<number>
+  /** the launch dir's history mark, still being read: recorded with the first target's placement (null: none) */
+  historyMark?: Promise<number | null>
 ): Promise<{ run: RunRecord, env: Record<string, string> }> {
   const intent = deps.ledger.insert(record, deps.liveLimit !== undefined ? { liveLimit: deps.liveLimit } : undefined)
   const ready = intent.then(() => {})

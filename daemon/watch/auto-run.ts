@@ -21,6 +21,9 @@ export function lateTargets (targets: readonly string[]): TargetName[] {
   return targets.filter((t): t is TargetName => t === 'aws' || t === 'memory')
 }
 
+const PLACED_POLL_MS = 10
+const PLACED_WAIT_MS = 5000
+
 /** Is a target of the run still being placed (its intent written, its first placement not yet recorded)? Pure. */
 function placing (r: RunRecord): boolean {
   for (const name in r.targets) if (r.targets[name as TargetName]?.state === 'provisioning') return true
@@ -30,8 +33,8 @@ function placing (r: RunRecord): boolean {
 /**
  * Does a live run in this launch dir claim the history line? By session UUID or runName; else a run not yet
  * started whose mark the line is at or after (a `-resume` reuses an old UUID: SPEC section 5). A run still being
- * placed claims nothing by its mark: its Nextflow has not been given its secrets, so no line is its own yet, and its
- * mark is recorded with its first placement (create-run.ts), null until then. Pure.
+ * placed claims nothing by its mark: its mark is recorded with its first placement (create-run.ts), null until then,
+ * and AutoRuns waits for that before asking (#placed). Pure.
  */
 export function claimedBy (runs: readonly RunRecord[], launchDir: string, record: HistoryRecord): RunRecord | null {
   const live = runs.filter(r => !isTerminal(r.state) && r.launchDir === launchDir)
@@ -97,6 +100,17 @@ export class AutoRuns {
     this.#log = deps.logger.child({ room: 'auto-runs' })
   }
 
+  /**
+   * Until no run of the dir that would claim by its mark is being placed (a few ms, an arm's own write-ahead; an
+   * auto-run claims by its runName and is not waited for), looked at every PLACED_POLL_MS and at most PLACED_WAIT_MS:
+   * a placement that hangs past that claims nothing (claimedBy).
+   */
+  async #placed (launchDir: string): Promise<void> {
+    for (let waited = 0; waited < PLACED_WAIT_MS && this.#deps.runs.live(launchDir).some(r => r.runName === null && placing(r)); waited += PLACED_POLL_MS) {
+      await new Promise(resolve => setTimeout(resolve, PLACED_POLL_MS))
+    }
+  }
+
   #skip (user: string, watch: AutoRunWatch, reason: string): void {
     this.#log.info({ user, workspace: watch.workspace, reason }, 'auto-run skipped')
     this.#deps.events.publish({ type: 'run.skipped', user, ...(watch.workspace !== null ? { workspace: watch.workspace } : {}), reason })
@@ -122,6 +136,9 @@ export class AutoRuns {
       this.#log.debug({ root: watch.root, uid }, 'a start in a dir of another user: not an auto-run of this watch')
       return IGNORED
     }
+    // A run of this dir still being placed gets its mark with its first placement (create-run.ts): its claim is known
+    // once that is recorded, and the monitor gives it the line at its mark too, so the two must agree on it.
+    await this.#placed(launchDir)
     // A run armed here and not yet started claims the first line after its mark: the mark counts the whole file.
     const marks = runs.live(launchDir).some(r => r.runName === null && r.historyMark !== null)
     const record = marks ? await withFileIndex(launchDir, uid, seen) : seen

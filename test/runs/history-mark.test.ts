@@ -39,3 +39,14 @@ t.test('a run without targets gets its mark in its intent', async t => {
   const run = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, targets: [] })
   t.equal(f.ledger.get(run.runId)?.historyMark, 3)
 })
+
+t.test('a history that cannot be read leaves the run placed, without a mark, and the target not blamed', async t => {
+  const probes = fakeProbes()
+  probes.historyMark = async () => { throw Object.assign(new Error('EIO: i/o error, close'), { code: 'EIO' }) }
+  const f = await runsFixture(t, { probes })
+  await f.store.createSecret('user:root', 'TOKEN', new SecretValue('CANARY-history-unreadable'), 'root')
+  const run = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir, only: ['TOKEN'] })
+  const rec = f.ledger.get(run.runId)
+  t.equal(rec?.historyMark, null, 'no mark')
+  t.same([rec?.state, Object.values(rec?.targets ?? {}).map(x => x?.state)], ['armed', ['provisioned']], 'armed and placed')
+})
