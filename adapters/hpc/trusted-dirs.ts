@@ -8,7 +8,7 @@ import type { Stats } from 'node:fs'
 import { isAbsolute, join } from 'node:path'
 import { isCoded, nfsError } from '../../daemon/errors.js'
 import type { CodedError } from '../../daemon/errors.js'
-import { walkComponents } from './path-walk.js'
+import { pathComponents, walkComponents } from './path-walk.js'
 
 export interface Owner { uid: number, gid: number }
 
@@ -32,6 +32,36 @@ export async function lstatOrNull (path: string): Promise<Stats | null> {
 }
 
 /**
+ * The lstat of every prefix of `target`, made at once: the walk below checked them in turn, one round trip of the
+ * thread pool each, on every arm and every revoke (issue 18). Each is handed out once (`take`), to the walk's first
+ * look at that exact path, which it reaches only after every component above was checked and found a directory; a
+ * path reached through a symlink, or looked at again (after a mkdir), is looked at afresh. So the walk sees what it
+ * saw before, each lstat made a little earlier: a race with a swap above is the same race it always had, and only an
+ * owner of a component (root or the daemon, checked) can make one. A path with `..` is not looked at early.
+ */
+function lookedAtOnce (target: string): { take: (path: string) => Promise<Stats | null> | undefined } {
+  const early = new Map<string, Promise<Stats | null>>()
+  const parts = pathComponents(target)
+  if (!parts.includes('..')) {
+    let p = '/'
+    for (const c of parts) {
+      p = join(p, c)
+      const st = lstatOrNull(p)
+      // Taken and awaited by the walk, or left when it stops early: a refusal must not be an unhandled rejection.
+      st.catch(() => {})
+      early.set(p, st)
+    }
+  }
+  return {
+    take: (path) => {
+      const st = early.get(path)
+      early.delete(path)
+      return st
+    }
+  }
+}
+
+/**
  * Walk an absolute path from `/`, creating missing directories (0711) when `create` is set, and return its
  * symlink-free form. Every directory must be owned by root or the daemon and not writable by group or others
  * (sticky directories are accepted above the last component); a symlink is followed only when root or the
@@ -39,6 +69,7 @@ export async function lstatOrNull (path: string): Promise<Stats | null> {
  */
 export async function resolveTrustedDir (target: string, create: boolean): Promise<string | null> {
   if (!isAbsolute(target)) throw unsafePath(target, 'the runs root must be an absolute path')
+  const early = lookedAtOnce(target)
   const rootSt = await lstat('/')
   if (!isTrustedUid(rootSt.uid) || (rootSt.mode & 0o022) !== 0) throw unsafePath('/', 'the root directory is writable by others')
   // The walk is path-walk.ts's, shared with user-tree.ts; the checks of each component stay here, apart from that
@@ -48,7 +79,7 @@ export async function resolveTrustedDir (target: string, create: boolean): Promi
     readlink,
     tooManySymlinks: () => unsafePath(target, 'too many symlinks'),
     visit: async (next, last) => {
-      let st = await lstatOrNull(next)
+      let st = await (early.take(next) ?? lstatOrNull(next))
       if (st === null) {
         if (!create) return 'missing'
         await mkdirWithMode(next, 0o711)

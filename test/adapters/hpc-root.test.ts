@@ -7,15 +7,15 @@ import t from 'tap'
 import type { Test } from 'tap'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import {
-  chmodSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync,
-  symlinkSync, writeFileSync
+  chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync,
+  rmSync, symlinkSync, writeFileSync
 } from 'node:fs'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
 import { writeStoreAndHandOver } from '../../adapters/hpc/store-staging.js'
-import { makeRunDir } from '../../adapters/hpc/trusted-dirs.js'
+import { makeRunDir, resolveTrustedDir } from '../../adapters/hpc/trusted-dirs.js'
 import type { Target, TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { requireUsers } from '../helpers/requires.js'
@@ -272,4 +272,31 @@ t.test('no value in any process argv during provision and revoke, none in the lo
   t.notMatch(f.logText(), CANARY_VALUE)
   t.match(f.logText(), 'hpc store provisioned')
   t.same(readdirSync(join(f.runsRoot, 'alice')), [], 'the failed provision left nothing')
+})
+
+// The runs root's components are looked at together, then checked in turn (trusted-dirs.ts, issue 18). What a walk
+// one at a time found is what it finds: a root-owned symlink above the root is followed (also a relative one through
+// `..`), and the dirs made in its target; a component alice owns, or a symlink alice owns, anywhere on the way, is
+// refused before anything is made below it; a missing tail is made.
+t.test('the runs root walk: symlinks, `..` and missing dirs as one component at a time found them', async t => {
+  const top = mkdtempSync('/tmp/nfs-hpc-walk-')
+  chmodSync(top, 0o755)
+  t.teardown(() => rmSync(top, { recursive: true, force: true }))
+  mkdirSync(join(top, 'real', 'sub'), { recursive: true, mode: 0o755 })
+  symlinkSync(join(top, 'real'), join(top, 'link'))
+  symlinkSync('../' + top.split('/').pop()! + '/real', join(top, 'rel'))
+  t.equal(await resolveTrustedDir(join(top, 'link', 'sub', 'runs'), true), join(top, 'real', 'sub', 'runs'), 'through a root symlink, the missing tail made')
+  t.ok(lstatSync(join(top, 'real', 'sub', 'runs')).isDirectory())
+  t.equal(await resolveTrustedDir(join(top, 'rel', 'sub', 'runs'), false), join(top, 'real', 'sub', 'runs'), 'through a relative symlink with ..')
+  t.equal(await resolveTrustedDir(join(top, 'real', 'sub', '..', 'sub', 'runs'), false), join(top, 'real', 'sub', 'runs'), 'a path with ..')
+  t.equal(await resolveTrustedDir(join(top, 'real', 'none', 'runs'), false), null, 'missing, not made')
+  t.notOk(existsSync(join(top, 'real', 'none')))
+
+  mkdirSync(join(top, 'alices'), { mode: 0o755 })
+  chownSync(join(top, 'alices'), alice.uid, alice.gid)
+  await t.rejects(resolveTrustedDir(join(top, 'alices', 'runs'), true), { code: 'NFS_ERR_UNSAFE_PATH' }, 'a dir of alice on the way')
+  t.notOk(existsSync(join(top, 'alices', 'runs')), 'nothing made below it')
+  plantAsAlice(join(top, 'alink'), join(top, 'real'))
+  await t.rejects(resolveTrustedDir(join(top, 'alink', 'sub', 'runs2'), true), { code: 'NFS_ERR_UNSAFE_PATH' }, 'a symlink of alice on the way')
+  t.notOk(existsSync(join(top, 'real', 'sub', 'runs2')), 'nothing made through it')
 })
