@@ -32,17 +32,31 @@ export async function lstatOrNull (path: string): Promise<Stats | null> {
 }
 
 /**
- * The lstat of every prefix of `target`, made at once: the walk below checked them in turn, one round trip of the
- * thread pool each, on every arm and every revoke (issue 18). Each is handed out once (`take`), to the walk's first
- * look at that exact path, which it reaches only after every component above was checked and found a directory; a
- * path reached through a symlink, or looked at again (after a mkdir), is looked at afresh. So the walk sees what it
- * saw before, each lstat made a little earlier: a race with a swap above is the same race it always had, and only an
- * owner of a component (root or the daemon, checked) can make one. A path with `..` is not looked at early.
+ * Runs roots whose last walk found every component a directory of root's or the daemon's that nobody else can write
+ * (no symlink, nothing made, no sticky dir such as /tmp on the way): only root or the daemon can change what such a
+ * path names. Only these are looked at all at once (lookedAtOnce). Anywhere else an early lstat would go through what
+ * a user planted in a writable dir before the walk refused it: a symlink into an automount or a FUSE mount of theirs
+ * could hold a thread of the pool for good, call after call. Those walks look at one component at a time.
+ */
+const closedPaths = new Set<string>()
+
+/** Does the next walk of `target` look at its components all at once (its last walk found it closed)? For tests. */
+export function walksAtOnce (target: string): boolean {
+  return closedPaths.has(target)
+}
+
+/**
+ * The lstat of every prefix of a closed `target` (closedPaths), made at once: the walk below checked them in turn,
+ * one round trip of the thread pool each, on every arm and every revoke (issue 18). Each is handed out once (`take`),
+ * to the walk's first look at that exact path, which it reaches only after every component above was checked and
+ * found a directory; a path reached through a symlink, or looked at again (after a mkdir), is looked at afresh. So the
+ * walk sees what it saw before, each lstat made a little earlier: only root or the daemon could have changed the path
+ * meanwhile. A path that is not closed, or has `..`, is not looked at early.
  */
 function lookedAtOnce (target: string): { take: (path: string) => Promise<Stats | null> | undefined } {
   const early = new Map<string, Promise<Stats | null>>()
   const parts = pathComponents(target)
-  if (!parts.includes('..')) {
+  if (closedPaths.has(target) && !parts.includes('..')) {
     let p = '/'
     for (const c of parts) {
       p = join(p, c)
@@ -72,20 +86,25 @@ export async function resolveTrustedDir (target: string, create: boolean): Promi
   const early = lookedAtOnce(target)
   const rootSt = await lstat('/')
   if (!isTrustedUid(rootSt.uid) || (rootSt.mode & 0o022) !== 0) throw unsafePath('/', 'the root directory is writable by others')
+  // Closed until the walk finds otherwise (closedPaths).
+  let closed = !pathComponents(target).includes('..')
+  closedPaths.delete(target)
   // The walk is path-walk.ts's, shared with user-tree.ts; the checks of each component stay here, apart from that
   // file's: this side trusts root or the daemon (dirs and symlinks alike), makes dirs 0711 and throws coded errors,
   // while the child there trusts root or its user (symlinks root's only) and may not load the daemon's errors.
-  return await walkComponents(target, {
+  const resolved = await walkComponents(target, {
     readlink,
     tooManySymlinks: () => unsafePath(target, 'too many symlinks'),
     visit: async (next, last) => {
       let st = await (early.take(next) ?? lstatOrNull(next))
       if (st === null) {
+        closed = false
         if (!create) return 'missing'
         await mkdirWithMode(next, 0o711)
         st = await lstat(next)
       }
       if (st.isSymbolicLink()) {
+        closed = false
         if (!isTrustedUid(st.uid)) throw unsafePath(next, `a symlink owned by uid ${st.uid}`)
         return 'symlink'
       }
@@ -95,9 +114,12 @@ export async function resolveTrustedDir (target: string, create: boolean): Promi
       if (writable && (last || (st.mode & S_ISVTX) === 0)) {
         throw unsafePath(next, 'writable by group or others')
       }
+      if (writable) closed = false
       return 'dir'
     }
   })
+  if (closed && resolved !== null) closedPaths.add(target)
+  return resolved
 }
 
 /**

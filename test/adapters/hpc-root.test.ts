@@ -15,7 +15,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { createHpcTarget } from '../../adapters/hpc.js'
 import { writeStoreAndHandOver } from '../../adapters/hpc/store-staging.js'
-import { makeRunDir, resolveTrustedDir } from '../../adapters/hpc/trusted-dirs.js'
+import { makeRunDir, resolveTrustedDir, walksAtOnce } from '../../adapters/hpc/trusted-dirs.js'
 import type { Target, TargetRun } from '../../adapters/types.js'
 import { SecretValue } from '../../daemon/secret-value.js'
 import { requireUsers } from '../helpers/requires.js'
@@ -299,4 +299,30 @@ t.test('the runs root walk: symlinks, `..` and missing dirs as one component at 
   plantAsAlice(join(top, 'alink'), join(top, 'real'))
   await t.rejects(resolveTrustedDir(join(top, 'alink', 'sub', 'runs2'), true), { code: 'NFS_ERR_UNSAFE_PATH' }, 'a symlink of alice on the way')
   t.notOk(existsSync(join(top, 'real', 'sub', 'runs2')), 'nothing made through it')
+  // Under /tmp (sticky, anyone may make an entry in it) the components are never looked at before they are checked:
+  // an early lstat would go through whatever a user planted there.
+  t.equal(await resolveTrustedDir(join(top, 'real', 'sub', 'runs'), false), join(top, 'real', 'sub', 'runs'))
+  t.notOk(walksAtOnce(join(top, 'real', 'sub', 'runs')), 'a path below a sticky dir is walked one component at a time')
+  t.notOk(walksAtOnce(join(top, 'link', 'sub', 'runs')), 'so is a path through a symlink')
+})
+
+// Only a path nobody but root can change is looked at all at once, from its second walk on (the first made it), and
+// a walk that is refused, or finds a symlink, ends that.
+t.test('the runs root walk looks at all its components at once only where only root can change them', async t => {
+  const base = mkdtempSync('/var/lib/nfs-hpc-walk-')
+  chmodSync(base, 0o755)
+  t.teardown(() => rmSync(base, { recursive: true, force: true }))
+  const runs = join(base, 'c', 'runs')
+  t.equal(await resolveTrustedDir(runs, true), runs, 'made')
+  t.notOk(walksAtOnce(runs), 'not after the walk that made it')
+  t.equal(await resolveTrustedDir(runs, false), runs)
+  t.ok(walksAtOnce(runs), 'closed: the next walk looks at once')
+  t.equal(await resolveTrustedDir(runs, false), runs, 'and finds the same')
+  t.ok(walksAtOnce(runs))
+  // Replaced by a symlink of alice (a compromise of root's tree): refused as before, and walked one at a time after.
+  rmSync(join(base, 'c'), { recursive: true })
+  mkdirSync(join(base, 'elsewhere', 'runs'), { recursive: true, mode: 0o755 })
+  plantAsAlice(join(base, 'c'), join(base, 'elsewhere'))
+  await t.rejects(resolveTrustedDir(runs, true), { code: 'NFS_ERR_UNSAFE_PATH' }, 'refused')
+  t.notOk(walksAtOnce(runs), 'no longer closed')
 })
