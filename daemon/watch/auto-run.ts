@@ -15,6 +15,7 @@ import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from '../nextflow/history-file.js'
 import { autoRunId } from '../runs/ids.js'
+import { intentPending } from '../runs/run-rules.js'
 
 /** Targets an auto-run can use: what is read after Nextflow has started. Pure. */
 export function lateTargets (targets: readonly string[]): TargetName[] {
@@ -23,12 +24,6 @@ export function lateTargets (targets: readonly string[]): TargetName[] {
 
 const PLACED_POLL_MS = 10
 const PLACED_WAIT_MS = 5000
-
-/** Is a target of the run still being placed (its intent written, its first placement not yet recorded)? Pure. */
-function placing (r: RunRecord): boolean {
-  for (const name in r.targets) if (r.targets[name as TargetName]?.state === 'provisioning') return true
-  return false
-}
 
 /**
  * Does a live run in this launch dir claim the history line? By session UUID or runName; else a run not yet
@@ -39,7 +34,7 @@ function placing (r: RunRecord): boolean {
 export function claimedBy (runs: readonly RunRecord[], launchDir: string, record: HistoryRecord): RunRecord | null {
   const live = runs.filter(r => !isTerminal(r.state) && r.launchDir === launchDir)
   return live.find(r => r.sessionId === record.sessionId || r.runName === record.runName) ??
-    live.find(r => r.runName === null && !placing(r) && (r.historyMark === null || record.index >= r.historyMark)) ?? null
+    live.find(r => r.runName === null && !intentPending(r) && (r.historyMark === null || record.index >= r.historyMark)) ?? null
 }
 
 export interface AutoRunWatch {
@@ -106,7 +101,7 @@ export class AutoRuns {
    * a placement that hangs past that claims nothing (claimedBy).
    */
   async #placed (launchDir: string): Promise<void> {
-    for (let waited = 0; waited < PLACED_WAIT_MS && this.#deps.runs.live(launchDir).some(r => r.runName === null && placing(r)); waited += PLACED_POLL_MS) {
+    for (let waited = 0; waited < PLACED_WAIT_MS && this.#deps.runs.live(launchDir).some(r => r.runName === null && intentPending(r)); waited += PLACED_POLL_MS) {
       await new Promise(resolve => setTimeout(resolve, PLACED_POLL_MS))
     }
   }

@@ -18,7 +18,7 @@ t.test('lateTargets and claimedBy are pure rules', async t => {
   t.same(lateTargets(['hpc', 'aws', 'memory']), ['aws', 'memory'])
   t.same(lateTargets(['hpc']), [])
   const rec = { index: 3, timestamp: '2026-01-01 00:00:00', duration: null, runName: 'a_b', status: 'running' as const, revisionId: 'x', sessionId: 'u1', command: 'c' }
-  const run = (over: Record<string, unknown>): never => ({ state: 'armed', launchDir: '/d', sessionId: 'other', runName: null, historyMark: 0, ...over }) as never
+  const run = (over: Record<string, unknown>): never => ({ state: 'armed', launchDir: '/d', sessionId: 'other', runName: null, historyMark: 0, targets: {}, ...over }) as never
   t.ok(claimedBy([run({ sessionId: 'u1', state: 'running', runName: 'x' })], '/d', rec), 'by session UUID')
   t.ok(claimedBy([run({ runName: 'a_b', state: 'running' })], '/d', rec), 'by runName')
   t.ok(claimedBy([run({ historyMark: 3 })], '/d', rec), 'a resume: the first new line after the mark')
