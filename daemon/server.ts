@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyErro
 import websocket from '@fastify/websocket'
 import { isCoded, nfsError } from './errors.js'
 import { clientErrorHandler, frameworkErrors } from './api/client-errors.js'
+import { requestLogger } from './api/request-logger.js'
 import type { ServerDeps } from './deps.js'
 import type { Caller } from './types.js'
 import type { TypeBoxTypeProvider } from './api/type-provider.js'
@@ -71,6 +72,8 @@ export async function buildServer (deps: ServerDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger.child({ room: 'api' }) as unknown as FastifyBaseLogger,
     bodyLimit: deps.config.api.bodyLimit,
+    // request.log is made at the request's first line, not for every request (api/request-logger.ts).
+    childLoggerFactory: requestLogger,
     genReqId: () => `r${(++reqCounter).toString(36)}`,
     // Types are checked, not coerced: a number where a string belongs is an error, not a silent conversion.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

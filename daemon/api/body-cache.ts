@@ -12,7 +12,11 @@ export interface CachedBody {
   etag: string
 }
 
-interface Entry extends CachedBody { revision: number }
+interface Entry extends CachedBody {
+  revision: number
+  /** when it was last asked for (the cache's own counter): the least recent goes first */
+  used: number
+}
 
 export const DEFAULT_BODY_CACHE_ENTRIES = 8
 
@@ -21,6 +25,7 @@ export class BodyCache {
   readonly #entries = new Map<string, Entry>()
   readonly #limit: number
   #fills = 0
+  #uses = 0
 
   constructor (limit = DEFAULT_BODY_CACHE_ENTRIES) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError('a body cache needs room for at least one entry')
@@ -33,22 +38,28 @@ export class BodyCache {
    */
   get (key: string, revision: number, fill: () => string | Buffer | ArrayBuffer): CachedBody {
     const hit = this.#entries.get(key)
-    // Delete then set: a Map iterates in insertion order, so the first key is always the least recently used.
-    this.#entries.delete(key)
+    // A hit only bumps its counter: moving it to the end of the Map (delete, then set) on every request was the
+    // daemon's costliest line of its own on GET /secrets/resolve (issue 18). The few entries are scanned on a fill.
     if (hit !== undefined && hit.revision === revision) {
-      this.#entries.set(key, hit)
+      hit.used = ++this.#uses
       return hit
     }
     const built = fill()
     const body = typeof built === 'string' ? Buffer.from(built, 'utf8') : Buffer.isBuffer(built) ? built : Buffer.from(built)
-    const entry: Entry = { body, etag: etagOf(body), revision }
+    const entry: Entry = { body, etag: etagOf(body), revision, used: ++this.#uses }
     this.#fills++
     this.#entries.set(key, entry)
-    for (const oldest of this.#entries.keys()) {
-      if (this.#entries.size <= this.#limit) break
-      this.#entries.delete(oldest)
-    }
+    if (this.#entries.size > this.#limit) this.#evictLeastRecent()
     return entry
+  }
+
+  #evictLeastRecent (): void {
+    let oldest: string | null = null
+    let least = Infinity
+    for (const [key, e] of this.#entries) {
+      if (e.used < least) { least = e.used; oldest = key }
+    }
+    if (oldest !== null) this.#entries.delete(oldest)
   }
 
   /** entries held and bodies built so far: for tests and metrics */
