@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import pino from 'pino'
 import { Membership } from '../daemon/cluster/membership.js'
+import { startAdoptSweeps } from '../daemon/cluster/adopt-sweeps.js'
 import { EtcdOwnership } from '../daemon/cluster/ownership.js'
 import { EtcdWatchRoots } from '../daemon/cluster/watch-roots.js'
 import { SecretValue } from '../daemon/secret-value.js'
@@ -114,6 +115,12 @@ export async function clusterFigures (o: ClusterOptions): Promise<Figure[]> {
     // Takeover: a victim arms 10 runs, polls a watch root, and stops its keepalives (kill -9 as the cluster sees it);
     // until a survivor owns all its runs, and until it polls the root (the same kills: no extra TTL to wait).
     const survivor = await node('s', 30)
+    // The survivor sweeps as a daemon does (adopt-sweeps.ts): at its start, at every own/ delete, one sweep at a time.
+    // Its start's sweep adopts the runs a left above (a revoked lease, nobody to adopt them then); the first kill must
+    // not time their adoption too (before 3 Dec it did: 200-odd runs, about 1.7 s on every first kill).
+    const sweeps = startAdoptSweeps(survivor.own, () => {}, pino({ level: 'silent' }))
+    closers.push(() => { sweeps.close() })
+    await sweeps.idle()
     const rootsOf = async (m: Membership): Promise<EtcdWatchRoots> => {
       // Every path is seen here (the check a daemon makes of the path is a few lstats: not what this times).
       const r = await EtcdWatchRoots.open({ ns: conn().ns, membership: m, ttlSeconds: TTL, logger: pino({ level: 'silent' }) })
@@ -134,8 +141,6 @@ export async function clusterFigures (o: ClusterOptions): Promise<Figure[]> {
       await survivor.ledger.settle()
       for (const until = nowMs() + 10_000; survivorRoots.pollerOf(root) !== `v${k}` && nowMs() < until;) await new Promise(resolve => setTimeout(resolve, 20))
       await vRoots.close()
-      const adopted = new Set<string>()
-      const offOrphaned = survivor.own.onOrphaned(() => { void survivor.own.adoptOrphans().then(x => { for (const id of x) adopted.add(id) }) })
       const t = nowMs()
       await v.m.close()
       // Each figure stops at its own moment (the loop runs until both are done).
@@ -148,7 +153,6 @@ export async function clusterFigures (o: ClusterOptions): Promise<Figure[]> {
       }
       takeovers.push((runsAt === 0 ? nowMs() : runsAt) - t)
       rootTakeovers.push((rootAt === 0 ? nowMs() : rootAt) - t)
-      offOrphaned()
     }
     const takeover = summarize(takeovers)
     const rootTakeover = summarize(rootTakeovers)

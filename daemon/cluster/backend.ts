@@ -19,11 +19,10 @@ import { Membership } from './membership.js'
 import { EtcdOwnership } from './ownership.js'
 import { localWatchRootCount } from './import.js'
 import { EtcdWatchRoots } from './watch-roots.js'
+import { startAdoptSweeps } from './adopt-sweeps.js'
 
 /** how long a start waits for etcd before it gives up with exit 69 */
 export const START_WAIT_MS = 30_000
-/** CLUSTER.md "Takeover": every node also sweeps for orphans this often, beside the deletes it sees */
-const ADOPT_SWEEP_MS = 30_000
 
 export interface ClusterStatus {
   node: string
@@ -114,8 +113,6 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
     closers.push(ownership.onNodes(name => { seen.add(name) }))
     log.info({ leaseId: membership.leaseId, endpoints: cluster.etcd.endpoints, ledgerRevision: ledger.revision }, 'joined the cluster')
 
-    let adoptTimer: NodeJS.Timeout | null = null
-    closers.push(() => { if (adoptTimer !== null) clearInterval(adoptTimer) })
     return {
       node,
       store,
@@ -145,23 +142,8 @@ export async function openClusterBackend (opts: ClusterBackendOptions): Promise<
         }
       },
       startAdopting: (onAdopted) => {
-        // One sweep at a time; deletes seen meanwhile (a dead node's keys go together) ask for one more after it.
-        let running = false
-        let again = false
-        const sweep = (): void => {
-          if (running) { again = true; return }
-          running = true
-          ownership.adoptOrphans().then(ids => {
-            if (ids.length === 0) return
-            log.warn({ runs: ids.length }, 'adopted runs of a node that left')
-            onAdopted(ids)
-          }, (err: unknown) => { log.warn({ err }, 'adopting orphaned runs failed; the next sweep tries again') })
-            .finally(() => { running = false; if (again) { again = false; sweep() } })
-        }
-        closers.push(ownership.onOrphaned(() => { sweep() }))
-        adoptTimer = setInterval(sweep, ADOPT_SWEEP_MS)
-        adoptTimer.unref()
-        sweep()
+        const sweeps = startAdoptSweeps(ownership, onAdopted, log)
+        closers.push(() => { sweeps.close() })
       },
       close: closeAll
     }
