@@ -20,22 +20,24 @@ import { userInfo } from 'node:os'
 interface Call { op: string, sent: number, answered: number, status: number }
 
 /** A pass-through HTTP proxy that records each call's operation (X-Amz-Target) and times. */
-async function timingProxy (upstream: string): Promise<{ url: string, calls: Call[], close: () => Promise<void> }> {
+async function timingProxy (upstream: string): Promise<{ url: string, calls: Call[], inFlight: () => number, close: () => Promise<void> }> {
   const up = new URL(upstream)
   const calls: Call[] = []
+  let inFlight = 0
   const server: Server = createServer((req, res) => {
     const call: Call = { op: String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '', sent: nowMs(), answered: 0, status: 0 }
+    inFlight++
     const fwd = request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers)
       r.pipe(res)
-      r.on('end', () => { call.answered = nowMs(); call.status = r.statusCode ?? 0; calls.push(call) })
+      r.on('end', () => { inFlight--; call.answered = nowMs(); call.status = r.statusCode ?? 0; calls.push(call) })
     })
-    fwd.on('error', () => { res.writeHead(502); res.end() })
+    fwd.on('error', () => { inFlight--; res.writeHead(502); res.end() })
     req.pipe(fwd)
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const addr = server.address() as { port: number }
-  return { url: `http://127.0.0.1:${addr.port}`, calls, close: async () => await new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }) }
+  return { url: `http://127.0.0.1:${addr.port}`, calls, inFlight: () => inFlight, close: async () => await new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }) }
 }
 
 export interface AwsOptions { dir: string, runs: number, rate: number, /** runs revoked under the clock (the rest are left to moto's end) */ revokes: number }
@@ -53,9 +55,22 @@ async function awsDaemon (dir: string, name: string, proxy: Proxy, aws: Record<s
     env: { AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey }
   })
   teardowns.push(daemon.stop)
-  // The daemon's start-up sweep lists secrets: let it pass before the clock starts.
-  await new Promise(resolve => setTimeout(resolve, 1000))
   return daemon
+}
+
+/**
+ * Each daemon's start-up sweep lists secrets (it starts as the socket listens, before /health answers): let them pass
+ * before the clock starts. Until `daemons` calls have been answered and none has been in flight for 200 ms, at most
+ * 3 s (a fixed second each until 3 Dec).
+ */
+async function sweepsDone (proxy: Proxy, daemons: number): Promise<void> {
+  const until = nowMs() + 3000
+  let quietSince = nowMs()
+  while (nowMs() < until) {
+    if (proxy.inFlight() > 0 || proxy.calls.length < daemons) quietSince = nowMs()
+    else if (nowMs() - quietSince >= 200) return
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
 }
 
 async function armAll (dir: string, daemon: Daemon, runs: number, tag: string): Promise<Array<{ status: number, body: unknown }>> {
@@ -115,6 +130,7 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
       awsDaemon(o.dir, 'aws-daemon', proxy, { rateLimitPerSecond: o.rate, burst }, teardowns),
       awsDaemon(o.dir, 'aws-daemon-unpaced', proxy, { rateLimitPerSecond: 5000, burst: 1000 }, teardowns)
     ])
+    await sweepsDone(proxy, 2)
     proxy.calls.length = 0
     const replies = await armAll(o.dir, daemon, o.runs, 'l')
     const failed = replies.filter(r => r.status !== 201)
