@@ -70,7 +70,13 @@ if (reason !== null) {
     t.ok(environ.includes('LISTEN_FDNAMES=api'), 'started by socket activation')
     const credDir = environ.find(e => e.startsWith('CREDENTIALS_DIRECTORY='))?.slice('CREDENTIALS_DIRECTORY='.length)
     t.ok(credDir, 'systemd passed a credentials dir')
-    const loaded = (await journal(c)).filter(l => typeof l.source === 'string').at(-1)
+    // The line is written asynchronously (pino) and reaches the journal a moment later: wait for it (one read raced
+    // it once in CI, 3 Dec).
+    let loaded: Record<string, unknown> | undefined
+    await eventually(async () => {
+      loaded = (await journal(c)).filter(l => typeof l.source === 'string').at(-1)
+      return loaded !== undefined
+    })
     t.equal(loaded?.source, `${credDir ?? ''}/master-key`, 'the key was read from the credential')
     t.equal(await shOut(c, 'stat -c %a /run/nf-secretsd/api.sock'), '666')
     // Activation: with the service stopped, the socket unit keeps the socket and the first client starts it again.
