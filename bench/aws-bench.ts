@@ -17,27 +17,38 @@ import { seedState, userSecretNames } from './seed.js'
 import { median, nowMs, round, summarize } from './stats.js'
 import { userInfo } from 'node:os'
 
-interface Call { op: string, sent: number, answered: number, status: number }
+interface Call { op: string, /** which of the proxy's listeners (one per daemon) it came through */ via: string, sent: number, answered: number, status: number }
 
-/** A pass-through HTTP proxy that records each call's operation (X-Amz-Target) and times. */
-async function timingProxy (upstream: string): Promise<{ url: string, calls: Call[], inFlight: () => number, close: () => Promise<void> }> {
+/**
+ * A pass-through HTTP proxy that records each call's operation (X-Amz-Target) and times: one listener per name, so
+ * that each daemon's calls can be told apart (`via`), all into one list.
+ */
+async function timingProxy (upstream: string, names: string[]): Promise<{ urls: Record<string, string>, calls: Call[], inFlight: () => number, close: () => Promise<void> }> {
   const up = new URL(upstream)
   const calls: Call[] = []
   let inFlight = 0
-  const server: Server = createServer((req, res) => {
-    const call: Call = { op: String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '', sent: nowMs(), answered: 0, status: 0 }
-    inFlight++
-    const fwd = request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 502, r.headers)
-      r.pipe(res)
-      r.on('end', () => { inFlight--; call.answered = nowMs(); call.status = r.statusCode ?? 0; calls.push(call) })
+  const servers: Server[] = []
+  const urls: Record<string, string> = {}
+  for (const via of names) {
+    const server: Server = createServer((req, res) => {
+      const call: Call = { op: String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '', via, sent: nowMs(), answered: 0, status: 0 }
+      inFlight++
+      const fwd = request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers)
+        r.pipe(res)
+        r.on('end', () => { inFlight--; call.answered = nowMs(); call.status = r.statusCode ?? 0; calls.push(call) })
+      })
+      fwd.on('error', () => { inFlight--; res.writeHead(502); res.end() })
+      req.pipe(fwd)
     })
-    fwd.on('error', () => { inFlight--; res.writeHead(502); res.end() })
-    req.pipe(fwd)
-  })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const addr = server.address() as { port: number }
-  return { url: `http://127.0.0.1:${addr.port}`, calls, inFlight: () => inFlight, close: async () => await new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) }) }
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    urls[via] = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    servers.push(server)
+  }
+  const close = async (): Promise<void> => {
+    await Promise.all(servers.map(async server => await new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => resolve()) })))
+  }
+  return { urls, calls, inFlight: () => inFlight, close }
 }
 
 export interface AwsOptions { dir: string, runs: number, rate: number, /** runs revoked under the clock (the rest are left to moto's end) */ revokes: number }
@@ -47,11 +58,13 @@ type Daemon = Awaited<ReturnType<typeof startDaemon>>
 
 /** A daemon of the bench's own on the aws target through the timing proxy, with the given aws config. */
 async function awsDaemon (dir: string, name: string, proxy: Proxy, aws: Record<string, unknown>, teardowns: Array<() => unknown>): Promise<Daemon> {
+  const endpoint = proxy.urls[name]
+  if (endpoint === undefined) throw new Error(`the proxy has no listener for ${name}`)
   const me = userInfo()
   const d = join(dir, name)
   seedState({ stateDir: join(d, 'state'), runsRoot: join(d, 'runs'), user: me.username, uid: me.uid, gid: me.gid, userSecrets: 20, workspaceSecrets: 0, runs: 0 })
   const daemon = await startDaemon(d, {
-    config: { aws: { region: MOTO_REGION, endpoint: proxy.url, ...aws } },
+    config: { aws: { region: MOTO_REGION, endpoint, ...aws } },
     env: { AWS_ACCESS_KEY_ID: MOTO_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: MOTO_CREDENTIALS.secretAccessKey }
   })
   teardowns.push(daemon.stop)
@@ -60,14 +73,15 @@ async function awsDaemon (dir: string, name: string, proxy: Proxy, aws: Record<s
 
 /**
  * Each daemon's start-up sweep lists secrets (it starts as the socket listens, before /health answers): let them pass
- * before the clock starts. Until `daemons` calls have been answered and none has been in flight for 200 ms, at most
- * 3 s (a fixed second each until 3 Dec).
+ * before the clock starts. Until each of `daemons` (the proxy's listener names) has had a call answered and none has
+ * been in flight for 200 ms, at most 3 s (a fixed second each until 3 Dec).
  */
-async function sweepsDone (proxy: Proxy, daemons: number): Promise<void> {
+async function sweepsDone (proxy: Proxy, daemons: string[]): Promise<void> {
   const until = nowMs() + 3000
   let quietSince = nowMs()
   while (nowMs() < until) {
-    if (proxy.inFlight() > 0 || proxy.calls.length < daemons) quietSince = nowMs()
+    const heard = new Set(proxy.calls.map(c => c.via))
+    if (proxy.inFlight() > 0 || daemons.some(d => !heard.has(d))) quietSince = nowMs()
     else if (nowMs() - quietSince >= 200) return
     await new Promise(resolve => setTimeout(resolve, 10))
   }
@@ -122,7 +136,7 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
   const burst = 10
   try {
     const moto = await startMoto({ teardown: fn => teardowns.push(fn) })
-    const proxy = await timingProxy(moto.endpoint)
+    const proxy = await timingProxy(moto.endpoint, ['aws-daemon', 'aws-daemon-unpaced', 'floor'])
     teardowns.push(proxy.close)
     // Both daemons start together (each then waits out its start-up sweep): the one with the rate limit lifted sits
     // idle until its figure, and the two starts and waits no longer come one after the other (2 s of --quick's minute).
@@ -130,7 +144,7 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
       awsDaemon(o.dir, 'aws-daemon', proxy, { rateLimitPerSecond: o.rate, burst }, teardowns),
       awsDaemon(o.dir, 'aws-daemon-unpaced', proxy, { rateLimitPerSecond: 5000, burst: 1000 }, teardowns)
     ])
-    await sweepsDone(proxy, 2)
+    await sweepsDone(proxy, ['aws-daemon', 'aws-daemon-unpaced'])
     proxy.calls.length = 0
     const replies = await armAll(o.dir, daemon, o.runs, 'l')
     const failed = replies.filter(r => r.status !== 201)
@@ -156,7 +170,7 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
     // The floor of the revoke target: one DeleteSecret round trip, and 20 of our own through the same proxy, 8 at a time
     // (the daemon's concurrency): "(20 / concurrency) round trips" measured instead of computed, because moto serves
     // calls about one at a time, so 8 at once take several single round trips.
-    const sm = new SecretsManagerClient({ region: MOTO_REGION, endpoint: proxy.url, credentials: MOTO_CREDENTIALS, maxAttempts: 1 })
+    const sm = new SecretsManagerClient({ region: MOTO_REGION, endpoint: proxy.urls.floor, credentials: MOTO_CREDENTIALS, maxAttempts: 1 })
     const concurrency = 8
     const rtts: number[] = []
     const floors: number[] = []

@@ -19,7 +19,16 @@ export interface AdoptSweeps {
   close: () => void
 }
 
-export function startAdoptSweeps (ownership: Adopting, onAdopted: (runIds: string[]) => void, log: Logger, everyMs = ADOPT_SWEEP_MS): AdoptSweeps {
+/** The timer the sweeps use: setInterval, or a test's own. */
+export type Every = (fn: () => void, ms: number) => () => void
+
+const every: Every = (fn, ms) => {
+  const timer = setInterval(fn, ms)
+  timer.unref()
+  return () => { clearInterval(timer) }
+}
+
+export function startAdoptSweeps (ownership: Adopting, onAdopted: (runIds: string[]) => void, log: Logger, everyMs = ADOPT_SWEEP_MS, timer: Every = every): AdoptSweeps {
   let running: Promise<void> | null = null
   let again = false
   let closed = false
@@ -29,16 +38,17 @@ export function startAdoptSweeps (ownership: Adopting, onAdopted: (runIds: strin
     running = ownership.adoptOrphans().then(ids => {
       if (ids.length === 0) return
       log.warn({ runs: ids.length }, 'adopted runs of a node that left')
-      onAdopted(ids)
+      // The runs are ours now whatever the listener does: its failure is logged here, not left to reject the sweep
+      // (an unhandled rejection, and idle() would throw).
+      try { onAdopted(ids) } catch (err) { log.error({ err, runs: ids.length }, 'checking adopted runs failed') }
     }, (err: unknown) => { log.warn({ err }, 'adopting orphaned runs failed; the next sweep tries again') })
       .finally(() => { running = null; if (again) { again = false; sweep() } })
   }
   const off = ownership.onOrphaned(() => { sweep() })
-  const timer = setInterval(sweep, everyMs)
-  timer.unref()
+  const stopTimer = timer(sweep, everyMs)
   sweep()
   return {
     idle: async () => { for (let r = running; r !== null; r = running) await r },
-    close: () => { closed = true; off(); clearInterval(timer) }
+    close: () => { closed = true; off(); stopTimer() }
   }
 }

@@ -3,7 +3,7 @@
 // stops nothing, close stops everything. The takeover itself is tested on a real etcd (takeover.test.ts, daemons.test.ts).
 import t from 'tap'
 import pino from 'pino'
-import { startAdoptSweeps, type Adopting } from '../../daemon/cluster/adopt-sweeps.js'
+import { startAdoptSweeps, type Adopting, type Every } from '../../daemon/cluster/adopt-sweeps.js'
 
 interface Fake extends Adopting {
   calls: number
@@ -70,22 +70,65 @@ t.test('a failed sweep is logged and the next delete sweeps again; idle waits fo
   t.match(logged().at(-1), { level: 40, runs: 1 }, 'what was adopted is logged with its count')
 })
 
-t.test('close: no sweep after it, whatever is deleted', async t => {
+/** A timer the test fires by hand: what startAdoptSweeps was given, and whether it was stopped. */
+function handTimer (): { every: Every, fire: () => void, stopped: () => boolean } {
+  let fn: (() => void) | null = null
+  let stopped = false
+  return {
+    every: (f) => { fn = f; return () => { stopped = true } },
+    fire: () => { fn?.() },
+    stopped: () => stopped
+  }
+}
+
+t.test('close: no sweep after it, whatever is deleted or fires', async t => {
   const f = fake()
-  const sweeps = startAdoptSweeps(f, () => {}, pino({ level: 'silent' }), 10)
+  const timer = handTimer()
+  const sweeps = startAdoptSweeps(f, () => {}, pino({ level: 'silent' }), 10, timer.every)
   f.pending.shift()!.resolve([])
   await sweeps.idle()
   sweeps.close()
+  t.equal(timer.stopped(), true, 'the timer is stopped')
   f.orphan('r1')
-  await new Promise(resolve => setTimeout(resolve, 30))
-  t.equal(f.calls, 1, 'neither the delete nor the timer swept')
+  timer.fire()
+  await tick()
+  t.equal(f.calls, 1, 'neither the delete nor a late tick of the timer swept')
 })
 
 t.test('the timer sweeps too', async t => {
   const f = fake()
+  const timer = handTimer()
+  const sweeps = startAdoptSweeps(f, () => {}, pino({ level: 'silent' }), 10, timer.every)
+  t.teardown(() => { sweeps.close() })
+  f.pending.shift()!.resolve([])
+  await sweeps.idle()
+  timer.fire()
+  t.equal(f.calls, 2, 'a sweep came from the timer alone')
+  f.pending.shift()!.resolve([])
+  await sweeps.idle()
+})
+
+t.test('the default timer (setInterval) sweeps at its interval', async t => {
+  const f = fake()
   const sweeps = startAdoptSweeps(f, () => {}, pino({ level: 'silent' }), 10)
   t.teardown(() => { sweeps.close() })
   f.pending.shift()!.resolve([])
-  for (let i = 0; i < 100 && f.calls < 2; i++) await new Promise(resolve => setTimeout(resolve, 5))
-  t.ok(f.calls >= 2, 'a sweep came from the timer alone')
+  for (let i = 0; i < 200 && f.calls < 2; i++) await new Promise(resolve => setTimeout(resolve, 5))
+  t.ok(f.calls >= 2, 'a sweep came from setInterval')
+})
+
+t.test('a listener that throws is logged; the sweeps go on and idle resolves', async t => {
+  const f = fake()
+  const lines: string[] = []
+  const log = pino({ level: 'warn' }, { write: (s: string) => { lines.push(s) } })
+  const sweeps = startAdoptSweeps(f, () => { throw new Error('listener broke') }, log)
+  t.teardown(() => { sweeps.close() })
+  f.pending.shift()!.resolve(['r1', 'r2'])
+  await sweeps.idle()
+  const logged = lines.map(l => JSON.parse(l) as Record<string, unknown>)
+  t.match(logged.at(-1), { level: 50, runs: 2, err: { message: 'listener broke' } }, 'the failure is logged with its error')
+  f.orphan('r3')
+  t.equal(f.calls, 2, 'the next delete sweeps again')
+  f.pending.shift()!.resolve([])
+  await sweeps.idle()
 })
