@@ -187,9 +187,10 @@ export class RunManager implements RunLifecycle {
    * End a live run (first end wins) and leave the revoke to the caller: its targets are marked `revoking`, so it is
    * due at once (Revoker.due). The monitor uses this to queue revokes per user: a revoke can be as slow as a child's
    * deadline, and one user's must not hold up the pass that ends another user's runs. `onlyIf` as for end().
+   * `decided` is called with the terminal record once it is decided, before it is written (UpdateOptions.decided).
    */
-  async endWithoutRevoke (runId: string, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
-    return await this.#end(runId, state, reason, exit, onlyIf)
+  async endWithoutRevoke (runId: string, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean, decided?: (run: RunRecord) => void): Promise<RunRecord> {
+    return await this.#end(runId, state, reason, exit, onlyIf, decided)
   }
 
   async #endAndRevoke (runId: string, state: EndState, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
@@ -199,14 +200,15 @@ export class RunManager implements RunLifecycle {
     return await this.revoker.revoke(runId)
   }
 
-  async #end (runId: string, state: EndState, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean): Promise<RunRecord> {
+  /** `decided`: UpdateOptions.decided, called with the end's record before it is written (a file ledger only). */
+  async #end (runId: string, state: EndState, reason: string, exit: EndRequest, onlyIf?: (run: RunRecord) => boolean, decided?: (run: RunRecord) => void): Promise<RunRecord> {
     const before = this.#deps.ledger.get(runId)
     if (before === undefined) throw nfsError('NFS_ERR_RUN_NOT_FOUND', [runId])
     // The end and the start of the revoke in one write (record-changes.ts endRecord; a terminal run's targets are
     // revoked at the next start whatever they say). It is kept even when the disk is full: revocation is idempotent
     // and must not wait for the ledger (see revoker.ts).
     const hasTarget = (name: TargetName): boolean => this.#deps.targets.has(name)
-    const run = await this.revoker.record(runId, 'end', r => endRecord(r, { state, reason, exit, onlyIf }, hasTarget, this.#deps.clock))
+    const run = await this.revoker.record(runId, 'end', r => endRecord(r, { state, reason, exit, onlyIf }, hasTarget, this.#deps.clock), decided !== undefined ? { decided } : {})
     if (!isTerminal(before.state) && isTerminal(run.state)) {
       this.#log.info({ runId, state, reason }, 'run ended')
     }

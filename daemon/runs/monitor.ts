@@ -38,7 +38,7 @@ export interface MonitorDeps {
   lifecycle: Pick<RunLifecycle, 'markStarted' | 'hostHolds'> & {
     /** is this node's arm of the run placing it now (RunManager.provisioning) */
     provisioning: (runId: string) => boolean
-    endWithoutRevoke: (runId: string, state: EndState, reason: string, exit?: EndRequest, onlyIf?: (run: RunRecord) => boolean) => Promise<RunRecord>
+    endWithoutRevoke: (runId: string, state: EndState, reason: string, exit?: EndRequest, onlyIf?: (run: RunRecord) => boolean, decided?: (run: RunRecord) => void) => Promise<RunRecord>
   }
   events: EventBus
   ownership: RunOwnership
@@ -242,10 +242,17 @@ export class Monitor implements RunChecks {
     }
   }
 
-  /** End a run here, and queue its revoke in its user's lane. */
+  /**
+   * End a run here, and queue its revoke in its user's lane. Its local target's removal starts as soon as the end is
+   * decided, beside the end's write (Revoker.startEarly): the end's fsync no longer comes before the run dir goes.
+   */
   async #end (run: RunRecord, state: EndState, reason: string, exit: EndRequest = {}, onlyIf?: (run: RunRecord) => boolean): Promise<void> {
-    const ended = await this.#deps.lifecycle.endWithoutRevoke(run.runId, state, reason, exit, onlyIf)
+    const ended = await this.#deps.lifecycle.endWithoutRevoke(run.runId, state, reason, exit, onlyIf, this.#early)
     if (isTerminal(ended.state)) this.#queueRevoke(run.user)
+  }
+
+  readonly #early = (rec: RunRecord): void => {
+    if (isTerminal(rec.state)) this.#deps.revoker.startEarly(rec)
   }
 
   /**

@@ -12,6 +12,7 @@ import type { Target, TargetRun } from '../../adapters/types.js'
 import { isCoded, nfsError } from '../errors.js'
 import type { Logger } from '../logger.js'
 import type { DeferredLedger } from './deferred-records.js'
+import type { UpdateOptions } from '../store/run-ledger.js'
 import type { AuditEntry, AuditLog } from '../store/audit-log.js'
 import type { RunRecord, TargetName } from '../types.js'
 import { needsOwner, needsRevoke, retryDelayMs } from './run-rules.js'
@@ -46,6 +47,12 @@ export interface RevokerDeps {
 /** A revoke step found the run no longer this node's: it stops there, quietly (its owner revokes it). */
 class NotOwner extends Error {}
 
+/** The targets whose removal may start as soon as an end is decided (startEarly): local, idempotent, unpaced. */
+const EARLY_TARGET: TargetName = 'hpc'
+
+/** One call of a target's revoke: what failed (null: nothing) and how long it took. Never rejects. */
+interface Attempt { failure: unknown, seconds: number }
+
 export function targetRun (run: RunRecord): TargetRun {
   return {
     runId: run.runId,
@@ -69,6 +76,10 @@ export class Revoker {
   readonly deferredCounts = { ledger: 0, audit: 0 }
 
   readonly #ownership: RunOwnership
+  // Early removals (startEarly) by run, each consumed by that run's revoke, which records its outcome; and the users
+  // with one in flight: one each, as in their revoke lane, so that a burst of one user's ends starts no more children.
+  readonly #early = new Map<string, Promise<Attempt>>()
+  readonly #earlyUsers = new Set<string>()
 
   constructor (deps: RevokerDeps) {
     this.#deps = deps
@@ -114,7 +125,7 @@ export class Revoker {
    * Record a change of the run even when the ledger cannot be written (see the top of this file). `why` names the
    * step for the log; a change kept in memory only is logged and counted.
    */
-  async record (runId: string, why: string, change: (run: RunRecord) => RunRecord | null, opts: { asOwner?: boolean } = {}): Promise<RunRecord> {
+  async record (runId: string, why: string, change: (run: RunRecord) => RunRecord | null, opts: Pick<UpdateOptions, 'asOwner' | 'decided'> = {}): Promise<RunRecord> {
     const { run, durable } = await recordRun(this.#deps.ledger, runId, change, opts)
     if (!durable) {
       this.deferredCounts.ledger++
@@ -122,6 +133,37 @@ export class Revoker {
       this.#deps.logger.error({ runId, step: why }, 'the run ledger could not be written; the change is kept in memory and written when space returns')
     }
     return run
+  }
+
+  /**
+   * Start removing a just-ended run's local target (hpc) while its end is still being written (UpdateOptions.decided):
+   * the run dir goes one fsync sooner. Its revoke, queued as always once the end is recorded, waits for this removal
+   * and records its outcome as its own attempt's (a failure is retried after its delay, as any). A crash
+   * before the end is written finds the run live on restart: it ends again (its evidence is on disk) and the revoke
+   * finds nothing left, which counts as done. Left to the regular revoke: a launched run (its command is stopped
+   * first: beforeRevoke), a run not this node's, a target not `revoking`, a user with an early removal in flight.
+   */
+  startEarly (run: RunRecord): void {
+    const target = this.#deps.targets.get(EARLY_TARGET)
+    if (target === undefined || run.targets[EARLY_TARGET]?.state !== 'revoking' || run.mode === 'launch') return
+    if (this.#early.has(run.runId) || this.#earlyUsers.has(run.user) || !this.#ownership.owns(run)) return
+    this.#earlyUsers.add(run.user)
+    const attempt = this.#attempt(target, run).finally(() => { this.#earlyUsers.delete(run.user) })
+    this.#early.set(run.runId, attempt)
+  }
+
+  /** A target's revoke, timed, its failure returned rather than thrown (the crash tests' failpoints sit around it). */
+  async #attempt (target: Target, run: RunRecord): Promise<Attempt> {
+    const started = process.hrtime.bigint()
+    let failure: unknown = null
+    try {
+      failpoint('revoke.before-target')
+      await target.revoke(targetRun(run))
+      failpoint('revoke.after-target')
+    } catch (err) {
+      failure = err ?? new Error('revoke failed')
+    }
+    return { failure, seconds: Number(process.hrtime.bigint() - started) / 1e9 }
   }
 
   /** Write what the revoke path kept in memory (ledger records, audit lines): the monitor calls this on each pass. */
@@ -155,6 +197,8 @@ export class Revoker {
     }
     try {
       const done = await this.#revokeOwned(this.#deps.ledger.get(runId) ?? run, force, log)
+      // An early removal its revoke did not wait for (the target was settled meanwhile) is not kept for good.
+      this.#early.delete(runId)
       if (!needsOwner(done)) await this.releaseDone(runId)
       return done
     } catch (err) {
@@ -213,16 +257,11 @@ export class Revoker {
           return r
         })
       }
-      const started = process.hrtime.bigint()
-      let failure: unknown = null
-      try {
-        failpoint('revoke.before-target')
-        await target.revoke(targetRun(run))
-        failpoint('revoke.after-target')
-      } catch (err) {
-        failure = err ?? new Error('revoke failed')
-      }
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      // An early removal of this target (startEarly) is this attempt: its outcome is recorded as this one's would be
+      // (a failure waits for its retry time, as any: a removal stalled to its deadline is not run twice in a row).
+      const early = name === EARLY_TARGET ? this.#early.get(runId) : undefined
+      if (early !== undefined) this.#early.delete(runId)
+      const { failure, seconds } = early !== undefined ? await early : await this.#attempt(target, run)
       observer?.revoked(name, failure === null, seconds)
       if (failure === null) {
         run = await this.#ownerRecord(runId, 'revoked', r => {

@@ -7,7 +7,7 @@
 // path's records meanwhile.
 import { basename, dirname, join } from 'node:path'
 import { nfsError } from '../errors.js'
-import { failpoint } from '../failpoints.js'
+import { failpoint, failpointPause } from '../failpoints.js'
 import type { RunRecord } from '../types.js'
 import { AtomicJsonFile, readFileBytes } from './atomic-file.js'
 import { applyJournal, parseJournal, RunJournal, type JournalChange } from './run-journal.js'
@@ -50,6 +50,15 @@ export interface UpdateOptions {
    * (runs/provision.ts: the run's audit line). A ledger may ignore it: the caller still awaits it itself afterwards.
    */
   syncAlong?: () => Promise<void>
+  /**
+   * Called with the record about to be written, once the change is decided and nothing can overtake it (inside a file
+   * ledger's one-at-a-time section, before the journal's append), so that the caller can start what needs only the
+   * decision beside the write (monitor.ts: a terminal run's local target removed while its end is flushed). Not
+   * called when the change is refused (a conflict, `change` returning null). A shared ledger decides only at its
+   * compare-and-swap, after the write, and never calls it. The write can still fail after it: whatever it starts must
+   * be idempotent and safe to redo (a crash there finds the run live, ends it again and revokes again).
+   */
+  decided?: (rec: RunRecord) => void
 }
 
 /**
@@ -272,6 +281,11 @@ export async function openRunLedger (path: string, opts: { archiveDir?: string |
       const changed = change(structuredClone(cur))
       if (changed === null) return cur
       const rec: RunRecord = { ...changed, runId, version: cur.version + 1 }
+      if (opts?.decided !== undefined) {
+        try { opts.decided(rec) } catch { /* its caller's bug must not fail the write */ }
+        const held = failpointPause('ledger.decided-before-commit')
+        if (held !== null) await held
+      }
       await commit([rec], [], opts?.syncAlong)
       byId.set(runId, rec)
       emit('put', rec, cur)
