@@ -69,10 +69,18 @@ t.test("bob's stopped cleanup delays neither alice's expiry nor a restarted daem
     try { execFileSync('pkill', ['-KILL', '-u', 'bob', '-x', 'find']) } catch {}
   })
   // A tree big enough that the cleanup find runs long enough to be caught, made beforehand and moved in (a rename).
-  execFileSync('runuser', ['-u', 'bob', '--', 'sh', '-c', `cd "${bobWork}" && mkdir heavy && cd heavy && for d in $(seq 1 10); do mkdir d$d; (cd d$d && seq -f f%g 1 1000 | xargs touch); done`])
+  // Two of them: bob's two runs end together, and their removals (the early one beside the end's write included,
+  // Revoker.startEarly) must still go one at a time, as in his revoke lane: never two of his finds at once.
+  for (const heavy of ['heavy1', 'heavy2']) {
+    execFileSync('runuser', ['-u', 'bob', '--', 'sh', '-c', `cd "${bobWork}" && mkdir ${heavy} && cd ${heavy} && for d in $(seq 1 10); do mkdir d$d; (cd d$d && seq -f f%g 1 1000 | xargs touch); done`])
+  }
   const bobRun = await arm(daemon, 'bob', bobWork, '2s')
-  const bobDir = join(dir, 'runs', 'bob', bobRun)
-  execFileSync('runuser', ['-u', 'bob', '--', 'mv', join(bobWork, 'heavy'), join(bobDir, 'sub')])
+  const bobRun2 = await arm(daemon, 'bob', bobWork, '2s')
+  execFileSync('runuser', ['-u', 'bob', '--', 'mv', join(bobWork, 'heavy1'), join(dir, 'runs', 'bob', bobRun, 'sub')])
+  execFileSync('runuser', ['-u', 'bob', '--', 'mv', join(bobWork, 'heavy2'), join(dir, 'runs', 'bob', bobRun2, 'sub')])
+  let mostFinds = 0
+  const counting = setInterval(() => { mostFinds = Math.max(mostFinds, stoppedFinds().length) }, 50)
+  t.teardown(() => { clearInterval(counting) })
   const stopped = await eventually(() => { const s = stoppedFinds(); return s.length > 0 ? s : undefined }, "bob's revoke to start a find he stops")
   for (const f of stopped) {
     t.same([...f.fds.keys()].filter(fd => fd > 2 && !/^\//.test(f.fds.get(fd)!)), [], 'the cleanup child holds no inherited pipe, socket or terminal')
@@ -88,6 +96,9 @@ t.test("bob's stopped cleanup delays neither alice's expiry nor a restarted daem
   t.equal(ended.state, 'expired')
   t.notOk(existsSync(join(dir, 'runs', 'alice', aliceRun)), "alice's store is gone")
   t.equal((await run(daemon, bobRun)).state, 'expired', "bob's run ended too; only its cleanup waits")
+  t.equal((await run(daemon, bobRun2)).state, 'expired', 'and his second')
+  clearInterval(counting)
+  t.equal(mostFinds, 1, 'one cleanup of bob at a time, however many of his runs ended')
 
   // Restart (after a kill) while bob's cleanup is stuck: the new daemon must answer /health (startTestDaemon waits).
   t.comment(`until the restart: ${Date.now() - began} ms`)
