@@ -20,6 +20,8 @@ const OWN = 'own/'
 const NODES = 'nodes/'
 /** how long a node leaves an orphan to its preferred adopter before trying itself */
 export const ADOPT_GRACE_MS = 2000
+/** the most a node waits before it adopts (a random 0 to this many ms): survivors do not all race at once */
+export const ADOPT_JITTER_MS = 500
 const ADOPT_IN_FLIGHT = 8
 
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
@@ -52,7 +54,7 @@ export class EtcdOwnership implements RunOwnership {
     this.#opts = opts
     this.node = opts.membership.node
     this.#replica = replica
-    this.#jitter = opts.jitterMs ?? (() => Math.random() * 500)
+    this.#jitter = opts.jitterMs ?? (() => Math.random() * ADOPT_JITTER_MS)
     this.#hosts = new HostWatch(opts.now)
     this.#names = new HostWatch(opts.now, name => name)
     const update = (): void => {
