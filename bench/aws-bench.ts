@@ -189,7 +189,11 @@ export async function awsFigures (o: AwsOptions): Promise<Figure[]> {
     }
     const deleteTwentyOnce = async (name: string, bucket: TokenBucket | null): Promise<number> => {
       const ids = Array.from({ length: 20 }, (_, j) => `${name}/${j}`)
-      for (const id of ids) await sm.send(new CreateSecretCommand({ Name: id, SecretString: 'x' }))
+      // Made 8 at a time too (not timed): 0.13 s instead of 0.16-0.46 s one after another, six times in --quick.
+      const making = [...ids]
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        for (let id = making.shift(); id !== undefined; id = making.shift()) await sm.send(new CreateSecretCommand({ Name: id, SecretString: 'x' }))
+      }))
       const r = nowMs()
       const queue = [...ids]
       await Promise.all(Array.from({ length: concurrency }, async () => {

@@ -26,7 +26,7 @@ const BIG_LEDGER_RUNS = 10_000
 
 function plan (quick: boolean): Record<string, number | number[]> {
   return quick
-    ? { apiMs: 1000, runSamples: 15, cliSamples: 5, detectSamples: 5, pollSamples: 2, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 10, scaleStarts: 1, scaleIdleMs: 1500, awsRuns: 5, awsRevokes: 3 }
+    ? { apiMs: 1000, runSamples: 15, cliSamples: 5, detectSamples: 5, pollSamples: 2, startRepeats: 1, idleWaitMs: 1500, scaleSizes: [1, 1000], scaleSamples: 10, scaleStarts: 1, scaleIdleMs: 1000, awsRuns: 5, awsRevokes: 3 }
     : { apiMs: 8000, runSamples: 500, cliSamples: 20, detectSamples: 20, pollSamples: 10, startRepeats: 5, idleWaitMs: 5000, scaleSizes: [1, 1000, 10_000], scaleSamples: 100, scaleStarts: 5, scaleIdleMs: 5000, awsRuns: 10, awsRevokes: 10 }
 }
 
