@@ -8,7 +8,9 @@ for (const item of (process.env.NF_SECRETSD_FAILPOINTS ?? '').split(',')) {
   const [name = '', ms] = item.trim().split('=')
   if (name === '') continue
   const pause = ms === undefined ? null : Number(ms)
-  armed.set(name, pause !== null && Number.isFinite(pause) && pause >= 0 ? pause : null)
+  // A hold that is not a number of ms arms nothing: a typo must not turn a hold into a kill.
+  if (pause !== null && !(Number.isFinite(pause) && pause >= 0)) continue
+  armed.set(name, pause)
 }
 
 export type FailpointName = 'run.after-intent' | 'run.after-provision' | 'revoke.before-target' | 'revoke.after-target' | 'ledger.after-archive' | 'ledger.decided-before-commit'

@@ -251,8 +251,10 @@ export class Monitor implements RunChecks {
     if (isTerminal(ended.state)) this.#queueRevoke(run.user)
   }
 
+  // Not while the user's revoke lane is busy: the lane's removal (a cleanup child as the user) and an early one would
+  // then run side by side, and one user's removals go one at a time (a stuck one must only ever delay their own).
   readonly #early = (rec: RunRecord): void => {
-    if (isTerminal(rec.state)) this.#deps.revoker.startEarly(rec)
+    if (isTerminal(rec.state) && !this.#revokeLanes.busy(rec.user)) this.#deps.revoker.startEarly(rec)
   }
 
   /**

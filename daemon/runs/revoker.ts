@@ -77,7 +77,8 @@ export class Revoker {
 
   readonly #ownership: RunOwnership
   // Early removals (startEarly) by run, each consumed by that run's revoke, which records its outcome; and the users
-  // with one in flight: one each, as in their revoke lane, so that a burst of one user's ends starts no more children.
+  // with one in flight: one each, so that a burst of one user's ends starts no more children (the monitor also starts
+  // none while the user's revoke lane is busy: their removals go one at a time, as in the lane).
   readonly #early = new Map<string, Promise<Attempt>>()
   readonly #earlyUsers = new Set<string>()
 

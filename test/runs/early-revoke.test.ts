@@ -13,16 +13,20 @@ import type { RunRecord, TargetName } from '../../daemon/types.js'
 import { caller, runsFixture, type RunsFixture, type Teardown } from '../helpers/runs.js'
 import { ledgerOnDisk } from '../helpers/ledger-file.js'
 
-async function hpcFixture (t: Teardown): Promise<RunsFixture & { diskStateAtRemoval: string[] }> {
+async function hpcFixture (t: Teardown): Promise<RunsFixture & { diskStateAtRemoval: string[], mostAtOnce: () => number }> {
   const memory = createMemoryTarget()
   const diskStateAtRemoval: string[] = []
-  // The memory target in the hpc slot, noting what the ledger on disk says at the moment a removal begins.
+  let inFlight = 0
+  let most = 0
+  // The memory target in the hpc slot, noting what the ledger on disk says at the moment a removal begins, and how
+  // many removals ran at once.
   const hpc: Target = {
     ...memory,
     revoke: async run => {
       const rec = (ledgerOnDisk(f.config.stateDir) as unknown as { runs: RunRecord[] }).runs.find(r => r.runId === run.runId)
       diskStateAtRemoval.push(rec?.state ?? 'none')
-      await memory.revoke(run)
+      most = Math.max(most, ++inFlight)
+      try { await memory.revoke(run) } finally { inFlight-- }
     }
   }
   const f = await runsFixture(t, {
@@ -30,7 +34,7 @@ async function hpcFixture (t: Teardown): Promise<RunsFixture & { diskStateAtRemo
     targets: new Map<TargetName, Target>([['hpc', hpc]]),
     configure: c => ({ ...c, runs: { ...c.runs, defaultTargets: ['hpc'] } })
   })
-  return Object.assign(f, { diskStateAtRemoval })
+  return Object.assign(f, { diskStateAtRemoval, mostAtOnce: () => most })
 }
 
 const revokes = (f: RunsFixture, runId: string): number => f.memory.calls.filter(c => c.op === 'revoke' && c.runId === runId).length
@@ -93,4 +97,37 @@ t.test('one early removal per user at a time; the second run goes by its revoke 
   t.same([revokes(f, a.runId), revokes(f, b.runId), revokes(f, other.runId)], [1, 0, 1], 'root\'s second end started nothing; another user\'s did')
   for (const r of [a, b, other]) t.equal((await f.runs.revoker.revoke(r.runId, false)).targets.hpc?.state, 'revoked')
   t.same([revokes(f, a.runId), revokes(f, b.runId), revokes(f, other.runId)], [1, 1, 1], 'each removed exactly once')
+})
+
+t.test('the monitor starts no early removal while the user\'s revoke lane is busy: one removal of theirs at a time', async t => {
+  const f = await hpcFixture(t)
+  f.runs.setHost({ stop: async () => {}, holds: () => false })
+  // A launched run's removal always goes by the lane (its command is stopped first); the armed run ends in the same
+  // pass, right after it, while the lane is removing the launched run's dir.
+  const launched = await f.runs.create(caller(), { mode: 'launch', launchDir: f.launchDir, command: ['true'] })
+  const armed = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  for (const [run, pid] of [[launched, 4242], [armed, 4243]] as const) {
+    f.probes.alive.add(pid)
+    await f.runs.markStarted(run.runId, { pid })
+    f.probes.alive.delete(pid)
+  }
+  f.memory.options.delayMs = 200
+  // Dead readings on two passes in a row end a run (run-check.ts); tick waits for the revokes the pass queued.
+  for (let i = 0; i < 2; i++) await f.monitor.tick()
+  t.same([f.ledger.get(launched.runId)?.state, f.ledger.get(armed.runId)?.state], ['killed', 'killed'], 'both ended in the pass')
+  t.same([revokes(f, launched.runId), revokes(f, armed.runId)], [1, 1], 'each removed once')
+  t.equal(f.mostAtOnce(), 1, 'never two removals of the user at once')
+  t.same([f.ledger.get(launched.runId)?.targets.hpc?.state, f.ledger.get(armed.runId)?.targets.hpc?.state], ['revoked', 'revoked'])
+})
+
+t.test('the monitor\'s end of an armed run starts its removal before the end is on disk', async t => {
+  const f = await hpcFixture(t)
+  const armed = await f.runs.create(caller(), { mode: 'arm', launchDir: f.launchDir })
+  f.probes.alive.add(4243)
+  await f.runs.markStarted(armed.runId, { pid: 4243 })
+  f.probes.alive.delete(4243)
+  for (let i = 0; i < 2; i++) await f.monitor.tick()
+  t.equal(f.ledger.get(armed.runId)?.targets.hpc?.state, 'revoked')
+  t.same(f.diskStateAtRemoval, ['running'], 'removed while the disk still said running: the early path, not the lane')
+  t.equal(revokes(f, armed.runId), 1)
 })
