@@ -66,6 +66,9 @@ t.test('one poller per shared root: fencing, a path not mounted, takeover', asyn
   await a.die()
   await waitFor('b polls the dead node\'s root', () => b.roots.mine(root), 10_000)
   const claimedBy = Date.now()
+  // b's own claim is in b's mirror at once; the third node learns it from its etcd watch a moment later (CI on
+  // d6314ca read it at once and found it null).
+  await waitFor('the third node sees b\'s claim', () => blind.roots.pollerOf(root) !== null, 5000)
   t.equal(blind.roots.pollerOf(root), 'b', 'b took it over, seen from the third node')
   t.notOk(blind.roots.mine(root), 'the node that cannot see the path did not claim it')
   const since = b.roots.seedsSince(root)
