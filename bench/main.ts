@@ -23,6 +23,8 @@ const SECTIONS = ['api', 'cli', 'runs', 'detect', 'reads', 'aws', 'startup', 'id
 type Section = typeof SECTIONS[number]
 
 const BIG_LEDGER_RUNS = 10_000
+// A launch dir with this many runs in its history, armed beside the plain one (issue 18, December 4).
+const LONG_HISTORY_LINES = 10_000
 
 function plan (quick: boolean): Record<string, number | number[]> {
   return quick
@@ -78,7 +80,7 @@ async function main (): Promise<void> {
           try {
             await settle(big.pid)
             const hotAtStart = (await readLedgerRuns(join(big.stateDir, 'runs.json'))).length
-            return await runsFigures({ daemon, dir, samples: p.runSamples as number, big: { daemon: big, runs: BIG_LEDGER_RUNS, hotAtStart } })
+            return await runsFigures({ daemon, dir, samples: p.runSamples as number, big: { daemon: big, runs: BIG_LEDGER_RUNS, hotAtStart }, longHistory: LONG_HISTORY_LINES })
           } finally {
             await big.stop()
           }

@@ -30,6 +30,39 @@ export function prepareLaunchDir (dir: string): void {
   writeFileSync(join(dir, '.nextflow', 'history'), `${historyLine('old_run', 'OK', randomUUID(), '1m 2s')}\n`)
 }
 
+/**
+ * A launch dir a scientist has used for years: `lines` finished runs in its history (about 150 bytes each, as real
+ * ones with a short command). `next()` plays one more run's lines as Nextflow writes them: the start appended, then
+ * the whole file written again with it ended (HistoryFile.update: truncate and write, the same inode).
+ */
+export class LongHistory {
+  readonly dir: string
+  #text: string
+  #n: number
+
+  constructor (dir: string, lines: number) {
+    this.dir = dir
+    this.#n = lines
+    const out: string[] = []
+    for (let i = 0; i < lines; i++) out.push(historyLine(`old_run_${i}`, 'OK', randomUUID(), `${1 + (i % 50)}m ${i % 60}s`))
+    this.#text = out.join('\n') + '\n'
+    mkdirSync(join(dir, '.nextflow'), { recursive: true })
+    writeFileSync(join(dir, '.nextflow', 'history'), this.#text)
+  }
+
+  get bytes (): number {
+    return Buffer.byteLength(this.#text)
+  }
+
+  next (): void {
+    const runName = `old_run_${this.#n++}`
+    const sessionId = randomUUID()
+    appendFileSync(join(this.dir, '.nextflow', 'history'), historyLine(runName, '-', sessionId) + '\n')
+    this.#text += historyLine(runName, 'OK', sessionId, '2m 3s') + '\n'
+    writeFileSync(join(this.dir, '.nextflow', 'history'), this.#text)
+  }
+}
+
 export class PlayedRun {
   readonly dir: string
   readonly sessionId: string

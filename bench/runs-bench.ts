@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../daemon/store/atomic-file.js'
 import { callJson, type BenchDaemon } from './daemon.js'
-import { prepareLaunchDir } from './nextflow-files.js'
+import { LongHistory, prepareLaunchDir } from './nextflow-files.js'
 import { ratio, type Figure } from './report.js'
 import { userSecretNames } from './seed.js'
 import { nowMs, round, summarize } from './stats.js'
@@ -24,12 +24,19 @@ export interface RunsOptions {
    * them all): armed in turn with the first, so the two p50/p99 compare under the same load
    */
   big?: { daemon: BenchDaemon, runs: number, hotAtStart: number }
+  /**
+   * history lines of a launch dir armed on the rounds the big ledger's daemon sits out (issue 18: the arm's history
+   * mark read the whole file, 17-32 ms at 10,000 lines); 0: none
+   */
+  longHistory?: number
 }
 
 /** One arm, timed; its revoke outside the clock, so runs do not pile up in the monitor's pass. */
-async function arm (daemon: BenchDaemon, launchDir: string, names: string[]): Promise<number> {
-  mkdirSync(launchDir, { recursive: true })
-  prepareLaunchDir(launchDir)
+async function arm (daemon: BenchDaemon, launchDir: string, names: string[], prepared = false): Promise<number> {
+  if (!prepared) {
+    mkdirSync(launchDir, { recursive: true })
+    prepareLaunchDir(launchDir)
+  }
   const t = nowMs()
   const r = await callJson(daemon.socket, 'POST', '/api/v1/runs', { mode: 'arm', launchDir, targets: ['hpc'], only: names })
   const ms = nowMs() - t
@@ -47,6 +54,8 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
   const created: number[] = []
   const floor: number[] = []
   const big: number[] = []
+  const long: number[] = []
+  const history = (o.longHistory ?? 0) > 0 ? new LongHistory(join(o.dir, 'post-runs-long'), o.longHistory!) : null
   for (let i = 0; i < o.samples + 3; i++) {
     // With a big ledger, its daemon arms on every other round (its figure is a p50: half the arms are plenty, and the
     // full run stays under 5 minutes with 500 rounds), going first on every other one of those.
@@ -55,6 +64,9 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
     const b1 = bigFirst ? await arm(o.big!.daemon, join(o.dir, 'post-runs-big', `l${i}`), names) : null
     const ms = await arm(o.daemon, join(o.dir, 'post-runs', `l${i}`), names)
     const b2 = withBig && !bigFirst ? await arm(o.big!.daemon, join(o.dir, 'post-runs-big', `l${i}`), names) : null
+    // The long history's arm on the other rounds, after the plain one (the big ledger's goes first on half of its own).
+    const l = history !== null && i % 2 === 1 ? await arm(o.daemon, history.dir, names, true) : null
+    if (l !== null) history!.next()
     const t = nowMs()
     await writeFileAtomic(join(floorDir, 'store.json'), storeText, 0o600)
     const f = nowMs() - t
@@ -64,6 +76,7 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
     floor.push(f)
     const b = b1 ?? b2
     if (b !== null) big.push(b)
+    if (l !== null) long.push(l)
   }
   // For the record, the floor as the bench used to take it: written back to back after the arms, each write following
   // another of the same file on an otherwise idle disk (its best case; the arms never get that disk).
@@ -83,6 +96,13 @@ export async function runsFigures (o: RunsOptions): Promise<Figure[]> {
     bigFigures.push(
       { figure: `POST /runs arm with ${o.big.runs} ended runs p50 ms`, value: g.p50, baselineLabel: 'the same arm, empty ledger, p50', baseline: c.p50, ratio: ratio(g.p50, c.p50), target: '< 1.15 x empty', met: g.p50 < 1.15 * c.p50, note },
       { figure: `POST /runs arm with ${o.big.runs} ended runs p99 ms`, value: g.p99, baselineLabel: 'the same arm, empty ledger, p99', baseline: c.p99, ratio: ratio(g.p99, c.p99), target: 'reported', met: null })
+  }
+  if (history !== null) {
+    const h = summarize(long)
+    const note = `${h.n} arms, every other round, each after a plain one in a launch dir of 1 line; after each, one more run played into the history as Nextflow writes it (its start appended, the file written again with it ended); ${Math.round(history.bytes / 1024)} KiB at the end`
+    bigFigures.push(
+      { figure: `POST /runs arm, launch dir history of ${o.longHistory!} runs p50 ms`, value: h.p50, baselineLabel: 'the same arm, history of 1 line, p50', baseline: c.p50, ratio: ratio(h.p50, c.p50), target: '< 1.15 x 1 line', met: h.p50 < 1.15 * c.p50, note },
+      { figure: `POST /runs arm, launch dir history of ${o.longHistory!} runs p99 ms`, value: h.p99, baselineLabel: 'the same arm, history of 1 line, p99', baseline: c.p99, ratio: ratio(h.p99, c.p99), target: 'reported', met: null })
   }
   return [
     ...bigFigures,

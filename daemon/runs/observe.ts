@@ -54,10 +54,20 @@ async function readMatch (files: RunFiles): Promise<{ history: HistoryRecord | n
   let byName: HistoryRecord | undefined
   let byUuid: HistoryRecord | undefined
   let atMark: HistoryRecord | undefined
-  const scan = await scanHistory(files.launchDir, files.uid, (r) => {
-    if (files.runName !== null && byName === undefined && r.runName === files.runName) byName = ownRecord(r)
-    if (r.sessionId === files.sessionId) byUuid = ownRecord(r)
-    if (files.historyMark !== null && r.index === files.historyMark) atMark = ownRecord(r)
+  const scan = await scanHistory(files.launchDir, files.uid, () => {
+    byName = byUuid = atMark = undefined
+    return {
+      visit: (r) => {
+        if (files.runName !== null && byName === undefined && r.runName === files.runName) byName = ownRecord(r)
+        if (r.sessionId === files.sessionId) byUuid = ownRecord(r)
+        if (files.historyMark !== null && r.index === files.historyMark) atMark = ownRecord(r)
+      },
+      // The part before a checkpoint matters when it may hold the runName's first line, the session's last line (none
+      // after it), or the mark.
+      enough: (skipped) => (files.runName === null || !skipped.mayHold(files.runName)) &&
+        (byUuid !== undefined || !skipped.mayHold(files.sessionId)) &&
+        (files.historyMark === null || files.historyMark >= skipped.count)
+    }
   })
   if (scan === null) return { history: null, count: 0, trusted: true }
   const candidates = [...new Set([byName, byUuid, atMark])].filter((r): r is HistoryRecord => r !== undefined).sort((a, b) => a.index - b.index)
@@ -131,5 +141,5 @@ export async function observeRun (files: RunFiles): Promise<Observation> {
 
 /** How many history records a launch dir holds now: the mark for a run being armed. */
 export async function historyMarkOf (launchDir: string, uid: number): Promise<number> {
-  return (await scanHistory(launchDir, uid, () => {}))?.count ?? 0
+  return (await scanHistory(launchDir, uid, () => ({ visit: () => {}, enough: () => true })))?.count ?? 0
 }

@@ -53,7 +53,11 @@ export function mayAutoRun (watch: Pick<AutoRunWatch, 'onlyUid'>, uid: number): 
 /** The record's position among all the history's records (the watcher reads only a tail), for the armed runs' marks. */
 async function withFileIndex (launchDir: string, uid: number, record: HistoryRecord): Promise<HistoryRecord | null> {
   let index: number | null = null
-  const scan = await scanHistory(launchDir, uid, r => { if (r.runName === record.runName) index = r.index })
+  const scan = await scanHistory(launchDir, uid, () => {
+    index = null
+    // the last line of that runName: one read from a checkpoint is it, unless none was and the rest may hold one
+    return { visit: r => { if (r.runName === record.runName) index = r.index }, enough: skipped => index !== null || !skipped.mayHold(record.runName) }
+  })
   return scan === null || index === null ? null : { ...record, index }
 }
 
