@@ -9,7 +9,7 @@ import { SHARD_PATHS } from './chokidar-shards.js'
 import { LaunchDir, type DirOpener } from './launch-dir.js'
 import type { ReadWhat } from './read-scheduler.js'
 import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
-import { isPlainFile, walkTree, type TreeDir, type WalkFs, type WalkOptions } from './walk.js'
+import { isPlainFile, walkTree, type KeptDir, type TreeDir, type WalkFs, type WalkOptions } from './walk.js'
 
 /** The part of a watch group that discovery reads and fills. */
 export interface DiscoveryGroup {
@@ -32,8 +32,8 @@ export interface DiscoveryHost<G extends DiscoveryGroup> {
   log: Logger
   /** the group is still watched (not removed, watcher not stopped) */
   live: (g: G) => boolean
-  /** watch `paths` in the group; resolves once their watches are set */
-  watch: (g: G, paths: string[]) => Promise<void>
+  /** watch `paths` in the group; resolves once their watches are set; `given`: fds of some, the caller's to close */
+  watch: (g: G, paths: string[], given?: ReadonlyMap<string, number>) => Promise<void>
   /** `dir` is now one of the group's launch dirs */
   onFound: (g: G, dir: string) => void
   /** how far a walk in the group may go now (the owner's dir budget) and whose dirs it enters */
@@ -67,6 +67,11 @@ export function readAfterOpen (seed: boolean, dirty: boolean, changedSinceSeed: 
 /** Walks of dirs that appeared together, at once (unbudgeted groups), and first reads of launch dirs in flight. */
 const WALK_FANOUT = 32
 const READ_FANOUT = 32
+/**
+ * Launch dirs a batch of walks leaves open for their watches (two fds each, the dir and its `.nextflow`): a batch is
+ * watched before the next is walked, so this bounds what discovery holds at once.
+ */
+const KEEP_PER_BATCH = WALK_FANOUT
 
 export class LaunchDirDiscovery<G extends DiscoveryGroup> {
   readonly #h: DiscoveryHost<G>
@@ -87,35 +92,51 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
    * far it may go, as one addTree after another was; without one, WALK_FANOUT at a time.
    */
   async addTrees (g: G, starts: readonly TreeDir[], seed: boolean): Promise<{ launchDirs: number, dirs: number }> {
-    const fresh: string[] = []
-    const cacheDirs = new Set<string>()
-    const histories = new Set<string>()
     let launchDirs = 0
     let dirs = 0
     const todo = starts.filter(s => !g.dirs.has(s.path))
+    // Dirs found while watched are watched batch by batch, each batch before the next is walked: a leaf launch dir is
+    // then watched through the fds its walk opened (KeptDir: no second open of it or its `.nextflow`, and its owner
+    // read on that fd) without holding more than KEEP_PER_BATCH of them. A seed walk (a root at start) keeps none: its
+    // dirs are read as seeds, through their own opens.
+    let fresh: string[] = []
+    let cacheDirs = new Set<string>()
+    let histories = new Set<string>()
     for (let i = 0; i < todo.length;) {
       if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
       const opts = this.#h.walkOptions(g)
       // the `.nextflow` dirs of this batch's walks count against the budget before addLaunchDirs watches them
       if (opts.limit !== undefined) opts.limit = Math.max(0, opts.limit - [...cacheDirs].filter(d => !g.dirs.has(join(d, CACHE_DIR))).length)
+      if (!seed) opts.keep = { left: KEEP_PER_BATCH }
       const chunk = todo.slice(i, i + (opts.limit === undefined ? WALK_FANOUT : 1))
       i += chunk.length
       const walked = await Promise.all(chunk.map(async s => await walkTree(s.path, s.level, g.maxDepth, g.fs, opts)))
-      if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
-      for (const found of walked) {
-        if (found.truncated) this.#h.onTruncated(g, found.dirs.length)
-        // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
-        for (const d of unknownDirs(found.dirs, g.dirs)) {
-          g.dirs.set(d.path, d.level)
-          fresh.push(d.path)
+      const kept = new Map<string, KeptDir>()
+      for (const found of walked) for (const k of found.kept) kept.set(k.path, k)
+      try {
+        if (!this.#h.live(g)) return { launchDirs: 0, dirs: 0 }
+        for (const found of walked) {
+          if (found.truncated) this.#h.onTruncated(g, found.dirs.length)
+          // Every dir is known before any watch is set, so chokidar's initial addDir of a known dir is not a new tree.
+          for (const d of unknownDirs(found.dirs, g.dirs)) {
+            g.dirs.set(d.path, d.level)
+            fresh.push(d.path)
+          }
+          for (const c of found.cacheDirs) cacheDirs.add(c)
+          for (const l of found.launchDirs) histories.add(l)
+          launchDirs += found.launchDirs.length
+          dirs += found.dirs.length
         }
-        for (const c of found.cacheDirs) cacheDirs.add(c)
-        for (const l of found.launchDirs) histories.add(l)
-        launchDirs += found.launchDirs.length
-        dirs += found.dirs.length
+        // A seed walk's batches go to their watches together, as before (nothing is held between them).
+        if (seed && i < todo.length) continue
+        await this.addLaunchDirs(g, fresh, seed, cacheDirs, histories, kept)
+        fresh = []
+        cacheDirs = new Set()
+        histories = new Set()
+      } finally {
+        await Promise.all([...kept.values()].map(async k => await Promise.all([k.dir.close(), k.cache.close()])))
       }
     }
-    await this.addLaunchDirs(g, fresh, seed, cacheDirs, histories)
     return { launchDirs, dirs }
   }
 
@@ -125,7 +146,7 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
    * to hold a `.nextflow` (from a walk); without it each dir is looked at. `withHistory`: those whose history the walk
    * just saw as a plain file (through the dir's fd): their first read does not look again.
    */
-  async addLaunchDirs (g: G, dirs: string[], seed: boolean, withCache?: Set<string>, withHistory?: Set<string>): Promise<void> {
+  async addLaunchDirs (g: G, dirs: string[], seed: boolean, withCache?: Set<string>, withHistory?: Set<string>, kept?: ReadonlyMap<string, KeptDir>): Promise<void> {
     const reading = new Set<Promise<void>>()
     for (let i = 0; i < dirs.length && this.#h.live(g); i += SHARD_PATHS / 2) {
       const chunk = dirs.slice(i, i + SHARD_PATHS / 2)
@@ -141,12 +162,21 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
         cachePaths.push(cache)
         if (!g.launch.has(dir)) g.opening.set(dir, g.opening.get(dir) ?? false)
       }
-      await this.#h.watch(g, [...chunk, ...cachePaths])
+      // the fds a walk kept of some of these dirs: their watches are set through them (the walk's own inodes)
+      let given: Map<string, number> | undefined
+      for (const dir of chunk) {
+        const k = kept?.get(dir)
+        if (k?.dir.fd === undefined || k.cache.fd === undefined) continue
+        given ??= new Map()
+        given.set(dir, k.dir.fd)
+        given.set(join(dir, CACHE_DIR), k.cache.fd)
+      }
+      await this.#h.watch(g, [...chunk, ...cachePaths], given)
       // The next shard is set up while these first reads go on, READ_FANOUT at most in flight: each opens files, and
       // a walk can bring thousands at once.
       for (const dir of caches) {
         while (reading.size >= READ_FANOUT) await Promise.race(reading)
-        const p: Promise<void> = this.#open(g, dir, seed, withHistory?.has(dir) === true).catch((err: unknown) => { this.#h.log.warn({ dir, err }, 'reading a launch dir failed') }).finally(() => { reading.delete(p) })
+        const p: Promise<void> = this.#open(g, dir, seed, withHistory?.has(dir) === true, kept?.get(dir)?.uid).catch((err: unknown) => { this.#h.log.warn({ dir, err }, 'reading a launch dir failed') }).finally(() => { reading.delete(p) })
         reading.add(p)
       }
     }
@@ -172,12 +202,16 @@ export class LaunchDirDiscovery<G extends DiscoveryGroup> {
 
   /**
    * The first read of a launch dir whose `opening` mark is set (by the caller, before its watch was). `seen`: the walk
-   * saw its history a moment ago (the read itself goes through the dir's fd and takes the file as it is then).
+   * saw its history a moment ago (the read itself goes through the dir's fd and takes the file as it is then). `uid`:
+   * its owner, as the walk read it on the fd its watches were set through (KeptDir).
    */
-  async #open (g: G, dir: string, seed: boolean, seen = false): Promise<void> {
+  async #open (g: G, dir: string, seed: boolean, seen = false, uid?: number): Promise<void> {
     let ld: LaunchDir | null = null
     try {
-      if (this.#h.live(g) && !g.launch.has(dir) && (seen || await isPlainFile(g.fs, join(dir, CACHE_DIR, HISTORY)))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt, g.openDir)
+      if (!this.#h.live(g) || g.launch.has(dir)) ld = null
+      // its owner read by the walk on the fd its watches were set through: a new dir has nothing to read yet
+      else if (uid !== undefined && !seed && seen) ld = LaunchDir.found(dir, uid, g.openDir)
+      else if (seen || await isPlainFile(g.fs, join(dir, CACHE_DIR, HISTORY))) ld = await LaunchDir.open(dir, seed, g.walkStartedAt, g.openDir)
     } finally {
       const dirty = g.opening.get(dir) ?? false
       g.opening.delete(dir)

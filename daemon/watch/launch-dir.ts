@@ -99,6 +99,14 @@ export class LaunchDir {
     }
   }
 
+  /**
+   * A launch dir found while watched, whose owner was read on the fd its watches were set through (the walk's,
+   * walk.ts KeptDir): nothing to read yet, it is read from scratch by its first scan.
+   */
+  static found (dir: string, uid: number, open: DirOpener = openDir): LaunchDir {
+    return new LaunchDir(dir, uid, open)
+  }
+
   #remember (records: readonly HistoryRecord[]): void {
     if (records.length === 0) return
     this.#known ??= new Map()

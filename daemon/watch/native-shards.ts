@@ -10,6 +10,8 @@ import { ignoredPath, type Shard, type ShardHost } from './chokidar-shards.js'
 import { fdPath, openChildDir } from './held-root.js'
 import { CACHE_DIR } from '../nextflow/file-names.js'
 
+const NO_FDS: ReadonlyMap<string, number> = new Map()
+
 /**
  * What a 'rename' event for `name` in watched dir `dir` means to the watcher: a dir to add (it exists, is a directory
  * the filter lets through), one to drop (gone, and was watched), or nothing. Everything else comes through onRaw.
@@ -51,7 +53,7 @@ async function initialDirs (h: ShardHost, path: string): Promise<string[]> {
  * through that fd (`/proc/self/fd/N/.`): a path swapped meanwhile cannot put a watch on a dir elsewhere. The `/.`
  * keeps libuv's name for events on the dir itself at `.` (it reports the basename of the path it watched).
  */
-export function openNativeShard (h: ShardHost, paths: string[]): Shard {
+export function openNativeShard (h: ShardHost, paths: string[], given: ReadonlyMap<string, number> = NO_FDS): Shard {
   // Each watch -> the dir it watches. One listener of each kind for the whole shard, told apart by `this` (the
   // FSWatcher that emits): a closure and its context per watch were about 100 bytes of heap each, 20,000 watches at
   // 10,000 launch dirs (bench/README.md "Issue 18"). A shard holds at most SHARD_PATHS dirs, so a lookup by dir is a scan.
@@ -83,17 +85,18 @@ export function openNativeShard (h: ShardHost, paths: string[]): Shard {
     // the root (one open instead of two and a close; the same rule: one plain name, O_NOFOLLOW|O_DIRECTORY).
     const inShard = new Set(paths)
     const fromParent = (p: string): boolean => basename(p) === CACHE_DIR && inShard.has(dirname(p))
-    const held = await Promise.all(paths.filter(p => !fromParent(p)).map(async p => ({ p, fh: await h.openDir(p) })))
+    const toOpen = paths.filter(p => !given.has(p))
+    const held = await Promise.all(toOpen.filter(p => !fromParent(p)).map(async p => ({ p, fh: await h.openDir(p) })))
     const fhOf = new Map(held.map(({ p, fh }) => [p, fh]))
-    held.push(...await Promise.all(paths.filter(fromParent).map(async p => {
-      const parent = fhOf.get(dirname(p))
-      return { p, fh: parent === null || parent === undefined ? null : await openChildDir(parent.fd, CACHE_DIR) }
+    held.push(...await Promise.all(toOpen.filter(fromParent).map(async p => {
+      const parent = fhOf.get(dirname(p))?.fd ?? given.get(dirname(p))
+      return { p, fh: parent === undefined ? null : await openChildDir(parent, CACHE_DIR) }
     })))
     let failed: NodeJS.ErrnoException | null = null
     try {
-      for (const { p, fh } of held) {
+      for (const [p, fd] of [...[...given].filter(([p]) => inShard.has(p)), ...held.map(({ p, fh }) => [p, fh?.fd] as const)]) {
         try {
-          if (fh !== null && failed === null && !closed && !dropped.has(p)) listen(p, fh.fd)
+          if (fd !== undefined && failed === null && !closed && !dropped.has(p)) listen(p, fd)
         } catch (err) {
           // A dir gone meanwhile is no error. ENOSPC (the inotify budget) stops the shard: the watcher falls back to
           // polling (it closes every shard of the group, this one included).

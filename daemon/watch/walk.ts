@@ -9,6 +9,8 @@ import { CACHE_DIR, HISTORY } from '../nextflow/file-names.js'
 
 /** A dir the walk holds open while it looks at it and walks below it (held-root.ts). */
 export interface WalkDir {
+  /** the fd held (held-root.ts): a watch can be set through it (native-shards.ts) */
+  readonly fd?: number
   /** fstat of the dir held: its owner is checked on what is walked, not on a name looked up before the open */
   stat (): Promise<Stats>
   /** idempotent */
@@ -50,6 +52,20 @@ export interface WalkResult {
   cacheDirs: string[]
   /** the walk stopped at `limit` dirs */
   truncated: boolean
+  /** launch dirs left open for the caller (WalkOptions.keep), who closes them */
+  kept: KeptDir[]
+}
+
+/**
+ * A launch dir with nothing below it to walk, left open as the walk held it (with its `.nextflow`) and its owner read
+ * on that fd: its watches and its owner are then those of the dir the walk looked at (discovery.ts), with no second
+ * open of either by name.
+ */
+export interface KeptDir {
+  path: string
+  dir: WalkDir
+  cache: WalkDir
+  uid: number
 }
 
 /** A directory (not a symlink) of `uid` at `path`, or held (then on its fd)? */
@@ -76,6 +92,8 @@ export interface WalkOptions {
   limit?: number
   /** enter only dirs owned by this uid (a user's watch does not walk anyone else's dirs); any owner when absent */
   owner?: number
+  /** leave up to `left` launch dirs open (KeptDir), counting it down; shared by the walks of one batch */
+  keep?: { left: number }
 }
 
 /**
@@ -85,18 +103,23 @@ export interface WalkOptions {
  */
 const WALK_FANOUT = 16
 
-interface Looked { dir: TreeDir, entries: Dirent[] | null, history: boolean, below: TreeDir[], held: WalkDir | null }
+interface Looked { dir: TreeDir, entries: Dirent[] | null, history: boolean, below: TreeDir[], held: WalkDir | null, kept: KeptDir | null }
 
-/** Is `.nextflow/history` of the held dir `dir` a plain file? `.nextflow` opened from the dir's fd, no symlink. */
-async function hasHistory (fs: WalkFs, dir: string, held: WalkDir | null): Promise<boolean> {
+/**
+ * Is `.nextflow/history` of the held dir `dir` a plain file? `.nextflow` opened from the dir's fd, no symlink. With
+ * `keep`, a `.nextflow` holding one is handed back open (the caller closes it).
+ */
+async function hasHistory (fs: WalkFs, dir: string, held: WalkDir | null, keep = false): Promise<{ history: boolean, cache: WalkDir | null }> {
   const cache = join(dir, CACHE_DIR)
-  if (fs.hold === undefined || held === null) return await isPlainFile(fs, join(cache, HISTORY))
+  if (fs.hold === undefined || held === null) return { history: await isPlainFile(fs, join(cache, HISTORY)), cache: null }
   const c = await fs.hold(cache, held)
-  if (c === null) return false
+  if (c === null) return { history: false, cache: null }
+  let history = false
   try {
-    return await isPlainFile(fs, join(cache, HISTORY), c)
+    history = await isPlainFile(fs, join(cache, HISTORY), c)
+    return { history, cache: history && keep ? c : null }
   } finally {
-    await c.close()
+    if (!history || !keep) await c.close()
   }
 }
 
@@ -120,10 +143,10 @@ async function enter (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, owner: n
  * One dir of the walk, reached from `parent` (held) when the fs holds dirs: owned (with `owner`), its entries, whether
  * its `.nextflow/history` is a plain file, and the dirs below it to walk (the dir stays held only if there are some).
  */
-async function look (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, maxDepth: number, owner: number | undefined): Promise<Looked | null> {
+async function look (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, maxDepth: number, owner: number | undefined, keep: { left: number } | undefined): Promise<Looked | null> {
   const entered = await enter(fs, dir, parent, owner)
   if (entered === null) return null
-  const none: Looked = { dir, entries: null, history: false, below: [], held: null }
+  const none: Looked = { dir, entries: null, history: false, below: [], held: null, kept: null }
   if (entered === 'none') return none
   const held = entered === 'path' ? null : entered
   let entries: Dirent[]
@@ -139,16 +162,30 @@ async function look (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, maxDepth:
     below.push({ path: join(dir.path, e.name), level: dir.level + 1 })
   }
   const cache = entries.some(e => e.name === CACHE_DIR && e.isDirectory())
+  // A leaf launch dir may be kept open for its watches (WalkOptions.keep): counted before the awaits, so the walks of a
+  // batch never keep more than asked between them.
+  const keeping = keep !== undefined && keep.left > 0 && held !== null && cache && below.length === 0
+  if (keeping) keep.left--
   let history = false
+  let kept: KeptDir | null = null
   try {
-    history = cache && await hasHistory(fs, dir.path, held)
+    const h = cache ? await hasHistory(fs, dir.path, held, keeping) : { history: false, cache: null }
+    history = h.history
+    if (h.cache !== null) {
+      try {
+        kept = { path: dir.path, dir: held!, cache: h.cache, uid: (await held!.stat()).uid }
+      } catch {
+        await h.cache.close()
+      }
+    }
   } finally {
-    if (below.length === 0) await held?.close()
+    if (keeping && kept === null) keep.left++
+    if (below.length === 0 && kept === null) await held?.close()
   }
-  return { dir, entries, history, below, held: below.length === 0 ? null : held }
+  return { dir, entries, history, below, held: below.length === 0 ? null : held, kept }
 }
 
-interface Walk { fs: WalkFs, out: WalkResult, limit: number, maxDepth: number, owner: number | undefined }
+interface Walk { fs: WalkFs, out: WalkResult, limit: number, maxDepth: number, owner: number | undefined, keep: { left: number } | undefined }
 
 /**
  * `dirs` (children of the held `parent`, or the start) WALK_FANOUT at a time, taken in order: each is recorded, then
@@ -156,7 +193,7 @@ interface Walk { fs: WalkFs, out: WalkResult, limit: number, maxDepth: number, o
  */
 async function walkDirs (w: Walk, dirs: readonly TreeDir[], parent: WalkDir | null): Promise<boolean> {
   for (let i = 0; i < dirs.length; i += WALK_FANOUT) {
-    const looked = await Promise.all(dirs.slice(i, i + WALK_FANOUT).map(async d => await look(w.fs, d, parent, w.maxDepth, w.owner)))
+    const looked = await Promise.all(dirs.slice(i, i + WALK_FANOUT).map(async d => await look(w.fs, d, parent, w.maxDepth, w.owner, w.keep)))
     try {
       for (const l of looked) {
         if (w.out.dirs.length + w.out.cacheDirs.length >= w.limit) {
@@ -169,11 +206,19 @@ async function walkDirs (w: Walk, dirs: readonly TreeDir[], parent: WalkDir | nu
           w.out.cacheDirs.push(l.dir.path)
           if (l.history) w.out.launchDirs.push(l.dir.path)
         }
+        if (l.kept !== null) {
+          w.out.kept.push(l.kept)
+          l.kept = null
+        }
         if (l.below.length > 0 && await walkDirs(w, l.below, l.held)) return true
         await l.held?.close()
       }
     } finally {
-      for (const l of looked) await l?.held?.close()
+      // what was looked at but not recorded (the limit reached, an error): nothing is left open
+      for (const l of looked) {
+        await l?.held?.close()
+        if (l?.kept != null) await Promise.all([l.kept.dir.close(), l.kept.cache.close()])
+      }
     }
   }
   return false
@@ -187,8 +232,13 @@ async function walkDirs (w: Walk, dirs: readonly TreeDir[], parent: WalkDir | nu
  * path, so a rename in the tree is never served a dir that was there before, nor one whose owner was not checked.
  */
 export async function walkTree (start: string, startLevel: number, maxDepth: number, fs: WalkFs = nodeWalkFs, opts: WalkOptions = {}): Promise<WalkResult> {
-  const out: WalkResult = { dirs: [], launchDirs: [], cacheDirs: [], truncated: false }
+  const out: WalkResult = { dirs: [], launchDirs: [], cacheDirs: [], truncated: false, kept: [] }
   if (skippedName(basename(start)) && startLevel > 0) return out
-  await walkDirs({ fs, out, limit: opts.limit ?? 200_000, maxDepth, owner: opts.owner }, [{ path: start, level: startLevel }], null)
+  try {
+    await walkDirs({ fs, out, limit: opts.limit ?? 200_000, maxDepth, owner: opts.owner, keep: opts.keep }, [{ path: start, level: startLevel }], null)
+  } catch (err) {
+    await Promise.all(out.kept.map(async k => await Promise.all([k.dir.close(), k.cache.close()])))
+    throw err
+  }
   return out
 }

@@ -152,3 +152,59 @@ t.test('a dir checked by the walk and swapped for bob\'s before its watch is set
   }
   t.equal(f.service.watcher.groups().find(g => g.key === `root:${root}`)?.launchDirs, 0, 'bob\'s la is not read as a launch dir of hers')
 })
+
+t.test('a new dir found while watched, swapped for bob\'s between its walk and its watches: the watches are on what the walk checked', async t => {
+  // A dir found while watched is watched through the fds its walk opened (walk.ts KeptDir): a swap after the walk's
+  // check must not put a watch on a dir of bob's, nor let his dir be read as her launch dir.
+  let swapped = false
+  let base = ''
+  const wrapFs = (inner: WalkFs): WalkFs => ({
+    ...inner,
+    lstat: async (path: string, at?: WalkDir) => {
+      const st = await inner.lstat(path, at)
+      if (!swapped && base !== '' && path === join(base, 'root', 'n', 'la', '.nextflow', 'history')) {
+        swapped = true
+        renameSync(join(base, 'root', 'n'), join(base, 'n.old'))
+        renameSync(join(base, 'bn'), join(base, 'root', 'n'))
+      }
+      return st
+    }
+  })
+  const f = await watchFixture(t, { mode: 'system', wrapFs })
+  const { root } = tree(t)
+  base = join(root, '..')
+  const app = await watchApp(t, f, { alice: alice!.uid, bob: bob!.uid })
+  const res = await app.inject({ method: 'POST', url: '/api/v1/watches', headers: as('alice'), payload: { root, depth: 2 } })
+  t.equal(res.statusCode, 201, 'her watch is added')
+  await waitFor('the walk', () => (f.service.summary().walking ?? []).length === 0)
+  const group = (): { launchDirs: number } | undefined => f.service.watcher.groups().find(g => g.key === `root:${root}`)
+  const before = group()?.launchDirs ?? -1
+  // bob's dir, to be swapped in: his `la` with a `.nextflow` and a history with a running line
+  const bn = join(base, 'bn')
+  mkdirSync(join(bn, 'la', '.nextflow'), { recursive: true })
+  writeFileSync(join(bn, 'la', '.nextflow', 'history'), `${new Date().toISOString().slice(0, 19).replace('T', ' ')}\t-\tbobs_run\t-\tabc1234567\t0b0b0b0b-0000-4000-8000-00000000000b\tnextflow run x\n`)
+  for (const p of [bn, join(bn, 'la'), join(bn, 'la', '.nextflow'), join(bn, 'la', '.nextflow', 'history')]) chownSync(p, bob!.uid, bob!.gid)
+  chmodSync(bn, 0o755)
+  // her new dir n with her launch dir la, moved into her root while watched
+  const n = join(base, 'n')
+  mkdirSync(join(n, 'la', '.nextflow'), { recursive: true })
+  writeFileSync(join(n, 'la', '.nextflow', 'history'), '')
+  for (const p of [n, join(n, 'la'), join(n, 'la', '.nextflow'), join(n, 'la', '.nextflow', 'history')]) chownSync(p, alice!.uid, alice!.gid)
+  const bobs: string[] = []
+  const off = f.service.watcher.on(e => { if (e.type === 'run-started' && e.record.runName === 'bobs_run') bobs.push(e.launchDir) })
+  t.teardown(off)
+  renameSync(n, join(root, 'n'))
+  await waitFor('the swap', () => swapped, 10_000)
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await f.service.watcher.idle()
+  for (const d of [join(root, 'n'), join(root, 'n', 'la'), join(root, 'n', 'la', '.nextflow')]) {
+    t.notOk(inotifyOn(process.pid, d), `no inotify watch on bob's ${d.slice(root.length + 1)}`)
+  }
+  t.ok(inotifyOn(process.pid, join(base, 'n.old', 'la')), 'the watch is on her la, where it went')
+  t.ok((group()?.launchDirs ?? 0) <= before + 1, 'at most her own la counted, under the name it had')
+  // her watch's events on her la (renamed away) lead to reads by the name, which is bob's dir now: refused, not read
+  writeFileSync(join(base, 'n.old', 'la', '.nextflow', 'history'), '')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await f.service.watcher.idle()
+  t.same(bobs, [], 'no line of bob\'s read')
+})
