@@ -73,6 +73,27 @@ function recording (inner: WalkFs): { fs: WalkFs, entered: number[] } {
 
 const ofBob = (got: WalkResult): string[] => [...got.dirs.map(d => d.path), ...got.launchDirs].filter(p => p.includes('/lb'))
 
+/**
+ * A WalkFs whose lstat of `<base>/<dir>/.nextflow/history` (the walk's last look at that dir) makes the renames (paths
+ * under base), once, before it answers: a swap between the walk's check and whatever comes after it. Armed with base.
+ */
+function swapOnLook (dir: string, moves: Array<[string, string]>): { wrapFs: (inner: WalkFs) => WalkFs, arm: (base: string) => void, swapped: () => boolean } {
+  let swapped = false
+  let base = ''
+  const wrapFs = (inner: WalkFs): WalkFs => ({
+    ...inner,
+    lstat: async (path: string, at?: WalkDir) => {
+      const st = await inner.lstat(path, at)
+      if (!swapped && base !== '' && path === join(base, dir, '.nextflow', 'history')) {
+        swapped = true
+        for (const [from, to] of moves) renameSync(join(base, from), join(base, to))
+      }
+      return st
+    }
+  })
+  return { wrapFs, arm: (b) => { base = b }, swapped: () => swapped }
+}
+
 t.test('the owner is checked on the dir opened, not on the name lstat\'ed before (a seam: lstat and open disagree)', async t => {
   const { root, mine, theirs } = tree(t)
   const held = await hold(t, root)
@@ -120,23 +141,10 @@ t.test('alice exchanging her dir with a dir of bob\'s in a loop while her root i
 
 t.test('a dir checked by the walk and swapped for bob\'s before its watch is set: no watch on bob\'s dir, nothing read there', async t => {
   // The walk's last look (the history of a/la) is where the swap lands: alice's `a` leaves, bob's dir takes its name.
-  let swapped = false
-  let base = ''
-  const wrapFs = (inner: WalkFs): WalkFs => ({
-    ...inner,
-    lstat: async (path: string, at?: WalkDir) => {
-      const st = await inner.lstat(path, at)
-      if (!swapped && base !== '' && path === join(base, 'root', 'a', 'la', '.nextflow', 'history')) {
-        swapped = true
-        renameSync(join(base, 'root', 'a'), join(base, 'a.old'))
-        renameSync(join(base, 'root', 'b'), join(base, 'root', 'a'))
-      }
-      return st
-    }
-  })
-  const f = await watchFixture(t, { mode: 'system', wrapFs })
+  const swap = swapOnLook(join('root', 'a', 'la'), [[join('root', 'a'), 'a.old'], [join('root', 'b'), join('root', 'a')]])
+  const f = await watchFixture(t, { mode: 'system', wrapFs: swap.wrapFs })
   const { root, theirs } = tree(t)
-  base = join(root, '..')
+  swap.arm(join(root, '..'))
   // bob's dir as it will be named: a dir `la` of bob's in it, with a `.nextflow` (alice's walk never saw them)
   mkdirSync(join(theirs, 'la', '.nextflow'), { recursive: true })
   for (const p of [join(theirs, 'la'), join(theirs, 'la', '.nextflow')]) chownSync(p, bob!.uid, bob!.gid)
@@ -145,7 +153,7 @@ t.test('a dir checked by the walk and swapped for bob\'s before its watch is set
   t.equal(res.statusCode, 201, 'her watch is added')
   await waitFor('the walk', () => (f.service.summary().walking ?? []).length === 0)
   await f.service.watcher.idle()
-  t.ok(swapped, 'the swap happened after the walk looked at a/la')
+  t.ok(swap.swapped(), 'the swap happened after the walk looked at a/la')
   t.ok(inotifyOn(process.pid, root), 'her root is watched')
   for (const d of [join(root, 'a'), join(root, 'a', 'la'), join(root, 'a', 'la', '.nextflow')]) {
     t.notOk(inotifyOn(process.pid, d), `no inotify watch on bob's ${d.slice(root.length + 1)}`)
@@ -156,23 +164,11 @@ t.test('a dir checked by the walk and swapped for bob\'s before its watch is set
 t.test('a new dir found while watched, swapped for bob\'s between its walk and its watches: the watches are on what the walk checked', async t => {
   // A dir found while watched is watched through the fds its walk opened (walk.ts KeptDir): a swap after the walk's
   // check must not put a watch on a dir of bob's, nor let his dir be read as her launch dir.
-  let swapped = false
-  let base = ''
-  const wrapFs = (inner: WalkFs): WalkFs => ({
-    ...inner,
-    lstat: async (path: string, at?: WalkDir) => {
-      const st = await inner.lstat(path, at)
-      if (!swapped && base !== '' && path === join(base, 'root', 'n', 'la', '.nextflow', 'history')) {
-        swapped = true
-        renameSync(join(base, 'root', 'n'), join(base, 'n.old'))
-        renameSync(join(base, 'bn'), join(base, 'root', 'n'))
-      }
-      return st
-    }
-  })
-  const f = await watchFixture(t, { mode: 'system', wrapFs })
+  const swap = swapOnLook(join('root', 'n', 'la'), [[join('root', 'n'), 'n.old'], ['bn', join('root', 'n')]])
+  const f = await watchFixture(t, { mode: 'system', wrapFs: swap.wrapFs })
   const { root } = tree(t)
-  base = join(root, '..')
+  const base = join(root, '..')
+  swap.arm(base)
   const app = await watchApp(t, f, { alice: alice!.uid, bob: bob!.uid })
   const res = await app.inject({ method: 'POST', url: '/api/v1/watches', headers: as('alice'), payload: { root, depth: 2 } })
   t.equal(res.statusCode, 201, 'her watch is added')
@@ -194,7 +190,7 @@ t.test('a new dir found while watched, swapped for bob\'s between its walk and i
   const off = f.service.watcher.on(e => { if (e.type === 'run-started' && e.record.runName === 'bobs_run') bobs.push(e.launchDir) })
   t.teardown(off)
   renameSync(n, join(root, 'n'))
-  await waitFor('the swap', () => swapped, 10_000)
+  await waitFor('the swap', () => swap.swapped(), 10_000)
   await new Promise(resolve => setTimeout(resolve, 300))
   await f.service.watcher.idle()
   for (const d of [join(root, 'n'), join(root, 'n', 'la'), join(root, 'n', 'la', '.nextflow')]) {
