@@ -28,6 +28,7 @@ import { buildTargets } from './targets.js'
 import { RunManager } from './runs/manager.js'
 import { DirWatchService } from './watch/watch-service.js'
 import { realProbes } from './runs/probes.js'
+import { createCheckpoints } from './nextflow/history-checkpoints.js'
 import { PtyHost } from './pty/host.js'
 import type { Monitor } from './runs/monitor.js'
 import { createMetrics } from './metrics.js'
@@ -110,7 +111,9 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // secret.* and run.* events come from the change feeds, whichever node wrote the change.
   events.follow({ store, ledger, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
   const { targets, aws } = buildTargets(config, logger, host, await ensureNodeId(config.stateDir), knownRunUsers(ledger, log))
-  const probes = realProbes()
+  // Where long launch-dir histories are read from (history-checkpoints.ts): one for the monitor and the auto-runs.
+  const histories = createCheckpoints()
+  const probes = realProbes(histories)
   // The watcher and the monitor are made after the metrics (the watcher reports to them); read at scrape time.
   const watched: { service?: DirWatchService, monitor?: Monitor } = {}
   const metrics = createMetrics({
@@ -135,7 +138,7 @@ async function startLocked (config: Config, options: StartOptions, lock: StateDi
   // Runs of a node that left are taken over here too; an adopted run is checked at once, then with the others.
   cluster?.startAdopting(ids => { for (const id of ids) void monitor.checkRun(id) })
   // Watch roots and the launch dirs of live runs: file events end runs at once, the monitor stays the floor.
-  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock, deferWalks: true, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
+  const watches = await DirWatchService.open({ config, runs, workspaces: store, monitor, users, events, logger, clock, histories, deferWalks: true, ...(cluster !== null ? { roots: cluster.watchRoots } : {}) })
   watched.service = watches
 
   const app = await buildServer({

@@ -8,8 +8,10 @@
 // removed before the checkpoint shifts them, so the file is then read whole again), and a Bloom filter of the
 // runNames and sessionIds before it, so that a caller looking for one can tell when the part not read might hold it
 // (and has it read whole). Kept only for a history no one but its user could have written (read-owned.ts
-// `trusted`), in an LRU bounded by bytes.
+// `trusted`), in an LRU bounded by bytes. The Bloom filter is these 50 lines rather than a package: the npm ones bring
+// hash and encoding libraries along for what two FNV hashes and a Uint32Array do here.
 import { Buffer } from 'node:buffer'
+import { LRUCache } from 'lru-cache'
 
 /** How far behind the end a checkpoint sits: the records a scan always reads (a live run's line is among them). */
 export const CHECKPOINT_LAG = 16 * 1024
@@ -19,6 +21,12 @@ export const GUARD_BYTES = 256
 export const GUARD_MIN = 64
 /** All checkpoints together, their filters and guards: a user's long histories cannot grow the daemon. */
 export const CHECKPOINTS_MAX_BYTES = 4 * 1024 * 1024
+/**
+ * Records before a checkpoint, at most: a scan gathers two hashes a name until it reaches the checkpoint's line, and
+ * a history is the user's to fill (64 MiB of its shortest valid lines are a million records). Past this, no checkpoint
+ * is taken and the file is read whole each time, as before checkpoints (65,536 runs: decades of one launch dir).
+ */
+export const CHECKPOINT_RECORDS_MAX = 65_536
 
 const BITS_PER_NAME = 12
 const HASHES = 4
@@ -106,62 +114,13 @@ export interface Checkpoint {
   names: NameFilter
 }
 
-/** Checkpoints by launch dir and user, least recently used first out once over `maxBytes`. */
-export class Checkpoints {
-  readonly #map = new Map<string, Checkpoint>()
-  readonly #maxBytes: number
-  #bytes = 0
+/**
+ * Checkpoints by launch dir and user, least recently used first out once over their bytes (lru-cache: its maxSize
+ * and sizeCalculation are this bound). One per daemon, made where the daemon is wired (daemon.ts) and handed to the
+ * monitor's probes and the auto-runs.
+ */
+export type Checkpoints = LRUCache<string, Checkpoint>
 
-  constructor (maxBytes = CHECKPOINTS_MAX_BYTES) {
-    this.#maxBytes = maxBytes
-  }
-
-  get size (): number {
-    return this.#map.size
-  }
-
-  get bytes (): number {
-    return this.#bytes
-  }
-
-  get (key: string): Checkpoint | undefined {
-    const cp = this.#map.get(key)
-    if (cp !== undefined) {
-      this.#map.delete(key)
-      this.#map.set(key, cp)
-    }
-    return cp
-  }
-
-  set (key: string, cp: Checkpoint): void {
-    this.delete(key)
-    const bytes = weight(cp)
-    if (bytes > this.#maxBytes) return
-    this.#map.set(key, cp)
-    this.#bytes += bytes
-    for (const [k, old] of this.#map) {
-      if (this.#bytes <= this.#maxBytes) break
-      this.#map.delete(k)
-      this.#bytes -= weight(old)
-    }
-  }
-
-  delete (key: string): void {
-    const cp = this.#map.get(key)
-    if (cp === undefined) return
-    this.#map.delete(key)
-    this.#bytes -= weight(cp)
-  }
-
-  clear (): void {
-    this.#map.clear()
-    this.#bytes = 0
-  }
+export function createCheckpoints (maxBytes = CHECKPOINTS_MAX_BYTES): Checkpoints {
+  return new LRUCache<string, Checkpoint>({ maxSize: maxBytes, sizeCalculation: cp => cp.names.bytes + cp.guard.length + 64 })
 }
-
-function weight (cp: Checkpoint): number {
-  return cp.names.bytes + cp.guard.length + 64
-}
-
-/** The daemon's: one for every scan of every launch dir (history-file.ts scanHistory). */
-export const historyCheckpoints = new Checkpoints()

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { parseHistory, parseHistoryLine, type HistoryRecord, type ParsedHistory } from './history.js'
 import { atFd, dirWritableByOthers, openDir, readOwnedAt, writableByOthers } from '../os/read-owned.js'
 import { CACHE_DIR, HISTORY } from './file-names.js'
-import { CHECKPOINT_LAG, GUARD_BYTES, GUARD_MIN, NameFilter, historyCheckpoints, nameHashes, type Checkpoint, type Checkpoints } from './history-checkpoints.js'
+import { CHECKPOINT_LAG, CHECKPOINT_RECORDS_MAX, GUARD_BYTES, GUARD_MIN, NameFilter, nameHashes, type Checkpoint, type Checkpoints } from './history-checkpoints.js'
 
 /** Bytes of a history the watcher reads: its end, where new lines and rewritten statuses are. */
 export const HISTORY_TAIL = 64 * 1024
@@ -134,8 +134,8 @@ interface Pass {
 /**
  * Read records from `from` (a line start, with `pass.count` records before it) to `end`, calling `visit` with each
  * valid one and its position among the file's valid records. Lines are cut at the byte 10 (never inside a UTF-8
- * sequence), so every line start's offset is known: the next checkpoint is taken at one. Memory: one chunk and one
- * line.
+ * sequence), so every line start's offset is known: the next checkpoint is taken at one. Memory: one chunk, one line
+ * and, while a checkpoint is to be taken, two hashes a name before it (CHECKPOINT_RECORDS_MAX at most).
  */
 async function readRecords (fh: fsp.FileHandle, from: number, end: number, visit: (r: HistoryRecord) => void, pass: Pass): Promise<void> {
   const buf = Buffer.allocUnsafe(Math.max(1, Math.min(CHUNK, end - from)))
@@ -146,7 +146,15 @@ async function readRecords (fh: fsp.FileHandle, from: number, end: number, visit
     if (text.length > MAX_LINE) return
     const rec = parseHistoryLine(text)
     if (rec === null) return
-    if (pass.at === null && pass.target >= 0) pass.hashes.push(...nameHashes(rec.runName), ...nameHashes(rec.sessionId))
+    if (pass.at === null && pass.target >= 0) {
+      // Bounded: past CHECKPOINT_RECORDS_MAX this scan takes no checkpoint (and gathers nothing more for one).
+      if (pass.hashes.length >= 4 * CHECKPOINT_RECORDS_MAX) {
+        pass.target = -1
+        pass.hashes = []
+      } else {
+        pass.hashes.push(...nameHashes(rec.runName), ...nameHashes(rec.sessionId))
+      }
+    }
     visit({ index: pass.count++, ...rec })
   }
   for (let pos = from; pos < end;) {
@@ -184,14 +192,14 @@ async function sameBytes (fh: fsp.FileHandle, want: Buffer, at: number): Promise
 /**
  * Stream a launch dir's history (up to HISTORY_SCAN_MAX) through a `.nextflow` held open, calling the visitor with
  * each record and its position among the file's valid records. The visitor copies what it keeps (ownRecord).
- * Memory: one chunk and one line. null when absent or not the user's.
+ * Memory: that of readRecords. null when absent or not the user's.
  *
  * A history only its user could write is read from its checkpoint (history-checkpoints.ts) when one holds: the
  * same file, the guard's bytes unchanged; the visitor's `enough` then says whether the records not read matter to
  * it, and if they might, the file is read whole with a fresh visitor (`start` is called again). A scan that reads
  * past CHECKPOINT_LAG before the end leaves a checkpoint there, when the file did not change under it.
  */
-export async function scanHistory (launchDir: string, uid: number, start: () => HistoryVisitor, checkpoints: Checkpoints = historyCheckpoints): Promise<HistoryScan | null> {
+export async function scanHistory (launchDir: string, uid: number, start: () => HistoryVisitor, checkpoints: Checkpoints): Promise<HistoryScan | null> {
   const dir = await openDir(join(launchDir, CACHE_DIR))
   if (dir === null) return null
   let fh

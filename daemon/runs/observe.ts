@@ -8,6 +8,7 @@ import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
 import type { HistoryRecord } from '../nextflow/history.js'
 import { ownRecord, scanHistory } from '../nextflow/history-file.js'
+import type { Checkpoints } from '../nextflow/history-checkpoints.js'
 import { parseLogMarkers, type LogMarkers } from '../nextflow/log-markers.js'
 import { readOwned } from '../os/read-owned.js'
 import { sessionLockHolder } from './liveness/session-lock.js'
@@ -50,7 +51,7 @@ export function matchHistory (records: HistoryRecord[], files: Pick<RunFiles, 's
  * The run's history line (matchHistory), from a streamed history keeping only the candidates: the first of the
  * runName, the last of the session (a `-resume` keeps its old UUID), the one at the mark. Copies only.
  */
-async function readMatch (files: RunFiles): Promise<{ history: HistoryRecord | null, count: number, trusted: boolean }> {
+async function readMatch (files: RunFiles, checkpoints: Checkpoints): Promise<{ history: HistoryRecord | null, count: number, trusted: boolean }> {
   let byName: HistoryRecord | undefined
   let byUuid: HistoryRecord | undefined
   let atMark: HistoryRecord | undefined
@@ -68,7 +69,7 @@ async function readMatch (files: RunFiles): Promise<{ history: HistoryRecord | n
         (byUuid !== undefined || !skipped.mayHold(files.sessionId)) &&
         (files.historyMark === null || files.historyMark >= skipped.count)
     }
-  })
+  }, checkpoints)
   if (scan === null) return { history: null, count: 0, trusted: true }
   const candidates = [...new Set([byName, byUuid, atMark])].filter((r): r is HistoryRecord => r !== undefined).sort((a, b) => a.index - b.index)
   return { history: matchHistory(candidates, files), count: scan.count, trusted: scan.trusted }
@@ -101,8 +102,9 @@ export async function pidMayBeTheRuns (pid: number, uid: number): Promise<boolea
   }
 }
 
-export async function observeRun (files: RunFiles): Promise<Observation> {
-  const m = await readMatch(files)
+/** What the run's files say now; `checkpoints`: the daemon's, where a long history is read from (history-checkpoints.ts). */
+export async function observeRun (files: RunFiles, checkpoints: Checkpoints): Promise<Observation> {
+  const m = await readMatch(files, checkpoints)
   let history = m.history
   const historyCount = m.count
   if (history !== null && !m.trusted) {
@@ -140,6 +142,6 @@ export async function observeRun (files: RunFiles): Promise<Observation> {
 }
 
 /** How many history records a launch dir holds now: the mark for a run being armed. */
-export async function historyMarkOf (launchDir: string, uid: number): Promise<number> {
-  return (await scanHistory(launchDir, uid, () => ({ visit: () => {}, enough: () => true })))?.count ?? 0
+export async function historyMarkOf (launchDir: string, uid: number, checkpoints: Checkpoints): Promise<number> {
+  return (await scanHistory(launchDir, uid, () => ({ visit: () => {}, enough: () => true }), checkpoints))?.count ?? 0
 }

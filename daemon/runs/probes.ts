@@ -4,6 +4,7 @@ import { sessionLockHolder } from './liveness/session-lock.js'
 import type { SlurmJobState } from './liveness/slurm.js'
 import { SlurmJobs } from './liveness/slurm-jobs.js'
 import { observeRun, historyMarkOf, type Observation, type RunFiles } from './observe.js'
+import { createCheckpoints, type Checkpoints } from '../nextflow/history-checkpoints.js'
 
 export interface Probes {
   processAlive (pid: number, startTime: number | null): Promise<boolean>
@@ -20,7 +21,8 @@ export interface Probes {
   historyMark (launchDir: string, uid: number): Promise<number>
 }
 
-export function realProbes (): Probes {
+/** `histories`: where long histories are read from (history-checkpoints.ts), shared with the auto-runs (daemon.ts). */
+export function realProbes (histories: Checkpoints = createCheckpoints()): Probes {
   const slurm = SlurmJobs.real()
   return {
     processAlive: isProcessAlive,
@@ -29,7 +31,7 @@ export function realProbes (): Probes {
     slurmJob: (jobId) => slurm.state(jobId),
     slurmRefresh: async (jobIds) => await slurm.refresh(jobIds),
     slurmOwner: async (jobId) => await slurm.owner(jobId),
-    observe: observeRun,
-    historyMark: historyMarkOf
+    observe: async (files) => await observeRun(files, histories),
+    historyMark: async (launchDir, uid) => await historyMarkOf(launchDir, uid, histories)
   }
 }

@@ -14,6 +14,7 @@ import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import { isTerminal, type RunRecord, type TargetName } from '../types.js'
 import { isLeftover, type HistoryRecord } from '../nextflow/history.js'
 import { scanHistory } from '../nextflow/history-file.js'
+import { createCheckpoints, type Checkpoints } from '../nextflow/history-checkpoints.js'
 import { autoRunId } from '../runs/ids.js'
 import { intentPending } from '../runs/run-rules.js'
 
@@ -51,13 +52,13 @@ export function mayAutoRun (watch: Pick<AutoRunWatch, 'onlyUid'>, uid: number): 
 }
 
 /** The record's position among all the history's records (the watcher reads only a tail), for the armed runs' marks. */
-async function withFileIndex (launchDir: string, uid: number, record: HistoryRecord): Promise<HistoryRecord | null> {
+async function withFileIndex (launchDir: string, uid: number, record: HistoryRecord, histories: Checkpoints): Promise<HistoryRecord | null> {
   let index: number | null = null
   const scan = await scanHistory(launchDir, uid, () => {
     index = null
     // the last line of that runName: one read from a checkpoint is it, unless none was and the rest may hold one
     return { visit: r => { if (r.runName === record.runName) index = r.index }, enough: skipped => index !== null || !skipped.mayHold(record.runName) }
-  })
+  }, histories)
   return scan === null || index === null ? null : { ...record, index }
 }
 
@@ -82,6 +83,8 @@ export interface AutoRunDeps {
   clock: () => Date
   /** told of every decision once it is made (and acted on) */
   onAutoRun?: (d: AutoRunDecision) => void
+  /** the daemon's history checkpoints (history-checkpoints.ts), shared with the monitor's probes; else its own */
+  histories?: Checkpoints
 }
 
 type Outcome = Pick<AutoRunDecision, 'outcome' | 'runId'>
@@ -94,9 +97,12 @@ export class AutoRuns {
   // `<launchDir>\0<runName>` of starts already handled: two groups may report the same line.
   readonly #handled = new Set<string>()
 
+  readonly #histories: Checkpoints
+
   constructor (deps: AutoRunDeps) {
     this.#deps = deps
     this.#log = deps.logger.child({ room: 'auto-runs' })
+    this.#histories = deps.histories ?? createCheckpoints()
   }
 
   /**
@@ -140,7 +146,7 @@ export class AutoRuns {
     await this.#placed(launchDir)
     // A run armed here and not yet started claims the first line after its mark: the mark counts the whole file.
     const marks = runs.live(launchDir).some(r => r.runName === null && r.historyMark !== null)
-    const record = marks ? await withFileIndex(launchDir, uid, seen) : seen
+    const record = marks ? await withFileIndex(launchDir, uid, seen, this.#histories) : seen
     if (record === null) return IGNORED
     const claimer = claimedBy(runs.live(launchDir), launchDir, record)
     if (claimer !== null) return { outcome: 'claimed', runId: claimer.runId }

@@ -17,6 +17,7 @@ import type { RunChecks, RunLifecycle } from '../runs/service.js'
 import type { SecretsStore } from '../store/secrets-store.js'
 import { localWatchRoots, openWatchRootStore, type WatchRoots } from '../store/watch-roots.js'
 import type { Caller } from '../types.js'
+import type { Checkpoints } from '../nextflow/history-checkpoints.js'
 import { AutoRuns, type AutoRunDecision } from './auto-run.js'
 import type { WatchSummary, WatchView } from '../contract/watches.js'
 import { resolveRoot } from './root-resolve.js'
@@ -54,6 +55,8 @@ export interface WatchServiceDeps {
   deferWalks?: boolean
   /** told what became of each start seen under a root (auto-run.ts); tests wait for it */
   onAutoRun?: (d: AutoRunDecision) => void
+  /** the daemon's history checkpoints, shared with the monitor's probes (auto-run.ts); else the auto-runs' own */
+  histories?: Checkpoints
   /** the API's roots and which roots this node polls (cluster mode: shared, one poller each); default watches.json, all mine */
   roots?: WatchRoots
   /** a single node looks again this often at the roots it stopped or did not walk (their path failed the checks) */

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import type { TestDaemon } from '../helpers/daemon.js'
+import { prng } from '../helpers/prng.js'
 
 export interface Figures {
   runs: number
@@ -21,16 +22,7 @@ export interface Leak { canary: string, source: string }
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
-/** mulberry32: small, seeded, good enough to replay a failing run exactly. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng }
 
 export class Harness {
   readonly figures: Figures = { runs: 0, kills: 0, faultsInjected: 0, requestsFuzzed: 0, canariesScanned: 0, leaksFound: 0 }

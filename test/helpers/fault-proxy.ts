@@ -3,6 +3,7 @@
 // that arrive in each wall-clock second, which is how AWS enforces its per-second quota.
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { prng } from './prng.js'
 
 // `invalid-request` is AWS's answer to creating a name that is scheduled for deletion (moto says
 // ResourceExistsException instead), so the tests can walk the AWS path against moto.
@@ -36,17 +37,6 @@ export interface FaultProxy {
 }
 
 interface Teardown { teardown (fn: () => unknown): void }
-
-/** A small seeded PRNG (mulberry32), so that a failing run can be replayed with the same faults. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const ERRORS: Record<ErrorFault, { status: number, type: string }> = {
   throttle: { status: 400, type: 'ThrottlingException' },

@@ -9,46 +9,19 @@ import { execFileSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { matchHistory } from '../../daemon/runs/observe.js'
+import { matchHistory, observeRun } from '../../daemon/runs/observe.js'
 import { parseHistory, type HistoryRecord } from '../../daemon/nextflow/history.js'
-import { scanHistory, type HistoryVisitor } from '../../daemon/nextflow/history-file.js'
-import { CHECKPOINT_LAG, Checkpoints, NameFilter, nameHashes } from '../../daemon/nextflow/history-checkpoints.js'
+import { scanHistory } from '../../daemon/nextflow/history-file.js'
+import { CHECKPOINT_LAG, CHECKPOINT_RECORDS_MAX, NameFilter, createCheckpoints, nameHashes, type Checkpoints } from '../../daemon/nextflow/history-checkpoints.js'
 import { ensureUsers } from '../helpers/users.js'
-
-/** mulberry32: a failing sequence replays with its seed */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { prng } from '../helpers/prng.js'
 
 interface Query { runName: string | null, sessionId: string, historyMark: number | null }
 
-/** observe.ts's readMatch, over a given Checkpoints */
-async function match (dir: string, uid: number, q: Query, checkpoints: Checkpoints): Promise<{ count: number, history: HistoryRecord | null } | null> {
-  let byName: HistoryRecord | undefined
-  let byUuid: HistoryRecord | undefined
-  let atMark: HistoryRecord | undefined
-  const scan = await scanHistory(dir, uid, (): HistoryVisitor => {
-    byName = byUuid = atMark = undefined
-    return {
-      visit: (r) => {
-        if (q.runName !== null && byName === undefined && r.runName === q.runName) byName = r
-        if (r.sessionId === q.sessionId) byUuid = r
-        if (q.historyMark !== null && r.index === q.historyMark) atMark = r
-      },
-      enough: (s) => (q.runName === null || !s.mayHold(q.runName)) && (byUuid !== undefined || !s.mayHold(q.sessionId)) &&
-        (q.historyMark === null || q.historyMark >= s.count)
-    }
-  }, checkpoints)
-  if (scan === null) return null
-  const candidates = [...new Set([byName, byUuid, atMark])].filter((r): r is HistoryRecord => r !== undefined).sort((a, b) => a.index - b.index)
-  return { count: scan.count, history: matchHistory(candidates, q) }
+/** The monitor's own look at a run (observe.ts), over the given checkpoints: its history line and the count */
+async function match (dir: string, uid: number, q: Query, checkpoints: Checkpoints): Promise<{ count: number, history: HistoryRecord | null }> {
+  const obs = await observeRun({ launchDir: dir, uid, ...q }, checkpoints)
+  return { count: obs.historyCount, history: obs.history }
 }
 
 /** What a read of the whole text finds (the pure parser; no line here is over MAX_LINE) */
@@ -78,7 +51,7 @@ t.test('from a checkpoint a scan finds what a whole read finds, through 400 rand
     const random = prng(seed)
     const dir = launchDir(t)
     const file = join(dir, '.nextflow', 'history')
-    const shared = new Checkpoints()
+    const shared = createCheckpoints()
     const sessions = Array.from({ length: 30 }, () => randomUUID())
     let text = ''
     for (let i = 0; i < 400; i++) text += line(random, sessions[Math.floor(random() * sessions.length)]!, random() < 0.9 ? 'OK' : '-')
@@ -127,8 +100,8 @@ t.test('from a checkpoint a scan finds what a whole read finds, through 400 rand
         const before = shared.size
         const got = await match(dir, uid, q, shared)
         const want = reference(text, q)
-        if (got?.count !== want.count || got.history?.index !== want.history?.index || got.history?.runName !== want.history?.runName || got.history?.status !== want.history?.status) {
-          t.fail(`seed ${seed} step ${step}: ${JSON.stringify({ q, got: got === null ? null : { count: got.count, h: got.history }, want })}`)
+        if (got.count !== want.count || got.history?.index !== want.history?.index || got.history?.runName !== want.history?.runName || got.history?.status !== want.history?.status) {
+          t.fail(`seed ${seed} step ${step}: ${JSON.stringify({ q, got, want })}`)
           return
         }
         if (before > 0) fromCheckpoint++
@@ -148,7 +121,7 @@ t.test('a scan from a checkpoint does not read what is before it (a same-length 
   let text = ''
   while (text.length < 4 * CHECKPOINT_LAG) text += line(random, randomUUID(), 'OK')
   writeFileSync(file, text)
-  const cps = new Checkpoints()
+  const cps = createCheckpoints()
   const mark = async (): Promise<number | undefined> => (await scanHistory(dir, uid, () => ({ visit: () => {}, enough: () => true }), cps))?.count
   const whole = parseHistory(text).records.length
   t.equal(await mark(), whole)
@@ -168,7 +141,7 @@ t.test('a run far before the checkpoint, ended by Nextflow\'s rewrite of the who
   let text = line(random, first)
   while (text.length < 4 * CHECKPOINT_LAG) text += line(random, randomUUID(), 'OK')
   writeFileSync(file, text)
-  const cps = new Checkpoints()
+  const cps = createCheckpoints()
   await match(dir, uid, { runName: null, sessionId: randomUUID(), historyMark: null }, cps)
   t.equal(cps.size, 1)
   // Nextflow's end of the first run: `-` -> `OK`, the file written again.
@@ -180,25 +153,39 @@ t.test('a run far before the checkpoint, ended by Nextflow\'s rewrite of the who
   t.equal(got?.count, parseHistory(ended).records.length)
 })
 
-t.test('the name filter: no false negative, few false positives; the LRU stays within its bytes', async t => {
+t.test('the name filter: no false negative, few false positives; the checkpoints stay within their bytes', async t => {
+  const random = prng(21)
+  const name = (): string => `name_${Math.floor(random() * 2 ** 32).toString(36)}_${Math.floor(random() * 2 ** 32).toString(36)}`
   const f = new NameFilter(10_000)
-  const names = Array.from({ length: 10_000 }, (_, i) => `name_${i}_${randomUUID()}`)
+  const names = Array.from({ length: 10_000 }, name)
   t.ok(f.addHashes(names.flatMap(n => nameHashes(n))))
   t.ok(names.every(n => f.mayHold(n)), 'every name added may be held')
   let fp = 0
-  for (let i = 0; i < 10_000; i++) if (f.mayHold(randomUUID())) fp++
+  for (let i = 0; i < 10_000; i++) if (f.mayHold(`other_${name()}`)) fp++
   t.ok(fp < 200, `${fp} false positives in 10,000 (under 2 %)`)
   t.notOk(f.addHashes(nameHashes('one more')), 'past its capacity it refuses')
   t.equal(f.clone().mayHold(names[0]!), true)
 
-  const cps = new Checkpoints(100_000)
+  const cps = createCheckpoints(100_000)
   for (let i = 0; i < 50; i++) {
     cps.set(`k${i}`, { dev: 1, ino: i, offset: 100, count: 1, guard: Buffer.alloc(64), names: new NameFilter(4096) })
   }
-  t.ok(cps.bytes <= 100_000, `${cps.bytes} bytes`)
+  t.ok(cps.calculatedSize <= 100_000, `${cps.calculatedSize} bytes`)
   t.ok(cps.size < 50 && cps.size > 0)
   t.ok(cps.get('k49') !== undefined, 'the newest is kept')
   t.equal(cps.get('k0'), undefined, 'the oldest went first')
+})
+
+t.test('a history with more records than a checkpoint may hold: read whole, right, and nothing kept (what a scan gathers is bounded)', async t => {
+  const uid = process.getuid!()
+  const dir = launchDir(t)
+  // the shortest lines Nextflow's parser takes, a user's to write: 64 bytes a record
+  const short = (i: number): string => `1-01-01 00:00:00\t-\tr${i.toString(36).padStart(4, '0')}\t-\ta\t${'0'.repeat(8)}-0000-4000-8000-${i.toString(16).padStart(12, '0')}\tx\n`
+  const n = CHECKPOINT_RECORDS_MAX + 1000
+  writeFileSync(join(dir, '.nextflow', 'history'), Array.from({ length: n }, (_, i) => short(i)).join(''))
+  const cps = createCheckpoints()
+  t.equal((await scanHistory(dir, uid, () => ({ visit: () => {}, enough: () => true }), cps))?.count, n, 'every record counted')
+  t.equal(cps.size, 0, 'no checkpoint past CHECKPOINT_RECORDS_MAX records')
 })
 
 t.test('attack: a history others may write gets no checkpoint, so a neighbour\'s edit ahead of one cannot shift a mark', async t => {
@@ -215,15 +202,15 @@ t.test('attack: a history others may write gets no checkpoint, so a neighbour\'s
   chownSync(file, alice!.uid, alice!.gid)
   // A shared project's history left writable by all (umask 000): read, but never trusted.
   chmodSync(file, 0o666)
-  const cps = new Checkpoints()
+  const cps = createCheckpoints()
   const q = { runName: null, sessionId: randomUUID(), historyMark: null }
-  t.equal((await match(dir, alice!.uid, q, cps))?.count, parseHistory(text).records.length)
+  t.equal((await match(dir, alice!.uid, q, cps)).count, parseHistory(text).records.length)
   t.equal(cps.size, 0, 'no checkpoint for a history anyone may write')
   // mallory, as herself, makes the first line invalid without changing a byte near the end.
   execFileSync('runuser', ['-u', mallory!.name, '--', 'sh', '-c', 't=$(sed "1s/\t[0-9a-f]\\{8\\}-/\tzzzzzzzz-/" "$0") && printf "%s\n" "$t" > "$0"', file])
   const now = readFileSync(file, 'utf8')
   t.not(now, text, 'mallory changed the file')
   const got = await match(dir, alice!.uid, q, cps)
-  t.equal(got?.count, parseHistory(now).records.length, 'the count is the file\'s as it is now')
+  t.equal(got.count, parseHistory(now).records.length, 'the count is the file\'s as it is now')
   t.equal(cps.size, 0)
 })

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { historyMarkOf, observeRun } from '../../daemon/runs/observe.js'
-import { historyCheckpoints, CHECKPOINT_LAG } from '../../daemon/nextflow/history-checkpoints.js'
+import { createCheckpoints, CHECKPOINT_LAG } from '../../daemon/nextflow/history-checkpoints.js'
 
 const line = (runName: string, sessionId: string, status = 'OK'): string =>
   `2026-11-0${1 + (runName.length % 9)} 09:10:11\t${status === '-' ? '-' : '3m 1s'}\t${runName}\t${status}\tabc1234567\t${sessionId}\tnextflow run nf-core/rnaseq -profile slurm -resume\n`
@@ -32,31 +32,31 @@ t.test('a fresh run and a -resume in a launch dir of 3,000 runs', async t => {
   writeFileSync(file, text)
   t.ok(text.length > 4 * CHECKPOINT_LAG)
   const uid = process.getuid!()
-  historyCheckpoints.clear()
+  const cps = createCheckpoints()
 
-  t.equal(await historyMarkOf(dir, uid), 3000, 'the mark: every record')
-  t.equal(historyCheckpoints.size, 1, 'a checkpoint was left near the end')
+  t.equal(await historyMarkOf(dir, uid, cps), 3000, 'the mark: every record')
+  t.equal(cps.size, 1, 'a checkpoint was left near the end')
 
   // A fresh run armed at 3000.
   const fresh = { launchDir: dir, uid, sessionId: randomUUID(), historyMark: 3000, runName: null }
-  t.equal((await observeRun(fresh)).history, null, 'nothing yet')
+  t.equal((await observeRun(fresh, cps)).history, null, 'nothing yet')
   appendFileSync(file, line('fresh_run', fresh.sessionId, '-'))
-  let obs = await observeRun(fresh)
+  let obs = await observeRun(fresh, cps)
   t.same([obs.history?.index, obs.history?.runName, obs.history?.status, obs.historyCount], [3000, 'fresh_run', 'running', 3001])
   end(file, 'fresh_run')
-  obs = await observeRun({ ...fresh, runName: 'fresh_run' })
+  obs = await observeRun({ ...fresh, runName: 'fresh_run' }, cps)
   t.same([obs.history?.index, obs.history?.status], [3000, 'OK'], 'its end, after the file was written again')
 
   // A -resume of the first run: its session's only line is the first of the file, far before the checkpoint.
-  const resumed = { launchDir: dir, uid, sessionId: old, historyMark: await historyMarkOf(dir, uid), runName: null }
+  const resumed = { launchDir: dir, uid, sessionId: old, historyMark: await historyMarkOf(dir, uid, cps), runName: null }
   t.equal(resumed.historyMark, 3001)
-  obs = await observeRun(resumed)
+  obs = await observeRun(resumed, cps)
   t.same([obs.history?.index, obs.history?.runName], [0, 'first_run'], 'before its start, the session\'s old line, as a whole read finds it')
   appendFileSync(file, line('resumed_run', old, '-'))
-  obs = await observeRun(resumed)
+  obs = await observeRun(resumed, cps)
   t.same([obs.history?.index, obs.history?.runName, obs.history?.status], [3001, 'resumed_run', 'running'], 'then its own new line')
   end(file, 'resumed_run')
-  obs = await observeRun({ ...resumed, runName: 'resumed_run' })
+  obs = await observeRun({ ...resumed, runName: 'resumed_run' }, cps)
   t.same([obs.history?.index, obs.history?.status, obs.historyCount], [3001, 'OK', 3002])
-  t.equal(historyCheckpoints.size, 1, 'one checkpoint for the dir all along')
+  t.equal(cps.size, 1, 'one checkpoint for the dir all along')
 })
