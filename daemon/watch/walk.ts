@@ -173,7 +173,8 @@ async function look (fs: WalkFs, dir: TreeDir, parent: WalkDir | null, maxDepth:
     history = h.history
     if (h.cache !== null) {
       try {
-        kept = { path: dir.path, dir: held!, cache: h.cache, uid: (await held!.stat()).uid }
+        // with `owner`, enter() checked just that on this fd: no second fstat
+        kept = { path: dir.path, dir: held!, cache: h.cache, uid: owner ?? (await held!.stat()).uid }
       } catch {
         await h.cache.close()
       }

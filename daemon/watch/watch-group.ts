@@ -1,7 +1,7 @@
 // One watch group of the watcher (watcher.ts): a root's tree, or the launch dirs of runs. What it watches (its dirs,
 // launch dirs and shards), how it reaches them (from its root's held fd, held-root.ts, or by path for runs' dirs), and
 // the options it was given (polling, a user's dir budget, the guard of an API root).
-import { basename } from 'node:path'
+import { basename, join } from 'node:path'
 import { CACHE_DIR } from '../nextflow/file-names.js'
 import type { HeldRoot } from './held-root.js'
 import type { DirOpener, LaunchDir } from './launch-dir.js'
@@ -93,6 +93,22 @@ export class Group {
     }
     this.shards.delete(shard)
     void shard.close()
+  }
+
+  /**
+   * Forget `path` and everything watched below it (a dir gone). A dir at the depth, a `.nextflow` or a run's own
+   * launch dir has nothing watched below it but its `.nextflow`: forgotten by name. A look through every watched dir
+   * for each one was quadratic: an `rm -rf` of 1,000 launch dirs in a root of 3,000 held the event loop 3.8 s (a CPU
+   * profile, December 4); only a tree dir above the depth is looked for that way now.
+   */
+  forgetTree (path: string): void {
+    const level = this.dirs.get(path) ?? -1
+    if (level === -1 || level >= this.maxDepth) {
+      this.forget(path)
+      this.forget(join(path, CACHE_DIR))
+      return
+    }
+    for (const d of [...this.dirs.keys()]) if (d === path || d.startsWith(`${path}/`)) this.forget(d)
   }
 
   /**

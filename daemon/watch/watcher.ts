@@ -215,16 +215,7 @@ export class RunDirWatcher {
         // A dir made while watched is read from scratch: `mkdir p && cd p && nextflow run` must not be missed.
         else if ((g.dirs.get(parent) ?? -1) >= 0) await this.#addNewTree(g, path, (g.dirs.get(parent) ?? 0) + 1)
       } else if (event === 'unlinkDir') {
-        // A dir at the depth (or a launch dir of runs, or a `.nextflow`) has nothing watched below it but its
-        // `.nextflow`: forgotten by name. A look through every watched dir for each one was quadratic: an `rm -rf` of
-        // 1,000 launch dirs in a root of 3,000 took 3.8 s of the event loop (a CPU profile, December 4).
-        const level = g.dirs.get(path) ?? -1
-        if (level === -1 || level >= g.maxDepth) {
-          g.forget(path)
-          g.forget(join(path, CACHE_DIR))
-        } else {
-          for (const d of [...g.dirs.keys()]) if (d === path || d.startsWith(`${path}/`)) g.forget(d)
-        }
+        g.forgetTree(path)
       } else if (name === HISTORY && basename(parent) === CACHE_DIR) {
         // polling mode: chokidar's file watchers (natively these come as raw events)
         this.#touch(g, dirname(parent), { history: true, log: false })

@@ -5,8 +5,7 @@
 // everything below it.
 import t from 'tap'
 import { createRequire, syncBuiltinESMExports } from 'node:module'
-import { mkdirSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { RunDirWatcher, type WatcherEvent } from '../../daemon/watch/watcher.js'
@@ -14,14 +13,9 @@ import type { WalkDir, WalkFs } from '../../daemon/watch/walk.js'
 import { startFakeNextflow } from '../helpers/fake-nextflow.js'
 import { waitFor } from '../helpers/watch.js'
 import type { Teardown } from '../helpers/runs.js'
+import { tempDir } from '../helpers/daemon.js'
 
 const logger = pino({ level: 'silent' })
-
-function tempDir (t: Teardown): string {
-  const dir = mkdtempSync(join(tmpdir(), 'nfs-kept-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
 
 function launchDir (dir: string): void {
   mkdirSync(join(dir, '.nextflow'), { recursive: true })
@@ -29,10 +23,17 @@ function launchDir (dir: string): void {
   writeFileSync(join(dir, '.nextflow', 'history'), '2026-01-01 10:00:00\t1s\told_run\tOK\tabc\t0b0b0b0b-0000-4000-8000-000000000000\tnextflow run x\n')
 }
 
-/** Dirs the walk holds (WalkFs.hold) open now, and the most at once. */
-function countHolds (): { wrap: (fs: WalkFs) => WalkFs, live: () => number, max: () => number } {
+/** A fd of this process that a child it spawns would inherit (no O_CLOEXEC in its flags)? */
+function inheritable (fd: number): boolean {
+  const flags = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]
+  return flags === undefined || (parseInt(flags, 8) & 0o2000000) === 0
+}
+
+/** Dirs the walk holds (WalkFs.hold) open now, the most at once, and any a spawned child would inherit. */
+function countHolds (): { wrap: (fs: WalkFs) => WalkFs, live: () => number, max: () => number, inherited: number[] } {
   let live = 0
   let max = 0
+  const inherited: number[] = []
   const wrap = (fs: WalkFs): WalkFs => ({
     readdir: fs.readdir,
     lstat: fs.lstat,
@@ -44,6 +45,8 @@ function countHolds (): { wrap: (fs: WalkFs) => WalkFs, live: () => number, max:
             if (d === null) return null
             live++
             max = Math.max(max, live)
+            // discovery keeps some of these open while it sets watches: a child launched meanwhile must not get them
+            if (d.fd !== undefined && inheritable(d.fd)) inherited.push(d.fd)
             // the same object (held-root.ts tells its own dirs by their class), its close counted
             const close = d.close.bind(d)
             let closed = false
@@ -57,7 +60,7 @@ function countHolds (): { wrap: (fs: WalkFs) => WalkFs, live: () => number, max:
           }
         })
   })
-  return { wrap, live: () => live, max: () => max }
+  return { wrap, live: () => live, max: () => max, inherited }
 }
 
 /** Every path fs.promises.open is asked to open (resolved through /proc/self/fd), in order. */
@@ -102,6 +105,7 @@ t.test('300 launch dirs moved in at once: each and its .nextflow opened once unt
   t.same(over, [], 'each new dir, and its .nextflow, opened exactly once until it was found')
   t.ok(holds.max() <= 128, `at most ${holds.max()} dirs held at once (the walks of a batch and what they keep)`)
   t.equal(holds.live(), 0, 'nothing the walks held is still open')
+  t.same(holds.inherited, [], 'every dir held was close-on-exec')
   t.equal(new Set(events.filter(e => e.type === 'launch-dir-found').map(e => (e as { launchDir: string }).launchDir)).size, 300, 'each found')
   // Watched through the walk's fds: a start in one is seen.
   const nf = await startFakeNextflow({ launchDir: join(root, 'p150') })
